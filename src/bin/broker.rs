@@ -1,0 +1,111 @@
+//! The broker: listens for publishers and subscribers and passes messages between them.
+//!
+//! Three terminals:
+//!
+//! ```text
+//! cargo run --bin broker                  # terminal 1: listens on 127.0.0.1:9000
+//! cargo run --bin subscriber sub1 --topic weather     # terminal 2
+//! cargo run --bin publisher pub1          # terminal 3: then type  weather Rainy day ahead!
+//! ```
+//!
+//! or talk to it by hand: `nc 127.0.0.1 9000`, then `HELP`.
+//! `RUST_LOG=debug` logs every command; `--trace` shows every line in and out.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use pubsub_lab::broker::{
+    DEFAULT_MAX_CLIENTS, DEFAULT_MAX_ID_BYTES, DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_SUBSCRIPTIONS,
+    DEFAULT_MAX_TOPIC_BYTES,
+};
+use pubsub_lab::cli::{format_duration, init_logging, parse_duration};
+use pubsub_lab::error::describe;
+use pubsub_lab::protocol::DEFAULT_PORT;
+use pubsub_lab::{Broker, Config};
+
+/// A publish/subscribe broker speaking the classroom line protocol.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Address to listen on. Use 0.0.0.0 to accept clients from other machines (a lab
+    /// network).
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port to listen on. 0 picks a free port (printed at start).
+    #[arg(long, default_value_t = DEFAULT_PORT)]
+    port: u16,
+    /// Most clients served at once; the next one is told `ERROR broker full`.
+    #[arg(long, default_value_t = DEFAULT_MAX_CLIENTS)]
+    max_clients: usize,
+    /// Longest line accepted, in bytes; longer lines are answered with ERROR and dropped.
+    #[arg(long, default_value_t = DEFAULT_MAX_LINE_BYTES)]
+    max_line_bytes: usize,
+    /// How long a subscriber may accept no data before it is disconnected as a slow
+    /// consumer (like 2s or 500ms).
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    write_timeout: Duration,
+    /// Longest topic accepted, in bytes.
+    #[arg(long, default_value_t = DEFAULT_MAX_TOPIC_BYTES)]
+    max_topic_bytes: usize,
+    /// Longest subscriber or publisher id accepted, in bytes.
+    #[arg(long, default_value_t = DEFAULT_MAX_ID_BYTES)]
+    max_id_bytes: usize,
+    /// Most topics one connection may subscribe to.
+    #[arg(long, default_value_t = DEFAULT_MAX_SUBSCRIPTIONS)]
+    max_subscriptions: usize,
+    /// Show every line in and out, with connection number and client id.
+    #[arg(long)]
+    trace: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging("info", args.trace);
+    let config = Config {
+        max_clients: args.max_clients,
+        max_line_bytes: args.max_line_bytes,
+        write_timeout: args.write_timeout,
+        max_topic_bytes: args.max_topic_bytes,
+        max_id_bytes: args.max_id_bytes,
+        max_subscriptions: args.max_subscriptions,
+    };
+    let broker = match Broker::bind((args.host.as_str(), args.port), config) {
+        Ok(broker) => broker,
+        Err(error) => {
+            eprintln!(
+                "could not listen on {}:{}: {}. Is another broker already running there? \
+                 Stop it, or pick another port with --port",
+                args.host,
+                args.port,
+                describe(&error)
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = match broker.local_addr() {
+        Ok(addr) => addr,
+        Err(error) => {
+            eprintln!("could not read the listening address: {}", describe(&error));
+            return ExitCode::FAILURE;
+        }
+    };
+    let port_flag = if addr.port() == DEFAULT_PORT {
+        String::new()
+    } else {
+        format!(" --port {}", addr.port())
+    };
+    println!(
+        "pubsub-lab broker listening on {addr}; connect with: nc {} {} (or: cargo run --bin subscriber sub1{port_flag})",
+        addr.ip(),
+        addr.port()
+    );
+    log::info!(
+        "limits: {} clients, {} bytes per line, write timeout {}",
+        args.max_clients,
+        args.max_line_bytes,
+        format_duration(args.write_timeout)
+    );
+    broker.run();
+    ExitCode::SUCCESS
+}

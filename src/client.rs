@@ -1,0 +1,388 @@
+//! A blocking client for the broker, used by the `publisher` and `subscriber` binaries, the
+//! benchmark and the tests.
+//!
+//! It speaks the classic protocol only (`SUBSCRIBE`, `UNSUBSCRIBE`, `PUBLISH`) unless you
+//! call an extension method ([`ping`](Client::ping), [`topics`](Client::topics),
+//! [`stats`](Client::stats)), so it also works against the classic classroom broker.
+//!
+//! Deliveries can arrive at any moment, including while the client waits for the answer
+//! to a `PING`. Such deliveries are kept in a queue and handed out by the next
+//! [`recv_timeout`](Client::recv_timeout), so none is lost.
+
+use std::collections::VecDeque;
+use std::io::{self, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use crate::error::Error;
+use crate::framing::{Filled, Frame, LineReader};
+use crate::protocol::{Command, Delivery};
+
+/// How long the extension requests wait for their answer.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Longest line the client accepts from a broker; a `DELIVER` is the broker's line limit
+/// plus the timestamp and names, so this leaves room.
+const MAX_LINE: usize = 256 * 1024;
+
+/// A connection to a broker. See the module docs.
+///
+/// ```
+/// use pubsub_lab::{Broker, Client, Config};
+/// let broker = Broker::bind("127.0.0.1:0", Config::default())?.spawn()?;
+/// let mut publisher = Client::connect(broker.addr())?;
+/// publisher.publish("weather", "sunny", "pub1")?;
+/// assert_eq!(publisher.topics()?, vec![]); // nobody subscribed
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Client {
+    reader: LineReader<TcpStream>,
+    writer: TcpStream,
+    /// Deliveries that arrived while waiting for something else.
+    queued: VecDeque<Delivery>,
+    /// Numbers the `PING`s, so each `PONG` is matched to its own request.
+    next_ping: u64,
+    out: Vec<u8>,
+}
+
+/// One line from the broker, sorted by its first word.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming {
+    /// A `DELIVER` line.
+    Deliver(Delivery),
+    /// An `ERROR <reason>` line; holds the reason.
+    Error(String),
+    /// Any other line (a reply to an extension command), as text.
+    Reply(String),
+}
+
+impl Incoming {
+    /// Sorts one line (without its `\n`).
+    pub fn parse(line: &str) -> Incoming {
+        if let Some(reason) = line.strip_prefix("ERROR ") {
+            return Incoming::Error(reason.to_string());
+        }
+        match Delivery::parse(line) {
+            Some(delivery) => Incoming::Deliver(delivery),
+            None => Incoming::Reply(line.to_string()),
+        }
+    }
+}
+
+impl Client {
+    /// Connects to a broker.
+    ///
+    /// # Errors
+    /// [`Error::Connect`], whose message says what to do (usually: start the broker).
+    pub fn connect(addr: impl ToSocketAddrs) -> Result<Client, Error> {
+        let addrs: Vec<SocketAddr> = addr
+            .to_socket_addrs()
+            .map_err(|source| Error::Connect {
+                addr: "the given address".into(),
+                source,
+            })?
+            .collect();
+        let stream = TcpStream::connect(&addrs[..]).map_err(|source| Error::Connect {
+            addr: addrs
+                .first()
+                .map_or_else(|| "?".to_string(), |a| a.to_string()),
+            source,
+        })?;
+        Client::from_stream(stream)
+    }
+
+    /// Wraps a connected socket.
+    ///
+    /// # Errors
+    /// Fails if the socket cannot be cloned into its read and write halves.
+    pub fn from_stream(stream: TcpStream) -> Result<Client, Error> {
+        // Commands are small and each should leave at once, not wait to be merged with the
+        // next one (Nagle's algorithm); a publisher that wants batches writes them together.
+        stream.set_nodelay(true)?;
+        let writer = stream.try_clone()?;
+        Ok(Client {
+            reader: LineReader::new(stream, MAX_LINE),
+            writer,
+            queued: VecDeque::new(),
+            next_ping: 1,
+            out: Vec::new(),
+        })
+    }
+
+    /// The broker's address.
+    ///
+    /// # Errors
+    /// Only if the operating system cannot report it.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.writer.peer_addr()
+    }
+
+    /// A second handle on the socket, for a thread that sends while another thread reads
+    /// through this client (the `subscriber` binary types commands that way).
+    ///
+    /// # Errors
+    /// Fails if the operating system cannot duplicate the socket.
+    pub fn try_clone_stream(&self) -> io::Result<TcpStream> {
+        self.writer.try_clone()
+    }
+
+    /// Sends `SUBSCRIBE <topic> <subscriber_id>`. The classic protocol has no answer to
+    /// it: call [`ping`](Self::ping) afterwards to know the broker has handled it.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a topic or id with spaces; [`Error::Io`] if the
+    /// connection failed.
+    pub fn subscribe(&mut self, topic: &str, subscriber_id: &str) -> Result<(), Error> {
+        check_token("topic", topic)?;
+        check_token("subscriber id", subscriber_id)?;
+        self.send(Command::Subscribe {
+            topic,
+            subscriber_id,
+        })
+    }
+
+    /// Sends `UNSUBSCRIBE <topic> <subscriber_id>`.
+    ///
+    /// # Errors
+    /// As [`subscribe`](Self::subscribe).
+    pub fn unsubscribe(&mut self, topic: &str, subscriber_id: &str) -> Result<(), Error> {
+        check_token("topic", topic)?;
+        check_token("subscriber id", subscriber_id)?;
+        self.send(Command::Unsubscribe {
+            topic,
+            subscriber_id,
+        })
+    }
+
+    /// Sends `PUBLISH <topic> <message> <publisher_id>`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a topic or id with spaces, or a message that is
+    /// empty or has a line break; [`Error::Io`] if the connection failed.
+    pub fn publish(&mut self, topic: &str, message: &str, publisher_id: &str) -> Result<(), Error> {
+        check_token("topic", topic)?;
+        check_token("publisher id", publisher_id)?;
+        let blank = message.trim_matches(|c| c == ' ' || c == '\t').is_empty();
+        if blank || message.contains(['\n', '\r']) {
+            return Err(Error::InvalidArgument(
+                "a message must be non-empty and on one line".to_string(),
+            ));
+        }
+        self.send(Command::Publish {
+            topic,
+            message,
+            publisher_id,
+        })
+    }
+
+    /// Sends one command line as it is.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the connection failed.
+    pub fn send(&mut self, command: Command<'_>) -> Result<(), Error> {
+        self.out.clear();
+        command.write_line(&mut self.out);
+        self.write_out()
+    }
+
+    /// Sends raw bytes: for tests and tools that must send what no well-behaved client
+    /// would.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the connection failed.
+    pub fn send_raw(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        self.writer.write_all(bytes).map_err(closed_or_io)
+    }
+
+    fn write_out(&mut self) -> Result<(), Error> {
+        self.writer.write_all(&self.out).map_err(closed_or_io)
+    }
+
+    /// Waits up to `timeout` for the next delivery. `Ok(None)` means none came in time.
+    /// Replies other than `ERROR` (acknowledgements in verbose mode) are skipped.
+    ///
+    /// # Errors
+    /// [`Error::Refused`] when the broker answered `ERROR`, [`Error::Closed`] when it
+    /// closed the connection.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Delivery>, Error> {
+        if let Some(delivery) = self.queued.pop_front() {
+            return Ok(Some(delivery));
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.read_line_until(deadline)? {
+                None => return Ok(None),
+                Some(Incoming::Deliver(delivery)) => return Ok(Some(delivery)),
+                Some(Incoming::Error(reason)) => return Err(Error::Refused(reason)),
+                Some(Incoming::Reply(_)) => continue,
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for the next line of any kind. `Ok(None)` means none came.
+    /// Deliveries queued while waiting for a reply come first.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] when the broker closed the connection.
+    pub fn next_line(&mut self, timeout: Duration) -> Result<Option<Incoming>, Error> {
+        if let Some(delivery) = self.queued.pop_front() {
+            return Ok(Some(Incoming::Deliver(delivery)));
+        }
+        self.read_line_until(Instant::now() + timeout)
+    }
+
+    /// Sends `PING <n>` and waits for `PONG <n>`, returning the round-trip time. Because
+    /// the broker handles each connection's lines in order, a `PONG` also proves that every
+    /// command sent before it has been handled. (Extension: not in the classic protocol.)
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] if no `PONG` came within [`REPLY_TIMEOUT`].
+    pub fn ping(&mut self) -> Result<Duration, Error> {
+        let token = self.next_ping.to_string();
+        self.next_ping += 1;
+        let started = Instant::now();
+        self.send(Command::Ping {
+            token: Some(&token),
+        })?;
+        let expected = format!("PONG {token}");
+        self.await_reply(|line| line == expected)?;
+        Ok(started.elapsed())
+    }
+
+    /// Says this client has nothing more to send (a TCP half-close), then waits until the
+    /// broker has handled every line and closed its side too. Returns the reasons of the
+    /// `ERROR` lines it sent meanwhile; deliveries that still arrive are dropped.
+    ///
+    /// Without this, a program that publishes and exits at once could close its socket
+    /// before the broker read the last lines; with it, `printf 'weather hi\n' | publisher
+    /// pub1` returns only once the message is delivered.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] if the broker did not close within `timeout`.
+    pub fn finish(mut self, timeout: Duration) -> Result<Vec<String>, Error> {
+        self.writer.shutdown(std::net::Shutdown::Write)?;
+        let deadline = Instant::now() + timeout;
+        let mut errors = Vec::new();
+        loop {
+            match self.read_line_until(deadline) {
+                Ok(Some(Incoming::Error(reason))) => errors.push(reason),
+                Ok(Some(_)) => {}
+                Ok(None) => return Err(Error::Timeout),
+                Err(Error::Closed) => return Ok(errors),
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// Sends `TOPICS` and returns each topic with its number of subscribers. (Extension.)
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] or [`Error::Unexpected`] if the broker does not answer as ours does.
+    pub fn topics(&mut self) -> Result<Vec<(String, usize)>, Error> {
+        self.send(Command::Topics)?;
+        let lines = self.multi_line_reply("TOPICS")?;
+        lines.iter().map(|line| parse_pair(line)).collect()
+    }
+
+    /// Sends `STATS` and returns each counter by name. (Extension.)
+    ///
+    /// # Errors
+    /// As [`topics`](Self::topics).
+    pub fn stats(&mut self) -> Result<Vec<(String, u64)>, Error> {
+        self.send(Command::Stats)?;
+        let lines = self.multi_line_reply("STATS")?;
+        lines.iter().map(|line| parse_pair(line)).collect()
+    }
+
+    /// Reads the lines of a multi-line reply up to `END <word>`, without their prefix.
+    fn multi_line_reply(&mut self, word: &str) -> Result<Vec<String>, Error> {
+        let prefix = format!("{word} ");
+        let end = format!("END {word}");
+        let mut lines = Vec::new();
+        loop {
+            let line = self.await_reply(|line| line == end || line.starts_with(&prefix))?;
+            match line.strip_prefix(&prefix) {
+                Some(rest) => lines.push(rest.to_string()),
+                None => return Ok(lines),
+            }
+        }
+    }
+
+    /// Reads until a reply line that `wanted` accepts, queueing deliveries that arrive on
+    /// the way.
+    fn await_reply(&mut self, wanted: impl Fn(&str) -> bool) -> Result<String, Error> {
+        let deadline = Instant::now() + REPLY_TIMEOUT;
+        loop {
+            match self.read_line_until(deadline)? {
+                None => return Err(Error::Timeout),
+                Some(Incoming::Deliver(delivery)) => self.queued.push_back(delivery),
+                Some(Incoming::Error(reason)) => return Err(Error::Refused(reason)),
+                Some(Incoming::Reply(line)) if wanted(&line) => return Ok(line),
+                Some(Incoming::Reply(line)) => return Err(Error::Unexpected(line)),
+            }
+        }
+    }
+
+    /// Reads one line from the socket, waiting no later than `deadline`.
+    fn read_line_until(&mut self, deadline: Instant) -> Result<Option<Incoming>, Error> {
+        loop {
+            if let Some(frame) = self.reader.next_line() {
+                let Frame::Line(line) = frame else {
+                    return Err(Error::Unexpected("a line too long to read".to_string()));
+                };
+                return Ok(Some(Incoming::parse(&String::from_utf8_lossy(line))));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            self.reader
+                .get_ref()
+                .set_read_timeout(Some(deadline - now))?;
+            match self.reader.fill() {
+                Ok(Filled::Bytes(_)) => {}
+                Ok(Filled::Eof) => {
+                    return match self.reader.take_unterminated() {
+                        Some(line) => Ok(Some(Incoming::parse(&String::from_utf8_lossy(line)))),
+                        None => Err(Error::Closed),
+                    };
+                }
+                Err(error) if is_timeout(&error) => return Ok(None),
+                Err(error) => return Err(closed_or_io(error)),
+            }
+        }
+    }
+}
+
+fn check_token(what: &str, value: &str) -> Result<(), Error> {
+    if value.is_empty() || value.contains(char::is_whitespace) {
+        return Err(Error::InvalidArgument(format!(
+            "a {what} must be one word with no spaces, got '{value}'"
+        )));
+    }
+    Ok(())
+}
+
+fn parse_pair<T: std::str::FromStr>(line: &str) -> Result<(String, T), Error> {
+    line.rsplit_once(' ')
+        .and_then(|(name, value)| Some((name.to_string(), value.parse().ok()?)))
+        .ok_or_else(|| Error::Unexpected(line.to_string()))
+}
+
+fn is_timeout(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// A reset or broken pipe means the broker went away: say so plainly.
+fn closed_or_io(error: io::Error) -> Error {
+    match error.kind() {
+        io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::BrokenPipe => Error::Closed,
+        _ => Error::Io(error),
+    }
+}

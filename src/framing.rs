@@ -1,0 +1,302 @@
+//! Cutting a TCP byte stream into lines: the *bytes* layer, below [`crate::protocol`].
+//!
+//! TCP delivers a stream of bytes, not messages. One `read` may return half a command, or
+//! three commands and the start of a fourth. A broker that treats each `read` as one
+//! message (as the classic classroom broker did with a fixed 1024-byte `recv`) loses or
+//! mangles lines whenever the network cuts them differently. [`LineReader`] keeps the
+//! bytes it has read but not yet used, and hands out a line only once its `\n` has
+//! arrived. It knows nothing of commands.
+//!
+//! It is split into two calls on purpose:
+//!
+//! * [`LineReader::next_line`] returns the next *complete* line from the bytes already
+//!   buffered, and never touches the socket.
+//! * [`LineReader::fill`] blocks on the socket for more bytes.
+//!
+//! That split lets the session do something useful at the one moment it is about to block:
+//! flush the deliveries it has queued (see [`crate::session`]). A burst of 500 publishes
+//! that arrived in one `read` then costs one write per subscriber instead of 500.
+//!
+//! A line longer than the limit is not buffered whole: its bytes are dropped as they
+//! arrive, up to the next `\n`, so a client cannot make the broker hold a gigabyte by
+//! never sending a newline.
+
+use std::io::{self, Read};
+
+/// The first read buffer of a connection. Most connections only ever send a few short
+/// commands, so they start small; a busy publisher grows it (see [`MAX_READ_CHUNK`]).
+const INITIAL_BUFFER: usize = 512;
+
+/// The most a busy connection reads in one call. Bigger reads mean fewer system calls and
+/// bigger batches of publishes per flush; 64 KiB is what Linux hands out per read on
+/// loopback anyway, so more would buy nothing.
+const MAX_READ_CHUNK: usize = 64 * 1024;
+
+/// What [`LineReader::next_line`] found in the buffered bytes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Frame<'a> {
+    /// A complete line, without its `\n` and without a `\r` before it.
+    Line(&'a [u8]),
+    /// A line went over the limit; its bytes are being dropped up to the next `\n`.
+    /// Reported once per overlong line.
+    TooLong,
+}
+
+/// What one [`LineReader::fill`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Filled {
+    /// More bytes arrived.
+    Bytes(usize),
+    /// The peer closed its side of the connection; no more bytes will come.
+    Eof,
+}
+
+/// Reads lines from any byte source (a `TcpStream` in the broker and clients, a byte slice
+/// in tests), capping the length of one line.
+///
+/// ```
+/// use pubsub_lab::framing::{Frame, LineReader};
+/// // Two commands in one write, the second one split: only complete lines come out.
+/// let mut reader = LineReader::new(&b"PING 1\r\nPING 2\nPI"[..], 1024);
+/// reader.fill().unwrap();
+/// assert_eq!(reader.next_line(), Some(Frame::Line(b"PING 1")));
+/// assert_eq!(reader.next_line(), Some(Frame::Line(b"PING 2")));
+/// assert_eq!(reader.next_line(), None);
+/// ```
+#[derive(Debug)]
+pub struct LineReader<R> {
+    source: R,
+    /// Bytes read from `source`; `buffer[start..end]` are not yet handed out.
+    buffer: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// How far past `start` we already looked for a `\n`, so bytes are scanned once.
+    scanned: usize,
+    max_line: usize,
+    /// True while dropping the rest of an overlong line.
+    discarding: bool,
+}
+
+impl<R: Read> LineReader<R> {
+    /// Wraps `source`; lines longer than `max_line` bytes are reported as
+    /// [`Frame::TooLong`] and dropped.
+    pub fn new(source: R, max_line: usize) -> LineReader<R> {
+        LineReader {
+            source,
+            buffer: vec![0; INITIAL_BUFFER],
+            start: 0,
+            end: 0,
+            scanned: 0,
+            max_line,
+            discarding: false,
+        }
+    }
+
+    /// The byte source, for setting timeouts or shutting a socket down.
+    pub fn get_ref(&self) -> &R {
+        &self.source
+    }
+
+    /// Returns the next complete line from the bytes already read, or `None` when there is
+    /// no complete line buffered (call [`fill`](Self::fill) then). Never blocks.
+    pub fn next_line(&mut self) -> Option<Frame<'_>> {
+        // lab:begin 03 line framing
+        loop {
+            let unscanned = &self.buffer[self.scanned..self.end];
+            let Some(offset) = unscanned.iter().position(|&byte| byte == b'\n') else {
+                self.scanned = self.end;
+                return self.check_unfinished_line();
+            };
+            let newline = self.scanned + offset;
+            let line_start = self.start;
+            self.start = newline + 1;
+            self.scanned = self.start;
+            if self.discarding {
+                // The tail of an overlong line: drop it and look for the next line.
+                self.discarding = false;
+                continue;
+            }
+            let line = strip_carriage_return(&self.buffer[line_start..newline]);
+            if line.len() > self.max_line {
+                return Some(Frame::TooLong);
+            }
+            return Some(Frame::Line(line));
+        }
+        // lab:end 03
+    }
+
+    /// No `\n` in the buffer: if the unfinished line is already too long, drop it now
+    /// rather than buffer it, and report it once.
+    fn check_unfinished_line(&mut self) -> Option<Frame<'static>> {
+        let pending = self.end - self.start;
+        // +1 leaves room for the `\r` of a line that is exactly at the limit.
+        if pending > self.max_line + 1 || (self.discarding && pending > 0) {
+            self.start = self.end;
+            self.scanned = self.end;
+            if !self.discarding {
+                self.discarding = true;
+                return Some(Frame::TooLong);
+            }
+        }
+        None
+    }
+
+    /// Blocks until the source gives more bytes (or reports end of file or an error,
+    /// including a read timeout as `WouldBlock`/`TimedOut`).
+    pub fn fill(&mut self) -> io::Result<Filled> {
+        self.make_room();
+        loop {
+            match self.source.read(&mut self.buffer[self.end..]) {
+                Ok(0) => return Ok(Filled::Eof),
+                Ok(n) => {
+                    self.end += n;
+                    return Ok(Filled::Bytes(n));
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// After end of file: the last line if the peer closed without sending its `\n`.
+    /// The protocol processes such a line like any other.
+    pub fn take_unterminated(&mut self) -> Option<&[u8]> {
+        if self.discarding || self.start == self.end {
+            return None;
+        }
+        let line = strip_carriage_return(&self.buffer[self.start..self.end]);
+        self.start = self.end;
+        self.scanned = self.end;
+        (line.len() <= self.max_line).then_some(line)
+    }
+
+    /// Moves unread bytes to the front and grows the buffer when a read filled it, so the
+    /// next read has space. Growth is capped by the line limit and [`MAX_READ_CHUNK`].
+    fn make_room(&mut self) {
+        if self.start > 0 {
+            self.buffer.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.scanned -= self.start;
+            self.start = 0;
+        }
+        let full = self.end == self.buffer.len();
+        let cap = MAX_READ_CHUNK.max(self.max_line + 2);
+        if full && self.buffer.len() < cap {
+            let bigger = (self.buffer.len() * 2).min(cap);
+            self.buffer.resize(bigger, 0);
+        }
+        if self.end == self.buffer.len() {
+            // Only reachable while discarding an overlong line: its bytes are not needed.
+            self.start = 0;
+            self.end = 0;
+            self.scanned = 0;
+        }
+    }
+}
+
+fn strip_carriage_return(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A source that hands out its bytes in the given pieces, one per `read`, the way a
+    /// network cuts a stream.
+    struct Pieces(Vec<Vec<u8>>);
+
+    impl Read for Pieces {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            if self.0.is_empty() {
+                return Ok(0);
+            }
+            let piece = &mut self.0[0];
+            let n = piece.len().min(out.len());
+            out[..n].copy_from_slice(&piece[..n]);
+            piece.drain(..n);
+            if piece.is_empty() {
+                self.0.remove(0);
+            }
+            Ok(n)
+        }
+    }
+
+    /// Reads everything, returning each frame as text ("!" for TooLong).
+    fn frames(pieces: &[&[u8]], max_line: usize) -> Vec<String> {
+        let source = Pieces(pieces.iter().map(|p| p.to_vec()).collect());
+        let mut reader = LineReader::new(source, max_line);
+        let mut out = Vec::new();
+        loop {
+            while let Some(frame) = reader.next_line() {
+                out.push(match frame {
+                    Frame::Line(line) => String::from_utf8_lossy(line).into_owned(),
+                    Frame::TooLong => "!".to_string(),
+                });
+            }
+            if reader.fill().unwrap() == Filled::Eof {
+                if let Some(last) = reader.take_unterminated() {
+                    out.push(String::from_utf8_lossy(last).into_owned());
+                }
+                return out;
+            }
+        }
+    }
+
+    #[test]
+    fn a_line_split_across_reads_comes_out_whole() {
+        assert_eq!(
+            frames(&[b"SUBS", b"CRIBE a", b" b\n"], 100),
+            ["SUBSCRIBE a b"]
+        );
+    }
+
+    #[test]
+    fn several_lines_in_one_read_come_out_separately() {
+        assert_eq!(frames(&[b"a\nb\r\nc\n"], 100), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn one_byte_at_a_time_works() {
+        let text = b"PUBLISH t hi p\nPING\n";
+        let pieces: Vec<&[u8]> = text.chunks(1).collect();
+        assert_eq!(frames(&pieces, 100), ["PUBLISH t hi p", "PING"]);
+    }
+
+    #[test]
+    fn the_last_line_without_newline_is_kept() {
+        assert_eq!(frames(&[b"a\nlast"], 100), ["a", "last"]);
+    }
+
+    #[test]
+    fn an_overlong_line_is_reported_once_and_the_next_line_survives() {
+        let long = vec![b'x'; 5000];
+        let mut pieces: Vec<&[u8]> = long.chunks(700).collect();
+        pieces.push(b"\nok\n");
+        assert_eq!(frames(&pieces, 100), ["!", "ok"]);
+    }
+
+    #[test]
+    fn a_line_exactly_at_the_limit_is_accepted_even_with_crlf() {
+        let mut line = vec![b'y'; 10];
+        line.extend_from_slice(b"\r\n");
+        assert_eq!(frames(&[&line], 10), ["y".repeat(10)]);
+        assert_eq!(frames(&[b"yyyyyyyyyyy\n"], 10), ["!"]);
+    }
+
+    #[test]
+    fn an_overlong_line_is_not_buffered_whole() {
+        let long = vec![b'x'; 1 << 20];
+        let pieces: Vec<&[u8]> = long.chunks(4096).collect();
+        let source = Pieces(pieces.iter().map(|p| p.to_vec()).collect());
+        let mut reader = LineReader::new(source, 1000);
+        while reader.fill().unwrap() != Filled::Eof {
+            while reader.next_line().is_some() {}
+        }
+        assert!(
+            reader.buffer.len() <= MAX_READ_CHUNK,
+            "{}",
+            reader.buffer.len()
+        );
+    }
+}

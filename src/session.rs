@@ -1,0 +1,356 @@
+//! One client connection, from its first byte to its cleanup: the *behaviour* layer.
+//!
+//! The broker gives every connection a thread that runs [`serve`]. The thread owns the
+//! read half of the socket and loops:
+//!
+//! ```text
+//!   ┌──────────────────────────────────────────────────────────────────┐
+//!   │ next complete line already read?                                 │
+//!   │   yes ─▶ parse it (protocol.rs) ─▶ execute it ─▶ loop            │
+//!   │   no  ─▶ flush the lines this thread queued for others (outbox)  │
+//!   │          ─▶ block in read() for more bytes (framing.rs) ─▶ loop  │
+//!   └──────────────────────────────────────────────────────────────────┘
+//! ```
+//!
+//! Executing a `PUBLISH` means: ask the registry for the topic's subscribers (a snapshot;
+//! the registry lock is held only for that), format the `DELIVER` line once, and push it
+//! into each subscriber's [`Outbox`]. The actual writes happen at the flush, outside any
+//! lock shared with other topics.
+//!
+//! Everything a connection owns in the broker (its subscriptions, its slot in the
+//! connection table, its count in `STATS`) is given back in one place: the `Drop` of
+//! [`Session`]. Rust runs it however the thread ends: end of file, a reset, a failed write,
+//! even a panic. So no path can forget the cleanup.
+
+use std::collections::HashSet;
+use std::io;
+use std::net::TcpStream;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::broker::Shared;
+use crate::clock::Clock;
+use crate::framing::{Filled, Frame, LineReader};
+use crate::outbox::{ConnId, Outbox, Pushed};
+use crate::protocol::{self, Command, ProtocolError, Reply};
+use crate::trace::{self, Direction};
+
+/// Runs one connection to its end. Called on the connection's own thread by the broker.
+pub(crate) fn serve(shared: Arc<Shared>, conn: ConnId, stream: TcpStream) {
+    let peer = stream
+        .peer_addr()
+        .map_or_else(|_| "?".to_string(), |a| a.to_string());
+    let outbox = stream.try_clone().and_then(|writer| {
+        Outbox::new(
+            conn,
+            writer,
+            shared.config.write_timeout,
+            Arc::clone(&shared.stats),
+        )
+    });
+    let outbox = match outbox {
+        Ok(outbox) => Arc::new(outbox),
+        Err(error) => {
+            log::warn!("#{conn} ({peer}) could not be set up: {error}");
+            shared.forget_connection(conn);
+            return;
+        }
+    };
+    log::info!("#{conn} connected from {peer}");
+    let mut reader = LineReader::new(stream, shared.config.max_line_bytes);
+    let mut session = Session::new(shared, outbox);
+    match session.read_loop(&mut reader) {
+        Ok(()) => {}
+        Err(error) => log::debug!("#{conn} read failed: {error}"),
+    }
+    // `session` is dropped here, and its Drop does the cleanup.
+}
+
+/// The state of one connection while its thread runs.
+struct Session {
+    shared: Arc<Shared>,
+    /// This connection's own write half: replies go here, as deliveries from others do.
+    outbox: Arc<Outbox>,
+    /// The topics this connection subscribed to, so the cleanup knows what to remove.
+    subscriptions: HashSet<String>,
+    /// `VERBOSE on`: acknowledge every accepted command.
+    verbose: bool,
+    /// Set by `QUIT`: stop reading after this line.
+    quitting: bool,
+    /// Outboxes this thread pushed into first, which it must flush before it blocks.
+    to_flush: Vec<Arc<Outbox>>,
+    /// Scratch space for formatting one line, reused so a publish allocates nothing.
+    scratch: Vec<u8>,
+    clock: Clock,
+}
+
+impl Session {
+    fn new(shared: Arc<Shared>, outbox: Arc<Outbox>) -> Session {
+        Session {
+            shared,
+            outbox,
+            subscriptions: HashSet::new(),
+            verbose: false,
+            quitting: false,
+            to_flush: Vec::new(),
+            scratch: Vec::new(),
+            clock: Clock::default(),
+        }
+    }
+
+    fn conn(&self) -> ConnId {
+        self.outbox.conn()
+    }
+
+    /// Handles lines until the client leaves, sends `QUIT`, or the socket fails.
+    fn read_loop(&mut self, reader: &mut LineReader<TcpStream>) -> io::Result<()> {
+        loop {
+            while let Some(frame) = reader.next_line() {
+                match frame {
+                    Frame::Line(line) => self.handle_line(line),
+                    Frame::TooLong => {
+                        let limit = self.shared.config.max_line_bytes;
+                        self.refuse(&ProtocolError::LineTooLong { limit });
+                    }
+                }
+                if self.quitting {
+                    self.flush_pending();
+                    return Ok(());
+                }
+            }
+            // No complete line left: we are about to block, so first deliver everything
+            // this thread queued. This is what batches a burst of publishes into one write
+            // per subscriber.
+            self.flush_pending();
+            if reader.fill()? == Filled::Eof {
+                if let Some(last) = reader.take_unterminated() {
+                    self.handle_line(last);
+                    self.flush_pending();
+                }
+                return Ok(());
+            }
+        }
+    }
+
+    fn handle_line(&mut self, line: &[u8]) {
+        let parsed = Command::parse(line).and_then(|command| self.check_limits(command));
+        // Learn the client's id before tracing, so even its first line shows who sent it.
+        if let Ok(Some(id)) = parsed
+            .as_ref()
+            .map(|command| command.and_then(|c| c.client_id()))
+        {
+            self.outbox.set_client_id(id);
+        }
+        if trace::enabled() {
+            trace::lines(self.conn(), &self.outbox.client_id(), Direction::In, line);
+        }
+        match parsed {
+            Ok(Some(command)) => self.execute(command),
+            Ok(None) => {} // a blank line
+            Err(error) => self.refuse(&error),
+        }
+    }
+
+    /// The limits that depend on the broker's configuration rather than on the grammar.
+    fn check_limits<'a>(
+        &self,
+        command: Option<Command<'a>>,
+    ) -> Result<Option<Command<'a>>, ProtocolError> {
+        let config = &self.shared.config;
+        let (topic, id) = match command {
+            Some(Command::Subscribe {
+                topic,
+                subscriber_id: id,
+            })
+            | Some(Command::Unsubscribe {
+                topic,
+                subscriber_id: id,
+            })
+            | Some(Command::Publish {
+                topic,
+                publisher_id: id,
+                ..
+            }) => (topic, id),
+            _ => return Ok(command),
+        };
+        if topic.len() > config.max_topic_bytes {
+            return Err(ProtocolError::TopicTooLong {
+                limit: config.max_topic_bytes,
+            });
+        }
+        if id.len() > config.max_id_bytes {
+            return Err(ProtocolError::IdTooLong {
+                limit: config.max_id_bytes,
+            });
+        }
+        Ok(command)
+    }
+
+    /// The one place that decides what each command does.
+    fn execute(&mut self, command: Command<'_>) {
+        log::debug!("#{} {:?}", self.conn(), command);
+        match command {
+            Command::Subscribe {
+                topic,
+                subscriber_id,
+            } => self.subscribe(topic, subscriber_id),
+            Command::Unsubscribe {
+                topic,
+                subscriber_id,
+            } => self.unsubscribe(topic, subscriber_id),
+            Command::Publish {
+                topic,
+                message,
+                publisher_id,
+            } => self.publish(topic, message, publisher_id),
+            Command::Help => self.reply(Reply::Help),
+            Command::Ping { token } => self.reply(Reply::Pong(token)),
+            Command::Topics => {
+                let topics = self.shared.registry.topic_counts();
+                self.reply(Reply::Topics(&topics));
+            }
+            Command::Stats => {
+                let (topics, subscriptions) = self.shared.registry.totals();
+                let counters = self.shared.stats.snapshot(topics, subscriptions);
+                self.reply(Reply::Stats(&counters));
+            }
+            Command::Verbose { on } => {
+                self.verbose = on;
+                self.reply(Reply::VerboseOk(on));
+            }
+            Command::Quit => {
+                self.reply(Reply::Bye);
+                self.quitting = true;
+            }
+        }
+    }
+
+    fn subscribe(&mut self, topic: &str, subscriber_id: &str) {
+        if !self.subscriptions.contains(topic) {
+            let limit = self.shared.config.max_subscriptions;
+            if self.subscriptions.len() >= limit {
+                self.refuse(&ProtocolError::TooManySubscriptions { limit });
+                return;
+            }
+            // Recorded here first, so that even a panic between these two lines leaves
+            // nothing in the registry that the cleanup does not know about.
+            self.subscriptions.insert(topic.to_string());
+            self.shared.registry.subscribe(topic, &self.outbox);
+            log::info!("#{} {subscriber_id} subscribed to {topic}", self.conn());
+        }
+        if self.verbose {
+            self.reply(Reply::SubscribeOk(topic));
+        }
+    }
+
+    fn unsubscribe(&mut self, topic: &str, subscriber_id: &str) {
+        if self.subscriptions.remove(topic) {
+            self.shared.registry.unsubscribe(topic, self.conn());
+            log::info!("#{} {subscriber_id} unsubscribed from {topic}", self.conn());
+        }
+        if self.verbose {
+            self.reply(Reply::UnsubscribeOk(topic));
+        }
+    }
+
+    fn publish(&mut self, topic: &str, message: &str, publisher_id: &str) {
+        self.shared.stats.published.fetch_add(1, Ordering::Relaxed);
+        // The registry lock is taken and released inside this call: from here on we hold
+        // a snapshot of the subscriber list and no lock at all.
+        let subscribers = self.shared.registry.subscribers(topic);
+        let deliveries = match subscribers {
+            Some(subscribers) => {
+                self.scratch.clear();
+                let timestamp = self.clock.now();
+                protocol::write_delivery(
+                    &mut self.scratch,
+                    topic,
+                    message,
+                    publisher_id,
+                    timestamp,
+                );
+                self.fan_out(&subscribers)
+            }
+            None => 0,
+        };
+        self.shared
+            .stats
+            .delivered
+            .fetch_add(deliveries as u64, Ordering::Relaxed);
+        log::debug!(
+            "#{} {publisher_id} published to {topic}: {deliveries} deliveries",
+            self.conn()
+        );
+        if self.verbose {
+            self.reply(Reply::PublishOk { topic, deliveries });
+        }
+    }
+
+    /// Hands the line in `scratch` to every subscriber; returns how many took it.
+    fn fan_out(&mut self, subscribers: &[Arc<Outbox>]) -> usize {
+        // lab:begin 02 fan-out
+        let mut deliveries = 0;
+        for subscriber in subscribers {
+            match subscriber.push(&self.scratch) {
+                Pushed::NowPending => {
+                    self.to_flush.push(Arc::clone(subscriber));
+                    deliveries += 1;
+                }
+                Pushed::AlreadyPending | Pushed::Written => deliveries += 1,
+                Pushed::Closed => {}
+            }
+        }
+        deliveries
+        // lab:end 02
+    }
+
+    /// Sends a reply to this connection's own client, through its outbox like any line.
+    fn reply(&mut self, reply: Reply<'_>) {
+        self.scratch.clear();
+        reply.write_lines(&mut self.scratch);
+        if self.outbox.push(&self.scratch) == Pushed::NowPending {
+            self.to_flush.push(Arc::clone(&self.outbox));
+        }
+    }
+
+    /// Answers a bad line with `ERROR <reason>`; the connection carries on.
+    fn refuse(&mut self, error: &ProtocolError) {
+        self.shared.stats.errors.fetch_add(1, Ordering::Relaxed);
+        log::warn!(
+            "#{} {} ({}) sent a bad line: {error}",
+            self.conn(),
+            self.outbox.client_id(),
+            self.outbox.peer()
+        );
+        self.reply(Reply::Error(error));
+    }
+
+    fn flush_pending(&mut self) {
+        for outbox in self.to_flush.drain(..) {
+            outbox.flush();
+        }
+    }
+}
+
+impl Drop for Session {
+    /// The one cleanup of a connection; see the module docs for why it lives in `Drop`.
+    fn drop(&mut self) {
+        // Lines this thread queued for others are still owed to them.
+        self.flush_pending();
+        // lab:begin 04 cleanup on disconnect
+        let conn = self.conn();
+        self.shared
+            .registry
+            .unsubscribe_all(&self.subscriptions, conn);
+        self.subscriptions.clear();
+        // lab:end 04
+        self.outbox.close();
+        self.shared.forget_connection(self.conn());
+        log::info!(
+            "#{} {} ({}) disconnected",
+            self.conn(),
+            self.outbox.client_id(),
+            self.outbox.peer()
+        );
+    }
+}

@@ -1,0 +1,63 @@
+//! The broker's counters, as `STATS` reports them.
+//!
+//! Each counter is an atomic integer that threads bump without any lock, so counting adds
+//! no waiting to the delivery path. `Relaxed` ordering is enough: each counter is only ever
+//! read as a number on its own, never used to decide what another thread may see.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+/// Counters shared by every thread of one broker.
+#[derive(Debug)]
+pub struct Stats {
+    started: Instant,
+    /// Connections open right now.
+    pub connections_current: AtomicU64,
+    /// Connections accepted since the broker started (refused ones not counted).
+    pub connections_total: AtomicU64,
+    /// Connections refused because the broker was full.
+    pub connections_refused: AtomicU64,
+    /// `PUBLISH` commands handled.
+    pub published: AtomicU64,
+    /// `DELIVER` lines handed to subscribers (one publish to three subscribers is three).
+    pub delivered: AtomicU64,
+    /// `ERROR` replies sent.
+    pub errors: AtomicU64,
+    /// Subscribers cut off because they stopped reading.
+    pub slow_consumers: AtomicU64,
+}
+
+impl Default for Stats {
+    fn default() -> Stats {
+        Stats {
+            started: Instant::now(),
+            connections_current: AtomicU64::new(0),
+            connections_total: AtomicU64::new(0),
+            connections_refused: AtomicU64::new(0),
+            published: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            slow_consumers: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Stats {
+    /// Every counter as `(name, value)`, in the order `STATS` prints them. `topics` and
+    /// `subscriptions` come from the registry, which the caller asks.
+    pub fn snapshot(&self, topics: usize, subscriptions: usize) -> Vec<(&'static str, u64)> {
+        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        vec![
+            ("uptime_seconds", self.started.elapsed().as_secs()),
+            ("connections_current", read(&self.connections_current)),
+            ("connections_total", read(&self.connections_total)),
+            ("connections_refused", read(&self.connections_refused)),
+            ("topics", topics as u64),
+            ("subscriptions", subscriptions as u64),
+            ("messages_published", read(&self.published)),
+            ("deliveries", read(&self.delivered)),
+            ("errors", read(&self.errors)),
+            ("slow_consumers_disconnected", read(&self.slow_consumers)),
+        ]
+    }
+}

@@ -1,0 +1,142 @@
+//! Helpers shared by the integration tests: a broker on a free port, and a raw-line client
+//! that sees the protocol exactly as `nc` shows it.
+//!
+//! Every socket here has a read timeout, so a test that waits for a line that never comes
+//! fails with a message instead of hanging. Tests synchronise on protocol events (a
+//! `PONG` proves that every earlier line on that connection was handled) rather than
+//! sleeping.
+
+// Each test file uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use pubsub_lab::{Broker, BrokerHandle, Config};
+
+/// The longest any single wait in a test may take before the test fails.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A broker with the default configuration on 127.0.0.1, on a port the OS picked.
+pub fn start_broker() -> BrokerHandle {
+    start_broker_with(Config::default())
+}
+
+/// A broker with `config` on 127.0.0.1, on a port the OS picked.
+pub fn start_broker_with(config: Config) -> BrokerHandle {
+    Broker::bind("127.0.0.1:0", config)
+        .expect("bind 127.0.0.1:0")
+        .spawn()
+        .expect("start the broker")
+}
+
+/// A client that writes and reads raw protocol lines.
+pub struct Raw {
+    writer: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+static NEXT_TOKEN: AtomicU64 = AtomicU64::new(1);
+
+impl Raw {
+    /// Connects, with a read timeout of [`TIMEOUT`].
+    pub fn connect(addr: SocketAddr) -> Raw {
+        let writer = TcpStream::connect(addr).expect("connect to the broker");
+        writer.set_read_timeout(Some(TIMEOUT)).unwrap();
+        writer.set_nodelay(true).unwrap();
+        let reader = BufReader::new(writer.try_clone().unwrap());
+        Raw { writer, reader }
+    }
+
+    /// Writes `text` exactly as given (include the `\n` yourself).
+    pub fn send(&mut self, text: &str) {
+        self.send_bytes(text.as_bytes());
+    }
+
+    /// Writes raw bytes.
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).expect("write to the broker");
+    }
+
+    /// Reads one line, without its `\n`. Fails the test on timeout or end of file.
+    pub fn line(&mut self) -> String {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) => panic!("the broker closed the connection while a line was expected"),
+            Ok(_) => line.strip_suffix('\n').unwrap_or(&line).to_string(),
+            Err(error) => panic!("no line from the broker within {TIMEOUT:?}: {error}"),
+        }
+    }
+
+    /// Reads one line and checks it.
+    pub fn expect(&mut self, expected: &str) {
+        assert_eq!(self.line(), expected);
+    }
+
+    /// Reads one `DELIVER` line and returns it without its timestamp (the last two tokens),
+    /// after checking the timestamp's shape.
+    pub fn delivery(&mut self) -> String {
+        let line = self.line();
+        assert!(line.starts_with("DELIVER "), "expected a DELIVER line, got {line:?}");
+        let (rest, time) = line.rsplit_once(' ').unwrap();
+        let (rest, date) = rest.rsplit_once(' ').unwrap();
+        let stamp = format!("{date} {time}");
+        assert!(
+            chrono::NaiveDateTime::parse_from_str(&stamp, "%Y-%m-%d %H:%M:%S").is_ok(),
+            "bad timestamp {stamp:?} in {line:?}"
+        );
+        rest.to_string()
+    }
+
+    /// Sends `PING <token>` and reads up to its `PONG`, proving every line sent before
+    /// was handled. Any other line on the way fails the test: use it to show that
+    /// nothing else arrived.
+    pub fn sync(&mut self) {
+        let token = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
+        self.send(&format!("PING sync{token}\n"));
+        self.expect(&format!("PONG sync{token}"));
+    }
+
+    /// Reads until end of file, failing on timeout; returns what came before it.
+    pub fn read_to_eof(&mut self) -> String {
+        let mut rest = String::new();
+        match self.reader.read_to_string(&mut rest) {
+            Ok(_) => rest,
+            Err(error) if error.kind() == ErrorKind::ConnectionReset => rest,
+            Err(error) => panic!("the broker did not close the connection: {error}"),
+        }
+    }
+
+    /// Closes the write half (a TCP half-close): the broker sees end of file.
+    pub fn shutdown_write(&self) {
+        self.writer.shutdown(Shutdown::Write).unwrap();
+    }
+
+    /// The underlying socket, for tests that need socket options.
+    pub fn stream(&self) -> &TcpStream {
+        &self.writer
+    }
+}
+
+/// Waits until `condition` holds, polling the broker's state, or fails after [`TIMEOUT`].
+/// For the few facts the protocol cannot report to the client that caused them (such as a
+/// *different* connection having been cleaned up).
+pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The value of one `STATS` counter, read through the handle.
+pub fn stat(broker: &BrokerHandle, name: &str) -> u64 {
+    broker
+        .stats()
+        .into_iter()
+        .find(|(counter, _)| *counter == name)
+        .unwrap_or_else(|| panic!("no counter {name}"))
+        .1
+}
