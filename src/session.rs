@@ -325,6 +325,18 @@ impl Session {
         self.reply(Reply::Error(error));
     }
 
+    /// Removes every subscription of this connection from the registry, under one lock, so
+    /// no publisher can pick this connection up again once it is gone.
+    fn leave_all_topics(&mut self) {
+        // lab:begin 04 cleanup on disconnect
+        let conn = self.conn();
+        self.shared
+            .registry
+            .unsubscribe_all(&self.subscriptions, conn);
+        self.subscriptions.clear();
+        // lab:end 04
+    }
+
     fn flush_pending(&mut self) {
         for outbox in self.to_flush.drain(..) {
             outbox.flush();
@@ -337,13 +349,7 @@ impl Drop for Session {
     fn drop(&mut self) {
         // Lines this thread queued for others are still owed to them.
         self.flush_pending();
-        // lab:begin 04 cleanup on disconnect
-        let conn = self.conn();
-        self.shared
-            .registry
-            .unsubscribe_all(&self.subscriptions, conn);
-        self.subscriptions.clear();
-        // lab:end 04
+        self.leave_all_topics();
         self.outbox.close();
         self.shared.forget_connection(self.conn());
         log::info!(
