@@ -304,15 +304,27 @@ fn parse_verbose(rest: &str) -> Result<Command<'_>, ProtocolError> {
     }
 }
 
-/// Keeps error messages one readable line even when the offending word is a pasted file.
+/// Keeps error messages one readable line even when the offending word is a pasted file:
+/// at most 32 characters, with control characters shown as escapes (`\u{0}`) rather than
+/// sent back raw to the client's terminal.
 fn shorten(word: &str) -> String {
     const MAX_CHARS: usize = 32;
-    if word.chars().count() <= MAX_CHARS {
-        word.to_string()
-    } else {
-        let head: String = word.chars().take(MAX_CHARS).collect();
-        format!("{head}...")
+    let mut shown: String = word
+        .chars()
+        .take(MAX_CHARS)
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect();
+    if word.chars().count() > MAX_CHARS {
+        shown.push_str("...");
     }
+    shown
 }
 
 /// Which command a [`ProtocolError::WrongArguments`] is about; its `Display` is the syntax.
@@ -715,6 +727,15 @@ mod tests {
         let word = "X".repeat(1000);
         let reason = parse(&word).unwrap_err().to_string();
         assert!(reason.len() < 200, "{reason}");
+    }
+
+    #[test]
+    fn control_characters_are_not_echoed_raw() {
+        let reason = parse("\u{0}\u{1b}[2J").unwrap_err().to_string();
+        assert!(
+            reason.starts_with("unknown command '\\u{0}\\u{1b}[2J'"),
+            "{reason}"
+        );
     }
 
     #[test]
