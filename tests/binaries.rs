@@ -1,0 +1,359 @@
+//! The three programs a student starts in three terminals, run for real: the `broker`
+//! binary, `subscriber` printing `>> DELIVER ...`, and `publisher` fed through stdin or
+//! flags. Each child is killed when its guard is dropped, and its output is shown when a
+//! test fails.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{wait_until, Raw, TIMEOUT};
+
+/// A running binary, killed on drop.
+struct Running {
+    child: Child,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The real broker binary on a free port.
+fn broker() -> (Running, SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_broker"))
+        .args(["--port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start broker");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(
+        first.starts_with("pubsub-lab broker listening on 127.0.0.1:"),
+        "{first}"
+    );
+    assert!(first.contains("connect with: nc 127.0.0.1 "), "{first}");
+    let port: u16 = first
+        .split("127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split(';').next())
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {first:?}"));
+    (Running { child }, SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+/// Lines of a child's stdout, arriving on a channel so reads can time out.
+fn lines_of(stdout: ChildStdout) -> mpsc::Receiver<String> {
+    let (send, receive) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if send.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    receive
+}
+
+/// Runs a program to its end with `stdin` as input, failing the test if it runs too long.
+fn run_to_end(program: &str, args: &[String], stdin: &str) -> Output {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start program");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let deadline = Instant::now() + TIMEOUT;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{program} {args:?} did not finish within {TIMEOUT:?}");
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn port_args(addr: SocketAddr) -> Vec<String> {
+    vec!["--port".into(), addr.port().to_string()]
+}
+
+/// Polls the broker with TOPICS until `topic` has `count` subscribers.
+fn wait_for_subscribers(addr: SocketAddr, topic: &str, count: usize) {
+    let mut probe = Raw::connect(addr);
+    wait_until(&format!("{topic} has {count} subscriber(s)"), || {
+        probe.send("TOPICS\n");
+        let mut found = 0;
+        loop {
+            let line = probe.line();
+            if line == "END TOPICS" {
+                return found == count;
+            }
+            if let Some(n) = line.strip_prefix(&format!("TOPICS {topic} ")) {
+                found = n.parse().unwrap();
+            }
+        }
+    });
+}
+
+#[test]
+fn three_terminals_publisher_to_subscriber() {
+    let (_broker, addr) = broker();
+    let mut sub = Command::new(env!("CARGO_BIN_EXE_subscriber"))
+        .args(["sub1", "--topic", "weather", "--count", "2"])
+        .args(port_args(addr))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = lines_of(sub.stdout.take().unwrap());
+    let sub = Running { child: sub };
+    wait_for_subscribers(addr, "weather", 1);
+
+    let mut args = vec!["pub1".to_string()];
+    args.extend(port_args(addr));
+    let out = run_to_end(
+        env!("CARGO_BIN_EXE_publisher"),
+        &args,
+        "weather Rainy day ahead!\nweather  two  spaces\n",
+    );
+    assert!(
+        out.status.success(),
+        "publisher failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    for expected in ["Rainy day ahead!", "two  spaces"] {
+        let line = lines
+            .recv_timeout(TIMEOUT)
+            .expect("the subscriber printed a delivery");
+        let prefix = format!(">> DELIVER weather {expected} pub1 ");
+        assert!(
+            line.starts_with(&prefix),
+            "{line:?} does not start with {prefix:?}"
+        );
+    }
+    // --count 2: the subscriber exits by itself, successfully.
+    let mut sub = sub;
+    let deadline = Instant::now() + TIMEOUT;
+    let status = loop {
+        if let Some(status) = sub.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "subscriber did not exit after --count"
+        );
+        thread::sleep(Duration::from_millis(10));
+    };
+    assert!(status.success());
+}
+
+#[test]
+fn one_shot_publisher_and_typed_subscriber_commands() {
+    let (_broker, addr) = broker();
+    let mut sub = Command::new(env!("CARGO_BIN_EXE_subscriber"))
+        .arg("sub1")
+        .args(port_args(addr))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut typed = sub.stdin.take().unwrap();
+    let lines = lines_of(sub.stdout.take().unwrap());
+    let mut stderr = sub.stderr.take().unwrap();
+    let _sub = Running { child: sub };
+    typed.write_all(b"subscribe news\nping\n").unwrap();
+    let pong = lines.recv_timeout(TIMEOUT).unwrap();
+    assert!(
+        pong.starts_with(">> PONG") && pong.contains("round trip"),
+        "{pong}"
+    );
+
+    let mut args = vec!["pub1".to_string(), "--topic".into(), "news".into()];
+    args.extend(port_args(addr));
+    args.extend(["Big".to_string(), "news!".to_string()]);
+    let out = run_to_end(env!("CARGO_BIN_EXE_publisher"), &args, "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = lines.recv_timeout(TIMEOUT).unwrap();
+    assert!(
+        line.starts_with(">> DELIVER news Big news! pub1 "),
+        "{line}"
+    );
+
+    typed.write_all(b"topics\n").unwrap();
+    assert_eq!(lines.recv_timeout(TIMEOUT).unwrap(), ">> TOPICS news 1");
+    assert_eq!(lines.recv_timeout(TIMEOUT).unwrap(), ">> END TOPICS");
+
+    // A wrong command gets a usage hint on stderr and the subscriber carries on.
+    typed.write_all(b"subscrbe oops\nquit\n").unwrap();
+    let mut errors = String::new();
+    stderr.read_to_string(&mut errors).unwrap();
+    assert!(
+        errors.contains("commands: subscribe <topic> | unsubscribe <topic>"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn ticker_publishes_every_interval_until_its_count() {
+    let (_broker, addr) = broker();
+    let mut sub = Raw::connect(addr);
+    sub.send("SUBSCRIBE clock s\n");
+    sub.sync();
+    let mut args: Vec<String> = [
+        "pub1", "--topic", "clock", "--every", "10ms", "--count", "3",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(port_args(addr));
+    let out = run_to_end(env!("CARGO_BIN_EXE_publisher"), &args, "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for _ in 0..3 {
+        let line = sub.delivery();
+        assert!(line.starts_with("DELIVER clock Event at "), "{line}");
+    }
+}
+
+#[test]
+fn a_client_with_no_broker_says_how_to_start_one() {
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    for program in [
+        env!("CARGO_BIN_EXE_publisher"),
+        env!("CARGO_BIN_EXE_subscriber"),
+    ] {
+        let mut args = vec!["me".to_string()];
+        args.extend(port_args(free));
+        let out = run_to_end(program, &args, "");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(
+            stderr.contains(&format!("could not connect to {free}: connection refused. Is the broker running? Start it with: cargo run --bin broker")),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+#[test]
+fn a_second_broker_on_a_taken_port_explains_itself() {
+    let (_broker, addr) = broker();
+    let out = run_to_end(env!("CARGO_BIN_EXE_broker"), &port_args(addr), "");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("address already in use") && stderr.contains("--port"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_flags_get_clap_errors_not_a_panic() {
+    let out = run_to_end(
+        env!("CARGO_BIN_EXE_broker"),
+        &["--port".into(), "ninety".into()],
+        "",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("invalid value 'ninety' for '--port <PORT>'"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn the_subscriber_exits_non_zero_when_the_broker_goes_away() {
+    let (broker, addr) = broker();
+    let mut sub = Command::new(env!("CARGO_BIN_EXE_subscriber"))
+        .args(["sub1", "--topic", "t"])
+        .args(port_args(addr))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_subscribers(addr, "t", 1);
+    drop(broker);
+    let mut stderr = String::new();
+    sub.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = sub.wait().unwrap();
+    assert!(!status.success());
+    assert!(stderr.contains("the broker went away"), "{stderr}");
+}
+
+#[test]
+fn the_subscriber_ends_quietly_when_its_reader_goes_away() {
+    let (_broker, addr) = broker();
+    let mut sub = Command::new(env!("CARGO_BIN_EXE_subscriber"))
+        .args(["sub1", "--topic", "t"])
+        .args(port_args(addr))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_subscribers(addr, "t", 1);
+    // Like `subscriber | head -1`: read one line, then close the pipe.
+    let mut stdout = BufReader::new(sub.stdout.take().unwrap());
+    let mut publisher = Raw::connect(addr);
+    publisher.send("PUBLISH t first p\n");
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    drop(stdout);
+    publisher.send("PUBLISH t second p\nPUBLISH t third p\n");
+    let deadline = Instant::now() + TIMEOUT;
+    let status = loop {
+        if let Some(status) = sub.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the subscriber kept running with no reader"
+        );
+        thread::sleep(Duration::from_millis(10));
+    };
+    let mut stderr = String::new();
+    sub.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
