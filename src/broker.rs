@@ -113,6 +113,16 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    pub(crate) fn new(config: Config) -> Shared {
+        Shared {
+            config,
+            registry: Registry::default(),
+            stats: Arc::new(Stats::default()),
+            connections: Mutex::new(HashMap::new()),
+            stopping: AtomicBool::new(false),
+        }
+    }
+
     /// Gives back a connection's slot. Called once per connection, by its cleanup.
     pub(crate) fn forget_connection(&self, conn: ConnId) {
         if self.connections.lock().remove(&conn).is_some() {
@@ -153,13 +163,7 @@ impl Broker {
     /// port).
     pub fn bind(addr: impl ToSocketAddrs, config: Config) -> io::Result<Broker> {
         let listener = TcpListener::bind(addr)?;
-        let shared = Arc::new(Shared {
-            config,
-            registry: Registry::default(),
-            stats: Arc::new(Stats::default()),
-            connections: Mutex::new(HashMap::new()),
-            stopping: AtomicBool::new(false),
-        });
+        let shared = Arc::new(Shared::new(config));
         Ok(Broker { listener, shared })
     }
 

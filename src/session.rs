@@ -360,3 +360,47 @@ impl Drop for Session {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Config;
+    use std::net::TcpListener;
+    use std::thread;
+    use std::time::Duration;
+
+    /// A connected pair of sockets: (broker side, client side).
+    fn socket_pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (broker_side, _) = listener.accept().unwrap();
+        (broker_side, client)
+    }
+
+    /// The cleanup lives in `Drop`, so it runs while a panicking thread unwinds: a bug in
+    /// one client's thread must not leave its subscriptions behind for publishers to hit.
+    #[test]
+    fn a_panic_in_a_client_thread_still_removes_its_subscriptions() {
+        let shared = Arc::new(Shared::new(Config::default()));
+        let (broker_side, _client) = socket_pair();
+        let stats = Arc::clone(&shared.stats);
+        let outbox = Arc::new(Outbox::new(1, broker_side, Duration::from_secs(1), stats).unwrap());
+        let thread_shared = Arc::clone(&shared);
+        let outcome = thread::spawn(move || {
+            let mut session = Session::new(thread_shared, outbox);
+            session.execute(Command::Subscribe {
+                topic: "a",
+                subscriber_id: "s",
+            });
+            session.execute(Command::Subscribe {
+                topic: "b",
+                subscriber_id: "s",
+            });
+            assert_eq!(session.shared.registry.totals(), (2, 2));
+            panic!("a bug in a command handler");
+        })
+        .join();
+        assert!(outcome.is_err(), "the thread should have panicked");
+        assert_eq!(shared.registry.totals(), (0, 0));
+    }
+}
