@@ -79,7 +79,10 @@ impl Raw {
     /// after checking the timestamp's shape.
     pub fn delivery(&mut self) -> String {
         let line = self.line();
-        assert!(line.starts_with("DELIVER "), "expected a DELIVER line, got {line:?}");
+        assert!(
+            line.starts_with("DELIVER "),
+            "expected a DELIVER line, got {line:?}"
+        );
         let (rest, time) = line.rsplit_once(' ').unwrap();
         let (rest, date) = rest.rsplit_once(' ').unwrap();
         let stamp = format!("{date} {time}");
