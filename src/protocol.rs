@@ -154,31 +154,31 @@ impl<'a> Command<'a> {
             return Ok(None);
         }
         let (word, rest) = split_first_token(line);
-        // Command words are matched without regard to case, as the classic broker did
-        // (`subscribe` typed by hand works); topics and ids stay case-sensitive.
-        let command = match word.to_ascii_uppercase().as_str() {
-            "SUBSCRIBE" => {
-                let (topic, subscriber_id) = exactly_two(rest, Usage::Subscribe)?;
+        let Some(keyword) = Keyword::find(word) else {
+            return Err(ProtocolError::UnknownCommand(shorten(word)));
+        };
+        let command = match keyword {
+            Keyword::Subscribe => {
+                let (topic, subscriber_id) = exactly_two(rest, keyword)?;
                 Command::Subscribe {
                     topic,
                     subscriber_id,
                 }
             }
-            "UNSUBSCRIBE" => {
-                let (topic, subscriber_id) = exactly_two(rest, Usage::Unsubscribe)?;
+            Keyword::Unsubscribe => {
+                let (topic, subscriber_id) = exactly_two(rest, keyword)?;
                 Command::Unsubscribe {
                     topic,
                     subscriber_id,
                 }
             }
-            "PUBLISH" => parse_publish(rest)?,
-            "HELP" => no_arguments(rest, Usage::Help, Command::Help)?,
-            "PING" => parse_ping(rest)?,
-            "TOPICS" => no_arguments(rest, Usage::Topics, Command::Topics)?,
-            "STATS" => no_arguments(rest, Usage::Stats, Command::Stats)?,
-            "VERBOSE" => parse_verbose(rest)?,
-            "QUIT" => no_arguments(rest, Usage::Quit, Command::Quit)?,
-            _ => return Err(ProtocolError::UnknownCommand(shorten(word))),
+            Keyword::Publish => parse_publish(rest)?,
+            Keyword::Help => no_arguments(rest, keyword, Command::Help)?,
+            Keyword::Ping => parse_ping(rest)?,
+            Keyword::Topics => no_arguments(rest, keyword, Command::Topics)?,
+            Keyword::Stats => no_arguments(rest, keyword, Command::Stats)?,
+            Keyword::Verbose => parse_verbose(rest)?,
+            Keyword::Quit => no_arguments(rest, keyword, Command::Quit)?,
         };
         Ok(Some(command))
     }
@@ -249,37 +249,37 @@ fn tokens(text: &str) -> impl Iterator<Item = &str> {
         .filter(|token| !token.is_empty())
 }
 
-fn exactly_two(rest: &str, usage: Usage) -> Result<(&str, &str), ProtocolError> {
+fn exactly_two(rest: &str, keyword: Keyword) -> Result<(&str, &str), ProtocolError> {
     let mut parts = tokens(rest);
     match (parts.next(), parts.next(), parts.next()) {
         (Some(first), Some(second), None) => Ok((first, second)),
-        _ => Err(ProtocolError::WrongArguments(usage)),
+        _ => Err(ProtocolError::WrongArguments(keyword)),
     }
 }
 
 fn no_arguments<'a>(
     rest: &str,
-    usage: Usage,
+    keyword: Keyword,
     command: Command<'a>,
 ) -> Result<Command<'a>, ProtocolError> {
     if rest.is_empty() {
         Ok(command)
     } else {
-        Err(ProtocolError::WrongArguments(usage))
+        Err(ProtocolError::WrongArguments(keyword))
     }
 }
 
 /// `PUBLISH <topic> <message> <publisher_id>`: the topic is the first token, the id the
 /// last, and the message is everything in between with its inner spacing untouched.
 fn parse_publish(rest: &str) -> Result<Command<'_>, ProtocolError> {
-    let wrong = ProtocolError::WrongArguments(Usage::Publish);
+    let wrong = ProtocolError::WrongArguments(Keyword::Publish);
     let (topic, after_topic) = split_first_token(rest);
     // `rsplit_once` finds the separator before the last token; the message may itself end
     // in a run of separators, which belongs to the gap, not to the message.
     let (message, publisher_id) = after_topic.rsplit_once(&SEPARATORS[..]).ok_or(wrong)?;
     let message = message.trim_end_matches(&SEPARATORS[..]);
     if topic.is_empty() || message.is_empty() {
-        return Err(ProtocolError::WrongArguments(Usage::Publish));
+        return Err(ProtocolError::WrongArguments(Keyword::Publish));
     }
     Ok(Command::Publish {
         topic,
@@ -292,15 +292,17 @@ fn parse_ping(rest: &str) -> Result<Command<'_>, ProtocolError> {
     let mut parts = tokens(rest);
     match (parts.next(), parts.next()) {
         (token, None) => Ok(Command::Ping { token }),
-        _ => Err(ProtocolError::WrongArguments(Usage::Ping)),
+        _ => Err(ProtocolError::WrongArguments(Keyword::Ping)),
     }
 }
 
 fn parse_verbose(rest: &str) -> Result<Command<'_>, ProtocolError> {
-    match rest.to_ascii_lowercase().as_str() {
-        "on" => Ok(Command::Verbose { on: true }),
-        "off" => Ok(Command::Verbose { on: false }),
-        _ => Err(ProtocolError::WrongArguments(Usage::Verbose)),
+    if rest.eq_ignore_ascii_case("on") {
+        Ok(Command::Verbose { on: true })
+    } else if rest.eq_ignore_ascii_case("off") {
+        Ok(Command::Verbose { on: false })
+    } else {
+        Err(ProtocolError::WrongArguments(Keyword::Verbose))
     }
 }
 
@@ -327,9 +329,10 @@ fn shorten(word: &str) -> String {
     shown
 }
 
-/// Which command a [`ProtocolError::WrongArguments`] is about; its `Display` is the syntax.
+/// A command word. Its `Display` is the command's syntax, which is what an `ERROR` for
+/// wrong arguments shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Usage {
+pub enum Keyword {
     /// `SUBSCRIBE <topic> <subscriber_id>`
     Subscribe,
     /// `UNSUBSCRIBE <topic> <subscriber_id>`
@@ -350,18 +353,44 @@ pub enum Usage {
     Quit,
 }
 
-impl fmt::Display for Usage {
+impl Keyword {
+    const ALL: [(&'static str, Keyword); 9] = [
+        ("PUBLISH", Keyword::Publish),
+        ("SUBSCRIBE", Keyword::Subscribe),
+        ("UNSUBSCRIBE", Keyword::Unsubscribe),
+        ("HELP", Keyword::Help),
+        ("PING", Keyword::Ping),
+        ("TOPICS", Keyword::Topics),
+        ("STATS", Keyword::Stats),
+        ("VERBOSE", Keyword::Verbose),
+        ("QUIT", Keyword::Quit),
+    ];
+
+    /// The keyword `word` names, in any letter case, as the classic broker accepted
+    /// (`subscribe` typed by hand works). Topics and ids, by contrast, are case-sensitive.
+    ///
+    /// Comparing in place, instead of upper-casing a copy of the word first, keeps parsing
+    /// free of allocations; `PUBLISH` comes first because it is by far the most common.
+    pub fn find(word: &str) -> Option<Keyword> {
+        Keyword::ALL
+            .iter()
+            .find(|(name, _)| word.eq_ignore_ascii_case(name))
+            .map(|&(_, keyword)| keyword)
+    }
+}
+
+impl fmt::Display for Keyword {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Usage::Subscribe => "SUBSCRIBE <topic> <subscriber_id>",
-            Usage::Unsubscribe => "UNSUBSCRIBE <topic> <subscriber_id>",
-            Usage::Publish => "PUBLISH <topic> <message> <publisher_id>",
-            Usage::Help => "HELP",
-            Usage::Ping => "PING [token]",
-            Usage::Topics => "TOPICS",
-            Usage::Stats => "STATS",
-            Usage::Verbose => "VERBOSE on|off",
-            Usage::Quit => "QUIT",
+            Keyword::Subscribe => "SUBSCRIBE <topic> <subscriber_id>",
+            Keyword::Unsubscribe => "UNSUBSCRIBE <topic> <subscriber_id>",
+            Keyword::Publish => "PUBLISH <topic> <message> <publisher_id>",
+            Keyword::Help => "HELP",
+            Keyword::Ping => "PING [token]",
+            Keyword::Topics => "TOPICS",
+            Keyword::Stats => "STATS",
+            Keyword::Verbose => "VERBOSE on|off",
+            Keyword::Quit => "QUIT",
         })
     }
 }
@@ -374,7 +403,7 @@ pub enum ProtocolError {
     /// The first word is not a command. Usually a typo; the reply lists the commands.
     UnknownCommand(String),
     /// A known command with too few or too many tokens; the reply shows the syntax.
-    WrongArguments(Usage),
+    WrongArguments(Keyword),
     /// The line is not UTF-8 text (a binary file pasted into `nc`, say).
     NotUtf8,
     /// The line was longer than the broker's limit; it was discarded without being stored.
@@ -698,15 +727,15 @@ mod tests {
                 "{line}"
             );
         };
-        expect("SUBSCRIBE weather", Usage::Subscribe);
-        expect("SUBSCRIBE weather sub1 extra", Usage::Subscribe);
-        expect("UNSUBSCRIBE", Usage::Unsubscribe);
-        expect("PUBLISH weather pub1", Usage::Publish);
-        expect("PUBLISH", Usage::Publish);
-        expect("PING a b", Usage::Ping);
-        expect("VERBOSE maybe", Usage::Verbose);
-        expect("TOPICS now", Usage::Topics);
-        let reason = ProtocolError::WrongArguments(Usage::Subscribe).to_string();
+        expect("SUBSCRIBE weather", Keyword::Subscribe);
+        expect("SUBSCRIBE weather sub1 extra", Keyword::Subscribe);
+        expect("UNSUBSCRIBE", Keyword::Unsubscribe);
+        expect("PUBLISH weather pub1", Keyword::Publish);
+        expect("PUBLISH", Keyword::Publish);
+        expect("PING a b", Keyword::Ping);
+        expect("VERBOSE maybe", Keyword::Verbose);
+        expect("TOPICS now", Keyword::Topics);
+        let reason = ProtocolError::WrongArguments(Keyword::Subscribe).to_string();
         assert_eq!(
             reason,
             "wrong number of arguments: expected SUBSCRIBE <topic> <subscriber_id>"
