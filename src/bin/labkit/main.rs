@@ -1,0 +1,214 @@
+//! `labkit`: the exercise kit. Makes a lab's starter code from the reference, and runs a
+//! lab's checks with a friendly verdict.
+//!
+//! The student's part of each lab is marked in `src/` (see `markers.rs`); the checks of lab
+//! NN are the tests in `tests/labNN.rs`.
+//!
+//! ```text
+//! cargo run --bin labkit -- list                          # labs, regions, checks
+//! cargo run --bin labkit -- starter 02 --out ../lab02     # the starter of lab 02
+//! cargo run --bin labkit -- check 02                      # in a starter: how far am I?
+//! cargo run --bin labkit -- prove                         # maintainers: can every check fail?
+//! ```
+//!
+//! labkit reads files and runs cargo; it does not use the broker library at all, so it
+//! builds and runs in a starter whatever is missing there.
+
+mod checks;
+mod labs;
+mod markers;
+mod project;
+mod prove;
+mod starter;
+mod verdict;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::labs::{Lab, LABS};
+use crate::markers::Region;
+
+/// The pubsub-lab exercise kit: starters for students, checks with a verdict.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    #[command(subcommand)]
+    command: Action,
+}
+
+#[derive(Subcommand, Debug)]
+enum Action {
+    /// Show every lab with its regions (file and lines) and its checks.
+    List,
+    /// Write a copy of the project with lab NN's regions replaced by todo!().
+    Starter {
+        /// The lab: 01 to 06.
+        #[arg(value_parser = labs::parse)]
+        lab: Lab,
+        /// The folder to write the starter into; it must be empty or new.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Write into DIR even if it is not empty (files there are overwritten).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Build and run lab NN's checks here, and say which pass.
+    Check {
+        /// The lab: 01 to 06.
+        #[arg(value_parser = labs::parse)]
+        lab: Lab,
+        /// Also print cargo's full output.
+        #[arg(long)]
+        verbose: bool,
+    },
+    /// Maintainers: prove that each check fails on its starter and passes on the reference.
+    Prove {
+        /// The labs to prove (all if none given).
+        #[arg(value_parser = labs::parse)]
+        labs: Vec<Lab>,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(message) => {
+            eprintln!("labkit: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs one command. `Ok(false)` means "ran fine, but checks failed" (exit code 1); an
+/// error means the command could not do its job (exit code 2).
+fn run(args: Args) -> Result<bool, String> {
+    let root = project::find_root()?;
+    match args.command {
+        Action::List => {
+            let (_, regions) = regions(&root)?;
+            list(&root, &regions);
+            Ok(true)
+        }
+        Action::Starter { lab, out, force } => {
+            let (files, regions) = regions(&root)?;
+            let written = starter::write(&root, &files, &regions, lab, &out, force)?;
+            report_starter(lab, &out, &written);
+            Ok(true)
+        }
+        Action::Check { lab, verbose } => check(&root, lab, verbose),
+        Action::Prove { labs } => {
+            let labs = if labs.is_empty() { LABS.to_vec() } else { labs };
+            let (files, regions) = regions(&root)?;
+            prove::prove(&root, &files, &regions, &labs)
+        }
+    }
+}
+
+/// The project's files and its regions, or every marker mistake with file and line.
+fn regions(root: &Path) -> Result<(Vec<PathBuf>, Vec<Region>), String> {
+    let files = project::files(root)?;
+    match markers::scan(root, &files) {
+        Ok(regions) => Ok((files, regions)),
+        Err(errors) => {
+            let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            Err(format!(
+                "the lab markers in src/ have {} mistake(s):\n{}",
+                errors.len(),
+                lines.join("\n")
+            ))
+        }
+    }
+}
+
+fn list(root: &Path, regions: &[Region]) {
+    for &lab in LABS {
+        println!("lab {}  {}", lab.code(), lab.sheet_path());
+        let mine: Vec<&Region> = regions.iter().filter(|r| r.lab == lab).collect();
+        if mine.is_empty() {
+            println!("  region  (none marked yet)");
+        }
+        for region in mine {
+            println!(
+                "  region  {}:{}-{}  {}",
+                region.file.display(),
+                region.begin,
+                region.end,
+                region.title
+            );
+        }
+        match checks::declared(root, lab) {
+            None => println!("  checks  ({} not written yet)", lab.test_file()),
+            Some(found) => {
+                println!(
+                    "  checks  cargo test --test {}  ({} in {})",
+                    lab.test_target(),
+                    found.len(),
+                    lab.test_file()
+                );
+                for check in found {
+                    println!("          {}", check.name);
+                }
+            }
+        }
+        println!();
+    }
+}
+
+fn report_starter(lab: Lab, out: &Path, written: &starter::Written) {
+    println!(
+        "Wrote the starter of lab {} to {}: {} files, without {}/.",
+        lab.code(),
+        out.display(),
+        written.files,
+        starter::LEFT_OUT
+    );
+    for region in &written.replaced {
+        println!(
+            "  {}:{}-{}  \"{}\" is now {}",
+            region.file.display(),
+            region.begin,
+            region.end,
+            region.title,
+            starter::stub_line(region)
+        );
+    }
+    println!();
+    println!("Next:");
+    println!("  cd {}", out.display());
+    println!(
+        "  read {} and replace each todo!() between the lab markers",
+        lab.sheet_path()
+    );
+    println!(
+        "  cargo run --bin labkit -- check {}    # until every check is ✓",
+        lab.code()
+    );
+}
+
+fn check(root: &Path, lab: Lab, verbose: bool) -> Result<bool, String> {
+    let declared = checks::declared(root, lab).ok_or_else(|| {
+        format!(
+            "{} is missing in {}: are you in the right folder?",
+            lab.test_file(),
+            root.display()
+        )
+    })?;
+    eprintln!(
+        "Building and running the checks of lab {} (cargo test --test {}) …",
+        lab.code(),
+        lab.test_target()
+    );
+    let run = checks::run_lab(root, lab, None)?;
+    if verbose {
+        print!("{}", run.build.stderr);
+        if let Some(output) = &run.run {
+            print!("{}{}", output.stdout, output.stderr);
+        }
+        println!();
+    }
+    println!("Lab {}: {}", lab.code(), lab.sheet_path());
+    Ok(verdict::print(lab, &declared, &run))
+}
