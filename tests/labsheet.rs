@@ -1,0 +1,303 @@
+//! The labsheet is part of the test suite: every command a lab marks for replay is run
+//! against a real broker on a free port and every output it promises is checked (timestamps
+//! and ports as placeholders), every lab keeps the sections a student relies on, every
+//! checkpoint question has an answer, and every source file and function a lab names still
+//! exists. So a change to the broker that would make a lab wrong fails `cargo test`, with
+//! the lab file and line in the message. The marking convention is explained in
+//! `labsheet/README.md` and in `tests/labsheet/markdown.rs`.
+
+mod common;
+#[path = "labsheet/markdown.rs"]
+mod markdown;
+#[path = "labsheet/pattern.rs"]
+mod pattern;
+#[path = "labsheet/replay.rs"]
+mod replay;
+
+use std::fs;
+use std::path::Path;
+
+use markdown::Lab;
+
+/// The six labs, by file name, in order.
+const LABS: [&str; 6] = [
+    "01-first-contact.md",
+    "02-inside-the-broker.md",
+    "03-tcp-is-a-stream.md",
+    "04-subscriptions.md",
+    "05-slow-consumers.md",
+    "06-measure-it.md",
+];
+
+fn replay_lab(file: &str) {
+    let lab = Lab::load(file);
+    match replay::replay(&lab) {
+        Ok(count) => assert!(count > 0, "{}: no block is marked for replay", lab.name),
+        Err(failure) => panic!("\nthe labsheet no longer matches the code:\n{failure}\n"),
+    }
+}
+
+/// Lab 1 (broker, subscribers and publishers, nc by hand) runs as written.
+#[test]
+fn lab_01_first_contact_replays() {
+    replay_lab(LABS[0]);
+}
+
+/// Lab 2 (the path of one PUBLISH, logs and the trace view) runs as written.
+#[test]
+fn lab_02_inside_the_broker_replays() {
+    replay_lab(LABS[1]);
+}
+
+/// Lab 3 (half commands, two commands in one write) runs as written.
+#[test]
+fn lab_03_tcp_is_a_stream_replays() {
+    replay_lab(LABS[2]);
+}
+
+/// Lab 4 (unsubscribe, disconnect, duplicate ids) runs as written.
+#[test]
+fn lab_04_subscriptions_replays() {
+    replay_lab(LABS[3]);
+}
+
+/// Lab 5 (a stalled subscriber cut off after the write timeout) runs as written.
+#[test]
+fn lab_05_slow_consumers_replays() {
+    replay_lab(LABS[4]);
+}
+
+/// Lab 6 (counters and the benchmark) runs as written.
+#[test]
+fn lab_06_measure_it_replays() {
+    replay_lab(LABS[5]);
+}
+
+/// Every lab has the parts the labsheet promises a student: objectives, time, what you
+/// need, numbered steps, checkpoints, an exercise with its starter and check commands, and
+/// ideas for going further.
+#[test]
+fn every_lab_has_the_required_sections() {
+    let mut problems = Vec::new();
+    for (index, file) in LABS.iter().enumerate() {
+        let lab = Lab::load(file);
+        let number = format!("{:02}", index + 1);
+        let has_heading = |title: &str| {
+            lab.text
+                .lines()
+                .any(|l| l.starts_with("## ") && l[3..].trim().eq_ignore_ascii_case(title))
+        };
+        for title in ["Objectives", "What you need", "Steps", "Exercise", "Going further"] {
+            if !has_heading(title) {
+                problems.push(format!("{}: no `## {title}` section", lab.name));
+            }
+        }
+        if !lab.text.lines().any(|l| l.starts_with("**Time:**") && l.contains("minutes")) {
+            problems.push(format!("{}: no `**Time:** NN minutes` line", lab.name));
+        }
+        if !lab.text.lines().any(|l| l.starts_with("### 1.")) {
+            problems.push(format!("{}: steps are not numbered `### 1. ...`", lab.name));
+        }
+        if checkpoints(&lab.text).is_empty() {
+            problems.push(format!("{}: no `**Checkpoint N.**` question", lab.name));
+        }
+        for command in [
+            format!("cargo run --bin labkit -- starter {number} --out ../lab{number}"),
+            format!("cargo run --bin labkit -- check {number}"),
+        ] {
+            if !lab.text.contains(&command) {
+                problems.push(format!("{}: the exercise does not show `{command}`", lab.name));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "\n{}\n", problems.join("\n"));
+}
+
+/// The numbers of the `**Checkpoint N.**` questions in a lab.
+fn checkpoints(text: &str) -> Vec<String> {
+    text.match_indices("**Checkpoint ")
+        .filter_map(|(at, found)| {
+            let rest = &text[at + found.len()..];
+            let number = rest.split(".**").next()?;
+            (!number.is_empty() && number.chars().all(|c| c.is_ascii_digit() || c == '.'))
+                .then(|| number.to_string())
+        })
+        .collect()
+}
+
+/// Each checkpoint question has an answer under `## Checkpoint N` in the instructor's
+/// file, and the answers mention no checkpoint the lab does not have.
+#[test]
+fn every_checkpoint_has_an_answer() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("labsheet/instructor");
+    let mut problems = Vec::new();
+    for (index, file) in LABS.iter().enumerate() {
+        let lab = Lab::load(file);
+        let answers_file = format!("{:02}-answers.md", index + 1);
+        let Ok(answers) = fs::read_to_string(root.join(&answers_file)) else {
+            problems.push(format!("labsheet/instructor/{answers_file} is missing"));
+            continue;
+        };
+        let asked = checkpoints(&lab.text);
+        let answered: Vec<String> = answers
+            .lines()
+            .filter_map(|l| l.strip_prefix("## Checkpoint "))
+            .map(|n| n.trim().to_string())
+            .collect();
+        for n in &asked {
+            if !answered.contains(n) {
+                problems.push(format!("{}: checkpoint {n} has no `## Checkpoint {n}` in {answers_file}", lab.name));
+            }
+        }
+        for n in &answered {
+            if !asked.contains(n) {
+                problems.push(format!("{answers_file}: answers checkpoint {n}, which {} does not ask", lab.name));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "\n{}\n", problems.join("\n"));
+}
+
+/// Every `src/...` file a lab names exists, and every function it names in backticks
+/// (`Type::function`, `module::function` or `function()`) is defined there: in a file
+/// named on the same line if there is one. Renaming a function a lab teaches breaks this.
+#[test]
+fn every_source_file_and_function_a_lab_names_exists() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let sources = source_files(&root.join("src"));
+    let mut problems = Vec::new();
+    let mut checked = 0;
+    for file in LABS {
+        let lab = Lab::load(file);
+        for (line, text) in lab.prose() {
+            let spans = backtick_spans(text);
+            let paths: Vec<&str> = spans
+                .iter()
+                .copied()
+                .filter(|s| s.starts_with("src/") && s.ends_with(".rs"))
+                .collect();
+            for path in &paths {
+                checked += 1;
+                if !root.join(path).is_file() {
+                    problems.push(format!("{}:{line}: names `{path}`, which does not exist", lab.name));
+                }
+            }
+            for span in &spans {
+                let Some((owner, function)) = function_name(span) else {
+                    continue;
+                };
+                checked += 1;
+                let candidates: Vec<&(String, String)> = sources
+                    .iter()
+                    .filter(|(path, _)| paths.is_empty() || paths.contains(&path.as_str()))
+                    .filter(|(path, body)| match &owner {
+                        None => true,
+                        Some(owner) if owner.starts_with(char::is_uppercase) => {
+                            [format!("struct {owner}"), format!("enum {owner}"), format!("impl {owner}")]
+                                .iter()
+                                .any(|d| body.contains(d.as_str()))
+                                || body.contains(&format!("> {owner}<"))
+                        }
+                        Some(module) => path == &format!("src/{module}.rs"),
+                    })
+                    .collect();
+                let defined = candidates.iter().any(|(_, body)| {
+                    body.contains(&format!("fn {function}(")) || body.contains(&format!("fn {function}<"))
+                });
+                if !defined {
+                    let place = if paths.is_empty() { "src/".to_string() } else { paths.join(", ") };
+                    problems.push(format!("{}:{line}: names `{span}`, which is not defined in {place}", lab.name));
+                }
+            }
+        }
+    }
+    assert!(checked > 10, "the labs name almost no source: {checked} names checked");
+    assert!(problems.is_empty(), "\n{}\n", problems.join("\n"));
+}
+
+/// Lab 2 tells students to look for threads by name; the broker must still name them so.
+#[test]
+fn the_thread_names_lab_2_shows_are_the_broker_s() {
+    let lab = Lab::load(LABS[1]);
+    let broker = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/broker.rs")).unwrap();
+    for (in_lab, in_source) in [("broker-accept", "\"broker-accept\""), ("client-<n>", "\"client-{conn}\"")] {
+        assert!(lab.text.contains(in_lab), "lab 2 no longer mentions {in_lab}");
+        assert!(broker.contains(in_source), "src/broker.rs no longer names a thread {in_source}");
+    }
+}
+
+/// Placeholders match what changes from run to run, and nothing else.
+#[test]
+fn placeholders_match_loosely_and_text_exactly() {
+    use pattern::matches;
+    assert!(matches(
+        "DELIVER weather Rainy day ahead! pub1 <date> <time>",
+        "DELIVER weather Rainy day ahead! pub1 2025-03-14 10:30:00"
+    ));
+    assert!(matches("<time> INFO  #<n> connected from 127.0.0.1:<port>", "10:30:00.123 INFO  #12 connected from 127.0.0.1:51234"));
+    assert!(matches("expected SUBSCRIBE <topic> <subscriber_id>", "expected SUBSCRIBE <topic> <subscriber_id>"));
+    assert!(matches(">> PONG   (round trip <ms> ms)", ">> PONG   (round trip 0.137 ms)"));
+    assert!(matches("STATS uptime_seconds ...", "STATS uptime_seconds 3"));
+    assert!(!matches("DELIVER weather hi pub1 <date> <time>", "DELIVER weather hi pub2 2025-03-14 10:30:00"));
+    assert!(!matches("<time> INFO  hello", "10:30 INFO  hello"));
+    assert!(!matches("PONG", "PONG extra"));
+}
+
+/// The replay really fails when a lab's promise is wrong, naming the file and line.
+#[test]
+fn a_wrong_promise_fails_with_the_file_and_line() {
+    let text = "# Lab\n\n<!-- replay -->\n```text\n$ nc 127.0.0.1 9000\n> PING hello\nPONG goodbye\n```\n";
+    let lab = Lab::parse("labsheet/99-example.md", text).unwrap();
+    let failure = replay::replay(&lab).expect_err("a wrong output must fail");
+    assert!(failure.starts_with("labsheet/99-example.md:7:"), "{failure}");
+    assert!(failure.contains("PONG hello"), "{failure}");
+
+    let text = "<!-- replay -->\n```text\n$ printf 'PING a\\nPING b\\nQUIT\\n' | nc 127.0.0.1 9000\nPONG a\nBYE\n```\n";
+    let lab = Lab::parse("labsheet/98-example.md", text).unwrap();
+    let failure = replay::replay(&lab).expect_err("a missing output line must fail");
+    assert!(failure.starts_with("labsheet/98-example.md:5:"), "{failure}");
+
+    let text = "<!-- replay -->\n```text\n$ printf 'PING a\\nQUIT\\n' | nc 127.0.0.1 9000\nPONG a\n```\n";
+    let lab = Lab::parse("labsheet/97-example.md", text).unwrap();
+    let failure = replay::replay(&lab).expect_err("output the lab leaves out must fail");
+    assert!(failure.contains("BYE"), "{failure}");
+}
+
+/// Every `.rs` file under `dir`, as (`src/...` path, text).
+fn source_files(dir: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let relative = path.strip_prefix(env!("CARGO_MANIFEST_DIR")).unwrap();
+                out.push((relative.to_string_lossy().replace('\\', "/"), fs::read_to_string(&path).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+fn backtick_spans(line: &str) -> Vec<&str> {
+    line.split('`').skip(1).step_by(2).collect()
+}
+
+/// `Type::function`, `module::function` or `function()` (with or without the parentheses
+/// after a path): the owner, if any, and the function.
+fn function_name(span: &str) -> Option<(Option<String>, String)> {
+    let is_ident = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let span = span.strip_suffix("()").map_or((span, false), |s| (s, true));
+    let (text, called) = span;
+    match text.rsplit_once("::") {
+        Some((owner, function)) if is_ident(owner) && is_ident(function) && function.starts_with(|c: char| c.is_ascii_lowercase()) => {
+            Some((Some(owner.to_string()), function.to_string()))
+        }
+        None if called && is_ident(text) && text.starts_with(|c: char| c.is_ascii_lowercase()) => {
+            Some((None, text.to_string()))
+        }
+        _ => None,
+    }
+}

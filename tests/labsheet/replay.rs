@@ -1,0 +1,819 @@
+//! Replaying a lab's marked blocks against a real broker, the way a student would run them.
+//!
+//! Each group of blocks (or each block on its own) gets a broker on a free port: the
+//! `broker` binary if the group starts one with `cargo run --bin broker`, otherwise one in
+//! this process. Every terminal in the lab becomes one of:
+//!
+//! * `$ nc 127.0.0.1 9000`: a TCP connection; `> ` lines are written to it.
+//! * `$ printf '...' | nc 127.0.0.1 9000`, or `$ (printf '...'; sleep 1; printf '...') | nc
+//!   ...`: the same bytes written with the same pauses, then everything read until the
+//!   broker closes (so, as for the student, the input must end with `QUIT`).
+//! * `$ cargo run --bin NAME -- ARGS`: the binary the test suite built, run with stdout and
+//!   stderr merged as a terminal shows them; `> ` lines go to its stdin.
+//!
+//! The lab's port 9000 is replaced by the real one on the way in, and the real one by 9000
+//! on the way out. Output lines are compared in order ([`crate::pattern`] for the
+//! placeholders); a line `...` lets any number of lines pass. Before a terminal acts, every
+//! other `nc` terminal that was typed into is synchronised with a hidden `PING`, so a
+//! `SUBSCRIBE` typed in one terminal has been handled before a `PUBLISH` in the next: the
+//! replay waits on protocol events, never on the clock (only `sleep` in a lab's own command
+//! pauses it). Every wait is bounded.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use pubsub_lab::BrokerHandle;
+
+use crate::markdown::{Block, Lab};
+use crate::pattern;
+
+/// How long one promised line may take to appear.
+const LINE_WAIT: Duration = Duration::from_secs(15);
+/// How long a command the lab runs to completion may take (the benchmark is the slowest).
+const FINISH_WAIT: Duration = Duration::from_secs(180);
+/// The port the labs are written for.
+const LAB_PORT: u16 = 9000;
+
+/// Replays every marked block of `lab`; returns how many blocks were replayed.
+pub fn replay(lab: &Lab) -> Result<usize, String> {
+    let mut groups: Vec<(Option<&str>, Vec<&Block>)> = Vec::new();
+    for block in &lab.blocks {
+        match block.group.as_deref() {
+            Some(name) => match groups.iter_mut().find(|(g, _)| *g == Some(name)) {
+                Some((_, blocks)) => blocks.push(block),
+                None => groups.push((Some(name), vec![block])),
+            },
+            None => groups.push((None, vec![block])),
+        }
+    }
+    for (_, blocks) in groups {
+        Group::new(&lab.name, blocks)?.run()?;
+    }
+    Ok(lab.blocks.len())
+}
+
+/// What a terminal's reader thread reports.
+enum Output {
+    Line(String),
+    /// No more output, and why.
+    End(String),
+}
+
+enum Kind {
+    Process(Child),
+    Conn(TcpStream),
+    Pipe,
+}
+
+struct Terminal {
+    kind: Kind,
+    input: Option<Box<dyn Write + Send>>,
+    output: Receiver<Output>,
+    lookahead: VecDeque<String>,
+    ended: Option<String>,
+    /// Lines already read, for failure messages.
+    seen: Vec<String>,
+    /// An `nc` terminal typed into since its last hidden PING.
+    unsynced: bool,
+    /// The student typed QUIT: the broker closes this connection.
+    quit: bool,
+    closed: bool,
+    /// After a `...` line: lines may pass until the next promised one.
+    skipping: bool,
+    is_broker: bool,
+}
+
+impl Terminal {
+    fn new(kind: Kind, input: Option<Box<dyn Write + Send>>, output: Receiver<Output>) -> Self {
+        Terminal {
+            kind,
+            input,
+            output,
+            lookahead: VecDeque::new(),
+            ended: None,
+            seen: Vec::new(),
+            unsynced: false,
+            quit: false,
+            closed: false,
+            skipping: false,
+            is_broker: false,
+        }
+    }
+
+    /// The next output line, raw, or why there is none before `deadline`.
+    fn next_line(&mut self, deadline: Instant) -> Result<String, String> {
+        if let Some(line) = self.lookahead.pop_front() {
+            return Ok(line);
+        }
+        if let Some(why) = &self.ended {
+            return Err(why.clone());
+        }
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match self.output.recv_timeout(wait) {
+            Ok(Output::Line(line)) => Ok(line),
+            Ok(Output::End(why)) => {
+                self.ended = Some(why.clone());
+                Err(why)
+            }
+            Err(RecvTimeoutError::Timeout) => Err(format!("nothing more came within {wait:?}")),
+            Err(RecvTimeoutError::Disconnected) => Err("the output ended".to_string()),
+        }
+    }
+
+    fn context(&self) -> String {
+        let start = self.seen.len().saturating_sub(6);
+        if self.seen.is_empty() {
+            "\n  (it had shown nothing so far)".to_string()
+        } else {
+            let lines: Vec<String> = self.seen[start..].iter().map(|l| format!("  | {l}")).collect();
+            format!("\n  last lines it showed:\n{}", lines.join("\n"))
+        }
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        self.input = None;
+        match &mut self.kind {
+            Kind::Process(child) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            Kind::Conn(stream) => {
+                let _ = stream.shutdown(Shutdown::Both);
+            }
+            Kind::Pipe => {}
+        }
+    }
+}
+
+struct Group<'a> {
+    file: &'a str,
+    blocks: Vec<&'a Block>,
+    /// Declared before `broker` so every client is gone before the broker stops.
+    terminals: HashMap<String, Terminal>,
+    broker: Option<BrokerHandle>,
+    port: Option<u16>,
+    syncs: u64,
+    /// Several blocks, or one with a `group=`: terminals may run side by side.
+    grouped: bool,
+}
+
+impl<'a> Group<'a> {
+    fn new(file: &'a str, blocks: Vec<&'a Block>) -> Result<Self, String> {
+        let runs_broker_binary = blocks.iter().any(|block| {
+            block.lines.iter().any(|(_, l)| {
+                l.trim_start().starts_with("$ ") && l.contains("--bin broker")
+            })
+        });
+        let grouped = blocks.iter().any(|block| block.group.is_some());
+        let broker = (!runs_broker_binary).then(crate::common::start_broker);
+        let port = broker.as_ref().map(|b| b.addr().port());
+        Ok(Group {
+            file,
+            blocks,
+            terminals: HashMap::new(),
+            broker,
+            port,
+            syncs: 0,
+            grouped,
+        })
+    }
+
+    fn run(mut self) -> Result<(), String> {
+        let blocks = self.blocks.clone();
+        for (index, block) in blocks.iter().enumerate() {
+            let name = terminal_name(block);
+            for (line, text) in &block.lines {
+                self.step(&name, *line, text.trim_end())?;
+            }
+            let used_later = blocks[index + 1..].iter().any(|b| terminal_name(b) == name);
+            if !used_later {
+                let last = block.lines.last().map_or(block.line, |(n, _)| *n);
+                self.finish(&name, last)?;
+            }
+        }
+        self.terminals.clear();
+        drop(self.broker.take());
+        Ok(())
+    }
+
+    fn at(&self, line: usize) -> String {
+        format!("{}:{line}", self.file)
+    }
+
+    fn step(&mut self, name: &str, line: usize, text: &str) -> Result<(), String> {
+        let trimmed = text.trim();
+        if trimmed.is_empty() {
+            return Ok(());
+        }
+        if let Some(command) = text.strip_prefix("$ ") {
+            self.sync_others(name, line)?;
+            if self.terminals.contains_key(name) {
+                self.finish(name, line)?;
+            }
+            return self.start(name, command, line);
+        }
+        if let Some(typed) = text.strip_prefix("> ").or((text == ">").then_some("")) {
+            self.sync_others(name, line)?;
+            return self.type_line(name, typed, line);
+        }
+        let at = self.at(line);
+        let terminal = self
+            .terminals
+            .get_mut(name)
+            .ok_or_else(|| format!("{at}: output shown before any command in terminal `{name}`"))?;
+        match trimmed {
+            "^C" => {
+                terminal.input = None;
+                match &mut terminal.kind {
+                    Kind::Process(child) => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                    }
+                    Kind::Conn(stream) => {
+                        let _ = stream.shutdown(Shutdown::Both);
+                    }
+                    Kind::Pipe => {}
+                }
+                terminal.closed = true;
+                Ok(())
+            }
+            "^D" => {
+                terminal.input = None;
+                if let Kind::Conn(stream) = &terminal.kind {
+                    let _ = stream.shutdown(Shutdown::Write);
+                }
+                Ok(())
+            }
+            "..." => {
+                terminal.skipping = true;
+                Ok(())
+            }
+            _ => self.expect(name, text, line),
+        }
+    }
+
+    /// Reads the terminal's next line and checks it is the one the lab promises.
+    fn expect(&mut self, name: &str, expected: &str, line: usize) -> Result<(), String> {
+        let at = self.at(line);
+        let port = self.port;
+        let terminal = self.terminals.get_mut(name).expect("checked by the caller");
+        let deadline = Instant::now() + LINE_WAIT;
+        loop {
+            let actual = match terminal.next_line(deadline) {
+                Ok(raw) => normalize(&raw, port),
+                Err(why) => {
+                    return Err(format!(
+                        "{at}: terminal `{name}` should show\n    {expected}\nbut {why}.{}",
+                        terminal.context()
+                    ))
+                }
+            };
+            terminal.seen.push(actual.clone());
+            if pattern::matches(expected, &actual) {
+                terminal.skipping = false;
+                return Ok(());
+            }
+            if !terminal.skipping {
+                return Err(format!(
+                    "{at}: terminal `{name}` should show\n    {expected}\nbut it showed\n    {actual}{}",
+                    terminal.context()
+                ));
+            }
+        }
+    }
+
+    fn type_line(&mut self, name: &str, typed: &str, line: usize) -> Result<(), String> {
+        let at = self.at(line);
+        let terminal = self
+            .terminals
+            .get_mut(name)
+            .ok_or_else(|| format!("{at}: a typed line before any command in terminal `{name}`"))?;
+        let input = terminal
+            .input
+            .as_mut()
+            .ok_or_else(|| format!("{at}: terminal `{name}` takes no typed input here"))?;
+        input
+            .write_all(format!("{typed}\n").as_bytes())
+            .and_then(|()| input.flush())
+            .map_err(|error| format!("{at}: typing into terminal `{name}` failed: {error}"))?;
+        if matches!(terminal.kind, Kind::Conn(_)) {
+            terminal.unsynced = true;
+            if typed.trim().eq_ignore_ascii_case("quit") {
+                terminal.quit = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes sure every other `nc` terminal's typed lines were handled by the broker.
+    fn sync_others(&mut self, current: &str, line: usize) -> Result<(), String> {
+        let names: Vec<String> = self
+            .terminals
+            .iter()
+            .filter(|(n, t)| n.as_str() != current && t.unsynced && !t.quit && !t.closed)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in names {
+            self.sync(&name, line)?;
+        }
+        Ok(())
+    }
+
+    /// Sends a hidden `PING` and reads up to its `PONG`; lines before it are kept for the
+    /// lab's next promises.
+    fn sync(&mut self, name: &str, line: usize) -> Result<(), String> {
+        self.syncs += 1;
+        let token = format!("replay-sync-{}", self.syncs);
+        let at = self.at(line);
+        let terminal = self.terminals.get_mut(name).expect("a known terminal");
+        terminal.unsynced = false;
+        let Some(input) = terminal.input.as_mut() else {
+            return Ok(());
+        };
+        if input.write_all(format!("PING {token}\n").as_bytes()).is_err() {
+            return Ok(()); // the broker closed it; the lab's next promise will say so
+        }
+        let deadline = Instant::now() + LINE_WAIT;
+        loop {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            match terminal.output.recv_timeout(wait) {
+                Ok(Output::Line(l)) if l == format!("PONG {token}") => return Ok(()),
+                Ok(Output::Line(l)) => terminal.lookahead.push_back(l),
+                Ok(Output::End(why)) => {
+                    terminal.ended = Some(why);
+                    return Ok(());
+                }
+                Err(_) => {
+                    return Err(format!(
+                        "{at}: before this step, terminal `{name}` did not answer a PING within {LINE_WAIT:?}"
+                    ))
+                }
+            }
+        }
+    }
+
+    /// The terminal is not used again: a command must have ended, and nothing it printed
+    /// may be missing from the lab.
+    fn finish(&mut self, name: &str, line: usize) -> Result<(), String> {
+        let at = self.at(line);
+        let port = self.port;
+        let Some(terminal) = self.terminals.get(name) else {
+            return Ok(());
+        };
+        // A program still running in a multi-terminal step (a subscriber, say) stays up until
+        // the step ends, as it would on the student's screen; one on its own, or whose input
+        // the student closed, must end.
+        let left_running = matches!(terminal.kind, Kind::Process(_))
+            && self.grouped
+            && terminal.input.is_some();
+        if terminal.closed || terminal.is_broker || left_running {
+            return Ok(());
+        }
+        let conn_open = matches!(terminal.kind, Kind::Conn(_)) && !terminal.quit;
+        if conn_open && terminal.ended.is_none() {
+            self.sync(name, line)?;
+        }
+        let terminal = self.terminals.get_mut(name).expect("a known terminal");
+        terminal.input = None;
+        if let Kind::Process(child) = &mut terminal.kind {
+            let deadline = Instant::now() + FINISH_WAIT;
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) => break,
+                    Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+                    _ => {
+                        return Err(format!(
+                            "{at}: the command in terminal `{name}` did not end within {FINISH_WAIT:?} \
+                             (show ^C if the student stops it){}",
+                            terminal.context()
+                        ))
+                    }
+                }
+            }
+        }
+        let mut extra = Vec::new();
+        if conn_open {
+            extra.extend(terminal.lookahead.drain(..));
+        } else {
+            let deadline = Instant::now() + LINE_WAIT;
+            while let Ok(raw) = terminal.next_line(deadline) {
+                extra.push(raw);
+            }
+        }
+        if !extra.is_empty() && !terminal.skipping {
+            let lines: Vec<String> = extra.iter().map(|l| format!("    {}", normalize(l, port))).collect();
+            return Err(format!(
+                "{at}: terminal `{name}` showed more than the lab shows (add the lines, or `...`):\n{}",
+                lines.join("\n")
+            ));
+        }
+        self.terminals.remove(name);
+        Ok(())
+    }
+
+    fn start(&mut self, name: &str, command: &str, line: usize) -> Result<(), String> {
+        let at = self.at(line);
+        let parsed = parse_command(command).map_err(|why| format!("{at}: {why}"))?;
+        let terminal = match parsed {
+            Parsed::Nc => {
+                let port = self.need_port(&at)?;
+                let stream = TcpStream::connect(("127.0.0.1", port))
+                    .map_err(|e| format!("{at}: nc could not connect: {e}"))?;
+                let reader = stream.try_clone().map_err(|e| e.to_string())?;
+                let writer = stream.try_clone().map_err(|e| e.to_string())?;
+                let output = pump(reader);
+                Terminal::new(Kind::Conn(stream), Some(Box::new(writer)), output)
+            }
+            Parsed::Pipe(steps) => {
+                let port = self.need_port(&at)?;
+                let (tx, rx) = mpsc::channel();
+                thread::spawn(move || play_pipe(port, &steps, &tx));
+                Terminal::new(Kind::Pipe, None, rx)
+            }
+            Parsed::Cargo { env, bin, args } => self.spawn_binary(&at, &env, &bin, args)?,
+        };
+        self.terminals.insert(name.to_string(), terminal);
+        Ok(())
+    }
+
+    fn need_port(&self, at: &str) -> Result<u16, String> {
+        self.port
+            .ok_or_else(|| format!("{at}: no broker is running yet in this group"))
+    }
+
+    fn spawn_binary(
+        &mut self,
+        at: &str,
+        env: &[(String, String)],
+        bin: &str,
+        mut args: Vec<String>,
+    ) -> Result<Terminal, String> {
+        let exe = binary(bin).ok_or_else(|| {
+            format!("{at}: the lab runs `{bin}`, but this crate has no binary of that name")
+        })?;
+        let is_broker = bin == "broker";
+        let port = if is_broker {
+            0
+        } else if bin == "bench" {
+            self.port.unwrap_or(0)
+        } else {
+            self.need_port(at)?
+        };
+        let mut has_port = false;
+        for i in 0..args.len() {
+            if args[i] == "--port" && i + 1 < args.len() {
+                args[i + 1] = port.to_string();
+                has_port = true;
+            }
+            if args[i] == "--addr" && i + 1 < args.len() {
+                args[i + 1] = args[i + 1].replace(&format!(":{LAB_PORT}"), &format!(":{port}"));
+            }
+        }
+        if !has_port && matches!(bin, "broker" | "publisher" | "subscriber" | "troublemaker") {
+            args.splice(0..0, ["--port".to_string(), port.to_string()]);
+        }
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg("exec \"$0\" \"$@\" 2>&1")
+            .arg(exe)
+            .args(&args)
+            .env_remove("RUST_LOG")
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("{at}: could not start {bin}: {e}"))?;
+        let stdin = child.stdin.take().expect("piped");
+        let output = pump(child.stdout.take().expect("piped"));
+        let mut terminal = Terminal::new(Kind::Process(child), Some(Box::new(stdin)), output);
+        if is_broker {
+            terminal.is_broker = true;
+            let first = terminal
+                .next_line(Instant::now() + LINE_WAIT)
+                .map_err(|why| format!("{at}: the broker printed no first line: {why}"))?;
+            let port = first
+                .split_once("listening on ")
+                .and_then(|(_, rest)| rest.split(';').next())
+                .and_then(|addr| addr.rsplit(':').next())
+                .and_then(|port| port.parse().ok())
+                .ok_or_else(|| format!("{at}: cannot read the port from the broker's first line: {first}"))?;
+            self.port = Some(port);
+            terminal.lookahead.push_front(first);
+        }
+        Ok(terminal)
+    }
+}
+
+fn terminal_name(block: &Block) -> String {
+    block
+        .terminal
+        .clone()
+        .unwrap_or_else(|| format!("block at line {}", block.line))
+}
+
+/// The binaries the test suite built, by name; `None` for one this crate does not have.
+fn binary(name: &str) -> Option<&'static str> {
+    match name {
+        "broker" => option_env!("CARGO_BIN_EXE_broker"),
+        "publisher" => option_env!("CARGO_BIN_EXE_publisher"),
+        "subscriber" => option_env!("CARGO_BIN_EXE_subscriber"),
+        "troublemaker" => option_env!("CARGO_BIN_EXE_troublemaker"),
+        "bench" => option_env!("CARGO_BIN_EXE_bench"),
+        "labkit" => option_env!("CARGO_BIN_EXE_labkit"),
+        _ => None,
+    }
+}
+
+/// Shows the real port as the lab's 9000, and drops the `--port 9000` hint the broker adds
+/// when it is not on its default port.
+fn normalize(line: &str, port: Option<u16>) -> String {
+    let Some(port) = port.filter(|&p| p != LAB_PORT) else {
+        return line.to_string();
+    };
+    let from = port.to_string();
+    let mut out = String::new();
+    let mut rest = line;
+    while let Some(found) = rest.find(&from) {
+        let before = rest[..found].chars().next_back();
+        let after = rest[found + from.len()..].chars().next();
+        out.push_str(&rest[..found]);
+        let whole_number = !before.is_some_and(|c| c.is_ascii_digit() || c == '.')
+            && !after.is_some_and(|c| c.is_ascii_digit());
+        out.push_str(if whole_number { "9000" } else { &from });
+        rest = &rest[found + from.len()..];
+    }
+    out.push_str(rest);
+    out.replace(" --port 9000", "")
+}
+
+/// Reads lines from `source` on a thread of its own, until end of file or an error.
+fn pump(source: impl Read + Send + 'static) -> Receiver<Output> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut reader = BufReader::new(source);
+        loop {
+            let mut bytes = Vec::new();
+            let end = match reader.read_until(b'\n', &mut bytes) {
+                Ok(0) => Some("the output ended".to_string()),
+                Ok(_) => None,
+                Err(error) => Some(format!("reading failed: {error}")),
+            };
+            if let Some(why) = end {
+                let _ = tx.send(Output::End(why));
+                return;
+            }
+            let text = String::from_utf8_lossy(&bytes);
+            let text = text.trim_end_matches(['\n', '\r']).to_string();
+            if tx.send(Output::Line(text)).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// What `printf ... | nc` does: write the bytes (with the pauses), then read until the
+/// broker closes. Like nc, it does not half-close when its input ends.
+fn play_pipe(port: u16, steps: &[Step], tx: &Sender<Output>) {
+    let mut stream = match TcpStream::connect(("127.0.0.1", port)) {
+        Ok(stream) => stream,
+        Err(error) => {
+            let _ = tx.send(Output::End(format!("nc could not connect: {error}")));
+            return;
+        }
+    };
+    for step in steps {
+        match step {
+            Step::Send(bytes) => {
+                if let Err(error) = stream.write_all(bytes) {
+                    let _ = tx.send(Output::End(format!("nc could not write: {error}")));
+                    return;
+                }
+            }
+            Step::Sleep(pause) => thread::sleep(*pause),
+        }
+    }
+    let _ = stream.set_read_timeout(Some(FINISH_WAIT));
+    let output = pump(stream);
+    while let Ok(item) = output.recv() {
+        let end = matches!(item, Output::End(_));
+        if tx.send(item).is_err() || end {
+            return;
+        }
+    }
+}
+
+enum Step {
+    Send(Vec<u8>),
+    Sleep(Duration),
+}
+
+enum Parsed {
+    Nc,
+    Pipe(Vec<Step>),
+    Cargo {
+        env: Vec<(String, String)>,
+        bin: String,
+        args: Vec<String>,
+    },
+}
+
+#[derive(Debug, PartialEq)]
+enum Token {
+    Word(String),
+    Op(char),
+}
+
+/// The commands a replayed block may use; anything else is an error that tells the author
+/// to leave the block unmarked.
+fn parse_command(command: &str) -> Result<Parsed, String> {
+    let tokens = tokenize(command)?;
+    let unsupported = || {
+        format!(
+            "cannot replay `{command}`: replayed blocks may use `nc 127.0.0.1 9000`, \
+             `printf '...' | nc ...`, `(printf ...; sleep N; ...) | nc ...` and \
+             `[VAR=value] cargo run [--release] --bin NAME [-- ARGS]`; leave other blocks unmarked"
+        )
+    };
+    if let Some(bar) = tokens.iter().position(|t| *t == Token::Op('|')) {
+        let (producer, consumer) = (&tokens[..bar], &tokens[bar + 1..]);
+        if !is_nc(consumer) {
+            return Err(unsupported());
+        }
+        let inner = match producer {
+            [Token::Op('('), inner @ .., Token::Op(')')] => inner,
+            simple => simple,
+        };
+        let mut steps = Vec::new();
+        for part in inner.split(|t| *t == Token::Op(';')) {
+            let words: Vec<&str> = part
+                .iter()
+                .map(|t| match t {
+                    Token::Word(w) => Ok(w.as_str()),
+                    Token::Op(_) => Err(unsupported()),
+                })
+                .collect::<Result<_, _>>()?;
+            match words.as_slice() {
+                [] => {}
+                ["printf", format] => steps.push(Step::Send(printf(format))),
+                ["echo", words @ ..] => steps.push(Step::Send(format!("{}\n", words.join(" ")).into_bytes())),
+                ["sleep", seconds] => {
+                    let seconds: f64 = seconds.parse().map_err(|_| unsupported())?;
+                    steps.push(Step::Sleep(Duration::from_secs_f64(seconds)));
+                }
+                _ => return Err(unsupported()),
+            }
+        }
+        return Ok(Parsed::Pipe(steps));
+    }
+    if is_nc(&tokens) {
+        return Ok(Parsed::Nc);
+    }
+    let mut words = Vec::new();
+    for token in tokens {
+        match token {
+            Token::Word(w) => words.push(w),
+            Token::Op(_) => return Err(unsupported()),
+        }
+    }
+    let mut env = Vec::new();
+    let mut rest = words.as_slice();
+    while let Some((first, tail)) = rest.split_first() {
+        match first.split_once('=') {
+            Some((key, value)) if key.chars().all(|c| c.is_ascii_uppercase() || c == '_') => {
+                env.push((key.to_string(), value.to_string()));
+                rest = tail;
+            }
+            _ => break,
+        }
+    }
+    let [cargo, run, tail @ ..] = rest else {
+        return Err(unsupported());
+    };
+    if cargo != "cargo" || run != "run" {
+        return Err(unsupported());
+    }
+    // Like cargo: its own flags first; `--` or the first plain word starts the program's.
+    let mut bin = None;
+    let mut i = 0;
+    while i < tail.len() {
+        match tail[i].as_str() {
+            "--release" | "-q" | "--quiet" => i += 1,
+            "--bin" if i + 1 < tail.len() => {
+                bin = Some(tail[i + 1].clone());
+                i += 2;
+            }
+            "--" => {
+                i += 1;
+                break;
+            }
+            word if !word.starts_with('-') => break,
+            _ => return Err(unsupported()),
+        }
+    }
+    let bin = bin.ok_or_else(unsupported)?;
+    Ok(Parsed::Cargo {
+        env,
+        bin,
+        args: tail[i..].to_vec(),
+    })
+}
+
+fn is_nc(tokens: &[Token]) -> bool {
+    matches!(tokens, [Token::Word(nc), Token::Word(host), Token::Word(port)]
+        if nc == "nc" && (host == "127.0.0.1" || host == "localhost") && port.parse::<u16>().is_ok())
+}
+
+/// Splits a shell command into words and the operators `| ( ) ;`, with '...', "..." and
+/// backslash quoting; `#` starts a comment.
+fn tokenize(command: &str) -> Result<Vec<Token>, String> {
+    let mut tokens = Vec::new();
+    let mut word: Option<String> = None;
+    let mut chars = command.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                let w = word.get_or_insert_with(String::new);
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => w.push(c),
+                        None => return Err(format!("unclosed ' in `{command}`")),
+                    }
+                }
+            }
+            '"' => {
+                let w = word.get_or_insert_with(String::new);
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') if matches!(chars.peek(), Some('"' | '\\' | '$')) => {
+                            w.push(chars.next().expect("peeked"))
+                        }
+                        Some(c) => w.push(c),
+                        None => return Err(format!("unclosed \" in `{command}`")),
+                    }
+                }
+            }
+            '\\' => {
+                if let Some(next) = chars.next() {
+                    word.get_or_insert_with(String::new).push(next);
+                }
+            }
+            '#' if word.is_none() => break,
+            '|' | '(' | ')' | ';' => {
+                tokens.extend(word.take().map(Token::Word));
+                tokens.push(Token::Op(c));
+            }
+            c if c.is_whitespace() => tokens.extend(word.take().map(Token::Word)),
+            c => word.get_or_insert_with(String::new).push(c),
+        }
+    }
+    tokens.extend(word.map(Token::Word));
+    Ok(tokens)
+}
+
+/// The bytes `printf FORMAT` writes, for the escapes labs use: `\n \r \t \\ %%`.
+fn printf(format: &str) -> Vec<u8> {
+    let mut out = String::new();
+    let mut chars = format.chars();
+    while let Some(c) = chars.next() {
+        match (c, c == '\\' || c == '%') {
+            ('\\', true) => match chars.next() {
+                Some('n') => out.push('\n'),
+                Some('r') => out.push('\r'),
+                Some('t') => out.push('\t'),
+                Some(other) => out.push(other),
+                None => out.push('\\'),
+            },
+            ('%', true) => {
+                chars.next();
+                out.push('%');
+            }
+            (c, _) => out.push(c),
+        }
+    }
+    out.into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_commands_split_like_sh_splits_them() {
+        let tokens = tokenize("(printf 'PI'; sleep 1) | nc 127.0.0.1 9000  # comment").unwrap();
+        assert_eq!(tokens.len(), 11, "{tokens:?}");
+        assert_eq!(printf(r"PING a\r\nb%%"), b"PING a\r\nb%");
+        assert_eq!(normalize("on 127.0.0.1:40001; nc 127.0.0.1 40001 (x --port 40001)", Some(40001)),
+            "on 127.0.0.1:9000; nc 127.0.0.1 9000 (x)");
+    }
+}
