@@ -1,0 +1,188 @@
+//! Lab 02 checks: fan-out. A `PUBLISH` hands the one formatted `DELIVER` line to every
+//! subscriber of the topic, and says how many took it. `Session::fan_out` (the lab 02
+//! region in src/session.rs) pushes the line into each subscriber's outbox, and remembers
+//! the outboxes it must flush before its thread next blocks. Real subscribers on real
+//! sockets watch what arrives.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use pubsub_lab::BrokerHandle;
+
+/// How long a check waits for any one line before it fails.
+const WAIT: Duration = Duration::from_secs(5);
+
+/// Where the work of this lab is.
+const REGION: &str = "Session::fan_out in src/session.rs";
+
+/// Every subscriber of the topic receives the message exactly once.
+#[test]
+fn every_subscriber_gets_the_message_once() {
+    let broker = common::start_broker();
+    let mut subs: Vec<Peer> = ["sub1", "sub2", "sub3"]
+        .into_iter()
+        .map(|name| Peer::subscribed(&broker, name, "weather"))
+        .collect();
+    let mut publisher = Peer::connect(&broker, "pub1");
+    publisher.send("PUBLISH weather Rainy day pub1\n");
+    for sub in &mut subs {
+        let line = sub.line("the DELIVER line of pub1's message");
+        assert!(
+            line.starts_with("DELIVER weather Rainy day pub1 "),
+            "{} expected `DELIVER weather Rainy day pub1 <time>`, got {line:?}",
+            sub.name
+        );
+        sub.expect_nothing_more("one DELIVER line per subscriber");
+    }
+}
+
+/// With VERBOSE on, the publisher learns how many subscribers took the message, and STATS counts them.
+#[test]
+fn the_publisher_is_told_how_many_received_it() {
+    let broker = common::start_broker();
+    let _sub1 = Peer::subscribed(&broker, "sub1", "weather");
+    let _sub2 = Peer::subscribed(&broker, "sub2", "weather");
+    let mut publisher = Peer::connect(&broker, "pub1");
+    publisher.send("VERBOSE on\n");
+    assert_eq!(publisher.line("OK VERBOSE on"), "OK VERBOSE on");
+    publisher.send("PUBLISH weather one pub1\nPUBLISH weather two pub1\n");
+    for _ in 0..2 {
+        let line = publisher.line("`OK PUBLISH weather 2`");
+        assert_eq!(
+            line, "OK PUBLISH weather 2",
+            "two subscribers took the message, so fan_out must return 2; look at what \
+             {REGION} counts"
+        );
+    }
+    publisher.send("STATS\n");
+    let deliveries = loop {
+        let line = publisher.line("the STATS reply");
+        assert_ne!(line, "END STATS", "STATS has no `deliveries` counter");
+        if let Some(value) = line.strip_prefix("STATS deliveries ") {
+            break value.to_string();
+        }
+    };
+    assert_eq!(
+        deliveries, "4",
+        "two messages to two subscribers are four deliveries; STATS adds up what \
+         {REGION} returns"
+    );
+}
+
+/// A burst of publishes sent in one write reaches every subscriber complete and in order.
+#[test]
+fn a_burst_arrives_complete_and_in_order() {
+    const BURST: usize = 200;
+    let broker = common::start_broker();
+    let mut subs = [
+        Peer::subscribed(&broker, "sub1", "ticks"),
+        Peer::subscribed(&broker, "sub2", "ticks"),
+    ];
+    let mut publisher = Peer::connect(&broker, "pub1");
+    let burst: String = (0..BURST)
+        .map(|n| format!("PUBLISH ticks tick-{n} pub1\n"))
+        .collect();
+    publisher.send(&burst);
+    for sub in &mut subs {
+        for n in 0..BURST {
+            let line = sub.line(&format!(
+                "message tick-{n} of {BURST} (lines pushed into an outbox only go out when \
+                 that outbox is flushed: does fan_out remember the outboxes that \
+                 Pushed::NowPending says it must flush?)"
+            ));
+            assert!(
+                line.starts_with(&format!("DELIVER ticks tick-{n} pub1 ")),
+                "{} expected message tick-{n}, got {line:?}: every message must reach every \
+                 subscriber once, in the order it was published",
+                sub.name
+            );
+        }
+    }
+}
+
+/// A publisher subscribed to its own topic receives its own message, like any subscriber.
+#[test]
+fn a_publisher_receives_its_own_message() {
+    let broker = common::start_broker();
+    let mut both = Peer::subscribed(&broker, "echo1", "chat");
+    both.send("PUBLISH chat hello me echo1\n");
+    let line = both.line("the DELIVER line of its own message");
+    assert!(
+        line.starts_with("DELIVER chat hello me echo1 "),
+        "echo1 subscribed to chat and published to it, so it must receive its own message; \
+         got {line:?}"
+    );
+}
+
+/// One client of the broker, reading lines with a time limit so a missing line fails
+/// the check instead of hanging it.
+struct Peer {
+    name: &'static str,
+    writer: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl Peer {
+    fn connect(broker: &BrokerHandle, name: &'static str) -> Peer {
+        let writer = TcpStream::connect(broker.addr()).expect("connect to the broker");
+        writer
+            .set_read_timeout(Some(WAIT))
+            .expect("set a read timeout");
+        let reader = BufReader::new(writer.try_clone().expect("clone the socket"));
+        Peer {
+            name,
+            writer,
+            reader,
+        }
+    }
+
+    /// Connects and subscribes to `topic`; the PONG proves the subscription is in place.
+    fn subscribed(broker: &BrokerHandle, name: &'static str, topic: &str) -> Peer {
+        let mut peer = Peer::connect(broker, name);
+        peer.send(&format!("SUBSCRIBE {topic} {name}\nPING ready\n"));
+        let line = peer.line("the PONG after SUBSCRIBE");
+        assert_eq!(line, "PONG ready", "{name} subscribed and sent PING");
+        peer
+    }
+
+    /// Sends a PING and requires its PONG to be the very next line.
+    fn expect_nothing_more(&mut self, because: &str) {
+        self.send("PING check\n");
+        let line = self.line("the PONG of its PING");
+        assert_eq!(
+            line, "PONG check",
+            "{} received {line:?} where no more lines were due ({because})",
+            self.name
+        );
+    }
+
+    fn send(&mut self, text: &str) {
+        if let Err(error) = self.writer.write_all(text.as_bytes()) {
+            panic!(
+                "{} could not send: {error}. The broker closed the connection; did it \
+                 panic? (see `broker panicked` above)",
+                self.name
+            );
+        }
+    }
+
+    /// Reads one line; `waiting_for` says what was expected, for the failure message.
+    fn line(&mut self, waiting_for: &str) -> String {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) => panic!(
+                "{} waited for {waiting_for}, but the broker closed the connection; did it \
+                 panic? (see `broker panicked` above)",
+                self.name
+            ),
+            Ok(_) => line.strip_suffix('\n').unwrap_or(&line).to_string(),
+            Err(_) => panic!(
+                "{} waited {WAIT:?} for {waiting_for}, but no line came; look at {REGION}",
+                self.name
+            ),
+        }
+    }
+}

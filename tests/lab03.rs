@@ -1,0 +1,261 @@
+//! Lab 03 checks: TCP is a stream of bytes, not of messages. One `read` may return half a
+//! command, or three commands and the start of a fourth. `LineReader::next_line` (the lab 03
+//! region in src/framing.rs) hands out a line only once its `\n` has arrived, drops a `\r`
+//! before it, and reports a line over the limit once. These checks cut commands the way a
+//! network might, over a real socket, then drive the reader directly with chosen pieces.
+
+mod common;
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::thread;
+use std::time::Duration;
+
+use pubsub_lab::framing::{Filled, Frame, LineReader};
+use pubsub_lab::{BrokerHandle, Config};
+
+/// How long a check waits for any one line before it fails.
+const WAIT: Duration = Duration::from_secs(5);
+
+/// Where the work of this lab is.
+const REGION: &str = "LineReader::next_line in src/framing.rs";
+
+/// A command that arrives in three pieces is handled once, when its `\n` arrives.
+#[test]
+fn a_command_split_across_writes_is_handled_whole() {
+    let broker = common::start_broker();
+    let mut client = Peer::connect(&broker, "client");
+    for piece in ["PI", "NG hel", "lo\n"] {
+        client.send(piece);
+        // Give the broker time to read each piece on its own, as a slow network would.
+        thread::sleep(Duration::from_millis(50));
+    }
+    let line = client.line("`PONG hello` for a PING sent in three pieces");
+    assert_eq!(
+        line, "PONG hello",
+        "the pieces `PI`, `NG hel`, `lo\\n` are one line: keep the bytes of an unfinished \
+         line until its `\\n` arrives"
+    );
+}
+
+/// Three commands in one write get three replies, in order.
+#[test]
+fn several_commands_in_one_write_each_get_a_reply() {
+    let broker = common::start_broker();
+    let mut client = Peer::connect(&broker, "client");
+    client.send("PING a\nPING b\nPING c\n");
+    for token in ["a", "b", "c"] {
+        let line = client.line(&format!("`PONG {token}`"));
+        assert_eq!(
+            line,
+            format!("PONG {token}"),
+            "one read held three lines: next_line must return them one by one, in order"
+        );
+    }
+}
+
+/// A `\r\n` line end is accepted, and blank lines are ignored.
+#[test]
+fn crlf_and_blank_lines_are_accepted() {
+    let broker = common::start_broker();
+    let mut client = Peer::connect(&broker, "client");
+    client.send("\r\n\nPING x\r\n\nPING y\n");
+    for token in ["x", "y"] {
+        let line = client.line(&format!("`PONG {token}`"));
+        assert_eq!(
+            line,
+            format!("PONG {token}"),
+            "nc on some systems ends lines with `\\r\\n`: next_line must drop the `\\r` \
+             (and blank lines must produce no reply)"
+        );
+    }
+}
+
+/// A command sent one byte per write still works.
+#[test]
+fn one_byte_at_a_time_works() {
+    let broker = common::start_broker();
+    let mut client = Peer::connect(&broker, "client");
+    for byte in "PING slowly\n".bytes() {
+        client.send_bytes(&[byte]);
+        thread::sleep(Duration::from_millis(2));
+    }
+    let line = client.line("`PONG slowly` for a PING sent one byte per write");
+    assert_eq!(
+        line, "PONG slowly",
+        "a line that trickles in byte by byte is still one line"
+    );
+}
+
+/// A line over the limit gets one ERROR, and the next line is handled normally.
+#[test]
+fn an_overlong_line_gets_one_error_and_the_connection_carries_on() {
+    let broker = common::start_broker_with(Config {
+        max_line_bytes: 100,
+        ..Config::default()
+    });
+    let mut client = Peer::connect(&broker, "client");
+    let long = "x".repeat(1000);
+    for piece in long.as_bytes().chunks(300) {
+        client.send_bytes(piece);
+    }
+    client.send("\nPING after\n");
+    let line = client.line("one ERROR for the 1000-byte line (the limit is 100)");
+    assert!(
+        line.starts_with("ERROR "),
+        "a 1000-byte line with a 100-byte limit must be refused with one ERROR; got {line:?}"
+    );
+    let line = client.line("`PONG after`, the line after the overlong one");
+    assert_eq!(
+        line, "PONG after",
+        "after an overlong line, report it once (Frame::TooLong), drop its bytes up to its \
+         `\\n`, and carry on with the next line"
+    );
+}
+
+/// A line exactly at the limit is accepted, with `\n` or `\r\n`.
+#[test]
+fn a_line_exactly_at_the_limit_is_accepted() {
+    let broker = common::start_broker_with(Config {
+        max_line_bytes: 20,
+        ..Config::default()
+    });
+    let mut client = Peer::connect(&broker, "client");
+    let line = format!("PING {}", "t".repeat(15));
+    assert_eq!(line.len(), 20);
+    client.send(&format!("{line}\n{line}\r\n"));
+    for ending in ["\\n", "\\r\\n"] {
+        let reply = client.line("the PONG of a PING exactly 20 bytes long");
+        assert_eq!(
+            reply,
+            format!("PONG {}", "t".repeat(15)),
+            "a line of exactly --max-line-bytes (not counting its {ending}) is allowed"
+        );
+    }
+}
+
+/// Driven directly, the reader hands out only complete lines, whatever pieces the bytes come in.
+#[test]
+fn the_reader_hands_out_only_complete_lines() {
+    let cases: [Case; 4] = [
+        (
+            "a line split in three reads",
+            &[b"SUBS", b"CRIBE a", b" b\n"],
+            &["SUBSCRIBE a b"],
+        ),
+        (
+            "three lines in one read",
+            &[b"a\nb\r\nc\n"],
+            &["a", "b", "c"],
+        ),
+        (
+            "a line and the start of the next",
+            &[b"one\ntw", b"o\n"],
+            &["one", "two"],
+        ),
+        ("an empty line", &[b"\nz\n"], &["", "z"]),
+    ];
+    for (case, pieces, expected) in cases {
+        let got = read_all(pieces, 100);
+        assert_eq!(got, expected, "{case}: {pieces:?} should give these lines");
+    }
+}
+
+/// A story, the pieces the bytes arrive in, and the lines they must give.
+type Case<'a> = (&'a str, &'a [&'a [u8]], &'a [&'a str]);
+
+/// Every frame `LineReader` gives for `pieces`, one `read` per piece (`!` for TooLong).
+fn read_all(pieces: &[&[u8]], max_line: usize) -> Vec<String> {
+    let source = Pieces(pieces.iter().map(|piece| piece.to_vec()).collect());
+    let mut reader = LineReader::new(source, max_line);
+    let mut frames = Vec::new();
+    loop {
+        while let Some(frame) = reader.next_line() {
+            frames.push(match frame {
+                Frame::Line(line) => String::from_utf8_lossy(line).into_owned(),
+                Frame::TooLong => "!".to_string(),
+            });
+            assert!(
+                frames.len() < 100,
+                "next_line keeps returning lines from {pieces:?}"
+            );
+        }
+        if reader.fill().expect("reading from memory") == Filled::Eof {
+            return frames;
+        }
+    }
+}
+
+/// A byte source that returns its pieces one per `read`, the way a network cuts a stream.
+struct Pieces(Vec<Vec<u8>>);
+
+impl Read for Pieces {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let Some(piece) = self.0.first_mut() else {
+            return Ok(0);
+        };
+        let n = piece.len().min(out.len());
+        out[..n].copy_from_slice(&piece[..n]);
+        piece.drain(..n);
+        if piece.is_empty() {
+            self.0.remove(0);
+        }
+        Ok(n)
+    }
+}
+
+/// One client of the broker, reading lines with a time limit so a missing line fails
+/// the check instead of hanging it.
+struct Peer {
+    name: &'static str,
+    writer: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl Peer {
+    fn connect(broker: &BrokerHandle, name: &'static str) -> Peer {
+        let writer = TcpStream::connect(broker.addr()).expect("connect to the broker");
+        writer
+            .set_read_timeout(Some(WAIT))
+            .expect("set a read timeout");
+        // Each write goes out at once, so the broker sees the pieces as they were sent.
+        writer.set_nodelay(true).expect("set TCP_NODELAY");
+        let reader = BufReader::new(writer.try_clone().expect("clone the socket"));
+        Peer {
+            name,
+            writer,
+            reader,
+        }
+    }
+
+    fn send(&mut self, text: &str) {
+        self.send_bytes(text.as_bytes());
+    }
+
+    fn send_bytes(&mut self, bytes: &[u8]) {
+        if let Err(error) = self.writer.write_all(bytes) {
+            panic!(
+                "{} could not send: {error}. The broker closed the connection; did it \
+                 panic? (see `broker panicked` above)",
+                self.name
+            );
+        }
+    }
+
+    /// Reads one line; `waiting_for` says what was expected, for the failure message.
+    fn line(&mut self, waiting_for: &str) -> String {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) => panic!(
+                "{} waited for {waiting_for}, but the broker closed the connection; did it \
+                 panic? (see `broker panicked` above)",
+                self.name
+            ),
+            Ok(_) => line.strip_suffix('\n').unwrap_or(&line).to_string(),
+            Err(_) => panic!(
+                "{} waited {WAIT:?} for {waiting_for}, but no line came; look at {REGION}",
+                self.name
+            ),
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! Lab 06 checks: the timestamp cache. Every `DELIVER` line ends with the broker's local
+//! time, `YYYY-MM-DD HH:MM:SS`. Formatting it costs about as much as the rest of a
+//! publish, and the text changes only once a second, so `Clock::now` (the lab 06 region in
+//! src/clock.rs) keeps the last text and makes a new one only when the second changes.
+//! Making it fast must not make it wrong: these checks compare what a real subscriber
+//! receives with the clock on the wall, then drive `Clock` directly across a second
+//! boundary.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::thread;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use chrono::{DateTime, Local, NaiveDateTime, Timelike};
+use pubsub_lab::clock::Clock;
+use pubsub_lab::BrokerHandle;
+
+/// How long a check waits for any one line before it fails.
+const WAIT: Duration = Duration::from_secs(5);
+
+/// The protocol's timestamp format.
+const FORMAT: &str = "%Y-%m-%d %H:%M:%S";
+
+/// Where the work of this lab is.
+const REGION: &str = "Clock::now in src/clock.rs";
+
+/// A subscriber receives the local time of the publish, to the second.
+#[test]
+fn deliver_timestamps_are_the_local_time() {
+    let broker = common::start_broker();
+    let mut sub = Peer::subscribed(&broker, "sub1", "weather");
+    let mut publisher = Peer::connect(&broker, "pub1");
+    let before = whole_second(Local::now().naive_local());
+    publisher.send("PUBLISH weather what time is it pub1\n");
+    let line = sub.line("the DELIVER line of pub1's message");
+    let after = Local::now().naive_local();
+    let stamp = timestamp_of(&line);
+    assert!(
+        before <= stamp && stamp <= after,
+        "the message was published between {before} and {after} (local time), but its \
+         DELIVER line says {stamp}; {REGION} must give the current local time (chrono's \
+         Local, not Utc) and a fresh text once the second has changed"
+    );
+}
+
+/// Timestamps of a run of publishes never go backwards and are all well formed.
+#[test]
+fn timestamps_never_go_backwards() {
+    const COUNT: usize = 50;
+    let broker = common::start_broker();
+    let mut sub = Peer::subscribed(&broker, "sub1", "ticks");
+    let mut publisher = Peer::connect(&broker, "pub1");
+    let burst: String = (0..COUNT)
+        .map(|n| format!("PUBLISH ticks tick-{n} pub1\n"))
+        .collect();
+    publisher.send(&burst);
+    let mut previous: Option<NaiveDateTime> = None;
+    for n in 0..COUNT {
+        let stamp = timestamp_of(&sub.line(&format!("the DELIVER line of tick-{n}")));
+        if let Some(previous) = previous {
+            assert!(
+                previous <= stamp,
+                "tick-{n} is stamped {stamp}, before the message published ahead of it \
+                 ({previous}): {REGION} returned an old text"
+            );
+        }
+        previous = Some(stamp);
+    }
+}
+
+/// Within one second, the clock gives the same, correct, text every time.
+#[test]
+fn the_clock_is_steady_within_a_second() {
+    let mut clock = Clock::default();
+    // Retried if a second boundary falls between the calls, which can happen once.
+    for _ in 0..3 {
+        let start = SystemTime::now();
+        let first = clock.now().to_string();
+        let second = clock.now().to_string();
+        let end = SystemTime::now();
+        if unix_second(start) != unix_second(end) {
+            continue;
+        }
+        let expected = text_of(start);
+        assert_eq!(
+            first, expected,
+            "Clock::now() should give the local time as `YYYY-MM-DD HH:MM:SS`"
+        );
+        assert_eq!(
+            second, expected,
+            "a second call within the same second should give the same text"
+        );
+        return;
+    }
+    panic!("the system clock jumped a second on every try; is it being changed?");
+}
+
+/// When the second changes, the clock gives the new time, not the cached one.
+#[test]
+fn the_clock_moves_on_with_the_second() {
+    let mut clock = Clock::default();
+    let old = clock.now().to_string();
+    sleep_into_next_second();
+    let start = SystemTime::now();
+    let new = clock.now().to_string();
+    let end = SystemTime::now();
+    assert!(
+        new == text_of(start) || new == text_of(end),
+        "after the second changed, Clock::now() gave {new:?} (it gave {old:?} a second \
+         before) but the time is {}: the cached text must be made again when the Unix \
+         second changes; look at what {REGION} compares",
+        text_of(end)
+    );
+}
+
+/// Sleeps until just after the next whole second of the system clock.
+fn sleep_into_next_second() {
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("the clock is after 1970");
+    let into_second = Duration::from_nanos(u64::from(since_epoch.subsec_nanos()));
+    thread::sleep(Duration::from_secs(1) - into_second + Duration::from_millis(20));
+}
+
+fn unix_second(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_secs()
+}
+
+/// `time` as the protocol writes it: local time, to the second.
+fn text_of(time: SystemTime) -> String {
+    DateTime::<Local>::from(time).format(FORMAT).to_string()
+}
+
+fn whole_second(time: NaiveDateTime) -> NaiveDateTime {
+    time.with_nanosecond(0).expect("0 ns is valid")
+}
+
+/// The timestamp at the end of a DELIVER line; fails the check if it is malformed.
+fn timestamp_of(line: &str) -> NaiveDateTime {
+    let parts: Vec<&str> = line.rsplitn(3, ' ').collect();
+    let stamp = match parts[..] {
+        [time, date, _] => format!("{date} {time}"),
+        _ => String::new(),
+    };
+    NaiveDateTime::parse_from_str(&stamp, FORMAT).unwrap_or_else(|_| {
+        panic!(
+            "the DELIVER line {line:?} should end with a timestamp like \
+             `2025-03-14 10:30:00`; look at the text {REGION} returns"
+        )
+    })
+}
+
+/// One client of the broker, reading lines with a time limit so a missing line fails
+/// the check instead of hanging it.
+struct Peer {
+    name: &'static str,
+    writer: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl Peer {
+    fn connect(broker: &BrokerHandle, name: &'static str) -> Peer {
+        let writer = TcpStream::connect(broker.addr()).expect("connect to the broker");
+        writer
+            .set_read_timeout(Some(WAIT))
+            .expect("set a read timeout");
+        let reader = BufReader::new(writer.try_clone().expect("clone the socket"));
+        Peer {
+            name,
+            writer,
+            reader,
+        }
+    }
+
+    /// Connects and subscribes to `topic`; the PONG proves the subscription is in place.
+    fn subscribed(broker: &BrokerHandle, name: &'static str, topic: &str) -> Peer {
+        let mut peer = Peer::connect(broker, name);
+        peer.send(&format!("SUBSCRIBE {topic} {name}\nPING ready\n"));
+        let line = peer.line("the PONG after SUBSCRIBE");
+        assert_eq!(line, "PONG ready", "{name} subscribed and sent PING");
+        peer
+    }
+
+    fn send(&mut self, text: &str) {
+        if let Err(error) = self.writer.write_all(text.as_bytes()) {
+            panic!(
+                "{} could not send: {error}. The broker closed the connection; did it \
+                 panic? (see `broker panicked` above)",
+                self.name
+            );
+        }
+    }
+
+    /// Reads one line; `waiting_for` says what was expected, for the failure message.
+    fn line(&mut self, waiting_for: &str) -> String {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) => panic!(
+                "{} waited for {waiting_for}, but the broker closed the connection; did it \
+                 panic? (see `broker panicked` above, and look at {REGION})",
+                self.name
+            ),
+            Ok(_) => line.strip_suffix('\n').unwrap_or(&line).to_string(),
+            Err(_) => panic!(
+                "{} waited {WAIT:?} for {waiting_for}, but no line came; look at {REGION}",
+                self.name
+            ),
+        }
+    }
+}
