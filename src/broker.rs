@@ -300,12 +300,20 @@ fn admit(shared: &Arc<Shared>, stream: TcpStream, conn: ConnId) -> Option<JoinHa
         if connections.len() >= max {
             None
         } else {
-            stream
-                .try_clone()
-                .ok()
-                .map(|copy| connections.insert(conn, copy))
+            Some(
+                stream
+                    .try_clone()
+                    .map(|copy| connections.insert(conn, copy)),
+            )
         }
     };
+    // The copy kept for `stop` takes a file descriptor of its own, so this is where running
+    // out of them usually shows first. That is not "broker full": say what is wrong and
+    // back off, and the client sees its connection close.
+    if let Some(Err(error)) = registered {
+        back_off(&error);
+        return None;
+    }
     if registered.is_none() {
         shared
             .stats
