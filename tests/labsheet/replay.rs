@@ -33,9 +33,11 @@ use crate::markdown::{Block, Lab};
 use crate::pattern;
 
 /// How long one promised line may take to appear.
-const LINE_WAIT: Duration = Duration::from_secs(15);
+const LINE_WAIT: Duration = Duration::from_secs(30);
 /// How long a command the lab runs to completion may take (the benchmark is the slowest).
 const FINISH_WAIT: Duration = Duration::from_secs(180);
+/// The start of the token of the replay's hidden PINGs.
+const SYNC_TOKEN: &str = "replay-sync-";
 /// The port the labs are written for.
 const LAB_PORT: u16 = 9000;
 
@@ -330,7 +332,7 @@ impl<'a> Group<'a> {
     /// lab's next promises.
     fn sync(&mut self, name: &str, line: usize) -> Result<(), String> {
         self.syncs += 1;
-        let token = format!("replay-sync-{}", self.syncs);
+        let token = format!("{SYNC_TOKEN}{}", self.syncs);
         let at = self.at(line);
         let terminal = self.terminals.get_mut(name).expect("a known terminal");
         terminal.unsynced = false;
@@ -428,7 +430,7 @@ impl<'a> Group<'a> {
                     .map_err(|e| format!("{at}: nc could not connect: {e}"))?;
                 let reader = stream.try_clone().map_err(|e| e.to_string())?;
                 let writer = stream.try_clone().map_err(|e| e.to_string())?;
-                let output = pump(reader);
+                let output = pump(reader, false);
                 Terminal::new(Kind::Conn(stream), Some(Box::new(writer)), output)
             }
             Parsed::Pipe(steps) => {
@@ -492,7 +494,7 @@ impl<'a> Group<'a> {
             .spawn()
             .map_err(|e| format!("{at}: could not start {bin}: {e}"))?;
         let stdin = child.stdin.take().expect("piped");
-        let output = pump(child.stdout.take().expect("piped"));
+        let output = pump(child.stdout.take().expect("piped"), true);
         let mut terminal = Terminal::new(Kind::Process(child), Some(Box::new(stdin)), output);
         if is_broker {
             terminal.is_broker = true;
@@ -554,8 +556,9 @@ fn normalize(line: &str, port: Option<u16>) -> String {
     out.replace(" --port 9000", "")
 }
 
-/// Reads lines from `source` on a thread of its own, until end of file or an error.
-fn pump(source: impl Read + Send + 'static) -> Receiver<Output> {
+/// Reads lines from `source` on a thread of its own, until end of file or an error;
+/// `hide_sync` drops the lines a broker logs about the replay's hidden PINGs.
+fn pump(source: impl Read + Send + 'static, hide_sync: bool) -> Receiver<Output> {
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         let mut reader = BufReader::new(source);
@@ -572,6 +575,11 @@ fn pump(source: impl Read + Send + 'static) -> Receiver<Output> {
             }
             let text = String::from_utf8_lossy(&bytes);
             let text = text.trim_end_matches(['\n', '\r']).to_string();
+            // The replay's own hidden PINGs show in a broker's trace and debug log; the
+            // student's screen has no such lines.
+            if hide_sync && text.contains(SYNC_TOKEN) {
+                continue;
+            }
             if tx.send(Output::Line(text)).is_err() {
                 return;
             }
@@ -602,7 +610,7 @@ fn play_pipe(port: u16, steps: &[Step], tx: &Sender<Output>) {
         }
     }
     let _ = stream.set_read_timeout(Some(FINISH_WAIT));
-    let output = pump(stream);
+    let output = pump(stream, false);
     while let Ok(item) = output.recv() {
         let end = matches!(item, Output::End(_));
         if tx.send(item).is_err() || end {
