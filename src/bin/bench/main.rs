@@ -1,0 +1,297 @@
+//! The benchmark: delivered messages per second, latency and memory per connection, for
+//! our broker and, side by side, for the fastest relay a thread-per-connection design
+//! allows.
+//!
+//! ```text
+//! cargo build --release --bins                       # the bench starts target/release/broker
+//! cargo run --release --bin bench -- suite           # the standard set, one table
+//! cargo run --release --bin bench -- suite --compare # broker and relay alternately, ratios
+//! cargo run --release --bin bench -- fanout --subs 1000 --msgs 2000
+//! cargo run --release --bin bench -- latency --addr 127.0.0.1:9000   # any running broker
+//! cargo run --release --bin bench -- suite --quick   # the same in a few seconds
+//! ```
+//!
+//! Absolute figures drift on a shared machine; a ratio to the relay measured in the same
+//! minute does not drift much, which is why `--compare` exists. The modules: [`workloads`]
+//! (who sends what), [`measure`] (payload stamps, loss and order checks, histogram),
+//! [`target`] (child processes and their memory), [`relay`] (the speed-of-light relay),
+//! [`report`] (table, JSON, progress).
+//!
+//! The exit code is 0 only if every run delivered everything, in order, within its time.
+
+mod measure;
+mod relay;
+mod report;
+mod target;
+mod workloads;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use pubsub_lab::cli::parse_duration;
+
+use report::{Outcome, Printer};
+use target::{Target, TargetKind};
+use workloads::{Flow, Workload, PROBES};
+
+/// Measures the broker (or any broker at --addr, or the speed-of-light relay) with
+/// reproducible workloads, checking every message for loss and order.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// What to run: a workload, the standard `suite`, or `relay` (serve the relay).
+    #[arg(value_enum)]
+    mode: Mode,
+    /// Subscribers on the topic (fanout, latency).
+    #[arg(long)]
+    subs: Option<usize>,
+    /// Publishers into the one subscriber (fanin).
+    #[arg(long)]
+    pubs: Option<usize>,
+    /// Independent publisher/subscriber pairs, a topic each (pairs).
+    #[arg(long)]
+    pairs: Option<usize>,
+    /// Messages each publisher sends.
+    #[arg(long)]
+    msgs: Option<u64>,
+    /// Messages per second (latency).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Idle connections to hold (conns).
+    #[arg(long)]
+    conns: Option<usize>,
+    /// Payload bytes per message (at least the ~30 the stamp itself takes).
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Measure a broker that is already running there, instead of starting ours.
+    #[arg(long, value_name = "HOST:PORT")]
+    addr: Option<String>,
+    /// Measure the speed-of-light relay instead of the broker.
+    #[arg(long)]
+    relay: bool,
+    /// Run the broker (or --addr) and the relay alternately and report medians and ratios.
+    #[arg(long)]
+    compare: bool,
+    /// Runs on each side with --compare.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    rounds: u32,
+    /// One JSON object per line instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// The longest any one run may take; a run that hits it reports what arrived.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    timeout: Duration,
+    /// About a tenth of the default message counts, and 1000 connections for conns:
+    /// the whole suite in seconds.
+    #[arg(long)]
+    quick: bool,
+    /// Port for `relay` to listen on (0 picks a free one).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+}
+
+/// What the first argument asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    /// One publisher, --subs subscribers on one topic, unpaced.
+    Fanout,
+    /// --pubs publishers into one subscriber, unpaced.
+    Fanin,
+    /// --pairs topics, each with one publisher and one subscriber, unpaced.
+    Pairs,
+    /// Like fanout, paced at --rate messages/s: latency percentiles.
+    Latency,
+    /// --conns idle subscribers: the target's memory per connection, then probes.
+    Conns,
+    /// The standard set: fanout, fanin, pairs, latency and conns.
+    Suite,
+    /// Serve the speed-of-light relay on --port until killed.
+    Relay,
+}
+
+/// One thing to measure, with its parameters settled.
+#[derive(Debug, Clone)]
+enum Job {
+    Flow(Flow),
+    Conns { conns: usize, size: usize },
+}
+
+impl Job {
+    fn name(&self) -> &'static str {
+        match self {
+            Job::Flow(flow) => flow.workload.name(),
+            Job::Conns { .. } => Workload::Conns.name(),
+        }
+    }
+
+    fn connections(&self) -> usize {
+        match self {
+            Job::Flow(flow) => flow.connections(),
+            Job::Conns { conns, .. } => conns + PROBES,
+        }
+    }
+
+    fn run(&self, target: &Target, timeout: Duration) -> Result<Outcome, String> {
+        match self {
+            Job::Flow(flow) => workloads::run_flow(target, flow, timeout),
+            Job::Conns { conns, size } => workloads::run_conns(target, *conns, *size, timeout),
+        }
+    }
+}
+
+/// The standard parameters. Counts are chosen so each unpaced run moves a million or two
+/// deliveries (long enough to measure, about a second), and the whole suite ends in well
+/// under a minute on two cores.
+fn jobs_for(mode: Mode, args: &Args) -> Vec<Job> {
+    let scale = |full: u64| if args.quick { full / 10 } else { full };
+    let flow = |workload, topics, pubs, subs, msgs, rate| {
+        Job::Flow(Flow {
+            workload,
+            topics,
+            pubs,
+            subs,
+            msgs: args.msgs.unwrap_or_else(|| scale(msgs)),
+            size: args.size,
+            rate,
+        })
+    };
+    let subs = args.subs.unwrap_or(100);
+    let fanout = flow(Workload::Fanout, 1, 1, subs, 20_000, None);
+    let fanin = flow(
+        Workload::Fanin,
+        1,
+        args.pubs.unwrap_or(10),
+        1,
+        100_000,
+        None,
+    );
+    let pairs = flow(
+        Workload::Pairs,
+        args.pairs.unwrap_or(50),
+        1,
+        1,
+        40_000,
+        None,
+    );
+    let rate = args.rate.unwrap_or(200.0);
+    let latency = flow(
+        Workload::Latency,
+        1,
+        1,
+        subs,
+        (rate * 3.0) as u64,
+        Some(rate),
+    );
+    let conns = Job::Conns {
+        conns: args
+            .conns
+            .unwrap_or(if args.quick { 1_000 } else { 10_000 }),
+        size: args.size,
+    };
+    match mode {
+        Mode::Fanout => vec![fanout],
+        Mode::Fanin => vec![fanin],
+        Mode::Pairs => vec![pairs],
+        Mode::Latency => vec![latency],
+        Mode::Conns => vec![conns],
+        Mode::Suite | Mode::Relay => vec![fanout, fanin, pairs, latency, conns],
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("bench: some runs lost or reordered messages, or timed out (see above)");
+            ExitCode::FAILURE
+        }
+        Err(message) => {
+            eprintln!("bench: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs what `args` ask for; `Ok(false)` if any run was not clean.
+fn run(args: &Args) -> Result<bool, String> {
+    if args.mode == Mode::Relay {
+        relay::run(args.port)?;
+        return Ok(true);
+    }
+    let target = chosen_target(args)?;
+    if args.rate.is_some_and(|rate| rate.is_nan() || rate <= 0.0) {
+        return Err("--rate must be more than 0".to_string());
+    }
+    let mut printer = Printer::new(args.json);
+    printer.machine();
+    let mut clean = true;
+    let mut comparisons = Vec::new();
+    for job in jobs_for(args.mode, args) {
+        if args.compare {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            for _ in 0..args.rounds {
+                for (kind, runs) in [(&target, &mut a), (&TargetKind::Relay, &mut b)] {
+                    match measure(kind, &job, args.timeout)? {
+                        Ok(outcome) => {
+                            printer.outcome(&outcome);
+                            clean &= outcome.is_clean();
+                            runs.push(outcome);
+                        }
+                        Err(message) => {
+                            eprintln!("bench: {} on {}: {message}", job.name(), kind.label());
+                            clean = false;
+                        }
+                    }
+                }
+            }
+            comparisons.extend(report::compare(&a, &b));
+        } else {
+            match measure(&target, &job, args.timeout)? {
+                Ok(outcome) => {
+                    printer.outcome(&outcome);
+                    clean &= outcome.is_clean();
+                }
+                Err(message) => {
+                    eprintln!("bench: {} on {}: {message}", job.name(), target.label());
+                    clean = false;
+                }
+            }
+        }
+    }
+    printer.comparisons(&comparisons);
+    Ok(clean)
+}
+
+fn chosen_target(args: &Args) -> Result<TargetKind, String> {
+    match (&args.addr, args.relay) {
+        (Some(_), true) => Err("--addr and --relay each pick the target: give one".to_string()),
+        (_, true) if args.compare => {
+            Err("--compare already runs the relay beside the broker; drop --relay".to_string())
+        }
+        (Some(addr), false) => Ok(TargetKind::Addr(addr.clone())),
+        (None, true) => Ok(TargetKind::Relay),
+        (None, false) => Ok(TargetKind::Broker),
+    }
+}
+
+/// Starts a fresh target, runs one job on it, and stops it. A target that cannot start
+/// is the outer error (nothing else will work either); a run that fails is the inner one,
+/// with what the target logged, and the other runs go on.
+fn measure(
+    kind: &TargetKind,
+    job: &Job,
+    timeout: Duration,
+) -> Result<Result<Outcome, String>, String> {
+    let target = Target::start(kind, job.connections() + 16)?;
+    Ok(job.run(&target, timeout).map_err(|message| {
+        let said: Vec<String> = target.log_tail();
+        if said.is_empty() {
+            message
+        } else {
+            format!("{message}\n{} said:\n  {}", target.label, said.join("\n  "))
+        }
+    }))
+    // `target` is dropped here: a child process is killed and waited for.
+}

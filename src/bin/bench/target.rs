@@ -1,0 +1,327 @@
+//! What a run measures: our broker or the relay as a child process, or any broker at an
+//! address.
+//!
+//! By default every run starts a fresh `broker` from the bench's own target directory, on
+//! a port the OS picks, so a run never inherits another run's state, and the process's
+//! memory (`/proc/<pid>/status`) is the broker's alone. The relay is started the same way
+//! (`bench relay --port 0`). Both print their address on their first stdout line. A child
+//! is killed and waited for when its [`Target`] is dropped, however the run ends.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+/// How long a child may take to say where it listens.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long subscribers are given to be registered by a target that cannot answer `PING`.
+pub const SETTLE_DELAY: Duration = Duration::from_millis(500);
+
+/// How many of a child's last stderr lines are kept, to explain a failed or lossy run.
+const KEPT_LOG_LINES: usize = 20;
+
+/// Which server a run measures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetKind {
+    /// Our `broker` binary, started for the run.
+    Broker,
+    /// The speed-of-light relay (`bench relay`), started for the run.
+    Relay,
+    /// A broker that is already running at this address.
+    Addr(String),
+}
+
+impl TargetKind {
+    /// The name used in reports.
+    pub fn label(&self) -> String {
+        match self {
+            TargetKind::Broker => "broker".to_string(),
+            TargetKind::Relay => "relay".to_string(),
+            TargetKind::Addr(addr) => addr.clone(),
+        }
+    }
+}
+
+/// How subscribers know they are registered before publishing starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMethod {
+    /// Send `PING <token>` after `SUBSCRIBE` and wait for `PONG <token>`: the target
+    /// handles a connection's lines in order, so the subscription is in place.
+    Ping,
+    /// The target does not answer `PING`: wait this long and hope.
+    Settle(Duration),
+}
+
+/// A server ready to be measured.
+#[derive(Debug)]
+pub struct Target {
+    /// How reports name it.
+    pub label: String,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// How subscribers synchronise with it.
+    pub sync: SyncMethod,
+    child: Option<ChildGuard>,
+}
+
+impl Target {
+    /// Starts (or, for an address, finds) the target. `max_clients` is how many
+    /// connections the run will open at once, which the broker must allow.
+    pub fn start(kind: &TargetKind, max_clients: usize) -> Result<Target, String> {
+        match kind {
+            TargetKind::Broker => {
+                let broker = sibling_binary("broker")?;
+                let limit = max_clients.max(1024).to_string();
+                let child = ChildGuard::spawn(broker, &["--port", "0", "--max-clients", &limit])?;
+                Ok(Target::child(kind, child))
+            }
+            TargetKind::Relay => {
+                let me = std::env::current_exe()
+                    .map_err(|e| format!("cannot find the bench's own program: {e}"))?;
+                let child = ChildGuard::spawn(me, &["relay", "--port", "0"])?;
+                Ok(Target::child(kind, child))
+            }
+            TargetKind::Addr(text) => {
+                let addr = text
+                    .to_socket_addrs()
+                    .ok()
+                    .and_then(|mut addrs| addrs.next())
+                    .ok_or_else(|| format!("--addr {text}: not a host:port I can resolve"))?;
+                let sync = detect_sync(addr)?;
+                Ok(Target {
+                    label: kind.label(),
+                    addr,
+                    sync,
+                    child: None,
+                })
+            }
+        }
+    }
+
+    fn child(kind: &TargetKind, child: ChildGuard) -> Target {
+        Target {
+            label: kind.label(),
+            addr: child.addr,
+            sync: SyncMethod::Ping,
+            child: Some(child),
+        }
+    }
+
+    /// The child's resident memory in KiB, or `None` for a target at an address.
+    pub fn rss_kib(&self) -> Option<u64> {
+        self.status_field("VmRSS:")
+    }
+
+    /// The child's number of threads, or `None` for a target at an address.
+    pub fn threads(&self) -> Option<u64> {
+        self.status_field("Threads:")
+    }
+
+    /// The child's process id, or `None` for a target at an address.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.child.id())
+    }
+
+    /// The last lines the child wrote to stderr (warnings and errors only).
+    pub fn log_tail(&self) -> Vec<String> {
+        self.child
+            .as_ref()
+            .map(|c| c.log.lock().iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn status_field(&self, name: &str) -> Option<u64> {
+        let pid = self.pid()?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let line = status.lines().find(|line| line.starts_with(name))?;
+        line[name.len()..].split_whitespace().next()?.parse().ok()
+    }
+}
+
+/// A program in the same directory as the bench (`target/release/broker`).
+fn sibling_binary(name: &str) -> Result<PathBuf, String> {
+    let me =
+        std::env::current_exe().map_err(|e| format!("cannot find the bench's own program: {e}"))?;
+    let path = me
+        .with_file_name(name)
+        .with_extension(std::env::consts::EXE_EXTENSION);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "there is no {} next to the bench; build it first: cargo build --release --bins",
+            path.display()
+        ))
+    }
+}
+
+/// Asks a broker at an address whether it answers `PING`, on a connection of its own.
+fn detect_sync(addr: SocketAddr) -> Result<SyncMethod, String> {
+    let mut probe = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .map_err(|e| format!("cannot connect to {addr}: {e}. Is a broker running there?"))?;
+    let _ = probe.set_read_timeout(Some(Duration::from_secs(1)));
+    probe
+        .write_all(b"PING bench-probe\n")
+        .map_err(|e| format!("cannot write to {addr}: {e}"))?;
+    let mut line = String::new();
+    let answered = BufReader::new(&probe).read_line(&mut line).is_ok()
+        && line.trim_end() == "PONG bench-probe";
+    Ok(if answered {
+        SyncMethod::Ping
+    } else {
+        SyncMethod::Settle(SETTLE_DELAY)
+    })
+}
+
+/// A started child process; dropping it kills the process and waits for it.
+#[derive(Debug)]
+struct ChildGuard {
+    child: Child,
+    addr: SocketAddr,
+    /// The last lines of the child's stderr, collected by `drain`.
+    log: Arc<Mutex<VecDeque<String>>>,
+    drain: Vec<JoinHandle<()>>,
+}
+
+impl ChildGuard {
+    /// Starts `program args...` and reads its address from its first stdout line.
+    fn spawn(program: PathBuf, args: &[&str]) -> Result<ChildGuard, String> {
+        let name = program
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        // Only warnings: logging each connection would cost the broker time and distort
+        // the very figures being measured.
+        let mut child = Command::new(&program)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
+        let log = Arc::new(Mutex::new(VecDeque::new()));
+        let (first_line, first_line_rx) = mpsc::channel();
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        // The guard exists before anything else can fail, so the child is always killed.
+        let mut guard = ChildGuard {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            log: Arc::clone(&log),
+            drain: Vec::new(),
+        };
+        if let Some(stdout) = stdout {
+            guard
+                .drain
+                .push(spawn_drain(stdout, None, Some(first_line))?);
+        }
+        if let Some(stderr) = stderr {
+            guard.drain.push(spawn_drain(stderr, Some(log), None)?);
+        }
+        let line = first_line_rx.recv_timeout(STARTUP_TIMEOUT).ok();
+        match line.as_deref().and_then(parse_listening_addr) {
+            Some(addr) => {
+                guard.addr = addr;
+                Ok(guard)
+            }
+            None => {
+                // Give the child a moment to finish writing why it failed.
+                thread::sleep(Duration::from_millis(100));
+                let said = guard
+                    .log
+                    .lock()
+                    .iter()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                Err(format!(
+                    "{name} did not say where it listens (first line: {line:?}){}",
+                    if said.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; it said:\n{said}")
+                    }
+                ))
+            }
+        }
+    }
+}
+
+/// Reads a child's output to its end so the child never blocks on a full pipe. Sends the
+/// first line to `first_line`; keeps the last lines in `keep`.
+fn spawn_drain(
+    source: impl Read + Send + 'static,
+    keep: Option<Arc<Mutex<VecDeque<String>>>>,
+    first_line: Option<mpsc::Sender<String>>,
+) -> Result<JoinHandle<()>, String> {
+    let mut first_line = first_line;
+    let run = move || {
+        for line in BufReader::new(source).lines() {
+            let Ok(line) = line else { break };
+            if let Some(sender) = first_line.take() {
+                let _ = sender.send(line.clone());
+            }
+            if let Some(keep) = &keep {
+                let mut keep = keep.lock();
+                if keep.len() == KEPT_LOG_LINES {
+                    keep.pop_front();
+                }
+                keep.push_back(line);
+            }
+        }
+    };
+    thread::Builder::new()
+        .name("bench-child-output".to_string())
+        .spawn(run)
+        .map_err(|e| format!("cannot start a thread to read a child's output: {e}"))
+}
+
+/// The address in `pubsub-lab broker listening on 127.0.0.1:PORT; ...`.
+fn parse_listening_addr(line: &str) -> Option<SocketAddr> {
+    let (_, rest) = line.split_once("listening on ")?;
+    let addr = rest.split(|c: char| c == ';' || c.is_whitespace()).next()?;
+    addr.parse().ok()
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        // An error only means the child already ended.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for drain in self.drain.drain(..) {
+            let _ = drain.join();
+        }
+    }
+}
+
+/// Waits until `deadline`, or not at all if it has passed.
+pub fn sleep_until(deadline: Instant) {
+    let now = Instant::now();
+    if deadline > now {
+        thread::sleep(deadline - now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_port_is_read_from_the_first_line() {
+        let line =
+            "pubsub-lab broker listening on 127.0.0.1:40123; connect with: nc 127.0.0.1 40123";
+        assert_eq!(
+            parse_listening_addr(line),
+            Some(([127, 0, 0, 1], 40123).into())
+        );
+        assert_eq!(parse_listening_addr("hello"), None);
+    }
+}

@@ -1,0 +1,704 @@
+//! The workloads: who connects, who publishes what, and what counts as arrived.
+//!
+//! Four of them are one shape, a [`Flow`]: some topics, each with its own publishers and
+//! subscribers.
+//!
+//! | workload | topics | publishers per topic | subscribers per topic | pacing |
+//! |---|---|---|---|---|
+//! | `fanout` | 1 | 1 | `--subs` | as fast as possible |
+//! | `fanin` | 1 | `--pubs` | 1 | as fast as possible |
+//! | `pairs` | `--pairs` | 1 | 1 | as fast as possible |
+//! | `latency` | 1 | 1 | `--subs` | `--rate` messages/s |
+//!
+//! A run goes: open every subscriber and make sure it is subscribed (see
+//! [`open_subscribers`]); connect every publisher; start them all at one instant; wait
+//! until every subscriber has all it expects, or the timeout. Each subscriber has a thread
+//! that reads big chunks and takes the time once per chunk: every line in a chunk arrived
+//! together. Publishers build many lines in a buffer and write it in one call, so the
+//! bench client is not what limits the figures.
+//!
+//! The fifth, `conns`, is different: many idle subscribers held by one thread, the
+//! target's memory before and after, then probes that must each arrive ([`run_conns`]).
+
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crate::measure::{nanos_since, parse_stamp, write_publish, Histogram, Tally};
+use crate::report::{Memory, Outcome, Progress};
+use crate::target::{sleep_until, SyncMethod, Target};
+
+/// A publisher writes once it has this many bytes of lines ready: big enough that the
+/// system call is a small part of the cost, small enough to start flowing at once.
+const BATCH_BYTES: usize = 64 * 1024;
+
+/// Connections opened before waiting for their `PONG`s: below the listen backlog (128 on
+/// Linux for `std`), so no connection attempt is dropped and retried a second later.
+const OPEN_WINDOW: usize = 100;
+
+/// Stack of the bench's own subscriber and publisher threads; their buffers are on the heap.
+const THREAD_STACK: usize = 256 * 1024;
+
+/// How many messages `conns` sends to random idle subscribers.
+pub const PROBES: usize = 100;
+
+/// Seed of the random choice of probed topics: fixed, so every run probes the same ones.
+const PROBE_SEED: u64 = 0x5eed_0fc0_ffee;
+
+/// The five workloads a run can measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// One publisher, many subscribers on one topic.
+    Fanout,
+    /// Many publishers into one subscriber.
+    Fanin,
+    /// Independent publisher/subscriber pairs, a topic each.
+    Pairs,
+    /// Fan-out at a fixed rate, for latency.
+    Latency,
+    /// Idle connections: memory and reachability.
+    Conns,
+}
+
+impl Workload {
+    /// The name on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Fanout => "fanout",
+            Workload::Fanin => "fanin",
+            Workload::Pairs => "pairs",
+            Workload::Latency => "latency",
+            Workload::Conns => "conns",
+        }
+    }
+}
+
+/// Topics, each with its publishers and subscribers. See the module docs.
+#[derive(Debug, Clone)]
+pub struct Flow {
+    /// Which workload this is, for reports.
+    pub workload: Workload,
+    /// Number of topics.
+    pub topics: usize,
+    /// Publishers on each topic.
+    pub pubs: usize,
+    /// Subscribers on each topic.
+    pub subs: usize,
+    /// Messages each publisher sends.
+    pub msgs: u64,
+    /// Payload bytes per message.
+    pub size: usize,
+    /// Messages per second per publisher, or `None` for as fast as possible.
+    pub rate: Option<f64>,
+}
+
+impl Flow {
+    /// The parameters, as a report shows them.
+    pub fn describe(&self) -> String {
+        let each = if self.topics * self.pubs > 1 {
+            " each"
+        } else {
+            ""
+        };
+        let shape = match self.workload {
+            Workload::Fanin => format!("{} pubs", self.pubs),
+            Workload::Pairs => format!("{} pairs", self.topics),
+            _ => format!("{} subs", self.subs),
+        };
+        let rate = self
+            .rate
+            .map_or_else(String::new, |rate| format!(" at {rate}/s"));
+        format!("{shape}, {} msgs{each}{rate}, {} B", self.msgs, self.size)
+    }
+
+    /// Every connection the run opens at once.
+    pub fn connections(&self) -> usize {
+        self.topics * (self.pubs + self.subs)
+    }
+
+    fn expected_per_subscriber(&self) -> u64 {
+        self.pubs as u64 * self.msgs
+    }
+}
+
+/// Runs one flow against `target`, bounded by `timeout`.
+pub fn run_flow(target: &Target, flow: &Flow, timeout: Duration) -> Result<Outcome, String> {
+    let base = Instant::now();
+    let deadline = base + timeout;
+    let label = format!("{} on {}", flow.workload.name(), target.label);
+    let mut progress = Progress::new(&label, base);
+    let mut notes = sync_notes(target);
+
+    let subscriber_topics: Vec<String> = (0..flow.topics)
+        .flat_map(|topic| (0..flow.subs).map(move |_| topic_name(topic)))
+        .collect();
+    let readers = open_subscribers(target, &subscriber_topics, deadline, &mut progress)
+        .map_err(|(_, message)| message)?;
+    let mut sockets = Vec::new();
+    let arrived = Arc::new(AtomicU64::new(0));
+    let (tallies_tx, tallies) = mpsc::channel();
+    let mut subscriber_threads = Vec::new();
+    for (index, reader) in readers.into_iter().enumerate() {
+        sockets.push(clone_socket(reader.get_ref())?);
+        let (tx, arrived) = (tallies_tx.clone(), Arc::clone(&arrived));
+        let (pubs, expected) = (flow.pubs, flow.expected_per_subscriber());
+        let thread = spawn(format!("bench-sub-{index}"), move || {
+            let tally = receive(reader, pubs, expected, base, &arrived);
+            let _ = tx.send(tally);
+        })?;
+        subscriber_threads.push(thread);
+    }
+    drop(tallies_tx);
+
+    let start = Instant::now() + Duration::from_millis(20);
+    let mut publisher_threads = Vec::new();
+    for topic in 0..flow.topics {
+        for index in 0..flow.pubs {
+            let stream = TcpStream::connect(target.addr)
+                .map_err(|e| format!("cannot connect publisher {index}: {e}"))?;
+            let _ = stream.set_nodelay(true);
+            sockets.push(clone_socket(&stream)?);
+            let publisher = Publisher {
+                topic: topic_name(topic),
+                index,
+                flow: flow.clone(),
+                base,
+                start,
+            };
+            let name = format!("bench-pub-{topic}-{index}");
+            publisher_threads.push(spawn(name, move || publisher.run(stream))?);
+        }
+    }
+
+    let total_expected = flow.expected_per_subscriber() * subscriber_topics.len() as u64;
+    let mut tally = Tally::default();
+    let mut finished = 0;
+    let mut timed_out = false;
+    while finished < subscriber_threads.len() {
+        let now = Instant::now();
+        if now >= deadline {
+            timed_out = true;
+            break;
+        }
+        let wait = (deadline - now).min(Duration::from_millis(200));
+        match tallies.recv_timeout(wait) {
+            Ok(one) => {
+                tally.merge(&one);
+                finished += 1;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        progress.update(
+            arrived.load(Ordering::Relaxed),
+            total_expected,
+            "deliveries",
+        );
+    }
+    progress.finish();
+    if timed_out {
+        // Shutting the sockets down wakes every thread blocked on them, so each reports
+        // what it has and ends.
+        for socket in &sockets {
+            let _ = socket.shutdown(Shutdown::Both);
+        }
+        notes.push(format!(
+            "timed out after {}: the figures are for what arrived",
+            pubsub_lab::cli::format_duration(timeout)
+        ));
+    }
+    for one in tallies.iter() {
+        tally.merge(&one);
+    }
+    join_all(subscriber_threads);
+    let mut published = 0;
+    for thread in publisher_threads {
+        match thread.join() {
+            Ok((sent, None)) => published += sent,
+            Ok((sent, Some(error))) => {
+                published += sent;
+                if !timed_out {
+                    notes.push(format!("a publisher stopped: {error}"));
+                }
+            }
+            Err(_) => notes.push("a publisher thread panicked".to_string()),
+        }
+    }
+
+    let start_ns = start.duration_since(base).as_nanos() as u64;
+    let seconds = tally.last_arrival_ns.saturating_sub(start_ns) as f64 / 1e9;
+    let mut outcome = Outcome {
+        workload: flow.workload.name(),
+        setup: flow.describe(),
+        target: target.label.clone(),
+        published,
+        expected: total_expected,
+        delivered: tally.received,
+        disorder: tally.disorder,
+        seconds,
+        rate: (seconds > 0.0).then(|| tally.received as f64 / seconds),
+        latency: tally.latency.percentiles(),
+        memory: None,
+        timed_out,
+        notes,
+    };
+    explain_trouble(target, &mut outcome);
+    Ok(outcome)
+}
+
+/// Runs `conns`: `conns` idle subscribers, one topic each; the target's memory before and
+/// after; then [`PROBES`] messages to random topics, each of which must arrive.
+pub fn run_conns(
+    target: &Target,
+    conns: usize,
+    size: usize,
+    timeout: Duration,
+) -> Result<Outcome, String> {
+    check_fd_limit(conns + PROBES)?;
+    let base = Instant::now();
+    let deadline = base + timeout;
+    let mut progress = Progress::new(&format!("conns on {}", target.label), base);
+    let mut notes = sync_notes(target);
+
+    let before = target.rss_kib();
+    let topics: Vec<String> = (0..conns).map(|i| format!("idle-{i}")).collect();
+    let opened = open_subscribers(target, &topics, deadline, &mut progress);
+    progress.finish();
+    let opened_in = base.elapsed();
+    let (mut readers, failure) = match opened {
+        Ok(readers) => (readers, None),
+        Err((readers, message)) => (readers, Some(message)),
+    };
+    notes.push(format!(
+        "{} connections opened and subscribed in {:.1}s",
+        readers.len(),
+        opened_in.as_secs_f64()
+    ));
+    let memory = Memory {
+        conns: readers.len(),
+        before_kib: before,
+        after_kib: target.rss_kib(),
+        threads: target.threads(),
+    };
+    if let Some(message) = failure {
+        // Report what was reached: how far it got and what the target said is the result.
+        notes.push(format!(
+            "stopped at {} of {conns} connections: {message}",
+            readers.len()
+        ));
+        readers.clear();
+    }
+
+    let mut latency = Histogram::default();
+    let mut random = XorShift(PROBE_SEED);
+    let mut line = Vec::new();
+    let mut timed_out = false;
+    for seq in 0..PROBES as u64 {
+        if readers.is_empty() {
+            break;
+        }
+        let chosen = (random.next() % readers.len() as u64) as usize;
+        let mut publisher = TcpStream::connect(target.addr)
+            .map_err(|e| format!("cannot connect the probe publisher: {e}"))?;
+        let _ = publisher.set_nodelay(true);
+        line.clear();
+        let sent_ns = nanos_since(base);
+        write_publish(&mut line, &topics[chosen], 0, seq, sent_ns, size);
+        publisher
+            .write_all(&line)
+            .map_err(|e| format!("cannot send probe {seq}: {e}"))?;
+        match wait_for_probe(&mut readers[chosen], seq, base, deadline) {
+            Some(arrival_ns) => latency.record(arrival_ns.saturating_sub(sent_ns)),
+            None if Instant::now() >= deadline => {
+                timed_out = true;
+                break;
+            }
+            None => notes.push(format!("probe {seq} to {} did not arrive", topics[chosen])),
+        }
+    }
+    if timed_out {
+        notes.push("timed out: the figures are for what arrived".to_string());
+    }
+    let mut outcome = Outcome {
+        workload: Workload::Conns.name(),
+        setup: format!("{conns} conns, {PROBES} probes"),
+        target: target.label.clone(),
+        published: PROBES as u64,
+        expected: PROBES as u64,
+        delivered: latency.count(),
+        disorder: 0,
+        seconds: opened_in.as_secs_f64(),
+        rate: None,
+        latency: latency.percentiles(),
+        memory: Some(memory),
+        timed_out,
+        notes,
+    };
+    explain_trouble(target, &mut outcome);
+    Ok(outcome)
+}
+
+/// One publisher of a flow, run on its own thread.
+struct Publisher {
+    topic: String,
+    index: usize,
+    flow: Flow,
+    base: Instant,
+    start: Instant,
+}
+
+impl Publisher {
+    /// Sends every message; returns how many were written, and the error that stopped it
+    /// early, if any.
+    fn run(self, mut stream: TcpStream) -> (u64, Option<io::Error>) {
+        sleep_until(self.start);
+        let mut sent = 0;
+        let mut buffer = Vec::with_capacity(BATCH_BYTES + 1024);
+        let start_ns = nanos_since(self.base);
+        while sent < self.flow.msgs {
+            buffer.clear();
+            let now_ns = nanos_since(self.base);
+            let mut next = sent;
+            match self.flow.rate {
+                None => {
+                    while next < self.flow.msgs && buffer.len() < BATCH_BYTES {
+                        self.line(&mut buffer, next, now_ns);
+                        next += 1;
+                    }
+                }
+                Some(rate) => {
+                    // Every message that is due goes now, carrying the time it was *meant*
+                    // to leave: if the target held us back, that shows as latency.
+                    let due = |seq: u64| start_ns + (seq as f64 * 1e9 / rate) as u64;
+                    while next < self.flow.msgs && due(next) <= now_ns {
+                        self.line(&mut buffer, next, due(next));
+                        next += 1;
+                    }
+                    if buffer.is_empty() {
+                        let wait = due(next).saturating_sub(now_ns);
+                        thread::sleep(Duration::from_nanos(wait));
+                        continue;
+                    }
+                }
+            }
+            if let Err(error) = stream.write_all(&buffer) {
+                return (sent, Some(error));
+            }
+            sent = next;
+        }
+        (sent, None)
+    }
+
+    fn line(&self, buffer: &mut Vec<u8>, seq: u64, sent_ns: u64) {
+        write_publish(
+            buffer,
+            &self.topic,
+            self.index,
+            seq,
+            sent_ns,
+            self.flow.size,
+        );
+    }
+}
+
+/// A subscriber's loop: read chunks, stamp them with their arrival time, tally every line,
+/// until `expected` messages arrived or the connection ends.
+fn receive(
+    mut reader: Lines,
+    publishers: usize,
+    expected: u64,
+    base: Instant,
+    arrived: &AtomicU64,
+) -> Tally {
+    let mut tally = Tally::new(publishers);
+    let mut arrival_ns = nanos_since(base);
+    loop {
+        let before = tally.received;
+        while let Some(line) = reader.next_line() {
+            if let Some(stamp) = parse_stamp(line) {
+                tally.record(stamp, arrival_ns);
+            }
+        }
+        arrived.fetch_add(tally.received - before, Ordering::Relaxed);
+        if tally.received >= expected {
+            return tally;
+        }
+        match reader.fill() {
+            Ok(true) => arrival_ns = nanos_since(base),
+            Err(error) if error.kind() == ErrorKind::Interrupted => {}
+            Ok(false) | Err(_) => return tally,
+        }
+    }
+}
+
+/// Connects one subscriber per entry of `topics` (to that topic) and returns them once
+/// each is known to be subscribed: with `PING`/`PONG` if the target answers it, else after
+/// a settle delay. If one fails, the error comes with the subscribers confirmed so far.
+fn open_subscribers(
+    target: &Target,
+    topics: &[String],
+    deadline: Instant,
+    progress: &mut Progress,
+) -> Result<Vec<Lines>, (Vec<Lines>, String)> {
+    let mut readers = Vec::with_capacity(topics.len());
+    let mut line = Vec::new();
+    for window_start in (0..topics.len()).step_by(OPEN_WINDOW) {
+        let window_end = (window_start + OPEN_WINDOW).min(topics.len());
+        for (index, topic) in topics
+            .iter()
+            .enumerate()
+            .take(window_end)
+            .skip(window_start)
+        {
+            let stream = match TcpStream::connect(target.addr) {
+                Ok(stream) => stream,
+                Err(e) => {
+                    readers.truncate(window_start);
+                    let message = format!(
+                        "cannot open connection {} of {}: {e}",
+                        index + 1,
+                        topics.len()
+                    );
+                    return Err((readers, message));
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            line.clear();
+            line.extend_from_slice(format!("SUBSCRIBE {topic} sub{index}\n").as_bytes());
+            if target.sync == SyncMethod::Ping {
+                line.extend_from_slice(format!("PING s{index}\n").as_bytes());
+            }
+            if let Err(e) = (&stream).write_all(&line) {
+                readers.truncate(window_start);
+                return Err((
+                    readers,
+                    format!("cannot subscribe connection {}: {e}", index + 1),
+                ));
+            }
+            readers.push(Lines::new(stream));
+        }
+        if target.sync == SyncMethod::Ping {
+            for index in window_start..readers.len() {
+                if let Err(message) = wait_for_pong(&mut readers[index], index, deadline) {
+                    readers.truncate(index);
+                    return Err((readers, message));
+                }
+            }
+        }
+        progress.update(readers.len() as u64, topics.len() as u64, "subscribers");
+    }
+    if let SyncMethod::Settle(delay) = target.sync {
+        thread::sleep(delay);
+    }
+    Ok(readers)
+}
+
+/// Reads until `PONG s<index>`; lines before it are skipped. Leaves the socket without a
+/// read timeout, as the subscriber threads want it.
+fn wait_for_pong(reader: &mut Lines, index: usize, deadline: Instant) -> Result<(), String> {
+    let expected = format!("PONG s{index}");
+    let mut seen = Vec::new();
+    let found = read_until(reader, deadline, |line| {
+        if line == expected.as_bytes() {
+            return true;
+        }
+        seen.push(String::from_utf8_lossy(line).into_owned());
+        false
+    });
+    let _ = reader.get_ref().set_read_timeout(None);
+    match found {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(format!(
+            "connection {} closed before its subscription was confirmed{}",
+            index + 1,
+            if seen.is_empty() {
+                String::new()
+            } else {
+                format!("; the target said: {}", seen.join(" / "))
+            }
+        )),
+        Err(error) => Err(format!(
+            "no PONG on connection {} ({error}): the target is overloaded or does not answer PING",
+            index + 1
+        )),
+    }
+}
+
+/// Reads on an idle subscriber until probe `seq` arrives; its arrival time, or `None`.
+fn wait_for_probe(reader: &mut Lines, seq: u64, base: Instant, deadline: Instant) -> Option<u64> {
+    let found = read_until(reader, deadline, |line| {
+        parse_stamp(line).is_some_and(|stamp| stamp.seq == seq)
+    });
+    matches!(found, Ok(true)).then(|| nanos_since(base))
+}
+
+/// Reads lines until `wanted` says yes (`Ok(true)`), the connection closes (`Ok(false)`),
+/// or `deadline` passes (an error).
+fn read_until(
+    reader: &mut Lines,
+    deadline: Instant,
+    mut wanted: impl FnMut(&[u8]) -> bool,
+) -> io::Result<bool> {
+    loop {
+        while let Some(line) = reader.next_line() {
+            if wanted(line) {
+                return Ok(true);
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(ErrorKind::TimedOut, "timed out"));
+        }
+        reader.get_ref().set_read_timeout(Some(left))?;
+        match reader.fill() {
+            Ok(true) => {}
+            Ok(false) => return Ok(false),
+            Err(error) if error.kind() == ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// Every connection takes a file descriptor in the bench, and one in the target: say so
+/// plainly rather than fail half-way with "too many open files".
+fn check_fd_limit(connections: usize) -> Result<(), String> {
+    let needed = connections + 64;
+    let Some(limit) = open_files_limit() else {
+        return Ok(());
+    };
+    if needed as u64 > limit {
+        return Err(format!(
+            "{connections} connections need about {needed} open files, but the limit is {limit}: \
+             raise it first (ulimit -n {}) or ask for fewer with --conns",
+            needed.next_power_of_two()
+        ));
+    }
+    Ok(())
+}
+
+/// The soft limit on open files, from `/proc/self/limits` (`None` if unlimited or unknown).
+fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Notes on how this target was synchronised, when it was not the usual way.
+fn sync_notes(target: &Target) -> Vec<String> {
+    match target.sync {
+        SyncMethod::Ping => Vec::new(),
+        SyncMethod::Settle(delay) => vec![format!(
+            "the target does not answer PING: waited {} for subscriptions to settle",
+            pubsub_lab::cli::format_duration(delay)
+        )],
+    }
+}
+
+/// When messages went missing, what the target logged is likely the reason.
+fn explain_trouble(target: &Target, outcome: &mut Outcome) {
+    if !outcome.is_clean() {
+        for line in target.log_tail() {
+            outcome.notes.push(format!("{} said: {line}", target.label));
+        }
+    }
+}
+
+fn topic_name(topic: usize) -> String {
+    format!("bench-{topic}")
+}
+
+/// The read side of a bench connection: big reads, cut into lines.
+///
+/// The library's `LineReader` would do, but it is built for a broker's many mostly idle
+/// connections and starts small; a bench subscriber wants every `read` as large as the
+/// kernel will give, so that it costs as few system calls as possible.
+struct Lines {
+    stream: TcpStream,
+    buffer: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+/// Bytes a bench connection asks for per `read`.
+const READ_BYTES: usize = 64 * 1024;
+
+impl Lines {
+    fn new(stream: TcpStream) -> Lines {
+        Lines {
+            stream,
+            buffer: vec![0; READ_BYTES],
+            start: 0,
+            end: 0,
+        }
+    }
+
+    fn get_ref(&self) -> &TcpStream {
+        &self.stream
+    }
+
+    /// The next complete line already read (without `\n` or `\r`), if any. Never blocks.
+    fn next_line(&mut self) -> Option<&[u8]> {
+        let newline = self.buffer[self.start..self.end]
+            .iter()
+            .position(|&b| b == b'\n')?;
+        let line = &self.buffer[self.start..self.start + newline];
+        self.start += newline + 1;
+        Some(line.strip_suffix(b"\r").unwrap_or(line))
+    }
+
+    /// Blocks for more bytes: `Ok(false)` at end of file.
+    fn fill(&mut self) -> io::Result<bool> {
+        self.buffer.copy_within(self.start..self.end, 0);
+        self.end -= self.start;
+        self.start = 0;
+        if self.end == self.buffer.len() {
+            // One line longer than the buffer: make room for the rest of it.
+            self.buffer.resize(self.buffer.len() * 2, 0);
+        }
+        let read = self.stream.read(&mut self.buffer[self.end..])?;
+        self.end += read;
+        Ok(read > 0)
+    }
+}
+
+fn clone_socket(stream: &TcpStream) -> Result<TcpStream, String> {
+    stream
+        .try_clone()
+        .map_err(|e| format!("cannot duplicate a socket: {e}"))
+}
+
+fn spawn<T: Send + 'static>(
+    name: String,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<JoinHandle<T>, String> {
+    thread::Builder::new()
+        .name(name)
+        .stack_size(THREAD_STACK)
+        .spawn(work)
+        .map_err(|e| format!("cannot start a thread: {e}"))
+}
+
+fn join_all(threads: Vec<JoinHandle<()>>) {
+    for thread in threads {
+        let _ = thread.join();
+    }
+}
+
+/// A tiny seeded random number generator (xorshift64), enough to pick probe topics.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
