@@ -97,8 +97,10 @@ pub fn scan_text(
     regions: &mut Vec<Region>,
     errors: &mut Vec<MarkerError>,
 ) {
-    // The region being read, if any: (lab, title, line of its begin marker).
-    let mut open: Option<(Option<Lab>, String, usize)> = None;
+    // The regions opened and not yet closed: (lab as written, known lab, title, line).
+    // Only one may be open at a time; a stack lets a mistake be reported once, without
+    // making every later marker look wrong too.
+    let mut open: Vec<(String, Option<Lab>, String, usize)> = Vec::new();
     let mut error = |line: usize, message: String| {
         errors.push(MarkerError {
             file: file.to_path_buf(),
@@ -108,20 +110,14 @@ pub fn scan_text(
     };
     for (index, line) in text.lines().enumerate() {
         let number = index + 1;
-        let marker = match parse_marker(line) {
-            None => continue,
-            Some(Ok(marker)) => marker,
-            Some(Err(message)) => {
-                error(number, message);
-                continue;
-            }
-        };
-        match marker {
-            Marker::Begin {
+        match parse_marker(line) {
+            None => {}
+            Some(Err(message)) => error(number, message),
+            Some(Ok(Marker::Begin {
                 number: lab_text,
                 title,
-            } => {
-                if let Some((_, _, opened)) = &open {
+            })) => {
+                if let Some((_, _, _, opened)) = open.last() {
                     error(
                         number,
                         format!(
@@ -130,44 +126,48 @@ pub fn scan_text(
                         ),
                     );
                 }
+                if title.is_empty() {
+                    error(
+                        number,
+                        format!(
+                            "a begin marker needs a title: `// lab:begin {lab_text} <short title>`"
+                        ),
+                    );
+                }
                 let lab = known_lab(&lab_text);
                 if lab.is_none() {
                     error(number, unknown_lab_message(&lab_text));
                 }
-                open = Some((lab, title, number));
+                open.push((lab_text, lab, title, number));
             }
-            Marker::End { number: lab_text } => match open.take() {
+            Some(Ok(Marker::End { number: lab_text })) => match open.pop() {
                 None => error(
                     number,
                     format!("`lab:end {lab_text}` without a `lab:begin {lab_text}` before it"),
                 ),
-                Some((lab, title, begin)) => match lab {
-                    Some(lab) if lab.code() == lab_text => regions.push(Region {
-                        lab,
-                        title,
-                        file: file.to_path_buf(),
-                        begin,
-                        end: number,
-                    }),
-                    Some(lab) => error(
-                        number,
-                        format!(
-                            "`lab:end {lab_text}` closes the region of lab {} opened on line \
-                             {begin}; the numbers must match",
-                            lab.code()
-                        ),
+                Some((begun, _, _, begin)) if begun != lab_text => error(
+                    number,
+                    format!(
+                        "`lab:end {lab_text}` closes the region of lab {begun} opened on line \
+                         {begin}; the numbers must match"
                     ),
-                    // Already reported at the begin marker.
-                    None => {}
-                },
+                ),
+                Some((_, Some(lab), title, begin)) => regions.push(Region {
+                    lab,
+                    title,
+                    file: file.to_path_buf(),
+                    begin,
+                    end: number,
+                }),
+                // An unknown lab: already reported at its begin marker.
+                Some((_, None, _, _)) => {}
             },
         }
     }
-    if let Some((lab, _, begin)) = open {
-        let code = lab.map_or_else(|| "NN".to_string(), Lab::code);
+    for (lab_text, _, _, begin) in open {
         error(
             begin,
-            format!("this region is never closed: add `// lab:end {code}` after its last line"),
+            format!("this region is never closed: add `// lab:end {lab_text}` after its last line"),
         );
     }
 }
@@ -182,18 +182,10 @@ fn parse_marker(line: &str) -> Option<Result<Marker, String>> {
     let rest = comment.trim_start().strip_prefix("lab:")?;
     let mut words = rest.split_whitespace();
     let marker = match (words.next(), words.next()) {
-        (Some("begin"), Some(number)) => {
-            let title = words.collect::<Vec<_>>().join(" ");
-            if title.is_empty() {
-                return Some(Err(format!(
-                    "a begin marker needs a title: `// lab:begin {number} <short title>`"
-                )));
-            }
-            Marker::Begin {
-                number: number.to_string(),
-                title,
-            }
-        }
+        (Some("begin"), Some(number)) => Marker::Begin {
+            number: number.to_string(),
+            title: words.collect::<Vec<_>>().join(" "),
+        },
         (Some("end"), Some(number)) => {
             if words.next().is_some() {
                 return Some(Err(format!(

@@ -62,7 +62,7 @@ fn print_failure(check: &Check, never_reported: bool, run: &LabRun) {
     for panic in own {
         let mut lines = panic.message.iter().take(MESSAGE_LINES);
         if let Some(first) = lines.next() {
-            println!("      wrong:  {first}");
+            println!("      wrong:  {}", plain(first));
         }
         for line in lines {
             println!("              {line}");
@@ -74,11 +74,19 @@ fn print_failure(check: &Check, never_reported: bool, run: &LabRun) {
     let mut seen = Vec::new();
     for panic in broker {
         let first = panic.message.first().map_or("", String::as_str);
-        let line = format!("broker panicked at {}: {first}", panic.location);
+        let line = format!("broker panicked at {}: {}", panic.location, plain(first));
         if !seen.contains(&line) {
             println!("      {line}");
             seen.push(line);
         }
+    }
+}
+
+/// A `todo!()` panics with "not yet implemented: …"; say it the way the starter does.
+fn plain(message: &str) -> String {
+    match message.strip_prefix("not yet implemented: ") {
+        Some(rest) => format!("still todo!(): {rest}"),
+        None => message.to_string(),
     }
 }
 
