@@ -137,7 +137,7 @@ fn many_publishers_and_subscribers_under_churn_lose_reorder_and_repeat_nothing()
     let subscribers: Vec<(usize, JoinHandle<Vec<Delivery>>)> = (0..20)
         .map(|i| {
             let (topics, expected) = if i % 2 == 0 {
-                (&TOPICS[..], PUBLISHERS * MESSAGES as usize)
+                (TOPICS, PUBLISHERS * MESSAGES as usize)
             } else {
                 (&TOPICS[..1], PUBLISHERS * MESSAGES as usize / 2)
             };
