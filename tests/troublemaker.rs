@@ -1,0 +1,248 @@
+//! The `troublemaker` program: each mode runs against a broker in this process, says what
+//! it does, and stops by itself; the broker survives every one of them. The stall mode is
+//! shown being cut off by the broker as a slow consumer, as lab 5 asks students to watch.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use common::{start_broker, start_broker_with, stat, wait_until, Raw, TIMEOUT};
+use pubsub_lab::{BrokerHandle, Config};
+
+/// A finished troublemaker run.
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// Kills the troublemaker if the test fails while it still runs.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(broker: &BrokerHandle, args: &[&str]) -> (Running, [JoinHandle<String>; 2]) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_troublemaker"))
+        .args(args)
+        .args(["--port", &broker.addr().port().to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start troublemaker");
+    let read_all = |mut pipe: Box<dyn Read + Send>| {
+        thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    };
+    let output = [
+        read_all(Box::new(child.stdout.take().unwrap())),
+        read_all(Box::new(child.stderr.take().unwrap())),
+    ];
+    (Running(child), output)
+}
+
+/// Waits for the troublemaker to stop by itself, within `limit`.
+fn finish(mut running: Running, output: [JoinHandle<String>; 2], limit: Duration) -> Run {
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = running.0.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    drop(running);
+    let [stdout, stderr] = output.map(|reader| reader.join().unwrap());
+    assert!(
+        status.is_some(),
+        "troublemaker did not stop by itself\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    Run {
+        code: status.and_then(|status| status.code()),
+        stdout,
+        stderr,
+    }
+}
+
+/// Runs one mode to its end and checks it succeeded and said it was done.
+fn run(broker: &BrokerHandle, mode: &str, args: &[&str]) -> Run {
+    let mut all = vec![mode];
+    all.extend_from_slice(args);
+    let (running, output) = start(broker, &all);
+    let run = finish(running, output, TIMEOUT);
+    let context = format!("stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+    assert_eq!(run.code, Some(0), "{context}");
+    assert!(
+        run.stdout
+            .lines()
+            .next()
+            .is_some_and(|l| l.starts_with(&format!("{mode}: "))),
+        "{context}"
+    );
+    assert!(run.stdout.contains(&format!("{mode}: done")), "{context}");
+    assert!(!run.stderr.contains("panicked"), "{context}");
+    run
+}
+
+/// The broker still serves a clean subscriber and publisher.
+fn assert_broker_works(addr: SocketAddr) {
+    let mut subscriber = Raw::connect(addr);
+    subscriber.send("SUBSCRIBE after sub\n");
+    subscriber.sync();
+    subscriber.send("PUBLISH after still fine sub\n");
+    assert_eq!(subscriber.delivery(), "DELIVER after still fine sub");
+}
+
+#[test]
+fn stall_is_cut_off_by_the_broker_and_says_so() {
+    let broker = start_broker_with(Config {
+        write_timeout: Duration::from_millis(300),
+        ..Config::default()
+    });
+    let (running, output) = start(&broker, &["stall", "--duration", "20s"]);
+    wait_until("the stalled subscriber is subscribed", || {
+        broker.topic_counts() == [("weather".to_string(), 1)]
+    });
+    // 8 MiB for a subscriber that never reads: more than the kernel buffers hold.
+    let mut publisher = TcpStream::connect(broker.addr()).unwrap();
+    let body = "x".repeat(32 * 1024);
+    let flood: String = (0..256)
+        .map(|i| format!("PUBLISH weather {i}{body} p\n"))
+        .collect();
+    let sender = thread::spawn(move || publisher.write_all(flood.as_bytes()));
+    wait_until("the broker cut the stalled subscriber off", || {
+        stat(&broker, "slow_consumers_disconnected") == 1
+    });
+    let run = finish(running, output, TIMEOUT);
+    sender.join().unwrap().unwrap();
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stdout
+            .contains("stall: stall was cut off by the broker"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("1 of 1 stalled connection(s) cut off"),
+        "{}",
+        run.stdout
+    );
+    assert!(broker.topic_counts().is_empty());
+    assert_broker_works(broker.addr());
+}
+
+#[test]
+fn slow_reads_what_is_published_one_line_at_a_time_and_stops() {
+    let broker = start_broker();
+    let (running, output) = start(&broker, &["slow", "--duration", "3s", "--every", "10ms"]);
+    wait_until("the slow subscriber is subscribed", || {
+        broker.topic_counts() == [("weather".to_string(), 1)]
+    });
+    let mut publisher = Raw::connect(broker.addr());
+    for i in 0..5 {
+        publisher.send(&format!("PUBLISH weather drizzle{i} p\n"));
+    }
+    publisher.sync();
+    let run = finish(running, output, TIMEOUT);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(run.stdout.contains("slow: done after"), "{}", run.stdout);
+    assert!(run.stdout.contains("read 5 line(s)"), "{}", run.stdout);
+}
+
+#[test]
+fn halfline_holds_half_a_command_then_the_broker_joins_the_halves() {
+    let broker = start_broker();
+    let run = run(&broker, "halfline", &["--duration", "1s", "--conns", "2"]);
+    assert!(
+        run.stdout.contains("'OK PUBLISH weather 0'"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(stat(&broker, "messages_published"), 2);
+    assert_broker_works(broker.addr());
+}
+
+#[test]
+fn flood_publishes_until_its_count_and_the_broker_confirms_them() {
+    let broker = start_broker();
+    let run = run(&broker, "flood", &["--count", "2000", "--conns", "2"]);
+    assert!(
+        run.stdout.contains("published 4000 messages"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(stat(&broker, "messages_published"), 4000);
+    assert_broker_works(broker.addr());
+}
+
+#[test]
+fn garbage_is_answered_with_errors_and_the_broker_carries_on() {
+    let broker = start_broker();
+    let run = run(&broker, "garbage", &["--count", "200", "--seed", "7"]);
+    assert!(run.stdout.contains("seed 7"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("the broker still answers PING"),
+        "{}",
+        run.stdout
+    );
+    assert!(stat(&broker, "errors") > 0);
+    assert_broker_works(broker.addr());
+}
+
+#[test]
+fn churn_subscribes_and_unsubscribes_until_its_count_and_leaves_nothing() {
+    let broker = start_broker();
+    let run = run(&broker, "churn", &["--count", "1000", "--conns", "3"]);
+    assert!(
+        run.stdout.contains("3000 subscribe/unsubscribe pairs"),
+        "{}",
+        run.stdout
+    );
+    wait_until("no subscription is left", || {
+        broker.topic_counts().is_empty()
+    });
+    assert_broker_works(broker.addr());
+}
+
+#[test]
+fn dupid_shows_that_every_connection_with_the_same_id_receives() {
+    let broker = start_broker();
+    let run = run(
+        &broker,
+        "dupid",
+        &["--conns", "3", "--count", "2", "--every", "10ms"],
+    );
+    assert!(
+        run.stdout.contains("the broker counts 3 subscriber(s)"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("every connection received every message"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn a_mode_stops_by_itself_after_its_duration() {
+    let broker = start_broker();
+    let started = Instant::now();
+    run(&broker, "stall", &["--duration", "500ms"]);
+    assert!(started.elapsed() >= Duration::from_millis(500));
+}
