@@ -140,10 +140,15 @@ fn checkpoints(text: &str) -> Vec<String> {
 }
 
 /// Each checkpoint question has an answer under `## Checkpoint N` in the instructor's
-/// file, and the answers mention no checkpoint the lab does not have.
+/// file, and the answers mention no checkpoint the lab does not have. (Skipped in a copy
+/// without `labsheet/instructor/`, such as a student's starter.)
 #[test]
 fn every_checkpoint_has_an_answer() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("labsheet/instructor");
+    if !root.exists() {
+        // A copy handed out to students (a labkit starter) has no answers: nothing to check.
+        return;
+    }
     let mut problems = Vec::new();
     for (index, file) in LABS.iter().enumerate() {
         let lab = Lab::load(file);
@@ -307,7 +312,10 @@ fn placeholders_match_loosely_and_text_exactly() {
     ));
     assert!(!matches("<time> INFO  hello", "10:30 INFO  hello"));
     assert!(!matches("PONG", "PONG extra"));
-    assert!(matches("fanout  <rate>  20000  0", "fanout   1.2M      20000      0"));
+    assert!(matches(
+        "fanout  <rate>  20000  0",
+        "fanout   1.2M      20000      0"
+    ));
     assert!(!matches("fanout  20000", "fanout20000"));
 }
 
@@ -362,7 +370,16 @@ fn source_files(dir: &Path) -> Vec<(String, String)> {
 
 /// Types from the standard library and dependencies that labs name (`SystemTime::now`):
 /// not ours to check.
-const STD_TYPES: [&str; 8] = ["SystemTime", "Instant", "Duration", "Arc", "Vec", "String", "TcpStream", "Local"];
+const STD_TYPES: [&str; 8] = [
+    "SystemTime",
+    "Instant",
+    "Duration",
+    "Arc",
+    "Vec",
+    "String",
+    "TcpStream",
+    "Local",
+];
 
 fn backtick_spans(line: &str) -> Vec<&str> {
     line.split('`').skip(1).step_by(2).collect()

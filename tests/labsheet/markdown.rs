@@ -39,7 +39,9 @@ pub struct Block {
 impl Lab {
     /// Reads and parses `labsheet/<file>` from the crate root.
     pub fn load(file: &str) -> Lab {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("labsheet").join(file);
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("labsheet")
+            .join(file);
         let text = fs::read_to_string(&path)
             .unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()));
         Lab::parse(&format!("labsheet/{file}"), &text).unwrap_or_else(|error| panic!("{error}"))
@@ -59,7 +61,10 @@ impl Lab {
             let (group, terminal) = parse_attributes(attributes)
                 .map_err(|why| format!("{name}:{marker_line}: {why}"))?;
             let fence = i + 1;
-            if !lines.get(fence).is_some_and(|l| l.trim_start().starts_with("```")) {
+            if !lines
+                .get(fence)
+                .is_some_and(|l| l.trim_start().starts_with("```"))
+            {
                 return Err(format!(
                     "{name}:{marker_line}: a replay marker must be followed by a fenced code block"
                 ));
@@ -105,7 +110,11 @@ impl Lab {
 
 /// The attribute text of a `<!-- replay ... -->` line.
 fn marker(line: &str) -> Option<&str> {
-    let inner = line.trim().strip_prefix("<!--")?.strip_suffix("-->")?.trim();
+    let inner = line
+        .trim()
+        .strip_prefix("<!--")?
+        .strip_suffix("-->")?
+        .trim();
     let rest = inner.strip_prefix("replay")?;
     (rest.is_empty() || rest.starts_with(' ')).then_some(rest.trim())
 }

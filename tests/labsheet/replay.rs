@@ -132,7 +132,10 @@ impl Terminal {
         if self.seen.is_empty() {
             "\n  (it had shown nothing so far)".to_string()
         } else {
-            let lines: Vec<String> = self.seen[start..].iter().map(|l| format!("  | {l}")).collect();
+            let lines: Vec<String> = self.seen[start..]
+                .iter()
+                .map(|l| format!("  | {l}"))
+                .collect();
             format!("\n  last lines it showed:\n{}", lines.join("\n"))
         }
     }
@@ -169,9 +172,10 @@ struct Group<'a> {
 impl<'a> Group<'a> {
     fn new(file: &'a str, blocks: Vec<&'a Block>) -> Result<Self, String> {
         let runs_broker_binary = blocks.iter().any(|block| {
-            block.lines.iter().any(|(_, l)| {
-                l.trim_start().starts_with("$ ") && l.contains("--bin broker")
-            })
+            block
+                .lines
+                .iter()
+                .any(|(_, l)| l.trim_start().starts_with("$ ") && l.contains("--bin broker"))
         });
         let grouped = blocks.iter().any(|block| block.group.is_some());
         let broker = (!runs_broker_binary).then(crate::common::start_broker);
@@ -339,7 +343,10 @@ impl<'a> Group<'a> {
         let Some(input) = terminal.input.as_mut() else {
             return Ok(());
         };
-        if input.write_all(format!("PING {token}\n").as_bytes()).is_err() {
+        if input
+            .write_all(format!("PING {token}\n").as_bytes())
+            .is_err()
+        {
             return Ok(()); // the broker closed it; the lab's next promise will say so
         }
         let deadline = Instant::now() + LINE_WAIT;
@@ -372,9 +379,8 @@ impl<'a> Group<'a> {
         // A program still running in a multi-terminal step (a subscriber, say) stays up until
         // the step ends, as it would on the student's screen; one on its own, or whose input
         // the student closed, must end.
-        let left_running = matches!(terminal.kind, Kind::Process(_))
-            && self.grouped
-            && terminal.input.is_some();
+        let left_running =
+            matches!(terminal.kind, Kind::Process(_)) && self.grouped && terminal.input.is_some();
         if terminal.closed || terminal.is_broker || left_running {
             return Ok(());
         }
@@ -410,7 +416,10 @@ impl<'a> Group<'a> {
             }
         }
         if !extra.is_empty() && !terminal.skipping {
-            let lines: Vec<String> = extra.iter().map(|l| format!("    {}", normalize(l, port))).collect();
+            let lines: Vec<String> = extra
+                .iter()
+                .map(|l| format!("    {}", normalize(l, port)))
+                .collect();
             return Err(format!(
                 "{at}: terminal `{name}` showed more than the lab shows (add the lines, or `...`):\n{}",
                 lines.join("\n")
@@ -506,7 +515,9 @@ impl<'a> Group<'a> {
                 .and_then(|(_, rest)| rest.split(';').next())
                 .and_then(|addr| addr.rsplit(':').next())
                 .and_then(|port| port.parse().ok())
-                .ok_or_else(|| format!("{at}: cannot read the port from the broker's first line: {first}"))?;
+                .ok_or_else(|| {
+                    format!("{at}: cannot read the port from the broker's first line: {first}")
+                })?;
             self.port = Some(port);
             terminal.lookahead.push_front(first);
         }
@@ -672,7 +683,9 @@ fn parse_command(command: &str) -> Result<Parsed, String> {
             match words.as_slice() {
                 [] => {}
                 ["printf", format] => steps.push(Step::Send(printf(format))),
-                ["echo", words @ ..] => steps.push(Step::Send(format!("{}\n", words.join(" ")).into_bytes())),
+                ["echo", words @ ..] => {
+                    steps.push(Step::Send(format!("{}\n", words.join(" ")).into_bytes()))
+                }
                 ["sleep", seconds] => {
                     let seconds: f64 = seconds.parse().map_err(|_| unsupported())?;
                     steps.push(Step::Sleep(Duration::from_secs_f64(seconds)));
@@ -821,7 +834,12 @@ mod tests {
         let tokens = tokenize("(printf 'PI'; sleep 1) | nc 127.0.0.1 9000  # comment").unwrap();
         assert_eq!(tokens.len(), 11, "{tokens:?}");
         assert_eq!(printf(r"PING a\r\nb%%"), b"PING a\r\nb%");
-        assert_eq!(normalize("on 127.0.0.1:40001; nc 127.0.0.1 40001 (x --port 40001)", Some(40001)),
-            "on 127.0.0.1:9000; nc 127.0.0.1 9000 (x)");
+        assert_eq!(
+            normalize(
+                "on 127.0.0.1:40001; nc 127.0.0.1 40001 (x --port 40001)",
+                Some(40001)
+            ),
+            "on 127.0.0.1:9000; nc 127.0.0.1 9000 (x)"
+        );
     }
 }
