@@ -32,7 +32,7 @@ use crate::markers::Region;
 
 /// The pubsub-lab exercise kit: starters for students, checks with a verdict.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     #[command(subcommand)]
     command: Action,
