@@ -162,6 +162,8 @@ struct Group<'a> {
     blocks: Vec<&'a Block>,
     /// Declared before `broker` so every client is gone before the broker stops.
     terminals: HashMap<String, Terminal>,
+    /// Terminals the lab is done with, kept open until the group ends.
+    finished: Vec<Terminal>,
     broker: Option<BrokerHandle>,
     port: Option<u16>,
     syncs: u64,
@@ -184,6 +186,7 @@ impl<'a> Group<'a> {
             file,
             blocks,
             terminals: HashMap::new(),
+            finished: Vec::new(),
             broker,
             port,
             syncs: 0,
@@ -205,6 +208,7 @@ impl<'a> Group<'a> {
             }
         }
         self.terminals.clear();
+        self.finished.clear();
         drop(self.broker.take());
         Ok(())
     }
@@ -425,7 +429,11 @@ impl<'a> Group<'a> {
                 lines.join("\n")
             ));
         }
-        self.terminals.remove(name);
+        // Its connection or program stays until the group ends: on the student's screen it
+        // is still there, and closing it now would add a line to the broker's log.
+        if let Some(done) = self.terminals.remove(name) {
+            self.finished.push(done);
+        }
         Ok(())
     }
 
