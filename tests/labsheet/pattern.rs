@@ -95,19 +95,17 @@ fn match_from(pieces: &[Piece], actual: &[char]) -> bool {
             if !fits(actual, "dd:dd:dd") {
                 return false;
             }
-            let mut end = 8;
-            if actual.get(8) == Some(&'.') {
-                let digits = actual[9..]
+            // Log lines add milliseconds (`10:30:00.123`); DELIVER lines do not. Either the
+            // fraction belongs to the time, or a '.' after it is the lab's own text.
+            let fraction = match actual.get(8) {
+                Some('.') => actual[9..]
                     .iter()
                     .take_while(|c| c.is_ascii_digit())
-                    .count();
-                // Either the fraction belongs to the time, or the '.' is the lab's text.
-                if digits > 0 && match_from(rest, &actual[9 + digits..]) {
-                    return true;
-                }
-                end = 8;
-            }
-            match_from(rest, &actual[end..])
+                    .count(),
+                _ => 0,
+            };
+            (fraction > 0 && match_from(rest, &actual[9 + fraction..]))
+                || match_from(rest, &actual[8..])
         }
         Piece::Number => {
             let len = actual
