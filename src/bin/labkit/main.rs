@@ -201,6 +201,14 @@ fn check(root: &Path, lab: Lab, verbose: bool) -> Result<bool, String> {
         lab.code(),
         lab.test_target()
     );
+    if std::env::var_os("CARGO_TARGET_DIR").is_some() {
+        // Cargo names build output by the package's path relative to its workspace, so
+        // two copies of the project sharing a target folder can pick up each other's build.
+        eprintln!(
+            "note: CARGO_TARGET_DIR is set; if other copies of the project (other students' \
+             work) use the same folder, cargo may run their code. Unset it when grading."
+        );
+    }
     let run = checks::run_lab(root, lab, None)?;
     if verbose {
         print!("{}", run.build.stderr);

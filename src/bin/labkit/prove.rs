@@ -2,9 +2,16 @@
 //!
 //! A check that passes on the starter cannot tell a finished lab from an unstarted one,
 //! so it checks nothing; a check that fails on the reference is wrong or flaky. For each
-//! lab this writes the starter into `<target>/labkit-proof/labNN`, builds and runs the
-//! lab's checks there and in the project itself, and prints one row per check. All
-//! starters share one target folder, so the dependencies are built once.
+//! lab this writes the starter into `<target>/labkit-proof/starter`, builds and runs the
+//! lab's checks there and in the project itself, and prints one row per check.
+//!
+//! All starters share one target folder, so the dependencies are built once. They also
+//! share one source folder, rewritten for each lab, and that is not just tidiness: cargo
+//! names a package's build output after its path *relative to its workspace*, so starters
+//! in different folders would produce the same file names in the shared target folder,
+//! and cargo could take one lab's library, still fresh by its timestamps, for another's.
+//! In one folder, each lab's starter differs from the previous one in the files it
+//! rewrites, and those new timestamps make cargo rebuild exactly what changed.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -42,7 +49,7 @@ pub fn prove(
                 reference.build.stderr
             ));
         }
-        let out = proof_dir.join(lab.test_target());
+        let out = proof_dir.join("starter");
         starter::write(root, files, regions, lab, &out, true)?;
         eprintln!("lab {code}: building the starter in {} …", out.display());
         let clock = Instant::now();
