@@ -75,6 +75,9 @@ pub struct LineReader<R> {
     max_line: usize,
     /// True while dropping the rest of an overlong line.
     discarding: bool,
+    /// The last read filled all the space it was given: more bytes are probably waiting,
+    /// so the next read gets a bigger buffer.
+    busy: bool,
 }
 
 impl<R: Read> LineReader<R> {
@@ -89,6 +92,7 @@ impl<R: Read> LineReader<R> {
             scanned: 0,
             max_line,
             discarding: false,
+            busy: false,
         }
     }
 
@@ -146,10 +150,12 @@ impl<R: Read> LineReader<R> {
     pub fn fill(&mut self) -> io::Result<Filled> {
         self.make_room();
         loop {
+            let space = self.buffer.len() - self.end;
             match self.source.read(&mut self.buffer[self.end..]) {
                 Ok(0) => return Ok(Filled::Eof),
                 Ok(n) => {
                     self.end += n;
+                    self.busy = n == space;
                     return Ok(Filled::Bytes(n));
                 }
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
@@ -170,8 +176,10 @@ impl<R: Read> LineReader<R> {
         (line.len() <= self.max_line).then_some(line)
     }
 
-    /// Moves unread bytes to the front and grows the buffer when a read filled it, so the
-    /// next read has space. Growth is capped by the line limit and [`MAX_READ_CHUNK`].
+    /// Moves unread bytes to the front, and doubles the buffer when the last read filled
+    /// it (a busy connection: bigger reads mean fewer system calls and bigger batches) or
+    /// when an unfinished line fills it. Growth is capped by the line limit and
+    /// [`MAX_READ_CHUNK`].
     fn make_room(&mut self) {
         if self.start > 0 {
             self.buffer.copy_within(self.start..self.end, 0);
@@ -181,7 +189,7 @@ impl<R: Read> LineReader<R> {
         }
         let full = self.end == self.buffer.len();
         let cap = MAX_READ_CHUNK.max(self.max_line + 2);
-        if full && self.buffer.len() < cap {
+        if (full || self.busy) && self.buffer.len() < cap {
             let bigger = (self.buffer.len() * 2).min(cap);
             self.buffer.resize(bigger, 0);
         }
@@ -282,6 +290,25 @@ mod tests {
         line.extend_from_slice(b"\r\n");
         assert_eq!(frames(&[&line], 10), ["y".repeat(10)]);
         assert_eq!(frames(&[b"yyyyyyyyyyy\n"], 10), ["!"]);
+    }
+
+    #[test]
+    fn a_busy_source_gets_bigger_reads() {
+        let lines = b"PUBLISH t message p\n".repeat(10_000);
+        let source = Pieces(vec![lines]);
+        let mut reader = LineReader::new(source, 1000);
+        let mut reads = Vec::new();
+        while let Filled::Bytes(n) = reader.fill().unwrap() {
+            reads.push(n);
+            while reader.next_line().is_some() {}
+        }
+        assert_eq!(reads[0], INITIAL_BUFFER);
+        // Reads grow up to the cap (less the unfinished line each time carries over).
+        assert_eq!(reader.buffer.len(), MAX_READ_CHUNK, "{reads:?}");
+        assert!(
+            reads.iter().max() > Some(&(MAX_READ_CHUNK / 2)),
+            "{reads:?}"
+        );
     }
 
     #[test]

@@ -103,6 +103,11 @@ impl Outbox {
         // calls `write` again after every partial success, so this really means "no
         // progress for this long", not "the whole batch within this long".
         socket.set_write_timeout(Some(write_timeout))?;
+        // The outbox already gathers lines into as few writes as it can. Nagle's algorithm
+        // would hold a second small write back until the client acknowledges the first, and
+        // clients delay acknowledgements by up to 40 ms: every quiet moment would cost a
+        // subscriber that long. So the kernel is told to send each write at once.
+        socket.set_nodelay(true)?;
         Ok(Outbox {
             conn,
             peer,
