@@ -168,7 +168,7 @@ impl Peer {
         if let Err(error) = self.writer.write_all(text.as_bytes()) {
             panic!(
                 "{} could not send {text:?}: {error}. The broker closed the connection; \
-                 did it panic? (see `broker panicked` above)",
+                 did it panic? (look for a `client-N` thread panic)",
                 self.name
             );
         }
@@ -180,7 +180,7 @@ impl Peer {
         match self.reader.read_line(&mut line) {
             Ok(0) => panic!(
                 "{} waited for {waiting_for}, but the broker closed the connection; did it \
-                 panic? (see `broker panicked` above)",
+                 panic? (look for a `client-N` thread panic)",
                 self.name
             ),
             Ok(_) => line.strip_suffix('\n').unwrap_or(&line).to_string(),

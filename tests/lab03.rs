@@ -236,7 +236,7 @@ impl Peer {
         if let Err(error) = self.writer.write_all(bytes) {
             panic!(
                 "{} could not send: {error}. The broker closed the connection; did it \
-                 panic? (see `broker panicked` above)",
+                 panic? (look for a `client-N` thread panic)",
                 self.name
             );
         }
@@ -248,7 +248,7 @@ impl Peer {
         match self.reader.read_line(&mut line) {
             Ok(0) => panic!(
                 "{} waited for {waiting_for}, but the broker closed the connection; did it \
-                 panic? (see `broker panicked` above)",
+                 panic? (look for a `client-N` thread panic)",
                 self.name
             ),
             Ok(_) => line.strip_suffix('\n').unwrap_or(&line).to_string(),

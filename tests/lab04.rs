@@ -154,7 +154,7 @@ impl Peer {
         if let Err(error) = self.writer.write_all(text.as_bytes()) {
             panic!(
                 "{} could not send: {error}. The broker closed the connection; did it \
-                 panic? (see `broker panicked` above)",
+                 panic? (look for a `client-N` thread panic)",
                 self.name
             );
         }
@@ -172,7 +172,7 @@ impl Peer {
         match self.reader.read_line(&mut line) {
             Ok(0) => panic!(
                 "{} waited for {waiting_for}, but the broker closed the connection; did it \
-                 panic? (see `broker panicked` above)",
+                 panic? (look for a `client-N` thread panic)",
                 self.name
             ),
             Ok(_) => line.strip_suffix('\n').unwrap_or(&line).to_string(),
@@ -189,8 +189,8 @@ impl Peer {
         if let Err(error) = self.reader.read_to_end(&mut rest) {
             panic!(
                 "the broker did not close {}'s connection within {WAIT:?} ({error}): the \
-                 cleanup in Drop for Session did not finish; does {REGION} panic? (see \
-                 `broker panicked` above)",
+                 cleanup in Drop for Session did not finish; does {REGION} panic? (look \
+                 for a `client-N` thread panic)",
                 self.name
             );
         }

@@ -74,10 +74,15 @@ fn print_failure(check: &Check, never_reported: bool, run: &LabRun) {
     let mut seen = Vec::new();
     for panic in broker {
         let first = panic.message.first().map_or("", String::as_str);
-        let line = format!("broker panicked at {}: {}", panic.location, plain(first));
-        if !seen.contains(&line) {
-            println!("      {line}");
-            seen.push(line);
+        let place = (panic.location.as_str(), first);
+        if !seen.contains(&place) {
+            println!(
+                "      broker thread `{}` panicked at {}: {}",
+                panic.thread,
+                panic.location,
+                plain(first)
+            );
+            seen.push(place);
         }
     }
 }
