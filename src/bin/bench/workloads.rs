@@ -604,7 +604,8 @@ fn sync_notes(target: &Target) -> Vec<String> {
 /// When messages went missing, what the target logged is likely the reason.
 fn explain_trouble(target: &Target, outcome: &mut Outcome) {
     if !outcome.is_clean() {
-        for line in target.log_tail() {
+        // The first few lines name the cause; the rest tend to repeat it.
+        for line in target.log_tail().into_iter().take(3) {
             outcome.notes.push(format!("{} said: {line}", target.label));
         }
     }
