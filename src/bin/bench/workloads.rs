@@ -137,6 +137,7 @@ pub fn run_flow(target: &Target, flow: &Flow, timeout: Duration) -> Result<Outco
         .collect();
     let readers = open_subscribers(target, &subscriber_topics, deadline, &mut progress)
         .map_err(|(_, message)| message)?;
+    // Every socket of the run, so that a timeout can wake every thread blocked on one.
     let mut sockets = Vec::new();
     let arrived = Arc::new(AtomicU64::new(0));
     let (tallies_tx, tallies) = mpsc::channel();
@@ -153,52 +154,21 @@ pub fn run_flow(target: &Target, flow: &Flow, timeout: Duration) -> Result<Outco
     }
     drop(tallies_tx);
 
+    // Every publisher connects first and starts at this one instant.
     let start = Instant::now() + Duration::from_millis(20);
-    let mut publisher_threads = Vec::new();
-    for topic in 0..flow.topics {
-        for index in 0..flow.pubs {
-            let stream = TcpStream::connect(target.addr)
-                .map_err(|e| format!("cannot connect publisher {index}: {e}"))?;
-            let _ = stream.set_nodelay(true);
-            sockets.push(clone_socket(&stream)?);
-            let publisher = Publisher {
-                topic: topic_name(topic),
-                index,
-                flow: flow.clone(),
-                base,
-                start,
-            };
-            let name = format!("bench-pub-{topic}-{index}");
-            publisher_threads.push(spawn(name, move || publisher.run(stream))?);
-        }
-    }
+    let publisher_threads = start_publishers(target, flow, base, start, &mut sockets)?;
 
     let total_expected = flow.expected_per_subscriber() * subscriber_topics.len() as u64;
-    let mut tally = Tally::default();
-    let mut finished = 0;
-    let mut timed_out = false;
-    while finished < subscriber_threads.len() {
-        let now = Instant::now();
-        if now >= deadline {
-            timed_out = true;
-            break;
-        }
-        let wait = (deadline - now).min(Duration::from_millis(200));
-        match tallies.recv_timeout(wait) {
-            Ok(one) => {
-                tally.merge(&one);
-                finished += 1;
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        }
-        progress.update(
-            arrived.load(Ordering::Relaxed),
-            total_expected,
-            "deliveries",
-        );
-    }
+    let expected_tallies = subscriber_threads.len();
+    let waited = wait_for_tallies(
+        &tallies,
+        expected_tallies,
+        deadline,
+        |done| progress.update(done, total_expected, "deliveries"),
+        &arrived,
+    );
     progress.finish();
+    let (mut tally, timed_out) = (waited.0, waited.1);
     if timed_out {
         // Shutting the sockets down wakes every thread blocked on them, so each reports
         // what it has and ends.
@@ -247,6 +217,65 @@ pub fn run_flow(target: &Target, flow: &Flow, timeout: Duration) -> Result<Outco
     };
     explain_trouble(target, &mut outcome);
     Ok(outcome)
+}
+
+/// Connects every publisher of a flow and starts its thread, which waits for `start`.
+fn start_publishers(
+    target: &Target,
+    flow: &Flow,
+    base: Instant,
+    start: Instant,
+    sockets: &mut Vec<TcpStream>,
+) -> Result<Vec<JoinHandle<Sent>>, String> {
+    let mut threads = Vec::new();
+    for topic in 0..flow.topics {
+        for index in 0..flow.pubs {
+            let stream = TcpStream::connect(target.addr)
+                .map_err(|e| format!("cannot connect publisher {index}: {e}"))?;
+            let _ = stream.set_nodelay(true);
+            sockets.push(clone_socket(&stream)?);
+            let publisher = Publisher {
+                topic: topic_name(topic),
+                index,
+                flow: flow.clone(),
+                base,
+                start,
+            };
+            let name = format!("bench-pub-{topic}-{index}");
+            threads.push(spawn(name, move || publisher.run(stream))?);
+        }
+    }
+    Ok(threads)
+}
+
+/// Merges subscribers' tallies as they finish, showing progress, until all `count` are in
+/// or `deadline` passes. Returns the merged tally and whether the deadline passed.
+fn wait_for_tallies(
+    tallies: &mpsc::Receiver<Tally>,
+    count: usize,
+    deadline: Instant,
+    mut progress: impl FnMut(u64),
+    arrived: &AtomicU64,
+) -> (Tally, bool) {
+    let mut tally = Tally::default();
+    let mut finished = 0;
+    while finished < count {
+        let now = Instant::now();
+        if now >= deadline {
+            return (tally, true);
+        }
+        let wait = (deadline - now).min(Duration::from_millis(200));
+        match tallies.recv_timeout(wait) {
+            Ok(one) => {
+                tally.merge(&one);
+                finished += 1;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        progress(arrived.load(Ordering::Relaxed));
+    }
+    (tally, false)
 }
 
 /// Runs `conns`: `conns` idle subscribers, one topic each; the target's memory before and
@@ -341,6 +370,9 @@ pub fn run_conns(
     Ok(outcome)
 }
 
+/// What a publisher did: messages written, and the error that stopped it early, if any.
+type Sent = (u64, Option<io::Error>);
+
 /// One publisher of a flow, run on its own thread.
 struct Publisher {
     topic: String,
@@ -353,7 +385,7 @@ struct Publisher {
 impl Publisher {
     /// Sends every message; returns how many were written, and the error that stopped it
     /// early, if any.
-    fn run(self, mut stream: TcpStream) -> (u64, Option<io::Error>) {
+    fn run(self, mut stream: TcpStream) -> Sent {
         sleep_until(self.start);
         let mut sent = 0;
         let mut buffer = Vec::with_capacity(BATCH_BYTES + 1024);
