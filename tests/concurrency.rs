@@ -216,12 +216,17 @@ fn clients_that_publish_to_each_other_at_full_speed_do_not_deadlock() {
     let broker = start_broker();
     let addr = broker.addr();
     // Each client subscribes to the other's topic and floods its own: each broker thread
-    // writes to the other's socket while the other writes to its own.
-    let pair: Vec<_> = [("a", "b"), ("b", "a")]
+    // writes to the other's socket while the other writes to its own. Both subscribe
+    // before either floods, or the first messages would go to a topic nobody has
+    // subscribed to yet, and be gone.
+    let clients: Vec<_> = [("a", "b"), ("b", "a")]
         .into_iter()
         .enumerate()
-        .map(|(p, (mine, theirs))| {
-            let client = subscriber(addr, &[theirs], &format!("p{p}"));
+        .map(|(p, (mine, theirs))| (p, mine, subscriber(addr, &[theirs], &format!("p{p}"))))
+        .collect();
+    let pair: Vec<_> = clients
+        .into_iter()
+        .map(|(p, mine, client)| {
             let mut sender = Client::from_stream(client.try_clone_stream().unwrap()).unwrap();
             let reader = collect(client, MESSAGES as usize * 4);
             let writer = thread::spawn(move || {
