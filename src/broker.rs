@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use crate::outbox::ConnId;
+use crate::outbox::{ConnId, Outbox};
 use crate::registry::Registry;
 use crate::stats::Stats;
 
@@ -76,7 +76,7 @@ pub struct Config {
     pub max_clients: usize,
     /// Longest line accepted, in bytes, not counting the line end.
     pub max_line_bytes: usize,
-    /// How long a write to a subscriber may make no progress before it is cut off.
+    /// How long one batch of lines to a subscriber may take to write before it is cut off.
     pub write_timeout: Duration,
     /// Longest topic accepted, in bytes.
     pub max_topic_bytes: usize,
@@ -105,10 +105,9 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) registry: Registry,
     pub(crate) stats: Arc<Stats>,
-    /// Every open connection's socket, so that stopping the broker can shut each one down
-    /// (waking its thread). Not used on the delivery path: locked on connect, disconnect
-    /// and stop only.
-    connections: Mutex<HashMap<ConnId, TcpStream>>,
+    /// Every open connection, so that stopping the broker can close each one (waking its
+    /// thread). Not used on the delivery path: locked on connect, disconnect and stop only.
+    connections: Mutex<HashMap<ConnId, Arc<Outbox>>>,
     stopping: AtomicBool,
 }
 
@@ -281,8 +280,8 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             Err(error) => back_off(&error),
         }
     }
-    for stream in shared.connections.lock().values() {
-        let _ = stream.shutdown(Shutdown::Both);
+    for outbox in shared.connections.lock().values() {
+        outbox.close();
     }
     for client in clients {
         if client.join().is_err() {
@@ -295,26 +294,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 /// Gives a new connection a slot and a thread, or tells it the broker is full.
 fn admit(shared: &Arc<Shared>, stream: TcpStream, conn: ConnId) -> Option<JoinHandle<()>> {
     let max = shared.config.max_clients;
-    let registered = {
-        let mut connections = shared.connections.lock();
-        if connections.len() >= max {
-            None
-        } else {
-            Some(
-                stream
-                    .try_clone()
-                    .map(|copy| connections.insert(conn, copy)),
-            )
-        }
-    };
-    // The copy kept for `stop` takes a file descriptor of its own, so this is where running
-    // out of them usually shows first. That is not "broker full": say what is wrong and
-    // back off, and the client sees its connection close.
-    if let Some(Err(error)) = registered {
-        back_off(&error);
-        return None;
-    }
-    if registered.is_none() {
+    if shared.connections.lock().len() >= max {
         shared
             .stats
             .connections_refused
@@ -325,6 +305,16 @@ fn admit(shared: &Arc<Shared>, stream: TcpStream, conn: ConnId) -> Option<JoinHa
         refuse(stream, &format!("ERROR broker full ({max} clients)\n"));
         return None;
     }
+    let timeout = shared.config.write_timeout;
+    let outbox = match Outbox::new(conn, stream, timeout, Arc::clone(&shared.stats)) {
+        Ok(outbox) => Arc::new(outbox),
+        Err(error) => {
+            log::debug!("#{conn} left before it could be served: {error}");
+            return None;
+        }
+    };
+    // Only this thread adds connections, so the count checked above still holds.
+    shared.connections.lock().insert(conn, Arc::clone(&outbox));
     shared
         .stats
         .connections_current
@@ -334,16 +324,16 @@ fn admit(shared: &Arc<Shared>, stream: TcpStream, conn: ConnId) -> Option<JoinHa
         .connections_total
         .fetch_add(1, Ordering::Relaxed);
     let thread_shared = Arc::clone(shared);
+    let thread_outbox = Arc::clone(&outbox);
     let spawned = thread::Builder::new()
         .name(format!("client-{conn}"))
         .stack_size(CLIENT_STACK_SIZE)
-        .spawn(move || crate::session::serve(thread_shared, conn, stream));
+        .spawn(move || crate::session::serve(thread_shared, thread_outbox));
     match spawned {
         Ok(client) => Some(client),
         Err(error) => {
-            // The stream moved into the closure that was never run, and was dropped with
-            // it, so the client sees the connection close.
             log::error!("#{conn} could not get a thread: {error}; lower --max-clients");
+            outbox.close();
             shared.forget_connection(conn);
             None
         }

@@ -1,4 +1,4 @@
-//! The write half of one client connection, shared by every thread that sends to it.
+//! One client connection's socket, and the lines waiting to be written to it.
 //!
 //! Who writes to a subscriber's socket? Not the subscriber's own thread (it is blocked in
 //! `read`, waiting for that client's next command) but the thread of whichever *publisher*
@@ -21,13 +21,23 @@
 //! system call, not 500. Whoever pushes into an empty buffer is responsible for the flush;
 //! [`Pushed::NowPending`] tells them so.
 //!
+//! # One socket, one file descriptor
+//!
+//! The outbox owns the connection's only `TcpStream`. The connection's own thread reads
+//! from it through [`Outbox::socket`] while publishers write to it: `&TcpStream`
+//! implements both `Read` and `Write`, because the kernel keeps a socket's two directions
+//! apart. The mutex serialises the *writers* so their lines never interleave; the reader
+//! needs no lock. One descriptor per client (not one per handle) is what lets the broker
+//! hold ten thousand clients under a `ulimit -n` of twenty thousand.
+//!
 //! # Slow consumers
 //!
-//! Writes run with a socket write timeout (`--write-timeout`, 2 s by default). A
-//! subscriber that stops reading fills its kernel buffers; the next write then makes no
-//! progress, and after the timeout the outbox gives up: it marks itself closed, shuts the
-//! socket down (which wakes the subscriber's own thread, whose cleanup removes its
-//! subscriptions), and logs a warning. Every later push to a closed outbox returns at once,
+//! Each flush must be done within `--write-timeout` (2 s by default). A subscriber that
+//! stops reading fills its kernel buffers; the write then blocks, and when the time is up
+//! the outbox gives up: it marks itself closed, shuts the socket down (which wakes the
+//! subscriber's own thread, whose cleanup removes its subscriptions), and logs a warning.
+//! The time limit is for the whole flush, not for each system call: a stalled client
+//! whose kernel still lets a few bytes through now and then must not restart the clock. Every later push to a closed outbox returns at once,
 //! so the other subscribers of that topic are held up once, for at most the timeout.
 //! Subscribers of other topics are not held up at all: nobody writes while holding the
 //! registry lock.
@@ -42,7 +52,7 @@ use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
@@ -71,18 +81,20 @@ pub enum Pushed {
     Closed,
 }
 
-/// The write half of one connection. See the module docs.
+/// One connection's socket and its pending lines. See the module docs.
 #[derive(Debug)]
 pub struct Outbox {
     conn: ConnId,
     peer: SocketAddr,
+    write_timeout: Duration,
     stats: Arc<Stats>,
+    socket: TcpStream,
     state: Mutex<State>,
 }
 
+/// What the writers share, behind the mutex.
 #[derive(Debug)]
 struct State {
-    socket: TcpStream,
     pending: Vec<u8>,
     closed: bool,
     /// The id the client last used, for logs. Kept here because it is read when writing.
@@ -90,8 +102,11 @@ struct State {
 }
 
 impl Outbox {
-    /// Wraps the write half of a connection. `write_timeout` is how long a write may make no
-    /// progress before the client is cut off as a slow consumer.
+    /// Takes charge of a connection's socket. `write_timeout` is how long one flush may
+    /// take before the client is cut off as a slow consumer.
+    ///
+    /// # Errors
+    /// Fails if the socket's options cannot be set (the client has already gone).
     pub fn new(
         conn: ConnId,
         socket: TcpStream,
@@ -99,9 +114,6 @@ impl Outbox {
         stats: Arc<Stats>,
     ) -> io::Result<Outbox> {
         let peer = socket.peer_addr()?;
-        // A kernel send timeout (SO_SNDTIMEO) applies to each `write` call, and `write_all`
-        // calls `write` again after every partial success, so this really means "no
-        // progress for this long", not "the whole batch within this long".
         socket.set_write_timeout(Some(write_timeout))?;
         // The outbox already gathers lines into as few writes as it can. Nagle's algorithm
         // would hold a second small write back until the client acknowledges the first, and
@@ -111,9 +123,10 @@ impl Outbox {
         Ok(Outbox {
             conn,
             peer,
+            write_timeout,
             stats,
+            socket,
             state: Mutex::new(State {
-                socket,
                 pending: Vec::new(),
                 closed: false,
                 client_id: String::from("-"),
@@ -129,6 +142,12 @@ impl Outbox {
     /// The client's address.
     pub fn peer(&self) -> SocketAddr {
         self.peer
+    }
+
+    /// The socket, for the connection's own thread to read from. Writing goes through
+    /// [`push`](Self::push) and [`flush`](Self::flush) only.
+    pub fn socket(&self) -> &TcpStream {
+        &self.socket
     }
 
     /// Remembers the id the client gave in its latest command, so logs can name it.
@@ -190,7 +209,7 @@ impl Outbox {
     /// thread. Lines still pending are dropped. Calling it twice is harmless.
     pub fn close(&self) {
         let mut state = self.state.lock();
-        Self::shut(&mut state);
+        self.shut(&mut state);
     }
 
     /// Whether the outbox was closed (by [`close`](Self::close) or a failed write).
@@ -199,11 +218,46 @@ impl Outbox {
     }
 
     fn write_pending(&self, state: &mut State) {
-        let result = state.socket.write_all(&state.pending);
+        let result = self.write_within_timeout(&state.pending);
         state.pending.clear();
         if let Err(error) = result {
             self.cut_off(state, &error);
         }
+    }
+
+    /// Writes all of `bytes`, or fails once the write timeout has passed in all.
+    ///
+    /// The kernel's send timeout (SO_SNDTIMEO) bounds each `write` call. `write_all` would
+    /// start that clock afresh after every partial write, so a client that lets a few bytes
+    /// through every second could hold a publisher for ever. After a partial write, the
+    /// socket's timeout is therefore cut to the time left. A burst that fits in the kernel
+    /// buffer, which is nearly all of them, goes out in one call and never gets there.
+    fn write_within_timeout(&self, mut bytes: &[u8]) -> io::Result<()> {
+        let deadline = Instant::now() + self.write_timeout;
+        let mut shortened = false;
+        let result = loop {
+            if bytes.is_empty() {
+                break Ok(());
+            }
+            match (&self.socket).write(bytes) {
+                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+                Ok(written) => bytes = &bytes[written..],
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) => break Err(error),
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() && !bytes.is_empty() {
+                break Err(io::ErrorKind::TimedOut.into());
+            }
+            if !bytes.is_empty() {
+                self.socket.set_write_timeout(Some(left))?;
+                shortened = true;
+            }
+        };
+        if shortened {
+            self.socket.set_write_timeout(Some(self.write_timeout))?;
+        }
+        result
     }
 
     /// A write failed: the subscriber stopped reading (timeout) or went away (reset, broken
@@ -216,17 +270,11 @@ impl Outbox {
         );
         if timed_out {
             self.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
-            let timeout = state
-                .socket
-                .write_timeout()
-                .ok()
-                .flatten()
-                .unwrap_or_default();
             log::warn!(
-                "slow consumer {} ({}) disconnected: no progress writing for {}",
+                "slow consumer {} ({}) disconnected: could not deliver within {}",
                 state.client_id,
                 self.peer,
-                crate::cli::format_duration(timeout)
+                crate::cli::format_duration(self.write_timeout)
             );
         } else {
             log::info!(
@@ -236,19 +284,18 @@ impl Outbox {
                 self.peer
             );
         }
-        Self::shut(state);
+        self.shut(state);
         // lab:end 05
     }
 
-    fn shut(state: &mut State) {
+    fn shut(&self, state: &mut State) {
         if !state.closed {
             state.closed = true;
             state.pending = Vec::new();
-            // Shutting down (rather than just dropping our handle) reaches the other clone
-            // of this socket too: the connection's own thread, blocked in `read`, wakes up
-            // with end-of-file and runs its cleanup. An error here only means the peer is
-            // already gone.
-            let _ = state.socket.shutdown(Shutdown::Both);
+            // Shutting down (rather than waiting for the last handle to be dropped) acts at
+            // once: the connection's own thread, blocked in `read`, wakes up with end of
+            // file and runs its cleanup. An error here only means the peer is already gone.
+            let _ = self.socket.shutdown(Shutdown::Both);
         }
     }
 }

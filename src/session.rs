@@ -35,33 +35,18 @@ use crate::outbox::{ConnId, Outbox, Pushed};
 use crate::protocol::{self, Command, ProtocolError, Reply};
 use crate::trace::{self, Direction};
 
-/// Runs one connection to its end. Called on the connection's own thread by the broker.
-pub(crate) fn serve(shared: Arc<Shared>, conn: ConnId, stream: TcpStream) {
-    let peer = stream
-        .peer_addr()
-        .map_or_else(|_| "?".to_string(), |a| a.to_string());
-    let outbox = stream.try_clone().and_then(|writer| {
-        Outbox::new(
-            conn,
-            writer,
-            shared.config.write_timeout,
-            Arc::clone(&shared.stats),
-        )
-    });
-    let outbox = match outbox {
-        Ok(outbox) => Arc::new(outbox),
-        Err(error) => {
-            log::warn!("#{conn} ({peer}) could not be set up: {error}");
-            shared.forget_connection(conn);
-            return;
-        }
-    };
-    log::info!("#{conn} connected from {peer}");
-    let mut reader = LineReader::new(stream, shared.config.max_line_bytes);
+/// Runs one connection to its end. Called on the connection's own thread by the broker,
+/// which has already registered `outbox` in its connection table.
+pub(crate) fn serve(shared: Arc<Shared>, outbox: Arc<Outbox>) {
+    let conn = outbox.conn();
+    log::info!("#{conn} connected from {}", outbox.peer());
+    // A second `Arc` to the outbox, so the reader can borrow its socket while the session
+    // owns the first one.
+    let connection = Arc::clone(&outbox);
+    let mut reader = LineReader::new(connection.socket(), shared.config.max_line_bytes);
     let mut session = Session::new(shared, outbox);
-    match session.read_loop(&mut reader) {
-        Ok(()) => {}
-        Err(error) => log::debug!("#{conn} read failed: {error}"),
+    if let Err(error) = session.read_loop(&mut reader) {
+        log::debug!("#{conn} read failed: {error}");
     }
     // `session` is dropped here, and its Drop does the cleanup.
 }
@@ -103,7 +88,7 @@ impl Session {
     }
 
     /// Handles lines until the client leaves, sends `QUIT`, or the socket fails.
-    fn read_loop(&mut self, reader: &mut LineReader<TcpStream>) -> io::Result<()> {
+    fn read_loop(&mut self, reader: &mut LineReader<&TcpStream>) -> io::Result<()> {
         loop {
             while let Some(frame) = reader.next_line() {
                 match frame {
@@ -384,7 +369,8 @@ mod tests {
         let shared = Arc::new(Shared::new(Config::default()));
         let (broker_side, _client) = socket_pair();
         let stats = Arc::clone(&shared.stats);
-        let outbox = Arc::new(Outbox::new(1, broker_side, Duration::from_secs(1), stats).unwrap());
+        let outbox = Outbox::new(1, broker_side, Duration::from_secs(1), stats).unwrap();
+        let outbox = Arc::new(outbox);
         let thread_shared = Arc::clone(&shared);
         let outcome = thread::spawn(move || {
             let mut session = Session::new(thread_shared, outbox);

@@ -41,8 +41,8 @@ struct Args {
     /// Longest line accepted, in bytes; longer lines are answered with ERROR and dropped.
     #[arg(long, default_value_t = DEFAULT_MAX_LINE_BYTES)]
     max_line_bytes: usize,
-    /// How long a subscriber may accept no data before it is disconnected as a slow
-    /// consumer (like 2s or 500ms).
+    /// How long one batch of deliveries to a subscriber may take to write before it is
+    /// disconnected as a slow consumer (like 2s or 500ms).
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     write_timeout: Duration,
     /// Longest topic accepted, in bytes.
