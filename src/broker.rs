@@ -7,7 +7,7 @@
 //! joins every thread, which is what tests do.
 //!
 //! Each accepted connection gets a thread named `client-<n>` that runs
-//! [`crate::session`]. Thread-per-connection is the simplest design there is: each
+//! `session.rs`. Thread-per-connection is the simplest design there is: each
 //! thread's code reads top to bottom, blocking where it waits. Its cost is a thread per
 //! client (a stack and a kernel task), which is why `--max-clients` exists: without a
 //! limit, enough connections exhaust the machine. Event-loop brokers (Redis, Mosquitto)

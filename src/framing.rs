@@ -14,7 +14,7 @@
 //! * [`LineReader::fill`] blocks on the socket for more bytes.
 //!
 //! That split lets the session do something useful at the one moment it is about to block:
-//! flush the deliveries it has queued (see [`crate::session`]). A burst of 500 publishes
+//! flush the deliveries it has queued (see `session.rs`). A burst of 500 publishes
 //! that arrived in one `read` then costs one write per subscriber instead of 500.
 //!
 //! A line longer than the limit is not buffered whole: its bytes are dropped as they

@@ -25,7 +25,7 @@
 //! |---|---|
 //! | [`framing`] | bytes → lines: buffers a TCP stream and cuts it at `\n`, capping line length |
 //! | [`protocol`] | lines ↔ values: [`Command`] parsing, reply and `DELIVER` formatting; no I/O |
-//! | [`session`](crate::session) | behaviour: one connection's loop, dispatch, cleanup (private) |
+//! | `session` (private) | behaviour: one connection's loop, dispatch, batching, cleanup |
 //! | [`registry`] | topic → subscribers, the one shared map behind one mutex |
 //! | [`outbox`] | a connection's write half: batching, write timeout, slow-consumer cut-off |
 //! | [`broker`] | listener, accept loop, connection limit, start and stop |

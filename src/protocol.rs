@@ -2,7 +2,7 @@
 //!
 //! This is the *message* layer. It never touches a socket: [`crate::framing`] cuts the byte
 //! stream into lines, this module turns one line into a value (or a [`ProtocolError`]) and
-//! one value back into a line, and [`crate::session`] decides what to do with it. Because
+//! one value back into a line, and `session.rs` decides what to do with it. Because
 //! everything here works on plain strings, every rule of the protocol is unit-tested at the
 //! bottom of this file without opening a connection.
 //!
