@@ -26,7 +26,7 @@ use pubsub_lab::{Broker, Config};
 
 /// A publish/subscribe broker speaking the classroom line protocol.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// Address to listen on. Use 0.0.0.0 to accept clients from other machines (a lab
     /// network).

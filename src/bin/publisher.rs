@@ -23,7 +23,7 @@ const FINISH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Publishes messages to a pubsub-lab broker: from stdin, one `<topic> <message>` per line,
 /// or one message with --topic, or a repeating one with --every.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// Your publisher id; subscribers see it in every DELIVER line.
     id: String,

@@ -43,7 +43,7 @@ const USAGE: &str =
 
 /// Subscribes to topics on a pubsub-lab broker and prints what arrives.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// Your subscriber id, sent with each SUBSCRIBE.
     id: String,

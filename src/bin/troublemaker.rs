@@ -48,7 +48,7 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 /// Plays one misbehaving client against a pubsub-lab broker, then stops by itself.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// The misbehaviour to play.
     mode: Mode,

@@ -38,7 +38,7 @@ use workloads::{Flow, Workload, PROBES};
 /// Measures the broker (or any broker at --addr, or the speed-of-light relay) with
 /// reproducible workloads, checking every message for loss and order.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// What to run: a workload, the standard `suite`, or `relay` (serve the relay).
     #[arg(value_enum)]
