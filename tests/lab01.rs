@@ -5,18 +5,13 @@
 //! subscriber receive the line over TCP, exactly as `nc` would show it.
 
 mod common;
-
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
-use std::time::Duration;
+mod labcheck;
 
 use pubsub_lab::protocol::{write_delivery, Delivery};
-use pubsub_lab::BrokerHandle;
 
-/// How long a check waits for any one line before it fails.
-const WAIT: Duration = Duration::from_secs(5);
+use labcheck::Peer;
 
-/// Where the work of this lab is.
+/// Where the work of this lab is; `labcheck`'s failure messages point there too.
 const REGION: &str = "protocol::write_delivery in src/protocol.rs";
 
 /// The example from the labsheet comes out byte for byte, newline included.
@@ -131,68 +126,4 @@ fn strip_timestamp(line: &str) -> &str {
          {stamp:?}; the timestamp is the last part of the line, after the publisher id"
     );
     rest
-}
-
-/// One client of the broker, reading lines with a time limit so a missing line fails
-/// the check instead of hanging it.
-struct Peer {
-    name: &'static str,
-    writer: TcpStream,
-    reader: BufReader<TcpStream>,
-}
-
-impl Peer {
-    fn connect(broker: &BrokerHandle, name: &'static str) -> Peer {
-        let writer = TcpStream::connect(broker.addr()).expect("connect to the broker");
-        writer
-            .set_read_timeout(Some(WAIT))
-            .expect("set a read timeout");
-        let reader = BufReader::new(writer.try_clone().expect("clone the socket"));
-        Peer {
-            name,
-            writer,
-            reader,
-        }
-    }
-
-    /// Connects and subscribes to `topic`; the PONG proves the subscription is in place.
-    fn subscribed(broker: &BrokerHandle, name: &'static str, topic: &str) -> Peer {
-        let mut peer = Peer::connect(broker, name);
-        peer.send(&format!("SUBSCRIBE {topic} {name}\nPING ready\n"));
-        let line = peer.line("the PONG after SUBSCRIBE");
-        assert_eq!(line, "PONG ready", "{name} subscribed and sent PING");
-        peer
-    }
-
-    fn send(&mut self, text: &str) {
-        if let Err(error) = self.writer.write_all(text.as_bytes()) {
-            panic!(
-                "{} could not send {text:?}: {error}. The broker closed the connection; \
-                 did it panic? (look for a `client-N` thread panic)",
-                self.name
-            );
-        }
-    }
-
-    /// Reads one line; `waiting_for` says what was expected, for the failure message.
-    fn line(&mut self, waiting_for: &str) -> String {
-        let mut line = String::new();
-        match self.reader.read_line(&mut line) {
-            Ok(0) => panic!(
-                "{} waited for {waiting_for}, but the broker closed the connection; did it \
-                 panic? (look for a `client-N` thread panic)",
-                self.name
-            ),
-            Ok(_) => line.strip_suffix('\n').unwrap_or(&line).to_string(),
-            Err(_) => panic!(
-                "{} waited {WAIT:?} for {waiting_for}, but no line came{}; look at {REGION}",
-                self.name,
-                if line.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (only {line:?}, without its `\\n`)")
-                }
-            ),
-        }
-    }
 }

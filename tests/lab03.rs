@@ -5,19 +5,18 @@
 //! network might, over a real socket, then drive the reader directly with chosen pieces.
 
 mod common;
+mod labcheck;
 
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{self, Read};
 use std::thread;
 use std::time::Duration;
 
 use pubsub_lab::framing::{Filled, Frame, LineReader};
-use pubsub_lab::{BrokerHandle, Config};
+use pubsub_lab::Config;
 
-/// How long a check waits for any one line before it fails.
-const WAIT: Duration = Duration::from_secs(5);
+use labcheck::Peer;
 
-/// Where the work of this lab is.
+/// Where the work of this lab is; `labcheck`'s failure messages point there too.
 const REGION: &str = "LineReader::next_line in src/framing.rs";
 
 /// A command that arrives in three pieces is handled once, when its `\n` arrives.
@@ -201,61 +200,5 @@ impl Read for Pieces {
             self.0.remove(0);
         }
         Ok(n)
-    }
-}
-
-/// One client of the broker, reading lines with a time limit so a missing line fails
-/// the check instead of hanging it.
-struct Peer {
-    name: &'static str,
-    writer: TcpStream,
-    reader: BufReader<TcpStream>,
-}
-
-impl Peer {
-    fn connect(broker: &BrokerHandle, name: &'static str) -> Peer {
-        let writer = TcpStream::connect(broker.addr()).expect("connect to the broker");
-        writer
-            .set_read_timeout(Some(WAIT))
-            .expect("set a read timeout");
-        // Each write goes out at once, so the broker sees the pieces as they were sent.
-        writer.set_nodelay(true).expect("set TCP_NODELAY");
-        let reader = BufReader::new(writer.try_clone().expect("clone the socket"));
-        Peer {
-            name,
-            writer,
-            reader,
-        }
-    }
-
-    fn send(&mut self, text: &str) {
-        self.send_bytes(text.as_bytes());
-    }
-
-    fn send_bytes(&mut self, bytes: &[u8]) {
-        if let Err(error) = self.writer.write_all(bytes) {
-            panic!(
-                "{} could not send: {error}. The broker closed the connection; did it \
-                 panic? (look for a `client-N` thread panic)",
-                self.name
-            );
-        }
-    }
-
-    /// Reads one line; `waiting_for` says what was expected, for the failure message.
-    fn line(&mut self, waiting_for: &str) -> String {
-        let mut line = String::new();
-        match self.reader.read_line(&mut line) {
-            Ok(0) => panic!(
-                "{} waited for {waiting_for}, but the broker closed the connection; did it \
-                 panic? (look for a `client-N` thread panic)",
-                self.name
-            ),
-            Ok(_) => line.strip_suffix('\n').unwrap_or(&line).to_string(),
-            Err(_) => panic!(
-                "{} waited {WAIT:?} for {waiting_for}, but no line came; look at {REGION}",
-                self.name
-            ),
-        }
     }
 }

@@ -7,17 +7,15 @@
 //! then looks at one consequence.
 
 mod common;
+mod labcheck;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use pubsub_lab::{BrokerHandle, Config};
 
-/// How long a check waits for any one line before it fails.
-const WAIT: Duration = Duration::from_secs(5);
+use labcheck::{Peer, WAIT};
 
 /// The broker's write timeout in these checks: short, so the checks are quick, yet long
 /// enough that the subscriber which does read is never mistaken for a slow one.
@@ -29,7 +27,7 @@ const PAYLOAD_BYTES: usize = 32 * 1024;
 /// The most the flood sends before giving up: far more than any socket buffers hold.
 const FLOOD_LIMIT_BYTES: usize = 256 * 1024 * 1024;
 
-/// Where the work of this lab is.
+/// Where the work of this lab is; `labcheck`'s failure messages point there too.
 const REGION: &str = "Outbox::cut_off in src/outbox.rs";
 
 /// The publisher is still served after a subscriber of its topic stalled.
@@ -49,7 +47,7 @@ fn the_stalled_subscriber_is_disconnected() {
     stall.flood();
     // Read what the kernel still holds for it: after that must come end of file.
     let mut rest = Vec::new();
-    if let Err(error) = stall.stalled.reader.read_to_end(&mut rest) {
+    if let Err(error) = stall.stalled.read_to_end(&mut rest) {
         panic!(
             "the stalled subscriber's connection was still open {WAIT:?} after its \
              buffered lines ({} bytes) ({error}): after a failed write, {REGION} must shut \
@@ -160,95 +158,12 @@ fn reading_subscriber(broker: &BrokerHandle) -> mpsc::Receiver<String> {
     peer.sync("its SUBSCRIBE");
     let (lines, received) = mpsc::channel();
     thread::spawn(move || {
-        let mut line = String::new();
         // Ends when the broker closes the connection or nothing comes for a while.
-        while matches!(peer.reader.read_line(&mut line), Ok(n) if n > 0) {
-            if !line.starts_with("DELIVER weather xxx") && lines.send(line.clone()).is_err() {
+        while let Some(line) = peer.next_line() {
+            if !line.starts_with("DELIVER weather xxx") && lines.send(line).is_err() {
                 return;
             }
-            line.clear();
         }
     });
     received
-}
-
-/// One client of the broker, reading lines with a time limit so a missing line fails
-/// the check instead of hanging it.
-struct Peer {
-    name: &'static str,
-    writer: TcpStream,
-    reader: BufReader<TcpStream>,
-}
-
-impl Peer {
-    fn connect(broker: &BrokerHandle, name: &'static str) -> Peer {
-        let writer = TcpStream::connect(broker.addr()).expect("connect to the broker");
-        writer
-            .set_read_timeout(Some(WAIT))
-            .expect("set a read timeout");
-        writer
-            .set_write_timeout(Some(WAIT))
-            .expect("set a write timeout");
-        let reader = BufReader::new(writer.try_clone().expect("clone the socket"));
-        Peer {
-            name,
-            writer,
-            reader,
-        }
-    }
-
-    fn send(&mut self, text: &str) {
-        if let Err(error) = self.writer.write_all(text.as_bytes()) {
-            panic!(
-                "{} could not send: {error}. The broker closed its connection or stopped \
-                 reading it; did the broker panic? (look for a `client-N` thread\
-                 panic, and at {REGION})",
-                self.name
-            );
-        }
-    }
-
-    /// PING, and wait for its PONG: every line sent before has been handled.
-    fn sync(&mut self, after: &str) {
-        self.send("PING sync\n");
-        let line = self.line(&format!("the PONG proving the broker handled {after}"));
-        assert_eq!(line, "PONG sync", "{} expected only a PONG", self.name);
-    }
-
-    /// Reads one line; `waiting_for` says what was expected, for the failure message.
-    fn line(&mut self, waiting_for: &str) -> String {
-        let mut line = String::new();
-        match self.reader.read_line(&mut line) {
-            Ok(0) => panic!(
-                "{} waited for {waiting_for}, but the broker closed the connection; did it \
-                 panic? (look for a `client-N` thread panic, and at {REGION})",
-                self.name
-            ),
-            Ok(_) => line.strip_suffix('\n').unwrap_or(&line).to_string(),
-            Err(_) => panic!(
-                "{} waited {WAIT:?} for {waiting_for}, but no line came; look at {REGION}",
-                self.name
-            ),
-        }
-    }
-
-    /// One counter of `STATS`.
-    fn stat(&mut self, name: &str) -> u64 {
-        self.send("STATS\n");
-        let mut value = None;
-        loop {
-            let line = self.line("the STATS reply");
-            if line == "END STATS" {
-                break;
-            }
-            if let Some(number) = line
-                .strip_prefix("STATS ")
-                .and_then(|rest| rest.strip_prefix(name))
-                .and_then(|rest| rest.strip_prefix(' '))
-            {
-                value = number.parse().ok();
-            }
-        }
-        value.unwrap_or_else(|| panic!("STATS has no counter {name}"))
-    }
 }

@@ -7,23 +7,20 @@
 //! boundary.
 
 mod common;
+mod labcheck;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, Local, NaiveDateTime, Timelike};
 use pubsub_lab::clock::Clock;
-use pubsub_lab::BrokerHandle;
 
-/// How long a check waits for any one line before it fails.
-const WAIT: Duration = Duration::from_secs(5);
+use labcheck::Peer;
 
 /// The protocol's timestamp format.
 const FORMAT: &str = "%Y-%m-%d %H:%M:%S";
 
-/// Where the work of this lab is.
+/// Where the work of this lab is; `labcheck`'s failure messages point there too.
 const REGION: &str = "Clock::now in src/clock.rs";
 
 /// A subscriber receives the local time of the publish, to the second.
@@ -152,63 +149,4 @@ fn timestamp_of(line: &str) -> NaiveDateTime {
              `2025-03-14 10:30:00`; look at the text {REGION} returns"
         )
     })
-}
-
-/// One client of the broker, reading lines with a time limit so a missing line fails
-/// the check instead of hanging it.
-struct Peer {
-    name: &'static str,
-    writer: TcpStream,
-    reader: BufReader<TcpStream>,
-}
-
-impl Peer {
-    fn connect(broker: &BrokerHandle, name: &'static str) -> Peer {
-        let writer = TcpStream::connect(broker.addr()).expect("connect to the broker");
-        writer
-            .set_read_timeout(Some(WAIT))
-            .expect("set a read timeout");
-        let reader = BufReader::new(writer.try_clone().expect("clone the socket"));
-        Peer {
-            name,
-            writer,
-            reader,
-        }
-    }
-
-    /// Connects and subscribes to `topic`; the PONG proves the subscription is in place.
-    fn subscribed(broker: &BrokerHandle, name: &'static str, topic: &str) -> Peer {
-        let mut peer = Peer::connect(broker, name);
-        peer.send(&format!("SUBSCRIBE {topic} {name}\nPING ready\n"));
-        let line = peer.line("the PONG after SUBSCRIBE");
-        assert_eq!(line, "PONG ready", "{name} subscribed and sent PING");
-        peer
-    }
-
-    fn send(&mut self, text: &str) {
-        if let Err(error) = self.writer.write_all(text.as_bytes()) {
-            panic!(
-                "{} could not send: {error}. The broker closed the connection; did it \
-                 panic? (look for a `client-N` thread panic)",
-                self.name
-            );
-        }
-    }
-
-    /// Reads one line; `waiting_for` says what was expected, for the failure message.
-    fn line(&mut self, waiting_for: &str) -> String {
-        let mut line = String::new();
-        match self.reader.read_line(&mut line) {
-            Ok(0) => panic!(
-                "{} waited for {waiting_for}, but the broker closed the connection; did it \
-                 panic? (look for a `client-N` thread panic, and at {REGION})",
-                self.name
-            ),
-            Ok(_) => line.strip_suffix('\n').unwrap_or(&line).to_string(),
-            Err(_) => panic!(
-                "{} waited {WAIT:?} for {waiting_for}, but no line came; look at {REGION}",
-                self.name
-            ),
-        }
-    }
 }
