@@ -303,7 +303,7 @@ impl Session {
             // hold a snapshot of the subscriber list and no lock at all.
             let Some(subscribers) = self.shared.registry.subscribers(topic) else {
                 log::debug!(
-                    "#{} {publisher_id} published to {topic}: no subscribers",
+                    "#{} {publisher_id} published to {topic} (0 subscribers)",
                     self.conn()
                 );
                 if self.verbose {
@@ -316,7 +316,11 @@ impl Session {
             };
             self.batch.start(topic, subscribers, self.clock.now());
         }
-        log::debug!("#{} {publisher_id} published to {topic}", self.conn());
+        let receivers = self.batch.subscribers.as_ref().map_or(0, |list| list.len());
+        log::debug!(
+            "#{} {publisher_id} published to {topic} ({receivers} subscribers)",
+            self.conn()
+        );
         let batch = &mut self.batch;
         protocol::write_delivery(
             &mut batch.lines,

@@ -141,8 +141,9 @@ impl Terminal {
     }
 }
 
-impl Drop for Terminal {
-    fn drop(&mut self) {
+impl Terminal {
+    /// What Ctrl-C does: the program in this terminal stops (a connection is closed).
+    fn interrupt(&mut self) {
         self.input = None;
         match &mut self.kind {
             Kind::Process(child) => {
@@ -154,6 +155,12 @@ impl Drop for Terminal {
             }
             Kind::Pipe => {}
         }
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        self.interrupt();
     }
 }
 
@@ -240,17 +247,7 @@ impl<'a> Group<'a> {
             .ok_or_else(|| format!("{at}: output shown before any command in terminal `{name}`"))?;
         match trimmed {
             "^C" => {
-                terminal.input = None;
-                match &mut terminal.kind {
-                    Kind::Process(child) => {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                    }
-                    Kind::Conn(stream) => {
-                        let _ = stream.shutdown(Shutdown::Both);
-                    }
-                    Kind::Pipe => {}
-                }
+                terminal.interrupt();
                 terminal.closed = true;
                 Ok(())
             }
