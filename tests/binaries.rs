@@ -7,7 +7,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
-use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -17,6 +17,46 @@ use common::{wait_until, Raw, TIMEOUT};
 /// A running binary, killed on drop.
 struct Running {
     child: Child,
+}
+
+impl Running {
+    /// Waits for the program to exit by itself, failing the test after [`TIMEOUT`].
+    fn exit_status(&mut self, what: &str) -> ExitStatus {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "{what}");
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Everything the program wrote to stderr, once it has closed it (by exiting).
+    fn stderr_to_end(&mut self) -> String {
+        let mut text = String::new();
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
+        text
+    }
+}
+
+/// The real subscriber binary with `args`, talking to the broker at `addr`, with its
+/// stdin, stdout and stderr piped to the test.
+fn subscriber(addr: SocketAddr, args: &[&str]) -> Running {
+    let child = Command::new(env!("CARGO_BIN_EXE_subscriber"))
+        .args(args)
+        .args(port_args(addr))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start subscriber");
+    Running { child }
 }
 
 impl Drop for Running {
@@ -116,16 +156,8 @@ fn wait_for_subscribers(addr: SocketAddr, topic: &str, count: usize) {
 #[test]
 fn three_terminals_publisher_to_subscriber() {
     let (_broker, addr) = broker();
-    let mut sub = Command::new(env!("CARGO_BIN_EXE_subscriber"))
-        .args(["sub1", "--topic", "weather", "--count", "2"])
-        .args(port_args(addr))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = lines_of(sub.stdout.take().unwrap());
-    let sub = Running { child: sub };
+    let mut sub = subscriber(addr, &["sub1", "--topic", "weather", "--count", "2"]);
+    let lines = lines_of(sub.child.stdout.take().unwrap());
     wait_for_subscribers(addr, "weather", 1);
 
     let mut args = vec!["pub1".to_string()];
@@ -152,36 +184,16 @@ fn three_terminals_publisher_to_subscriber() {
         );
     }
     // --count 2: the subscriber exits by itself, successfully.
-    let mut sub = sub;
-    let deadline = Instant::now() + TIMEOUT;
-    let status = loop {
-        if let Some(status) = sub.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "subscriber did not exit after --count"
-        );
-        thread::sleep(Duration::from_millis(10));
-    };
+    let status = sub.exit_status("subscriber did not exit after --count");
     assert!(status.success());
 }
 
 #[test]
 fn one_shot_publisher_and_typed_subscriber_commands() {
     let (_broker, addr) = broker();
-    let mut sub = Command::new(env!("CARGO_BIN_EXE_subscriber"))
-        .arg("sub1")
-        .args(port_args(addr))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut typed = sub.stdin.take().unwrap();
-    let lines = lines_of(sub.stdout.take().unwrap());
-    let mut stderr = sub.stderr.take().unwrap();
-    let _sub = Running { child: sub };
+    let mut sub = subscriber(addr, &["sub1"]);
+    let mut typed = sub.child.stdin.take().unwrap();
+    let lines = lines_of(sub.child.stdout.take().unwrap());
     typed.write_all(b"subscribe news\nping\n").unwrap();
     let pong = lines.recv_timeout(TIMEOUT).unwrap();
     assert!(
@@ -210,8 +222,7 @@ fn one_shot_publisher_and_typed_subscriber_commands() {
 
     // A wrong command gets a usage hint on stderr and the subscriber carries on.
     typed.write_all(b"subscrbe oops\nquit\n").unwrap();
-    let mut errors = String::new();
-    stderr.read_to_string(&mut errors).unwrap();
+    let errors = sub.stderr_to_end();
     assert!(
         errors.contains("commands: subscribe <topic> | unsubscribe <topic>"),
         "{errors}"
@@ -296,23 +307,11 @@ fn bad_flags_get_clap_errors_not_a_panic() {
 #[test]
 fn the_subscriber_exits_non_zero_when_the_broker_goes_away() {
     let (broker, addr) = broker();
-    let mut sub = Command::new(env!("CARGO_BIN_EXE_subscriber"))
-        .args(["sub1", "--topic", "t"])
-        .args(port_args(addr))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut sub = subscriber(addr, &["sub1", "--topic", "t"]);
     wait_for_subscribers(addr, "t", 1);
     drop(broker);
-    let mut stderr = String::new();
-    sub.stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    let status = sub.wait().unwrap();
+    let status = sub.exit_status("the subscriber kept running without a broker");
+    let stderr = sub.stderr_to_end();
     assert!(!status.success());
     assert!(stderr.contains("the broker went away"), "{stderr}");
 }
@@ -320,40 +319,19 @@ fn the_subscriber_exits_non_zero_when_the_broker_goes_away() {
 #[test]
 fn the_subscriber_ends_quietly_when_its_reader_goes_away() {
     let (_broker, addr) = broker();
-    let mut sub = Command::new(env!("CARGO_BIN_EXE_subscriber"))
-        .args(["sub1", "--topic", "t"])
-        .args(port_args(addr))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut sub = subscriber(addr, &["sub1", "--topic", "t"]);
     wait_for_subscribers(addr, "t", 1);
     // Like `subscriber | head -1`: read one line, then close the pipe.
-    let mut stdout = BufReader::new(sub.stdout.take().unwrap());
+    let mut stdout = BufReader::new(sub.child.stdout.take().unwrap());
     let mut publisher = Raw::connect(addr);
     publisher.send("PUBLISH t first p\n");
     let mut first = String::new();
     stdout.read_line(&mut first).unwrap();
+    assert!(first.starts_with(">> DELIVER t first p "), "{first}");
     drop(stdout);
     publisher.send("PUBLISH t second p\nPUBLISH t third p\n");
-    let deadline = Instant::now() + TIMEOUT;
-    let status = loop {
-        if let Some(status) = sub.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the subscriber kept running with no reader"
-        );
-        thread::sleep(Duration::from_millis(10));
-    };
-    let mut stderr = String::new();
-    sub.stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let status = sub.exit_status("the subscriber kept running with no reader");
+    let stderr = sub.stderr_to_end();
     assert!(status.success(), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
