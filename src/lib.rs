@@ -27,26 +27,26 @@
 //! | [`protocol`] | lines ↔ values: [`Command`] parsing, reply and `DELIVER` formatting; no I/O |
 //! | `session` (private) | behaviour: one connection's loop, dispatch, batching, cleanup |
 //! | [`registry`] | topic → subscribers, the one shared map behind one mutex |
-//! | [`outbox`] | a connection's write half: batching, write timeout, slow-consumer cut-off |
+//! | [`outbox`] | a connection's socket and pending lines: batching, write timeout, slow-consumer cut-off |
 //! | [`broker`] | listener, accept loop, connection limit, start and stop |
 //! | [`stats`], [`clock`], [`trace`] | counters for `STATS`, the cached timestamp, the trace view |
 //! | [`client`], [`error`] | the blocking client used by the binaries, benchmark and tests |
 //! | [`cli`] | what the binaries in `src/bin/` share |
 //!
-//! ## Threads, and who owns which half of each socket
+//! ## Threads, and who reads and writes each socket
 //!
 //! ```text
 //!                    ┌───────────────────────────────┐
-//!  connect ────────▶ │ broker-accept thread          │  owns the listener
-//!                    │ spawns one thread per client  │
+//!  connect ────────▶ │ accept loop (`broker-accept`, │  owns the listener
+//!                    │ or the broker's main thread)  │  spawns one thread per client
 //!                    └──────────────┬────────────────┘
 //!            ┌──────────────────────┼───────────────────────┐
 //!            ▼                      ▼                       ▼
 //!   ┌─────────────────┐   ┌─────────────────┐     ┌─────────────────┐
-//!   │ client-1 (pub1) │   │ client-2 (sub1) │ ... │ client-3 (sub2) │  each owns its
-//!   │ reads socket 1  │   │ reads socket 2  │     │ reads socket 3  │  socket's read half
+//!   │ client-1 (pub1) │   │ client-2 (sub1) │ ... │ client-3 (sub2) │  each is the only
+//!   │ reads socket 1  │   │ reads socket 2  │     │ reads socket 3  │  reader of its socket
 //!   └───────┬─────────┘   └─────────────────┘     └─────────────────┘
-//!           │ PUBLISH weather ...      ▲ write half (Outbox)  ▲
+//!           │ PUBLISH weather ...      ▲ Outbox 2 (write lock) ▲ Outbox 3
 //!           ▼                          │                      │
 //!   ┌──────────────────────┐           │                      │
 //!   │ Registry (one Mutex) │── subscribers of "weather" ──────┘

@@ -1,7 +1,8 @@
 //! One client connection, from its first byte to its cleanup: the *behaviour* layer.
 //!
-//! The broker gives every connection a thread that runs [`serve`]. The thread owns the
-//! read half of the socket and loops:
+//! The broker gives every connection a thread that runs [`serve`]. The thread is the only
+//! one that reads the connection's socket (others only write to it, through its
+//! [`Outbox`]), and it loops:
 //!
 //! ```text
 //!   ┌──────────────────────────────────────────────────────────────────┐
@@ -59,7 +60,8 @@ pub(crate) fn serve(shared: Arc<Shared>, outbox: Arc<Outbox>) {
 /// The state of one connection while its thread runs.
 struct Session {
     shared: Arc<Shared>,
-    /// This connection's own write half: replies go here, as deliveries from others do.
+    /// This connection's outbox: our replies go through it, as other publishers'
+    /// deliveries do. It owns the socket that `serve` reads from.
     outbox: Arc<Outbox>,
     /// The topics this connection subscribed to, so the cleanup knows what to remove.
     subscriptions: HashSet<String>,
@@ -69,7 +71,7 @@ struct Session {
     quitting: bool,
     /// The id the client gave last (`-` until it gives one), for logs and the trace.
     client_id: String,
-    /// Deliveries of consecutive publishes to the same subscribers, not yet pushed.
+    /// Deliveries of consecutive publishes to one topic, not yet pushed.
     batch: Batch,
     /// Outboxes this thread pushed into first, which it must flush before it blocks.
     to_flush: Vec<Arc<Outbox>>,
