@@ -46,7 +46,7 @@
 //!   │ client-1 (pub1) │   │ client-2 (sub1) │ ... │ client-3 (sub2) │  each is the only
 //!   │ reads socket 1  │   │ reads socket 2  │     │ reads socket 3  │  reader of its socket
 //!   └───────┬─────────┘   └─────────────────┘     └─────────────────┘
-//!           │ PUBLISH weather ...      ▲ Outbox 2 (write lock) ▲ Outbox 3
+//!           │ PUBLISH weather ...      ▲ writes: Outbox 2     ▲ Outbox 3
 //!           ▼                          │                      │
 //!   ┌──────────────────────┐           │                      │
 //!   │ Registry (one Mutex) │── subscribers of "weather" ──────┘
