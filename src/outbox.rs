@@ -14,9 +14,11 @@
 //!
 //! # Batching
 //!
-//! [`Outbox::push`] only appends a line to the buffer. The bytes go out when the pushing
+//! [`Outbox::push`] only appends lines to the buffer. The bytes go out when the pushing
 //! thread calls [`Outbox::flush`], which it does just before it would block waiting for its
-//! own client's next command, or at once when the buffer passes [`FLUSH_THRESHOLD`]. A
+//! own client's next command, or at once when the buffer passes [`FLUSH_THRESHOLD`] (a
+//! batch that big, pushed when nothing else is waiting, is written straight away without
+//! being copied into the buffer first). A
 //! publisher that sends 500 messages in one burst so costs each subscriber one `write`
 //! system call, not 500. Whoever pushes into an empty buffer is responsible for the flush;
 //! [`Pushed::NowPending`] tells them so.
@@ -75,7 +77,8 @@ pub enum Pushed {
     NowPending,
     /// Lines were already pending; whoever queued the first of them will flush.
     AlreadyPending,
-    /// The line went out at once because the buffer was full enough.
+    /// The lines went out at once: together with what was pending they passed
+    /// [`FLUSH_THRESHOLD`].
     Written,
     /// The connection is gone (closed, or cut off as a slow consumer); the line was dropped.
     Closed,
@@ -180,6 +183,15 @@ impl Outbox {
             );
         }
         let was_empty = state.pending.is_empty();
+        if was_empty && lines.len() >= FLUSH_THRESHOLD {
+            // A full batch with nothing queued before it: write it straight from the
+            // caller's buffer, rather than copy it into ours only to write it out at once.
+            if let Err(error) = self.write_within_timeout(lines) {
+                self.cut_off(&mut state, &error);
+                return Pushed::Closed;
+            }
+            return Pushed::Written;
+        }
         state.pending.extend_from_slice(lines);
         if state.pending.len() >= FLUSH_THRESHOLD {
             self.write_pending(&mut state);
