@@ -107,7 +107,7 @@ impl<R: Read> LineReader<R> {
         // lab:begin 03 line framing
         loop {
             let unscanned = &self.buffer[self.scanned..self.end];
-            let Some(offset) = unscanned.iter().position(|&byte| byte == b'\n') else {
+            let Some(offset) = find_newline(unscanned) else {
                 self.scanned = self.end;
                 return self.check_unfinished_line();
             };
@@ -202,6 +202,33 @@ impl<R: Read> LineReader<R> {
     }
 }
 
+/// The position of the first `\n` in `bytes`.
+///
+/// The same answer as `bytes.iter().position(|&b| b == b'\n')`, found eight bytes at a
+/// time: every byte the broker receives passes through here, and a byte-by-byte loop was
+/// the largest single cost of handling a publish. XOR-ing a word with eight copies of
+/// `\n` turns each newline into a zero byte, and `(x - 0x01..01) & !x & 0x80..80` is
+/// non-zero exactly when `x` has a zero byte (the trick C's `memchr` uses). Only the one
+/// word that has a newline is then searched byte by byte.
+fn find_newline(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
+    const NEWLINES: u64 = u64::from_le_bytes([b'\n'; 8]);
+    let mut words = bytes.chunks_exact(8);
+    for (index, word) in words.by_ref().enumerate() {
+        let mut eight = [0; 8];
+        eight.copy_from_slice(word);
+        let zero_where_newline = u64::from_le_bytes(eight) ^ NEWLINES;
+        if zero_where_newline.wrapping_sub(ONES) & !zero_where_newline & HIGHS != 0 {
+            let within = word.iter().position(|&b| b == b'\n')?;
+            return Some(index * 8 + within);
+        }
+    }
+    let rest = words.remainder();
+    let within = rest.iter().position(|&b| b == b'\n')?;
+    Some(bytes.len() - rest.len() + within)
+}
+
 fn strip_carriage_return(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
@@ -247,6 +274,25 @@ mod tests {
                     out.push(String::from_utf8_lossy(last).into_owned());
                 }
                 return out;
+            }
+        }
+    }
+
+    #[test]
+    fn find_newline_agrees_with_a_plain_search() {
+        // Every length up to three words, with the newline at every place or nowhere, and
+        // bytes around it that differ from `\n` by one bit (where a wrong trick would err).
+        for len in 0..24 {
+            for at in 0..=len {
+                let mut bytes: Vec<u8> = (0..len)
+                    .map(|i| [b'\x0b', b'\x8a', b'\x09'][i % 3])
+                    .collect();
+                if at < len {
+                    bytes[at] = b'\n';
+                    bytes.extend_from_slice(b"\n");
+                }
+                let plain = bytes.iter().position(|&b| b == b'\n');
+                assert_eq!(find_newline(&bytes), plain, "{bytes:?}");
             }
         }
     }
