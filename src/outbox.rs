@@ -224,11 +224,6 @@ impl Outbox {
         self.shut(&mut state);
     }
 
-    /// Whether the outbox was closed (by [`close`](Self::close) or a failed write).
-    pub fn is_closed(&self) -> bool {
-        self.state.lock().closed
-    }
-
     fn write_pending(&self, state: &mut State) {
         let result = self.write_within_timeout(&state.pending);
         state.pending.clear();
