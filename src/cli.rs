@@ -1,51 +1,30 @@
-//! What the binaries share: duration flags, logging set-up, and printing errors.
+//! What the binaries share: duration flags with defaults, logging set-up, and a clean exit
+//! on a closed pipe.
 //!
 //! The binaries in `src/bin/` stay thin: each parses its flags with clap and calls into the
-//! library. The little they have in common lives here so it is written once.
+//! library. The little they have in common lives here so it is written once. No module of
+//! the library uses this one: it is for programs, not for the broker.
 
 use std::time::Duration;
 
-/// Parses a duration flag: `2s`, `500ms`, `1.5s`, `1m`, or a bare number of seconds.
-///
-/// ```
-/// use std::time::Duration;
-/// use pubsub_lab::cli::parse_duration;
-/// assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
-/// assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-/// assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
-/// assert!(parse_duration("soon").is_err());
-/// ```
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let (number, seconds_per_unit) = if let Some(n) = text.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = text.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = text.strip_suffix('m') {
-        (n, 60.0)
-    } else {
-        (text, 1.0)
-    };
-    let value: f64 = number
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{text}' is not a duration: write it like 2s, 500ms or 1m"))?;
-    if !value.is_finite() || value < 0.0 {
-        return Err(format!(
-            "'{text}' is not a duration: it must be zero or more"
-        ));
+use crate::config::{format_duration, parse_duration};
+
+/// A duration flag whose default `--help` shows as people write it (`2s`): clap needs a
+/// type that prints and parses itself for `default_value_t`, and [`Duration`] does neither.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurationArg(pub Duration);
+
+impl std::fmt::Display for DurationArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&format_duration(self.0))
     }
-    Ok(Duration::from_secs_f64(value * seconds_per_unit))
 }
 
-/// Writes a duration the way [`parse_duration`] reads it: `2s`, `1.5s`, `250ms`.
-pub fn format_duration(duration: Duration) -> String {
-    if duration.subsec_millis() == 0 && duration.as_secs() > 0 {
-        format!("{}s", duration.as_secs())
-    } else if duration < Duration::from_secs(1) {
-        format!("{}ms", duration.as_millis())
-    } else {
-        format!("{:.1}s", duration.as_secs_f64())
+impl std::str::FromStr for DurationArg {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<DurationArg, String> {
+        parse_duration(text).map(DurationArg)
     }
 }
 

@@ -6,7 +6,7 @@
 //! second, so each session keeps the last text it made and the second it was made for.
 //! Reading the system clock to check is a cheap call that does not enter the kernel on
 //! Linux. (A burst of publishes reads the clock only once anyway: see `Batch` in
-//! `session.rs`. Lab 6 measures both cases.)
+//! `router.rs`. Lab 6 measures both cases.)
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -22,6 +22,7 @@
 //! never sending a newline.
 
 use std::io::{self, Read};
+use std::ops::{Deref, DerefMut};
 
 /// The first read buffer of a connection. Most connections only ever send a few short
 /// commands, so they start small; a busy publisher grows it (see [`MAX_READ_CHUNK`]).
@@ -67,7 +68,7 @@ pub enum Filled {
 pub struct LineReader<R> {
     source: R,
     /// Bytes read from `source`; `buffer[start..end]` are not yet handed out.
-    buffer: Vec<u8>,
+    buffer: Buffer,
     start: usize,
     end: usize,
     /// How far past `start` we already looked for a `\n`, so bytes are scanned once.
@@ -86,7 +87,7 @@ impl<R: Read> LineReader<R> {
     pub fn new(source: R, max_line: usize) -> LineReader<R> {
         LineReader {
             source,
-            buffer: vec![0; INITIAL_BUFFER],
+            buffer: Buffer::Inline([0; INITIAL_BUFFER]),
             start: 0,
             end: 0,
             scanned: 0,
@@ -94,6 +95,13 @@ impl<R: Read> LineReader<R> {
             discarding: false,
             busy: false,
         }
+    }
+
+    /// Whether the last read filled all the space it had, so that more bytes are probably
+    /// waiting already. A caller about to block can keep its own buffers when this is true,
+    /// and give them back when it is not.
+    pub fn is_busy(&self) -> bool {
+        self.busy
     }
 
     /// The byte source, for setting timeouts or shutting a socket down.
@@ -179,8 +187,13 @@ impl<R: Read> LineReader<R> {
     /// Moves unread bytes to the front, and doubles the buffer when the last read filled
     /// it (a busy connection: bigger reads mean fewer system calls and bigger batches) or
     /// when an unfinished line fills it. Growth is capped by the line limit and
-    /// [`MAX_READ_CHUNK`].
+    /// [`MAX_READ_CHUNK`]. A reader with nothing left to hand out and no sign of more
+    /// input goes back to its small inline buffer, giving the big one back.
     fn make_room(&mut self) {
+        if self.start == self.end && !self.busy {
+            self.buffer.shrink();
+            (self.start, self.end, self.scanned) = (0, 0, 0);
+        }
         if self.start > 0 {
             self.buffer.copy_within(self.start..self.end, 0);
             self.end -= self.start;
@@ -191,13 +204,70 @@ impl<R: Read> LineReader<R> {
         let cap = MAX_READ_CHUNK.max(self.max_line + 2);
         if (full || self.busy) && self.buffer.len() < cap {
             let bigger = (self.buffer.len() * 2).min(cap);
-            self.buffer.resize(bigger, 0);
+            self.buffer.grow(bigger);
         }
         if self.end == self.buffer.len() {
             // Only reachable while discarding an overlong line: its bytes are not needed.
             self.start = 0;
             self.end = 0;
             self.scanned = 0;
+        }
+    }
+}
+
+/// Where a [`LineReader`] keeps its bytes: a small array inside the reader itself while the
+/// connection sends a few short commands now and then (nearly every connection, nearly all
+/// the time), and a heap buffer only while it is busy. A connection blocked in `read` so
+/// holds no heap memory for its input: ten thousand idle clients cost no buffers.
+///
+/// It dereferences to a byte slice, so the reader indexes it as it would a `Vec<u8>`.
+// Clippy suggests boxing the large variant; keeping the bytes inline, off the heap, is the
+// whole point of it.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+enum Buffer {
+    Inline([u8; INITIAL_BUFFER]),
+    Heap(Vec<u8>),
+}
+
+impl Buffer {
+    /// Grows to `len` bytes, moving to the heap, keeping what is there.
+    fn grow(&mut self, len: usize) {
+        match self {
+            Buffer::Inline(bytes) => {
+                let mut heap = bytes.to_vec();
+                heap.resize(len, 0);
+                *self = Buffer::Heap(heap);
+            }
+            Buffer::Heap(heap) => heap.resize(len, 0),
+        }
+    }
+
+    /// Goes back to the inline array, giving the heap buffer back. Only for an empty
+    /// buffer: what it holds is dropped.
+    fn shrink(&mut self) {
+        if let Buffer::Heap(_) = self {
+            *self = Buffer::Inline([0; INITIAL_BUFFER]);
+        }
+    }
+}
+
+impl Deref for Buffer {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Buffer::Inline(bytes) => bytes,
+            Buffer::Heap(heap) => heap,
+        }
+    }
+}
+
+impl DerefMut for Buffer {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        match self {
+            Buffer::Inline(bytes) => bytes,
+            Buffer::Heap(heap) => heap,
         }
     }
 }
@@ -344,16 +414,50 @@ mod tests {
         let source = Pieces(vec![lines]);
         let mut reader = LineReader::new(source, 1000);
         let mut reads = Vec::new();
+        let mut biggest = 0;
         while let Filled::Bytes(n) = reader.fill().unwrap() {
             reads.push(n);
+            biggest = biggest.max(reader.buffer.len());
             while reader.next_line().is_some() {}
         }
         assert_eq!(reads[0], INITIAL_BUFFER);
         // Reads grow up to the cap (less the unfinished line each time carries over).
-        assert_eq!(reader.buffer.len(), MAX_READ_CHUNK, "{reads:?}");
+        assert_eq!(biggest, MAX_READ_CHUNK, "{reads:?}");
         assert!(
             reads.iter().max() > Some(&(MAX_READ_CHUNK / 2)),
             "{reads:?}"
+        );
+    }
+
+    #[test]
+    fn an_idle_reader_holds_no_buffer_and_a_partial_line_keeps_its_bytes() {
+        let source = Pieces(vec![
+            b"PING 1\n".to_vec(),
+            b"PI".to_vec(),
+            b"NG 2\n".to_vec(),
+        ]);
+        let mut reader = LineReader::new(source, 1000);
+        let on_heap = |reader: &LineReader<Pieces>| matches!(reader.buffer, Buffer::Heap(_));
+        reader.fill().unwrap();
+        assert_eq!(reader.next_line(), Some(Frame::Line(&b"PING 1"[..])));
+        assert_eq!(reader.next_line(), None);
+        reader.fill().unwrap();
+        assert_eq!(reader.next_line(), None);
+        reader.fill().unwrap();
+        assert_eq!(reader.next_line(), Some(Frame::Line(&b"PING 2"[..])));
+        assert!(!on_heap(&reader), "short reads never need the heap");
+        let long = b"PUBLISH t x p\n".repeat(100);
+        let mut reader = LineReader::new(Pieces(vec![long]), 1000);
+        reader.fill().unwrap();
+        assert!(reader.is_busy());
+        while reader.next_line().is_some() {}
+        reader.fill().unwrap();
+        assert!(on_heap(&reader), "a busy reader moves to the heap");
+        while reader.next_line().is_some() {}
+        assert_eq!(reader.fill().unwrap(), Filled::Eof);
+        assert!(
+            !on_heap(&reader),
+            "drained and idle: the heap buffer is given back"
         );
     }
 

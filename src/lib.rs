@@ -19,26 +19,49 @@
 //!
 //! ## Map of the crate
 //!
-//! Three layers, one job each, then the pieces that tie them together:
+//! Layers, each importing only from the layers above it in this table:
 //!
-//! | module | job |
-//! |---|---|
-//! | [`framing`] | bytes → lines: buffers a TCP stream and cuts it at `\n`, capping line length |
-//! | [`protocol`] | lines ↔ values: [`Command`] parsing, reply and `DELIVER` formatting; no I/O |
-//! | `session` (private) | behaviour: one connection's loop, dispatch, batching, cleanup |
-//! | [`registry`] | topic → subscribers, the one shared map behind one mutex |
-//! | [`outbox`] | a connection's socket and pending lines: batching, write timeout, slow-consumer cut-off |
-//! | [`broker`] | listener, accept loop, connection limit, start and stop |
-//! | [`stats`], [`clock`], [`trace`] | counters for `STATS`, the cached timestamp, the trace view |
-//! | [`client`], [`error`] | the blocking client used by the binaries, benchmark and tests |
-//! | [`cli`] | what the binaries in `src/bin/` share |
+//! | layer | module | job |
+//! |---|---|---|
+//! | ground | [`config`] | every setting, its default and why, checked before anything binds |
+//! | | [`peer`], [`stats`], [`clock`], [`trace`] | naming clients, counters for `STATS`, the cached timestamp, the trace view |
+//! | bytes | [`framing`] | buffers a TCP stream and cuts it at `\n`, capping line length |
+//! | messages | [`protocol`] | lines ↔ values: the command table, parsing, replies, `DELIVER`; no I/O |
+//! | routing | [`batch`] | consecutive publishes to one topic, formatted once |
+//! | | [`subscriber`] | the [`Subscriber`](subscriber::Subscriber) handle every kind of subscriber implements |
+//! | | [`registry`] | topic → subscribers, the one shared map behind one mutex |
+//! | | [`router`] | the one road of every message: look up, batch, hand out, flush |
+//! | | [`subscription`] | the in-process subscriber, for programs that embed the broker |
+//! | sessions | [`outbox`] | a TCP connection as a subscriber: pending lines, write timeout, cut-off |
+//! | | [`connections`] | slots (`--max-clients`), and closing every connection at stop |
+//! | | `session` (private) | one line-protocol connection: read, parse, execute, cleanup |
+//! | server | `server` (private) | listeners, each on its accept thread; admitting connections |
+//! | | [`broker`] | [`Broker`] and [`BrokerHandle`]: start, stop, publish and subscribe in-process |
+//! | clients | [`client`], [`error`] | the blocking client used by the binaries, benchmark and tests |
+//! | | [`cli`] | what the binaries in `src/bin/` share (logging); no module above uses it |
+//!
+//! ## The life of a PUBLISH
+//!
+//! One message, from the publisher's socket to a subscriber's, all on the publisher's
+//! connection thread:
+//!
+//! | step | function | file |
+//! |---|---|---|
+//! | 1 | `LineListener::serve` accepts; `admit` gives the connection a slot, an [`Outbox`](outbox::Outbox) and a thread | `server.rs` |
+//! | 2 | `session::serve` → `Session::read_loop`: [`LineReader::fill`](framing::LineReader::fill) reads bytes, [`LineReader::next_line`](framing::LineReader::next_line) cuts a line | `session.rs`, `framing.rs` |
+//! | 3 | [`Command::parse`] turns it into `Command::Publish` | `protocol/command.rs` |
+//! | 4 | `Session::execute` → `Session::publish` hands it to the connection's publisher | `session.rs` |
+//! | 5 | [`Publisher::publish`](router::Publisher::publish): one [`Registry::subscribers`](registry::Registry::subscribers) lookup and one [`Clock::now`](clock::Clock::now) per batch | `router.rs`, `registry.rs` |
+//! | 6 | [`Batch::add`](batch::Batch::add) → [`write_delivery`](protocol::write_delivery): the `DELIVER` line, formatted once | `batch.rs`, `protocol/delivery.rs` |
+//! | 7 | [`Publisher::hand_out`](router::Publisher::hand_out) → `fan_out` → [`Subscriber::offer`](subscriber::Subscriber::offer): each subscriber's outbox copies the lines | `router.rs`, `outbox.rs` |
+//! | 8 | no line left to handle: [`Publisher::flush`](router::Publisher::flush) → each outbox's [`flush`](subscriber::Subscriber::flush) writes them, one `write` per subscriber | `router.rs`, `outbox.rs` |
 //!
 //! ## Threads, and who reads and writes each socket
 //!
 //! ```text
 //!                    ┌───────────────────────────────┐
-//!  connect ────────▶ │ accept loop (`broker-accept`, │  owns the listener
-//!                    │ or the broker's main thread)  │  spawns one thread per client
+//!  connect ────────▶ │ accept thread (`accept-line`) │  owns the listener
+//!                    │ spawns one thread per client  │
 //!                    └──────────────┬────────────────┘
 //!            ┌──────────────────────┼───────────────────────┐
 //!            ▼                      ▼                       ▼
@@ -70,24 +93,39 @@
 //!
 //! let delivery = subscriber.recv_timeout(Duration::from_secs(5))?.expect("a delivery");
 //! assert_eq!((delivery.topic.as_str(), delivery.publisher_id.as_str()), ("weather", "pub1"));
+//!
+//! // The program itself can publish and subscribe too, with no socket.
+//! let local = broker.subscribe("weather")?;
+//! broker.publish("weather", "Sunny later", "app")?;
+//! assert_eq!(local.try_recv()?.expect("a delivery").message, "Sunny later");
 //! broker.stop();
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod batch;
 pub mod broker;
 pub mod cli;
 pub mod client;
 pub mod clock;
+pub mod config;
+pub mod connections;
 pub mod error;
 pub mod framing;
 pub mod outbox;
+pub mod peer;
 pub mod protocol;
 pub mod registry;
+pub mod router;
+mod server;
 mod session;
 pub mod stats;
+pub mod subscriber;
+pub mod subscription;
 pub mod trace;
 
-pub use broker::{Broker, BrokerHandle, Config};
+pub use broker::{Broker, BrokerHandle, StartError};
 pub use client::Client;
+pub use config::Config;
 pub use error::Error;
 pub use protocol::{Command, Delivery};
+pub use subscription::{CutOff, Subscription};

@@ -1,27 +1,22 @@
-//! One client connection's socket, and the lines waiting to be written to it.
+//! A TCP connection as a subscriber: its socket, and the lines waiting to be written to it.
 //!
 //! Who writes to a subscriber's socket? Not the subscriber's own thread (it is blocked in
 //! `read`, waiting for that client's next command) but the thread of whichever *publisher*
 //! sent the message. Several publishers may deliver to the same subscriber at once, so the
-//! socket sits behind a mutex, and each [`Outbox`] also keeps a small buffer of lines not
-//! yet written:
+//! socket's writing side sits behind a mutex, and each [`Outbox`] keeps the lines offered
+//! to it but not yet written:
 //!
 //! ```text
-//!   publisher thread A ──push──┐
-//!                              ├──▶ Outbox { pending bytes, socket } ──write──▶ subscriber
-//!   publisher thread B ──push──┘         (one mutex per connection)
+//!   publisher thread A ──offer──┐
+//!                               ├──▶ Outbox { pending bytes, socket } ──write──▶ subscriber
+//!   publisher thread B ──offer──┘         (one mutex per connection)
 //! ```
 //!
-//! # Batching
-//!
-//! [`Outbox::push`] only appends lines to the buffer. The bytes go out when the pushing
-//! thread calls [`Outbox::flush`], which it does just before it would block waiting for its
-//! own client's next command, or at once when the buffer passes [`FLUSH_THRESHOLD`] (a
-//! batch that big, pushed when nothing else is waiting, is written straight away without
-//! being copied into the buffer first). A
-//! publisher that sends 500 messages in one burst so costs each subscriber one `write`
-//! system call, not 500. Whoever pushes into an empty buffer is responsible for the flush;
-//! [`Pushed::NowPending`] tells them so.
+//! The outbox is the TCP line connection's [`Subscriber`] handle: the registry holds it,
+//! [`offer`](Subscriber::offer) appends a batch's `DELIVER` lines to the pending bytes, and
+//! [`flush`](Subscriber::flush) writes them, once per burst (see `router.rs`). The
+//! connection's own replies go through the same pending bytes, so a reply and the
+//! deliveries before it reach the client in order.
 //!
 //! # One socket, one file descriptor
 //!
@@ -39,56 +34,42 @@
 //! the outbox gives up: it marks itself closed, shuts the socket down (which wakes the
 //! subscriber's own thread, whose cleanup removes its subscriptions), and logs a warning.
 //! The time limit is for the whole flush, not for each system call: a stalled client
-//! whose kernel still lets a few bytes through now and then must not restart the clock. Every later push to a closed outbox returns at once,
-//! so the other subscribers of that topic are held up once, for at most the timeout.
-//! Subscribers of other topics are not held up at all: nobody writes while holding the
-//! registry lock.
+//! whose kernel still lets a few bytes through now and then must not restart the clock.
+//! Every later offer to a closed outbox returns at once, so the other subscribers of that
+//! topic are held up once, for at most the timeout. Subscribers of other topics are not
+//! held up at all: nobody writes while holding the registry lock.
 //!
-//! This is the simplest mechanism that keeps that promise: no extra thread per connection
-//! (which would double the broker's memory) and no unbounded queue. Production brokers make
-//! the same kind of promise: NATS closes a "slow consumer" after a write deadline, Redis
-//! closes a pub/sub client whose output buffer passes a limit. A line is written whole or
-//! the connection is closed: a cut line is never followed by another line.
+//! Production brokers make the same kind of promise: NATS closes a "slow consumer" after a
+//! write deadline, Redis closes a pub/sub client whose output buffer passes a limit. A line
+//! is written whole or the connection is closed: a cut line is never followed by another
+//! line.
+//!
+//! # Memory
+//!
+//! An outbox with nothing pending holds no buffer: the pending bytes are given back as soon
+//! as they are written, so ten thousand idle subscribers cost nothing here.
 
 use std::io::{self, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use crate::batch::Batch;
+use crate::config::format_duration;
+use crate::connections::Close;
+use crate::peer::Peer;
 use crate::stats::Stats;
-
-/// A buffer at least this large is written out at once, without waiting for the pushing
-/// thread to run out of input. It bounds the memory a subscriber's pending lines can take,
-/// and is large enough that a burst still goes out in few system calls.
-pub const FLUSH_THRESHOLD: usize = 32 * 1024;
-
-/// The number the broker gives each connection, in the order they arrived (`#1`, `#2`, …).
-/// Logs and the trace view name connections by it.
-pub type ConnId = u64;
-
-/// What happened to a pushed line.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Pushed {
-    /// The buffer was empty before: the caller must [`flush`](Outbox::flush) this outbox
-    /// before it next blocks.
-    NowPending,
-    /// Lines were already pending; whoever queued the first of them will flush.
-    AlreadyPending,
-    /// The lines went out at once: together with what was pending they passed
-    /// [`FLUSH_THRESHOLD`].
-    Written,
-    /// The connection is gone (closed, or cut off as a slow consumer); the line was dropped.
-    Closed,
-}
+use crate::subscriber::{Offer, Subscriber, SubscriberId};
+use crate::trace::{self, Direction};
 
 /// One connection's socket and its pending lines. See the module docs.
 #[derive(Debug)]
 pub struct Outbox {
-    conn: ConnId,
-    peer: SocketAddr,
+    id: SubscriberId,
+    peer: Peer,
     write_timeout: Duration,
     stats: Arc<Stats>,
     socket: TcpStream,
@@ -96,12 +77,10 @@ pub struct Outbox {
 }
 
 /// What the writers share, behind the mutex.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct State {
     pending: Vec<u8>,
     closed: bool,
-    /// The id the client last used, for logs. Kept here because it is read when writing.
-    client_id: String,
 }
 
 impl Outbox {
@@ -111,12 +90,11 @@ impl Outbox {
     /// # Errors
     /// Fails if the socket's options cannot be set (the client has already gone).
     pub fn new(
-        conn: ConnId,
+        peer: Peer,
         socket: TcpStream,
         write_timeout: Duration,
         stats: Arc<Stats>,
     ) -> io::Result<Outbox> {
-        let peer = socket.peer_addr()?;
         socket.set_write_timeout(Some(write_timeout))?;
         // The outbox already gathers lines into as few writes as it can. Nagle's algorithm
         // would hold a second small write back until the client acknowledges the first, and
@@ -124,97 +102,48 @@ impl Outbox {
         // subscriber that long. So the kernel is told to send each write at once.
         socket.set_nodelay(true)?;
         Ok(Outbox {
-            conn,
+            id: SubscriberId::next(),
             peer,
             write_timeout,
             stats,
             socket,
-            state: Mutex::new(State {
-                pending: Vec::new(),
-                closed: false,
-                client_id: String::from("-"),
-            }),
+            state: Mutex::new(State::default()),
         })
     }
 
-    /// The connection's number.
-    pub fn conn(&self) -> ConnId {
-        self.conn
-    }
-
-    /// The client's address.
-    pub fn peer(&self) -> SocketAddr {
-        self.peer
+    /// Who is at the other end.
+    pub fn peer(&self) -> &Peer {
+        &self.peer
     }
 
     /// The socket, for the connection's own thread to read from. Writing goes through
-    /// [`push`](Self::push) and [`flush`](Self::flush) only.
+    /// [`push`](Self::push) and [`flush`](Subscriber::flush) only.
     pub fn socket(&self) -> &TcpStream {
         &self.socket
     }
 
-    /// Remembers the id the client gave in its latest command, so logs can name it.
-    pub fn set_client_id(&self, id: &str) {
-        let mut state = self.state.lock();
-        if state.client_id != id {
-            state.client_id = id.to_string();
-        }
+    /// Queues one or more complete lines (a batch's deliveries). See [`Offer`] for what
+    /// the caller must do next.
+    pub fn push(&self, lines: &[u8]) -> Offer {
+        self.push_with(|pending| pending.extend_from_slice(lines))
     }
 
-    /// The id the client last gave, or `-` before its first command with an id.
-    pub fn client_id(&self) -> String {
-        self.state.lock().client_id.clone()
-    }
-
-    /// Queues one or more complete lines. See [`Pushed`] for what the caller must do next.
-    pub fn push(&self, lines: &[u8]) -> Pushed {
-        // parking_lot's lock() returns the guard directly: its mutexes are not poisoned
-        // when a thread panics while holding one, so there is no Result to unwrap.
+    /// Queues the lines `write` appends, written straight into the pending bytes: how a
+    /// connection queues its own replies without formatting them somewhere else first.
+    pub fn push_with(&self, write: impl FnOnce(&mut Vec<u8>)) -> Offer {
         let mut state = self.state.lock();
         if state.closed {
-            return Pushed::Closed;
-        }
-        if crate::trace::enabled() {
-            crate::trace::lines(
-                self.conn,
-                &state.client_id,
-                crate::trace::Direction::Out,
-                lines,
-            );
+            return Offer::Closed;
         }
         let was_empty = state.pending.is_empty();
-        if was_empty && lines.len() >= FLUSH_THRESHOLD {
-            // A full batch with nothing queued before it: write it straight from the
-            // caller's buffer, rather than copy it into ours only to write it out at once.
-            if let Err(error) = self.write_within_timeout(lines) {
-                self.cut_off(&mut state, &error);
-                return Pushed::Closed;
-            }
-            return Pushed::Written;
-        }
-        state.pending.extend_from_slice(lines);
-        if state.pending.len() >= FLUSH_THRESHOLD {
-            self.write_pending(&mut state);
-            return if state.closed {
-                Pushed::Closed
-            } else {
-                Pushed::Written
-            };
-        }
+        let start = state.pending.len();
+        write(&mut state.pending);
+        self.trace(&state.pending[start..]);
         if was_empty {
-            Pushed::NowPending
+            Offer::FlushNeeded
         } else {
-            Pushed::AlreadyPending
+            Offer::Queued
         }
-    }
-
-    /// Writes out everything pending. Returns `false` if the connection is closed.
-    pub fn flush(&self) -> bool {
-        let mut state = self.state.lock();
-        if !state.pending.is_empty() {
-            self.write_pending(&mut state);
-        }
-        !state.closed
     }
 
     /// Marks the outbox closed and shuts the socket down, waking the connection's own
@@ -224,9 +153,16 @@ impl Outbox {
         self.shut(&mut state);
     }
 
+    fn trace(&self, lines: &[u8]) {
+        if trace::enabled() {
+            trace::lines(&self.peer, Direction::Out, lines);
+        }
+    }
+
     fn write_pending(&self, state: &mut State) {
         let result = self.write_within_timeout(&state.pending);
-        state.pending.clear();
+        // Written or not, the bytes are done with; give their memory back.
+        state.pending = Vec::new();
         if let Err(error) = result {
             self.cut_off(state, &error);
         }
@@ -279,17 +215,12 @@ impl Outbox {
             self.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
             log::warn!(
                 "slow consumer {} ({}) disconnected: could not deliver within {}",
-                state.client_id,
-                self.peer,
-                crate::cli::format_duration(self.write_timeout)
+                self.peer.client_id(),
+                self.peer.addr(),
+                format_duration(self.write_timeout)
             );
         } else {
-            log::info!(
-                "#{} {} ({}) lost while writing to it: {error}",
-                self.conn,
-                state.client_id,
-                self.peer
-            );
+            log::info!("{} lost while writing to it: {error}", self.peer);
         }
         self.shut(state);
         // lab:end 05
@@ -304,5 +235,49 @@ impl Outbox {
             // file and runs its cleanup. An error here only means the peer is already gone.
             let _ = self.socket.shutdown(Shutdown::Both);
         }
+    }
+}
+
+impl Subscriber for Outbox {
+    fn id(&self) -> SubscriberId {
+        self.id
+    }
+
+    fn offer(&self, batch: &Batch) -> Offer {
+        self.push(batch.lines())
+    }
+
+    fn flush(&self) {
+        let mut state = self.state.lock();
+        if !state.pending.is_empty() {
+            self.write_pending(&mut state);
+        }
+    }
+
+    /// With nothing pending, the batch is written straight from the publisher's buffer,
+    /// rather than copied in only to be written out at once.
+    fn deliver(&self, batch: &Batch) -> bool {
+        let mut state = self.state.lock();
+        if state.closed {
+            return false;
+        }
+        if !state.pending.is_empty() {
+            self.trace(batch.lines());
+            state.pending.extend_from_slice(batch.lines());
+            self.write_pending(&mut state);
+            return !state.closed;
+        }
+        self.trace(batch.lines());
+        if let Err(error) = self.write_within_timeout(batch.lines()) {
+            self.cut_off(&mut state, &error);
+            return false;
+        }
+        true
+    }
+}
+
+impl Close for Outbox {
+    fn close(&self) {
+        Outbox::close(self);
     }
 }

@@ -1,56 +1,53 @@
-//! One client connection, from its first byte to its cleanup: the *behaviour* layer.
+//! One line-protocol connection, from its first byte to its cleanup: the *behaviour* layer.
 //!
-//! The broker gives every connection a thread that runs [`serve`]. The thread is the only
-//! one that reads the connection's socket (others only write to it, through its
+//! The broker gives every TCP connection a thread that runs [`serve`]. The thread is the
+//! only one that reads the connection's socket (others only write to it, through its
 //! [`Outbox`]), and it loops:
 //!
 //! ```text
-//!   ┌──────────────────────────────────────────────────────────────────┐
-//!   │ next complete line already read?                                 │
-//!   │   yes ─▶ parse it (protocol.rs) ─▶ execute it ─▶ loop            │
-//!   │   no  ─▶ flush the lines this thread queued for others (outbox)  │
-//!   │          ─▶ block in read() for more bytes (framing.rs) ─▶ loop  │
-//!   └──────────────────────────────────────────────────────────────────┘
+//!   ┌───────────────────────────────────────────────────────────────────┐
+//!   │ next complete line already read?                                  │
+//!   │   yes ─▶ parse it (protocol/) ─▶ execute it ─▶ loop                │
+//!   │   no  ─▶ flush: write what this thread queued for anyone (router) │
+//!   │          ─▶ block in read() for more bytes (framing.rs) ─▶ loop   │
+//!   └───────────────────────────────────────────────────────────────────┘
 //! ```
 //!
-//! Executing a `PUBLISH` means: ask the registry for the topic's subscribers (a snapshot;
-//! the registry lock is held only for that), format the `DELIVER` line, and add it to a
-//! [`Batch`] for that topic. Further publishes to the same topic from the same read join
-//! the batch. It is pushed into each subscriber's [`Outbox`] when a publish goes to
-//! another topic, before any reply, or when the thread runs out of lines. The actual writes
-//! happen at the flush, outside any lock shared with other topics. A burst of 500
-//! publishes to one topic so costs one registry lookup, one clock reading, and one lock
-//! and one write per subscriber, not 500 of each.
+//! Executing a `PUBLISH` is the router's business: the session hands it to its
+//! [`Publisher`], which batches it with the publishes around it and delivers the batch
+//! (see `router.rs`). The session's own job is the connection: its subscriptions, its
+//! replies, its mode (`VERBOSE`), and the moment it is about to block, when it tells the
+//! publisher to flush and then writes its own replies.
 //!
 //! Everything a connection owns in the broker (its subscriptions, its slot in the
 //! connection table, its count in `STATS`) is given back in one place: the `Drop` of
 //! [`Session`]. Rust runs it however the thread ends: end of file, a reset, a failed write,
 //! even a panic. So no path can forget the cleanup.
 
-use std::collections::HashSet;
 use std::io;
 use std::net::TcpStream;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::broker::Shared;
-use crate::clock::Clock;
+use crate::connections::Slot;
 use crate::framing::{Filled, Frame, LineReader};
-use crate::outbox::{ConnId, Outbox, Pushed, FLUSH_THRESHOLD};
-use crate::protocol::{self, Command, ProtocolError, Reply};
-use crate::registry::Subscribers;
+use crate::outbox::Outbox;
+use crate::peer::Peer;
+use crate::protocol::{Command, ProtocolError, Reply};
+use crate::router::{Publisher, Router};
+use crate::subscriber::Subscriber;
 use crate::trace::{self, Direction};
 
-/// Runs one connection to its end. Called on the connection's own thread by the broker,
-/// which has already registered `outbox` in its connection table.
-pub(crate) fn serve(shared: Arc<Shared>, outbox: Arc<Outbox>) {
-    let conn = outbox.conn();
-    log::info!("#{conn} connected from {}", outbox.peer());
+/// Runs one connection to its end. Called on the connection's own thread, which holds
+/// `slot` in the connection table.
+pub(crate) fn serve(router: Arc<Router>, outbox: Arc<Outbox>, slot: Slot) {
+    let conn = outbox.peer().conn();
+    log::info!("#{conn} connected from {}", outbox.peer().addr());
     // A second `Arc` to the outbox, so the reader can borrow its socket while the session
     // owns the first one.
     let connection = Arc::clone(&outbox);
-    let mut reader = LineReader::new(connection.socket(), shared.config.max_line_bytes);
-    let mut session = Session::new(shared, outbox);
+    let mut reader = LineReader::new(connection.socket(), router.config().max_line_bytes);
+    let mut session = Session::new(router, outbox, slot);
     if let Err(error) = session.read_loop(&mut reader) {
         log::debug!("#{conn} read failed: {error}");
     }
@@ -59,84 +56,48 @@ pub(crate) fn serve(shared: Arc<Shared>, outbox: Arc<Outbox>) {
 
 /// The state of one connection while its thread runs.
 struct Session {
-    shared: Arc<Shared>,
+    router: Arc<Router>,
     /// This connection's outbox: our replies go through it, as other publishers'
     /// deliveries do. It owns the socket that `serve` reads from.
     outbox: Arc<Outbox>,
-    /// The topics this connection subscribed to, so the cleanup knows what to remove.
-    subscriptions: HashSet<String>,
+    /// The same outbox as the registry holds it.
+    subscriber: Arc<dyn Subscriber>,
+    /// Where this connection's publishes go.
+    publisher: Publisher,
+    /// The topics this connection subscribed to, so the cleanup knows what to remove. A
+    /// list rather than a set: at most `--max-subscriptions` long, searched only on
+    /// `SUBSCRIBE` and `UNSUBSCRIBE`, and it costs an idle connection 16 bytes a topic
+    /// instead of a hash table's minimum of about a hundred.
+    subscriptions: Vec<Arc<str>>,
     /// `VERBOSE on`: acknowledge every accepted command.
     verbose: bool,
     /// Set by `QUIT`: stop reading after this line.
     quitting: bool,
-    /// The id the client gave last (`-` until it gives one), for logs and the trace.
-    client_id: String,
-    /// Deliveries of consecutive publishes to one topic, not yet pushed.
-    batch: Batch,
-    /// Outboxes this thread pushed into first, which it must flush before it blocks.
-    to_flush: Vec<Arc<Outbox>>,
-    /// Scratch space for formatting replies, reused rather than allocated each time.
-    scratch: Vec<u8>,
-    clock: Clock,
-}
-
-/// `DELIVER` lines for consecutive publishes to one topic, not yet pushed to anyone.
-///
-/// A publisher sending a burst to one topic would otherwise look the topic up, read the
-/// clock, and take each subscriber's outbox lock once per message; gathered, it does each
-/// once per burst. Profiles showed those three costs dominating when there are few
-/// subscribers.
-///
-/// Reusing one lookup for a whole batch is safe because a batch never outlives one read
-/// from the socket (it is handed out before the thread blocks): every line in it had
-/// already arrived when the lookup was made, so a subscription finished before any of
-/// them was sent is in the snapshot. Our own `SUBSCRIBE` and `UNSUBSCRIBE` hand the batch
-/// out first, so they are seen by our very next publish. For the same reason the
-/// timestamp, read once per batch, is at most one read's handling time old.
-#[derive(Debug, Default)]
-struct Batch {
-    /// Who receives the lines: `None` when the batch is empty.
-    subscribers: Option<Subscribers>,
-    topic: String,
-    timestamp: String,
-    lines: Vec<u8>,
-    /// How many `DELIVER` lines `lines` holds.
-    count: usize,
-}
-
-impl Batch {
-    fn is_for(&self, topic: &str) -> bool {
-        self.subscribers.is_some() && self.topic == topic
-    }
-
-    /// Begins a batch. The strings are overwritten in place, so their memory is reused.
-    fn start(&mut self, topic: &str, subscribers: Subscribers, timestamp: &str) {
-        self.subscribers = Some(subscribers);
-        self.topic.clear();
-        self.topic.push_str(topic);
-        self.timestamp.clear();
-        self.timestamp.push_str(timestamp);
-    }
+    /// The id the client gave last, shared with the [`Peer`], kept here too so that the
+    /// common case, the same id again, costs a comparison and not a lock.
+    client_id: Option<Arc<str>>,
+    /// Our place in the connection table, given back when the session is dropped.
+    _slot: Slot,
 }
 
 impl Session {
-    fn new(shared: Arc<Shared>, outbox: Arc<Outbox>) -> Session {
+    fn new(router: Arc<Router>, outbox: Arc<Outbox>, slot: Slot) -> Session {
+        let subscriber: Arc<dyn Subscriber> = Arc::clone(&outbox) as Arc<dyn Subscriber>;
         Session {
-            shared,
+            publisher: Publisher::for_connection(Arc::clone(&router), subscriber.id()),
+            router,
             outbox,
-            subscriptions: HashSet::new(),
+            subscriber,
+            subscriptions: Vec::new(),
             verbose: false,
             quitting: false,
-            client_id: String::from("-"),
-            batch: Batch::default(),
-            to_flush: Vec::new(),
-            scratch: Vec::new(),
-            clock: Clock::default(),
+            client_id: None,
+            _slot: slot,
         }
     }
 
-    fn conn(&self) -> ConnId {
-        self.outbox.conn()
+    fn peer(&self) -> &Peer {
+        self.outbox.peer()
     }
 
     /// Handles lines until the client leaves, sends `QUIT`, or the socket fails.
@@ -146,23 +107,27 @@ impl Session {
                 match frame {
                     Frame::Line(line) => self.handle_line(line),
                     Frame::TooLong => {
-                        let limit = self.shared.config.max_line_bytes;
+                        let limit = self.router.config().max_line_bytes;
                         self.refuse(&ProtocolError::LineTooLong { limit });
                     }
                 }
                 if self.quitting {
-                    self.flush_pending();
+                    self.flush();
                     return Ok(());
                 }
             }
             // No complete line left: we are about to block, so first deliver everything
             // this thread queued. This is what batches a burst of publishes into one write
             // per subscriber.
-            self.flush_pending();
+            self.flush();
+            if !reader.is_busy() {
+                // No more input waiting: an idle connection holds no buffers.
+                self.publisher.release();
+            }
             if reader.fill()? == Filled::Eof {
                 if let Some(last) = reader.take_unterminated() {
                     self.handle_line(last);
-                    self.flush_pending();
+                    self.flush();
                 }
                 return Ok(());
             }
@@ -170,20 +135,20 @@ impl Session {
     }
 
     fn handle_line(&mut self, line: &[u8]) {
-        let parsed = Command::parse(line).and_then(|command| self.check_limits(command));
+        let parsed = Command::parse(line);
         // Learn the client's id before tracing, so even its first line shows who sent it.
         if let Ok(Some(id)) = parsed
             .as_ref()
             .map(|command| command.and_then(|c| c.client_id()))
         {
-            // Clients rarely change their id, and telling the outbox takes its lock.
-            if self.client_id != id {
-                self.client_id = id.to_string();
-                self.outbox.set_client_id(id);
+            if self.client_id.as_deref() != Some(id) {
+                let shared: Arc<str> = Arc::from(id);
+                self.peer().set_client_id(Arc::clone(&shared));
+                self.client_id = Some(shared);
             }
         }
         if trace::enabled() {
-            trace::lines(self.conn(), &self.client_id, Direction::In, line);
+            trace::lines(self.peer(), Direction::In, line);
         }
         match parsed {
             Ok(Some(command)) => self.execute(command),
@@ -192,44 +157,9 @@ impl Session {
         }
     }
 
-    /// The limits that depend on the broker's configuration rather than on the grammar.
-    fn check_limits<'a>(
-        &self,
-        command: Option<Command<'a>>,
-    ) -> Result<Option<Command<'a>>, ProtocolError> {
-        let config = &self.shared.config;
-        let (topic, id) = match command {
-            Some(Command::Subscribe {
-                topic,
-                subscriber_id: id,
-            })
-            | Some(Command::Unsubscribe {
-                topic,
-                subscriber_id: id,
-            })
-            | Some(Command::Publish {
-                topic,
-                publisher_id: id,
-                ..
-            }) => (topic, id),
-            _ => return Ok(command),
-        };
-        if topic.len() > config.max_topic_bytes {
-            return Err(ProtocolError::TopicTooLong {
-                limit: config.max_topic_bytes,
-            });
-        }
-        if id.len() > config.max_id_bytes {
-            return Err(ProtocolError::IdTooLong {
-                limit: config.max_id_bytes,
-            });
-        }
-        Ok(command)
-    }
-
     /// The one place that decides what each command does.
     fn execute(&mut self, command: Command<'_>) {
-        log::debug!("#{} {:?}", self.conn(), command);
+        log::debug!("#{} {:?}", self.peer().conn(), command);
         match command {
             Command::Subscribe {
                 topic,
@@ -244,15 +174,13 @@ impl Session {
                 message,
                 publisher_id,
             } => self.publish(topic, message, publisher_id),
-            Command::Help => self.reply(Reply::Help),
             Command::Ping { token } => self.reply(Reply::Pong(token)),
             Command::Topics => {
-                let topics = self.shared.registry.topic_counts();
+                let topics = self.router.topic_counts();
                 self.reply(Reply::Topics(&topics));
             }
             Command::Stats => {
-                let (topics, subscriptions) = self.shared.registry.totals();
-                let counters = self.shared.stats.snapshot(topics, subscriptions);
+                let counters = self.router.counters();
                 self.reply(Reply::Stats(&counters));
             }
             Command::Verbose { on } => {
@@ -263,23 +191,33 @@ impl Session {
                 self.reply(Reply::Bye);
                 self.quitting = true;
             }
+            Command::Help => self.reply(Reply::Help),
         }
     }
 
     fn subscribe(&mut self, topic: &str, subscriber_id: &str) {
-        // Pending deliveries were published before this: they go to the old list.
-        self.hand_out_batch();
-        if !self.subscriptions.contains(topic) {
-            let limit = self.shared.config.max_subscriptions;
+        if let Err(error) = self.router.check_names(topic, subscriber_id) {
+            return self.refuse(&error);
+        }
+        // Deliveries still in the batch were published before this: they go to the old
+        // list of subscribers, not to us.
+        self.publisher.hand_out();
+        if self.position(topic).is_none() {
+            let limit = self.router.config().max_subscriptions;
             if self.subscriptions.len() >= limit {
-                self.refuse(&ProtocolError::TooManySubscriptions { limit });
-                return;
+                return self.refuse(&ProtocolError::TooManySubscriptions { limit });
             }
-            // Recorded here first, so that even a panic between these two lines leaves
-            // nothing in the registry that the cleanup does not know about.
-            self.subscriptions.insert(topic.to_string());
-            self.shared.registry.subscribe(topic, &self.outbox);
-            log::info!("#{} {subscriber_id} subscribed to {topic}", self.conn());
+            if let Some(name) = self.router.subscribe(topic, &self.subscriber) {
+                if self.subscriptions.capacity() == 0 {
+                    // Most connections subscribe to one topic: room for exactly one.
+                    self.subscriptions.reserve_exact(1);
+                }
+                self.subscriptions.push(name);
+            }
+            log::info!(
+                "#{} {subscriber_id} subscribed to {topic}",
+                self.peer().conn()
+            );
         }
         if self.verbose {
             self.reply(Reply::SubscribeOk(topic));
@@ -287,149 +225,74 @@ impl Session {
     }
 
     fn unsubscribe(&mut self, topic: &str, subscriber_id: &str) {
-        self.hand_out_batch();
-        if self.subscriptions.remove(topic) {
-            self.shared.registry.unsubscribe(topic, self.conn());
-            log::info!("#{} {subscriber_id} unsubscribed from {topic}", self.conn());
+        if let Err(error) = self.router.check_names(topic, subscriber_id) {
+            return self.refuse(&error);
+        }
+        self.publisher.hand_out();
+        if let Some(position) = self.position(topic) {
+            self.subscriptions.swap_remove(position);
+            self.router.unsubscribe(topic, self.subscriber.id());
+            log::info!(
+                "#{} {subscriber_id} unsubscribed from {topic}",
+                self.peer().conn()
+            );
         }
         if self.verbose {
             self.reply(Reply::UnsubscribeOk(topic));
         }
     }
 
+    /// Where `topic` is in this connection's subscriptions, if it is subscribed.
+    fn position(&self, topic: &str) -> Option<usize> {
+        self.subscriptions.iter().position(|name| &**name == topic)
+    }
+
     fn publish(&mut self, topic: &str, message: &str, publisher_id: &str) {
-        self.shared.stats.published.fetch_add(1, Ordering::Relaxed);
-        if !self.batch.is_for(topic) {
-            self.hand_out_batch();
-            // The registry lock is taken and released inside this call: from here on we
-            // hold a snapshot of the subscriber list and no lock at all.
-            let Some(subscribers) = self.shared.registry.subscribers(topic) else {
-                log::debug!(
-                    "#{} {publisher_id} published to {topic} (0 subscribers)",
-                    self.conn()
-                );
-                if self.verbose {
-                    self.reply(Reply::PublishOk {
-                        topic,
-                        deliveries: 0,
-                    });
-                }
-                return;
-            };
-            self.batch.start(topic, subscribers, self.clock.now());
-        }
-        let receivers = self.batch.subscribers.as_ref().map_or(0, |list| list.len());
+        let receivers = match self.publisher.publish(topic, message, publisher_id) {
+            Ok(receivers) => receivers,
+            Err(error) => return self.refuse(&error),
+        };
         log::debug!(
             "#{} {publisher_id} published to {topic} ({receivers} subscribers)",
-            self.conn()
+            self.peer().conn()
         );
-        let batch = &mut self.batch;
-        protocol::write_delivery(
-            &mut batch.lines,
-            topic,
-            message,
-            publisher_id,
-            &batch.timestamp,
-        );
-        batch.count += 1;
         if self.verbose {
-            let deliveries = self.hand_out_batch();
+            let deliveries = self.publisher.hand_out();
             self.reply(Reply::PublishOk { topic, deliveries });
-        } else if self.batch.lines.len() >= FLUSH_THRESHOLD {
-            self.hand_out_batch();
         }
-    }
-
-    /// Pushes the batch's lines to each of its subscribers, and empties it. Returns how
-    /// many subscribers took them.
-    fn hand_out_batch(&mut self) -> usize {
-        let Some(subscribers) = self.batch.subscribers.take() else {
-            return 0;
-        };
-        let lines = std::mem::take(&mut self.batch.lines);
-        let receivers = self.fan_out(&subscribers, &lines);
-        let deliveries = (receivers * self.batch.count) as u64;
-        self.shared
-            .stats
-            .delivered
-            .fetch_add(deliveries, Ordering::Relaxed);
-        // Give the buffer back, emptied, so the next batch reuses its memory.
-        self.batch.lines = lines;
-        self.batch.lines.clear();
-        self.batch.count = 0;
-        receivers
-    }
-
-    /// Hands `lines` to every subscriber; returns how many took them.
-    fn fan_out(&mut self, subscribers: &[Arc<Outbox>], lines: &[u8]) -> usize {
-        // lab:begin 02 fan-out
-        let mut receivers = 0;
-        for subscriber in subscribers {
-            match subscriber.push(lines) {
-                Pushed::NowPending => {
-                    self.to_flush.push(Arc::clone(subscriber));
-                    receivers += 1;
-                }
-                Pushed::AlreadyPending | Pushed::Written => receivers += 1,
-                Pushed::Closed => {}
-            }
-        }
-        receivers
-        // lab:end 02
     }
 
     /// Sends a reply to this connection's own client, through its outbox like any line.
     /// Deliveries of earlier publishes are handed out first, so that a reply (a `PONG`,
     /// say) never overtakes them.
     fn reply(&mut self, reply: Reply<'_>) {
-        self.hand_out_batch();
-        self.scratch.clear();
-        reply.write_lines(&mut self.scratch);
-        if self.outbox.push(&self.scratch) == Pushed::NowPending {
-            self.to_flush.push(Arc::clone(&self.outbox));
-        }
+        self.publisher.hand_out();
+        self.outbox.push_with(|pending| reply.write_lines(pending));
     }
 
     /// Answers a bad line with `ERROR <reason>`; the connection carries on.
     fn refuse(&mut self, error: &ProtocolError) {
-        self.shared.stats.errors.fetch_add(1, Ordering::Relaxed);
-        log::warn!(
-            "#{} {} ({}) sent a bad line: {error}",
-            self.conn(),
-            self.outbox.client_id(),
-            self.outbox.peer()
-        );
+        self.router.stats().errors.fetch_add(1, Ordering::Relaxed);
+        log::warn!("{} sent a bad line: {error}", self.peer());
         self.reply(Reply::Error(error));
+    }
+
+    /// Writes out everything this thread queued: deliveries to other subscribers first,
+    /// then our own client's replies, so that when a client reads a `PONG` every delivery
+    /// from the commands before it has already been written.
+    fn flush(&mut self) {
+        self.publisher.flush();
+        self.subscriber.flush();
     }
 
     /// Removes every subscription of this connection from the registry, under one lock, so
     /// no publisher can pick this connection up again once it is gone.
     fn leave_all_topics(&mut self) {
         // lab:begin 04 cleanup on disconnect
-        let conn = self.conn();
-        self.shared
-            .registry
-            .unsubscribe_all(&self.subscriptions, conn);
+        self.router
+            .unsubscribe_all(&self.subscriptions, self.subscriber.id());
         self.subscriptions.clear();
         // lab:end 04
-    }
-
-    /// Writes out everything this thread queued: the batch, then other clients' outboxes,
-    /// then our own client's replies last, so that when a client reads a `PONG` every
-    /// delivery from the commands before it has already been written.
-    fn flush_pending(&mut self) {
-        self.hand_out_batch();
-        let mut own_replies = false;
-        for outbox in self.to_flush.drain(..) {
-            if Arc::ptr_eq(&outbox, &self.outbox) {
-                own_replies = true;
-            } else {
-                outbox.flush();
-            }
-        }
-        if own_replies {
-            self.outbox.flush();
-        }
     }
 }
 
@@ -437,23 +300,20 @@ impl Drop for Session {
     /// The one cleanup of a connection; see the module docs for why it lives in `Drop`.
     fn drop(&mut self) {
         // Lines this thread queued for others are still owed to them.
-        self.flush_pending();
+        self.flush();
         self.leave_all_topics();
         self.outbox.close();
-        self.shared.forget_connection(self.conn());
-        log::info!(
-            "#{} {} ({}) disconnected",
-            self.conn(),
-            self.outbox.client_id(),
-            self.outbox.peer()
-        );
+        log::info!("{} disconnected", self.peer());
+        // `_slot` is dropped after this, giving back the connection's place.
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Config;
+    use crate::config::Config;
+    use crate::connections::{Close, Connections};
+    use crate::peer::Peer;
     use std::net::TcpListener;
     use std::thread;
     use std::time::Duration;
@@ -466,18 +326,26 @@ mod tests {
         (broker_side, client)
     }
 
+    struct Nothing;
+    impl Close for Nothing {
+        fn close(&self) {}
+    }
+
     /// The cleanup lives in `Drop`, so it runs while a panicking thread unwinds: a bug in
     /// one client's thread must not leave its subscriptions behind for publishers to hit.
     #[test]
     fn a_panic_in_a_client_thread_still_removes_its_subscriptions() {
-        let shared = Arc::new(Shared::new(Config::default()));
+        let router = Arc::new(Router::new(Config::default()));
+        let connections = Connections::new(10, Arc::clone(router.stats()));
+        let slot = connections.claim(1, Arc::new(Nothing)).unwrap();
         let (broker_side, _client) = socket_pair();
-        let stats = Arc::clone(&shared.stats);
-        let outbox = Outbox::new(1, broker_side, Duration::from_secs(1), stats).unwrap();
+        let peer = Peer::new(1, broker_side.peer_addr().unwrap());
+        let stats = Arc::clone(router.stats());
+        let outbox = Outbox::new(peer, broker_side, Duration::from_secs(1), stats).unwrap();
         let outbox = Arc::new(outbox);
-        let thread_shared = Arc::clone(&shared);
+        let thread_router = Arc::clone(&router);
         let outcome = thread::spawn(move || {
-            let mut session = Session::new(thread_shared, outbox);
+            let mut session = Session::new(thread_router, outbox, slot);
             session.execute(Command::Subscribe {
                 topic: "a",
                 subscriber_id: "s",
@@ -486,11 +354,18 @@ mod tests {
                 topic: "b",
                 subscriber_id: "s",
             });
-            assert_eq!(session.shared.registry.totals(), (2, 2));
+            assert_eq!(
+                session.router.counters()[4..6],
+                [("topics", 2), ("subscriptions", 2)]
+            );
             panic!("a bug in a command handler");
         })
         .join();
         assert!(outcome.is_err(), "the thread should have panicked");
-        assert_eq!(shared.registry.totals(), (0, 0));
+        assert!(router.topic_counts().is_empty());
+        assert_eq!(
+            router.stats().connections_current.load(Ordering::Relaxed),
+            0
+        );
     }
 }

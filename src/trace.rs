@@ -10,7 +10,7 @@
 //! #3   sub1     -> DELIVER weather Rainy day ahead! pub1 2025-03-14 10:30:00
 //! ```
 
-use crate::outbox::ConnId;
+use crate::peer::Peer;
 
 /// The log target of trace records; `RUST_LOG=pubsub_lab::wire=trace` shows only them.
 pub const TARGET: &str = "pubsub_lab::wire";
@@ -30,8 +30,11 @@ pub fn enabled() -> bool {
     log::log_enabled!(target: TARGET, log::Level::Trace)
 }
 
-/// Logs each line in `bytes` (one or more `\n`-terminated lines, or one bare line).
-pub fn lines(conn: ConnId, client_id: &str, direction: Direction, bytes: &[u8]) {
+/// Logs each line in `bytes` (one or more `\n`-terminated lines, or one bare line), sent
+/// to or received from `peer`.
+pub fn lines(peer: &Peer, direction: Direction, bytes: &[u8]) {
+    let conn = format!("#{}", peer.conn());
+    let client_id = peer.client_id();
     let arrow = match direction {
         Direction::In => "<-",
         Direction::Out => "->",
@@ -42,6 +45,6 @@ pub fn lines(conn: ConnId, client_id: &str, direction: Direction, bytes: &[u8]) 
         .split(|&b| b == b'\n')
     {
         let text = String::from_utf8_lossy(line);
-        log::trace!(target: TARGET, "{:<4} {client_id:<8} {arrow} {text}", format!("#{conn}"));
+        log::trace!(target: TARGET, "{conn:<4} {client_id:<8} {arrow} {text}");
     }
 }

@@ -33,13 +33,13 @@ fn exclusive() -> RwLockWriteGuard<'static, ()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Threads the broker started (`broker-accept`, `client-<n>`), counted by name, so the test
+/// Threads the broker started (`accept-line`, `client-<n>`), counted by name, so the test
 /// harness's own threads do not disturb the count.
 fn broker_threads() -> usize {
     std::fs::read_dir("/proc/self/task")
         .expect("read /proc/self/task")
         .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
-        .filter(|name| name.starts_with("client-") || name.starts_with("broker-accept"))
+        .filter(|name| name.starts_with("client-") || name.starts_with("accept-"))
         .count()
 }
 

@@ -12,17 +12,16 @@
 //! `RUST_LOG=debug` logs every command; `--trace` shows every line in and out.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Parser;
-use pubsub_lab::broker::{
-    DEFAULT_MAX_CLIENTS, DEFAULT_MAX_ID_BYTES, DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_SUBSCRIPTIONS,
-    DEFAULT_MAX_TOPIC_BYTES,
+use pubsub_lab::cli::{init_logging, DurationArg};
+use pubsub_lab::config::{
+    format_duration, DEFAULT_HOST, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_ID_BYTES,
+    DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_SUBSCRIPTIONS, DEFAULT_MAX_TOPIC_BYTES, DEFAULT_PORT,
+    DEFAULT_WRITE_TIMEOUT,
 };
-use pubsub_lab::cli::{format_duration, init_logging, parse_duration};
 use pubsub_lab::error::describe;
-use pubsub_lab::protocol::DEFAULT_PORT;
-use pubsub_lab::{Broker, Config};
+use pubsub_lab::{Broker, Config, StartError};
 
 /// A publish/subscribe broker speaking the classroom line protocol.
 #[derive(Debug, Parser)]
@@ -30,7 +29,7 @@ use pubsub_lab::{Broker, Config};
 struct Args {
     /// Address to listen on. Use 0.0.0.0 to accept clients from other machines (a lab
     /// network).
-    #[arg(long, default_value = "127.0.0.1")]
+    #[arg(long, default_value = DEFAULT_HOST)]
     host: String,
     /// Port to listen on. 0 picks a free port (printed at start).
     #[arg(long, default_value_t = DEFAULT_PORT)]
@@ -43,8 +42,8 @@ struct Args {
     max_line_bytes: usize,
     /// How long one batch of deliveries to a subscriber may take to write before it is
     /// disconnected as a slow consumer (like 2s or 500ms).
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
-    write_timeout: Duration,
+    #[arg(long, default_value_t = DurationArg(DEFAULT_WRITE_TIMEOUT))]
+    write_timeout: DurationArg,
     /// Longest topic accepted, in bytes.
     #[arg(long, default_value_t = DEFAULT_MAX_TOPIC_BYTES)]
     max_topic_bytes: usize,
@@ -62,34 +61,37 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     init_logging("info", args.trace);
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("broker: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<(), String> {
     let config = Config {
         max_clients: args.max_clients,
         max_line_bytes: args.max_line_bytes,
-        write_timeout: args.write_timeout,
+        write_timeout: args.write_timeout.0,
         max_topic_bytes: args.max_topic_bytes,
         max_id_bytes: args.max_id_bytes,
         max_subscriptions: args.max_subscriptions,
+        ..Config::default()
     };
-    let broker = match Broker::bind((args.host.as_str(), args.port), config) {
-        Ok(broker) => broker,
-        Err(error) => {
-            eprintln!(
+    let broker =
+        Broker::bind((args.host.as_str(), args.port), config).map_err(|error| match error {
+            StartError::Bind { source, .. } => format!(
                 "could not listen on {}:{}: {}. Is another broker already running there? \
-                 Stop it, or pick another port with --port",
+             Stop it, or pick another port with --port",
                 args.host,
                 args.port,
-                describe(&error)
-            );
-            return ExitCode::FAILURE;
-        }
-    };
-    let addr = match broker.local_addr() {
-        Ok(addr) => addr,
-        Err(error) => {
-            eprintln!("could not read the listening address: {}", describe(&error));
-            return ExitCode::FAILURE;
-        }
-    };
+                describe(&source)
+            ),
+            other => other.to_string(),
+        })?;
+    let addr = broker.local_addr();
     let port_flag = if addr.port() == DEFAULT_PORT {
         String::new()
     } else {
@@ -104,8 +106,7 @@ fn main() -> ExitCode {
         "limits: {} clients, {} bytes per line, write timeout {}",
         args.max_clients,
         args.max_line_bytes,
-        format_duration(args.write_timeout)
+        format_duration(args.write_timeout.0)
     );
-    broker.run();
-    ExitCode::SUCCESS
+    broker.run().map_err(|error| error.to_string())
 }

@@ -13,8 +13,9 @@ use std::thread;
 use std::time::Duration;
 
 use clap::Parser;
-use pubsub_lab::cli::{init_logging, parse_duration};
-use pubsub_lab::protocol::DEFAULT_PORT;
+use pubsub_lab::cli::init_logging;
+use pubsub_lab::config::{parse_duration, DEFAULT_PORT};
+
 use pubsub_lab::{Client, Error};
 
 /// How long to wait, at the end, for the broker to confirm it handled everything.
@@ -31,7 +32,7 @@ struct Args {
     #[arg(long)]
     topic: Option<String>,
     /// With --topic: publish again at this interval (like 2s or 500ms) until stopped.
-    /// Without a message, each one says "Event at <time>".
+    /// Without a message, each one says "Event at HH:MM:SS", the time it was sent.
     #[arg(long, value_parser = parse_duration, requires = "topic")]
     every: Option<Duration>,
     /// With --every: stop after this many messages.
@@ -114,7 +115,7 @@ fn publish_stdin(client: &mut Client, id: &str) -> Result<u64, Error> {
     Ok(published)
 }
 
-/// Publishes the same message (or "Event at <time>") every `interval`.
+/// Publishes the same message (or "Event at HH:MM:SS") every `interval`.
 fn tick(client: &mut Client, args: &Args, topic: &str, interval: Duration) -> Result<u64, Error> {
     let mut published = 0;
     while args.count.map_or(true, |count| published < count) {

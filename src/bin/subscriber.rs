@@ -27,7 +27,8 @@ use clap::Parser;
 use parking_lot::Mutex;
 use pubsub_lab::cli::{init_logging, is_broken_pipe};
 use pubsub_lab::client::Incoming;
-use pubsub_lab::protocol::{Command, DEFAULT_PORT};
+use pubsub_lab::config::DEFAULT_PORT;
+use pubsub_lab::protocol::Command;
 use pubsub_lab::{Client, Error};
 
 /// The first wait before reconnecting; it doubles after each failed try, up to the cap.

@@ -34,9 +34,9 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, ValueEnum};
-use pubsub_lab::cli::{format_duration, parse_duration};
 use pubsub_lab::client::Incoming;
-use pubsub_lab::protocol::DEFAULT_PORT;
+use pubsub_lab::config::{format_duration, parse_duration, DEFAULT_PORT};
+
 use pubsub_lab::{Client, Error};
 
 /// How long to wait for an answer the broker owes us (a `PONG`, its closing the connection

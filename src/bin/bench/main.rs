@@ -6,6 +6,7 @@
 //! cargo build --release --bins                       # the bench starts target/release/broker
 //! cargo run --release --bin bench -- suite           # the standard set, one table
 //! cargo run --release --bin bench -- suite --compare # broker and relay alternately, ratios
+//! cargo run --release --bin bench -- suite --against old/broker   # A/B against another build
 //! cargo run --release --bin bench -- fanout --subs 1000 --msgs 2000
 //! cargo run --release --bin bench -- latency --addr 127.0.0.1:9000   # any running broker
 //! cargo run --release --bin bench -- suite --quick   # the same in a few seconds
@@ -13,7 +14,7 @@
 //!
 //! Absolute figures drift on a shared machine; a ratio to the relay measured in the same
 //! minute does not drift much, which is why `--compare` exists. The modules: [`workloads`]
-//! (who sends what), [`measure`] (payload stamps, loss and order checks, histogram),
+//! (who sends what), [`measure`](mod@measure) (payload stamps, loss and order checks, histogram),
 //! [`target`] (child processes and their memory), [`relay`] (the speed-of-light relay),
 //! [`report`] (table, JSON, progress).
 //!
@@ -29,7 +30,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use pubsub_lab::cli::parse_duration;
+use pubsub_lab::config::parse_duration;
 
 use report::{Outcome, Printer};
 use target::{Target, TargetKind};
@@ -73,7 +74,11 @@ struct Args {
     /// Run the broker (or --addr) and the relay alternately and report medians and ratios.
     #[arg(long)]
     compare: bool,
-    /// Runs on each side with --compare.
+    /// Run this broker binary (an earlier build) alternately with ours, and report medians
+    /// and ratios: an A/B test of a change.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["compare", "addr", "relay"])]
+    against: Option<std::path::PathBuf>,
+    /// Runs on each side with --compare or --against.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     rounds: u32,
     /// One JSON object per line instead of a table.
@@ -230,11 +235,19 @@ fn run(args: &Args) -> Result<bool, String> {
     printer.machine();
     let mut clean = true;
     let mut comparisons = Vec::new();
+    let other = match &args.against {
+        Some(path) if !path.is_file() => {
+            return Err(format!("--against {}: no such program", path.display()))
+        }
+        Some(path) => Some(TargetKind::Baseline(path.clone())),
+        None if args.compare => Some(TargetKind::Relay),
+        None => None,
+    };
     for job in jobs_for(args.mode, args) {
-        if args.compare {
+        if let Some(other) = &other {
             let (mut a, mut b) = (Vec::new(), Vec::new());
             for _ in 0..args.rounds {
-                for (kind, runs) in [(&target, &mut a), (&TargetKind::Relay, &mut b)] {
+                for (kind, runs) in [(&target, &mut a), (other, &mut b)] {
                     match measure(kind, &job, args.timeout)? {
                         Ok(outcome) => {
                             printer.outcome(&outcome);

@@ -37,6 +37,8 @@ pub enum TargetKind {
     Relay,
     /// A broker that is already running at this address.
     Addr(String),
+    /// Another `broker` binary (an earlier build, say), started for the run like ours.
+    Baseline(PathBuf),
 }
 
 impl TargetKind {
@@ -46,6 +48,7 @@ impl TargetKind {
             TargetKind::Broker => "broker".to_string(),
             TargetKind::Relay => "relay".to_string(),
             TargetKind::Addr(addr) => addr.clone(),
+            TargetKind::Baseline(_) => "baseline".to_string(),
         }
     }
 }
@@ -77,8 +80,11 @@ impl Target {
     /// connections the run will open at once, which the broker must allow.
     pub fn start(kind: &TargetKind, max_clients: usize) -> Result<Target, String> {
         match kind {
-            TargetKind::Broker => {
-                let broker = sibling_binary("broker")?;
+            TargetKind::Broker | TargetKind::Baseline(_) => {
+                let broker = match kind {
+                    TargetKind::Baseline(path) => path.clone(),
+                    _ => sibling_binary("broker")?,
+                };
                 let limit = max_clients.max(1024).to_string();
                 let child = ChildGuard::spawn(broker, &["--port", "0", "--max-clients", &limit])?;
                 Ok(Target::child(kind, child))

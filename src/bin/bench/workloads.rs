@@ -177,7 +177,7 @@ pub fn run_flow(target: &Target, flow: &Flow, timeout: Duration) -> Result<Outco
         }
         notes.push(format!(
             "timed out after {}: the figures are for what arrived",
-            pubsub_lab::cli::format_duration(timeout)
+            pubsub_lab::config::format_duration(timeout)
         ));
     }
     for one in tallies.iter() {
@@ -628,7 +628,7 @@ fn sync_notes(target: &Target) -> Vec<String> {
         SyncMethod::Ping => Vec::new(),
         SyncMethod::Settle(delay) => vec![format!(
             "the target does not answer PING: waited {} for subscriptions to settle",
-            pubsub_lab::cli::format_duration(delay)
+            pubsub_lab::config::format_duration(delay)
         )],
     }
 }

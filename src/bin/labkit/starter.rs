@@ -17,7 +17,7 @@ use crate::markers::Region;
 /// The folder of instructor material, never copied into a starter.
 pub const LEFT_OUT: &str = "labsheet/instructor";
 
-/// What [`write`] did.
+/// What [`write()`] did.
 #[derive(Debug)]
 pub struct Written {
     /// How many files the starter holds.

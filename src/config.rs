@@ -1,0 +1,382 @@
+//! Every setting of the broker in one place: its default, the reason for that default, and
+//! the check that a value makes sense, done before anything binds a socket.
+//!
+//! The `broker` binary's flags map one to one onto [`Config`]'s fields (`--max-clients` is
+//! `max_clients`), and take their defaults from the constants here, so `--help`, the
+//! library and the labsheet can never disagree about a default. [`Config::validate`] turns
+//! a value that would misbehave later (a write timeout of zero silently cuts off every
+//! subscriber; a limit of zero refuses everything) into one clear error now, naming the
+//! flag.
+//!
+//! Durations are written the way people type them (`2s`, `500ms`, `1m`):
+//! [`parse_duration`] reads them and [`format_duration`] writes them back.
+//!
+//! This module is the bottom layer: it imports nothing from the crate.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Where the broker listens unless told otherwise: loopback, so a broker started on a
+/// laptop is not open to the network it happens to be on. `--host 0.0.0.0` serves a lab.
+pub const DEFAULT_HOST: &str = "127.0.0.1";
+
+/// The port the classic classroom broker listened on, kept so that old clients work
+/// unchanged.
+pub const DEFAULT_PORT: u16 = 9000;
+
+/// Default for `--max-clients`: a class of sixty with a dozen clients each. Every
+/// connection takes a thread and a file descriptor, so serving this many needs `ulimit -n`
+/// above it.
+pub const DEFAULT_MAX_CLIENTS: usize = 1024;
+
+/// Default for `--max-line-bytes`: 64 KiB holds any message a person types or pastes,
+/// while one connection can never make the broker buffer more than that for one line.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 64 * 1024;
+
+/// Default for `--write-timeout`: long enough that a subscriber on a busy laptop or a
+/// congested lab network keeps up, short enough that a stalled one is found quickly.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Default for `--max-topic-bytes`. Topics are names, not payloads; 256 bytes leaves room
+/// for hierarchical names such as `building/3/room/301/temperature`.
+pub const DEFAULT_MAX_TOPIC_BYTES: usize = 256;
+
+/// Default for `--max-id-bytes`: ids name clients in logs, so they stay short.
+pub const DEFAULT_MAX_ID_BYTES: usize = 64;
+
+/// Default for `--max-subscriptions`: most topics one connection may subscribe to, so one
+/// client cannot grow the registry without bound.
+pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 1024;
+
+/// Default capacity of an in-process [`Subscription`](crate::Subscription): about a second
+/// of a busy topic. A program that embeds the broker and falls further behind than this is
+/// cut off, as a slow TCP subscriber is.
+pub const DEFAULT_MAILBOX_MESSAGES: usize = 10_000;
+
+/// The longest line the broker will agree to buffer: with a thousand clients each holding
+/// one, 16 MiB lines already reach 16 GiB.
+pub const MAX_LINE_BYTES_LIMIT: usize = 16 * 1024 * 1024;
+
+/// The longest write timeout accepted. Longer would let one stalled subscriber hold its
+/// resources for hours, and is almost always a typing mistake (`2h` for `2s`).
+pub const MAX_WRITE_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// The broker's settings. `Config::default()` is what the `broker` binary uses without
+/// flags; change a field with struct update syntax:
+///
+/// ```
+/// let config = pubsub_lab::Config { max_clients: 60, ..Default::default() };
+/// assert_eq!(config.max_line_bytes, 64 * 1024);
+/// assert!(config.validate().is_ok());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Connections served at once; the next one gets `ERROR broker full (N clients)`.
+    pub max_clients: usize,
+    /// Longest line accepted, in bytes, not counting the line end.
+    pub max_line_bytes: usize,
+    /// How long one batch of lines to a subscriber may take to write before it is cut off.
+    pub write_timeout: Duration,
+    /// Longest topic accepted, in bytes.
+    pub max_topic_bytes: usize,
+    /// Longest subscriber or publisher id accepted, in bytes.
+    pub max_id_bytes: usize,
+    /// Most topics one connection may subscribe to.
+    pub max_subscriptions: usize,
+    /// Most messages an in-process subscription holds before it is cut off.
+    pub mailbox_messages: usize,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            max_clients: DEFAULT_MAX_CLIENTS,
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
+            max_topic_bytes: DEFAULT_MAX_TOPIC_BYTES,
+            max_id_bytes: DEFAULT_MAX_ID_BYTES,
+            max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
+            mailbox_messages: DEFAULT_MAILBOX_MESSAGES,
+        }
+    }
+}
+
+/// A setting that cannot work, named by its flag, with what would.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The flag, as the `broker` binary spells it (`--write-timeout`), or the field for
+    /// settings only a program embedding the broker can make.
+    pub flag: &'static str,
+    /// The value given, as the user would write it.
+    pub value: String,
+    /// What the value must be instead.
+    pub rule: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.flag, self.value, self.rule)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Checks every setting; the first one that cannot work is the error.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let config = pubsub_lab::Config { write_timeout: Duration::ZERO, ..Default::default() };
+    /// assert_eq!(
+    ///     config.validate().unwrap_err().to_string(),
+    ///     "--write-timeout 0ms: must be at least 1ms (a zero timeout would cut off every subscriber at its first write)"
+    /// );
+    /// ```
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the flag, the value and the rule.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        at_least_one("--max-clients", self.max_clients, "no client could connect")?;
+        at_least_one(
+            "--max-line-bytes",
+            self.max_line_bytes,
+            "every line would be refused",
+        )?;
+        at_most(
+            "--max-line-bytes",
+            self.max_line_bytes,
+            MAX_LINE_BYTES_LIMIT,
+            "each client may make the broker buffer one whole line",
+        )?;
+        at_least_one(
+            "--max-topic-bytes",
+            self.max_topic_bytes,
+            "every topic would be refused",
+        )?;
+        at_least_one(
+            "--max-id-bytes",
+            self.max_id_bytes,
+            "every id would be refused",
+        )?;
+        at_least_one(
+            "--max-subscriptions",
+            self.max_subscriptions,
+            "no client could subscribe",
+        )?;
+        at_least_one(
+            "Config::mailbox_messages",
+            self.mailbox_messages,
+            "every in-process subscriber would be cut off at its first message",
+        )?;
+        if self.write_timeout < Duration::from_millis(1) {
+            return Err(ConfigError {
+                flag: "--write-timeout",
+                value: format_duration(self.write_timeout),
+                rule: "must be at least 1ms (a zero timeout would cut off every subscriber \
+                       at its first write)"
+                    .to_string(),
+            });
+        }
+        if self.write_timeout > MAX_WRITE_TIMEOUT {
+            return Err(ConfigError {
+                flag: "--write-timeout",
+                value: format_duration(self.write_timeout),
+                rule: format!(
+                    "must be at most {} (longer lets one stalled subscriber hold its \
+                     resources for hours)",
+                    format_duration(MAX_WRITE_TIMEOUT)
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn at_least_one(flag: &'static str, value: usize, otherwise: &str) -> Result<(), ConfigError> {
+    if value == 0 {
+        return Err(ConfigError {
+            flag,
+            value: "0".to_string(),
+            rule: format!("must be at least 1 ({otherwise})"),
+        });
+    }
+    Ok(())
+}
+
+fn at_most(flag: &'static str, value: usize, limit: usize, why: &str) -> Result<(), ConfigError> {
+    if value > limit {
+        return Err(ConfigError {
+            flag,
+            value: value.to_string(),
+            rule: format!("must be at most {limit} ({why})"),
+        });
+    }
+    Ok(())
+}
+
+/// Parses a duration as people type it: `2s`, `500ms`, `1.5s`, `1m`, or a bare number of
+/// seconds. Values too large to represent are an error, not a panic.
+///
+/// ```
+/// use std::time::Duration;
+/// use pubsub_lab::config::parse_duration;
+/// assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+/// assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+/// assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+/// assert!(parse_duration("soon").is_err());
+/// assert!(parse_duration("1e30s").is_err());
+/// ```
+///
+/// # Errors
+/// A sentence saying what was wrong and how to write it.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, seconds_per_unit) = if let Some(n) = text.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (text, 1.0)
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration: write it like 2s, 500ms or 1m"))?;
+    if !value.is_finite() || value < 0.0 {
+        return Err(format!(
+            "'{text}' is not a duration: it must be zero or more"
+        ));
+    }
+    Duration::try_from_secs_f64(value * seconds_per_unit)
+        .map_err(|_| format!("'{text}' is too long a duration: write at most a few hours"))
+}
+
+/// Writes a duration the way [`parse_duration`] reads it: `2s`, `1.5s`, `250ms`.
+///
+/// ```
+/// use std::time::Duration;
+/// use pubsub_lab::config::format_duration;
+/// assert_eq!(format_duration(Duration::from_millis(1500)), "1.5s");
+/// assert_eq!(format_duration(Duration::from_millis(250)), "250ms");
+/// ```
+pub fn format_duration(duration: Duration) -> String {
+    if duration.subsec_millis() == 0 && duration.as_secs() > 0 {
+        format!("{}s", duration.as_secs())
+    } else if duration < Duration::from_secs(1) {
+        format!("{}ms", duration.as_millis())
+    } else {
+        format!("{:.1}s", duration.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_valid() {
+        assert_eq!(Config::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn every_limit_of_zero_is_refused_with_its_flag() {
+        let zeroed = [
+            (
+                "--max-clients",
+                Config {
+                    max_clients: 0,
+                    ..Config::default()
+                },
+            ),
+            (
+                "--max-line-bytes",
+                Config {
+                    max_line_bytes: 0,
+                    ..Config::default()
+                },
+            ),
+            (
+                "--max-topic-bytes",
+                Config {
+                    max_topic_bytes: 0,
+                    ..Config::default()
+                },
+            ),
+            (
+                "--max-id-bytes",
+                Config {
+                    max_id_bytes: 0,
+                    ..Config::default()
+                },
+            ),
+            (
+                "--max-subscriptions",
+                Config {
+                    max_subscriptions: 0,
+                    ..Config::default()
+                },
+            ),
+            (
+                "Config::mailbox_messages",
+                Config {
+                    mailbox_messages: 0,
+                    ..Config::default()
+                },
+            ),
+        ];
+        for (flag, config) in zeroed {
+            let error = config.validate().unwrap_err();
+            assert_eq!(error.flag, flag);
+            assert!(error
+                .to_string()
+                .starts_with(&format!("{flag} 0: must be at least 1")));
+        }
+    }
+
+    #[test]
+    fn write_timeouts_outside_their_range_are_refused() {
+        for timeout in [
+            Duration::ZERO,
+            Duration::from_micros(999),
+            Duration::from_secs(3601),
+        ] {
+            let config = Config {
+                write_timeout: timeout,
+                ..Config::default()
+            };
+            assert_eq!(config.validate().unwrap_err().flag, "--write-timeout");
+        }
+        let config = Config {
+            write_timeout: Duration::from_millis(1),
+            ..Config::default()
+        };
+        assert_eq!(config.validate(), Ok(()));
+    }
+
+    #[test]
+    fn huge_line_limits_are_refused() {
+        let config = Config {
+            max_line_bytes: MAX_LINE_BYTES_LIMIT + 1,
+            ..Config::default()
+        };
+        assert_eq!(config.validate().unwrap_err().flag, "--max-line-bytes");
+    }
+
+    #[test]
+    fn durations_too_large_to_represent_are_an_error_not_a_panic() {
+        for text in ["1e30s", "1e30", "1e300ms", "inf", "NaN", "-1s"] {
+            assert!(parse_duration(text).is_err(), "{text}");
+        }
+        assert_eq!(parse_duration("1.5m"), Ok(Duration::from_secs(90)));
+    }
+
+    #[test]
+    fn formatted_durations_parse_back() {
+        for millis in [1, 250, 1000, 1500, 2000, 60_000] {
+            let duration = Duration::from_millis(millis);
+            assert_eq!(parse_duration(&format_duration(duration)), Ok(duration));
+        }
+    }
+}

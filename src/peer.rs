@@ -1,0 +1,71 @@
+//! How the broker names a client: the number of its connection, the id it gave last, and
+//! its address. Every log line and the trace view name clients through [`Peer`], so they
+//! all read the same way: `#3 sub1 (127.0.0.1:53422)`.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+/// The number the broker gives each connection, in the order they arrived (`#1`, `#2`, …).
+pub type ConnId = u64;
+
+/// One connected client, as logs name it. Shared between the connection's own thread
+/// (which learns the client's id from its commands) and whoever writes to it.
+#[derive(Debug)]
+pub struct Peer {
+    conn: ConnId,
+    addr: SocketAddr,
+    /// The id the client gave in its latest command, `None` before its first. Behind a
+    /// lock because a publisher's thread reads it when it logs a delivery to this client.
+    /// Shared (`Arc<str>`) with the connection's own thread, which keeps it to notice a
+    /// change without taking the lock.
+    client_id: Mutex<Option<Arc<str>>>,
+}
+
+impl Peer {
+    /// A client that has not said who it is yet.
+    pub fn new(conn: ConnId, addr: SocketAddr) -> Peer {
+        Peer {
+            conn,
+            addr,
+            client_id: Mutex::new(None),
+        }
+    }
+
+    /// The connection's number.
+    pub fn conn(&self) -> ConnId {
+        self.conn
+    }
+
+    /// The client's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Remembers the id the client gave in its latest command.
+    pub fn set_client_id(&self, id: Arc<str>) {
+        // parking_lot's lock() returns the guard itself: its mutexes are not poisoned when
+        // a thread panics while holding one, so there is no Result to unwrap anywhere in
+        // this crate.
+        *self.client_id.lock() = Some(id);
+    }
+
+    /// The id the client gave last, or `-` before it gave one.
+    pub fn client_id(&self) -> Arc<str> {
+        self.client_id
+            .lock()
+            .clone()
+            .unwrap_or_else(|| Arc::from("-"))
+    }
+}
+
+impl fmt::Display for Peer {
+    /// `#3 sub1 (127.0.0.1:53422)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let client_id = self.client_id.lock();
+        let id = client_id.as_deref().unwrap_or("-");
+        write!(f, "#{} {id} ({})", self.conn, self.addr)
+    }
+}

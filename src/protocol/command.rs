@@ -1,0 +1,577 @@
+//! Commands, client to broker: the one table of every command, and parsing a line into a
+//! [`Command`].
+//!
+//! [`COMMANDS`] is the protocol's dictionary. Each entry holds a command's word, its
+//! arguments as people read them, what it does, and the function that parses its
+//! arguments. Parsing looks the word up there; `HELP` prints the table; an `ERROR` for
+//! wrong arguments shows the entry's syntax; the "unknown command" error lists the classic
+//! entries. Adding a command is one entry here, one [`Command`] variant, and its handler in
+//! the session.
+
+use super::error::{shorten, ProtocolError};
+
+/// One command of the protocol. See the module docs.
+#[derive(Debug)]
+pub struct CommandSpec {
+    /// The command word, as `HELP` shows it. Matched in any letter case.
+    pub word: &'static str,
+    /// The arguments, as `HELP` and errors show them: `<topic> <subscriber_id>`.
+    pub arguments: &'static str,
+    /// What the command does, in a few words, for `HELP`.
+    pub summary: &'static str,
+    /// Whether the classic classroom broker had it (the three every client knows).
+    pub classic: bool,
+    /// Parses the arguments (the line after the word, separators trimmed); `None` when
+    /// they do not fit [`arguments`](Self::arguments).
+    parse: for<'a> fn(&'a str) -> Option<Command<'a>>,
+}
+
+impl CommandSpec {
+    /// The whole syntax: `SUBSCRIBE <topic> <subscriber_id>`.
+    pub fn syntax(&self) -> String {
+        if self.arguments.is_empty() {
+            self.word.to_string()
+        } else {
+            format!("{} {}", self.word, self.arguments)
+        }
+    }
+
+    /// The entry whose word is `word`, in any letter case, as the classic broker accepted
+    /// (`subscribe` typed by hand works). Topics and ids, by contrast, are case-sensitive.
+    ///
+    /// Comparing in place, instead of upper-casing a copy of the word first, keeps parsing
+    /// free of allocations; words of another length are skipped at the first comparison.
+    pub fn find(word: &str) -> Option<&'static CommandSpec> {
+        COMMANDS
+            .iter()
+            .find(|spec| word.eq_ignore_ascii_case(spec.word))
+    }
+}
+
+impl PartialEq for CommandSpec {
+    fn eq(&self, other: &CommandSpec) -> bool {
+        self.word == other.word
+    }
+}
+
+impl Eq for CommandSpec {}
+
+/// Every command, in the order `HELP` lists them. See the module docs.
+pub const COMMANDS: [CommandSpec; 9] = [
+    CommandSpec {
+        word: "SUBSCRIBE",
+        arguments: "<topic> <subscriber_id>",
+        summary: "receive every message published to <topic>",
+        classic: true,
+        parse: parse_subscribe,
+    },
+    CommandSpec {
+        word: "UNSUBSCRIBE",
+        arguments: "<topic> <subscriber_id>",
+        summary: "stop receiving <topic>",
+        classic: true,
+        parse: parse_unsubscribe,
+    },
+    CommandSpec {
+        word: "PUBLISH",
+        arguments: "<topic> <message> <publisher_id>",
+        summary: "send <message> to every subscriber of <topic>",
+        classic: true,
+        parse: parse_publish,
+    },
+    CommandSpec {
+        word: "PING",
+        arguments: "[token]",
+        summary: "the broker answers PONG [token]",
+        classic: false,
+        parse: parse_ping,
+    },
+    CommandSpec {
+        word: "TOPICS",
+        arguments: "",
+        summary: "list topics with their number of subscribers",
+        classic: false,
+        parse: |rest| rest.is_empty().then_some(Command::Topics),
+    },
+    CommandSpec {
+        word: "STATS",
+        arguments: "",
+        summary: "broker counters, one 'name value' per line",
+        classic: false,
+        parse: |rest| rest.is_empty().then_some(Command::Stats),
+    },
+    CommandSpec {
+        word: "VERBOSE",
+        arguments: "on|off",
+        summary: "acknowledge every accepted command with OK",
+        classic: false,
+        parse: parse_verbose,
+    },
+    CommandSpec {
+        word: "QUIT",
+        arguments: "",
+        summary: "the broker answers BYE and closes",
+        classic: false,
+        parse: |rest| rest.is_empty().then_some(Command::Quit),
+    },
+    CommandSpec {
+        word: "HELP",
+        arguments: "",
+        summary: "this list",
+        classic: false,
+        parse: |rest| rest.is_empty().then_some(Command::Help),
+    },
+];
+
+/// One command sent by a client, borrowing its text from the line it was parsed from.
+///
+/// Borrowing (`&'a str`) instead of owning (`String`) means parsing a `PUBLISH` allocates
+/// nothing: the broker handles hundreds of thousands of them a second, and each one would
+/// otherwise cost three allocations only to be thrown away microseconds later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command<'a> {
+    /// Start receiving a topic on this connection.
+    ///
+    /// ```text
+    /// SUBSCRIBE weather sub1
+    /// ```
+    Subscribe {
+        /// The topic to receive.
+        topic: &'a str,
+        /// The id the client calls itself. It names the client in logs; it is not a key.
+        subscriber_id: &'a str,
+    },
+    /// Stop receiving a topic on this connection. Unsubscribing something never subscribed
+    /// is not an error.
+    ///
+    /// ```text
+    /// UNSUBSCRIBE weather sub1
+    /// ```
+    Unsubscribe {
+        /// The topic to stop receiving.
+        topic: &'a str,
+        /// The id the client calls itself.
+        subscriber_id: &'a str,
+    },
+    /// Send a message to every connection subscribed to a topic.
+    ///
+    /// ```text
+    /// PUBLISH weather Rainy   day ahead! pub1
+    /// ```
+    ///
+    /// The message is everything between the topic and the last token, byte for byte
+    /// (here `Rainy   day ahead!`, inner spaces kept).
+    Publish {
+        /// The topic to publish to.
+        topic: &'a str,
+        /// The message text; may contain spaces, never a newline.
+        message: &'a str,
+        /// The id the publisher calls itself; the broker passes it on in each `DELIVER`.
+        publisher_id: &'a str,
+    },
+    /// Ask for a `PONG`, echoing an optional token (extension).
+    ///
+    /// ```text
+    /// PING 42
+    /// ```
+    Ping {
+        /// Echoed back in the `PONG`.
+        token: Option<&'a str>,
+    },
+    /// List topics and their subscriber counts (extension).
+    ///
+    /// ```text
+    /// TOPICS
+    /// ```
+    Topics,
+    /// Show the broker's counters (extension).
+    ///
+    /// ```text
+    /// STATS
+    /// ```
+    Stats,
+    /// Turn acknowledgements on or off for this connection (extension).
+    ///
+    /// ```text
+    /// VERBOSE on
+    /// ```
+    Verbose {
+        /// `true` for `on`.
+        on: bool,
+    },
+    /// Ask the broker to say `BYE` and close the connection (extension).
+    ///
+    /// ```text
+    /// QUIT
+    /// ```
+    Quit,
+    /// List every command (extension).
+    ///
+    /// ```text
+    /// HELP
+    /// ```
+    Help,
+}
+
+impl<'a> Command<'a> {
+    /// Parses one line (without its `\n`; a trailing `\r` has already been dropped).
+    ///
+    /// Returns `Ok(None)` for a blank line, which the protocol ignores, and a
+    /// [`ProtocolError`] that says what was expected for anything malformed.
+    ///
+    /// ```
+    /// use pubsub_lab::protocol::Command;
+    /// let line = b"publish weather Rainy  day pub1";
+    /// assert_eq!(
+    ///     Command::parse(line),
+    ///     Ok(Some(Command::Publish { topic: "weather", message: "Rainy  day", publisher_id: "pub1" }))
+    /// );
+    /// assert_eq!(Command::parse(b"   "), Ok(None));
+    /// ```
+    pub fn parse(line: &'a [u8]) -> Result<Option<Command<'a>>, ProtocolError> {
+        let line = std::str::from_utf8(line).map_err(|_| ProtocolError::NotUtf8)?;
+        let line = trim_end_separators(trim_start_separators(line));
+        if line.is_empty() {
+            return Ok(None);
+        }
+        let (word, rest) = split_first_token(line);
+        let Some(spec) = CommandSpec::find(word) else {
+            return Err(ProtocolError::UnknownCommand(shorten(word)));
+        };
+        match (spec.parse)(rest) {
+            Some(command) => Ok(Some(command)),
+            None => Err(ProtocolError::WrongArguments(spec)),
+        }
+    }
+
+    /// This command's entry in [`COMMANDS`].
+    pub fn spec(&self) -> &'static CommandSpec {
+        let word = match self {
+            Command::Subscribe { .. } => "SUBSCRIBE",
+            Command::Unsubscribe { .. } => "UNSUBSCRIBE",
+            Command::Publish { .. } => "PUBLISH",
+            Command::Ping { .. } => "PING",
+            Command::Topics => "TOPICS",
+            Command::Stats => "STATS",
+            Command::Verbose { .. } => "VERBOSE",
+            Command::Quit => "QUIT",
+            Command::Help => "HELP",
+        };
+        CommandSpec::find(word).expect("every command has an entry in COMMANDS")
+    }
+
+    /// The id the client gave in this command, for the commands that carry one.
+    pub fn client_id(&self) -> Option<&'a str> {
+        match *self {
+            Command::Subscribe { subscriber_id, .. }
+            | Command::Unsubscribe { subscriber_id, .. } => Some(subscriber_id),
+            Command::Publish { publisher_id, .. } => Some(publisher_id),
+            _ => None,
+        }
+    }
+
+    /// Appends this command as one wire line, `\n` included: its word, then its arguments
+    /// separated by single spaces. Clients use it to send.
+    ///
+    /// ```
+    /// use pubsub_lab::protocol::Command;
+    /// let mut line = Vec::new();
+    /// Command::Subscribe { topic: "weather", subscriber_id: "sub1" }.write_line(&mut line);
+    /// assert_eq!(line, b"SUBSCRIBE weather sub1\n");
+    /// ```
+    pub fn write_line(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.spec().word.as_bytes());
+        let arguments: [Option<&str>; 3] = match *self {
+            Command::Subscribe {
+                topic,
+                subscriber_id,
+            }
+            | Command::Unsubscribe {
+                topic,
+                subscriber_id,
+            } => [Some(topic), Some(subscriber_id), None],
+            Command::Publish {
+                topic,
+                message,
+                publisher_id,
+            } => [Some(topic), Some(message), Some(publisher_id)],
+            Command::Ping { token } => [token, None, None],
+            Command::Verbose { on } => [Some(if on { "on" } else { "off" }), None, None],
+            Command::Topics | Command::Stats | Command::Quit | Command::Help => [None; 3],
+        };
+        for argument in arguments.into_iter().flatten() {
+            out.push(b' ');
+            out.extend_from_slice(argument.as_bytes());
+        }
+        out.push(b'\n');
+    }
+}
+
+/// Whether a byte separates tokens: a space or a tab. Runs of them count as one separator,
+/// so a student typing `SUBSCRIBE  weather\tme` by hand is understood.
+///
+/// The helpers below search for separators byte by byte. Both are ASCII, and in UTF-8 an
+/// ASCII byte never occurs inside another character, so every position they find is a
+/// character boundary where a `&str` may be cut. (Searching with a `char` pattern gives the
+/// same answers but decodes every character on the way, which showed up in profiles: the
+/// broker parses millions of lines a second.)
+fn is_separator(byte: u8) -> bool {
+    byte == b' ' || byte == b'\t'
+}
+
+fn trim_start_separators(text: &str) -> &str {
+    let skip = text.bytes().take_while(|&b| is_separator(b)).count();
+    &text[skip..]
+}
+
+fn trim_end_separators(text: &str) -> &str {
+    let keep = text.len() - text.bytes().rev().take_while(|&b| is_separator(b)).count();
+    &text[..keep]
+}
+
+/// Splits off the first token: `("SUBSCRIBE", "weather sub1")`. The rest keeps its
+/// leading separators trimmed, and is empty when there is no second token.
+fn split_first_token(text: &str) -> (&str, &str) {
+    match text.bytes().position(is_separator) {
+        Some(end) => (&text[..end], trim_start_separators(&text[end..])),
+        None => (text, ""),
+    }
+}
+
+fn tokens(text: &str) -> impl Iterator<Item = &str> {
+    text.split([' ', '\t']).filter(|token| !token.is_empty())
+}
+
+fn exactly_two(rest: &str) -> Option<(&str, &str)> {
+    let mut parts = tokens(rest);
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(first), Some(second), None) => Some((first, second)),
+        _ => None,
+    }
+}
+
+fn parse_subscribe(rest: &str) -> Option<Command<'_>> {
+    let (topic, subscriber_id) = exactly_two(rest)?;
+    Some(Command::Subscribe {
+        topic,
+        subscriber_id,
+    })
+}
+
+fn parse_unsubscribe(rest: &str) -> Option<Command<'_>> {
+    let (topic, subscriber_id) = exactly_two(rest)?;
+    Some(Command::Unsubscribe {
+        topic,
+        subscriber_id,
+    })
+}
+
+/// `PUBLISH <topic> <message> <publisher_id>`: the topic is the first token, the id the
+/// last, and the message is everything in between with its inner spacing untouched.
+fn parse_publish(rest: &str) -> Option<Command<'_>> {
+    let (topic, after_topic) = split_first_token(rest);
+    // The id starts after the last separator. The run of separators before it belongs to
+    // the gap, not to the message, so it is trimmed off the message's end.
+    let id_start = after_topic.bytes().rposition(is_separator)? + 1;
+    let publisher_id = &after_topic[id_start..];
+    let message = trim_end_separators(&after_topic[..id_start]);
+    if topic.is_empty() || message.is_empty() {
+        return None;
+    }
+    Some(Command::Publish {
+        topic,
+        message,
+        publisher_id,
+    })
+}
+
+fn parse_ping(rest: &str) -> Option<Command<'_>> {
+    let mut parts = tokens(rest);
+    match (parts.next(), parts.next()) {
+        (token, None) => Some(Command::Ping { token }),
+        _ => None,
+    }
+}
+
+fn parse_verbose(rest: &str) -> Option<Command<'_>> {
+    if rest.eq_ignore_ascii_case("on") {
+        Some(Command::Verbose { on: true })
+    } else if rest.eq_ignore_ascii_case("off") {
+        Some(Command::Verbose { on: false })
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> Result<Option<Command<'_>>, ProtocolError> {
+        Command::parse(line.as_bytes())
+    }
+
+    fn spec(word: &str) -> &'static CommandSpec {
+        CommandSpec::find(word).unwrap()
+    }
+
+    #[test]
+    fn the_three_classic_commands_parse() {
+        assert_eq!(
+            parse("SUBSCRIBE weather sub1"),
+            Ok(Some(Command::Subscribe {
+                topic: "weather",
+                subscriber_id: "sub1"
+            }))
+        );
+        assert_eq!(
+            parse("UNSUBSCRIBE weather sub1"),
+            Ok(Some(Command::Unsubscribe {
+                topic: "weather",
+                subscriber_id: "sub1"
+            }))
+        );
+        assert_eq!(
+            parse("PUBLISH weather Rainy day ahead! pub1"),
+            Ok(Some(Command::Publish {
+                topic: "weather",
+                message: "Rainy day ahead!",
+                publisher_id: "pub1"
+            }))
+        );
+    }
+
+    #[test]
+    fn command_words_ignore_case_but_topics_do_not() {
+        assert_eq!(
+            parse("subscribe Weather Sub1"),
+            Ok(Some(Command::Subscribe {
+                topic: "Weather",
+                subscriber_id: "Sub1"
+            }))
+        );
+    }
+
+    #[test]
+    fn runs_of_spaces_and_tabs_separate_tokens() {
+        assert_eq!(
+            parse("  SUBSCRIBE \t weather\t\tsub1  "),
+            Ok(Some(Command::Subscribe {
+                topic: "weather",
+                subscriber_id: "sub1"
+            }))
+        );
+    }
+
+    #[test]
+    fn a_message_keeps_its_inner_spacing_byte_for_byte() {
+        assert_eq!(
+            parse("PUBLISH t  a   b\tc  p"),
+            Ok(Some(Command::Publish {
+                topic: "t",
+                message: "a   b\tc",
+                publisher_id: "p"
+            }))
+        );
+    }
+
+    #[test]
+    fn blank_lines_are_ignored() {
+        assert_eq!(parse(""), Ok(None));
+        assert_eq!(parse(" \t "), Ok(None));
+    }
+
+    #[test]
+    fn wrong_token_counts_say_what_was_expected() {
+        let expect = |line, word| {
+            assert_eq!(
+                parse(line),
+                Err(ProtocolError::WrongArguments(spec(word))),
+                "{line}"
+            );
+        };
+        expect("SUBSCRIBE weather", "SUBSCRIBE");
+        expect("SUBSCRIBE weather sub1 extra", "SUBSCRIBE");
+        expect("UNSUBSCRIBE", "UNSUBSCRIBE");
+        expect("PUBLISH weather pub1", "PUBLISH");
+        expect("PUBLISH", "PUBLISH");
+        expect("PING a b", "PING");
+        expect("VERBOSE maybe", "VERBOSE");
+        expect("TOPICS now", "TOPICS");
+        expect("QUIT now", "QUIT");
+        let reason = ProtocolError::WrongArguments(spec("SUBSCRIBE")).to_string();
+        assert_eq!(
+            reason,
+            "wrong number of arguments: expected SUBSCRIBE <topic> <subscriber_id>"
+        );
+    }
+
+    #[test]
+    fn extension_commands_parse() {
+        assert_eq!(parse("help"), Ok(Some(Command::Help)));
+        assert_eq!(parse("PING"), Ok(Some(Command::Ping { token: None })));
+        assert_eq!(
+            parse("ping 7"),
+            Ok(Some(Command::Ping { token: Some("7") }))
+        );
+        assert_eq!(parse("Topics"), Ok(Some(Command::Topics)));
+        assert_eq!(parse("STATS"), Ok(Some(Command::Stats)));
+        assert_eq!(parse("VERBOSE On"), Ok(Some(Command::Verbose { on: true })));
+        assert_eq!(
+            parse("verbose off"),
+            Ok(Some(Command::Verbose { on: false }))
+        );
+        assert_eq!(parse("QUIT"), Ok(Some(Command::Quit)));
+    }
+
+    #[test]
+    fn non_utf8_is_an_error_value() {
+        assert_eq!(
+            Command::parse(b"PUBLISH t \xff\xfe p"),
+            Err(ProtocolError::NotUtf8)
+        );
+    }
+
+    #[test]
+    fn every_table_entry_is_the_spec_of_its_command() {
+        let commands = [
+            Command::Subscribe {
+                topic: "a",
+                subscriber_id: "b",
+            },
+            Command::Unsubscribe {
+                topic: "a",
+                subscriber_id: "b",
+            },
+            Command::Publish {
+                topic: "a",
+                message: "x  y",
+                publisher_id: "p",
+            },
+            Command::Ping { token: None },
+            Command::Ping { token: Some("t") },
+            Command::Topics,
+            Command::Stats,
+            Command::Verbose { on: true },
+            Command::Verbose { on: false },
+            Command::Quit,
+            Command::Help,
+        ];
+        for command in commands {
+            let mut line = Vec::new();
+            command.write_line(&mut line);
+            assert_eq!(line.pop(), Some(b'\n'));
+            assert_eq!(Command::parse(&line), Ok(Some(command)), "round trip");
+            let word = std::str::from_utf8(&line)
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap();
+            assert_eq!(command.spec().word, word);
+        }
+        let words: Vec<&str> = commands.iter().map(|c| c.spec().word).collect();
+        for spec in &COMMANDS {
+            assert!(words.contains(&spec.word), "{} has no command", spec.word);
+        }
+    }
+}

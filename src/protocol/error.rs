@@ -1,0 +1,155 @@
+//! Why a line was refused: [`ProtocolError`], whose `Display` is the reason in the
+//! `ERROR <reason>` line the client receives.
+
+use std::fmt;
+
+use super::command::{CommandSpec, COMMANDS};
+
+/// Why a line was refused. The broker answers each with one `ERROR <reason>` line, where
+/// the reason is this value's `Display`, and then reads the next line as usual: a protocol
+/// error never ends a connection.
+///
+/// Every reason says what was wrong and what to do instead, so that a student reading it in
+/// `nc` can fix the line without opening the reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProtocolError {
+    /// The first word is not a command. Usually a typo; the reply lists the commands. Holds
+    /// the word as the reply shows it: at most 32 characters, control characters escaped.
+    UnknownCommand(String),
+    /// A known command with too few or too many tokens; the reply shows its syntax.
+    WrongArguments(&'static CommandSpec),
+    /// The line is not UTF-8 text (a binary file pasted into `nc`, say).
+    NotUtf8,
+    /// The line was longer than the broker's limit; it was discarded without being stored.
+    LineTooLong {
+        /// The limit in bytes (`--max-line-bytes`).
+        limit: usize,
+    },
+    /// A topic longer than the broker accepts.
+    TopicTooLong {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// A subscriber or publisher id longer than the broker accepts.
+    IdTooLong {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// This connection already holds the most subscriptions one connection may have.
+    TooManySubscriptions {
+        /// The limit per connection.
+        limit: usize,
+    },
+    /// A topic or id that is not one word. The line protocol's grammar cannot produce it;
+    /// text from elsewhere (the embedding API, other wire formats) can.
+    NotOneWord {
+        /// What it was: `topic`, `publisher id`, `subscriber id`.
+        what: &'static str,
+    },
+    /// A message a `DELIVER` line could not carry unchanged: empty, more than one line, or
+    /// starting or ending with a space or tab. Like `NotOneWord`, only text from outside
+    /// the line protocol can be so.
+    BadMessage,
+}
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProtocolError::UnknownCommand(word) => {
+                let classic: Vec<&str> = COMMANDS
+                    .iter()
+                    .filter(|spec| spec.classic)
+                    .map(|spec| spec.word)
+                    .collect();
+                let (last, others) = classic.split_last().expect("three classic commands");
+                write!(
+                    f,
+                    "unknown command '{word}': expected {} or {last} (send HELP for all commands)",
+                    others.join(", ")
+                )
+            }
+            ProtocolError::WrongArguments(spec) => {
+                write!(f, "wrong number of arguments: expected {}", spec.syntax())
+            }
+            ProtocolError::NotUtf8 => {
+                write!(f, "line is not valid UTF-8 text: send commands as plain text")
+            }
+            ProtocolError::LineTooLong { limit } => write!(
+                f,
+                "line longer than {limit} bytes was discarded: send shorter messages"
+            ),
+            ProtocolError::TopicTooLong { limit } => {
+                write!(f, "topic longer than {limit} bytes: use a shorter topic")
+            }
+            ProtocolError::IdTooLong { limit } => write!(
+                f,
+                "subscriber or publisher id longer than {limit} bytes: use a shorter id"
+            ),
+            ProtocolError::TooManySubscriptions { limit } => write!(
+                f,
+                "too many subscriptions on this connection (limit {limit}): unsubscribe from some first"
+            ),
+            ProtocolError::NotOneWord { what } => write!(
+                f,
+                "a {what} must be one word, with no spaces or line breaks"
+            ),
+            ProtocolError::BadMessage => write!(
+                f,
+                "a message must be one line of text, not empty, and not start or end with a space"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ProtocolError {}
+
+/// Keeps error messages one readable line even when the offending word is a pasted file:
+/// at most 32 characters, with control characters shown as escapes (`\u{0}`) rather than
+/// sent back raw to the client's terminal.
+pub(super) fn shorten(word: &str) -> String {
+    const MAX_CHARS: usize = 32;
+    let mut shown = String::new();
+    for c in word.chars().take(MAX_CHARS) {
+        if c.is_control() {
+            shown.extend(c.escape_default());
+        } else {
+            shown.push(c);
+        }
+    }
+    if word.chars().count() > MAX_CHARS {
+        shown.push_str("...");
+    }
+    shown
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::protocol::Command;
+
+    #[test]
+    fn unknown_commands_name_the_word_and_the_classic_commands() {
+        let error = Command::parse(b"PUBLSH weather hi pub1").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "unknown command 'PUBLSH': expected SUBSCRIBE, UNSUBSCRIBE or PUBLISH (send HELP for all commands)"
+        );
+    }
+
+    #[test]
+    fn a_huge_unknown_word_is_shortened_in_the_reply() {
+        let word = "X".repeat(1000);
+        let reason = Command::parse(word.as_bytes()).unwrap_err().to_string();
+        assert!(reason.len() < 200, "{reason}");
+    }
+
+    #[test]
+    fn control_characters_are_not_echoed_raw() {
+        let reason = Command::parse("\u{0}\u{1b}[2J".as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            reason.starts_with("unknown command '\\u{0}\\u{1b}[2J'"),
+            "{reason}"
+        );
+    }
+}

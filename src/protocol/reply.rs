@@ -1,0 +1,155 @@
+//! Replies, broker to the client whose command they answer (never to anyone else).
+
+use std::io::Write;
+
+use super::command::COMMANDS;
+use super::error::ProtocolError;
+
+/// A reply the broker sends to the client whose command it answers.
+///
+/// Every reply starts with a word that no other line starts with, so a client can tell a
+/// reply from a `DELIVER` by its first word alone. Multi-line replies (`HELP`, `TOPICS`,
+/// `STATS`) repeat their command word at the start of each line and end with
+/// `END <command>`:
+///
+/// ```text
+/// TOPICS weather 2
+/// TOPICS news 1
+/// END TOPICS
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply<'a> {
+    /// `ERROR <reason>`: the line was refused; the connection carries on.
+    Error(&'a ProtocolError),
+    /// `OK SUBSCRIBE <topic>`, sent in verbose mode only.
+    SubscribeOk(&'a str),
+    /// `OK UNSUBSCRIBE <topic>`, sent in verbose mode only.
+    UnsubscribeOk(&'a str),
+    /// `OK PUBLISH <topic> <deliveries>`, sent in verbose mode only.
+    PublishOk {
+        /// The topic published to.
+        topic: &'a str,
+        /// How many subscribers the message was handed to.
+        deliveries: usize,
+    },
+    /// `OK VERBOSE on|off`, the answer to `VERBOSE` (sent whatever the mode was).
+    VerboseOk(bool),
+    /// `PONG [token]`.
+    Pong(Option<&'a str>),
+    /// The `HELP` listing: one line per entry of [`COMMANDS`].
+    Help,
+    /// `TOPICS <topic> <subscribers>` lines, then `END TOPICS`.
+    Topics(&'a [(String, usize)]),
+    /// `STATS <name> <value>` lines, then `END STATS`.
+    Stats(&'a [(&'static str, u64)]),
+    /// `BYE`, just before the broker closes the connection after `QUIT`.
+    Bye,
+}
+
+impl Reply<'_> {
+    /// Appends the reply as wire lines, each ending in `\n`.
+    ///
+    /// ```
+    /// use pubsub_lab::protocol::Reply;
+    /// let mut out = Vec::new();
+    /// Reply::Pong(Some("42")).write_lines(&mut out);
+    /// Reply::Topics(&[("weather".to_string(), 2)]).write_lines(&mut out);
+    /// assert_eq!(out, b"PONG 42\nTOPICS weather 2\nEND TOPICS\n");
+    /// ```
+    pub fn write_lines(&self, out: &mut Vec<u8>) {
+        // Writing into a Vec cannot fail, so the `let _ =` below loses nothing.
+        let _ = match self {
+            Reply::Error(reason) => writeln!(out, "ERROR {reason}"),
+            Reply::SubscribeOk(topic) => writeln!(out, "OK SUBSCRIBE {topic}"),
+            Reply::UnsubscribeOk(topic) => writeln!(out, "OK UNSUBSCRIBE {topic}"),
+            Reply::PublishOk { topic, deliveries } => {
+                writeln!(out, "OK PUBLISH {topic} {deliveries}")
+            }
+            Reply::VerboseOk(on) => writeln!(out, "OK VERBOSE {}", if *on { "on" } else { "off" }),
+            Reply::Pong(Some(token)) => writeln!(out, "PONG {token}"),
+            Reply::Pong(None) => writeln!(out, "PONG"),
+            Reply::Help => {
+                for spec in &COMMANDS {
+                    let _ = writeln!(out, "HELP {:<42} {}", spec.syntax(), spec.summary);
+                }
+                writeln!(out, "END HELP")
+            }
+            Reply::Topics(topics) => {
+                for (topic, subscribers) in topics.iter() {
+                    let _ = writeln!(out, "TOPICS {topic} {subscribers}");
+                }
+                writeln!(out, "END TOPICS")
+            }
+            Reply::Stats(counters) => {
+                for (name, value) in counters.iter() {
+                    let _ = writeln!(out, "STATS {name} {value}");
+                }
+                writeln!(out, "END STATS")
+            }
+            Reply::Bye => writeln!(out, "BYE"),
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_never_start_like_a_delivery() {
+        let error = ProtocolError::NotUtf8;
+        let topics = [("DELIVER".to_string(), 1)];
+        let stats = [("published", 3)];
+        let replies = [
+            Reply::Error(&error),
+            Reply::SubscribeOk("DELIVER"),
+            Reply::UnsubscribeOk("t"),
+            Reply::PublishOk {
+                topic: "t",
+                deliveries: 2,
+            },
+            Reply::VerboseOk(true),
+            Reply::Pong(Some("DELIVER")),
+            Reply::Help,
+            Reply::Topics(&topics),
+            Reply::Stats(&stats),
+            Reply::Bye,
+        ];
+        for reply in replies {
+            let mut out = Vec::new();
+            reply.write_lines(&mut out);
+            for line in out.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                assert!(
+                    !line.starts_with(b"DELIVER"),
+                    "{:?}",
+                    String::from_utf8_lossy(line)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn help_lists_every_command_from_the_table_in_aligned_columns() {
+        let mut out = Vec::new();
+        Reply::Help.write_lines(&mut out);
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), COMMANDS.len() + 1);
+        assert_eq!(
+            lines[0],
+            "HELP SUBSCRIBE <topic> <subscriber_id>          receive every message published to <topic>"
+        );
+        assert_eq!(
+            lines[2],
+            "HELP PUBLISH <topic> <message> <publisher_id>   send <message> to every subscriber of <topic>"
+        );
+        for (line, spec) in lines.iter().zip(&COMMANDS) {
+            assert!(
+                line.starts_with(&format!("HELP {}", spec.syntax())),
+                "{line}"
+            );
+            assert_eq!(line.find(spec.summary), Some(48), "{line}");
+        }
+        assert_eq!(lines.last(), Some(&"END HELP"));
+    }
+}
