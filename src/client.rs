@@ -134,8 +134,8 @@ impl Client {
     /// [`Error::InvalidArgument`] for a topic or id with spaces; [`Error::Io`] if the
     /// connection failed.
     pub fn subscribe(&mut self, topic: &str, subscriber_id: &str) -> Result<(), Error> {
-        check_token("topic", topic)?;
-        check_token("subscriber id", subscriber_id)?;
+        check_word("topic", topic)?;
+        check_word("subscriber id", subscriber_id)?;
         self.send(Command::Subscribe {
             topic,
             subscriber_id,
@@ -147,8 +147,8 @@ impl Client {
     /// # Errors
     /// As [`subscribe`](Self::subscribe).
     pub fn unsubscribe(&mut self, topic: &str, subscriber_id: &str) -> Result<(), Error> {
-        check_token("topic", topic)?;
-        check_token("subscriber id", subscriber_id)?;
+        check_word("topic", topic)?;
+        check_word("subscriber id", subscriber_id)?;
         self.send(Command::Unsubscribe {
             topic,
             subscriber_id,
@@ -161,8 +161,8 @@ impl Client {
     /// [`Error::InvalidArgument`] for a topic or id with spaces, or a message that is
     /// empty or has a line break; [`Error::Io`] if the connection failed.
     pub fn publish(&mut self, topic: &str, message: &str, publisher_id: &str) -> Result<(), Error> {
-        check_token("topic", topic)?;
-        check_token("publisher id", publisher_id)?;
+        check_word("topic", topic)?;
+        check_word("publisher id", publisher_id)?;
         let blank = message.trim_matches(|c| c == ' ' || c == '\t').is_empty();
         if blank || message.contains(['\n', '\r']) {
             return Err(Error::InvalidArgument(
@@ -275,6 +275,23 @@ impl Client {
         }
     }
 
+    /// Sends `VERBOSE on` or `VERBOSE off` and waits for its `OK`. With it on, the broker
+    /// acknowledges every accepted command; the client's requests skip those
+    /// acknowledgements, so they stay matched to their own answers. (Extension.)
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] if no `OK VERBOSE` came within [`REPLY_TIMEOUT`].
+    pub fn verbose(&mut self, on: bool) -> Result<(), Error> {
+        self.send(Command::Verbose { on })?;
+        let expected = if on {
+            "OK VERBOSE on"
+        } else {
+            "OK VERBOSE off"
+        };
+        self.await_reply(|line| line == expected)?;
+        Ok(())
+    }
+
     /// Sends `TOPICS` and returns each topic with its number of subscribers. (Extension.)
     ///
     /// # Errors
@@ -310,7 +327,7 @@ impl Client {
     }
 
     /// Reads until a reply line that `wanted` accepts, queueing deliveries that arrive on
-    /// the way.
+    /// the way and skipping answers to earlier commands (see [`is_stray_reply`]).
     fn await_reply(&mut self, wanted: impl Fn(&str) -> bool) -> Result<String, Error> {
         let deadline = Instant::now() + REPLY_TIMEOUT;
         loop {
@@ -319,6 +336,7 @@ impl Client {
                 Some(Incoming::Deliver(delivery)) => self.queued.push_back(delivery),
                 Some(Incoming::Error(reason)) => return Err(Error::Refused(reason)),
                 Some(Incoming::Reply(line)) if wanted(&line) => return Ok(line),
+                Some(Incoming::Reply(line)) if is_stray_reply(&line) => continue,
                 Some(Incoming::Reply(line)) => return Err(Error::Unexpected(line)),
             }
         }
@@ -355,7 +373,29 @@ impl Client {
     }
 }
 
-fn check_token(what: &str, value: &str) -> Result<(), Error> {
+/// Whether `line` answers some earlier command rather than the one being waited for: an
+/// acknowledgement (`OK ...`, which the broker sends for every accepted command in verbose
+/// mode, whether or not anyone waits for it), or the `PONG` of a ping that was given up on.
+/// Skipping them is what keeps every request matched to its own answer.
+fn is_stray_reply(line: &str) -> bool {
+    line.starts_with("OK ") || line == "PONG" || line.starts_with("PONG ")
+}
+
+/// Checks that `value` can be sent as one token (a topic or an id): not empty, no spaces or
+/// line breaks. `what` names it in the error (`publisher id`).
+///
+/// ```
+/// use pubsub_lab::client::check_word;
+/// assert!(check_word("publisher id", "pub1").is_ok());
+/// assert_eq!(
+///     check_word("publisher id", "two words").unwrap_err().to_string(),
+///     "cannot send this: a publisher id must be one word with no spaces, got 'two words'"
+/// );
+/// ```
+///
+/// # Errors
+/// [`Error::InvalidArgument`] saying what is wrong.
+pub fn check_word(what: &str, value: &str) -> Result<(), Error> {
     if value.is_empty() || value.contains(char::is_whitespace) {
         return Err(Error::InvalidArgument(format!(
             "a {what} must be one word with no spaces, got '{value}'"

@@ -335,3 +335,132 @@ fn the_subscriber_ends_quietly_when_its_reader_goes_away() {
     assert!(status.success(), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+fn publisher_args(addr: SocketAddr, args: &[&str]) -> Vec<String> {
+    let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    all.extend(port_args(addr));
+    all
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// An id with a space can never be sent: the publisher says so before sending anything,
+/// counts nothing as published, and fails.
+#[test]
+fn a_publisher_id_with_a_space_is_refused_before_anything_is_sent() {
+    let (_broker, addr) = broker();
+    let publisher = env!("CARGO_BIN_EXE_publisher");
+    let out = run_to_end(
+        publisher,
+        &publisher_args(addr, &["two words"]),
+        "weather hi\n",
+    );
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("a publisher id must be one word with no spaces, got 'two words'"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("published"),
+        "nothing was published: {stderr}"
+    );
+    // With --every, the same mistake ends the run at once instead of repeating for ever.
+    let args = publisher_args(addr, &["two words", "--topic", "clock", "--every", "10ms"]);
+    let out = run_to_end(publisher, &args, "");
+    assert!(!out.status.success(), "{}", text(&out.stderr));
+}
+
+/// A line that cannot be sent is reported and not counted, the others go, and the exit
+/// status says that not everything was sent.
+#[test]
+fn lines_that_cannot_be_sent_are_not_counted_and_fail_the_run() {
+    let (_broker, addr) = broker();
+    let out = run_to_end(
+        env!("CARGO_BIN_EXE_publisher"),
+        &publisher_args(addr, &["pub1"]),
+        "weather\nweather fine\n",
+    );
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("not sent: write <topic> <message>"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("published 1 message(s)"), "{stderr}");
+    assert!(stderr.contains("1 line(s) not sent"), "{stderr}");
+}
+
+/// Durations too large to represent, and settings that cannot work, are refused with a
+/// message naming the flag, never a panic.
+#[test]
+fn impossible_durations_and_settings_are_refused_with_the_flag_named() {
+    let cases: [(&str, &[&str], &str); 4] = [
+        (
+            env!("CARGO_BIN_EXE_publisher"),
+            &["p", "--topic", "t", "--every", "1e30s"],
+            "too long a duration",
+        ),
+        (
+            env!("CARGO_BIN_EXE_publisher"),
+            &["p", "--topic", "t", "--every", "0s"],
+            "--every must be at least 1ms",
+        ),
+        (
+            env!("CARGO_BIN_EXE_broker"),
+            &["--port", "0", "--write-timeout", "1e30s"],
+            "too long a duration",
+        ),
+        (
+            env!("CARGO_BIN_EXE_broker"),
+            &["--port", "0", "--write-timeout", "0"],
+            "--write-timeout 0ms: must be at least 1ms",
+        ),
+    ];
+    for (program, args, said) in cases {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let out = run_to_end(program, &args, "");
+        let stderr = text(&out.stderr);
+        assert!(!out.status.success(), "{args:?}: {stderr}");
+        assert!(stderr.contains(said), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+    let out = run_to_end(
+        env!("CARGO_BIN_EXE_broker"),
+        &[
+            "--port".into(),
+            "0".into(),
+            "--max-clients".into(),
+            "0".into(),
+        ],
+        "",
+    );
+    assert!(text(&out.stderr).contains("--max-clients 0: must be at least 1"));
+}
+
+/// On a terminal, the publisher says what it waits for; fed from a pipe it stays quiet, so
+/// scripts see only its results. The terminal is a real pseudo-terminal, made by
+/// `script` (util-linux, on every Debian system).
+#[test]
+fn the_publisher_says_what_to_type_on_a_terminal_only() {
+    let (_broker, addr) = broker();
+    let publisher = env!("CARGO_BIN_EXE_publisher");
+    let prompt = "type <topic> <message> lines; Ctrl-D to finish";
+    let command = format!("{publisher} pub1 --port {}", addr.port());
+    let on_terminal = run_to_end(
+        "script",
+        &["-qec".into(), command, "/dev/null".into()],
+        "weather hi\n",
+    );
+    let shown = text(&on_terminal.stdout);
+    assert!(shown.contains(&format!("as pub1; {prompt}")), "{shown}");
+    assert!(shown.contains("published 1 message(s)"), "{shown}");
+    let piped = run_to_end(publisher, &publisher_args(addr, &["pub1"]), "weather hi\n");
+    assert!(
+        !text(&piped.stderr).contains(prompt),
+        "{}",
+        text(&piped.stderr)
+    );
+}

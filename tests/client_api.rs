@@ -159,3 +159,35 @@ fn finish_returns_once_the_broker_handled_everything() {
         assert_eq!(sub.delivery(), format!("DELIVER t m{i} p"));
     }
 }
+
+/// With acknowledgements on, every request still gets its own answer: the `OK` lines that
+/// acknowledge earlier commands are skipped, never taken for the answer to a later one.
+#[test]
+fn requests_stay_in_step_with_verbose_on() {
+    let broker = start_broker();
+    let mut client = Client::connect(broker.addr()).unwrap();
+    client.verbose(true).unwrap();
+    client.ping().unwrap();
+    client.subscribe("t", "me").unwrap();
+    assert_eq!(client.topics().unwrap(), [("t".to_string(), 1)]);
+    client.publish("t", "hello", "me").unwrap();
+    client.ping().unwrap();
+    assert_eq!(
+        client.recv_timeout(TIMEOUT).unwrap().unwrap().message,
+        "hello"
+    );
+    client.verbose(false).unwrap();
+    client.ping().unwrap();
+}
+
+/// A `VERBOSE on` sent as a raw line (as a tool or the troublemaker might) does not put
+/// the client out of step either.
+#[test]
+fn an_acknowledgement_nobody_waits_for_does_not_break_the_next_request() {
+    let broker = start_broker();
+    let mut client = Client::connect(broker.addr()).unwrap();
+    client.send_raw(b"VERBOSE on\n").unwrap();
+    client.ping().unwrap();
+    client.stats().unwrap();
+    client.ping().unwrap();
+}

@@ -18,7 +18,7 @@ use std::sync::{mpsc, Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use common::{start_broker, start_broker_with, stat, wait_until, Raw, TIMEOUT};
+use common::{start_broker, start_broker_with, stat, wait_until, wait_until_jammed, Raw, TIMEOUT};
 use pubsub_lab::{BrokerHandle, Client, Config};
 
 /// Ordinary tests share this gate; tests that count threads and descriptors hold it alone.
@@ -204,16 +204,18 @@ fn subscribers_of_other_topics_are_not_held_up_by_a_stalled_subscriber() {
     let mut flooder = Raw::connect(broker.addr());
     let sender = flood(&flooder, "a", 512); // 16 MiB
 
-    // The flooder's thread in the broker is now, or soon, blocked writing to `stalled`.
+    // Only once the stalled subscriber's buffers are full is the broker stuck writing to
+    // it: measuring before that would prove nothing.
+    wait_until_jammed(&stalled, broker.addr());
+    assert!(
+        !anything_arrived(&flooder),
+        "the flood finished: it did not fill the stalled subscriber's buffers"
+    );
     let mut publisher = Raw::connect(broker.addr());
     publisher.send("PUBLISH b unaffected p\n");
     assert_eq!(other.delivery(), "DELIVER b unaffected p");
     publisher.sync();
     other.sync();
-    assert!(
-        !anything_arrived(&flooder),
-        "the flood finished: it did not fill the stalled subscriber's buffers"
-    );
     assert_eq!(stat(&broker, "slow_consumers_disconnected"), 0);
 
     drop(stalled); // unblocks the flood long before the write timeout
@@ -224,18 +226,21 @@ fn subscribers_of_other_topics_are_not_held_up_by_a_stalled_subscriber() {
 #[test]
 fn a_slow_subscriber_that_keeps_reading_is_not_cut_off() {
     let _gate = shared();
-    let broker = start_broker_with(with_write_timeout(Duration::from_secs(2)));
+    const MESSAGES: usize = 512; // 16 MiB: more than the kernel buffers between us hold
+    let broker = start_broker_with(with_write_timeout(Duration::from_secs(5)));
     let mut slow = subscribed(broker.addr(), "t", "slow");
     let mut publisher = Raw::connect(broker.addr());
-    let burst: String = (0..200).map(|i| format!("PUBLISH t {i} p\n")).collect();
-    publisher.send(&burst);
-    publisher.sync();
-    for i in 0..200 {
-        if i % 50 == 0 {
-            thread::sleep(Duration::from_millis(20));
-        }
-        assert_eq!(slow.delivery(), format!("DELIVER t {i} p"));
+    let sender = flood(&publisher, "t", MESSAGES);
+    // First fill every buffer between the broker and us, so that its writes to us can only
+    // go as fast as we read from here on...
+    wait_until_jammed(slow.stream(), broker.addr());
+    // ...then read slowly but steadily: a pause after every message (32 KiB).
+    for i in 0..MESSAGES {
+        assert_eq!(slow.delivery(), format!("DELIVER t {} p", big_message(i)));
+        thread::sleep(Duration::from_millis(1));
     }
+    publisher.expect("PONG flooded");
+    sender.join().unwrap();
     slow.sync();
     assert_eq!(stat(&broker, "slow_consumers_disconnected"), 0);
 }
@@ -596,7 +601,8 @@ fn subscriber_with_reconnect_survives_a_broker_restart_and_resubscribes() {
     wait_for_subscribers(addr, "t", 1);
 
     broker.kill();
-    subscriber.wait_for_output("broker went away; reconnecting in 1s");
+    subscriber.wait_for_output("the broker went away (connection closed); reconnecting");
+    subscriber.wait_for_output("trying again in 1s");
     let _broker = restart_on(port);
     wait_for_subscribers(addr, "t", 1);
 
@@ -687,4 +693,79 @@ fn a_client_cut_off_as_a_slow_consumer_sees_the_connection_closed() {
         matches!(outcome, Err(pubsub_lab::Error::Closed)),
         "{outcome:?}"
     );
+}
+
+/// `--reconnect` also covers the first connection: started before its broker, the
+/// subscriber says why it waits, keeps trying, and subscribes once the broker is up.
+#[test]
+fn subscriber_with_reconnect_waits_for_a_broker_that_is_not_up_yet() {
+    let _gate = shared();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let subscriber = Program::start(
+        Command::new(env!("CARGO_BIN_EXE_subscriber"))
+            .args(["sub1", "--topic", "t", "--reconnect", "--port"])
+            .arg(port.to_string())
+            .stdin(Stdio::null()),
+    );
+    subscriber.wait_for_output("connection refused");
+    subscriber.wait_for_output("trying again in 1s");
+    let _broker = restart_on(port);
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    wait_for_subscribers(addr, "t", 1);
+    let mut publisher = Client::connect(addr).unwrap();
+    publisher.publish("t", "at last", "pub1").unwrap();
+    subscriber.wait_for_output(">> DELIVER t at last pub1 ");
+}
+
+/// A subscriber cut off as a slow consumer is told that, not that the broker went away:
+/// the broker is still running.
+#[test]
+fn a_subscriber_cut_off_as_a_slow_consumer_says_so() {
+    let _gate = shared();
+    let broker = start_broker_with(with_write_timeout(Duration::from_millis(300)));
+    // Nobody reads the subscriber's stdout yet: once the pipe is full it stops reading its
+    // socket, exactly like a subscriber on a terminal that was suspended.
+    let mut subscriber = Command::new(env!("CARGO_BIN_EXE_subscriber"))
+        .args(["slow", "--topic", "t", "--port"])
+        .arg(broker.addr().port().to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = collect(subscriber.stderr.take().unwrap());
+    wait_for_subscribers(broker.addr(), "t", 1);
+    let mut publisher = Raw::connect(broker.addr());
+    let sender = flood(&publisher, "t", 512);
+    publisher.expect("PONG flooded");
+    sender.join().unwrap();
+    wait_until("the slow subscriber was cut off", || {
+        stat(&broker, "slow_consumers_disconnected") == 1
+    });
+    // Now let it print what it had, see the end of its connection, and explain it.
+    let mut drained = subscriber.stdout.take().unwrap();
+    let drain = thread::spawn(move || std::io::copy(&mut drained, &mut std::io::sink()));
+    let deadline = Instant::now() + TIMEOUT;
+    let status = loop {
+        if let Some(status) = subscriber.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = subscriber.kill();
+            panic!("the subscriber did not exit: {}", stderr.lock().unwrap());
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    drain.join().unwrap().unwrap();
+    assert!(!status.success());
+    let stderr = stderr.lock().unwrap().clone();
+    assert!(
+        stderr.contains("the broker closed our connection but is still running"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("slow consumer"), "{stderr}");
 }

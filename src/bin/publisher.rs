@@ -7,19 +7,23 @@
 //! cargo run --bin publisher pub1 --topic clock --every 2s             # "Event at ..." every 2 s
 //! ```
 
-use std::io::{self, BufRead};
+use std::io::{self, BufRead, IsTerminal};
 use std::process::ExitCode;
 use std::thread;
 use std::time::Duration;
 
 use clap::Parser;
 use pubsub_lab::cli::init_logging;
-use pubsub_lab::config::{parse_duration, DEFAULT_PORT};
+use pubsub_lab::client::check_word;
+use pubsub_lab::config::{format_duration, parse_duration, DEFAULT_PORT};
 
 use pubsub_lab::{Client, Error};
 
 /// How long to wait, at the end, for the broker to confirm it handled everything.
 const FINISH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The shortest `--every`: shorter is a flood, which `troublemaker flood` plays on purpose.
+const MIN_INTERVAL: Duration = Duration::from_millis(1);
 
 /// Publishes messages to a pubsub-lab broker: from stdin, one `<topic> <message>` per line,
 /// or one message with --topic, or a repeating one with --every.
@@ -61,33 +65,49 @@ fn main() -> ExitCode {
     }
 }
 
+/// What a run did: messages handed to the broker, and lines that could not be sent.
+#[derive(Debug, Default)]
+struct Tally {
+    published: u64,
+    not_sent: u64,
+}
+
 fn run(args: &Args) -> Result<(), Error> {
-    if args.topic.is_none() && !args.message.is_empty() {
-        return Err(Error::InvalidArgument(
-            "a message on the command line needs --topic, e.g. publisher pub1 --topic weather Rainy day".into(),
-        ));
-    }
+    check_arguments(args)?;
     let mut client = Client::connect((args.host.as_str(), args.port))?;
-    let published = match &args.topic {
+    let tally = match &args.topic {
         Some(topic) => match args.every {
             Some(interval) => tick(&mut client, args, topic, interval)?,
-            None if args.message.is_empty() => {
-                return Err(Error::InvalidArgument(
-                    "give the message after the flags, e.g. --topic weather Rainy day".into(),
-                ))
-            }
             None => {
-                publish(&mut client, topic, &args.message.join(" "), &args.id, 0)?;
-                1
+                client.publish(topic, &args.message.join(" "), &args.id)?;
+                Tally {
+                    published: 1,
+                    not_sent: 0,
+                }
             }
         },
-        None => publish_stdin(&mut client, &args.id)?,
+        None => {
+            if io::stdin().is_terminal() {
+                eprintln!(
+                    "connected to {} as {}; type <topic> <message> lines; Ctrl-D to finish",
+                    client.peer_addr()?,
+                    args.id
+                );
+            }
+            publish_stdin(&mut client, &args.id)?
+        }
     };
     let errors = client.finish(FINISH_TIMEOUT)?;
     for reason in &errors {
         eprintln!("broker said: ERROR {reason}");
     }
-    eprintln!("published {published} message(s)");
+    eprintln!("published {} message(s)", tally.published);
+    if tally.not_sent > 0 {
+        return Err(Error::InvalidArgument(format!(
+            "{} line(s) not sent (see above)",
+            tally.not_sent
+        )));
+    }
     if errors.is_empty() {
         Ok(())
     } else {
@@ -95,31 +115,63 @@ fn run(args: &Args) -> Result<(), Error> {
     }
 }
 
-/// Reads `<topic> <message>` lines until end of input; returns how many were published.
-fn publish_stdin(client: &mut Client, id: &str) -> Result<u64, Error> {
-    let mut published = 0;
+/// Everything that can be known to be wrong before connecting: a run that could never
+/// send anything says so at once, instead of failing message after message.
+fn check_arguments(args: &Args) -> Result<(), Error> {
+    check_word("publisher id", &args.id)?;
+    let Some(topic) = &args.topic else {
+        if !args.message.is_empty() {
+            return Err(Error::InvalidArgument(
+                "a message on the command line needs --topic, e.g. publisher pub1 --topic weather Rainy day".into(),
+            ));
+        }
+        return Ok(());
+    };
+    check_word("topic", topic)?;
+    match args.every {
+        Some(interval) if interval < MIN_INTERVAL => Err(Error::InvalidArgument(format!(
+            "--every must be at least {}",
+            format_duration(MIN_INTERVAL)
+        ))),
+        None if args.message.is_empty() => Err(Error::InvalidArgument(
+            "give the message after the flags, e.g. --topic weather Rainy day".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Reads `<topic> <message>` lines until end of input. A line that cannot be sent is
+/// reported and counted, and the rest go on.
+fn publish_stdin(client: &mut Client, id: &str) -> Result<Tally, Error> {
+    let mut tally = Tally::default();
     for line in io::stdin().lock().lines() {
         let line = line?;
         let line = line.trim();
         if line.is_empty() {
             continue;
         }
-        match line.split_once(char::is_whitespace) {
-            Some((topic, message)) => {
-                publish(client, topic, message.trim(), id, published)?;
-                published += 1;
+        let Some((topic, message)) = line.split_once(char::is_whitespace) else {
+            eprintln!("not sent: write <topic> <message>, for example: weather Rainy day ahead!");
+            tally.not_sent += 1;
+            continue;
+        };
+        match client.publish(topic, message.trim(), id) {
+            Ok(()) => tally.published += 1,
+            Err(Error::InvalidArgument(why)) => {
+                eprintln!("not sent: {why}");
+                tally.not_sent += 1;
             }
-            None => eprintln!("usage: <topic> <message>   for example: weather Rainy day ahead!"),
+            Err(error) => return Err(went_away(error, tally.published)),
         }
     }
-    Ok(published)
+    Ok(tally)
 }
 
 /// Publishes the same message (or "Event at HH:MM:SS") every `interval`.
-fn tick(client: &mut Client, args: &Args, topic: &str, interval: Duration) -> Result<u64, Error> {
-    let mut published = 0;
-    while args.count.map_or(true, |count| published < count) {
-        if published > 0 {
+fn tick(client: &mut Client, args: &Args, topic: &str, interval: Duration) -> Result<Tally, Error> {
+    let mut tally = Tally::default();
+    while args.count.map_or(true, |count| tally.published < count) {
+        if tally.published > 0 {
             thread::sleep(interval);
         }
         let message = if args.message.is_empty() {
@@ -127,30 +179,20 @@ fn tick(client: &mut Client, args: &Args, topic: &str, interval: Duration) -> Re
         } else {
             args.message.join(" ")
         };
-        publish(client, topic, &message, &args.id, published)?;
-        published += 1;
+        // Topic and id were checked before connecting, so a message that cannot be sent
+        // would fail every time: it ends the run (`?`) rather than repeat for ever.
+        client
+            .publish(topic, &message, &args.id)
+            .map_err(|error| went_away(error, tally.published))?;
+        tally.published += 1;
     }
-    Ok(published)
+    Ok(tally)
 }
 
-/// Publishes one message. A bad topic or message is reported and skipped; a lost
-/// connection ends the run with a message saying how far it got.
-fn publish(
-    client: &mut Client,
-    topic: &str,
-    message: &str,
-    id: &str,
-    sent_so_far: u64,
-) -> Result<(), Error> {
-    match client.publish(topic, message, id) {
-        Ok(()) => Ok(()),
-        Err(Error::InvalidArgument(why)) => {
-            eprintln!("not sent: {why}");
-            Ok(())
-        }
-        Err(error) => {
-            eprintln!("the broker went away after {sent_so_far} message(s); is it still running?");
-            Err(error)
-        }
+/// A failure while publishing: the connection is gone, unless the message itself was bad.
+fn went_away(error: Error, sent_so_far: u64) -> Error {
+    if !matches!(error, Error::InvalidArgument(_)) {
+        eprintln!("the broker went away after {sent_so_far} message(s); is it still running?");
     }
+    error
 }

@@ -81,58 +81,97 @@ fn main() -> ExitCode {
     init_logging("warn", false);
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("subscriber {}: {error}", args.id);
+        Err(message) => {
+            eprintln!("subscriber {}: {message}", args.id);
             ExitCode::FAILURE
         }
     }
 }
 
-fn run(args: &Args) -> Result<(), Error> {
+fn run(args: &Args) -> Result<(), String> {
     let addr = (args.host.as_str(), args.port);
-    let mut client = Client::connect(addr)?;
     let shared = Arc::new(Shared {
         id: args.id.clone(),
         writer: Mutex::new(None),
         topics: Mutex::new(args.topic.iter().cloned().collect()),
         ping_sent: Mutex::new(None),
     });
-    eprintln!(
-        "connected to {} as {}; {USAGE}",
-        client.peer_addr()?,
-        args.id
-    );
-    attach(&shared, &mut client)?;
+    let mut client = connect(args, &shared, Greeting::First)?;
     let stdin_shared = Arc::clone(&shared);
     thread::Builder::new()
         .name("stdin".to_string())
-        .spawn(move || read_commands(&stdin_shared))?;
+        .spawn(move || read_commands(&stdin_shared))
+        .map_err(|e| e.to_string())?;
 
     let mut received = 0;
-    let mut retry = FIRST_RETRY;
     loop {
         match receive(&shared, &mut client, args.count, &mut received) {
             Ok(()) => return Ok(()),
-            Err(Error::Closed) if args.reconnect => {}
-            Err(Error::Closed) => return Err(Error::Unexpected(
-                "the broker went away (connection closed); start it again, or run with --reconnect"
-                    .to_string(),
-            )),
-            Err(error) => return Err(error),
-        }
-        *shared.writer.lock() = None;
-        client = loop {
-            eprintln!("broker went away; reconnecting in {}s", retry.as_secs());
-            thread::sleep(retry);
-            retry = (retry * 2).min(MAX_RETRY);
-            if let Ok(mut client) = Client::connect(addr) {
-                if attach(&shared, &mut client).is_ok() {
-                    break client;
+            Err(Error::Closed) => {
+                *shared.writer.lock() = None;
+                let why = why_closed(addr);
+                if !args.reconnect {
+                    return Err(format!("{why}; run with --reconnect to keep trying"));
                 }
+                eprintln!("{why}; reconnecting");
             }
-        };
-        retry = FIRST_RETRY;
-        eprintln!("reconnected to {}", client.peer_addr()?);
+            Err(error) => return Err(error.to_string()),
+        }
+        client = connect(args, &shared, Greeting::Again)?;
+    }
+}
+
+/// Whether a connection is the first of the run, which is greeted with the commands one
+/// can type, or a reconnection.
+#[derive(Clone, Copy)]
+enum Greeting {
+    First,
+    Again,
+}
+
+/// Connects and subscribes to every wanted topic. With `--reconnect`, keeps trying with a
+/// growing pause, saying each time why it is waiting; without, the first failure ends
+/// the run.
+fn connect(args: &Args, shared: &Shared, greeting: Greeting) -> Result<Client, String> {
+    let mut retry = FIRST_RETRY;
+    loop {
+        let attempt = Client::connect((args.host.as_str(), args.port)).and_then(|mut client| {
+            let addr = client.peer_addr()?;
+            match greeting {
+                Greeting::First => eprintln!("connected to {addr} as {}; {USAGE}", args.id),
+                Greeting::Again => eprintln!("reconnected to {addr}"),
+            }
+            attach(shared, &mut client)?;
+            Ok(client)
+        });
+        match attempt {
+            Ok(client) => return Ok(client),
+            Err(error) if !args.reconnect => return Err(error.to_string()),
+            Err(error) => {
+                eprintln!("{error}; trying again in {}s", retry.as_secs());
+                thread::sleep(retry);
+                retry = (retry * 2).min(MAX_RETRY);
+            }
+        }
+    }
+}
+
+/// The connection ended: say what happened. The broker closes a subscriber's connection
+/// without a word when it cuts it off as a slow consumer (there is no room left to write
+/// one), so whether it still answers a `PING` on a new connection tells the two cases
+/// apart. (Connecting alone would not: a dying broker's kernel still completes a
+/// connection for the moment its listening socket lives.) A full broker, which answers
+/// `ERROR broker full`, is running too.
+fn why_closed(addr: (&str, u16)) -> String {
+    let answered = Client::connect(addr).and_then(|mut probe| probe.ping());
+    if matches!(answered, Ok(_) | Err(Error::Refused(_))) {
+        String::from(
+            "the broker closed our connection but is still running: it cuts off a \
+             subscriber that stops reading, or falls too far behind (a slow consumer; \
+             see the broker's log)",
+        )
+    } else {
+        String::from("the broker went away (connection closed)")
     }
 }
 

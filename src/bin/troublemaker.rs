@@ -357,8 +357,7 @@ fn halfline(addr: SocketAddr, plan: &Plan) -> Result<(), Error> {
     for id in &plan.ids {
         let mut client = Client::connect(addr)?;
         // VERBOSE makes the broker confirm the publish, so we can show it was understood.
-        client.send_raw(b"VERBOSE on\n")?;
-        client.next_line(REPLY_TIMEOUT)?;
+        client.verbose(true)?;
         client.send_raw(format!("PUBLISH {} half a com", plan.topic).as_bytes())?;
         clients.push((id, client));
     }

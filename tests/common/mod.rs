@@ -143,3 +143,63 @@ pub fn stat(broker: &BrokerHandle, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no counter {name}"))
         .1
 }
+
+/// The kernel's queues of one TCP connection on this machine, read from `/proc/net/tcp`:
+/// `(send, receive)`, the bytes a program wrote that the peer has not acknowledged yet, and
+/// the bytes that arrived that the program has not read yet. `local` and `remote` are the
+/// connection as seen from the side whose queues are wanted. `None` if no such connection
+/// exists (any more).
+///
+/// A peer that stops reading shows up here first: its receive queue stops growing, and the
+/// other side's send queue fills with bytes that have nowhere to go. That is how a test can
+/// know that a write to it must block, instead of guessing with a sleep.
+pub fn tcp_queues(local: SocketAddr, remote: SocketAddr) -> Option<(u64, u64)> {
+    let hex = |addr: SocketAddr| match addr {
+        SocketAddr::V4(v4) => format!(
+            "{:08X}:{:04X}",
+            u32::from_le_bytes(v4.ip().octets()),
+            v4.port()
+        ),
+        SocketAddr::V6(_) => String::from("(ipv6)"),
+    };
+    let (local, remote) = (hex(local), hex(remote));
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.get(1) != Some(&local.as_str()) || fields.get(2) != Some(&remote.as_str()) {
+            return None;
+        }
+        let (send, receive) = fields.get(4)?.split_once(':')?;
+        Some((
+            u64::from_str_radix(send, 16).ok()?,
+            u64::from_str_radix(receive, 16).ok()?,
+        ))
+    })
+}
+
+/// Waits until the connection from `client` (a socket of the test's that stopped reading)
+/// to the broker at `broker` is jammed: the client's receive queue has stopped growing and
+/// the broker's send queue to it holds bytes it cannot deliver. From then on any further
+/// write the broker makes to that client blocks. Returns the broker's send queue.
+pub fn wait_until_jammed(client: &TcpStream, broker: SocketAddr) -> u64 {
+    let local = client.local_addr().unwrap();
+    let mut last = None;
+    let mut steady = 0;
+    let mut queued = 0;
+    wait_until("the stalled connection's buffers are full", || {
+        let now = (tcp_queues(local, broker), tcp_queues(broker, local));
+        let (Some((_, receiving)), Some((sending, _))) = now else {
+            return false;
+        };
+        steady = if last == Some(receiving) {
+            steady + 1
+        } else {
+            0
+        };
+        last = Some(receiving);
+        queued = sending;
+        std::thread::sleep(Duration::from_millis(20));
+        steady >= 3 && sending > 0
+    });
+    queued
+}
