@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::Error;
 use crate::framing::{Filled, Frame, LineReader};
-use crate::protocol::{Command, Delivery};
+use crate::protocol::{Command, Delivery, MORE_TOPICS};
 
 /// How long the extension requests wait for their answer.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -39,6 +39,7 @@ const MAX_LINE: usize = 256 * 1024;
 pub struct Client {
     reader: LineReader<TcpStream>,
     writer: TcpStream,
+    peer: SocketAddr,
     /// Deliveries that arrived while waiting for something else.
     queued: VecDeque<Delivery>,
     /// Numbers the `PING`s, so each `PONG` is matched to its own request.
@@ -100,10 +101,14 @@ impl Client {
         // Commands are small and each should leave at once, not wait to be merged with the
         // next one (Nagle's algorithm); a publisher that wants batches writes them together.
         stream.set_nodelay(true)?;
+        // Asked now, once: after the broker closes the connection the operating system may
+        // no longer say where it was.
+        let peer = stream.peer_addr()?;
         let writer = stream.try_clone()?;
         Ok(Client {
             reader: LineReader::new(stream, MAX_LINE),
             writer,
+            peer,
             queued: VecDeque::new(),
             next_ping: 1,
             out: Vec::new(),
@@ -111,11 +116,8 @@ impl Client {
     }
 
     /// The broker's address.
-    ///
-    /// # Errors
-    /// Only if the operating system cannot report it.
-    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.writer.peer_addr()
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
     }
 
     /// A second handle on the socket, for a thread that sends while another thread reads
@@ -297,9 +299,31 @@ impl Client {
     /// # Errors
     /// [`Error::Timeout`] or [`Error::Unexpected`] if the broker does not answer as ours does.
     pub fn topics(&mut self) -> Result<Vec<(String, usize)>, Error> {
-        self.send(Command::Topics)?;
-        let lines = self.multi_line_reply("TOPICS")?;
-        lines.iter().map(|line| parse_pair(line)).collect()
+        Ok(self.topics_matching(None)?.0)
+    }
+
+    /// Sends `TOPICS [filter]` and returns the topics listed, each with its number of
+    /// subscribers, and how many more the broker left out of the listing. (Extension.)
+    ///
+    /// # Errors
+    /// As [`topics`](Self::topics); [`Error::Refused`] for a bad filter.
+    pub fn topics_matching(
+        &mut self,
+        filter: Option<&str>,
+    ) -> Result<(Vec<(String, usize)>, usize), Error> {
+        self.send(Command::Topics { filter })?;
+        let mut topics = Vec::new();
+        let mut more = 0;
+        for line in self.multi_line_reply("TOPICS")? {
+            match line.strip_prefix(MORE_TOPICS) {
+                Some(rest) => {
+                    let count = rest.trim().trim_end_matches(" more");
+                    more = count.parse().map_err(|_| Error::Unexpected(line.clone()))?;
+                }
+                None => topics.push(parse_pair(&line)?),
+            }
+        }
+        Ok((topics, more))
     }
 
     /// Sends `STATS` and returns each counter by name. (Extension.)
@@ -361,10 +385,13 @@ impl Client {
             match self.reader.fill() {
                 Ok(Filled::Bytes(_)) => {}
                 Ok(Filled::Eof) => {
-                    return match self.reader.take_unterminated() {
-                        Some(line) => Ok(Some(Incoming::parse(&String::from_utf8_lossy(line)))),
-                        None => Err(Error::Closed),
-                    };
+                    // The broker ends every line it sends. Bytes without an end at end of
+                    // file are a line cut short when the connection was (a subscriber cut
+                    // off mid-write, say): never handed out as if they were a message.
+                    if let Some(cut) = self.reader.take_unterminated() {
+                        log::debug!("dropped {} bytes of a line cut short", cut.len());
+                    }
+                    return Err(Error::Closed);
                 }
                 Err(error) if is_timeout(&error) => return Ok(None),
                 Err(error) => return Err(closed_or_io(error)),

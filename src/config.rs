@@ -29,6 +29,10 @@ pub const DEFAULT_PORT: u16 = 9000;
 /// above it.
 pub const DEFAULT_MAX_CLIENTS: usize = 1024;
 
+/// Default for `--max-clients-per-ip`: a dozen terminals and a benchmark's handful for one
+/// machine, so that no one student can hold every slot. Clients on loopback are exempt.
+pub const DEFAULT_MAX_CLIENTS_PER_IP: usize = 64;
+
 /// Default for `--max-line-bytes`: 64 KiB holds any message a person types or pastes,
 /// while one connection can never make the broker buffer more than that for one line.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 64 * 1024;
@@ -48,6 +52,17 @@ pub const DEFAULT_MAX_ID_BYTES: usize = 64;
 /// client cannot grow the registry without bound.
 pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 1024;
 
+/// Default for `--max-pending-bytes`: the most deliveries a subscriber that has fallen
+/// behind may have waiting in the broker before it is cut off. 8 MiB is about 100,000
+/// typical `DELIVER` lines, seconds of a busy topic; NATS allows 64 MiB, but a classroom
+/// machine serving a thousand clients must not promise each of them that much.
+pub const DEFAULT_MAX_PENDING_BYTES: usize = 8 * 1024 * 1024;
+
+/// Default for `--max-topics-listed`: the most lines one `TOPICS` reply lists. Ten
+/// thousand fill any screen many times over; a million would make a reply of tens of
+/// megabytes that the broker must hold while the client reads it.
+pub const DEFAULT_MAX_TOPICS_LISTED: usize = 10_000;
+
 /// Default capacity of an in-process [`Subscription`](crate::Subscription): about a second
 /// of a busy topic. A program that embeds the broker and falls further behind than this is
 /// cut off, as a slow TCP subscriber is.
@@ -56,6 +71,10 @@ pub const DEFAULT_MAILBOX_MESSAGES: usize = 10_000;
 /// The longest line the broker will agree to buffer: with a thousand clients each holding
 /// one, 16 MiB lines already reach 16 GiB.
 pub const MAX_LINE_BYTES_LIMIT: usize = 16 * 1024 * 1024;
+
+/// The smallest `--max-pending-bytes` accepted: one chunk of a writer thread's writes
+/// (`outbox::WRITE_CHUNK`), so that falling behind at all does not mean being cut off.
+pub const MIN_PENDING_BYTES: usize = 64 * 1024;
 
 /// The longest write timeout accepted. Longer would let one stalled subscriber hold its
 /// resources for hours, and is almost always a typing mistake (`2h` for `2s`).
@@ -73,16 +92,24 @@ pub const MAX_WRITE_TIMEOUT: Duration = Duration::from_secs(3600);
 pub struct Config {
     /// Connections served at once; the next one gets `ERROR broker full (N clients)`.
     pub max_clients: usize,
+    /// Connections served at once from one address other than loopback; the next one gets
+    /// `ERROR too many connections from <ip> (N)`.
+    pub max_clients_per_ip: usize,
     /// Longest line accepted, in bytes, not counting the line end.
     pub max_line_bytes: usize,
-    /// How long one batch of lines to a subscriber may take to write before it is cut off.
+    /// How long a subscriber that has fallen behind may take to accept 64 KiB before it is
+    /// cut off as a slow consumer.
     pub write_timeout: Duration,
+    /// The most bytes a subscriber that has fallen behind may have waiting in the broker.
+    pub max_pending_bytes: usize,
     /// Longest topic accepted, in bytes.
     pub max_topic_bytes: usize,
     /// Longest subscriber or publisher id accepted, in bytes.
     pub max_id_bytes: usize,
     /// Most topics one connection may subscribe to.
     pub max_subscriptions: usize,
+    /// Most topics one `TOPICS` reply lists; it ends with a count of the rest.
+    pub max_topics_listed: usize,
     /// Most messages an in-process subscription holds before it is cut off.
     pub mailbox_messages: usize,
 }
@@ -91,11 +118,14 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             max_clients: DEFAULT_MAX_CLIENTS,
+            max_clients_per_ip: DEFAULT_MAX_CLIENTS_PER_IP,
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             write_timeout: DEFAULT_WRITE_TIMEOUT,
+            max_pending_bytes: DEFAULT_MAX_PENDING_BYTES,
             max_topic_bytes: DEFAULT_MAX_TOPIC_BYTES,
             max_id_bytes: DEFAULT_MAX_ID_BYTES,
             max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
+            max_topics_listed: DEFAULT_MAX_TOPICS_LISTED,
             mailbox_messages: DEFAULT_MAILBOX_MESSAGES,
         }
     }
@@ -138,6 +168,11 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         at_least_one("--max-clients", self.max_clients, "no client could connect")?;
         at_least_one(
+            "--max-clients-per-ip",
+            self.max_clients_per_ip,
+            "no other machine could connect",
+        )?;
+        at_least_one(
             "--max-line-bytes",
             self.max_line_bytes,
             "every line would be refused",
@@ -147,6 +182,12 @@ impl Config {
             self.max_line_bytes,
             MAX_LINE_BYTES_LIMIT,
             "each client may make the broker buffer one whole line",
+        )?;
+        at_least(
+            "--max-pending-bytes",
+            self.max_pending_bytes,
+            MIN_PENDING_BYTES,
+            "a subscriber must be able to fall behind by one chunk of writes",
         )?;
         at_least_one(
             "--max-topic-bytes",
@@ -162,6 +203,11 @@ impl Config {
             "--max-subscriptions",
             self.max_subscriptions,
             "no client could subscribe",
+        )?;
+        at_least_one(
+            "--max-topics-listed",
+            self.max_topics_listed,
+            "TOPICS could list nothing",
         )?;
         at_least_one(
             "Config::mailbox_messages",
@@ -198,6 +244,17 @@ fn at_least_one(flag: &'static str, value: usize, otherwise: &str) -> Result<(),
             flag,
             value: "0".to_string(),
             rule: format!("must be at least 1 ({otherwise})"),
+        });
+    }
+    Ok(())
+}
+
+fn at_least(flag: &'static str, value: usize, least: usize, why: &str) -> Result<(), ConfigError> {
+    if value < least {
+        return Err(ConfigError {
+            flag,
+            value: value.to_string(),
+            rule: format!("must be at least {least} ({why})"),
         });
     }
     Ok(())

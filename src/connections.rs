@@ -1,21 +1,52 @@
-//! The table of open connections: how many slots are taken (`--max-clients`), how to close
-//! each connection when the broker stops, and the threads to wait for.
+//! The table of open connections: the slots (`--max-clients` in all, and
+//! `--max-clients-per-ip` for any one address), how to close each connection when the
+//! broker stops, the threads to wait for, and the log of comings and goings.
 //!
-//! Every listener admits its connections here, whatever protocol they speak, so the limit
-//! counts every client of the broker. A connection holds a [`Slot`] for as long as it
+//! Every listener admits its connections here, whatever protocol they speak, so the limits
+//! count every client of the broker. A connection holds a [`Slot`] for as long as it
 //! lives; dropping the slot (in the connection's cleanup, however its thread ends) gives it
 //! back. When the broker stops, [`Connections::close_all_and_join`] closes every connection
 //! that is still open, which wakes its thread, and waits for each thread to end.
+//!
+//! # Fair slots
+//!
+//! Without a limit per address, one student's script holding a thousand idle connections
+//! locks the whole class out. So no address may hold more than `--max-clients-per-ip`
+//! (64 by default, room for a dozen terminals and a benchmark's handful) at once. Peers on
+//! loopback are exempt: a lab run on one machine has every client on `127.0.0.1`.
+//!
+//! An idle connection may stay as long as it likes: a subscriber waiting for its topic is
+//! idle too, so the broker cannot tell a forgotten `nc` from a patient listener. A peer
+//! whose machine vanished (unplugged, asleep) is only found out when the broker next
+//! writes to it: `std::net` has no way to set TCP keepalives, which would probe it. An
+//! instructor who finds the room full of such connections can lower
+//! `--max-clients-per-ip`, or restart the broker; `TOPICS` and the log show who holds what.
+//!
+//! # A log that a flood cannot fill
+//!
+//! Each connection and each departure is logged, but through one [`Throttle`]: a burst of
+//! thousands of connections produces a few lines a second and a count, not a line each.
 
 use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
 use crate::peer::ConnId;
 use crate::stats::Stats;
+use crate::throttle::{and_more, Throttle, Verdict, QUIETING};
+
+/// How many connection events (a client arriving, leaving, or refused) are logged in full
+/// per [`EVENT_INTERVAL`]; the rest are counted.
+const EVENT_BURST: u32 = 20;
+
+/// The interval of the connection events' throttle.
+const EVENT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Something the broker can close to make a connection's thread end.
 pub trait Close: Send + Sync {
@@ -26,53 +57,120 @@ pub trait Close: Send + Sync {
 /// The connection table. See the module docs.
 pub struct Connections {
     max: usize,
+    max_per_ip: usize,
     stats: Arc<Stats>,
     table: Mutex<Table>,
+    events: Mutex<Throttle>,
 }
 
 #[derive(Default)]
 struct Table {
     open: HashMap<ConnId, Arc<dyn Close>>,
+    /// Connections per address, for the addresses that count (not loopback).
+    per_ip: HashMap<IpAddr, usize>,
     /// Every connection thread not yet known to have finished.
     threads: Vec<JoinHandle<()>>,
 }
 
-/// The broker was full: the connection must be told and closed.
+/// Why a connection is not admitted. Its `Display` is the reason its client is told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Full {
-    /// The limit, `--max-clients`.
-    pub max: usize,
+pub enum Refusal {
+    /// Every slot is taken (`--max-clients`).
+    Full {
+        /// The limit.
+        max: usize,
+    },
+    /// Its address already holds its share (`--max-clients-per-ip`).
+    TooManyFrom {
+        /// The address.
+        ip: IpAddr,
+        /// The limit per address.
+        max: usize,
+    },
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::Full { max } => write!(f, "broker full ({max} clients)"),
+            Refusal::TooManyFrom { ip, max } => {
+                write!(f, "too many connections from {ip} ({max})")
+            }
+        }
+    }
+}
+
+impl Refusal {
+    /// What the operator can do about it, for the log.
+    pub fn remedy(&self) -> &'static str {
+        match self {
+            Refusal::Full { .. } => "raise --max-clients to allow more",
+            Refusal::TooManyFrom { .. } => {
+                "raise --max-clients-per-ip if that machine really needs more"
+            }
+        }
+    }
+}
+
+/// Whether connections from `ip` count against the limit per address: not those from this
+/// machine itself, so a whole lab can run on one laptop.
+fn counts_per_ip(ip: IpAddr) -> bool {
+    !ip.is_loopback()
 }
 
 /// A connection's place in the table; dropping it frees the place.
 pub struct Slot {
     connections: Arc<Connections>,
     conn: ConnId,
+    ip: IpAddr,
 }
 
 impl Connections {
-    /// An empty table admitting at most `max` connections at once.
-    pub fn new(max: usize, stats: Arc<Stats>) -> Arc<Connections> {
+    /// An empty table admitting at most `max` connections at once, and at most
+    /// `max_per_ip` from any one address other than loopback.
+    pub fn new(max: usize, max_per_ip: usize, stats: Arc<Stats>) -> Arc<Connections> {
         Arc::new(Connections {
             max,
+            max_per_ip,
             stats,
             table: Mutex::new(Table::default()),
+            events: Mutex::new(Throttle::new(EVENT_BURST, EVENT_INTERVAL)),
         })
     }
 
-    /// Takes a slot for connection `conn`, which `closer` can close.
+    /// Takes a slot for connection `conn` from `ip`, which `closer` can close.
     ///
     /// # Errors
-    /// [`Full`] when every slot is taken.
-    pub fn claim(self: &Arc<Self>, conn: ConnId, closer: Arc<dyn Close>) -> Result<Slot, Full> {
+    /// A [`Refusal`] when the broker, or that address's share of it, is full.
+    pub fn claim(
+        self: &Arc<Self>,
+        conn: ConnId,
+        ip: IpAddr,
+        closer: Arc<dyn Close>,
+    ) -> Result<Slot, Refusal> {
         let mut table = self.table.lock();
-        if table.open.len() >= self.max {
+        let refusal = if table.open.len() >= self.max {
+            Some(Refusal::Full { max: self.max })
+        } else if counts_per_ip(ip)
+            && table.per_ip.get(&ip).copied().unwrap_or(0) >= self.max_per_ip
+        {
+            Some(Refusal::TooManyFrom {
+                ip,
+                max: self.max_per_ip,
+            })
+        } else {
+            None
+        };
+        if let Some(refusal) = refusal {
             self.stats
                 .connections_refused
                 .fetch_add(1, Ordering::Relaxed);
-            return Err(Full { max: self.max });
+            return Err(refusal);
         }
         table.open.insert(conn, closer);
+        if counts_per_ip(ip) {
+            *table.per_ip.entry(ip).or_default() += 1;
+        }
         self.stats
             .connections_current
             .fetch_add(1, Ordering::Relaxed);
@@ -80,6 +178,7 @@ impl Connections {
         Ok(Slot {
             connections: Arc::clone(self),
             conn,
+            ip,
         })
     }
 
@@ -89,6 +188,21 @@ impl Connections {
         let mut table = self.table.lock();
         table.threads.retain(|thread| !thread.is_finished());
         table.threads.push(thread);
+    }
+
+    /// Logs a connection arriving, leaving or being refused, at `level`, unless a flood of
+    /// them has used up this second's share; the next line that gets through says how
+    /// many were left out.
+    pub fn log_event(&self, level: log::Level, event: fmt::Arguments<'_>) {
+        if !log::log_enabled!(level) {
+            return;
+        }
+        let verdict = self.events.lock().check(Instant::now());
+        match verdict {
+            Verdict::Log { left_out } => log::log!(level, "{event}{}", and_more(left_out)),
+            Verdict::LogLast => log::log!(level, "{event}{QUIETING}"),
+            Verdict::Quiet => {}
+        }
     }
 
     /// Closes every open connection, then waits for every connection thread to end.
@@ -109,17 +223,89 @@ impl Connections {
         }
     }
 
-    fn free(&self, conn: ConnId) {
-        if self.table.lock().open.remove(&conn).is_some() {
-            self.stats
-                .connections_current
-                .fetch_sub(1, Ordering::Relaxed);
+    fn free(&self, conn: ConnId, ip: IpAddr) {
+        let mut table = self.table.lock();
+        if table.open.remove(&conn).is_none() {
+            return;
         }
+        if let Some(count) = table.per_ip.get_mut(&ip) {
+            *count -= 1;
+            if *count == 0 {
+                table.per_ip.remove(&ip);
+            }
+        }
+        self.stats
+            .connections_current
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Slot {
+    /// The table this slot is in, for logging through its throttle.
+    pub fn connections(&self) -> &Connections {
+        &self.connections
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.connections.free(self.conn);
+        self.connections.free(self.conn, self.ip);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Nothing;
+    impl Close for Nothing {
+        fn close(&self) {}
+    }
+
+    fn table(max: usize, max_per_ip: usize) -> Arc<Connections> {
+        Connections::new(max, max_per_ip, Arc::new(Stats::default()))
+    }
+
+    #[test]
+    fn one_address_gets_its_share_and_no_more_and_gets_it_back() {
+        let connections = table(100, 2);
+        let student: IpAddr = "10.0.0.7".parse().unwrap();
+        let other: IpAddr = "10.0.0.8".parse().unwrap();
+        let first = connections.claim(1, student, Arc::new(Nothing)).unwrap();
+        let _second = connections.claim(2, student, Arc::new(Nothing)).unwrap();
+        let refused = connections
+            .claim(3, student, Arc::new(Nothing))
+            .err()
+            .unwrap();
+        assert_eq!(
+            refused.to_string(),
+            "too many connections from 10.0.0.7 (2)"
+        );
+        assert!(
+            connections.claim(4, other, Arc::new(Nothing)).is_ok(),
+            "others are not affected"
+        );
+        drop(first);
+        assert!(
+            connections.claim(5, student, Arc::new(Nothing)).is_ok(),
+            "a freed slot is theirs again"
+        );
+    }
+
+    #[test]
+    fn loopback_is_exempt_from_the_share_but_not_from_the_total() {
+        let connections = table(5, 2);
+        let local: IpAddr = "127.0.0.1".parse().unwrap();
+        let slots: Vec<Slot> = (0..5)
+            .map(|conn| connections.claim(conn, local, Arc::new(Nothing)).unwrap())
+            .collect();
+        let refused = connections
+            .claim(9, local, Arc::new(Nothing))
+            .err()
+            .unwrap();
+        assert_eq!(refused.to_string(), "broker full (5 clients)");
+        drop(slots);
+        let v6: IpAddr = "::1".parse().unwrap();
+        assert!(connections.claim(10, v6, Arc::new(Nothing)).is_ok());
     }
 }

@@ -1,10 +1,11 @@
-//! A TCP connection as a subscriber: its socket, and the lines waiting to be written to it.
+//! A TCP connection as a subscriber: its socket, the lines waiting to be written to it,
+//! and what happens when it cannot keep up.
 //!
-//! Who writes to a subscriber's socket? Not the subscriber's own thread (it is blocked in
-//! `read`, waiting for that client's next command) but the thread of whichever *publisher*
-//! sent the message. Several publishers may deliver to the same subscriber at once, so the
-//! socket's writing side sits behind a mutex, and each [`Outbox`] keeps the lines offered
-//! to it but not yet written:
+//! Who writes to a subscriber's socket? Normally the thread of whichever *publisher* sent
+//! the message: the subscriber's own thread is blocked in `read`, waiting for its client's
+//! next command. Several publishers may deliver to the same subscriber at once, so the
+//! writing side sits behind a mutex, and each [`Outbox`] keeps the lines offered to it but
+//! not yet written:
 //!
 //! ```text
 //!   publisher thread A ──offer──┐
@@ -18,31 +19,68 @@
 //! connection's own replies go through the same pending bytes, so a reply and the
 //! deliveries before it reach the client in order.
 //!
+//! # A subscriber that falls behind
+//!
+//! A publisher writes to a subscriber *in place* only while the subscriber keeps up: the
+//! socket's send timeout is set to [`IN_PLACE_LIMIT`] (the kernel rounds it up to one tick
+//! of its clock, 1 to 4 ms), so a write into a full socket gives up almost at once. What
+//! did not fit stays pending, and the subscriber is *behind*: it gets a thread of its own,
+//! `writer-<n>`, which does its writes from then on, for as long as it has any. Publishers
+//! only append to its pending bytes meanwhile. When it has caught up and stayed caught up
+//! for [`WRITER_LINGER`], its writer thread ends.
+//!
+//! ```text
+//!   keeping up:  publisher ──write (≤ 1 tick)──▶ socket
+//!   behind:      publisher ──append──▶ pending ──▶ writer-<n> ──write (≤ write timeout)──▶ socket
+//! ```
+//!
+//! This is the NATS design within ours: in NATS, publishers append to a client's outbound
+//! buffer and the client's own writer goroutine flushes it. Here the writer thread exists
+//! only while it is needed, so ten thousand subscribers that keep up cost no extra thread.
+//!
+//! # Backpressure, and its limits
+//!
+//! A subscriber that reads steadily but more slowly than its publishers send (one reader
+//! of ten busy publishers) must not lose messages for it: once it is more than
+//! [`HIGH_WATER`] (1 MiB) behind, each publisher, at the end of its burst, waits for the
+//! subscriber's writer to bring the backlog back down. That slows the publishers to the
+//! subscriber's pace, as TCP itself does. But it waits only for a subscriber that is
+//! *moving*: one that takes at least one [`WRITE_CHUNK`] (64 KiB) every [`DRAIN_PATIENCE`]
+//! (100 ms, so 640 KiB/s: a `subscriber` printing to a terminal manages that easily). A
+//! subscriber that drains more slowly than that is not waited for again (until it has
+//! caught up): it must catch up by itself or be cut off. So a publisher waits at most one
+//! tick, and then at most 100 ms once, for a subscriber that has stopped, and not at all
+//! for one that stopped more than 100 ms ago; ten stalled subscribers on a topic hold its
+//! healthy subscribers up by at most about a second, once, not ten write timeouts. (NATS
+//! does the same with a shorter, per-burst "stall" of its fast producers.)
+//!
+//! # The rule: when a subscriber is cut off
+//!
+//! A subscriber is cut off as a *slow consumer* (its socket shut down, its subscriptions
+//! removed, its slot freed, a warning logged) when either:
+//!
+//! 1. **it stops taking bytes while behind**: its writer thread could not write one
+//!    64 KiB chunk within `--write-timeout` (2 s). A subscriber that is behind must so read
+//!    at least 64 KiB per write timeout (32 KiB/s by default) until it has caught up; one
+//!    that trickles a few bytes a second is treated as stalled;
+//! 2. **its backlog passes `--max-pending-bytes`** (8 MiB by default): it fell further
+//!    behind than the broker will hold for anyone (which only a subscriber that drains
+//!    too slowly to be waited for can do).
+//!
+//! A subscriber that keeps up with what it is sent is never cut off, however slowly it
+//! reads; nor is one that is behind but drains at 640 KiB/s or more (its publishers wait
+//! for it). The limits are NATS's kind, with smaller defaults for a classroom machine:
+//! NATS uses a write deadline and `max_pending` of 64 MiB; Redis cuts a pub/sub client
+//! whose output buffer passes 32 MB. A line is written whole or the connection is closed:
+//! a cut line is never followed by another line.
+//!
 //! # One socket, one file descriptor
 //!
 //! The outbox owns the connection's only `TcpStream`. The connection's own thread reads
-//! from it through [`Outbox::socket`] while publishers write to it: `&TcpStream`
-//! implements both `Read` and `Write`, because the kernel keeps a socket's two directions
-//! apart. The mutex serialises the *writers* so their lines never interleave; the reader
-//! needs no lock. One descriptor per client (not one per handle) is what lets the broker
-//! hold ten thousand clients under a `ulimit -n` of twenty thousand.
-//!
-//! # Slow consumers
-//!
-//! Each flush must be done within `--write-timeout` (2 s by default). A subscriber that
-//! stops reading fills its kernel buffers; the write then blocks, and when the time is up
-//! the outbox gives up: it marks itself closed, shuts the socket down (which wakes the
-//! subscriber's own thread, whose cleanup removes its subscriptions), and logs a warning.
-//! The time limit is for the whole flush, not for each system call: a stalled client
-//! whose kernel still lets a few bytes through now and then must not restart the clock.
-//! Every later offer to a closed outbox returns at once, so the other subscribers of that
-//! topic are held up once, for at most the timeout. Subscribers of other topics are not
-//! held up at all: nobody writes while holding the registry lock.
-//!
-//! Production brokers make the same kind of promise: NATS closes a "slow consumer" after a
-//! write deadline, Redis closes a pub/sub client whose output buffer passes a limit. A line
-//! is written whole or the connection is closed: a cut line is never followed by another
-//! line.
+//! from it through [`Outbox::socket`] while others write to it: `&TcpStream` implements
+//! both `Read` and `Write`, because the kernel keeps a socket's two directions apart. One
+//! descriptor per client (not one per handle) is what lets the broker hold ten thousand
+//! clients under a `ulimit -n` of twenty thousand.
 //!
 //! # Memory
 //!
@@ -52,10 +90,11 @@
 use std::io::{self, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 use crate::batch::Batch;
 use crate::config::format_duration;
@@ -63,52 +102,148 @@ use crate::connections::Close;
 use crate::peer::Peer;
 use crate::stats::Stats;
 use crate::subscriber::{Offer, Subscriber, SubscriberId};
+use crate::text::escaped;
 use crate::trace::{self, Direction};
+
+/// How long a publisher's write to a subscriber may wait for room in its socket before the
+/// subscriber counts as behind. The kernel rounds it up to one tick (1 to 4 ms, by how it
+/// was built): the shortest wait a blocking socket can be given.
+pub const IN_PLACE_LIMIT: Duration = Duration::from_millis(1);
+
+/// How much of its backlog a writer thread writes at once; each chunk must be taken within
+/// the write timeout (see the module docs for the rule).
+pub const WRITE_CHUNK: usize = 64 * 1024;
+
+/// How long a publisher waits for a subscriber that is far behind to take its next chunk
+/// before it stops waiting for it: see "Backpressure" in the module docs.
+pub const DRAIN_PATIENCE: Duration = Duration::from_millis(100);
+
+/// The send timeout of a subscriber's socket while it is behind: how often its writer
+/// thread looks whether the subscriber has taken more (see `write_backlog`).
+pub const WRITER_POLL: Duration = Duration::from_millis(10);
+
+/// How long a writer thread waits, caught up, for more to write before it ends: a
+/// subscriber that falls behind now and then keeps its thread rather than start a new one
+/// each time.
+pub const WRITER_LINGER: Duration = Duration::from_secs(1);
+
+/// Stack of a writer thread: it only writes, so it needs even less than a client thread.
+const WRITER_STACK_SIZE: usize = 128 * 1024;
+
+/// How far behind a subscriber may fall before its publishers wait for it (if it is
+/// moving): enough for bursts to go by without anyone waiting, little enough to stay in
+/// the processor's caches.
+pub const HIGH_WATER: usize = 1024 * 1024;
+
+/// What every outbox of one broker shares: its limits and the counters.
+#[derive(Debug)]
+pub struct Rules {
+    /// `--write-timeout`: how long a subscriber that is behind may take to accept one chunk.
+    pub write_timeout: Duration,
+    /// `--max-pending-bytes`: the most a subscriber may have waiting in the broker.
+    pub max_pending_bytes: usize,
+    /// Where cut-offs are counted.
+    pub stats: Arc<Stats>,
+}
+
+impl Rules {
+    /// The backlog past which publishers wait for a subscriber that is moving:
+    /// [`HIGH_WATER`], or half of `--max-pending-bytes` if that is smaller.
+    fn high_water(&self) -> usize {
+        HIGH_WATER.min(self.max_pending_bytes / 2)
+    }
+
+    /// The backlog down to which they then wait: half the high-water mark, so that they
+    /// are woken once per half a megabyte drained, not once per chunk.
+    fn low_water(&self) -> usize {
+        self.high_water() / 2
+    }
+}
 
 /// One connection's socket and its pending lines. See the module docs.
 #[derive(Debug)]
 pub struct Outbox {
     id: SubscriberId,
     peer: Peer,
-    write_timeout: Duration,
-    stats: Arc<Stats>,
+    rules: Arc<Rules>,
     socket: TcpStream,
     state: Mutex<State>,
+    /// Wakes the writer thread when bytes are appended for it, or the outbox closes.
+    wake_writer: Condvar,
+    /// Wakes publishers waiting for a subscriber that is far behind: the writer wrote a
+    /// chunk, or the outbox closed.
+    drained: Condvar,
+    /// This outbox, for starting a writer thread that holds it.
+    me: Weak<Outbox>,
 }
 
 /// What the writers share, behind the mutex.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
     pending: Vec<u8>,
-    closed: bool,
+    phase: Phase,
+    /// Bytes the writer thread has taken from `pending` and is writing: part of the
+    /// backlog, which `--max-pending-bytes` bounds.
+    writing: usize,
+    /// The writer thread, while there is one (and after it ended, until it is joined).
+    writer: Option<JoinHandle<()>>,
+    /// When the writer thread last wrote a whole chunk (or started): how a waiting
+    /// publisher sees whether the subscriber is moving.
+    progress_at: Instant,
+    /// The subscriber is far behind and drained too slowly to be waited for: publishers
+    /// no longer wait for it, until its backlog is below the high-water mark again.
+    not_waited_for: bool,
+}
+
+/// Who writes to the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// The subscriber keeps up: publishers write in place, each within [`IN_PLACE_LIMIT`].
+    KeepingUp,
+    /// The subscriber is behind: its writer thread writes; publishers only append.
+    Behind,
+    /// Closed, or cut off: nothing more is written.
+    Closed,
+}
+
+/// Why a subscriber is cut off.
+#[derive(Debug)]
+enum Failure {
+    /// A write failed: timed out (the subscriber stopped taking bytes) or the peer is gone.
+    Write(io::Error),
+    /// More than `--max-pending-bytes` would have been waiting.
+    Backlog(usize),
 }
 
 impl Outbox {
-    /// Takes charge of a connection's socket. `write_timeout` is how long one flush may
-    /// take before the client is cut off as a slow consumer.
+    /// Takes charge of a connection's socket.
     ///
     /// # Errors
     /// Fails if the socket's options cannot be set (the client has already gone).
-    pub fn new(
-        peer: Peer,
-        socket: TcpStream,
-        write_timeout: Duration,
-        stats: Arc<Stats>,
-    ) -> io::Result<Outbox> {
-        socket.set_write_timeout(Some(write_timeout))?;
+    pub fn new(peer: Peer, socket: TcpStream, rules: Arc<Rules>) -> io::Result<Arc<Outbox>> {
+        socket.set_write_timeout(Some(IN_PLACE_LIMIT))?;
         // The outbox already gathers lines into as few writes as it can. Nagle's algorithm
         // would hold a second small write back until the client acknowledges the first, and
         // clients delay acknowledgements by up to 40 ms: every quiet moment would cost a
         // subscriber that long. So the kernel is told to send each write at once.
         socket.set_nodelay(true)?;
-        Ok(Outbox {
+        Ok(Arc::new_cyclic(|me| Outbox {
             id: SubscriberId::next(),
             peer,
-            write_timeout,
-            stats,
+            rules,
             socket,
-            state: Mutex::new(State::default()),
-        })
+            state: Mutex::new(State {
+                pending: Vec::new(),
+                phase: Phase::KeepingUp,
+                writing: 0,
+                writer: None,
+                progress_at: Instant::now(),
+                not_waited_for: false,
+            }),
+            wake_writer: Condvar::new(),
+            drained: Condvar::new(),
+            me: me.clone(),
+        }))
     }
 
     /// Who is at the other end.
@@ -132,25 +267,49 @@ impl Outbox {
     /// connection queues its own replies without formatting them somewhere else first.
     pub fn push_with(&self, write: impl FnOnce(&mut Vec<u8>)) -> Offer {
         let mut state = self.state.lock();
-        if state.closed {
+        if state.phase == Phase::Closed {
             return Offer::Closed;
         }
         let was_empty = state.pending.is_empty();
         let start = state.pending.len();
         write(&mut state.pending);
         self.trace(&state.pending[start..]);
-        if was_empty {
-            Offer::FlushNeeded
-        } else {
-            Offer::Queued
+        if let Some(backlog) = self.over_the_limit(&state) {
+            self.cut_off(&mut state, Failure::Backlog(backlog));
+            return Offer::Closed;
+        }
+        match state.phase {
+            Phase::Behind => {
+                self.wake_writer.notify_one();
+                // Far behind: the publisher's flush is where it waits for the subscriber.
+                if self.worth_waiting_for(&state) {
+                    Offer::FlushNeeded
+                } else {
+                    Offer::Queued
+                }
+            }
+            _ if was_empty => Offer::FlushNeeded,
+            _ => Offer::Queued,
         }
     }
 
     /// Marks the outbox closed and shuts the socket down, waking the connection's own
-    /// thread. Lines still pending are dropped. Calling it twice is harmless.
+    /// thread and the writer thread. Lines still pending are dropped. Calling it twice is
+    /// harmless.
     pub fn close(&self) {
         let mut state = self.state.lock();
         self.shut(&mut state);
+    }
+
+    /// Waits for the writer thread, if there is one, to end. Called by the connection's own
+    /// thread after [`close`](Self::close), so every thread the outbox started is joined.
+    pub fn join_writer(&self) {
+        let writer = self.state.lock().writer.take();
+        if let Some(writer) = writer {
+            if writer.join().is_err() {
+                log::error!("the writer thread of {} panicked", self.peer);
+            }
+        }
     }
 
     fn trace(&self, lines: &[u8]) {
@@ -159,65 +318,248 @@ impl Outbox {
         }
     }
 
-    fn write_pending(&self, state: &mut State) {
-        let result = self.write_within_timeout(&state.pending);
-        // Written or not, the bytes are done with; give their memory back.
-        state.pending = Vec::new();
-        if let Err(error) = result {
-            self.cut_off(state, &error);
+    /// Whether the subscriber is far enough behind that its publishers should wait for it,
+    /// and drains fast enough to be waited for.
+    fn worth_waiting_for(&self, state: &State) -> bool {
+        state.phase == Phase::Behind
+            && self.backlog(state) > self.rules.high_water()
+            && !state.not_waited_for
+    }
+
+    /// Backpressure: waits while the subscriber is far behind (past the high-water mark),
+    /// until its backlog is down to the low-water mark, for as long as it keeps draining at
+    /// least a chunk every [`DRAIN_PATIENCE`]. See the module docs.
+    fn wait_for_room(&self, state: &mut parking_lot::MutexGuard<'_, State>) {
+        if !self.worth_waiting_for(state) {
+            return;
+        }
+        while state.phase == Phase::Behind
+            && !state.not_waited_for
+            && self.backlog(state) > self.rules.low_water()
+        {
+            // A subscriber that has not taken a chunk for a while already is not waited
+            // for at all: a publisher pays for a subscriber that has just stopped, at most
+            // once, and not even that for one that stopped a while ago.
+            let still = state.progress_at.elapsed();
+            if still >= DRAIN_PATIENCE {
+                state.not_waited_for = true;
+                break;
+            }
+            self.drained.wait_for(state, DRAIN_PATIENCE - still);
         }
     }
 
-    /// Writes all of `bytes`, or fails once the write timeout has passed in all.
-    ///
-    /// The kernel's send timeout (SO_SNDTIMEO) bounds each `write` call. `write_all` would
-    /// start that clock afresh after every partial write, so a client that lets a few bytes
-    /// through every second could hold a publisher for ever. After a partial write, the
-    /// socket's timeout is therefore cut to the time left. A burst that fits in the kernel
-    /// buffer, which is nearly all of them, goes out in one call and never gets there.
-    fn write_within_timeout(&self, mut bytes: &[u8]) -> io::Result<()> {
-        let deadline = Instant::now() + self.write_timeout;
-        let mut shortened = false;
-        let result = loop {
-            if bytes.is_empty() {
-                break Ok(());
-            }
+    fn backlog(&self, state: &State) -> usize {
+        state.pending.len() + state.writing
+    }
+
+    /// The backlog, if it is over `--max-pending-bytes`.
+    fn over_the_limit(&self, state: &State) -> Option<usize> {
+        let backlog = self.backlog(state);
+        (backlog > self.rules.max_pending_bytes).then_some(backlog)
+    }
+
+    /// Writes `bytes` with the short in-place limit. Returns how many went out; fewer than
+    /// all means the subscriber is behind.
+    fn write_in_place(&self, bytes: &[u8]) -> io::Result<usize> {
+        loop {
             match (&self.socket).write(bytes) {
-                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
-                Ok(written) => bytes = &bytes[written..],
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(written) => return Ok(written),
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-                Err(error) => break Err(error),
+                Err(error) if is_timeout(&error) => return Ok(0),
+                Err(error) => return Err(error),
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() && !bytes.is_empty() {
-                break Err(io::ErrorKind::TimedOut.into());
-            }
-            if !bytes.is_empty() {
-                self.socket.set_write_timeout(Some(left))?;
-                shortened = true;
-            }
-        };
-        if shortened {
-            self.socket.set_write_timeout(Some(self.write_timeout))?;
         }
-        result
+    }
+
+    /// Writes what is pending, in place. Called with the lock held; the write is bounded
+    /// by [`IN_PLACE_LIMIT`].
+    fn flush_in_place(&self, state: &mut State) {
+        match self.write_in_place(&state.pending) {
+            Ok(written) if written == state.pending.len() => {
+                // All written: give the buffer's memory back.
+                state.pending = Vec::new();
+            }
+            Ok(written) => {
+                state.pending.drain(..written);
+                self.fall_behind(state);
+            }
+            Err(error) => self.cut_off(state, Failure::Write(error)),
+        }
+    }
+
+    /// The subscriber could not take a write at once: its writer thread takes over.
+    fn fall_behind(&self, state: &mut State) {
+        state.phase = Phase::Behind;
+        state.progress_at = Instant::now();
+        self.rules
+            .stats
+            .subscribers_behind
+            .fetch_add(1, Ordering::Relaxed);
+        if let Some(old) = state.writer.take() {
+            // A writer that lingered and ended; it is done, so this does not wait.
+            let _ = old.join();
+        }
+        let Some(me) = self.me.upgrade() else {
+            return;
+        };
+        let spawned = thread::Builder::new()
+            .name(format!("writer-{}", self.peer.conn()))
+            .stack_size(WRITER_STACK_SIZE)
+            .spawn(move || me.write_while_behind());
+        match spawned {
+            Ok(writer) => state.writer = Some(writer),
+            Err(error) => {
+                log::error!("{} could not get a writer thread: {error}", self.peer);
+                self.shut(state);
+            }
+        }
+    }
+
+    /// The writer thread's body: writes the backlog chunk by chunk until it has caught up
+    /// and stayed caught up for [`WRITER_LINGER`], or the subscriber is cut off.
+    fn write_while_behind(&self) {
+        if let Err(error) = self.socket.set_write_timeout(Some(WRITER_POLL)) {
+            let mut state = self.state.lock();
+            self.cut_off(&mut state, Failure::Write(error));
+            return;
+        }
+        let mut taken = Vec::new();
+        loop {
+            {
+                let mut state = self.state.lock();
+                loop {
+                    if state.phase == Phase::Closed {
+                        return;
+                    }
+                    if !state.pending.is_empty() {
+                        std::mem::swap(&mut taken, &mut state.pending);
+                        state.writing = taken.len();
+                        break;
+                    }
+                    let waited = self.wake_writer.wait_for(&mut state, WRITER_LINGER);
+                    if waited.timed_out() && state.pending.is_empty() {
+                        self.catch_up(&mut state);
+                        return;
+                    }
+                }
+            }
+            // The lock is not held while writing: publishers keep appending meanwhile.
+            if let Err(error) = self.write_backlog(&taken) {
+                let mut state = self.state.lock();
+                // Closed meanwhile (the broker stopping, the client leaving): that is why
+                // the write failed, not the subscriber being slow.
+                if state.phase != Phase::Closed {
+                    self.cut_off(&mut state, Failure::Write(error));
+                }
+                return;
+            }
+            // Kept, emptied, for the next round: while the subscriber is behind, its two
+            // buffers trade places round after round instead of being grown again each
+            // time. Both are given back when it catches up (the thread's end drops this
+            // one; `catch_up` the other).
+            taken.clear();
+        }
+    }
+
+    /// One more chunk is out: the backlog shrank, and the subscriber is moving. Once the
+    /// backlog is down to the low-water mark, publishers waiting for it go on, and it is
+    /// worth waiting for again.
+    fn chunk_written(&self, len: usize) {
+        let mut state = self.state.lock();
+        state.writing -= len;
+        state.progress_at = Instant::now();
+        if self.backlog(&state) <= self.rules.low_water() {
+            state.not_waited_for = false;
+            self.drained.notify_all();
+        }
+    }
+
+    /// Caught up: publishers write in place again, with the short limit.
+    fn catch_up(&self, state: &mut State) {
+        state.pending = Vec::new();
+        if self.socket.set_write_timeout(Some(IN_PLACE_LIMIT)).is_ok() {
+            state.phase = Phase::KeepingUp;
+            self.rules
+                .stats
+                .subscribers_behind
+                .fetch_sub(1, Ordering::Relaxed);
+        } else {
+            self.shut(state);
+        }
+    }
+
+    /// Writes all of `bytes` for a subscriber that is behind, or fails when it has not
+    /// taken a whole [`WRITE_CHUNK`] within the write timeout (rule 1 of the module docs).
+    ///
+    /// Each `write` waits at most [`WRITER_POLL`] (the socket's send timeout while the
+    /// subscriber is behind) and hands over whatever fits. Polling like this, rather than
+    /// one long blocking write, lets the writer see the subscriber move as it moves: the
+    /// kernel wakes a blocked writer only once a third of the send buffer (up to megabytes)
+    /// is free, so a subscriber reading steadily would otherwise look stalled for most of a
+    /// second at a time. The time limit runs per chunk taken, not per system call, so a
+    /// client that lets a few bytes through now and then does not restart the clock.
+    fn write_backlog(&self, mut bytes: &[u8]) -> io::Result<()> {
+        let mut deadline = Instant::now() + self.rules.write_timeout;
+        let mut towards_chunk = 0;
+        while !bytes.is_empty() {
+            match (&self.socket).write(bytes) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(written) => {
+                    bytes = &bytes[written..];
+                    towards_chunk += written;
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) if is_timeout(&error) => {}
+                Err(error) => return Err(error),
+            }
+            if towards_chunk >= WRITE_CHUNK || bytes.is_empty() {
+                self.chunk_written(towards_chunk);
+                towards_chunk = 0;
+                deadline = Instant::now() + self.rules.write_timeout;
+            } else if Instant::now() >= deadline {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Cuts the subscriber off: it stopped taking bytes, fell too far behind, or is gone.
+    fn cut_off(&self, state: &mut State, failure: Failure) {
+        match failure {
+            Failure::Write(error) => self.write_failed(state, &error),
+            Failure::Backlog(backlog) => {
+                self.rules
+                    .stats
+                    .slow_consumers
+                    .fetch_add(1, Ordering::Relaxed);
+                log::warn!(
+                    "slow consumer {} ({}) disconnected: {backlog} bytes waiting for it, more \
+                     than --max-pending-bytes {}",
+                    escaped(&self.peer.client_id()),
+                    self.peer.addr(),
+                    self.rules.max_pending_bytes
+                );
+                self.shut(state);
+            }
+        }
     }
 
     /// A write failed: the subscriber stopped reading (timeout) or went away (reset, broken
     /// pipe). Either way nothing more can be sent to it.
-    fn cut_off(&self, state: &mut State, error: &io::Error) {
+    fn write_failed(&self, state: &mut State, error: &io::Error) {
         // lab:begin 05 slow-consumer cut-off
-        let timed_out = matches!(
-            error.kind(),
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-        );
-        if timed_out {
-            self.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
+        if is_timeout(error) {
+            self.rules
+                .stats
+                .slow_consumers
+                .fetch_add(1, Ordering::Relaxed);
             log::warn!(
                 "slow consumer {} ({}) disconnected: could not deliver within {}",
-                self.peer.client_id(),
+                escaped(&self.peer.client_id()),
                 self.peer.addr(),
-                format_duration(self.write_timeout)
+                format_duration(self.rules.write_timeout)
             );
         } else {
             log::info!("{} lost while writing to it: {error}", self.peer);
@@ -227,15 +569,32 @@ impl Outbox {
     }
 
     fn shut(&self, state: &mut State) {
-        if !state.closed {
-            state.closed = true;
+        if state.phase == Phase::Behind {
+            self.rules
+                .stats
+                .subscribers_behind
+                .fetch_sub(1, Ordering::Relaxed);
+        }
+        if state.phase != Phase::Closed {
+            state.phase = Phase::Closed;
             state.pending = Vec::new();
             // Shutting down (rather than waiting for the last handle to be dropped) acts at
             // once: the connection's own thread, blocked in `read`, wakes up with end of
-            // file and runs its cleanup. An error here only means the peer is already gone.
+            // file and runs its cleanup, and a writer thread blocked in `write` fails. An
+            // error here only means the peer is already gone.
             let _ = self.socket.shutdown(Shutdown::Both);
+            self.wake_writer.notify_all();
+            self.drained.notify_all();
         }
     }
+}
+
+/// Whether a write error is the send timeout running out (the subscriber is not reading).
+fn is_timeout(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }
 
 impl Subscriber for Outbox {
@@ -249,30 +608,40 @@ impl Subscriber for Outbox {
 
     fn flush(&self) {
         let mut state = self.state.lock();
-        if !state.pending.is_empty() {
-            self.write_pending(&mut state);
+        match state.phase {
+            Phase::KeepingUp if !state.pending.is_empty() => self.flush_in_place(&mut state),
+            Phase::Behind => self.wait_for_room(&mut state),
+            _ => {}
         }
     }
 
-    /// With nothing pending, the batch is written straight from the publisher's buffer,
-    /// rather than copied in only to be written out at once.
+    /// A subscriber that keeps up and has nothing pending is written to straight from the
+    /// publisher's batch, rather than have it copied in only to be written out at once.
     fn deliver(&self, batch: &Batch) -> bool {
         let mut state = self.state.lock();
-        if state.closed {
-            return false;
-        }
-        if !state.pending.is_empty() {
-            self.trace(batch.lines());
-            state.pending.extend_from_slice(batch.lines());
-            self.write_pending(&mut state);
-            return !state.closed;
+        if state.phase != Phase::KeepingUp || !state.pending.is_empty() {
+            drop(state);
+            let offered = self.push(batch.lines());
+            self.flush();
+            return offered != Offer::Closed;
         }
         self.trace(batch.lines());
-        if let Err(error) = self.write_within_timeout(batch.lines()) {
-            self.cut_off(&mut state, &error);
-            return false;
+        match self.write_in_place(batch.lines()) {
+            Ok(written) if written == batch.lines().len() => true,
+            Ok(written) => {
+                state.pending.extend_from_slice(&batch.lines()[written..]);
+                if let Some(backlog) = self.over_the_limit(&state) {
+                    self.cut_off(&mut state, Failure::Backlog(backlog));
+                    return false;
+                }
+                self.fall_behind(&mut state);
+                true
+            }
+            Err(error) => {
+                self.cut_off(&mut state, Failure::Write(error));
+                false
+            }
         }
-        true
     }
 }
 

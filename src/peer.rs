@@ -1,12 +1,15 @@
 //! How the broker names a client: the number of its connection, the id it gave last, and
 //! its address. Every log line and the trace view name clients through [`Peer`], so they
-//! all read the same way: `#3 sub1 (127.0.0.1:53422)`.
+//! all read the same way, `#3 sub1 (127.0.0.1:53422)`, and the id is shown escaped
+//! ([`crate::text::escaped`]), whatever the client sent.
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
+
+use crate::text::escaped;
 
 /// The number the broker gives each connection, in the order they arrived (`#1`, `#2`, …).
 pub type ConnId = u64;
@@ -65,7 +68,7 @@ impl fmt::Display for Peer {
     /// `#3 sub1 (127.0.0.1:53422)`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let client_id = self.client_id.lock();
-        let id = client_id.as_deref().unwrap_or("-");
+        let id = escaped(client_id.as_deref().unwrap_or("-"));
         write!(f, "#{} {id} ({})", self.conn, self.addr)
     }
 }

@@ -10,10 +10,10 @@
 //!
 //! # What each operation costs
 //!
-//! Each topic keeps its subscribers in a list (`Members`), and beside it a *snapshot*:
-//! the same subscribers as one shared array, [`Subscribers`], which is what a publish
-//! takes. A topic with many subscribers also keeps an index from [`SubscriberId`] to the
-//! place in the list, so finding one to remove never means walking the list.
+//! Each topic keeps its subscribers in a [`KeyedList`] (a list, with an index once it is
+//! long, so finding one to remove never means walking a thousand), and beside it a
+//! *snapshot*: the same subscribers as one shared array, [`Subscribers`], which is what a
+//! publish takes.
 //!
 //! * **Publish** ([`Registry::subscribers`]): one map lookup and one atomic increment (a
 //!   clone of the snapshot's `Arc`), done once per batch of publishes to a topic. The lock
@@ -24,10 +24,12 @@
 //!   topic's subscribers), so a topic costs one copy per publish *after* a change, never
 //!   one per change.
 //! * **Leaving** ([`Registry::unsubscribe_all`]): one removal per topic the leaving
-//!   subscriber held, whatever the number of other subscribers. A thousand clients sharing
-//!   a thousand topics all leave at once in a thousand small steps each, instead of each
-//!   rebuilding a thousand lists of a thousand.
+//!   subscriber held, whatever the number of other subscribers, taking the lock in short
+//!   turns. A thousand clients sharing a thousand topics all leave at once in a thousand
+//!   small steps each, instead of each rebuilding a thousand lists of a thousand.
 //! * **Counting** ([`Registry::totals`]): two counters kept up to date; nothing is walked.
+//! * **Listing** ([`Registry::listing`]): the whole map, but a chunk at a time, letting go
+//!   of the lock between chunks.
 //!
 //! Topics are kept in a `BTreeMap`, so they are always in order for `TOPICS`, and an empty
 //! topic is removed at once, giving its memory back.
@@ -37,21 +39,47 @@
 //! Wildcard topics (MQTT's `news/+`) would be matched here too, with a tree of topic levels
 //! beside the map; this module is the one place such matching goes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use crate::keyed::KeyedList;
 use crate::subscriber::{Subscriber, SubscriberId};
+use crate::topic;
 
 /// The subscribers of one topic at one moment: a snapshot that stays valid after the lock
 /// is released.
 pub type Subscribers = Arc<[Arc<dyn Subscriber>]>;
 
+/// How many topics a leaving subscriber is removed from per hold of the lock: a few
+/// microseconds of work (see [`Registry::unsubscribe_all`]).
+pub const LEAVING_CHUNK: usize = 8;
+
+/// How many topics a listing looks at per hold of the lock: a few microseconds of work, so
+/// a publisher never waits long for a `TOPICS` on a huge registry.
+pub const LISTING_CHUNK: usize = 256;
+
+/// Topics listed for `TOPICS`: see [`Registry::listing`].
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Listing {
+    /// The topics listed, sorted, each with its number of subscribers.
+    pub topics: Vec<(String, usize)>,
+    /// How many more matched than were listed.
+    pub more: usize,
+}
+
 /// The topic registry. See the module docs.
 #[derive(Debug, Default)]
 pub struct Registry {
     inner: Mutex<Inner>,
+    /// Subscribers leaving take turns here, one at a time, before they take `inner`'s lock
+    /// in short chunks: a thousand of them leaving at once then compete for the registry
+    /// with everyone else as one, not as a thousand. (A lock that many threads hammer
+    /// lets the ones already running take it again and again while a thread that went to
+    /// sleep waiting for it waits on; that thread could be the one unrelated publisher.)
+    leaving: Mutex<()>,
 }
 
 #[derive(Debug, Default)]
@@ -68,82 +96,29 @@ struct Topic {
     snapshot: Option<Subscribers>,
 }
 
-/// Above this many subscribers a topic keeps an index of them. Below it, a search of the
-/// list is as fast as a lookup and the index would only cost memory: a hash table's
-/// smallest allocation is larger than a list of ten.
-const INDEX_FROM: usize = 16;
-
-/// The subscribers of one topic: a list, and an index into it once the list is long.
-///
-/// Removal swaps the last subscriber into the removed one's place (`swap_remove`), so it
-/// moves one entry whatever the length, and the index follows that one move.
+/// The subscribers of one topic, by id (see `keyed.rs`: most topics have one or two).
 #[derive(Debug, Default)]
-struct Members {
-    list: Vec<(SubscriberId, Arc<dyn Subscriber>)>,
-    // Boxed so that the many small topics, which have no index, pay 8 bytes for the field
-    // rather than a whole empty `HashMap` (48): the box is the point, whatever Clippy says.
-    #[allow(clippy::box_collection)]
-    index: Option<Box<HashMap<SubscriberId, usize>>>,
-}
+struct Members(KeyedList<SubscriberId, Arc<dyn Subscriber>>);
 
 impl Members {
-    fn position(&self, id: SubscriberId) -> Option<usize> {
-        match &self.index {
-            Some(index) => index.get(&id).copied(),
-            None => self.list.iter().position(|(member, _)| *member == id),
-        }
-    }
-
     fn insert(&mut self, subscriber: &Arc<dyn Subscriber>) -> bool {
-        let id = subscriber.id();
-        if self.position(id).is_some() {
-            return false;
-        }
-        if self.list.capacity() == 0 {
-            // Most topics have one subscriber: room for exactly one.
-            self.list.reserve_exact(1);
-        }
-        self.list.push((id, Arc::clone(subscriber)));
-        match &mut self.index {
-            Some(index) => {
-                index.insert(id, self.list.len() - 1);
-            }
-            None if self.list.len() > INDEX_FROM => {
-                let positions = self.list.iter().enumerate().map(|(at, (id, _))| (*id, at));
-                self.index = Some(Box::new(positions.collect()));
-            }
-            None => {}
-        }
-        true
+        self.0.insert(subscriber.id(), Arc::clone(subscriber))
     }
 
     fn remove(&mut self, id: SubscriberId) -> bool {
-        let Some(position) = self.position(id) else {
-            return false;
-        };
-        self.list.swap_remove(position);
-        if let Some(index) = &mut self.index {
-            index.remove(&id);
-            if let Some((moved, _)) = self.list.get(position) {
-                index.insert(*moved, position);
-            }
-            if self.list.len() < INDEX_FROM / 2 {
-                self.index = None;
-            }
-        }
-        true
+        self.0.remove(&id).is_some()
     }
 
     fn len(&self) -> usize {
-        self.list.len()
+        self.0.len()
     }
 
     fn is_empty(&self) -> bool {
-        self.list.is_empty()
+        self.0.is_empty()
     }
 
     fn snapshot(&self) -> Subscribers {
-        self.list
+        self.0
             .iter()
             .map(|(_, subscriber)| Arc::clone(subscriber))
             .collect()
@@ -175,16 +150,27 @@ impl Registry {
         self.inner.lock().remove(topic, id)
     }
 
-    /// Removes subscriber `id` from every topic in `topics`, under one lock, so it
-    /// disappears from the registry at once. Called when a connection closes.
+    /// Removes subscriber `id` from every topic in `topics`. Called when a connection
+    /// closes.
+    ///
+    /// Leavers take turns among themselves (see `leaving`), and each takes the registry's
+    /// lock once per [`LEAVING_CHUNK`] topics, not once for them all: a thousand
+    /// connections leaving a thousand topics each at the same moment then make a publisher
+    /// wait for one chunk at a time, not for a thousand whole lists. (The subscriber is
+    /// already closed when its cleanup gets here, so a publisher that still finds it in a
+    /// topic only gets [`Offer::Closed`](crate::subscriber::Offer::Closed) back.)
     pub fn unsubscribe_all<T: AsRef<str>>(
         &self,
         topics: impl IntoIterator<Item = T>,
         id: SubscriberId,
     ) {
-        let mut inner = self.inner.lock();
-        for topic in topics {
-            inner.remove(topic.as_ref(), id);
+        let _turn = self.leaving.lock();
+        let mut topics = topics.into_iter().peekable();
+        while topics.peek().is_some() {
+            let mut inner = self.inner.lock();
+            for topic in topics.by_ref().take(LEAVING_CHUNK) {
+                inner.remove(topic.as_ref(), id);
+            }
         }
     }
 
@@ -198,14 +184,47 @@ impl Registry {
         Some(Arc::clone(snapshot))
     }
 
-    /// Every topic with its number of subscribers, sorted by topic, for `TOPICS`.
+    /// Every topic with its number of subscribers, sorted by topic.
     pub fn topic_counts(&self) -> Vec<(String, usize)> {
-        let inner = self.inner.lock();
-        inner
-            .topics
-            .iter()
-            .map(|(topic, entry)| (topic.to_string(), entry.members.len()))
-            .collect()
+        self.listing(None, usize::MAX).topics
+    }
+
+    /// The topics `filter` matches (all if `None`), sorted, with their numbers of
+    /// subscribers, at most `limit` of them, and how many more matched: for `TOPICS`.
+    ///
+    /// A registry may hold a million topics. Walking them all under the lock would make
+    /// every publisher wait for the walk, so the walk goes [`LISTING_CHUNK`] topics at a
+    /// time, letting go of the lock in between and carrying on after the last name it
+    /// saw. The listing is then not one instant's picture: a topic added or removed
+    /// during the walk may or may not be in it, which for a listing is fine.
+    pub fn listing(&self, filter: Option<&str>, limit: usize) -> Listing {
+        let mut listing = Listing::default();
+        let mut after: Option<Arc<str>> = None;
+        loop {
+            let inner = self.inner.lock();
+            let from = match &after {
+                None => Bound::Unbounded,
+                Some(name) => Bound::Excluded(&**name),
+            };
+            let mut seen = 0;
+            for (name, entry) in inner.topics.range::<str, _>((from, Bound::Unbounded)) {
+                if filter.map_or(true, |filter| topic::matches(filter, name)) {
+                    if listing.topics.len() < limit {
+                        listing.topics.push((name.to_string(), entry.members.len()));
+                    } else {
+                        listing.more += 1;
+                    }
+                }
+                seen += 1;
+                if seen == LISTING_CHUNK {
+                    after = Some(Arc::clone(name));
+                    break;
+                }
+            }
+            if seen < LISTING_CHUNK {
+                return listing;
+            }
+        }
     }
 
     /// `(topics, subscriptions)`: how many topics have subscribers, and how many
@@ -280,28 +299,6 @@ mod tests {
         assert!(!registry.unsubscribe("t", a.id()));
         assert_eq!(before.len(), 2);
         assert_eq!(registry.subscribers("t").unwrap().len(), 1);
-    }
-
-    #[test]
-    fn a_big_topic_finds_its_members_through_the_index_as_they_come_and_go() {
-        let registry = Registry::default();
-        let members: Vec<_> = (0..100).map(|_| nobody()).collect();
-        for member in &members {
-            registry.subscribe("big", member);
-        }
-        // Remove every other one, in an order that moves entries around the list.
-        for member in members.iter().rev().step_by(2) {
-            assert!(registry.unsubscribe("big", member.id()));
-        }
-        for (n, member) in members.iter().enumerate() {
-            let subscribed_again = registry.subscribe("big", member).is_some();
-            assert_eq!(subscribed_again, n % 2 == 1, "member {n}");
-        }
-        assert_eq!(registry.totals(), (1, 100));
-        for member in &members {
-            assert!(registry.unsubscribe("big", member.id()));
-        }
-        assert_eq!(registry.totals(), (0, 0));
     }
 
     #[test]

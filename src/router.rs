@@ -33,9 +33,11 @@ use crate::batch::Batch;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::protocol::ProtocolError;
-use crate::registry::{Registry, Subscribers};
+use crate::registry::{Listing, Registry, Subscribers};
 use crate::stats::Stats;
 use crate::subscriber::{Offer, Subscriber, SubscriberId};
+use crate::text;
+use crate::topic;
 
 /// A batch at least this large is sent at once, without waiting for the end of the burst.
 /// It bounds the memory one publisher's pending deliveries can take, and is large enough
@@ -75,8 +77,14 @@ impl Router {
     /// Checks a topic and an id against the broker's limits.
     ///
     /// # Errors
-    /// [`ProtocolError::TopicTooLong`] or [`ProtocolError::IdTooLong`].
+    /// [`ProtocolError::ControlCharacter`], [`ProtocolError::TopicTooLong`] or
+    /// [`ProtocolError::IdTooLong`].
     pub fn check_names(&self, topic: &str, id: &str) -> Result<(), ProtocolError> {
+        for (what, text) in [("topic", topic), ("subscriber or publisher id", id)] {
+            if let Some(character) = text::control_in(text) {
+                return Err(ProtocolError::ControlCharacter { what, character });
+            }
+        }
         if topic.len() > self.config.max_topic_bytes {
             return Err(ProtocolError::TopicTooLong {
                 limit: self.config.max_topic_bytes,
@@ -147,9 +155,21 @@ impl Router {
         self.registry.unsubscribe_all(topics, id);
     }
 
-    /// Every topic with its number of subscribers, sorted, as `TOPICS` lists them.
+    /// Every topic with its number of subscribers, sorted.
     pub fn topic_counts(&self) -> Vec<(String, usize)> {
         self.registry.topic_counts()
+    }
+
+    /// What `TOPICS [filter]` lists: at most `--max-topics-listed` topics, and how many
+    /// more there were.
+    ///
+    /// # Errors
+    /// [`ProtocolError::BadFilter`] for a filter that breaks the rules of `topic.rs`.
+    pub fn listing(&self, filter: Option<&str>) -> Result<Listing, ProtocolError> {
+        if let Some(filter) = filter {
+            topic::check_filter(filter).map_err(ProtocolError::BadFilter)?;
+        }
+        Ok(self.registry.listing(filter, self.config.max_topics_listed))
     }
 
     /// Every counter, as `STATS` lists them.

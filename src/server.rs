@@ -24,7 +24,7 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use crate::connections::{Close, Connections};
-use crate::outbox::Outbox;
+use crate::outbox::{Outbox, Rules};
 use crate::peer::{ConnId, Peer};
 use crate::router::Router;
 use crate::session;
@@ -43,6 +43,8 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 pub(crate) struct Server {
     pub(crate) router: Arc<Router>,
     pub(crate) connections: Arc<Connections>,
+    /// What every TCP subscriber's outbox shares: the write timeout and the backlog limit.
+    outbox_rules: Arc<Rules>,
     stopping: AtomicBool,
     /// The number of the next connection, for every listener: `#1`, `#2`, … in the logs.
     next_conn: AtomicU64,
@@ -50,10 +52,21 @@ pub(crate) struct Server {
 
 impl Server {
     pub(crate) fn new(router: Arc<Router>) -> Server {
-        let connections = Connections::new(router.config().max_clients, Arc::clone(router.stats()));
+        let config = router.config();
+        let connections = Connections::new(
+            config.max_clients,
+            config.max_clients_per_ip,
+            Arc::clone(router.stats()),
+        );
+        let outbox_rules = Arc::new(Rules {
+            write_timeout: config.write_timeout,
+            max_pending_bytes: config.max_pending_bytes,
+            stats: Arc::clone(router.stats()),
+        });
         Server {
             router,
             connections,
+            outbox_rules,
             stopping: AtomicBool::new(false),
             next_conn: AtomicU64::new(1),
         }
@@ -170,28 +183,23 @@ fn admit(server: &Arc<Server>, stream: TcpStream) {
         }
     };
     let router = &server.router;
-    let write_timeout = router.config().write_timeout;
-    let outbox = match Outbox::new(peer, stream, write_timeout, Arc::clone(router.stats())) {
-        Ok(outbox) => Arc::new(outbox),
+    let outbox = match Outbox::new(peer, stream, Arc::clone(&server.outbox_rules)) {
+        Ok(outbox) => outbox,
         Err(error) => {
             log::debug!("#{conn} left before it could be served: {error}");
             return;
         }
     };
-    let slot = match server
-        .connections
-        .claim(conn, Arc::clone(&outbox) as Arc<dyn Close>)
-    {
+    let ip = outbox.peer().addr().ip();
+    let closer = Arc::clone(&outbox) as Arc<dyn Close>;
+    let slot = match server.connections.claim(conn, ip, closer) {
         Ok(slot) => slot,
-        Err(full) => {
-            log::warn!(
-                "#{conn} refused: broker full ({} clients); raise --max-clients to allow more",
-                full.max
+        Err(refusal) => {
+            server.connections.log_event(
+                log::Level::Warn,
+                format_args!("#{conn} from {ip} refused: {refusal}; {}", refusal.remedy()),
             );
-            refuse(
-                outbox.socket(),
-                &format!("ERROR broker full ({} clients)\n", full.max),
-            );
+            refuse(outbox.socket(), &format!("ERROR {refusal}\n"));
             return;
         }
     };

@@ -28,21 +28,34 @@ use std::io;
 use std::net::TcpStream;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::connections::Slot;
 use crate::framing::{Filled, Frame, LineReader};
+use crate::keyed::KeyedList;
 use crate::outbox::Outbox;
 use crate::peer::Peer;
 use crate::protocol::{Command, ProtocolError, Reply};
 use crate::router::{Publisher, Router};
 use crate::subscriber::Subscriber;
+use crate::text::escaped;
+use crate::throttle::{and_more, Throttle, Verdict, QUIETING};
 use crate::trace::{self, Direction};
+
+/// How many warnings about one client's bad lines are logged per [`BAD_LINES_INTERVAL`].
+const BAD_LINES_LOGGED: u32 = 5;
+
+/// The interval of that throttle.
+const BAD_LINES_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Runs one connection to its end. Called on the connection's own thread, which holds
 /// `slot` in the connection table.
 pub(crate) fn serve(router: Arc<Router>, outbox: Arc<Outbox>, slot: Slot) {
     let conn = outbox.peer().conn();
-    log::info!("#{conn} connected from {}", outbox.peer().addr());
+    slot.connections().log_event(
+        log::Level::Info,
+        format_args!("#{conn} connected from {}", outbox.peer().addr()),
+    );
     // A second `Arc` to the outbox, so the reader can borrow its socket while the session
     // owns the first one.
     let connection = Arc::clone(&outbox);
@@ -64,11 +77,9 @@ struct Session {
     subscriber: Arc<dyn Subscriber>,
     /// Where this connection's publishes go.
     publisher: Publisher,
-    /// The topics this connection subscribed to, so the cleanup knows what to remove. A
-    /// list rather than a set: at most `--max-subscriptions` long, searched only on
-    /// `SUBSCRIBE` and `UNSUBSCRIBE`, and it costs an idle connection 16 bytes a topic
-    /// instead of a hash table's minimum of about a hundred.
-    subscriptions: Vec<Arc<str>>,
+    /// The topics this connection subscribed to, so the cleanup knows what to remove,
+    /// each name shared with the registry (see `keyed.rs` for why a keyed list).
+    subscriptions: KeyedList<Arc<str>, ()>,
     /// `VERBOSE on`: acknowledge every accepted command.
     verbose: bool,
     /// Set by `QUIT`: stop reading after this line.
@@ -77,7 +88,9 @@ struct Session {
     /// common case, the same id again, costs a comparison and not a lock.
     client_id: Option<Arc<str>>,
     /// Our place in the connection table, given back when the session is dropped.
-    _slot: Slot,
+    slot: Slot,
+    /// Keeps the warnings about this client's bad lines to a few per interval.
+    bad_lines: Throttle,
 }
 
 impl Session {
@@ -88,11 +101,12 @@ impl Session {
             router,
             outbox,
             subscriber,
-            subscriptions: Vec::new(),
+            subscriptions: KeyedList::default(),
             verbose: false,
             quitting: false,
             client_id: None,
-            _slot: slot,
+            slot,
+            bad_lines: Throttle::new(BAD_LINES_LOGGED, BAD_LINES_INTERVAL),
         }
     }
 
@@ -175,10 +189,13 @@ impl Session {
                 publisher_id,
             } => self.publish(topic, message, publisher_id),
             Command::Ping { token } => self.reply(Reply::Pong(token)),
-            Command::Topics => {
-                let topics = self.router.topic_counts();
-                self.reply(Reply::Topics(&topics));
-            }
+            Command::Topics { filter } => match self.router.listing(filter) {
+                Ok(listing) => self.reply(Reply::Topics {
+                    topics: &listing.topics,
+                    more: listing.more,
+                }),
+                Err(error) => self.refuse(&error),
+            },
             Command::Stats => {
                 let counters = self.router.counters();
                 self.reply(Reply::Stats(&counters));
@@ -202,17 +219,13 @@ impl Session {
         // Deliveries still in the batch were published before this: they go to the old
         // list of subscribers, not to us.
         self.publisher.hand_out();
-        if self.position(topic).is_none() {
+        if !self.subscriptions.contains(topic) {
             let limit = self.router.config().max_subscriptions;
             if self.subscriptions.len() >= limit {
                 return self.refuse(&ProtocolError::TooManySubscriptions { limit });
             }
             if let Some(name) = self.router.subscribe(topic, &self.subscriber) {
-                if self.subscriptions.capacity() == 0 {
-                    // Most connections subscribe to one topic: room for exactly one.
-                    self.subscriptions.reserve_exact(1);
-                }
-                self.subscriptions.push(name);
+                self.subscriptions.insert(name, ());
             }
             log::info!(
                 "#{} {subscriber_id} subscribed to {topic}",
@@ -229,8 +242,7 @@ impl Session {
             return self.refuse(&error);
         }
         self.publisher.hand_out();
-        if let Some(position) = self.position(topic) {
-            self.subscriptions.swap_remove(position);
+        if self.subscriptions.remove(topic).is_some() {
             self.router.unsubscribe(topic, self.subscriber.id());
             log::info!(
                 "#{} {subscriber_id} unsubscribed from {topic}",
@@ -242,19 +254,16 @@ impl Session {
         }
     }
 
-    /// Where `topic` is in this connection's subscriptions, if it is subscribed.
-    fn position(&self, topic: &str) -> Option<usize> {
-        self.subscriptions.iter().position(|name| &**name == topic)
-    }
-
     fn publish(&mut self, topic: &str, message: &str, publisher_id: &str) {
         let receivers = match self.publisher.publish(topic, message, publisher_id) {
             Ok(receivers) => receivers,
             Err(error) => return self.refuse(&error),
         };
         log::debug!(
-            "#{} {publisher_id} published to {topic} ({receivers} subscribers)",
-            self.peer().conn()
+            "#{} {} published to {} ({receivers} subscribers)",
+            self.peer().conn(),
+            escaped(publisher_id),
+            escaped(topic)
         );
         if self.verbose {
             let deliveries = self.publisher.hand_out();
@@ -271,9 +280,22 @@ impl Session {
     }
 
     /// Answers a bad line with `ERROR <reason>`; the connection carries on.
+    ///
+    /// The warning in the log is throttled: a client that sends a flood of bad lines gets
+    /// an `ERROR` for each, but the log shows only the first few per interval and a count.
     fn refuse(&mut self, error: &ProtocolError) {
         self.router.stats().errors.fetch_add(1, Ordering::Relaxed);
-        log::warn!("{} sent a bad line: {error}", self.peer());
+        match self.bad_lines.check(Instant::now()) {
+            Verdict::Log { left_out } => {
+                log::warn!(
+                    "{} sent a bad line: {error}{}",
+                    self.peer(),
+                    and_more(left_out)
+                );
+            }
+            Verdict::LogLast => log::warn!("{} sent a bad line: {error}{QUIETING}", self.peer()),
+            Verdict::Quiet => {}
+        }
         self.reply(Reply::Error(error));
     }
 
@@ -289,8 +311,8 @@ impl Session {
     /// no publisher can pick this connection up again once it is gone.
     fn leave_all_topics(&mut self) {
         // lab:begin 04 cleanup on disconnect
-        self.router
-            .unsubscribe_all(&self.subscriptions, self.subscriber.id());
+        let topics = self.subscriptions.iter().map(|(topic, ())| topic);
+        self.router.unsubscribe_all(topics, self.subscriber.id());
         self.subscriptions.clear();
         // lab:end 04
     }
@@ -303,8 +325,16 @@ impl Drop for Session {
         self.flush();
         self.leave_all_topics();
         self.outbox.close();
-        log::info!("{} disconnected", self.peer());
-        // `_slot` is dropped after this, giving back the connection's place.
+        self.outbox.join_writer();
+        let left_out = self.bad_lines.left_out();
+        if left_out > 0 {
+            log::warn!("{} sent {left_out} more bad lines, not logged", self.peer());
+        }
+        self.slot.connections().log_event(
+            log::Level::Info,
+            format_args!("{} disconnected", self.peer()),
+        );
+        // `slot` is dropped after this, giving back the connection's place.
     }
 }
 
@@ -313,6 +343,7 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::connections::{Close, Connections};
+    use crate::outbox::Rules;
     use crate::peer::Peer;
     use std::net::TcpListener;
     use std::thread;
@@ -336,13 +367,17 @@ mod tests {
     #[test]
     fn a_panic_in_a_client_thread_still_removes_its_subscriptions() {
         let router = Arc::new(Router::new(Config::default()));
-        let connections = Connections::new(10, Arc::clone(router.stats()));
-        let slot = connections.claim(1, Arc::new(Nothing)).unwrap();
+        let connections = Connections::new(10, 10, Arc::clone(router.stats()));
+        let local = "127.0.0.1".parse().unwrap();
+        let slot = connections.claim(1, local, Arc::new(Nothing)).unwrap();
         let (broker_side, _client) = socket_pair();
         let peer = Peer::new(1, broker_side.peer_addr().unwrap());
-        let stats = Arc::clone(router.stats());
-        let outbox = Outbox::new(peer, broker_side, Duration::from_secs(1), stats).unwrap();
-        let outbox = Arc::new(outbox);
+        let rules = Arc::new(Rules {
+            write_timeout: Duration::from_secs(1),
+            max_pending_bytes: 1 << 20,
+            stats: Arc::clone(router.stats()),
+        });
+        let outbox = Outbox::new(peer, broker_side, rules).unwrap();
         let thread_router = Arc::clone(&router);
         let outcome = thread::spawn(move || {
             let mut session = Session::new(thread_router, outbox, slot);

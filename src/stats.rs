@@ -23,8 +23,11 @@ pub struct Stats {
     pub delivered: AtomicU64,
     /// `ERROR` replies sent.
     pub errors: AtomicU64,
-    /// Subscribers cut off because they stopped reading.
+    /// Subscribers cut off because they stopped reading or fell too far behind.
     pub slow_consumers: AtomicU64,
+    /// Subscribers that are behind right now: each has a writer thread of its own (see
+    /// `outbox.rs`).
+    pub subscribers_behind: AtomicU64,
 }
 
 impl Default for Stats {
@@ -38,6 +41,7 @@ impl Default for Stats {
             delivered: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             slow_consumers: AtomicU64::new(0),
+            subscribers_behind: AtomicU64::new(0),
         }
     }
 }
@@ -58,6 +62,7 @@ impl Stats {
             ("deliveries", read(&self.delivered)),
             ("errors", read(&self.errors)),
             ("slow_consumers_disconnected", read(&self.slow_consumers)),
+            ("subscribers_behind", read(&self.subscribers_behind)),
         ]
     }
 }

@@ -165,7 +165,7 @@ impl Subscriber for Mailbox {
             self.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
             log::warn!(
                 "slow consumer: an in-process subscription to {} was cut off with {} messages waiting",
-                batch.topic(),
+                crate::text::escaped(batch.topic()),
                 state.queue.len()
             );
             self.arrived.notify_all();

@@ -2,7 +2,8 @@
 //!
 //! `broker --trace` (or `RUST_LOG=trace`) turns it on. Records go to the log target
 //! [`TARGET`], so they can be switched on alone, and are laid out to be read on a
-//! projector, one column each for connection number, client id and direction:
+//! projector, one column each for connection number, client id and direction. Client text
+//! is escaped (`\u{1b}`), so nothing a client sends can act on the screen it is shown on:
 //!
 //! ```text
 //! #3   sub1     <- SUBSCRIBE weather sub1
@@ -11,6 +12,7 @@
 //! ```
 
 use crate::peer::Peer;
+use crate::text::escaped;
 
 /// The log target of trace records; `RUST_LOG=pubsub_lab::wire=trace` shows only them.
 pub const TARGET: &str = "pubsub_lab::wire";
@@ -35,6 +37,7 @@ pub fn enabled() -> bool {
 pub fn lines(peer: &Peer, direction: Direction, bytes: &[u8]) {
     let conn = format!("#{}", peer.conn());
     let client_id = peer.client_id();
+    let client_id = escaped(&client_id).to_string();
     let arrow = match direction {
         Direction::In => "<-",
         Direction::Out => "->",
@@ -44,7 +47,10 @@ pub fn lines(peer: &Peer, direction: Direction, bytes: &[u8]) {
         .unwrap_or(bytes)
         .split(|&b| b == b'\n')
     {
+        // Escaped: a message's escape sequences must not act on the terminal of whoever
+        // watches the trace.
         let text = String::from_utf8_lossy(line);
+        let text = escaped(&text);
         log::trace!(target: TARGET, "{conn:<4} {client_id:<8} {arrow} {text}");
     }
 }

@@ -11,14 +11,17 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use common::{start_broker, start_broker_with, stat, wait_until, wait_until_jammed, Raw, TIMEOUT};
+use common::{
+    big_message, flood, stalled, start_broker, start_broker_with, stat, subscribed, wait_until,
+    wait_until_jammed, Raw, TIMEOUT,
+};
 use pubsub_lab::{BrokerHandle, Client, Config};
 
 /// Ordinary tests share this gate; tests that count threads and descriptors hold it alone.
@@ -33,13 +36,17 @@ fn exclusive() -> RwLockWriteGuard<'static, ()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Threads the broker started (`accept-line`, `client-<n>`), counted by name, so the test
+/// Threads the broker started (`accept-line`, `client-<n>`, `writer-<n>`), counted by name, so the test
 /// harness's own threads do not disturb the count.
 fn broker_threads() -> usize {
     std::fs::read_dir("/proc/self/task")
         .expect("read /proc/self/task")
         .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
-        .filter(|name| name.starts_with("client-") || name.starts_with("accept-"))
+        .filter(|name| {
+            ["client-", "writer-", "accept-"]
+                .iter()
+                .any(|prefix| name.starts_with(prefix))
+        })
         .count()
 }
 
@@ -65,66 +72,6 @@ fn with_write_timeout(write_timeout: Duration) -> Config {
         write_timeout,
         ..Config::default()
     }
-}
-
-fn subscribed(addr: SocketAddr, topic: &str, id: &str) -> Raw {
-    let mut raw = Raw::connect(addr);
-    raw.send(&format!("SUBSCRIBE {topic} {id}\n"));
-    raw.sync();
-    raw
-}
-
-/// A subscriber that never reads: a raw socket that sent its `SUBSCRIBE` and a `PING`, and
-/// waited for the `PONG` to arrive (without consuming it) so the subscription is in place.
-fn stalled(addr: SocketAddr, topic: &str, id: &str) -> TcpStream {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-    stream
-        .write_all(format!("SUBSCRIBE {topic} {id}\nPING\n").as_bytes())
-        .unwrap();
-    let mut peeked = [0u8; 5];
-    wait_until("the stalled subscriber's PONG is queued", || {
-        stream.peek(&mut peeked).unwrap() == 5
-    });
-    assert_eq!(&peeked, b"PONG\n");
-    stream
-}
-
-/// Message `i` of a flood: a 32 KiB body that starts with its number.
-fn big_message(i: usize) -> String {
-    format!("m{i}-{}", "x".repeat(32 * 1024))
-}
-
-/// Sends `count` big messages to `topic` and then `PING flooded` from a thread of its own,
-/// because the broker may stop reading them while it is stuck writing to a stalled
-/// subscriber, and a blocked write must not block the test.
-fn flood(publisher: &Raw, topic: &str, count: usize) -> JoinHandle<()> {
-    let mut stream = publisher.stream().try_clone().unwrap();
-    let topic = topic.to_string();
-    thread::spawn(move || {
-        for i in 0..count {
-            let line = format!("PUBLISH {topic} {} p\n", big_message(i));
-            if stream.write_all(line.as_bytes()).is_err() {
-                return;
-            }
-        }
-        let _ = stream.write_all(b"PING flooded\n");
-    })
-}
-
-/// Whether a line arrived on `raw` within a short moment, without consuming it.
-fn anything_arrived(raw: &Raw) -> bool {
-    let stream = raw.stream();
-    stream
-        .set_read_timeout(Some(Duration::from_millis(50)))
-        .unwrap();
-    let arrived = match stream.peek(&mut [0u8; 1]) {
-        Ok(n) => n > 0,
-        Err(error) if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => false,
-        Err(error) => panic!("peek failed: {error}"),
-    };
-    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-    arrived
 }
 
 /// Reads `count` big deliveries on its own thread and checks each is whole and in order.
@@ -168,10 +115,15 @@ fn a_stalled_subscriber_is_cut_off_and_healthy_subscribers_of_its_topic_get_ever
                 .expect("a healthy subscriber missed a delivery")
         })
         .collect();
-    assert_eq!(stat(&broker, "slow_consumers_disconnected"), 1);
-    publisher.send("TOPICS\n");
-    publisher.expect("TOPICS a 2");
-    publisher.expect("END TOPICS");
+    // The healthy ones got everything without waiting for the stalled one to be cut off:
+    // that happens on its own writer thread, within the write timeout.
+    wait_until("the stalled subscriber is cut off", || {
+        stat(&broker, "slow_consumers_disconnected") == 1
+    });
+    // Its own thread then cleans up: the topic keeps its two healthy subscribers.
+    wait_until("the stalled subscriber has left the topic", || {
+        broker.topic_counts() == [("a".to_string(), 2)]
+    });
 
     // What reached the stalled subscriber before it was cut off: whole lines, in order,
     // and at most the very last one cut short, then end of file.
@@ -194,50 +146,54 @@ fn a_stalled_subscriber_is_cut_off_and_healthy_subscribers_of_its_topic_get_ever
 }
 
 #[test]
-fn subscribers_of_other_topics_are_not_held_up_by_a_stalled_subscriber() {
+fn subscribers_of_other_topics_and_the_publisher_are_not_held_up_by_a_stalled_subscriber() {
     let _gate = shared();
-    // A write timeout far longer than any wait below: if the other topic's delivery had to
-    // wait for the stalled subscriber to be cut off, this test would time out.
+    // A write timeout far longer than any wait below: if anything had to wait for the
+    // stalled subscriber to be cut off, this test would time out.
     let broker = start_broker_with(with_write_timeout(Duration::from_secs(60)));
     let stalled = stalled(broker.addr(), "a", "stalled");
     let mut other = subscribed(broker.addr(), "b", "other");
     let mut flooder = Raw::connect(broker.addr());
-    let sender = flood(&flooder, "a", 512); // 16 MiB
+    let sender = flood(&flooder, "a", 192); // 6 MiB: under --max-pending-bytes
 
-    // Only once the stalled subscriber's buffers are full is the broker stuck writing to
-    // it: measuring before that would prove nothing.
+    // Only once the stalled subscriber's buffers are full, and the broker says it is
+    // behind (its writer thread is stuck writing to it), does measuring prove anything.
     wait_until_jammed(&stalled, broker.addr());
-    assert!(
-        !anything_arrived(&flooder),
-        "the flood finished: it did not fill the stalled subscriber's buffers"
-    );
+    wait_until("the stalled subscriber is behind", || {
+        stat(&broker, "subscribers_behind") == 1
+    });
     let mut publisher = Raw::connect(broker.addr());
     publisher.send("PUBLISH b unaffected p\n");
     assert_eq!(other.delivery(), "DELIVER b unaffected p");
     publisher.sync();
     other.sync();
-    assert_eq!(stat(&broker, "slow_consumers_disconnected"), 0);
-
-    drop(stalled); // unblocks the flood long before the write timeout
+    // The flooder's own thread never waited for the stalled subscriber: its PING, sent
+    // after the whole flood, is answered while the subscriber is still stalled.
     flooder.expect("PONG flooded");
     sender.join().unwrap();
+    assert_eq!(stat(&broker, "slow_consumers_disconnected"), 0);
+    assert_eq!(stat(&broker, "subscribers_behind"), 1);
+    drop(stalled);
 }
 
 #[test]
 fn a_slow_subscriber_that_keeps_reading_is_not_cut_off() {
     let _gate = shared();
-    const MESSAGES: usize = 512; // 16 MiB: more than the kernel buffers between us hold
-    let broker = start_broker_with(with_write_timeout(Duration::from_secs(5)));
+    const MESSAGES: usize = 192; // 6 MiB: more than the kernel buffers between us hold
+    let broker = start_broker_with(with_write_timeout(Duration::from_secs(2)));
     let mut slow = subscribed(broker.addr(), "t", "slow");
     let mut publisher = Raw::connect(broker.addr());
     let sender = flood(&publisher, "t", MESSAGES);
-    // First fill every buffer between the broker and us, so that its writes to us can only
-    // go as fast as we read from here on...
+    // First fill every buffer between the broker and us, so that the broker must wait for
+    // us (we are behind) from here on...
     wait_until_jammed(slow.stream(), broker.addr());
+    wait_until("the slow subscriber is behind", || {
+        stat(&broker, "subscribers_behind") == 1
+    });
     // ...then read slowly but steadily: a pause after every message (32 KiB).
     for i in 0..MESSAGES {
         assert_eq!(slow.delivery(), format!("DELIVER t {} p", big_message(i)));
-        thread::sleep(Duration::from_millis(1));
+        thread::sleep(Duration::from_millis(2));
     }
     publisher.expect("PONG flooded");
     sender.join().unwrap();
@@ -553,15 +509,18 @@ fn stop_closes_every_connection_and_joins_every_thread() {
     let mut idle = subscribed(broker.addr(), "t", "idle");
     let mut half_line = Raw::connect(broker.addr());
     half_line.send("PUBLISH t half");
-    // A publisher blocked writing to a stalled subscriber, for good measure: stop must not
-    // wait for the 60 s write timeout.
+    // A stalled subscriber with a writer thread stuck writing to it, for good measure:
+    // stop must not wait for the 60 s write timeout.
     let stalled = stalled(broker.addr(), "t", "stalled");
     let flooder = Raw::connect(broker.addr());
-    let sender = flood(&flooder, "t", 512);
-    wait_until("the flood fills the stalled subscriber's buffers", || {
-        stalled.peek(&mut [0u8; 65536]).unwrap() == 65536
+    let sender = flood(&flooder, "t", 192);
+    wait_until_jammed(&stalled, broker.addr());
+    // `idle` does not read either, so both subscribers of `t` fall behind.
+    wait_until("both subscribers of t have a writer thread", || {
+        stat(&broker, "subscribers_behind") == 2
     });
-    assert_eq!(broker_threads(), threads + 5);
+    // The accept thread, four connection threads, and the two writers.
+    assert_eq!(broker_threads(), threads + 7);
 
     let (done, stopped) = mpsc::channel();
     thread::spawn(move || {
@@ -768,4 +727,70 @@ fn a_subscriber_cut_off_as_a_slow_consumer_says_so() {
         "{stderr}"
     );
     assert!(stderr.contains("slow consumer"), "{stderr}");
+}
+
+/// Against a full broker, `subscriber --reconnect` keeps trying, says why it waits, and
+/// gets in once a slot frees.
+#[test]
+fn subscriber_with_reconnect_waits_out_a_full_broker() {
+    let _gate = shared();
+    let broker = start_broker_with(Config {
+        max_clients: 1,
+        ..Config::default()
+    });
+    let mut holder = Raw::connect(broker.addr());
+    holder.sync();
+    let subscriber = Program::start(
+        Command::new(env!("CARGO_BIN_EXE_subscriber"))
+            .args(["sub1", "--topic", "t", "--reconnect", "--port"])
+            .arg(broker.addr().port().to_string())
+            .stdin(Stdio::null()),
+    );
+    subscriber.wait_for_output(
+        "the broker refused the connection: broker full (1 clients); trying again in 1s",
+    );
+    subscriber.wait_for_output("trying again in 2s");
+    drop(holder);
+    // The one slot is the subscriber's now, so ask the broker directly, not over TCP.
+    wait_until("the subscriber got in", || {
+        broker.topic_counts() == [("t".to_string(), 1)]
+    });
+    broker.publish("t", "in at last", "app").unwrap();
+    subscriber.wait_for_output(">> DELIVER t in at last app ");
+    assert!(!subscriber.stderr().contains("panicked"));
+    assert!(!subscriber.stderr().contains("not connected"));
+}
+
+/// A publisher whose lines the broker refuses reads the `ERROR`s as they come and stops
+/// with the broker's reason, instead of sending on until it is cut off as a slow
+/// consumer and blaming the broker for going away.
+#[test]
+fn a_publisher_stops_with_the_brokers_reason_when_its_lines_are_refused() {
+    let _gate = shared();
+    let (_broker, port) = Program::broker(0, "");
+    let mut publisher = Program::start(
+        Command::new(env!("CARGO_BIN_EXE_publisher"))
+            .args(["pub1", "--port", &port.to_string()])
+            .stdin(Stdio::piped()),
+    );
+    let mut stdin = publisher.child.stdin.take().unwrap();
+    let long_topic = "t".repeat(300);
+    let feeder = thread::spawn(move || {
+        for n in 0..200_000 {
+            if writeln!(stdin, "{long_topic} message {n}").is_err() {
+                return; // the publisher has stopped
+            }
+        }
+    });
+    let code = publisher.exit_code();
+    feeder.join().unwrap();
+    assert_eq!(code, Some(1));
+    let stderr = publisher.stderr();
+    assert!(
+        stderr.contains(
+            "publisher pub1: the broker refused: ERROR topic longer than 256 bytes: use a shorter topic"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("went away"), "{stderr}");
 }

@@ -155,7 +155,7 @@ impl Parts {
             },
             5 => Command::Ping { token: None },
             6 => Command::Help,
-            7 => Command::Topics,
+            7 => Command::Topics { filter: None },
             8 => Command::Stats,
             _ => Command::Verbose {
                 on: self.a.len() % 2 == 0,

@@ -160,8 +160,8 @@ fn error_replies_for_extension_commands_show_their_syntax() {
     let mut raw = Raw::connect(broker.addr());
     raw.send("VERBOSE maybe\n");
     raw.expect("ERROR wrong number of arguments: expected VERBOSE on|off");
-    raw.send("TOPICS please\n");
-    raw.expect("ERROR wrong number of arguments: expected TOPICS");
+    raw.send("TOPICS please now\n");
+    raw.expect("ERROR wrong number of arguments: expected TOPICS [filter]");
     raw.sync();
 }
 

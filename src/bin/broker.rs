@@ -16,8 +16,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use pubsub_lab::cli::{init_logging, DurationArg};
 use pubsub_lab::config::{
-    format_duration, DEFAULT_HOST, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_ID_BYTES,
-    DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_SUBSCRIPTIONS, DEFAULT_MAX_TOPIC_BYTES, DEFAULT_PORT,
+    format_duration, DEFAULT_HOST, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_CLIENTS_PER_IP,
+    DEFAULT_MAX_ID_BYTES, DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_PENDING_BYTES,
+    DEFAULT_MAX_SUBSCRIPTIONS, DEFAULT_MAX_TOPICS_LISTED, DEFAULT_MAX_TOPIC_BYTES, DEFAULT_PORT,
     DEFAULT_WRITE_TIMEOUT,
 };
 use pubsub_lab::error::describe;
@@ -37,13 +38,21 @@ struct Args {
     /// Most clients served at once; the next one is told `ERROR broker full`.
     #[arg(long, default_value_t = DEFAULT_MAX_CLIENTS)]
     max_clients: usize,
+    /// Most clients served at once from one address (loopback is exempt); the next one is
+    /// told `ERROR too many connections from <ip>`.
+    #[arg(long, default_value_t = DEFAULT_MAX_CLIENTS_PER_IP)]
+    max_clients_per_ip: usize,
     /// Longest line accepted, in bytes; longer lines are answered with ERROR and dropped.
     #[arg(long, default_value_t = DEFAULT_MAX_LINE_BYTES)]
     max_line_bytes: usize,
-    /// How long one batch of deliveries to a subscriber may take to write before it is
+    /// How long a subscriber that has fallen behind may take to accept 64 KiB before it is
     /// disconnected as a slow consumer (like 2s or 500ms).
     #[arg(long, default_value_t = DurationArg(DEFAULT_WRITE_TIMEOUT))]
     write_timeout: DurationArg,
+    /// The most bytes of deliveries that may wait in the broker for one subscriber that
+    /// has fallen behind; past it, the subscriber is disconnected as a slow consumer.
+    #[arg(long, default_value_t = DEFAULT_MAX_PENDING_BYTES)]
+    max_pending_bytes: usize,
     /// Longest topic accepted, in bytes.
     #[arg(long, default_value_t = DEFAULT_MAX_TOPIC_BYTES)]
     max_topic_bytes: usize,
@@ -53,6 +62,9 @@ struct Args {
     /// Most topics one connection may subscribe to.
     #[arg(long, default_value_t = DEFAULT_MAX_SUBSCRIPTIONS)]
     max_subscriptions: usize,
+    /// Most topics one TOPICS reply lists; it ends with a count of the rest.
+    #[arg(long, default_value_t = DEFAULT_MAX_TOPICS_LISTED)]
+    max_topics_listed: usize,
     /// Show every line in and out, with connection number and client id.
     #[arg(long)]
     trace: bool,
@@ -73,11 +85,14 @@ fn main() -> ExitCode {
 fn run(args: &Args) -> Result<(), String> {
     let config = Config {
         max_clients: args.max_clients,
+        max_clients_per_ip: args.max_clients_per_ip,
         max_line_bytes: args.max_line_bytes,
         write_timeout: args.write_timeout.0,
+        max_pending_bytes: args.max_pending_bytes,
         max_topic_bytes: args.max_topic_bytes,
         max_id_bytes: args.max_id_bytes,
         max_subscriptions: args.max_subscriptions,
+        max_topics_listed: args.max_topics_listed,
         ..Config::default()
     };
     let broker =

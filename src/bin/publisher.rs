@@ -8,15 +8,18 @@
 //! ```
 
 use std::io::{self, BufRead, IsTerminal};
+use std::net::Shutdown;
 use std::process::ExitCode;
+use std::sync::mpsc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use pubsub_lab::cli::init_logging;
 use pubsub_lab::client::check_word;
 use pubsub_lab::config::{format_duration, parse_duration, DEFAULT_PORT};
 
+use pubsub_lab::client::Incoming;
 use pubsub_lab::{Client, Error};
 
 /// How long to wait, at the end, for the broker to confirm it handled everything.
@@ -58,6 +61,10 @@ fn main() -> ExitCode {
     init_logging("warn", false);
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(Error::Refused(reason)) => {
+            eprintln!("publisher {}: the broker refused: ERROR {reason}", args.id);
+            ExitCode::FAILURE
+        }
         Err(error) => {
             eprintln!("publisher {}: {error}", args.id);
             ExitCode::FAILURE
@@ -75,9 +82,10 @@ struct Tally {
 fn run(args: &Args) -> Result<(), Error> {
     check_arguments(args)?;
     let mut client = Client::connect((args.host.as_str(), args.port))?;
+    let replies = Replies::listen(&client)?;
     let tally = match &args.topic {
         Some(topic) => match args.every {
-            Some(interval) => tick(&mut client, args, topic, interval)?,
+            Some(interval) => tick(&mut client, &replies, args, topic, interval)?,
             None => {
                 client.publish(topic, &args.message.join(" "), &args.id)?;
                 Tally {
@@ -90,28 +98,117 @@ fn run(args: &Args) -> Result<(), Error> {
             if io::stdin().is_terminal() {
                 eprintln!(
                     "connected to {} as {}; type <topic> <message> lines; Ctrl-D to finish",
-                    client.peer_addr()?,
+                    client.peer_addr(),
                     args.id
                 );
             }
-            publish_stdin(&mut client, &args.id)?
+            publish_stdin(&mut client, &replies, &args.id)?
         }
     };
-    let errors = client.finish(FINISH_TIMEOUT)?;
-    for reason in &errors {
-        eprintln!("broker said: ERROR {reason}");
-    }
+    // A half-close says we are done; the broker handles every line, then closes its side.
+    client.try_clone_stream()?.shutdown(Shutdown::Write)?;
+    let refused = replies.finish(FINISH_TIMEOUT)?;
     eprintln!("published {} message(s)", tally.published);
+    if let Some(first) = refused.first() {
+        if refused.len() > 1 {
+            eprintln!("the broker refused {} line(s)", refused.len());
+        }
+        return Err(Error::Refused(first.clone()));
+    }
     if tally.not_sent > 0 {
         return Err(Error::InvalidArgument(format!(
             "{} line(s) not sent (see above)",
             tally.not_sent
         )));
     }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::Refused(format!("{} line(s) refused", errors.len())))
+    Ok(())
+}
+
+/// The broker's answers, read on a thread of their own while the main thread sends. A
+/// publisher that only wrote would never see an `ERROR`; worse, the `ERROR`s it did not
+/// read would fill its socket until the broker cut it off as a slow consumer, and it would
+/// blame the broker for going away.
+struct Replies {
+    heard: mpsc::Receiver<Heard>,
+    reader: thread::JoinHandle<()>,
+}
+
+/// What the reader thread heard that matters to a publisher.
+enum Heard {
+    /// `ERROR <reason>`: the broker refused a line (or the whole connection).
+    Refused(String),
+    /// The broker closed the connection.
+    Closed,
+}
+
+impl Replies {
+    fn listen(client: &Client) -> Result<Replies, Error> {
+        let mut reader = Client::from_stream(client.try_clone_stream()?)?;
+        let (tell, heard) = mpsc::channel();
+        let reader = thread::Builder::new()
+            .name("replies".to_string())
+            .spawn(move || loop {
+                match reader.next_line(Duration::from_secs(3600)) {
+                    Ok(Some(Incoming::Error(reason))) => {
+                        if tell.send(Heard::Refused(reason)).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {} // acknowledgements, deliveries to ourselves: not our business
+                    Err(_) => {
+                        let _ = tell.send(Heard::Closed);
+                        return;
+                    }
+                }
+            })?;
+        Ok(Replies { heard, reader })
+    }
+
+    /// The broker's reason, if it refused a line since the last look. Does not wait.
+    fn refusal(&self) -> Option<String> {
+        self.heard.try_iter().find_map(|heard| match heard {
+            Heard::Refused(reason) => Some(reason),
+            Heard::Closed => None,
+        })
+    }
+
+    /// After the half-close: waits until the broker has closed its side, and returns every
+    /// refusal that came.
+    fn finish(self, timeout: Duration) -> Result<Vec<String>, Error> {
+        let deadline = Instant::now() + timeout;
+        let mut refused = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.heard.recv_timeout(left) {
+                Ok(Heard::Refused(reason)) => refused.push(reason),
+                Ok(Heard::Closed) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => return Err(Error::Timeout),
+            }
+        }
+        let _ = self.reader.join();
+        Ok(refused)
+    }
+
+    /// Sending failed: if the broker said why before it closed (it was full, say), that is
+    /// the reason; otherwise it went away.
+    fn why_sending_failed(&self, error: Error, sent_so_far: u64) -> Error {
+        if matches!(error, Error::InvalidArgument(_)) {
+            return error;
+        }
+        // The broker's last words may still be on their way to the reader thread.
+        if let Ok(Heard::Refused(reason)) = self.heard.recv_timeout(Duration::from_secs(1)) {
+            return Error::Refused(reason);
+        }
+        eprintln!("the broker went away after {sent_so_far} message(s); is it still running?");
+        error
+    }
+
+    /// Stops the run at the broker's first refusal, with its reason.
+    fn check(&self) -> Result<(), Error> {
+        match self.refusal() {
+            Some(reason) => Err(Error::Refused(reason)),
+            None => Ok(()),
+        }
     }
 }
 
@@ -142,7 +239,7 @@ fn check_arguments(args: &Args) -> Result<(), Error> {
 
 /// Reads `<topic> <message>` lines until end of input. A line that cannot be sent is
 /// reported and counted, and the rest go on.
-fn publish_stdin(client: &mut Client, id: &str) -> Result<Tally, Error> {
+fn publish_stdin(client: &mut Client, replies: &Replies, id: &str) -> Result<Tally, Error> {
     let mut tally = Tally::default();
     for line in io::stdin().lock().lines() {
         let line = line?;
@@ -155,20 +252,27 @@ fn publish_stdin(client: &mut Client, id: &str) -> Result<Tally, Error> {
             tally.not_sent += 1;
             continue;
         };
+        replies.check()?;
         match client.publish(topic, message.trim(), id) {
             Ok(()) => tally.published += 1,
             Err(Error::InvalidArgument(why)) => {
                 eprintln!("not sent: {why}");
                 tally.not_sent += 1;
             }
-            Err(error) => return Err(went_away(error, tally.published)),
+            Err(error) => return Err(replies.why_sending_failed(error, tally.published)),
         }
     }
     Ok(tally)
 }
 
 /// Publishes the same message (or "Event at HH:MM:SS") every `interval`.
-fn tick(client: &mut Client, args: &Args, topic: &str, interval: Duration) -> Result<Tally, Error> {
+fn tick(
+    client: &mut Client,
+    replies: &Replies,
+    args: &Args,
+    topic: &str,
+    interval: Duration,
+) -> Result<Tally, Error> {
     let mut tally = Tally::default();
     while args.count.map_or(true, |count| tally.published < count) {
         if tally.published > 0 {
@@ -179,20 +283,13 @@ fn tick(client: &mut Client, args: &Args, topic: &str, interval: Duration) -> Re
         } else {
             args.message.join(" ")
         };
+        replies.check()?;
         // Topic and id were checked before connecting, so a message that cannot be sent
         // would fail every time: it ends the run (`?`) rather than repeat for ever.
         client
             .publish(topic, &message, &args.id)
-            .map_err(|error| went_away(error, tally.published))?;
+            .map_err(|error| replies.why_sending_failed(error, tally.published))?;
         tally.published += 1;
     }
     Ok(tally)
-}
-
-/// A failure while publishing: the connection is gone, unless the message itself was bad.
-fn went_away(error: Error, sent_so_far: u64) -> Error {
-    if !matches!(error, Error::InvalidArgument(_)) {
-        eprintln!("the broker went away after {sent_so_far} message(s); is it still running?");
-    }
-    error
 }

@@ -7,7 +7,8 @@
 //! cargo run --bin subscriber sub1 --topic weather --reconnect   # survive broker restarts
 //! ```
 //!
-//! Each line from the broker is printed as `>> <line>`. Commands typed on stdin:
+//! Each line from the broker is printed as `>> <line>`; on a terminal, control characters
+//! in it are shown escaped (`\u{1b}`) unless `--raw` is given. Commands typed on stdin:
 //! `subscribe <topic>`, `unsubscribe <topic>`, `topics`, `stats`, `ping`,
 //! `verbose on|off`, `help`, `quit`.
 //!
@@ -16,7 +17,7 @@
 //! reconnect subscribes to again).
 
 use std::collections::BTreeSet;
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, IsTerminal, Write};
 use std::net::TcpStream;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -29,6 +30,7 @@ use pubsub_lab::cli::{init_logging, is_broken_pipe};
 use pubsub_lab::client::Incoming;
 use pubsub_lab::config::DEFAULT_PORT;
 use pubsub_lab::protocol::Command;
+use pubsub_lab::text::escaped;
 use pubsub_lab::{Client, Error};
 
 /// The first wait before reconnecting; it doubles after each failed try, up to the cap.
@@ -40,7 +42,7 @@ const MAX_RETRY: Duration = Duration::from_secs(8);
 const IDLE_WAIT: Duration = Duration::from_secs(3600);
 
 const USAGE: &str =
-    "commands: subscribe <topic> | unsubscribe <topic> | topics | stats | ping | verbose on|off | help | quit";
+    "commands: subscribe <topic> | unsubscribe <topic> | topics [filter] | stats | ping | verbose on|off | help | quit";
 
 /// Subscribes to topics on a pubsub-lab broker and prints what arrives.
 #[derive(Debug, Parser)]
@@ -57,6 +59,11 @@ struct Args {
     /// When the broker goes away, keep trying to reconnect, then subscribe again.
     #[arg(long)]
     reconnect: bool,
+    /// Print messages exactly as they arrive, even on a terminal. By default, on a
+    /// terminal, control characters in messages (escape sequences that colour or erase
+    /// text) are shown as escapes like \u{1b} instead of acting on the terminal.
+    #[arg(long)]
+    raw: bool,
     /// The broker's host.
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
@@ -96,28 +103,49 @@ fn run(args: &Args) -> Result<(), String> {
         topics: Mutex::new(args.topic.iter().cloned().collect()),
         ping_sent: Mutex::new(None),
     });
-    let mut client = connect(args, &shared, Greeting::First)?;
+    let mut backoff = Backoff::default();
+    let mut client = connect(args, &shared, Greeting::First, &mut backoff)?;
     let stdin_shared = Arc::clone(&shared);
     thread::Builder::new()
         .name("stdin".to_string())
         .spawn(move || read_commands(&stdin_shared))
         .map_err(|e| e.to_string())?;
 
+    // A person reads a terminal: nothing a publisher sends may act on it.
+    let escape = !args.raw && io::stdout().is_terminal();
     let mut received = 0;
     loop {
-        match receive(&shared, &mut client, args.count, &mut received) {
+        let mut connection = Connection::default();
+        match receive(
+            &shared,
+            &mut client,
+            args.count,
+            &mut received,
+            &mut connection,
+            escape,
+        ) {
             Ok(()) => return Ok(()),
             Err(Error::Closed) => {
                 *shared.writer.lock() = None;
-                let why = why_closed(addr);
+                let ended = why_closed(addr, &connection);
                 if !args.reconnect {
-                    return Err(format!("{why}; run with --reconnect to keep trying"));
+                    return Err(format!("{ended}; run with --reconnect to keep trying"));
                 }
-                eprintln!("{why}; reconnecting");
+                match ended {
+                    Ended::Refused(_) => {
+                        let pause = backoff.next();
+                        eprintln!("{ended}; trying again in {}s", pause.as_secs());
+                        thread::sleep(pause);
+                    }
+                    Ended::CutOff | Ended::Gone => {
+                        backoff = Backoff::default();
+                        eprintln!("{ended}; reconnecting");
+                    }
+                }
             }
             Err(error) => return Err(error.to_string()),
         }
-        client = connect(args, &shared, Greeting::Again)?;
+        client = connect(args, &shared, Greeting::Again, &mut backoff)?;
     }
 }
 
@@ -129,49 +157,111 @@ enum Greeting {
     Again,
 }
 
+/// The pause before the next try: doubles from [`FIRST_RETRY`] up to [`MAX_RETRY`].
+#[derive(Debug)]
+struct Backoff(Duration);
+
+impl Default for Backoff {
+    fn default() -> Backoff {
+        Backoff(FIRST_RETRY)
+    }
+}
+
+impl Backoff {
+    fn next(&mut self) -> Duration {
+        let pause = self.0;
+        self.0 = (self.0 * 2).min(MAX_RETRY);
+        pause
+    }
+}
+
 /// Connects and subscribes to every wanted topic. With `--reconnect`, keeps trying with a
 /// growing pause, saying each time why it is waiting; without, the first failure ends
 /// the run.
-fn connect(args: &Args, shared: &Shared, greeting: Greeting) -> Result<Client, String> {
-    let mut retry = FIRST_RETRY;
+fn connect(
+    args: &Args,
+    shared: &Shared,
+    greeting: Greeting,
+    backoff: &mut Backoff,
+) -> Result<Client, String> {
     loop {
         let attempt = Client::connect((args.host.as_str(), args.port)).and_then(|mut client| {
-            let addr = client.peer_addr()?;
+            let addr = client.peer_addr();
             match greeting {
                 Greeting::First => eprintln!("connected to {addr} as {}; {USAGE}", args.id),
                 Greeting::Again => eprintln!("reconnected to {addr}"),
             }
-            attach(shared, &mut client)?;
-            Ok(client)
-        });
-        match attempt {
-            Ok(client) => return Ok(client),
-            Err(error) if !args.reconnect => return Err(error.to_string()),
-            Err(error) => {
-                eprintln!("{error}; trying again in {}s", retry.as_secs());
-                thread::sleep(retry);
-                retry = (retry * 2).min(MAX_RETRY);
+            match attach(shared, &mut client) {
+                Ok(()) => Ok(client),
+                // A broker that turns us away says why before it closes: that, rather than
+                // the broken pipe our SUBSCRIBE met, is what to tell.
+                Err(error) => match client.next_line(Duration::from_millis(500)) {
+                    Ok(Some(Incoming::Error(reason))) => Err(Error::Refused(reason)),
+                    _ => Err(error),
+                },
             }
+        });
+        let why = match attempt {
+            Ok(client) => return Ok(client),
+            Err(Error::Refused(reason)) => Ended::Refused(reason).to_string(),
+            Err(error) => error.to_string(),
+        };
+        if !args.reconnect {
+            return Err(why);
+        }
+        let pause = backoff.next();
+        eprintln!("{why}; trying again in {}s", pause.as_secs());
+        thread::sleep(pause);
+    }
+}
+
+/// What one connection showed before it ended, to tell why it ended.
+#[derive(Debug, Default)]
+struct Connection {
+    lines: u64,
+    first_error: Option<String>,
+}
+
+/// Why a connection ended.
+#[derive(Debug)]
+enum Ended {
+    /// The broker turned us away, with this reason (it is full, say).
+    Refused(String),
+    /// The broker is running, and closed our connection: it cut us off as a slow consumer.
+    CutOff,
+    /// The broker is gone.
+    Gone,
+}
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ended::Refused(reason) => write!(f, "the broker refused the connection: {reason}"),
+            Ended::CutOff => write!(
+                f,
+                "the broker closed our connection but is still running: it cuts off a \
+                 subscriber that stops reading, or falls too far behind (a slow consumer; \
+                 see the broker's log)"
+            ),
+            Ended::Gone => write!(f, "the broker went away (connection closed)"),
         }
     }
 }
 
-/// The connection ended: say what happened. The broker closes a subscriber's connection
-/// without a word when it cuts it off as a slow consumer (there is no room left to write
-/// one), so whether it still answers a `PING` on a new connection tells the two cases
-/// apart. (Connecting alone would not: a dying broker's kernel still completes a
-/// connection for the moment its listening socket lives.) A full broker, which answers
-/// `ERROR broker full`, is running too.
-fn why_closed(addr: (&str, u16)) -> String {
-    let answered = Client::connect(addr).and_then(|mut probe| probe.ping());
-    if matches!(answered, Ok(_) | Err(Error::Refused(_))) {
-        String::from(
-            "the broker closed our connection but is still running: it cuts off a \
-             subscriber that stops reading, or falls too far behind (a slow consumer; \
-             see the broker's log)",
-        )
-    } else {
-        String::from("the broker went away (connection closed)")
+/// The connection ended: say why. A broker that turns a client away says why in the one
+/// line it sends before closing (`ERROR broker full (1024 clients)`). One that cuts a
+/// subscriber off as a slow consumer closes without a word (there is no room left to
+/// write one), so whether it still answers a `PING` on a new connection tells that case
+/// from a broker that went away. (Connecting alone would not: a dying broker's kernel still
+/// completes a connection for the moment its listening socket lives.)
+fn why_closed(addr: (&str, u16), connection: &Connection) -> Ended {
+    if let (1, Some(reason)) = (connection.lines, &connection.first_error) {
+        return Ended::Refused(reason.clone());
+    }
+    match Client::connect(addr).and_then(|mut probe| probe.ping()) {
+        Ok(_) => Ended::CutOff,
+        Err(Error::Refused(reason)) => Ended::Refused(reason),
+        Err(_) => Ended::Gone,
     }
 }
 
@@ -194,6 +284,8 @@ fn receive(
     client: &mut Client,
     count: Option<u64>,
     received: &mut u64,
+    connection: &mut Connection,
+    escape: bool,
 ) -> Result<(), Error> {
     let stdout = io::stdout();
     loop {
@@ -203,6 +295,10 @@ fn receive(
         let Some(incoming) = client.next_line(IDLE_WAIT)? else {
             continue;
         };
+        connection.lines += 1;
+        if let (1, Incoming::Error(reason)) = (connection.lines, &incoming) {
+            connection.first_error = Some(reason.clone());
+        }
         let line = match &incoming {
             Incoming::Deliver(delivery) => {
                 *received += 1;
@@ -213,7 +309,12 @@ fn receive(
             Incoming::Error(reason) => format!("ERROR {reason}"),
             Incoming::Reply(line) => with_round_trip(shared, line),
         };
-        if let Err(error) = writeln!(stdout.lock(), ">> {line}") {
+        let written = if escape {
+            writeln!(stdout.lock(), ">> {}", escaped(&line))
+        } else {
+            writeln!(stdout.lock(), ">> {line}")
+        };
+        if let Err(error) = written {
             // `subscriber | head -3`: the reader is gone, so we are done.
             return if is_broken_pipe(&error) {
                 Ok(())
@@ -259,7 +360,10 @@ fn read_commands(shared: &Shared) {
                     subscriber_id: &shared.id,
                 }
             }
-            ["topics"] => Command::Topics,
+            ["topics"] => Command::Topics { filter: None },
+            ["topics", filter] => Command::Topics {
+                filter: Some(filter),
+            },
             ["stats"] => Command::Stats,
             ["help"] => Command::Help,
             ["ping"] => {

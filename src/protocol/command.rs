@@ -9,6 +9,7 @@
 //! the session.
 
 use super::error::{shorten, ProtocolError};
+use crate::text;
 
 /// One command of the protocol. See the module docs.
 #[derive(Debug)]
@@ -88,10 +89,10 @@ pub const COMMANDS: [CommandSpec; 9] = [
     },
     CommandSpec {
         word: "TOPICS",
-        arguments: "",
-        summary: "list topics with their number of subscribers",
+        arguments: "[filter]",
+        summary: "list topics (matching [filter]) with their subscribers",
         classic: false,
-        parse: |rest| rest.is_empty().then_some(Command::Topics),
+        parse: parse_topics,
     },
     CommandSpec {
         word: "STATS",
@@ -178,12 +179,16 @@ pub enum Command<'a> {
         /// Echoed back in the `PONG`.
         token: Option<&'a str>,
     },
-    /// List topics and their subscriber counts (extension).
+    /// List topics and their subscriber counts, all of them or those a filter matches
+    /// (extension).
     ///
     /// ```text
-    /// TOPICS
+    /// TOPICS news/#
     /// ```
-    Topics,
+    Topics {
+        /// Only topics this filter matches (see `topic.rs`).
+        filter: Option<&'a str>,
+    },
     /// Show the broker's counters (extension).
     ///
     /// ```text
@@ -230,6 +235,9 @@ impl<'a> Command<'a> {
     /// ```
     pub fn parse(line: &'a [u8]) -> Result<Option<Command<'a>>, ProtocolError> {
         let line = std::str::from_utf8(line).map_err(|_| ProtocolError::NotUtf8)?;
+        if let Some(character) = text::line_break_in(line) {
+            return Err(ProtocolError::LineBreak(character));
+        }
         let line = trim_end_separators(trim_start_separators(line));
         if line.is_empty() {
             return Ok(None);
@@ -251,7 +259,7 @@ impl<'a> Command<'a> {
             Command::Unsubscribe { .. } => "UNSUBSCRIBE",
             Command::Publish { .. } => "PUBLISH",
             Command::Ping { .. } => "PING",
-            Command::Topics => "TOPICS",
+            Command::Topics { .. } => "TOPICS",
             Command::Stats => "STATS",
             Command::Verbose { .. } => "VERBOSE",
             Command::Quit => "QUIT",
@@ -295,9 +303,9 @@ impl<'a> Command<'a> {
                 message,
                 publisher_id,
             } => [Some(topic), Some(message), Some(publisher_id)],
-            Command::Ping { token } => [token, None, None],
+            Command::Ping { token } | Command::Topics { filter: token } => [token, None, None],
             Command::Verbose { on } => [Some(if on { "on" } else { "off" }), None, None],
-            Command::Topics | Command::Stats | Command::Quit | Command::Help => [None; 3],
+            Command::Stats | Command::Quit | Command::Help => [None; 3],
         };
         for argument in arguments.into_iter().flatten() {
             out.push(b' ');
@@ -383,6 +391,14 @@ fn parse_publish(rest: &str) -> Option<Command<'_>> {
         message,
         publisher_id,
     })
+}
+
+fn parse_topics(rest: &str) -> Option<Command<'_>> {
+    let mut parts = tokens(rest);
+    match (parts.next(), parts.next()) {
+        (filter, None) => Some(Command::Topics { filter }),
+        _ => None,
+    }
 }
 
 fn parse_ping(rest: &str) -> Option<Command<'_>> {
@@ -497,7 +513,7 @@ mod tests {
         expect("PUBLISH", "PUBLISH");
         expect("PING a b", "PING");
         expect("VERBOSE maybe", "VERBOSE");
-        expect("TOPICS now", "TOPICS");
+        expect("TOPICS a b", "TOPICS");
         expect("QUIT now", "QUIT");
         let reason = ProtocolError::WrongArguments(spec("SUBSCRIBE")).to_string();
         assert_eq!(
@@ -514,7 +530,13 @@ mod tests {
             parse("ping 7"),
             Ok(Some(Command::Ping { token: Some("7") }))
         );
-        assert_eq!(parse("Topics"), Ok(Some(Command::Topics)));
+        assert_eq!(parse("Topics"), Ok(Some(Command::Topics { filter: None })));
+        assert_eq!(
+            parse("TOPICS news/#"),
+            Ok(Some(Command::Topics {
+                filter: Some("news/#")
+            }))
+        );
         assert_eq!(parse("STATS"), Ok(Some(Command::Stats)));
         assert_eq!(parse("VERBOSE On"), Ok(Some(Command::Verbose { on: true })));
         assert_eq!(
@@ -522,6 +544,33 @@ mod tests {
             Ok(Some(Command::Verbose { on: false }))
         );
         assert_eq!(parse("QUIT"), Ok(Some(Command::Quit)));
+    }
+
+    #[test]
+    fn a_line_break_inside_a_line_is_refused_wherever_it_is() {
+        for (line, character) in [
+            (
+                "PUBLISH news Lab at 9\rDELIVER news FORGED admin 2020-01-01 09:00:00 admin",
+                '\r',
+            ),
+            ("PUBLISH news a\u{2028}b p", '\u{2028}'),
+            ("PUBLISH news a\u{85}b p", '\u{85}'),
+            ("PUBLISH news a\u{2029}b p", '\u{2029}'),
+            ("PUBLISH news a\u{0b}b p", '\u{0b}'),
+            ("SUBSCRIBE ne\rws me", '\r'),
+            ("PING \r", '\r'),
+        ] {
+            assert_eq!(
+                parse(line),
+                Err(ProtocolError::LineBreak(character)),
+                "{line:?}"
+            );
+        }
+        assert!(parse("PUBLISH news it's 5°C — “cold” €2 p").is_ok());
+        assert!(
+            parse("PUBLISH news \u{1b}[31mred\u{1b}[0m p").is_ok(),
+            "ESC is relayed"
+        );
     }
 
     #[test]
@@ -550,7 +599,10 @@ mod tests {
             },
             Command::Ping { token: None },
             Command::Ping { token: Some("t") },
-            Command::Topics,
+            Command::Topics { filter: None },
+            Command::Topics {
+                filter: Some("a/+"),
+            },
             Command::Stats,
             Command::Verbose { on: true },
             Command::Verbose { on: false },

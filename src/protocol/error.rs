@@ -4,6 +4,7 @@
 use std::fmt;
 
 use super::command::{CommandSpec, COMMANDS};
+use crate::text;
 
 /// Why a line was refused. The broker answers each with one `ERROR <reason>` line, where
 /// the reason is this value's `Display`, and then reads the next line as usual: a protocol
@@ -20,6 +21,18 @@ pub enum ProtocolError {
     WrongArguments(&'static CommandSpec),
     /// The line is not UTF-8 text (a binary file pasted into `nc`, say).
     NotUtf8,
+    /// The line holds a character that some line reader takes for a line break (a bare
+    /// `\r`, U+2028, ...; see `text::is_line_break`): relayed, it would show other programs
+    /// a line nobody sent. Holds the character.
+    LineBreak(char),
+    /// A topic or id with a control character (an escape sequence, say): topics and ids
+    /// name things in logs and on screens, where they must print as they are.
+    ControlCharacter {
+        /// What it was: `topic`, or `subscriber or publisher id`.
+        what: &'static str,
+        /// The character.
+        character: char,
+    },
     /// The line was longer than the broker's limit; it was discarded without being stored.
     LineTooLong {
         /// The limit in bytes (`--max-line-bytes`).
@@ -30,6 +43,8 @@ pub enum ProtocolError {
         /// The limit in bytes.
         limit: usize,
     },
+    /// A topic filter that breaks the rules of wildcards (see `topic.rs`).
+    BadFilter(crate::topic::FilterError),
     /// A subscriber or publisher id longer than the broker accepts.
     IdTooLong {
         /// The limit in bytes.
@@ -74,6 +89,17 @@ impl fmt::Display for ProtocolError {
             ProtocolError::NotUtf8 => {
                 write!(f, "line is not valid UTF-8 text: send commands as plain text")
             }
+            ProtocolError::LineBreak(character) => write!(
+                f,
+                "line contains {}, which other programs read as a line break: \
+                 send one command per line, with no other line breaks",
+                text::describe(*character)
+            ),
+            ProtocolError::ControlCharacter { what, character } => write!(
+                f,
+                "{what} contains {}: topics and ids must be printable text",
+                text::describe(*character)
+            ),
             ProtocolError::LineTooLong { limit } => write!(
                 f,
                 "line longer than {limit} bytes was discarded: send shorter messages"
@@ -81,6 +107,7 @@ impl fmt::Display for ProtocolError {
             ProtocolError::TopicTooLong { limit } => {
                 write!(f, "topic longer than {limit} bytes: use a shorter topic")
             }
+            ProtocolError::BadFilter(error) => write!(f, "bad topic filter: {error}"),
             ProtocolError::IdTooLong { limit } => write!(
                 f,
                 "subscriber or publisher id longer than {limit} bytes: use a shorter id"

@@ -5,6 +5,11 @@ use std::io::Write;
 use super::command::COMMANDS;
 use super::error::ProtocolError;
 
+/// What the line that says topics were left out of a `TOPICS` listing starts with, after
+/// `TOPICS `: `TOPICS … and 990000 more`. No topic name contains a space, so no listed
+/// topic can look like it.
+pub const MORE_TOPICS: &str = "… and";
+
 /// A reply the broker sends to the client whose command it answers.
 ///
 /// Every reply starts with a word that no other line starts with, so a client can tell a
@@ -38,8 +43,14 @@ pub enum Reply<'a> {
     Pong(Option<&'a str>),
     /// The `HELP` listing: one line per entry of [`COMMANDS`].
     Help,
-    /// `TOPICS <topic> <subscribers>` lines, then `END TOPICS`.
-    Topics(&'a [(String, usize)]),
+    /// `TOPICS <topic> <subscribers>` lines, a `TOPICS … and <n> more` line if some were
+    /// left out, then `END TOPICS`.
+    Topics {
+        /// The topics listed, with their numbers of subscribers.
+        topics: &'a [(String, usize)],
+        /// How many more there were.
+        more: usize,
+    },
     /// `STATS <name> <value>` lines, then `END STATS`.
     Stats(&'a [(&'static str, u64)]),
     /// `BYE`, just before the broker closes the connection after `QUIT`.
@@ -53,7 +64,7 @@ impl Reply<'_> {
     /// use pubsub_lab::protocol::Reply;
     /// let mut out = Vec::new();
     /// Reply::Pong(Some("42")).write_lines(&mut out);
-    /// Reply::Topics(&[("weather".to_string(), 2)]).write_lines(&mut out);
+    /// Reply::Topics { topics: &[("weather".to_string(), 2)], more: 0 }.write_lines(&mut out);
     /// assert_eq!(out, b"PONG 42\nTOPICS weather 2\nEND TOPICS\n");
     /// ```
     pub fn write_lines(&self, out: &mut Vec<u8>) {
@@ -74,9 +85,12 @@ impl Reply<'_> {
                 }
                 writeln!(out, "END HELP")
             }
-            Reply::Topics(topics) => {
+            Reply::Topics { topics, more } => {
                 for (topic, subscribers) in topics.iter() {
                     let _ = writeln!(out, "TOPICS {topic} {subscribers}");
+                }
+                if *more > 0 {
+                    let _ = writeln!(out, "TOPICS {MORE_TOPICS} {more} more");
                 }
                 writeln!(out, "END TOPICS")
             }
@@ -111,7 +125,10 @@ mod tests {
             Reply::VerboseOk(true),
             Reply::Pong(Some("DELIVER")),
             Reply::Help,
-            Reply::Topics(&topics),
+            Reply::Topics {
+                topics: &topics,
+                more: 3,
+            },
             Reply::Stats(&stats),
             Reply::Bye,
         ];

@@ -12,6 +12,7 @@
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use pubsub_lab::{Broker, BrokerHandle, Config};
@@ -202,4 +203,51 @@ pub fn wait_until_jammed(client: &TcpStream, broker: SocketAddr) -> u64 {
         steady >= 3 && sending > 0
     });
     queued
+}
+
+/// Connects and subscribes `id` to `topic`; the `PONG` proves the subscription is in
+/// place.
+pub fn subscribed(addr: SocketAddr, topic: &str, id: &str) -> Raw {
+    let mut raw = Raw::connect(addr);
+    raw.send(&format!("SUBSCRIBE {topic} {id}\n"));
+    raw.sync();
+    raw
+}
+
+/// A subscriber that never reads: a raw socket that sent its `SUBSCRIBE` and a `PING`, and
+/// waited for the `PONG` to arrive (without consuming it) so the subscription is in place.
+pub fn stalled(addr: SocketAddr, topic: &str, id: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream
+        .write_all(format!("SUBSCRIBE {topic} {id}\nPING\n").as_bytes())
+        .unwrap();
+    let mut peeked = [0u8; 5];
+    wait_until("the stalled subscriber's PONG is queued", || {
+        stream.peek(&mut peeked).unwrap() == 5
+    });
+    assert_eq!(&peeked, b"PONG\n");
+    stream
+}
+
+/// Message `i` of a flood: a 32 KiB body that starts with its number.
+pub fn big_message(i: usize) -> String {
+    format!("m{i}-{}", "x".repeat(32 * 1024))
+}
+
+/// Sends `count` big messages to `topic` and then `PING flooded` from a thread of its own,
+/// because the broker may stop reading them while it is stuck writing to a stalled
+/// subscriber, and a blocked write must not block the test.
+pub fn flood(publisher: &Raw, topic: &str, count: usize) -> JoinHandle<()> {
+    let mut stream = publisher.stream().try_clone().unwrap();
+    let topic = topic.to_string();
+    thread::spawn(move || {
+        for i in 0..count {
+            let line = format!("PUBLISH {topic} {} p\n", big_message(i));
+            if stream.write_all(line.as_bytes()).is_err() {
+                return;
+            }
+        }
+        let _ = stream.write_all(b"PING flooded\n");
+    })
 }

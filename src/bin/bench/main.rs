@@ -20,6 +20,7 @@
 //!
 //! The exit code is 0 only if every run delivered everything, in order, within its time.
 
+mod hostile;
 mod measure;
 mod relay;
 mod report;
@@ -59,9 +60,18 @@ struct Args {
     /// Messages per second (latency).
     #[arg(long)]
     rate: Option<f64>,
-    /// Idle connections to hold (conns).
+    /// Idle connections to hold (conns), or connections in the crowd (leave).
     #[arg(long)]
     conns: Option<usize>,
+    /// Subscribers that never read (stalled).
+    #[arg(long)]
+    stalled: Option<usize>,
+    /// Topics each connection of the crowd subscribes to (leave), or topics in all (topics).
+    #[arg(long)]
+    topics: Option<usize>,
+    /// With leave: each connection subscribes to topics of its own, not the same ones.
+    #[arg(long)]
+    unique: bool,
     /// Payload bytes per message (at least the ~30 the stamp itself takes).
     #[arg(long, default_value_t = 64)]
     size: usize,
@@ -111,6 +121,14 @@ enum Mode {
     Conns,
     /// The standard set: fanout, fanin, pairs, latency and conns.
     Suite,
+    /// --stalled subscribers that never read, and a healthy one, on one topic: how long
+    /// the healthy one and the publisher are held up.
+    Stalled,
+    /// A crowd of --conns connections on --topics topics each, leaving at once: how long
+    /// an unrelated pair waits, and memory before and after.
+    Leave,
+    /// A registry of --topics topics: what TOPICS and STATS cost, and memory after.
+    Topics,
     /// Serve the speed-of-light relay on --port until killed.
     Relay,
 }
@@ -119,7 +137,23 @@ enum Mode {
 #[derive(Debug, Clone)]
 enum Job {
     Flow(Flow),
-    Conns { conns: usize, size: usize },
+    Conns {
+        conns: usize,
+        size: usize,
+    },
+    Stalled {
+        stalled: usize,
+        msgs: u64,
+        size: usize,
+    },
+    Leave {
+        conns: usize,
+        topics: usize,
+        unique: bool,
+    },
+    Topics {
+        topics: usize,
+    },
 }
 
 impl Job {
@@ -127,6 +161,9 @@ impl Job {
         match self {
             Job::Flow(flow) => flow.workload.name(),
             Job::Conns { .. } => Workload::Conns.name(),
+            Job::Stalled { .. } => "stalled",
+            Job::Leave { .. } => "leave",
+            Job::Topics { .. } => "topics",
         }
     }
 
@@ -134,6 +171,9 @@ impl Job {
         match self {
             Job::Flow(flow) => flow.connections(),
             Job::Conns { conns, .. } => conns + PROBES,
+            Job::Stalled { stalled, .. } => stalled + 3,
+            Job::Leave { conns, .. } => conns + 3,
+            Job::Topics { topics } => topics.div_ceil(hostile::TOPICS_PER_CONN) + 3,
         }
     }
 
@@ -141,6 +181,17 @@ impl Job {
         match self {
             Job::Flow(flow) => workloads::run_flow(target, flow, timeout),
             Job::Conns { conns, size } => workloads::run_conns(target, *conns, *size, timeout),
+            Job::Stalled {
+                stalled,
+                msgs,
+                size,
+            } => hostile::run_stalled(target, *stalled, *msgs, *size, timeout),
+            Job::Leave {
+                conns,
+                topics,
+                unique,
+            } => hostile::run_leave(target, *conns, *topics, *unique, timeout),
+            Job::Topics { topics } => hostile::run_topics(target, *topics, timeout),
         }
     }
 }
@@ -201,6 +252,24 @@ fn jobs_for(mode: Mode, args: &Args) -> Vec<Job> {
         Mode::Latency => vec![latency],
         Mode::Conns => vec![conns],
         Mode::Suite => vec![fanout, fanin, pairs, latency, conns],
+        Mode::Stalled => vec![Job::Stalled {
+            stalled: args.stalled.unwrap_or(10),
+            msgs: args.msgs.unwrap_or(600),
+            // The default payload is a benchmark's; stalling needs buffers to fill.
+            size: if args.size == 64 {
+                16 * 1024
+            } else {
+                args.size
+            },
+        }],
+        Mode::Leave => vec![Job::Leave {
+            conns: args.conns.unwrap_or(1000),
+            topics: args.topics.unwrap_or(1024),
+            unique: args.unique,
+        }],
+        Mode::Topics => vec![Job::Topics {
+            topics: args.topics.unwrap_or(1_000_000),
+        }],
         // The relay serves; it measures nothing itself.
         Mode::Relay => Vec::new(),
     }
