@@ -46,13 +46,14 @@
 //! subscriber's writer to bring the backlog back down. That slows the publishers to the
 //! subscriber's pace, as TCP itself does. But it waits only for a subscriber that is
 //! *moving*: one that takes at least one [`WRITE_CHUNK`] (64 KiB) every [`DRAIN_PATIENCE`]
-//! (100 ms, so 640 KiB/s: a `subscriber` printing to a terminal manages that easily). A
-//! subscriber that drains more slowly than that is not waited for again (until it has
-//! caught up): it must catch up by itself or be cut off. So a publisher waits at most one
-//! tick, and then at most 100 ms once, for a subscriber that has stopped, and not at all
-//! for one that stopped more than 100 ms ago; ten stalled subscribers on a topic hold its
-//! healthy subscribers up by at most about a second, once, not ten write timeouts. (NATS
-//! does the same with a shorter, per-burst "stall" of its fast producers.)
+//! (250 ms, so 256 KiB/s: a `subscriber` printing to a terminal manages that, even built
+//! for debugging on a busy laptop). A subscriber that drains more slowly than that is not
+//! waited for again until it drains at that pace again: it must catch up by itself or be
+//! cut off. So a publisher waits at most one tick, and then at most 250 ms once, for a
+//! subscriber that has stopped, and not at all for one that stopped more than 250 ms ago:
+//! ten subscribers that stall together hold their topic's healthy subscribers up once, by
+//! a quarter of a second, not by ten write timeouts. (NATS does the same with a shorter,
+//! per-burst "stall" of its fast producers, and cuts off more readily.)
 //!
 //! # The rule: when a subscriber is cut off
 //!
@@ -68,7 +69,7 @@
 //!    too slowly to be waited for can do).
 //!
 //! A subscriber that keeps up with what it is sent is never cut off, however slowly it
-//! reads; nor is one that is behind but drains at 640 KiB/s or more (its publishers wait
+//! reads; nor is one that is behind but drains at 256 KiB/s or more (its publishers wait
 //! for it). The limits are NATS's kind, with smaller defaults for a classroom machine:
 //! NATS uses a write deadline and `max_pending` of 64 MiB; Redis cuts a pub/sub client
 //! whose output buffer passes 32 MB. A line is written whole or the connection is closed:
@@ -116,7 +117,7 @@ pub const WRITE_CHUNK: usize = 64 * 1024;
 
 /// How long a publisher waits for a subscriber that is far behind to take its next chunk
 /// before it stops waiting for it: see "Backpressure" in the module docs.
-pub const DRAIN_PATIENCE: Duration = Duration::from_millis(100);
+pub const DRAIN_PATIENCE: Duration = Duration::from_millis(250);
 
 /// The send timeout of a subscriber's socket while it is behind: how often its writer
 /// thread looks whether the subscriber has taken more (see `write_backlog`).
@@ -206,15 +207,6 @@ enum Phase {
     Closed,
 }
 
-/// Why a subscriber is cut off.
-#[derive(Debug)]
-enum Failure {
-    /// A write failed: timed out (the subscriber stopped taking bytes) or the peer is gone.
-    Write(io::Error),
-    /// More than `--max-pending-bytes` would have been waiting.
-    Backlog(usize),
-}
-
 impl Outbox {
     /// Takes charge of a connection's socket.
     ///
@@ -275,7 +267,7 @@ impl Outbox {
         write(&mut state.pending);
         self.trace(&state.pending[start..]);
         if let Some(backlog) = self.over_the_limit(&state) {
-            self.cut_off(&mut state, Failure::Backlog(backlog));
+            self.cut_off_backlog(&mut state, backlog);
             return Offer::Closed;
         }
         match state.phase {
@@ -385,7 +377,7 @@ impl Outbox {
                 state.pending.drain(..written);
                 self.fall_behind(state);
             }
-            Err(error) => self.cut_off(state, Failure::Write(error)),
+            Err(error) => self.cut_off(state, &error),
         }
     }
 
@@ -422,7 +414,7 @@ impl Outbox {
     fn write_while_behind(&self) {
         if let Err(error) = self.socket.set_write_timeout(Some(WRITER_POLL)) {
             let mut state = self.state.lock();
-            self.cut_off(&mut state, Failure::Write(error));
+            self.cut_off(&mut state, &error);
             return;
         }
         let mut taken = Vec::new();
@@ -451,7 +443,7 @@ impl Outbox {
                 // Closed meanwhile (the broker stopping, the client leaving): that is why
                 // the write failed, not the subscriber being slow.
                 if state.phase != Phase::Closed {
-                    self.cut_off(&mut state, Failure::Write(error));
+                    self.cut_off(&mut state, &error);
                 }
                 return;
             }
@@ -463,13 +455,21 @@ impl Outbox {
         }
     }
 
-    /// One more chunk is out: the backlog shrank, and the subscriber is moving. Once the
-    /// backlog is down to the low-water mark, publishers waiting for it go on, and it is
-    /// worth waiting for again.
+    /// One more chunk is out: the backlog shrank, and the subscriber is moving. A chunk
+    /// within [`DRAIN_PATIENCE`] of the last one makes it worth waiting for again (if it
+    /// was not); once the backlog is down to the low-water mark, publishers waiting for it
+    /// go on.
     fn chunk_written(&self, len: usize) {
         let mut state = self.state.lock();
         state.writing -= len;
-        state.progress_at = Instant::now();
+        let now = Instant::now();
+        let since_last = now.duration_since(state.progress_at);
+        state.progress_at = now;
+        if since_last <= DRAIN_PATIENCE {
+            // Draining at the pace worth waiting for again (after a hiccup, say): a
+            // subscriber that only trickles never gets here.
+            state.not_waited_for = false;
+        }
         if self.backlog(&state) <= self.rules.low_water() {
             state.not_waited_for = false;
             self.drained.notify_all();
@@ -525,30 +525,25 @@ impl Outbox {
         Ok(())
     }
 
-    /// Cuts the subscriber off: it stopped taking bytes, fell too far behind, or is gone.
-    fn cut_off(&self, state: &mut State, failure: Failure) {
-        match failure {
-            Failure::Write(error) => self.write_failed(state, &error),
-            Failure::Backlog(backlog) => {
-                self.rules
-                    .stats
-                    .slow_consumers
-                    .fetch_add(1, Ordering::Relaxed);
-                log::warn!(
-                    "slow consumer {} ({}) disconnected: {backlog} bytes waiting for it, more \
-                     than --max-pending-bytes {}",
-                    escaped(&self.peer.client_id()),
-                    self.peer.addr(),
-                    self.rules.max_pending_bytes
-                );
-                self.shut(state);
-            }
-        }
+    /// The backlog passed `--max-pending-bytes` (rule 2): cut off.
+    fn cut_off_backlog(&self, state: &mut State, backlog: usize) {
+        self.rules
+            .stats
+            .slow_consumers
+            .fetch_add(1, Ordering::Relaxed);
+        log::warn!(
+            "slow consumer {} ({}) disconnected: {backlog} bytes waiting for it, more than \
+             --max-pending-bytes {}",
+            escaped(&self.peer.client_id()),
+            self.peer.addr(),
+            self.rules.max_pending_bytes
+        );
+        self.shut(state);
     }
 
-    /// A write failed: the subscriber stopped reading (timeout) or went away (reset, broken
-    /// pipe). Either way nothing more can be sent to it.
-    fn write_failed(&self, state: &mut State, error: &io::Error) {
+    /// A write failed: the subscriber stopped reading (a timeout, rule 1) or went away (a
+    /// reset, a broken pipe). Either way nothing more can be sent to it.
+    fn cut_off(&self, state: &mut State, error: &io::Error) {
         // lab:begin 05 slow-consumer cut-off
         if is_timeout(error) {
             self.rules
@@ -631,14 +626,14 @@ impl Subscriber for Outbox {
             Ok(written) => {
                 state.pending.extend_from_slice(&batch.lines()[written..]);
                 if let Some(backlog) = self.over_the_limit(&state) {
-                    self.cut_off(&mut state, Failure::Backlog(backlog));
+                    self.cut_off_backlog(&mut state, backlog);
                     return false;
                 }
                 self.fall_behind(&mut state);
                 true
             }
             Err(error) => {
-                self.cut_off(&mut state, Failure::Write(error));
+                self.cut_off(&mut state, &error);
                 false
             }
         }

@@ -25,8 +25,8 @@ pub struct Stats {
     pub errors: AtomicU64,
     /// Subscribers cut off because they stopped reading or fell too far behind.
     pub slow_consumers: AtomicU64,
-    /// Subscribers that are behind right now: each has a writer thread of its own (see
-    /// `outbox.rs`).
+    /// Subscribers whose own writer thread writes to them: behind now, or caught up less
+    /// than a second ago (see `outbox.rs`).
     pub subscribers_behind: AtomicU64,
 }
 

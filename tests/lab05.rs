@@ -1,6 +1,7 @@
 //! Lab 05 checks: slow consumers. A subscriber that stops reading fills its socket
-//! buffers; the next write to it makes no progress, and after `--write-timeout` the broker
-//! must give up on it: count it, close it, and go on serving everyone else.
+//! buffers and falls behind; its writer thread's next write makes no progress, and after
+//! `--write-timeout` the broker must give up on it: count it, close it, and go on serving
+//! everyone else.
 //! `Outbox::cut_off` (the lab 05 region in src/outbox.rs) is what runs when a write fails.
 //! Each check stalls a real subscriber (it subscribes, then never reads) under a broker
 //! with a short write timeout, floods its topic until the broker reports the cut-off,
@@ -113,6 +114,9 @@ impl Stall {
     fn start() -> Stall {
         let broker = common::start_broker_with(Config {
             write_timeout: WRITE_TIMEOUT,
+            // A backlog limit the flood never reaches: here the subscriber must be cut off
+            // for not taking bytes (the write timeout), which is this lab's code.
+            max_pending_bytes: 1 << 30,
             ..Config::default()
         });
         let mut stalled = Peer::connect(&broker, "stalled");

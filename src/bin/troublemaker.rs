@@ -329,7 +329,13 @@ fn slow(addr: SocketAddr, plan: &Plan) -> Result<(), Error> {
             .set_read_timeout(Some(plan.time_left().max(Duration::from_millis(1))))?;
         line.clear();
         match reader.read_line(&mut line) {
-            Ok(0) => break "the broker closed the connection (cut off as too slow?)",
+            Ok(0) => {
+                say!(
+                    "slow: {id} was cut off by the broker after {:.1}s, having read {lines} line(s)",
+                    started.elapsed().as_secs_f64()
+                );
+                break "cut off by the broker";
+            }
             Ok(_) => lines += 1,
             Err(error) if is_timeout(&error) => {}
             Err(_) => break "the connection was reset by the broker",
