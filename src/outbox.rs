@@ -645,3 +645,50 @@ impl Close for Outbox {
         Outbox::close(self);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::net::TcpListener;
+
+    fn outbox() -> (Arc<Outbox>, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (broker_side, addr) = listener.accept().unwrap();
+        let rules = Arc::new(Rules {
+            write_timeout: Duration::from_secs(1),
+            max_pending_bytes: 8 << 20,
+            stats: Arc::new(Stats::default()),
+        });
+        (
+            Outbox::new(Peer::new(1, addr), broker_side, rules).unwrap(),
+            client,
+        )
+    }
+
+    /// A big reply is written and its buffer given back: an outbox that once sent a
+    /// megabyte does not keep a megabyte.
+    #[test]
+    fn the_pending_bytes_are_given_back_once_written() {
+        let (outbox, mut client) = outbox();
+        let big = "TOPICS t 1\n".repeat(100_000);
+        let len = big.len();
+        let reader = std::thread::spawn(move || {
+            let mut received = vec![0u8; len];
+            client.read_exact(&mut received).unwrap();
+        });
+        assert_eq!(outbox.push(big.as_bytes()), Offer::FlushNeeded);
+        assert!(outbox.state.lock().pending.capacity() >= big.len());
+        outbox.flush();
+        // In place, or by the writer thread: either way, once all is out, nothing is held.
+        reader.join().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while outbox.state.lock().pending.capacity() != 0 || outbox.state.lock().writing != 0 {
+            assert!(Instant::now() < deadline, "the buffer was kept");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        outbox.close();
+        outbox.join_writer();
+    }
+}
