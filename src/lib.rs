@@ -26,11 +26,12 @@
 //! | ground | [`config`] | every setting, its default and why, checked before anything binds |
 //! | | [`peer`], [`stats`], [`clock`], [`trace`] | naming clients, counters for `STATS`, the cached timestamp, the trace view |
 //! | | [`text`] | line breaks the protocol refuses; client text escaped for human eyes |
+//! | | [`keyed`] | a list that finds its entries by key: searched while short, indexed once long |
 //! | | [`throttle`] | logs in proportion to time, not to input |
 //! | | [`topic`] | topic names and filters: levels, `+`, `#`, MQTT's rules |
 //! | bytes | [`framing`] | buffers a TCP stream and cuts it at `\n`, capping line length |
 //! | messages | [`protocol`] | lines ↔ values: the command table, parsing, replies, `DELIVER`; no I/O |
-//! | | [`keyed`] | a list that finds its entries by key: searched while short, indexed once long |
+//! | | [`json`] | JSON read and written by hand, for the dialects that speak it |
 //! | routing | [`batch`] | consecutive publishes to one topic, formatted once |
 //! | | [`subscriber`] | the [`Subscriber`](subscriber::Subscriber) handle every kind of subscriber implements |
 //! | | [`registry`] | topic → subscribers, the one shared map behind one mutex |
@@ -115,6 +116,7 @@ pub mod config;
 pub mod connections;
 pub mod error;
 pub mod framing;
+pub mod json;
 pub mod keyed;
 pub mod outbox;
 pub mod peer;
