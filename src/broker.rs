@@ -29,11 +29,16 @@ pub enum StartError {
     /// The address could not be bound: usually another program (another broker) uses the
     /// port, or the port is privileged. Stop the other program or pick another `--port`.
     Bind {
+        /// Which listener: `line`, ...
+        listener: &'static str,
         /// The address tried.
         addr: String,
         /// What the operating system said.
         source: io::Error,
     },
+    /// The builder was given no listener at all: give it one, such as
+    /// [`Builder::line`].
+    NoListener,
     /// The operating system refused something else the broker needs (a thread, the
     /// listening socket's address).
     Io(io::Error),
@@ -43,11 +48,16 @@ impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StartError::Config(error) => write!(f, "invalid setting {error}"),
-            StartError::Bind { addr, source } => write!(
+            StartError::Bind {
+                listener,
+                addr,
+                source,
+            } => write!(
                 f,
-                "could not listen on {addr}: {}",
+                "could not listen on {addr} ({listener}): {}",
                 crate::error::describe(source)
             ),
+            StartError::NoListener => write!(f, "a broker needs at least one listener"),
             StartError::Io(error) => write!(f, "{}", crate::error::describe(error)),
         }
     }
@@ -58,6 +68,7 @@ impl std::error::Error for StartError {
         match self {
             StartError::Config(error) => Some(error),
             StartError::Bind { source, .. } | StartError::Io(source) => Some(source),
+            StartError::NoListener => None,
         }
     }
 }
@@ -96,34 +107,108 @@ impl fmt::Debug for Broker {
     }
 }
 
-impl Broker {
-    /// Checks `config`, then opens the line protocol's listening socket at `addr`.
+/// Puts a [`Broker`] together: settings, then listeners, then [`bind`](Builder::bind).
+/// Nothing is opened before `bind`, which checks the settings first.
+#[derive(Default)]
+pub struct Builder {
+    config: Config,
+    /// Where the line protocol listens; `None` for a broker without it.
+    line: Option<Result<Vec<SocketAddr>, StartError>>,
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl Builder {
+    /// The broker's settings (`Config::default()` if not given).
+    pub fn config(mut self, config: Config) -> Builder {
+        self.config = config;
+        self
+    }
+
+    /// Serves the line protocol at `addr` (port 0 picks a free port).
+    pub fn line(mut self, addr: impl ToSocketAddrs) -> Builder {
+        self.line = Some(resolve("line", addr));
+        self
+    }
+
+    /// Checks the settings, then binds every listener.
     ///
     /// # Errors
     /// [`StartError::Config`] for a setting that cannot work (checked first, so nothing is
-    /// bound); [`StartError::Bind`] if the address cannot be resolved or bound.
-    pub fn bind(addr: impl ToSocketAddrs, config: Config) -> Result<Broker, StartError> {
-        config.validate().map_err(StartError::Config)?;
-        let addrs: Vec<SocketAddr> = addr
-            .to_socket_addrs()
-            .map_err(|source| StartError::Bind {
-                addr: "that address".to_string(),
-                source,
-            })?
-            .collect();
-        let listener = TcpListener::bind(&addrs[..]).map_err(|source| StartError::Bind {
-            addr: addrs
-                .first()
-                .map_or_else(|| "that address".to_string(), ToString::to_string),
-            source,
-        })?;
+    /// bound); [`StartError::Bind`] for an address that cannot be resolved or bound.
+    pub fn bind(self) -> Result<Broker, StartError> {
+        self.config.validate().map_err(StartError::Config)?;
+        let Some(line) = self.line else {
+            return Err(StartError::NoListener);
+        };
+        let addrs = line?;
+        let listener =
+            TcpListener::bind(&addrs[..]).map_err(|source| bind_error("line", &addrs, source))?;
         let addr = listener.local_addr()?;
-        let server = Arc::new(Server::new(Arc::new(Router::new(config))));
+        let server = Arc::new(Server::new(Arc::new(Router::new(self.config))));
         Ok(Broker {
             server,
             addr,
             listeners: vec![Box::new(LineListener::new(listener))],
         })
+    }
+}
+
+/// Resolves a listener's address now, keeping the error for `bind` to report.
+fn resolve(
+    listener: &'static str,
+    addr: impl ToSocketAddrs,
+) -> Result<Vec<SocketAddr>, StartError> {
+    addr.to_socket_addrs()
+        .map(Iterator::collect)
+        .map_err(|source| StartError::Bind {
+            listener,
+            addr: "that address".to_string(),
+            source,
+        })
+}
+
+fn bind_error(listener: &'static str, addrs: &[SocketAddr], source: io::Error) -> StartError {
+    StartError::Bind {
+        listener,
+        addr: addrs
+            .first()
+            .map_or_else(|| "that address".to_string(), ToString::to_string),
+        source,
+    }
+}
+
+impl Broker {
+    /// Checks `config`, then opens the line protocol's listening socket at `addr`: the
+    /// common case of [`Broker::builder`].
+    ///
+    /// # Errors
+    /// [`StartError::Config`] for a setting that cannot work (checked first, so nothing is
+    /// bound); [`StartError::Bind`] if the address cannot be resolved or bound.
+    pub fn bind(addr: impl ToSocketAddrs, config: Config) -> Result<Broker, StartError> {
+        Broker::builder().config(config).line(addr).bind()
+    }
+
+    /// A broker to put together: its settings, and each listener it is to run.
+    ///
+    /// ```
+    /// use pubsub_lab::{Broker, Config};
+    /// let broker = Broker::builder()
+    ///     .config(Config { max_clients: 60, ..Config::default() })
+    ///     .line("127.0.0.1:0")
+    ///     .bind()?
+    ///     .spawn()?;
+    /// assert_eq!(broker.addr().ip().to_string(), "127.0.0.1");
+    /// # Ok::<(), pubsub_lab::StartError>(())
+    /// ```
+    pub fn builder() -> Builder {
+        Builder::default()
     }
 
     /// The line protocol's address: with port 0, this tells which port was picked.

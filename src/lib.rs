@@ -133,7 +133,7 @@ pub mod throttle;
 pub mod topic;
 pub mod trace;
 
-pub use broker::{Broker, BrokerHandle, StartError};
+pub use broker::{Broker, BrokerHandle, Builder, StartError};
 pub use client::Client;
 pub use config::Config;
 pub use error::Error;
