@@ -235,3 +235,53 @@ fn impossible_requests_get_a_clear_message_not_a_panic() {
     assert!(stderr.contains("--addr and --relay"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// After an edit to the library, `cargo run --bin bench` rebuilds the bench but not the
+/// broker beside it: the bench must refuse to measure that old build, and say how to
+/// rebuild it, rather than report the old code's figures. Here a bench sits beside a
+/// "broker" whose dep-info names a source written after it.
+#[test]
+fn a_broker_older_than_its_sources_is_refused_with_the_command_to_rebuild_it() {
+    use std::fs;
+    use std::path::Path;
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("stale-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(dir.join("src")).unwrap();
+    let bench = dir.join("bench");
+    if fs::hard_link(env!("CARGO_BIN_EXE_bench"), &bench).is_err() {
+        fs::copy(env!("CARGO_BIN_EXE_bench"), &bench).unwrap();
+    }
+    let broker = dir.join("broker");
+    fs::write(
+        &broker,
+        "not a program: the bench must not get as far as starting it",
+    )
+    .unwrap();
+    let source = dir.join("src/clock.rs");
+    fs::write(
+        dir.join("broker.d"),
+        format!("{}: {}\n", broker.display(), source.display()),
+    )
+    .unwrap();
+    let built = fs::metadata(&broker).unwrap().modified().unwrap();
+    // File times tick coarsely (a few milliseconds): write until the source is newer.
+    common::wait_until("the edited source is newer than the broker", || {
+        fs::write(&source, "// edited after the build\n").unwrap();
+        fs::metadata(&source).unwrap().modified().unwrap() > built
+    });
+
+    let output = Command::new(&bench)
+        .args(["fanout", "--quick"])
+        .output()
+        .expect("run the copied bench");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let _ = fs::remove_dir_all(&dir);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("was built before your latest change to")
+            && stderr.contains("src/clock.rs"),
+        "the bench did not refuse the old broker, naming the newer source: {stderr}"
+    );
+    assert!(stderr.contains("`cargo build --bins`"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

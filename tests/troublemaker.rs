@@ -1,12 +1,15 @@
 //! The `troublemaker` program: each mode runs against a broker in this process, says what
 //! it does, and stops by itself; the broker survives every one of them. The stall mode is
-//! shown being cut off by the broker as a slow consumer, as lab 5 asks students to watch.
+//! shown being cut off by the broker as a slow consumer, as lab 5 asks students to watch,
+//! and so is the slow mode, which reads but cannot keep up with a flood.
 
 mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -161,6 +164,53 @@ fn slow_reads_what_is_published_one_line_at_a_time_and_stops() {
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert!(run.stdout.contains("slow: done after"), "{}", run.stdout);
     assert!(run.stdout.contains("read 5 line(s)"), "{}", run.stdout);
+}
+
+/// A `slow` reader that cannot keep up with a flood is cut off by the broker even though
+/// it never stops reading, and it says so as soon as it happens (not minutes later, after
+/// reading everything its kernel had buffered), with what it read and what the broker said.
+#[test]
+fn slow_that_does_not_keep_up_is_cut_off_and_says_when() {
+    let broker = start_broker_with(Config {
+        write_timeout: Duration::from_millis(300),
+        ..Config::default()
+    });
+    let (running, output) = start(&broker, &["slow", "--every", "200ms", "--duration", "60s"]);
+    wait_until("the slow subscriber is subscribed", || {
+        broker.topic_counts() == [("weather".to_string(), 1)]
+    });
+    // Publish until the broker gives up on it: five lines a second cannot keep up.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut publisher = TcpStream::connect(broker.addr()).unwrap();
+    let sender = {
+        let stop = Arc::clone(&stop);
+        let line = format!("PUBLISH weather {} p\n", "x".repeat(32 * 1024));
+        thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) && publisher.write_all(line.as_bytes()).is_ok() {}
+        })
+    };
+    wait_until("the broker cut the slow subscriber off", || {
+        stat(&broker, "slow_consumers_disconnected") == 1
+    });
+    stop.store(true, Ordering::Relaxed);
+    let run = finish(running, output, TIMEOUT);
+    sender.join().unwrap();
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stdout
+            .contains("slow: slow was cut off by the broker after")
+            && run
+                .stdout
+                .contains("without an ERROR line (its log says why)"),
+        "slow did not say it was cut off, and why it was not told:\n{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("; cut off by the broker"),
+        "{}",
+        run.stdout
+    );
+    assert_broker_works(broker.addr());
 }
 
 #[test]

@@ -15,7 +15,7 @@
 //! | mode | plays |
 //! |---|---|
 //! | `stall` | subscribes, never reads (a `nc` suspended with Ctrl-Z) |
-//! | `slow` | subscribes, reads one line every `--every` |
+//! | `slow` | subscribes, reads one line every `--every`; says when the broker cuts it off |
 //! | `halfline` | sends half a command, waits, then the rest |
 //! | `flood` | publishes as fast as it can |
 //! | `garbage` | sends random bytes (reproducible with `--seed`) |
@@ -45,6 +45,9 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How often the modes that run for a while report their progress.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// How often `slow` checks that the broker still has its connection (see [`slow`]).
+const PROBE_EVERY: Duration = Duration::from_millis(100);
 
 /// Plays one misbehaving client against a pubsub-lab broker, then stops by itself.
 #[derive(Debug, Parser)]
@@ -92,7 +95,8 @@ enum Mode {
     /// Subscribe, then never read: the broker must cut this client off after its write
     /// timeout without holding anyone else up for longer.
     Stall,
-    /// Subscribe and read one line every --every: a client that keeps up only barely.
+    /// Subscribe and read one line every --every: a client that never stops reading, but
+    /// may not keep up. Says when the broker cuts it off, and how much it left unread.
     Slow,
     /// Send half a command with no end of line, wait, then send the rest.
     Halfline,
@@ -304,6 +308,14 @@ fn stall(addr: SocketAddr, plan: &Plan) -> Result<(), Error> {
 
 /// Subscribes and reads one line per --every. A `BufReader` takes bytes from the kernel in
 /// chunks, but lines leave it one per interval, so the pace the broker sees is the same.
+///
+/// Reading alone would show a cut-off late: the lines the kernel already holds for us
+/// (megabytes, on Linux) come first, at our slow pace, and only then the end of the
+/// connection. So, like `stall`, we also write a blank line (which the broker ignores)
+/// every [`PROBE_EVERY`]: once the broker has closed the connection, such a write fails.
+/// Then we say when that was, how much had reached us unread, and what the broker said:
+/// nothing, for a slow consumer (its socket is full, so it gets no `ERROR` line; the
+/// broker's log says which rule cut it off).
 fn slow(addr: SocketAddr, plan: &Plan) -> Result<(), Error> {
     let started = Instant::now();
     let id = &plan.ids[0];
@@ -315,41 +327,90 @@ fn slow(addr: SocketAddr, plan: &Plan) -> Result<(), Error> {
         format_duration(plan.every),
         plan.limits()
     );
-    let mut reader = BufReader::with_capacity(4096, stream);
+    let mut reader = BufReader::with_capacity(4096, stream.try_clone()?);
     let mut lines = 0u64;
     let mut last_report = Instant::now();
+    let mut last_probe = Instant::now();
     let mut line = String::new();
-    let ended = loop {
+    // The last `ERROR` line the broker sent us, if it sent one.
+    let mut said = None;
+    let cut_off = loop {
         if plan.over() || plan.counted_out(lines) {
-            break "stopped";
+            break false;
         }
         thread::sleep(plan.every.min(plan.time_left()));
+        if last_probe.elapsed() >= PROBE_EVERY {
+            last_probe = Instant::now();
+            if stream.write_all(b"\n").is_err() {
+                break true;
+            }
+        }
         reader
             .get_ref()
             .set_read_timeout(Some(plan.time_left().max(Duration::from_millis(1))))?;
         line.clear();
         match reader.read_line(&mut line) {
-            Ok(0) => {
-                say!(
-                    "slow: {id} was cut off by the broker after {:.1}s, having read {lines} line(s)",
-                    started.elapsed().as_secs_f64()
-                );
-                break "cut off by the broker";
+            Ok(0) => break true,
+            Ok(_) => {
+                lines += 1;
+                if line.starts_with("ERROR ") {
+                    said = Some(line.trim_end().to_string());
+                }
             }
-            Ok(_) => lines += 1,
             Err(error) if is_timeout(&error) => {}
-            Err(_) => break "the connection was reset by the broker",
+            Err(_) => break true,
         }
         if last_report.elapsed() >= PROGRESS_EVERY && lines > 0 {
             last_report = Instant::now();
             say!("slow: read {lines} line(s); latest: {}", line.trim_end());
         }
     };
+    if cut_off {
+        let after = started.elapsed();
+        let unread = count_unread(&mut reader, &mut said);
+        let why = match said {
+            Some(error) => format!("the broker said '{error}'"),
+            None => "the broker closed the connection without an ERROR line (its log says why)"
+                .to_string(),
+        };
+        say!(
+            "slow: {id} was cut off by the broker after {:.1}s, having read {lines} line(s), \
+             with {unread} more waiting unread in this machine's buffers; {why}",
+            after.as_secs_f64()
+        );
+    }
+    let ended = if cut_off {
+        "cut off by the broker"
+    } else {
+        "stopped"
+    };
     say!(
         "slow: done after {:.1}s: read {lines} line(s); {ended}",
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Reads, as fast as it comes, what is left of a connection the broker has closed: the
+/// lines that had reached us but were never read (the kernel keeps them readable after
+/// the end). Returns how many; the last `ERROR` line among them goes to `said`.
+fn count_unread(reader: &mut BufReader<TcpStream>, said: &mut Option<String>) -> u64 {
+    // Everything left is already on this machine: a short wait means there is no more.
+    let _ = reader.get_ref().set_read_timeout(Some(PROBE_EVERY));
+    let mut unread = 0;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return unread,
+            Ok(_) => {
+                unread += 1;
+                if line.starts_with(b"ERROR ") {
+                    *said = Some(String::from_utf8_lossy(&line).trim_end().to_string());
+                }
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------

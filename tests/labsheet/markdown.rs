@@ -39,12 +39,16 @@ pub struct Block {
 impl Lab {
     /// Reads and parses `labsheet/<file>` from the crate root.
     pub fn load(file: &str) -> Lab {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("labsheet")
-            .join(file);
+        Lab::load_from_root(&format!("labsheet/{file}"))
+    }
+
+    /// Reads and parses a markdown file given by its path from the crate root, such as
+    /// `README.md`, whose quick start is marked for replay like a lab.
+    pub fn load_from_root(relative: &str) -> Lab {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);
         let text = fs::read_to_string(&path)
             .unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()));
-        Lab::parse(&format!("labsheet/{file}"), &text).unwrap_or_else(|error| panic!("{error}"))
+        Lab::parse(relative, &text).unwrap_or_else(|error| panic!("{error}"))
     }
 
     /// Parses a lab's text; `name` is used in error messages.

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! cargo build --release --bins                       # the bench starts target/release/broker
+//!                                                    # (and refuses one older than src/)
 //! cargo run --release --bin bench -- suite           # the standard set, one table
 //! cargo run --release --bin bench -- suite --compare # broker and relay alternately, ratios
 //! cargo run --release --bin bench -- suite --against old/broker   # A/B against another build
@@ -297,6 +298,9 @@ fn run(args: &Args) -> Result<bool, String> {
         return Ok(true);
     }
     let target = chosen_target(args)?;
+    if target == TargetKind::Broker {
+        target::check_broker_is_current()?;
+    }
     if args.rate.is_some_and(|rate| rate.is_nan() || rate <= 0.0) {
         return Err("--rate must be more than 0".to_string());
     }

@@ -8,9 +8,10 @@
 //! is killed and waited for when its [`Target`] is dropped, however the run ends.
 
 use std::collections::VecDeque;
+use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -150,6 +151,94 @@ impl Target {
         let line = status.lines().find(|line| line.starts_with(name))?;
         line[name.len()..].split_whitespace().next()?.parse().ok()
     }
+}
+
+/// Makes sure the broker the bench would start was built from the sources as they are now.
+///
+/// `cargo run --release --bin bench` builds the bench and the library, but not the
+/// `broker` program: after an edit to `src/clock.rs`, `target/release/broker` is still the
+/// build from before it, and the bench would measure the old code under the new code's
+/// name. Cargo records which files each program was built from in a dep-info file beside
+/// it (`target/release/broker.d`); if one of them is newer than the program, cargo would
+/// rebuild it, and the bench refuses to measure it until it has been. (Rebuilding it from
+/// here would hide a minute of compiling inside a measurement, and a bench that runs cargo
+/// surprises; so it says what to run instead.) A broker with no dep-info beside it (copied
+/// elsewhere) is taken as it is.
+pub fn check_broker_is_current() -> Result<(), String> {
+    let broker = sibling_binary("broker")?;
+    match newer_source(&broker) {
+        None => Ok(()),
+        Some(source) => {
+            // `target/release/broker` is built by `cargo build --release`, `target/debug/`'s
+            // by plain `cargo build`.
+            let release = broker
+                .parent()
+                .and_then(Path::file_name)
+                .is_some_and(|dir| dir == "release");
+            let profile = if release { " --release" } else { "" };
+            Err(format!(
+                "{} was built before your latest change to {}, so it would measure the old \
+                 code. Build it again with `cargo build{profile} --bins` (`cargo run{profile} \
+                 --bin bench` rebuilds only the bench), then run the bench again.",
+                shown(&broker),
+                shown(&source)
+            ))
+        }
+    }
+}
+
+/// The newest source `binary` was built from, if it is newer than `binary`; `None` if the
+/// binary is current or its dep-info (`<binary>.d`) cannot be read.
+fn newer_source(binary: &Path) -> Option<PathBuf> {
+    let built = fs::metadata(binary).and_then(|m| m.modified()).ok()?;
+    let dep_info = fs::read_to_string(binary.with_extension("d")).ok()?;
+    dep_info_sources(&dep_info)
+        .into_iter()
+        .filter_map(|source| {
+            let changed = fs::metadata(&source).and_then(|m| m.modified()).ok()?;
+            (changed > built).then_some((changed, source))
+        })
+        .max()
+        .map(|(_, source)| source)
+}
+
+/// The files a dep-info file lists after each `target:`, as make writes them (a space in
+/// a path is escaped as `\ `).
+fn dep_info_sources(text: &str) -> Vec<PathBuf> {
+    let mut sources = Vec::new();
+    for line in text.lines() {
+        let Some((_, deps)) = line.split_once(": ") else {
+            continue;
+        };
+        let mut path = String::new();
+        let mut chars = deps.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => path.extend(chars.next()),
+                ' ' => {
+                    if !path.is_empty() {
+                        sources.push(PathBuf::from(std::mem::take(&mut path)));
+                    }
+                }
+                c => path.push(c),
+            }
+        }
+        if !path.is_empty() {
+            sources.push(PathBuf::from(path));
+        }
+    }
+    sources
+}
+
+/// A path as the user would type it: relative to the current directory when it is inside.
+fn shown(path: &Path) -> String {
+    let relative = std::env::current_dir()
+        .ok()
+        .and_then(|here| path.strip_prefix(here).ok().map(Path::to_path_buf));
+    relative
+        .unwrap_or_else(|| path.to_path_buf())
+        .display()
+        .to_string()
 }
 
 /// A program in the same directory as the bench (`target/release/broker`).
@@ -329,5 +418,18 @@ mod tests {
             Some(([127, 0, 0, 1], 40123).into())
         );
         assert_eq!(parse_listening_addr("hello"), None);
+    }
+
+    #[test]
+    fn dep_info_lists_every_source_with_escaped_spaces() {
+        let text =
+            "/p/target/release/broker: /p/src/lib.rs /p/my\\ labs/src/clock.rs\n\n/p/src/lib.rs:\n";
+        assert_eq!(
+            dep_info_sources(text),
+            [
+                PathBuf::from("/p/src/lib.rs"),
+                PathBuf::from("/p/my labs/src/clock.rs")
+            ]
+        );
     }
 }
