@@ -17,7 +17,7 @@ use std::ops::Range;
 use crate::protocol::{self, Delivery, TIMESTAMP_FORMAT};
 
 /// `DELIVER` lines for consecutive publishes to one topic. See the module docs.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Batch {
     topic: String,
     timestamp: String,

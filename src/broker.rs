@@ -20,6 +20,7 @@ use crate::protocol::ProtocolError;
 use crate::router::{Publisher, Router};
 use crate::server::{LineListener, Listener, Running, Server};
 use crate::subscription::Subscription;
+use crate::sys::SysFigures;
 
 /// Why a broker could not start.
 #[derive(Debug)]
@@ -234,12 +235,18 @@ impl Broker {
             addr: self.addr,
             server: self.server,
             running: Vec::new(),
+            sys: None,
         };
         for listener in self.listeners {
             // If one fails to start, dropping `handle` stops those already running.
             handle
                 .running
                 .push(Running::start(listener, &handle.server)?);
+        }
+        let interval = handle.server.router.config().sys_interval;
+        if !interval.is_zero() {
+            let router = Arc::clone(&handle.server.router);
+            handle.sys = Some(SysFigures::start(router, interval)?);
         }
         Ok(handle)
     }
@@ -250,6 +257,8 @@ pub struct BrokerHandle {
     addr: SocketAddr,
     server: Arc<Server>,
     running: Vec<Running>,
+    /// The thread publishing the `$SYS` figures, unless `--sys-interval` is 0.
+    sys: Option<SysFigures>,
 }
 
 impl fmt::Debug for BrokerHandle {
@@ -334,6 +343,9 @@ impl BrokerHandle {
             return;
         }
         self.server.set_stopping();
+        if let Some(sys) = self.sys.take() {
+            sys.stop();
+        }
         for running in self.running.drain(..) {
             running.stop();
         }

@@ -163,15 +163,22 @@ impl Client {
     /// [`Error::InvalidArgument`] for a topic or id with spaces, or a message that is
     /// empty or has a line break; [`Error::Io`] if the connection failed.
     pub fn publish(&mut self, topic: &str, message: &str, publisher_id: &str) -> Result<(), Error> {
-        check_word("topic", topic)?;
-        check_word("publisher id", publisher_id)?;
-        let blank = message.trim_matches(|c| c == ' ' || c == '\t').is_empty();
-        if blank || message.contains(['\n', '\r']) {
-            return Err(Error::InvalidArgument(
-                "a message must be non-empty and on one line".to_string(),
-            ));
-        }
+        check_publication(topic, message, publisher_id)?;
         self.send(Command::Publish {
+            topic,
+            message,
+            publisher_id,
+        })
+    }
+
+    /// Sends `RETAIN <topic> <message> <publisher_id>`: publishes, and asks the broker to
+    /// keep the message for every later subscriber of `topic`. (Extension.)
+    ///
+    /// # Errors
+    /// As [`publish`](Self::publish).
+    pub fn retain(&mut self, topic: &str, message: &str, publisher_id: &str) -> Result<(), Error> {
+        check_publication(topic, message, publisher_id)?;
+        self.send(Command::Retain {
             topic,
             message,
             publisher_id,
@@ -406,6 +413,19 @@ impl Client {
 /// Skipping them is what keeps every request matched to its own answer.
 fn is_stray_reply(line: &str) -> bool {
     line.starts_with("OK ") || line == "PONG" || line.starts_with("PONG ")
+}
+
+/// Checks what `PUBLISH` and `RETAIN` send: two tokens, and a message on one line.
+fn check_publication(topic: &str, message: &str, publisher_id: &str) -> Result<(), Error> {
+    check_word("topic", topic)?;
+    check_word("publisher id", publisher_id)?;
+    let blank = message.trim_matches(|c| c == ' ' || c == '\t').is_empty();
+    if blank || message.contains(['\n', '\r']) {
+        return Err(Error::InvalidArgument(
+            "a message must be non-empty and on one line".to_string(),
+        ));
+    }
+    Ok(())
 }
 
 /// Checks that `value` can be sent as one token (a topic or an id): not empty, no spaces or

@@ -68,6 +68,22 @@ pub const DEFAULT_MAX_TOPICS_LISTED: usize = 10_000;
 /// cut off, as a slow TCP subscriber is.
 pub const DEFAULT_MAILBOX_MESSAGES: usize = 10_000;
 
+/// Default for `--max-topic-levels`: deeper than any real hierarchy (MQTT's longest in
+/// common use have under ten), shallow enough that a filter walk stays short.
+pub const DEFAULT_MAX_TOPIC_LEVELS: usize = 32;
+
+/// Default for `--max-retained`: one retained message for each of ten thousand sensors.
+pub const DEFAULT_MAX_RETAINED: usize = 10_000;
+
+/// Default for `--max-retained-bytes`: what all retained messages together may take. A
+/// retained message lives until it is cleared, so without a bound a client could fill the
+/// broker's memory one topic at a time.
+pub const DEFAULT_MAX_RETAINED_BYTES: usize = 16 * 1024 * 1024;
+
+/// Default for `--sys-interval`: how often the broker publishes its `$SYS` figures. Ten
+/// seconds is Mosquitto's default too.
+pub const DEFAULT_SYS_INTERVAL: Duration = Duration::from_secs(10);
+
 /// The longest line the broker will agree to buffer: with a thousand clients each holding
 /// one, 16 MiB lines already reach 16 GiB.
 pub const MAX_LINE_BYTES_LIMIT: usize = 16 * 1024 * 1024;
@@ -112,6 +128,15 @@ pub struct Config {
     pub max_topics_listed: usize,
     /// Most messages an in-process subscription holds before it is cut off.
     pub mailbox_messages: usize,
+    /// Most levels in a topic or filter (`a/b/c` has three).
+    pub max_topic_levels: usize,
+    /// Most topics with a retained message.
+    pub max_retained: usize,
+    /// Most bytes all retained messages may take together (their `DELIVER` lines).
+    pub max_retained_bytes: usize,
+    /// How often the broker publishes its own figures under `$SYS/broker/`; zero turns
+    /// them off.
+    pub sys_interval: Duration,
 }
 
 impl Default for Config {
@@ -127,6 +152,10 @@ impl Default for Config {
             max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
             max_topics_listed: DEFAULT_MAX_TOPICS_LISTED,
             mailbox_messages: DEFAULT_MAILBOX_MESSAGES,
+            max_topic_levels: DEFAULT_MAX_TOPIC_LEVELS,
+            max_retained: DEFAULT_MAX_RETAINED,
+            max_retained_bytes: DEFAULT_MAX_RETAINED_BYTES,
+            sys_interval: DEFAULT_SYS_INTERVAL,
         }
     }
 }
@@ -214,6 +243,20 @@ impl Config {
             self.mailbox_messages,
             "every in-process subscriber would be cut off at its first message",
         )?;
+        at_least_one(
+            "--max-topic-levels",
+            self.max_topic_levels,
+            "every topic would be refused",
+        )?;
+        if self.sys_interval != Duration::ZERO && self.sys_interval < Duration::from_millis(100) {
+            return Err(ConfigError {
+                flag: "--sys-interval",
+                value: format_duration(self.sys_interval),
+                rule: "must be 0 (off) or at least 100ms (the $SYS figures would flood \
+                       every subscriber of $SYS/#)"
+                    .to_string(),
+            });
+        }
         if self.write_timeout < Duration::from_millis(1) {
             return Err(ConfigError {
                 flag: "--write-timeout",

@@ -128,10 +128,12 @@ mod session;
 pub mod stats;
 pub mod subscriber;
 pub mod subscription;
+mod sys;
 pub mod text;
 pub mod throttle;
 pub mod topic;
 pub mod trace;
+pub mod tree;
 
 pub use broker::{Broker, BrokerHandle, Builder, StartError};
 pub use client::Client;

@@ -572,6 +572,12 @@ impl Outbox {
         }
         if state.phase != Phase::Closed {
             state.phase = Phase::Closed;
+            // The lines still waiting will never be written: count them as dropped.
+            let lost = state.pending.iter().filter(|&&byte| byte == b'\n').count();
+            self.rules
+                .stats
+                .dropped
+                .fetch_add(lost as u64, Ordering::Relaxed);
             state.pending = Vec::new();
             // Shutting down (rather than waiting for the last handle to be dropped) acts at
             // once: the connection's own thread, blocked in `read`, wakes up with end of

@@ -45,9 +45,13 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use crate::batch::Batch;
 use crate::keyed::KeyedList;
-use crate::subscriber::{Subscriber, SubscriberId};
+use crate::protocol::Listed;
+use crate::stats::Totals;
+use crate::subscriber::{Offer, Subscriber, SubscriberId};
 use crate::topic;
+use crate::tree::FilterTree;
 
 /// The subscribers of one topic at one moment: a snapshot that stays valid after the lock
 /// is released.
@@ -57,17 +61,47 @@ pub type Subscribers = Arc<[Arc<dyn Subscriber>]>;
 /// microseconds of work (see [`Registry::unsubscribe_all`]).
 pub const LEAVING_CHUNK: usize = 8;
 
-/// How many topics a listing looks at per hold of the lock: a few microseconds of work, so
+/// How many names a listing looks at per hold of the lock: a few microseconds of work, so
 /// a publisher never waits long for a `TOPICS` on a huge registry.
 pub const LISTING_CHUNK: usize = 256;
 
 /// Topics listed for `TOPICS`: see [`Registry::listing`].
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Listing {
-    /// The topics listed, sorted, each with its number of subscribers.
-    pub topics: Vec<(String, usize)>,
+    /// The names listed, sorted.
+    pub topics: Vec<Listed>,
     /// How many more matched than were listed.
     pub more: usize,
+}
+
+/// What [`Registry::subscribe`] did.
+#[derive(Debug, Clone)]
+pub struct Subscribed {
+    /// The topic or filter as the registry stores it: callers keep it to unsubscribe
+    /// later, sharing the registry's copy of the text.
+    pub name: Arc<str>,
+    /// How many retained messages the new subscription was given at once.
+    pub retained: usize,
+    /// Whether the subscriber must be flushed for them to go out.
+    pub flush: bool,
+}
+
+/// How many retained messages the broker keeps, and how many bytes of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetainLimits {
+    /// The most topics with a retained message (`--max-retained`).
+    pub count: usize,
+    /// The most bytes of them all together (`--max-retained-bytes`).
+    pub bytes: usize,
+}
+
+/// Why a message could not be retained: which limit it would pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetainRefused {
+    /// Every one of [`RetainLimits::count`] places is taken by another topic.
+    Count,
+    /// Keeping it would pass [`RetainLimits::bytes`].
+    Bytes,
 }
 
 /// The topic registry. See the module docs.
@@ -84,19 +118,33 @@ pub struct Registry {
 
 #[derive(Debug, Default)]
 struct Inner {
+    /// Subscriptions to exact topics.
     topics: BTreeMap<Arc<str>, Topic>,
-    /// (topic, subscriber) pairs in all, kept so `STATS` never walks the map.
+    /// Subscriptions with wildcards.
+    filters: FilterTree<Members>,
+    /// Each wildcard filter with its number of subscribers, in order, for `TOPICS`.
+    filter_names: BTreeMap<Arc<str>, usize>,
+    /// Each topic's retained message: a batch of one delivery, kept as it was stamped.
+    retained: BTreeMap<Arc<str>, Arc<Batch>>,
+    /// The bytes of every retained message's `DELIVER` line, together.
+    retained_bytes: usize,
+    /// (topic or filter, subscriber) pairs in all.
     subscriptions: usize,
+    /// Changes whenever a wildcard subscription comes or goes: a topic's snapshot made
+    /// before may have lost or gained subscribers through a filter.
+    generation: u64,
 }
 
 #[derive(Debug, Default)]
 struct Topic {
     members: Members,
-    /// `members` as one array, built by the first publish after a change.
-    snapshot: Option<Subscribers>,
+    /// Everyone a publish to this topic reaches (its members, and the subscribers of every
+    /// filter that matches it), as one array, with the [`Inner::generation`] it was made
+    /// at: built by the first publish after a change.
+    snapshot: Option<(u64, Subscribers)>,
 }
 
-/// The subscribers of one topic, by id (see `keyed.rs`: most topics have one or two).
+/// The subscribers of one topic or filter, by id (see `keyed.rs`: most have one or two).
 #[derive(Debug, Default)]
 struct Members(KeyedList<SubscriberId, Arc<dyn Subscriber>>);
 
@@ -117,88 +165,199 @@ impl Members {
         self.0.is_empty()
     }
 
-    fn snapshot(&self) -> Subscribers {
-        self.0
-            .iter()
-            .map(|(_, subscriber)| Arc::clone(subscriber))
-            .collect()
+    fn iter(&self) -> impl Iterator<Item = &Arc<dyn Subscriber>> {
+        self.0.iter().map(|(_, subscriber)| subscriber)
     }
 }
 
 impl Registry {
-    /// Adds `subscriber` to `topic`. Returns the topic's name as the registry stores it
-    /// (callers keep it to unsubscribe later, sharing the registry's copy of the text), or
-    /// `None` if that subscriber was already subscribed: subscribing twice delivers once.
-    pub fn subscribe(&self, topic: &str, subscriber: &Arc<dyn Subscriber>) -> Option<Arc<str>> {
+    /// Subscribes `subscriber` to `name`, a topic or a (valid) wildcard filter, and offers
+    /// it every retained message that `name` matches. Returns `None` if that subscriber
+    /// was already subscribed to `name`: subscribing twice delivers once.
+    ///
+    /// The retained messages are offered before the lock is let go, which is the one
+    /// exception to "nothing under the lock but map operations": offering only copies
+    /// bytes into the subscriber's queue (no I/O), and it is what guarantees that they
+    /// arrive before any newer message on their topics. A publisher that comes after this
+    /// subscription finds it in the registry, and offers its message after them.
+    pub fn subscribe(&self, name: &str, subscriber: &Arc<dyn Subscriber>) -> Option<Subscribed> {
         let mut inner = self.inner.lock();
-        let name = match inner.topics.get_key_value(topic) {
-            Some((name, _)) => Arc::clone(name),
-            None => Arc::from(topic),
-        };
-        let entry = inner.topics.entry(Arc::clone(&name)).or_default();
-        if !entry.members.insert(subscriber) {
-            return None;
+        let name = inner.shared_name(name);
+        if topic::has_wildcard(&name) {
+            if !inner.filters.entry(&name).insert(subscriber) {
+                return None;
+            }
+            *inner.filter_names.entry(Arc::clone(&name)).or_default() += 1;
+            inner.generation += 1;
+        } else {
+            let entry = inner.topics.entry(Arc::clone(&name)).or_default();
+            if !entry.members.insert(subscriber) {
+                return None;
+            }
+            entry.snapshot = None;
         }
-        entry.snapshot = None;
         inner.subscriptions += 1;
-        Some(name)
+        let (retained, flush) = inner.offer_retained(&name, subscriber);
+        Some(Subscribed {
+            name,
+            retained,
+            flush,
+        })
     }
 
-    /// Removes subscriber `id` from `topic`. Returns `false` if it was not subscribed,
-    /// which is not an error. A topic with no subscribers left is removed.
-    pub fn unsubscribe(&self, topic: &str, id: SubscriberId) -> bool {
-        self.inner.lock().remove(topic, id)
+    /// Removes subscriber `id` from `name` (a topic or a filter). Returns `false` if it
+    /// was not subscribed, which is not an error. A topic or filter with no subscribers
+    /// left is removed.
+    pub fn unsubscribe(&self, name: &str, id: SubscriberId) -> bool {
+        self.inner.lock().remove(name, id)
     }
 
-    /// Removes subscriber `id` from every topic in `topics`. Called when a connection
-    /// closes.
+    /// Removes subscriber `id` from every topic or filter in `names`. Called when a
+    /// connection closes.
     ///
     /// Leavers take turns among themselves (see `leaving`), and each takes the registry's
-    /// lock once per [`LEAVING_CHUNK`] topics, not once for them all: a thousand
+    /// lock once per [`LEAVING_CHUNK`] names, not once for them all: a thousand
     /// connections leaving a thousand topics each at the same moment then make a publisher
     /// wait for one chunk at a time, not for a thousand whole lists. (The subscriber is
     /// already closed when its cleanup gets here, so a publisher that still finds it in a
-    /// topic only gets [`Offer::Closed`](crate::subscriber::Offer::Closed) back.)
+    /// topic only gets [`Offer::Closed`] back.)
     pub fn unsubscribe_all<T: AsRef<str>>(
         &self,
-        topics: impl IntoIterator<Item = T>,
+        names: impl IntoIterator<Item = T>,
         id: SubscriberId,
     ) {
         let _turn = self.leaving.lock();
-        let mut topics = topics.into_iter().peekable();
-        while topics.peek().is_some() {
+        let mut names = names.into_iter().peekable();
+        while names.peek().is_some() {
             let mut inner = self.inner.lock();
-            for topic in topics.by_ref().take(LEAVING_CHUNK) {
-                inner.remove(topic.as_ref(), id);
+            for name in names.by_ref().take(LEAVING_CHUNK) {
+                inner.remove(name.as_ref(), id);
             }
         }
     }
 
-    /// The subscribers of `topic` right now, or `None` if nobody listens.
+    /// Everyone a publish to `topic` reaches right now, each subscriber once, or `None`
+    /// if nobody listens.
     pub fn subscribers(&self, topic: &str) -> Option<Subscribers> {
+        self.inner.lock().subscribers(topic)
+    }
+
+    /// Keeps `delivery` (a batch of one) as `topic`'s retained message, replacing the one
+    /// before, and returns who the delivery must go to now: the same as
+    /// [`subscribers`](Self::subscribers), read under the same hold of the lock, so that
+    /// every subscriber gets this message exactly once, either here or as its retained
+    /// message when it subscribes.
+    ///
+    /// # Errors
+    /// [`RetainRefused`] if keeping it would pass `limits`; nothing is kept then.
+    pub fn retain(
+        &self,
+        topic: &str,
+        delivery: Arc<Batch>,
+        limits: RetainLimits,
+    ) -> Result<Option<Subscribers>, RetainRefused> {
         let mut inner = self.inner.lock();
-        let entry = inner.topics.get_mut(topic)?;
-        let snapshot = entry
-            .snapshot
-            .get_or_insert_with(|| entry.members.snapshot());
-        Some(Arc::clone(snapshot))
+        let bytes = delivery.lines().len();
+        let replaced = inner.retained.get(topic).map(|old| old.lines().len());
+        if replaced.is_none() && inner.retained.len() >= limits.count {
+            return Err(RetainRefused::Count);
+        }
+        let total = inner.retained_bytes - replaced.unwrap_or(0) + bytes;
+        if total > limits.bytes {
+            return Err(RetainRefused::Bytes);
+        }
+        let name = inner.shared_name(topic);
+        inner.retained.insert(name, delivery);
+        inner.retained_bytes = total;
+        Ok(inner.subscribers(topic))
     }
 
-    /// Every topic with its number of subscribers, sorted by topic.
+    /// Forgets `topic`'s retained message. Returns whether it had one.
+    pub fn unretain(&self, topic: &str) -> bool {
+        let mut inner = self.inner.lock();
+        match inner.retained.remove(topic) {
+            Some(old) => {
+                inner.retained_bytes -= old.lines().len();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Every topic and filter with its number of subscribers, sorted by name.
     pub fn topic_counts(&self) -> Vec<(String, usize)> {
-        self.listing(None, usize::MAX).topics
+        self.listing(None, usize::MAX)
+            .topics
+            .into_iter()
+            .filter(|listed| listed.subscribers > 0)
+            .map(|listed| (listed.name, listed.subscribers))
+            .collect()
     }
 
-    /// The topics `filter` matches (all if `None`), sorted, with their numbers of
-    /// subscribers, at most `limit` of them, and how many more matched: for `TOPICS`.
+    /// The names `filter` matches (all but `$` topics if `None`), sorted, at most `limit` of them, and how
+    /// many more matched: for `TOPICS`. A name is a topic with subscribers, a wildcard
+    /// filter with subscribers (`news/+`, which `news/#` matches as it would a topic of
+    /// that name), or a topic with a retained message.
     ///
     /// A registry may hold a million topics. Walking them all under the lock would make
-    /// every publisher wait for the walk, so the walk goes [`LISTING_CHUNK`] topics at a
-    /// time, letting go of the lock in between and carrying on after the last name it
-    /// saw. The listing is then not one instant's picture: a topic added or removed
-    /// during the walk may or may not be in it, which for a listing is fine.
+    /// every publisher wait for the walk, so each of the three maps is walked
+    /// [`LISTING_CHUNK`] names at a time, letting go of the lock in between and carrying
+    /// on after the last name seen. The listing is then not one instant's picture: a
+    /// topic added or removed during the walk may or may not be in it, which for a listing
+    /// is fine.
     pub fn listing(&self, filter: Option<&str>, limit: usize) -> Listing {
-        let mut listing = Listing::default();
+        // No filter lists what `#` matches: everything but the broker's own `$SYS` topics.
+        let wanted = |name: &str| topic::matches(filter.unwrap_or(topic::ALL_LEVELS), name);
+        let mut matched = 0;
+        let mut lists: [Vec<Listed>; 3] = Default::default();
+        let mut keep = |list: &mut Vec<Listed>, listed: Listed| {
+            matched += 1;
+            if list.len() < limit {
+                list.push(listed);
+            }
+        };
+        self.walk_in_chunks(
+            |inner| &inner.topics,
+            |inner, name, entry| {
+                if wanted(name) {
+                    let retained = inner.retained.contains_key(name);
+                    keep(&mut lists[0], listed(name, entry.members.len(), retained));
+                }
+            },
+        );
+        self.walk_in_chunks(
+            |inner| &inner.filter_names,
+            |_, name, count| {
+                if wanted(name) {
+                    keep(&mut lists[1], listed(name, *count, false));
+                }
+            },
+        );
+        self.walk_in_chunks(
+            |inner| &inner.retained,
+            |inner, name, _| {
+                // A retained topic with subscribers is listed once, above.
+                if wanted(name) && !inner.topics.contains_key(name) {
+                    keep(&mut lists[2], listed(name, 0, true));
+                }
+            },
+        );
+        let mut topics: Vec<Listed> = lists.into_iter().flatten().collect();
+        topics.sort_by(|a, b| a.name.cmp(&b.name));
+        topics.truncate(limit);
+        Listing {
+            more: matched - topics.len(),
+            topics,
+        }
+    }
+
+    /// Calls `each` for every entry of the map `pick` chooses, in order, holding the lock
+    /// for [`LISTING_CHUNK`] entries at a time (see [`listing`](Self::listing)).
+    fn walk_in_chunks<V>(
+        &self,
+        pick: impl Fn(&Inner) -> &BTreeMap<Arc<str>, V>,
+        mut each: impl FnMut(&Inner, &Arc<str>, &V),
+    ) {
         let mut after: Option<Arc<str>> = None;
         loop {
             let inner = self.inner.lock();
@@ -207,14 +366,8 @@ impl Registry {
                 Some(name) => Bound::Excluded(&**name),
             };
             let mut seen = 0;
-            for (name, entry) in inner.topics.range::<str, _>((from, Bound::Unbounded)) {
-                if filter.map_or(true, |filter| topic::matches(filter, name)) {
-                    if listing.topics.len() < limit {
-                        listing.topics.push((name.to_string(), entry.members.len()));
-                    } else {
-                        listing.more += 1;
-                    }
-                }
+            for (name, value) in pick(&inner).range::<str, _>((from, Bound::Unbounded)) {
+                each(&inner, name, value);
                 seen += 1;
                 if seen == LISTING_CHUNK {
                     after = Some(Arc::clone(name));
@@ -222,22 +375,52 @@ impl Registry {
                 }
             }
             if seen < LISTING_CHUNK {
-                return listing;
+                return;
             }
         }
     }
 
-    /// `(topics, subscriptions)`: how many topics have subscribers, and how many
-    /// (topic, subscriber) pairs there are in all.
-    pub fn totals(&self) -> (usize, usize) {
+    /// The counts behind `STATS`.
+    pub fn totals(&self) -> Totals {
         let inner = self.inner.lock();
-        (inner.topics.len(), inner.subscriptions)
+        Totals {
+            topics: inner.topics.len() + inner.filter_names.len(),
+            subscriptions: inner.subscriptions,
+            retained: inner.retained.len(),
+        }
+    }
+}
+
+fn listed(name: &str, subscribers: usize, retained: bool) -> Listed {
+    Listed {
+        name: name.to_string(),
+        subscribers,
+        retained,
     }
 }
 
 impl Inner {
-    fn remove(&mut self, topic: &str, id: SubscriberId) -> bool {
-        let Some(entry) = self.topics.get_mut(topic) else {
+    /// `name` as an `Arc`, sharing the copy the registry already has if it has one, so a
+    /// topic's name is stored once however many subscribers and maps hold it.
+    fn shared_name(&self, name: &str) -> Arc<str> {
+        let known = self
+            .topics
+            .get_key_value(name)
+            .map(|(known, _)| known)
+            .or_else(|| {
+                self.filter_names
+                    .get_key_value(name)
+                    .map(|(known, _)| known)
+            })
+            .or_else(|| self.retained.get_key_value(name).map(|(known, _)| known));
+        known.map_or_else(|| Arc::from(name), Arc::clone)
+    }
+
+    fn remove(&mut self, name: &str, id: SubscriberId) -> bool {
+        if topic::has_wildcard(name) {
+            return self.remove_from_filter(name, id);
+        }
+        let Some(entry) = self.topics.get_mut(name) else {
             return false;
         };
         if !entry.members.remove(id) {
@@ -245,46 +428,161 @@ impl Inner {
         }
         self.subscriptions -= 1;
         if entry.members.is_empty() {
-            self.topics.remove(topic);
+            self.topics.remove(name);
         } else {
             entry.snapshot = None;
         }
         true
+    }
+
+    fn remove_from_filter(&mut self, filter: &str, id: SubscriberId) -> bool {
+        let removed = self
+            .filters
+            .get_mut(filter)
+            .is_some_and(|members| members.remove(id));
+        if !removed {
+            return false;
+        }
+        self.filters.remove_if(filter, Members::is_empty);
+        self.subscriptions -= 1;
+        self.generation += 1;
+        if let Some(count) = self.filter_names.get_mut(filter) {
+            *count -= 1;
+            if *count == 0 {
+                self.filter_names.remove(filter);
+            }
+        }
+        true
+    }
+
+    /// See [`Registry::subscribers`]. With no wildcard subscription anywhere this is one
+    /// map lookup and one reference count, as it was before filters existed.
+    fn subscribers(&mut self, topic: &str) -> Option<Subscribers> {
+        let generation = self.generation;
+        if let Some((made, snapshot)) = self.topics.get(topic).and_then(|t| t.snapshot.as_ref()) {
+            if *made == generation {
+                return Some(Arc::clone(snapshot));
+            }
+        }
+        let mut everyone: Vec<Arc<dyn Subscriber>> = match self.topics.get(topic) {
+            Some(entry) => entry.members.iter().cloned().collect(),
+            None => Vec::new(),
+        };
+        let exact = everyone.len();
+        self.filters.walk(topic, &mut |members| {
+            everyone.extend(members.iter().cloned());
+        });
+        if everyone.len() > exact {
+            // Subscribed through two filters (`news/#` and `news/+`), or a filter and the
+            // topic itself: one delivery each all the same.
+            everyone.sort_by_key(|subscriber| subscriber.id());
+            everyone.dedup_by_key(|subscriber| subscriber.id());
+        }
+        if everyone.is_empty() {
+            return None;
+        }
+        let snapshot: Subscribers = everyone.into();
+        // Only a topic with subscribers of its own keeps its snapshot: caching one for every
+        // name published to would let a client fill the broker's memory with topics.
+        if let Some(entry) = self.topics.get_mut(topic) {
+            entry.snapshot = Some((generation, Arc::clone(&snapshot)));
+        }
+        Some(snapshot)
+    }
+
+    /// Offers a new subscription to `name` every retained message it matches. Returns how
+    /// many were taken, and whether the subscriber needs a flush.
+    fn offer_retained(&self, name: &str, subscriber: &Arc<dyn Subscriber>) -> (usize, bool) {
+        let mut taken = 0;
+        let mut flush = false;
+        let mut offer = |delivery: &Batch| match subscriber.offer(delivery) {
+            Offer::FlushNeeded => {
+                taken += 1;
+                flush = true;
+            }
+            Offer::Queued => taken += 1,
+            Offer::Closed => {}
+        };
+        if topic::has_wildcard(name) {
+            // At most --max-retained of them to try, once per wildcard subscription.
+            for (topic, delivery) in &self.retained {
+                if topic::matches(name, topic) {
+                    offer(delivery);
+                }
+            }
+        } else if let Some(delivery) = self.retained.get(name) {
+            offer(delivery);
+        }
+        (taken, flush)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::Batch;
-    use crate::subscriber::Offer;
 
+    /// A subscriber that keeps the topics of the batches it is offered.
     #[derive(Debug)]
-    struct Nobody(SubscriberId);
+    struct Recorder {
+        id: SubscriberId,
+        offered: Mutex<Vec<String>>,
+    }
 
-    impl Subscriber for Nobody {
+    impl Subscriber for Recorder {
         fn id(&self) -> SubscriberId {
-            self.0
+            self.id
         }
-        fn offer(&self, _: &Batch) -> Offer {
+        fn offer(&self, batch: &Batch) -> Offer {
+            self.offered.lock().push(batch.topic().to_string());
             Offer::Queued
         }
         fn flush(&self) {}
     }
 
-    fn nobody() -> Arc<dyn Subscriber> {
-        Arc::new(Nobody(SubscriberId::next()))
+    fn recorder() -> Arc<Recorder> {
+        Arc::new(Recorder {
+            id: SubscriberId::next(),
+            offered: Mutex::new(Vec::new()),
+        })
     }
+
+    fn nobody() -> Arc<dyn Subscriber> {
+        recorder()
+    }
+
+    fn totals(topics: usize, subscriptions: usize, retained: usize) -> Totals {
+        Totals {
+            topics,
+            subscriptions,
+            retained,
+        }
+    }
+
+    fn ids(subscribers: &Subscribers) -> Vec<SubscriberId> {
+        subscribers.iter().map(|s| s.id()).collect()
+    }
+
+    fn one_delivery(topic: &str, message: &str) -> Arc<Batch> {
+        let mut batch = Batch::default();
+        batch.start(topic, "2025-03-14 10:30:00");
+        batch.add(message, "p");
+        Arc::new(batch)
+    }
+
+    const ROOMY: RetainLimits = RetainLimits {
+        count: 10,
+        bytes: 10_000,
+    };
 
     #[test]
     fn subscribing_twice_counts_once_and_the_name_is_shared() {
         let registry = Registry::default();
         let (a, b) = (nobody(), nobody());
-        let first = registry.subscribe("t", &a).unwrap();
+        let first = registry.subscribe("t", &a).unwrap().name;
         assert!(registry.subscribe("t", &a).is_none());
-        let second = registry.subscribe("t", &b).unwrap();
+        let second = registry.subscribe("t", &b).unwrap().name;
         assert!(Arc::ptr_eq(&first, &second), "one copy of the topic's name");
-        assert_eq!(registry.totals(), (1, 2));
+        assert_eq!(registry.totals(), totals(1, 2, 0));
         assert_eq!(registry.subscribers("t").unwrap().len(), 2);
     }
 
@@ -305,14 +603,140 @@ mod tests {
     fn the_last_one_out_removes_the_topic_and_the_counters_follow() {
         let registry = Registry::default();
         let (a, b) = (nobody(), nobody());
-        for topic in ["x", "y", "z"] {
+        for topic in ["x", "y", "z", "x/#"] {
             registry.subscribe(topic, &a);
         }
         registry.subscribe("y", &b);
-        assert_eq!(registry.totals(), (3, 4));
-        registry.unsubscribe_all(["x", "y", "z"], a.id());
-        assert_eq!(registry.totals(), (1, 1));
+        assert_eq!(registry.totals(), totals(4, 5, 0));
+        registry.unsubscribe_all(["x", "y", "z", "x/#"], a.id());
+        assert_eq!(registry.totals(), totals(1, 1, 0));
         assert_eq!(registry.topic_counts(), [("y".to_string(), 1)]);
         assert!(registry.subscribers("x").is_none());
+    }
+
+    #[test]
+    fn a_subscriber_matching_through_several_filters_is_reached_once() {
+        let registry = Registry::default();
+        let (a, b) = (nobody(), nobody());
+        for filter in ["news/#", "news/+", "news/tech"] {
+            registry.subscribe(filter, &a);
+        }
+        registry.subscribe("+/tech", &b);
+        let reached = registry.subscribers("news/tech").unwrap();
+        let mut expected = vec![a.id(), b.id()];
+        expected.sort();
+        assert_eq!(ids(&reached), expected);
+        assert_eq!(ids(&registry.subscribers("news").unwrap()), [a.id()]);
+        assert!(registry.subscribers("sport").is_none());
+    }
+
+    #[test]
+    fn a_cached_snapshot_follows_wildcard_subscriptions_that_come_and_go() {
+        let registry = Registry::default();
+        let (a, b) = (nobody(), nobody());
+        registry.subscribe("news/tech", &a);
+        assert_eq!(registry.subscribers("news/tech").unwrap().len(), 1);
+        registry.subscribe("news/+", &b);
+        assert_eq!(registry.subscribers("news/tech").unwrap().len(), 2);
+        assert!(registry.unsubscribe("news/+", b.id()));
+        assert_eq!(registry.subscribers("news/tech").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_new_subscription_is_offered_the_retained_messages_it_matches() {
+        let registry = Registry::default();
+        for topic in ["room/1/temp", "room/2/temp", "room/2/light", "$SYS/x"] {
+            registry
+                .retain(topic, one_delivery(topic, "21"), ROOMY)
+                .unwrap();
+        }
+        let wild = recorder();
+        let handle: Arc<dyn Subscriber> = Arc::clone(&wild) as Arc<dyn Subscriber>;
+        let subscribed = registry.subscribe("room/+/temp", &handle).unwrap();
+        assert_eq!(subscribed.retained, 2);
+        assert_eq!(*wild.offered.lock(), ["room/1/temp", "room/2/temp"]);
+        let exact = recorder();
+        let handle: Arc<dyn Subscriber> = Arc::clone(&exact) as Arc<dyn Subscriber>;
+        registry.subscribe("room/2/light", &handle);
+        assert_eq!(*exact.offered.lock(), ["room/2/light"]);
+        assert_eq!(registry.totals().retained, 4);
+        assert!(registry.unretain("room/1/temp"));
+        assert!(!registry.unretain("room/1/temp"));
+        let late = recorder();
+        let handle: Arc<dyn Subscriber> = Arc::clone(&late) as Arc<dyn Subscriber>;
+        registry.subscribe("#", &handle);
+        assert_eq!(
+            *late.offered.lock(),
+            ["room/2/light", "room/2/temp"],
+            "cleared ones are gone, and # does not match $SYS"
+        );
+    }
+
+    #[test]
+    fn retaining_returns_who_must_get_the_message_and_respects_the_limits() {
+        let registry = Registry::default();
+        let a = nobody();
+        registry.subscribe("t/+", &a);
+        let limits = RetainLimits {
+            count: 2,
+            bytes: 200,
+        };
+        let receivers = registry.retain("t/1", one_delivery("t/1", "x"), limits);
+        assert_eq!(ids(&receivers.unwrap().unwrap()), [a.id()]);
+        assert!(registry
+            .retain("t/2", one_delivery("t/2", "x"), limits)
+            .is_ok());
+        assert_eq!(
+            registry
+                .retain("t/3", one_delivery("t/3", "x"), limits)
+                .err(),
+            Some(RetainRefused::Count)
+        );
+        assert!(
+            registry
+                .retain("t/2", one_delivery("t/2", "y"), limits)
+                .is_ok(),
+            "replacing takes no new place"
+        );
+        let big = "z".repeat(200);
+        assert_eq!(
+            registry
+                .retain("t/2", one_delivery("t/2", &big), limits)
+                .err(),
+            Some(RetainRefused::Bytes)
+        );
+        assert_eq!(registry.totals().retained, 2);
+    }
+
+    #[test]
+    fn a_listing_shows_topics_filters_and_retained_topics_once_each_in_order() {
+        let registry = Registry::default();
+        let a = nobody();
+        for name in ["b", "a/+", "c"] {
+            registry.subscribe(name, &a);
+        }
+        for topic in ["c", "d"] {
+            registry
+                .retain(topic, one_delivery(topic, "m"), ROOMY)
+                .unwrap();
+        }
+        let line = |name: &str, subscribers, retained| Listed {
+            name: name.to_string(),
+            subscribers,
+            retained,
+        };
+        let all = registry.listing(None, 10);
+        assert_eq!(
+            all.topics,
+            [
+                line("a/+", 1, false),
+                line("b", 1, false),
+                line("c", 1, true),
+                line("d", 0, true),
+            ]
+        );
+        let first_two = registry.listing(None, 2);
+        assert_eq!(first_two.topics.len(), 2);
+        assert_eq!(first_two.more, 2);
     }
 }

@@ -33,7 +33,7 @@ use crate::batch::Batch;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::protocol::ProtocolError;
-use crate::registry::{Listing, Registry, Subscribers};
+use crate::registry::{Listing, Registry, RetainLimits, RetainRefused, Subscribers};
 use crate::stats::Stats;
 use crate::subscriber::{Offer, Subscriber, SubscriberId};
 use crate::text;
@@ -98,6 +98,43 @@ impl Router {
         Ok(())
     }
 
+    /// Checks that `filter` can be subscribed to: within `--max-topic-levels`, and with
+    /// wildcards only where they are allowed (see `topic.rs`). Every topic name is also a
+    /// filter, one that matches only itself.
+    ///
+    /// # Errors
+    /// [`ProtocolError::TooManyLevels`] or [`ProtocolError::BadFilter`].
+    pub fn check_subscribable(&self, filter: &str) -> Result<(), ProtocolError> {
+        self.check_levels(filter)?;
+        topic::check_filter(filter).map_err(ProtocolError::BadFilter)
+    }
+
+    /// Checks that a client may publish to `topic`: within `--max-topic-levels`, with no
+    /// wildcard (a publish goes to one topic), and not one of the broker's own `$SYS`
+    /// topics.
+    ///
+    /// # Errors
+    /// [`ProtocolError::TooManyLevels`], [`ProtocolError::WildcardInName`] or
+    /// [`ProtocolError::ReservedTopic`].
+    pub fn check_publishable(&self, topic: &str) -> Result<(), ProtocolError> {
+        self.check_levels(topic)?;
+        if topic::has_wildcard(topic) {
+            return Err(ProtocolError::WildcardInName);
+        }
+        if topic::is_reserved(topic) {
+            return Err(ProtocolError::ReservedTopic);
+        }
+        Ok(())
+    }
+
+    fn check_levels(&self, text: &str) -> Result<(), ProtocolError> {
+        let limit = self.config.max_topic_levels;
+        if topic::levels(text) > limit {
+            return Err(ProtocolError::TooManyLevels { limit });
+        }
+        Ok(())
+    }
+
     /// Checks a topic that did not come through the line protocol's parser (the embedding
     /// API, other wire formats): one word, and within the limit.
     ///
@@ -135,10 +172,30 @@ impl Router {
         self.check_names(topic, publisher_id)
     }
 
-    /// Subscribes `subscriber` to `topic`. Returns the topic's name as the registry keeps
-    /// it, or `None` if it was already subscribed.
-    pub fn subscribe(&self, topic: &str, subscriber: &Arc<dyn Subscriber>) -> Option<Arc<str>> {
-        self.registry.subscribe(topic, subscriber)
+    /// Subscribes `subscriber` to `filter` (a topic, or a filter with wildcards), and hands
+    /// it at once every retained message the filter matches, before any newer message.
+    /// Returns the filter as the registry keeps it, or `None` if it was already subscribed.
+    ///
+    /// # Errors
+    /// A filter that [`check_subscribable`](Self::check_subscribable) refuses.
+    pub fn subscribe(
+        &self,
+        filter: &str,
+        subscriber: &Arc<dyn Subscriber>,
+    ) -> Result<Option<Arc<str>>, ProtocolError> {
+        self.check_subscribable(filter)?;
+        let Some(subscribed) = self.registry.subscribe(filter, subscriber) else {
+            return Ok(None);
+        };
+        if subscribed.retained > 0 {
+            self.stats
+                .delivered
+                .fetch_add(subscribed.retained as u64, Ordering::Relaxed);
+        }
+        if subscribed.flush {
+            subscriber.flush();
+        }
+        Ok(Some(subscribed.name))
     }
 
     /// Unsubscribes subscriber `id` from `topic`; `false` if it was not subscribed.
@@ -153,6 +210,26 @@ impl Router {
         id: SubscriberId,
     ) {
         self.registry.unsubscribe_all(topics, id);
+    }
+
+    /// Forgets `topic`'s retained message, for a client: one that may publish to `topic`.
+    /// Returns whether there was one.
+    ///
+    /// # Errors
+    /// A topic the client may not publish to (see
+    /// [`check_publishable`](Self::check_publishable)).
+    pub fn unretain(&self, topic: &str, publisher_id: &str) -> Result<bool, ProtocolError> {
+        self.check_names(topic, publisher_id)?;
+        self.check_publishable(topic)?;
+        Ok(self.registry.unretain(topic))
+    }
+
+    /// The limits for retained messages, from the settings.
+    fn retain_limits(&self) -> RetainLimits {
+        RetainLimits {
+            count: self.config.max_retained,
+            bytes: self.config.max_retained_bytes,
+        }
     }
 
     /// Every topic with its number of subscribers, sorted.
@@ -174,8 +251,7 @@ impl Router {
 
     /// Every counter, as `STATS` lists them.
     pub fn counters(&self) -> Vec<(&'static str, u64)> {
-        let (topics, subscriptions) = self.registry.totals();
-        self.stats.snapshot(topics, subscriptions)
+        self.stats.snapshot(self.registry.totals())
     }
 }
 
@@ -243,6 +319,7 @@ impl Publisher {
         publisher_id: &str,
     ) -> Result<usize, ProtocolError> {
         self.router.check_names(topic, publisher_id)?;
+        self.router.check_publishable(topic)?;
         self.router.stats.published.fetch_add(1, Ordering::Relaxed);
         let batching = self.receivers.is_some() && self.batch.topic() == topic;
         if batching && self.batch.lines().len() >= FLUSH_THRESHOLD {
@@ -266,6 +343,57 @@ impl Publisher {
             .map_or(0, |receivers| receivers.len()))
     }
 
+    /// Publishes like [`publish`](Self::publish), and keeps the message as `topic`'s
+    /// retained one, so that every later subscriber of the topic gets it at once. Unlike a
+    /// publish, it goes out on its own, not in a batch: storing it and finding who must
+    /// get it now are one step in the registry (see `Registry::retain`), and it is offered
+    /// before this returns. Returns how many subscribers took it.
+    ///
+    /// # Errors
+    /// What [`publish`](Self::publish) refuses, or [`ProtocolError::RetainedFull`].
+    pub fn retain(
+        &mut self,
+        topic: &str,
+        message: &str,
+        publisher_id: &str,
+    ) -> Result<usize, ProtocolError> {
+        self.router.check_names(topic, publisher_id)?;
+        self.router.check_publishable(topic)?;
+        let receivers = self.retain_unchecked(topic, message, publisher_id)?;
+        self.router.stats.published.fetch_add(1, Ordering::Relaxed);
+        Ok(receivers)
+    }
+
+    /// [`retain`](Self::retain) without the rules for clients: the broker's own `$SYS`
+    /// figures (see `sys.rs`).
+    pub(crate) fn retain_unchecked(
+        &mut self,
+        topic: &str,
+        message: &str,
+        publisher_id: &str,
+    ) -> Result<usize, ProtocolError> {
+        // What this publisher batched before goes first.
+        self.hand_out();
+        self.batch.start(topic, self.clock.now());
+        self.batch.add(message, publisher_id);
+        let stored = Arc::new(self.batch.clone());
+        let limits = self.router.retain_limits();
+        match self.router.registry.retain(topic, stored, limits) {
+            Err(refused) => {
+                self.batch.clear();
+                let (flag, limit) = match refused {
+                    RetainRefused::Count => ("--max-retained", limits.count),
+                    RetainRefused::Bytes => ("--max-retained-bytes", limits.bytes),
+                };
+                Err(ProtocolError::RetainedFull { flag, limit })
+            }
+            Ok(receivers) => {
+                self.receivers = receivers;
+                Ok(self.hand_out())
+            }
+        }
+    }
+
     /// Offers the batch to each of its subscribers, and empties it. Returns how many
     /// subscribers took it.
     pub fn hand_out(&mut self) -> usize {
@@ -273,7 +401,7 @@ impl Publisher {
             return 0;
         };
         let receivers = self.fan_out(&subscribers);
-        self.count_deliveries(receivers);
+        self.count_deliveries(receivers, subscribers.len());
         receivers
     }
 
@@ -313,15 +441,22 @@ impl Publisher {
                 receivers += 1;
             }
         }
-        self.count_deliveries(receivers);
+        self.count_deliveries(receivers, subscribers.len());
     }
 
-    fn count_deliveries(&mut self, receivers: usize) {
-        let deliveries = (receivers * self.batch.len()) as u64;
-        self.router
-            .stats
+    /// Counts the batch as delivered to `receivers` of its `offered` subscribers (the
+    /// others had closed: lost to them), and empties it.
+    fn count_deliveries(&mut self, receivers: usize, offered: usize) {
+        let stats = &self.router.stats;
+        let count = |subscribers: usize| (subscribers * self.batch.len()) as u64;
+        stats
             .delivered
-            .fetch_add(deliveries, Ordering::Relaxed);
+            .fetch_add(count(receivers), Ordering::Relaxed);
+        if offered > receivers {
+            stats
+                .dropped
+                .fetch_add(count(offered - receivers), Ordering::Relaxed);
+        }
         self.batch.clear();
     }
 

@@ -184,6 +184,19 @@ impl Session {
                 subscriber_id,
             } => self.unsubscribe(topic, subscriber_id),
             Command::UnsubscribeAll => self.unsubscribe_all(),
+            Command::Retain {
+                topic,
+                message,
+                publisher_id,
+            } => self.retain(topic, message, publisher_id),
+            Command::Unretain {
+                topic,
+                publisher_id,
+            } => match self.router.unretain(topic, publisher_id) {
+                Ok(_) if self.verbose => self.reply(Reply::UnretainOk(topic)),
+                Ok(_) => {}
+                Err(error) => self.refuse(&error),
+            },
             Command::Publish {
                 topic,
                 message,
@@ -213,6 +226,9 @@ impl Session {
         }
     }
 
+    /// `SUBSCRIBE <filter> <id>`: a topic, or a filter with wildcards. Retained messages
+    /// the filter matches are queued at once, so they come before the `OK` (and before the
+    /// `PONG` of a `PING` sent after the `SUBSCRIBE`).
     fn subscribe(&mut self, topic: &str, subscriber_id: &str) {
         if let Err(error) = self.router.check_names(topic, subscriber_id) {
             return self.refuse(&error);
@@ -225,8 +241,12 @@ impl Session {
             if self.subscriptions.len() >= limit {
                 return self.refuse(&ProtocolError::TooManySubscriptions { limit });
             }
-            if let Some(name) = self.router.subscribe(topic, &self.subscriber) {
-                self.subscriptions.insert(name, ());
+            match self.router.subscribe(topic, &self.subscriber) {
+                Ok(Some(name)) => {
+                    self.subscriptions.insert(name, ());
+                }
+                Ok(None) => {}
+                Err(error) => return self.refuse(&error),
             }
             log::info!(
                 "#{} {subscriber_id} subscribed to {topic}",
@@ -239,7 +259,11 @@ impl Session {
     }
 
     fn unsubscribe(&mut self, topic: &str, subscriber_id: &str) {
-        if let Err(error) = self.router.check_names(topic, subscriber_id) {
+        let checked = self
+            .router
+            .check_names(topic, subscriber_id)
+            .and_then(|()| self.router.check_subscribable(topic));
+        if let Err(error) = checked {
             return self.refuse(&error);
         }
         self.publisher.hand_out();
@@ -252,6 +276,14 @@ impl Session {
         }
         if self.verbose {
             self.reply(Reply::UnsubscribeOk(topic));
+        }
+    }
+
+    fn retain(&mut self, topic: &str, message: &str, publisher_id: &str) {
+        match self.publisher.retain(topic, message, publisher_id) {
+            Ok(deliveries) if self.verbose => self.reply(Reply::RetainOk { topic, deliveries }),
+            Ok(_) => {}
+            Err(error) => self.refuse(&error),
         }
     }
 

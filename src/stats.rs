@@ -7,6 +7,17 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+/// The registry's counts, kept up to date by the registry, so that `STATS` never walks it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    /// Topics and wildcard filters with at least one subscriber.
+    pub topics: usize,
+    /// (topic or filter, subscriber) pairs.
+    pub subscriptions: usize,
+    /// Retained messages kept.
+    pub retained: usize,
+}
+
 /// Counters shared by every thread of one broker.
 #[derive(Debug)]
 pub struct Stats {
@@ -17,10 +28,14 @@ pub struct Stats {
     pub connections_total: AtomicU64,
     /// Connections refused because the broker was full.
     pub connections_refused: AtomicU64,
-    /// `PUBLISH` commands handled.
+    /// `PUBLISH` and `RETAIN` commands handled (the broker's own `$SYS` figures are not
+    /// counted).
     pub published: AtomicU64,
     /// `DELIVER` lines handed to subscribers (one publish to three subscribers is three).
     pub delivered: AtomicU64,
+    /// Lines that never reached their subscriber: offered to one already closed, or
+    /// waiting for one when it was cut off or went away.
+    pub dropped: AtomicU64,
     /// `ERROR` replies sent.
     pub errors: AtomicU64,
     /// Subscribers cut off because they stopped reading or fell too far behind.
@@ -39,6 +54,7 @@ impl Default for Stats {
             connections_refused: AtomicU64::new(0),
             published: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             slow_consumers: AtomicU64::new(0),
             subscribers_behind: AtomicU64::new(0),
@@ -47,22 +63,24 @@ impl Default for Stats {
 }
 
 impl Stats {
-    /// Every counter as `(name, value)`, in the order `STATS` prints them. `topics` and
-    /// `subscriptions` come from the registry, which the caller asks.
-    pub fn snapshot(&self, topics: usize, subscriptions: usize) -> Vec<(&'static str, u64)> {
+    /// Every counter as `(name, value)`, in the order `STATS` prints them. The registry's
+    /// counts come from the caller, who asks it.
+    pub fn snapshot(&self, registry: Totals) -> Vec<(&'static str, u64)> {
         let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         vec![
             ("uptime_seconds", self.started.elapsed().as_secs()),
             ("connections_current", read(&self.connections_current)),
             ("connections_total", read(&self.connections_total)),
             ("connections_refused", read(&self.connections_refused)),
-            ("topics", topics as u64),
-            ("subscriptions", subscriptions as u64),
+            ("topics", registry.topics as u64),
+            ("subscriptions", registry.subscriptions as u64),
             ("messages_published", read(&self.published)),
             ("deliveries", read(&self.delivered)),
             ("errors", read(&self.errors)),
             ("slow_consumers_disconnected", read(&self.slow_consumers)),
             ("subscribers_behind", read(&self.subscribers_behind)),
+            ("messages_dropped", read(&self.dropped)),
+            ("retained", registry.retained as u64),
         ]
     }
 }

@@ -65,7 +65,7 @@ impl fmt::Display for CutOff {
 impl std::error::Error for CutOff {}
 
 impl Subscription {
-    /// Subscribes a new mailbox to `topic`.
+    /// Subscribes a new mailbox to `topic`, a topic or a filter with wildcards.
     pub(crate) fn open(router: Arc<Router>, topic: &str) -> Result<Subscription, ProtocolError> {
         router.check_topic_text(topic)?;
         let mailbox = Arc::new(Mailbox {
@@ -77,7 +77,7 @@ impl Subscription {
         });
         let handle: Arc<dyn Subscriber> = Arc::clone(&mailbox) as Arc<dyn Subscriber>;
         let topic = router
-            .subscribe(topic, &handle)
+            .subscribe(topic, &handle)?
             .expect("a new mailbox is subscribed to nothing yet");
         Ok(Subscription {
             mailbox,
@@ -86,7 +86,7 @@ impl Subscription {
         })
     }
 
-    /// The topic this subscription receives.
+    /// The topic (or filter) this subscription receives.
     pub fn topic(&self) -> &str {
         &self.topic
     }

@@ -54,6 +54,21 @@ impl fmt::Display for FilterError {
 
 impl std::error::Error for FilterError {}
 
+/// The prefix of the broker's own topics (see `sys.rs`): clients may subscribe to them,
+/// never publish to them.
+pub const RESERVED_PREFIX: &str = "$SYS";
+
+/// How many levels `text` has: one more than it has separators (`a//b` has three).
+pub fn levels(text: &str) -> usize {
+    text.bytes().filter(|&byte| byte == b'/').count() + 1
+}
+
+/// Whether `name` is one of the broker's own `$SYS` topics.
+pub fn is_reserved(name: &str) -> bool {
+    name.strip_prefix(RESERVED_PREFIX)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(LEVEL_SEPARATOR))
+}
+
 /// Whether `text` uses a wildcard anywhere (as a level or not).
 pub fn has_wildcard(text: &str) -> bool {
     text.contains(['+', '#'])

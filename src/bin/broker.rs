@@ -17,8 +17,9 @@ use clap::Parser;
 use pubsub_lab::cli::{init_logging, DurationArg};
 use pubsub_lab::config::{
     format_duration, DEFAULT_HOST, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_CLIENTS_PER_IP,
-    DEFAULT_MAX_ID_BYTES, DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_PENDING_BYTES,
-    DEFAULT_MAX_SUBSCRIPTIONS, DEFAULT_MAX_TOPICS_LISTED, DEFAULT_MAX_TOPIC_BYTES, DEFAULT_PORT,
+    DEFAULT_MAX_ID_BYTES, DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_PENDING_BYTES, DEFAULT_MAX_RETAINED,
+    DEFAULT_MAX_RETAINED_BYTES, DEFAULT_MAX_SUBSCRIPTIONS, DEFAULT_MAX_TOPICS_LISTED,
+    DEFAULT_MAX_TOPIC_BYTES, DEFAULT_MAX_TOPIC_LEVELS, DEFAULT_PORT, DEFAULT_SYS_INTERVAL,
     DEFAULT_WRITE_TIMEOUT,
 };
 use pubsub_lab::error::describe;
@@ -65,6 +66,19 @@ struct Args {
     /// Most topics one TOPICS reply lists; it ends with a count of the rest.
     #[arg(long, default_value_t = DEFAULT_MAX_TOPICS_LISTED)]
     max_topics_listed: usize,
+    /// Most levels in a topic or filter (a/b/c has three).
+    #[arg(long, default_value_t = DEFAULT_MAX_TOPIC_LEVELS)]
+    max_topic_levels: usize,
+    /// Most topics with a retained message (RETAIN); 0 refuses every one.
+    #[arg(long, default_value_t = DEFAULT_MAX_RETAINED)]
+    max_retained: usize,
+    /// Most bytes all retained messages may take together.
+    #[arg(long, default_value_t = DEFAULT_MAX_RETAINED_BYTES)]
+    max_retained_bytes: usize,
+    /// How often to publish the broker's figures under $SYS/broker/ (like 10s); 0 turns
+    /// them off.
+    #[arg(long, default_value_t = DurationArg(DEFAULT_SYS_INTERVAL))]
+    sys_interval: DurationArg,
     /// Show every line in and out, with connection number and client id.
     #[arg(long)]
     trace: bool,
@@ -93,6 +107,10 @@ fn run(args: &Args) -> Result<(), String> {
         max_id_bytes: args.max_id_bytes,
         max_subscriptions: args.max_subscriptions,
         max_topics_listed: args.max_topics_listed,
+        max_topic_levels: args.max_topic_levels,
+        max_retained: args.max_retained,
+        max_retained_bytes: args.max_retained_bytes,
+        sys_interval: args.sys_interval.0,
         ..Config::default()
     };
     let broker =

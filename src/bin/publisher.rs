@@ -5,6 +5,7 @@
 //! printf 'weather hi\nnews hello\n' | cargo run --bin publisher pub1   # piped: exits at the end
 //! cargo run --bin publisher pub1 --topic weather Rainy day ahead!     # one message, then exit
 //! cargo run --bin publisher pub1 --topic clock --every 2s             # "Event at ..." every 2 s
+//! cargo run --bin publisher pub1 --topic home/temp --retain 21.5C     # kept for later subscribers
 //! ```
 
 use std::io::{self, BufRead, IsTerminal};
@@ -42,6 +43,10 @@ struct Args {
     /// Without a message, each one says "Event at HH:MM:SS", the time it was sent.
     #[arg(long, value_parser = parse_duration, requires = "topic")]
     every: Option<Duration>,
+    /// With --topic: send RETAIN instead of PUBLISH, so the broker keeps the (latest)
+    /// message and hands it to every later subscriber of the topic.
+    #[arg(long, requires = "topic")]
+    retain: bool,
     /// With --every: stop after this many messages.
     #[arg(long, requires = "every")]
     count: Option<u64>,
@@ -87,7 +92,7 @@ fn run(args: &Args) -> Result<(), Error> {
         Some(topic) => match args.every {
             Some(interval) => tick(&mut client, &replies, args, topic, interval)?,
             None => {
-                client.publish(topic, &args.message.join(" "), &args.id)?;
+                send(&mut client, args, topic, &args.message.join(" "))?;
                 Tally {
                     published: 1,
                     not_sent: 0,
@@ -265,6 +270,15 @@ fn publish_stdin(client: &mut Client, replies: &Replies, id: &str) -> Result<Tal
     Ok(tally)
 }
 
+/// Sends one message to `topic`: `RETAIN` with --retain, `PUBLISH` without.
+fn send(client: &mut Client, args: &Args, topic: &str, message: &str) -> Result<(), Error> {
+    if args.retain {
+        client.retain(topic, message, &args.id)
+    } else {
+        client.publish(topic, message, &args.id)
+    }
+}
+
 /// Publishes the same message (or "Event at HH:MM:SS") every `interval`.
 fn tick(
     client: &mut Client,
@@ -286,8 +300,7 @@ fn tick(
         replies.check()?;
         // Topic and id were checked before connecting, so a message that cannot be sent
         // would fail every time: it ends the run (`?`) rather than repeat for ever.
-        client
-            .publish(topic, &message, &args.id)
+        send(client, args, topic, &message)
             .map_err(|error| replies.why_sending_failed(error, tally.published))?;
         tally.published += 1;
     }

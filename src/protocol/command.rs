@@ -58,11 +58,11 @@ impl PartialEq for CommandSpec {
 impl Eq for CommandSpec {}
 
 /// Every command, in the order `HELP` lists them. See the module docs.
-pub const COMMANDS: [CommandSpec; 9] = [
+pub const COMMANDS: [CommandSpec; 11] = [
     CommandSpec {
         word: "SUBSCRIBE",
         arguments: "<topic> <subscriber_id>",
-        summary: "receive every message published to <topic>",
+        summary: "receive every message published to <topic> (wildcards: + one level, # all below)",
         classic: true,
         parse: parse_subscribe,
     },
@@ -79,6 +79,20 @@ pub const COMMANDS: [CommandSpec; 9] = [
         summary: "send <message> to every subscriber of <topic>",
         classic: true,
         parse: parse_publish,
+    },
+    CommandSpec {
+        word: "RETAIN",
+        arguments: "<topic> <message> <publisher_id>",
+        summary: "publish, and keep <message> for every later subscriber of <topic>",
+        classic: false,
+        parse: parse_retain,
+    },
+    CommandSpec {
+        word: "UNRETAIN",
+        arguments: "<topic> <publisher_id>",
+        summary: "forget the message kept for <topic>",
+        classic: false,
+        parse: parse_unretain,
     },
     CommandSpec {
         word: "PING",
@@ -177,6 +191,33 @@ pub enum Command<'a> {
         /// The id the publisher calls itself; the broker passes it on in each `DELIVER`.
         publisher_id: &'a str,
     },
+    /// Publish like `PUBLISH`, and keep the message as the topic's retained one, replacing
+    /// the one before: every later subscription to the topic (or to a filter matching it)
+    /// receives it at once (extension, MQTT's retained messages).
+    ///
+    /// ```text
+    /// RETAIN sensors/kitchen/temp 21.5 sensor7
+    /// ```
+    Retain {
+        /// The topic to publish to.
+        topic: &'a str,
+        /// The message text, as for `PUBLISH`.
+        message: &'a str,
+        /// The id the publisher calls itself.
+        publisher_id: &'a str,
+    },
+    /// Forget a topic's retained message (extension). Forgetting one that is not there is
+    /// not an error.
+    ///
+    /// ```text
+    /// UNRETAIN sensors/kitchen/temp sensor7
+    /// ```
+    Unretain {
+        /// The topic whose retained message goes.
+        topic: &'a str,
+        /// The id the client calls itself.
+        publisher_id: &'a str,
+    },
     /// Ask for a `PONG`, echoing an optional token (extension).
     ///
     /// ```text
@@ -265,6 +306,8 @@ impl<'a> Command<'a> {
             Command::Subscribe { .. } => "SUBSCRIBE",
             Command::Unsubscribe { .. } | Command::UnsubscribeAll => "UNSUBSCRIBE",
             Command::Publish { .. } => "PUBLISH",
+            Command::Retain { .. } => "RETAIN",
+            Command::Unretain { .. } => "UNRETAIN",
             Command::Ping { .. } => "PING",
             Command::Topics { .. } => "TOPICS",
             Command::Stats => "STATS",
@@ -280,7 +323,9 @@ impl<'a> Command<'a> {
         match *self {
             Command::Subscribe { subscriber_id, .. }
             | Command::Unsubscribe { subscriber_id, .. } => Some(subscriber_id),
-            Command::Publish { publisher_id, .. } => Some(publisher_id),
+            Command::Publish { publisher_id, .. }
+            | Command::Retain { publisher_id, .. }
+            | Command::Unretain { publisher_id, .. } => Some(publisher_id),
             _ => None,
         }
     }
@@ -309,7 +354,16 @@ impl<'a> Command<'a> {
                 topic,
                 message,
                 publisher_id,
+            }
+            | Command::Retain {
+                topic,
+                message,
+                publisher_id,
             } => [Some(topic), Some(message), Some(publisher_id)],
+            Command::Unretain {
+                topic,
+                publisher_id,
+            } => [Some(topic), Some(publisher_id), None],
             Command::Ping { token } | Command::Topics { filter: token } => [token, None, None],
             Command::Verbose { on } => [Some(if on { "on" } else { "off" }), None, None],
             Command::UnsubscribeAll | Command::Stats | Command::Quit | Command::Help => [None; 3],
@@ -381,6 +435,30 @@ fn parse_unsubscribe(rest: &str) -> Option<Command<'_>> {
     Some(Command::Unsubscribe {
         topic,
         subscriber_id,
+    })
+}
+
+/// `RETAIN <topic> <message> <publisher_id>`: read exactly as `PUBLISH`.
+fn parse_retain(rest: &str) -> Option<Command<'_>> {
+    match parse_publish(rest)? {
+        Command::Publish {
+            topic,
+            message,
+            publisher_id,
+        } => Some(Command::Retain {
+            topic,
+            message,
+            publisher_id,
+        }),
+        _ => None,
+    }
+}
+
+fn parse_unretain(rest: &str) -> Option<Command<'_>> {
+    let (topic, publisher_id) = exactly_two(rest)?;
+    Some(Command::Unretain {
+        topic,
+        publisher_id,
     })
 }
 
@@ -617,6 +695,16 @@ mod tests {
                 message: "x  y",
                 publisher_id: "p",
             },
+            Command::Retain {
+                topic: "t/1",
+                message: "21.5  C",
+                publisher_id: "p",
+            },
+            Command::Unretain {
+                topic: "t/1",
+                publisher_id: "p",
+            },
+            Command::UnsubscribeAll,
             Command::Ping { token: None },
             Command::Ping { token: Some("t") },
             Command::Topics { filter: None },

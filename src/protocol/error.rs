@@ -45,6 +45,22 @@ pub enum ProtocolError {
     },
     /// A topic filter that breaks the rules of wildcards (see `topic.rs`).
     BadFilter(crate::topic::FilterError),
+    /// A publish to a name with `+` or `#`: those are wildcards, for subscribing only.
+    WildcardInName,
+    /// A publish to one of the broker's own `$SYS` topics.
+    ReservedTopic,
+    /// A topic or filter with more levels than the broker accepts.
+    TooManyLevels {
+        /// The limit (`--max-topic-levels`).
+        limit: usize,
+    },
+    /// A new retained message would pass one of the broker's limits for them.
+    RetainedFull {
+        /// Which limit: `--max-retained` or `--max-retained-bytes`.
+        flag: &'static str,
+        /// Its value.
+        limit: usize,
+    },
     /// A subscriber or publisher id longer than the broker accepts.
     IdTooLong {
         /// The limit in bytes.
@@ -108,6 +124,24 @@ impl fmt::Display for ProtocolError {
                 write!(f, "topic longer than {limit} bytes: use a shorter topic")
             }
             ProtocolError::BadFilter(error) => write!(f, "bad topic filter: {error}"),
+            ProtocolError::WildcardInName => write!(
+                f,
+                "cannot publish to a topic with + or #: they are wildcards, for SUBSCRIBE; \
+                 publish to one exact topic such as news/tech"
+            ),
+            ProtocolError::ReservedTopic => write!(
+                f,
+                "$SYS topics are the broker's own figures: subscribe to them, do not publish"
+            ),
+            ProtocolError::TooManyLevels { limit } => write!(
+                f,
+                "topic has more than {limit} levels: use fewer / separators"
+            ),
+            ProtocolError::RetainedFull { flag, limit } => write!(
+                f,
+                "no room for another retained message ({flag} {limit}): UNRETAIN one first, \
+                 or publish without RETAIN"
+            ),
             ProtocolError::IdTooLong { limit } => write!(
                 f,
                 "subscriber or publisher id longer than {limit} bytes: use a shorter id"

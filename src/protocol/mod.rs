@@ -36,4 +36,4 @@ mod reply;
 pub use command::{Command, CommandSpec, COMMANDS};
 pub use delivery::{write_delivery, Delivery, TIMESTAMP_FORMAT};
 pub use error::ProtocolError;
-pub use reply::{Reply, MORE_TOPICS};
+pub use reply::{Listed, Reply, MORE_TOPICS};

@@ -10,6 +10,18 @@ use super::error::ProtocolError;
 /// topic can look like it.
 pub const MORE_TOPICS: &str = "… and";
 
+/// One line of a `TOPICS` reply: a topic or a wildcard filter that has subscribers, or a
+/// topic with a retained message (`TOPICS sensors/1 0 retained`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// The topic, or the filter (`news/+`).
+    pub name: String,
+    /// How many subscribers it has.
+    pub subscribers: usize,
+    /// Whether a retained message is kept for it.
+    pub retained: bool,
+}
+
 /// A reply the broker sends to the client whose command it answers.
 ///
 /// Every reply starts with a word that no other line starts with, so a client can tell a
@@ -32,6 +44,15 @@ pub enum Reply<'a> {
     UnsubscribeOk(&'a str),
     /// `OK UNSUBSCRIBE`, for `UNSUBSCRIBE` with no arguments, in verbose mode only.
     UnsubscribeAllOk,
+    /// `OK RETAIN <topic> <deliveries>`, sent in verbose mode only.
+    RetainOk {
+        /// The topic published to.
+        topic: &'a str,
+        /// How many subscribers the message was handed to now.
+        deliveries: usize,
+    },
+    /// `OK UNRETAIN <topic>`, sent in verbose mode only.
+    UnretainOk(&'a str),
     /// `OK PUBLISH <topic> <deliveries>`, sent in verbose mode only.
     PublishOk {
         /// The topic published to.
@@ -49,7 +70,7 @@ pub enum Reply<'a> {
     /// left out, then `END TOPICS`.
     Topics {
         /// The topics listed, with their numbers of subscribers.
-        topics: &'a [(String, usize)],
+        topics: &'a [Listed],
         /// How many more there were.
         more: usize,
     },
@@ -63,11 +84,12 @@ impl Reply<'_> {
     /// Appends the reply as wire lines, each ending in `\n`.
     ///
     /// ```
-    /// use pubsub_lab::protocol::Reply;
+    /// use pubsub_lab::protocol::{Listed, Reply};
     /// let mut out = Vec::new();
     /// Reply::Pong(Some("42")).write_lines(&mut out);
-    /// Reply::Topics { topics: &[("weather".to_string(), 2)], more: 0 }.write_lines(&mut out);
-    /// assert_eq!(out, b"PONG 42\nTOPICS weather 2\nEND TOPICS\n");
+    /// let weather = Listed { name: "weather".to_string(), subscribers: 2, retained: true };
+    /// Reply::Topics { topics: &[weather], more: 0 }.write_lines(&mut out);
+    /// assert_eq!(out, b"PONG 42\nTOPICS weather 2 retained\nEND TOPICS\n");
     /// ```
     pub fn write_lines(&self, out: &mut Vec<u8>) {
         // Writing into a Vec cannot fail, so the `let _ =` below loses nothing.
@@ -79,6 +101,10 @@ impl Reply<'_> {
             Reply::PublishOk { topic, deliveries } => {
                 writeln!(out, "OK PUBLISH {topic} {deliveries}")
             }
+            Reply::RetainOk { topic, deliveries } => {
+                writeln!(out, "OK RETAIN {topic} {deliveries}")
+            }
+            Reply::UnretainOk(topic) => writeln!(out, "OK UNRETAIN {topic}"),
             Reply::VerboseOk(on) => writeln!(out, "OK VERBOSE {}", if *on { "on" } else { "off" }),
             Reply::Pong(Some(token)) => writeln!(out, "PONG {token}"),
             Reply::Pong(None) => writeln!(out, "PONG"),
@@ -89,8 +115,13 @@ impl Reply<'_> {
                 writeln!(out, "END HELP")
             }
             Reply::Topics { topics, more } => {
-                for (topic, subscribers) in topics.iter() {
-                    let _ = writeln!(out, "TOPICS {topic} {subscribers}");
+                for listed in topics.iter() {
+                    let retained = if listed.retained { " retained" } else { "" };
+                    let _ = writeln!(
+                        out,
+                        "TOPICS {} {}{retained}",
+                        listed.name, listed.subscribers
+                    );
                 }
                 if *more > 0 {
                     let _ = writeln!(out, "TOPICS {MORE_TOPICS} {more} more");
@@ -115,13 +146,22 @@ mod tests {
     #[test]
     fn replies_never_start_like_a_delivery() {
         let error = ProtocolError::NotUtf8;
-        let topics = [("DELIVER".to_string(), 1)];
+        let topics = [Listed {
+            name: "DELIVER".to_string(),
+            subscribers: 1,
+            retained: true,
+        }];
         let stats = [("published", 3)];
         let replies = [
             Reply::Error(&error),
             Reply::SubscribeOk("DELIVER"),
             Reply::UnsubscribeOk("t"),
             Reply::UnsubscribeAllOk,
+            Reply::RetainOk {
+                topic: "t",
+                deliveries: 1,
+            },
+            Reply::UnretainOk("t"),
             Reply::PublishOk {
                 topic: "t",
                 deliveries: 2,
@@ -158,7 +198,8 @@ mod tests {
         assert_eq!(lines.len(), COMMANDS.len() + 1);
         assert_eq!(
             lines[0],
-            "HELP SUBSCRIBE <topic> <subscriber_id>          receive every message published to <topic>"
+            "HELP SUBSCRIBE <topic> <subscriber_id>          receive every message published to <topic> \
+             (wildcards: + one level, # all below)"
         );
         assert_eq!(
             lines[2],

@@ -40,6 +40,10 @@ pub const LABS: &[Lab] = &[
         number: 6,
         sheet: "06-measure-it.md",
     },
+    Lab {
+        number: 7,
+        sheet: "07-topic-trees.md",
+    },
 ];
 
 impl Lab {
