@@ -5,7 +5,8 @@
 //! <id>`. The broker sends every subscriber of a topic a `DELIVER` line for each message
 //! published to it. The protocol is that of the classic classroom broker on port 9000,
 //! so its clients work unchanged; extensions (`HELP`, `PING`, `TOPICS`, `STATS`,
-//! `VERBOSE`, `QUIT`) are only ever seen by clients that ask for them.
+//! `VERBOSE`, `QUIT`, MQTT-style wildcards and retained messages, `$SYS` figures) are only
+//! ever seen by clients that ask for them.
 //!
 //! ## What it teaches, and what it leaves out on purpose
 //!
@@ -34,13 +35,15 @@
 //! | | [`json`] | JSON read and written by hand, for the dialects that speak it |
 //! | routing | [`batch`] | consecutive publishes to one topic, formatted once |
 //! | | [`subscriber`] | the [`Subscriber`](subscriber::Subscriber) handle every kind of subscriber implements |
-//! | | [`registry`] | topic → subscribers, the one shared map behind one mutex |
+//! | | [`tree`] | wildcard filters in a tree of levels, and the walk that finds those a topic matches |
+//! | | [`registry`] | topic → subscribers, the one shared map behind one mutex; retained messages |
 //! | | [`router`] | the one road of every message: look up, batch, hand out, flush |
 //! | | [`subscription`] | the in-process subscriber, for programs that embed the broker |
 //! | sessions | [`outbox`] | a TCP connection as a subscriber: pending lines, write timeout, cut-off |
 //! | | [`connections`] | slots (`--max-clients`), and closing every connection at stop |
 //! | | `session` (private) | one line-protocol connection: read, parse, execute, cleanup |
 //! | server | `server` (private) | listeners, each on its accept thread; admitting connections |
+//! | | `sys` (private) | the broker's own figures, published as retained `$SYS/broker/...` messages |
 //! | | [`broker`] | [`Broker`] and [`BrokerHandle`]: start, stop, publish and subscribe in-process |
 //! | clients | [`client`], [`error`] | the blocking client used by the binaries, benchmark and tests |
 //! | | [`cli`] | what the binaries in `src/bin/` share (logging); no module above uses it |

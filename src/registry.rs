@@ -1,6 +1,8 @@
 //! Who is subscribed to what: the broker's one piece of shared state.
 //!
-//! A map from topic to that topic's subscribers, behind one `parking_lot::Mutex`. Every
+//! Three things behind one `parking_lot::Mutex`: a map from each exact topic to its
+//! subscribers, a [`FilterTree`] of wildcard filters (`news/+`, `home/#`) with theirs, and
+//! each topic's retained message. Every
 //! thread that publishes or subscribes uses it, so the rules for the lock are strict, and
 //! this module is the only place that takes it:
 //!
@@ -18,7 +20,15 @@
 //! * **Publish** ([`Registry::subscribers`]): one map lookup and one atomic increment (a
 //!   clone of the snapshot's `Arc`), done once per batch of publishes to a topic. The lock
 //!   is released before anyone is written to; a publish that took a snapshot finishes
-//!   delivering to it even if the topic changes meanwhile.
+//!   delivering to it even if the topic changes meanwhile. While nobody holds a wildcard
+//!   filter that is all. With wildcard filters the snapshot also holds the subscribers of
+//!   every matching filter, each subscriber once (a connection with `news/#` and `news/+`
+//!   gets a message once), and is cached with the registry's *generation*, a number that
+//!   changes whenever a wildcard subscription comes or goes. A publish whose cached snapshot
+//!   is current costs the same map lookup; otherwise it walks the tree
+//!   ([`FilterTree::walk`]): for a topic of L levels at most three branches per level (the
+//!   level's name, `+`, `#`), so O(L × matching filters), not O(filters held); then sorts
+//!   the subscribers by id to drop repeats.
 //! * **Subscribe, unsubscribe**: one lookup and one insert or removal, and the topic's
 //!   snapshot is dropped. The next publish to that topic builds a new one (a copy of the
 //!   topic's subscribers), so a topic costs one copy per publish *after* a change, never
@@ -31,13 +41,19 @@
 //! * **Listing** ([`Registry::listing`]): the whole map, but a chunk at a time, letting go
 //!   of the lock between chunks.
 //!
+//! * **Retain** ([`Registry::retain`]): store the message and take the snapshot in one
+//!   step, so no subscriber can join between the two and get the message twice or not at
+//!   all; a new subscription is offered every retained message it matches under the lock,
+//!   before any later publish can reach it (offering queues, it never writes).
+//!
 //! Topics are kept in a `BTreeMap`, so they are always in order for `TOPICS`, and an empty
-//! topic is removed at once, giving its memory back.
+//! topic is removed at once, giving its memory back. Retained messages are bounded in count
+//! and bytes (`--max-retained`, `--max-retained-bytes`): they live until cleared, so without
+//! a bound one client could fill the broker's memory a topic at a time. Mosquitto keeps
+//! them in the same kind of tree and writes them to `mosquitto.db`; ours live in memory.
 //!
 //! Subscriptions belong to a *subscriber* (a connection, an in-process subscription), not
 //! to the id a client gives: two clients that both call themselves `sub1` both receive.
-//! Wildcard topics (MQTT's `news/+`) would be matched here too, with a tree of topic levels
-//! beside the map; this module is the one place such matching goes.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;

@@ -115,6 +115,19 @@ fn pairs_keep_their_topics_apart() {
     assert_eq!(number(&runs[0], "delivered"), Some(120.0));
 }
 
+/// Every message to `room/<n>/temp` reaches every subscriber of `room/+/temp`, however many
+/// other filters the broker holds; the relay, which has no wildcards, is refused.
+#[test]
+fn wildcard_delivers_through_the_filter_beside_other_filters() {
+    let runs = clean_runs(&["wildcard", "--subs", "3", "--msgs", "50", "--filters", "300"]);
+    assert_eq!(number(&runs[0], "delivered"), Some(150.0));
+    assert!(runs[0].contains("300 filters"), "{}", runs[0]);
+    let output = bench(&["wildcard", "--relay"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("the relay has no wildcards"), "{stderr}");
+}
+
 #[test]
 fn latency_reports_percentiles_for_a_paced_run() {
     let runs = clean_runs(&["latency", "--subs", "2", "--rate", "400", "--msgs", "20"]);

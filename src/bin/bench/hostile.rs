@@ -26,7 +26,7 @@ pub const TOPICS_PER_CONN: usize = 1024;
 const PAIR_EVERY: Duration = Duration::from_millis(1);
 
 /// One connection of a scenario, read line by line with a time limit.
-struct Conn {
+pub struct Conn {
     writer: TcpStream,
     reader: BufReader<TcpStream>,
 }
@@ -263,7 +263,7 @@ pub fn run_stalled(
 
 /// Opens `conns` connections, each subscribed to `topics` topics named by `name`, and
 /// returns them once every one is in place.
-fn crowd(
+pub fn crowd(
     addr: SocketAddr,
     conns: usize,
     topics: usize,

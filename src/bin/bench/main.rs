@@ -26,6 +26,7 @@ mod measure;
 mod relay;
 mod report;
 mod target;
+mod wildcard;
 mod workloads;
 
 use std::process::ExitCode;
@@ -70,6 +71,9 @@ struct Args {
     /// Topics each connection of the crowd subscribes to (leave), or topics in all (topics).
     #[arg(long)]
     topics: Option<usize>,
+    /// Distinct wildcard filters the broker holds in all (wildcard): 1, 100, 10000...
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    filters: u64,
     /// With leave: each connection subscribes to topics of its own, not the same ones.
     #[arg(long)]
     unique: bool,
@@ -130,6 +134,9 @@ enum Mode {
     Leave,
     /// A registry of --topics topics: what TOPICS and STATS cost, and memory after.
     Topics,
+    /// --subs subscribers on `room/+/temp`, one publisher to `room/<n>/temp` in turn, with
+    /// --filters distinct wildcard filters subscribed in all.
+    Wildcard,
     /// Serve the speed-of-light relay on --port until killed.
     Relay,
 }
@@ -155,6 +162,10 @@ enum Job {
     Topics {
         topics: usize,
     },
+    Wildcard {
+        flow: Flow,
+        filters: usize,
+    },
 }
 
 impl Job {
@@ -165,6 +176,7 @@ impl Job {
             Job::Stalled { .. } => "stalled",
             Job::Leave { .. } => "leave",
             Job::Topics { .. } => "topics",
+            Job::Wildcard { .. } => Workload::Wildcard.name(),
         }
     }
 
@@ -175,6 +187,9 @@ impl Job {
             Job::Stalled { stalled, .. } => stalled + 3,
             Job::Leave { conns, .. } => conns + 3,
             Job::Topics { topics } => topics.div_ceil(hostile::TOPICS_PER_CONN) + 3,
+            Job::Wildcard { flow, filters } => {
+                flow.connections() + filters.div_ceil(hostile::TOPICS_PER_CONN)
+            }
         }
     }
 
@@ -193,6 +208,9 @@ impl Job {
                 unique,
             } => hostile::run_leave(target, *conns, *topics, *unique, timeout),
             Job::Topics { topics } => hostile::run_topics(target, *topics, timeout),
+            Job::Wildcard { flow, filters } => {
+                wildcard::run_wildcard(target, flow, *filters, timeout)
+            }
         }
     }
 }
@@ -270,6 +288,18 @@ fn jobs_for(mode: Mode, args: &Args) -> Vec<Job> {
         }],
         Mode::Topics => vec![Job::Topics {
             topics: args.topics.unwrap_or(1_000_000),
+        }],
+        Mode::Wildcard => vec![Job::Wildcard {
+            flow: Flow {
+                workload: Workload::Wildcard,
+                topics: 1,
+                pubs: 1,
+                subs,
+                msgs: args.msgs.unwrap_or_else(|| scale(30_000)),
+                size: args.size,
+                rate: None,
+            },
+            filters: args.filters as usize,
         }],
         // The relay serves; it measures nothing itself.
         Mode::Relay => Vec::new(),
@@ -353,6 +383,13 @@ fn run(args: &Args) -> Result<bool, String> {
 }
 
 fn chosen_target(args: &Args) -> Result<TargetKind, String> {
+    if args.mode == Mode::Wildcard && (args.relay || args.compare) {
+        return Err(
+            "the relay has no wildcards: run wildcard against brokers only \
+                    (--against compares two builds)"
+                .to_string(),
+        );
+    }
     match (&args.addr, args.relay) {
         (Some(_), true) => Err("--addr and --relay each pick the target: give one".to_string()),
         (_, true) if args.compare => {

@@ -9,6 +9,7 @@
 //! | `fanin` | 1 | `--pubs` | 1 | as fast as possible |
 //! | `pairs` | `--pairs` | 1 | 1 | as fast as possible |
 //! | `latency` | 1 | 1 | `--subs` | `--rate` messages/s |
+//! | `wildcard` | [`ROOMS`] topics `room/<n>/temp`, in turn | 1 | `--subs`, all on `room/+/temp` | as fast as possible |
 //!
 //! A run goes: open every subscriber and make sure it is subscribed (see
 //! [`open_subscribers`]); connect every publisher; start them all at one instant; wait
@@ -61,6 +62,8 @@ pub enum Workload {
     Latency,
     /// Idle connections: memory and reachability.
     Conns,
+    /// Fan-out through one wildcard filter, to topics that change with every message.
+    Wildcard,
 }
 
 impl Workload {
@@ -72,9 +75,13 @@ impl Workload {
             Workload::Pairs => "pairs",
             Workload::Latency => "latency",
             Workload::Conns => "conns",
+            Workload::Wildcard => "wildcard",
         }
     }
 }
+
+/// How many topics `wildcard` publishes to, one after another: a sensor network's rooms.
+pub const ROOMS: u64 = 10;
 
 /// Topics, each with its publishers and subscribers. See the module docs.
 #[derive(Debug, Clone)]
@@ -122,6 +129,24 @@ impl Flow {
     fn expected_per_subscriber(&self) -> u64 {
         self.pubs as u64 * self.msgs
     }
+
+    /// What the subscribers of topic number `topic` subscribe to.
+    fn subscriber_topic(&self, topic: usize) -> String {
+        match self.workload {
+            Workload::Wildcard => "room/+/temp".to_string(),
+            _ => topic_name(topic),
+        }
+    }
+
+    /// Where the publishers of topic number `topic` publish, message `seq` to entry
+    /// `seq % len`: made once, so that the bench's own publishers do not format a topic
+    /// per message.
+    fn publish_topics(&self, topic: usize) -> Vec<String> {
+        match self.workload {
+            Workload::Wildcard => (0..ROOMS).map(|room| format!("room/{room}/temp")).collect(),
+            _ => vec![topic_name(topic)],
+        }
+    }
 }
 
 /// Runs one flow against `target`, bounded by `timeout`.
@@ -133,7 +158,7 @@ pub fn run_flow(target: &Target, flow: &Flow, timeout: Duration) -> Result<Outco
     let mut notes = sync_notes(target);
 
     let subscriber_topics: Vec<String> = (0..flow.topics)
-        .flat_map(|topic| (0..flow.subs).map(move |_| topic_name(topic)))
+        .flat_map(|topic| (0..flow.subs).map(move |_| flow.subscriber_topic(topic)))
         .collect();
     let readers = open_subscribers(target, &subscriber_topics, deadline, &mut progress)
         .map_err(|(_, message)| message)?;
@@ -235,7 +260,7 @@ fn start_publishers(
             let _ = stream.set_nodelay(true);
             sockets.push(clone_socket(&stream)?);
             let publisher = Publisher {
-                topic: topic_name(topic),
+                topics: flow.publish_topics(topic),
                 index,
                 flow: flow.clone(),
                 base,
@@ -375,7 +400,7 @@ type Sent = (u64, Option<io::Error>);
 
 /// One publisher of a flow, run on its own thread.
 struct Publisher {
-    topic: String,
+    topics: Vec<String>,
     index: usize,
     flow: Flow,
     base: Instant,
@@ -427,7 +452,7 @@ impl Publisher {
     fn line(&self, buffer: &mut Vec<u8>, seq: u64, sent_ns: u64) {
         write_publish(
             buffer,
-            &self.topic,
+            &self.topics[(seq % self.topics.len() as u64) as usize],
             self.index,
             seq,
             sent_ns,
