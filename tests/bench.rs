@@ -119,7 +119,15 @@ fn pairs_keep_their_topics_apart() {
 /// other filters the broker holds; the relay, which has no wildcards, is refused.
 #[test]
 fn wildcard_delivers_through_the_filter_beside_other_filters() {
-    let runs = clean_runs(&["wildcard", "--subs", "3", "--msgs", "50", "--filters", "300"]);
+    let runs = clean_runs(&[
+        "wildcard",
+        "--subs",
+        "3",
+        "--msgs",
+        "50",
+        "--filters",
+        "300",
+    ]);
     assert_eq!(number(&runs[0], "delivered"), Some(150.0));
     assert!(runs[0].contains("300 filters"), "{}", runs[0]);
     let output = bench(&["wildcard", "--relay"]);

@@ -336,9 +336,10 @@ fn the_subscriber_ends_quietly_when_its_reader_goes_away() {
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
+/// The port goes first: after `--topic T`, every word is the message's.
 fn publisher_args(addr: SocketAddr, args: &[&str]) -> Vec<String> {
-    let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    all.extend(port_args(addr));
+    let mut all = port_args(addr);
+    all.extend(args.iter().map(|a| a.to_string()));
     all
 }
 
@@ -463,4 +464,56 @@ fn the_publisher_says_what_to_type_on_a_terminal_only() {
         "{}",
         text(&piped.stderr)
     );
+}
+
+/// `subscriber --topic 'home/#'` takes a filter, and `publisher --retain` leaves a message
+/// that a subscriber started afterwards receives at once, with the original publisher.
+#[test]
+fn a_wildcard_subscriber_and_a_retained_publish() {
+    let (_broker, addr) = broker();
+    let out = run_to_end(
+        env!("CARGO_BIN_EXE_publisher"),
+        &publisher_args(
+            addr,
+            &[
+                "sensor",
+                "--topic",
+                "home/kitchen/temp",
+                "--retain",
+                "21.5C",
+            ],
+        ),
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "publisher failed: {}",
+        text(&out.stderr)
+    );
+    let mut sub = subscriber(addr, &["sub1", "--topic", "home/#", "--count", "2"]);
+    let lines = lines_of(sub.child.stdout.take().unwrap());
+    let kept = lines.recv_timeout(TIMEOUT).expect("the retained message");
+    assert!(
+        kept.starts_with(">> DELIVER home/kitchen/temp 21.5C sensor "),
+        "{kept:?}"
+    );
+    wait_for_subscribers(addr, "home/#", 1);
+    let out = run_to_end(
+        env!("CARGO_BIN_EXE_publisher"),
+        &publisher_args(addr, &["sensor", "--topic", "home/hall/light", "on"]),
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "publisher failed: {}",
+        text(&out.stderr)
+    );
+    let live = lines.recv_timeout(TIMEOUT).expect("the live message");
+    assert!(
+        live.starts_with(">> DELIVER home/hall/light on sensor "),
+        "{live:?}"
+    );
+    assert!(sub
+        .exit_status("subscriber did not exit after --count")
+        .success());
 }
