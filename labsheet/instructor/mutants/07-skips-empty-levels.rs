@@ -1,6 +1,6 @@
 // region: the tree walk
 // mistake: skips an empty level as if it were not there, so `a//b` is walked like `a/b`
-// hint: an empty level is a level
+// hint: empty level is a level
         if !hidden {
             // `#` matches whatever is left: any number of levels, none included.
             if let Some(members) = &node.all_levels {
