@@ -209,6 +209,10 @@ impl<M> FilterTree<M> {
     /// Calls `visit` with the members of every filter that matches the topic name `topic`,
     /// each filter once.
     pub fn walk<'a>(&'a self, topic: &str, visit: &mut dyn FnMut(&'a M)) {
+        if self.is_empty() {
+            // No wildcard subscription anywhere: nothing to walk.
+            return;
+        }
         // A filter that starts with a wildcard never matches a topic starting with `$`.
         let hidden = topic.starts_with('$');
         Self::walk_from(&self.root, Some(topic), hidden, visit);

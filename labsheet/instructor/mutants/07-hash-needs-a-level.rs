@@ -1,0 +1,28 @@
+// region: the tree walk
+// mistake: `#` visited only while a level is left (`rest.is_some()`), so `news/#` does not match `news`
+// hint: zero included
+        if !hidden && rest.is_some() {
+            // `#` matches whatever is left: any number of levels, none included.
+            if let Some(members) = &node.all_levels {
+                visit(members);
+            }
+        }
+        let Some(levels) = rest else {
+            if let Some(members) = &node.ends_here {
+                visit(members);
+            }
+            return;
+        };
+        let (level, rest) = match levels.split_once(LEVEL_SEPARATOR) {
+            Some((level, rest)) => (level, Some(rest)),
+            None => (levels, None),
+        };
+        if let Some(child) = node.children.get(level) {
+            Self::walk_from(child, rest, false, visit);
+        }
+        if !hidden {
+            // `+` matches this one level, whatever its text, even an empty one.
+            if let Some(child) = &node.one_level {
+                Self::walk_from(child, rest, false, visit);
+            }
+        }

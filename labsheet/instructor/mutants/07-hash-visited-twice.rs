@@ -1,0 +1,32 @@
+// region: the tree walk
+// mistake: visits the `#` members again where the topic ends, so `news/#` is visited twice for `news`
+// hint: more than once
+        if !hidden {
+            // `#` matches whatever is left: any number of levels, none included.
+            if let Some(members) = &node.all_levels {
+                visit(members);
+            }
+        }
+        let Some(levels) = rest else {
+            if let Some(members) = &node.ends_here {
+                visit(members);
+            }
+            // `news/#` matches `news` too.
+            if let Some(members) = &node.all_levels {
+                visit(members);
+            }
+            return;
+        };
+        let (level, rest) = match levels.split_once(LEVEL_SEPARATOR) {
+            Some((level, rest)) => (level, Some(rest)),
+            None => (levels, None),
+        };
+        if let Some(child) = node.children.get(level) {
+            Self::walk_from(child, rest, false, visit);
+        }
+        if !hidden {
+            // `+` matches this one level, whatever its text, even an empty one.
+            if let Some(child) = &node.one_level {
+                Self::walk_from(child, rest, false, visit);
+            }
+        }
