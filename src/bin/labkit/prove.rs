@@ -7,21 +7,26 @@
 //! mutants (see [`mutants`](mod@crate::mutants)), plausible mistakes that a student could hand in, and
 //! the proof requires each one to be caught, reporting which check caught it and what it
 //! told the student. For each lab this runs the checks in the project itself, then writes
-//! the starter and each mutant in turn into `<target>/labkit-proof/starter` and runs them
-//! there.
+//! the starter and each mutant in turn into a copy of the project and runs them there.
+//! A few labs are proven at once ([`WORKERS`]), each worker with a copy of its own in
+//! `<target>/labkit-proof/copy-<n>`.
 //!
-//! All the copies share one target folder, so the dependencies are built once (or not at
-//! all: they are shared from the project's own build, see [`crate::prebuilt`]), and a
-//! mutant, which differs from the copy before it in one function, rebuilds in seconds.
-//! They also share one source folder, rewritten for each copy, and that is not just
-//! tidiness: cargo names a package's build output after its path *relative to its
+//! The starters and mutants of one worker share one target folder, so the dependencies are
+//! built once (or not at all: they are shared from the project's own build, see
+//! [`crate::prebuilt`]), and a mutant, which differs from the copy before it in one
+//! function, rebuilds in seconds. They also share one source folder, rewritten for each
+//! copy, and that is not just tidiness: cargo names a package's build output after its path *relative to its
 //! workspace*, so copies in different folders would produce the same file names in the
 //! shared target folder, and cargo could take one copy's library, still fresh by its
 //! timestamps, for another's. In one folder, each copy differs from the previous one in
 //! the files it rewrites, and those new timestamps make cargo rebuild exactly what changed.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
 use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use crate::checks::{self, panics, LabRun, Progress};
 use crate::labs::Lab;
@@ -33,6 +38,19 @@ use crate::{prebuilt, project};
 /// The longest line of a failure message the mutant report quotes.
 const QUOTE_CHARS: usize = 110;
 
+/// How many labs are proven at once, each in a copy of its own. A check of a wrong answer
+/// mostly waits (for a line that never comes, until its timeout), so even on two cores
+/// three copies at a time take well under half the time of one.
+const WORKERS: usize = 3;
+
+/// What the proof found for one lab.
+#[derive(Default)]
+struct LabProof<'a> {
+    rows: Vec<Row>,
+    caught: Vec<Caught<'a>>,
+    problems: Vec<String>,
+}
+
 /// Runs the proof for `labs` in the project at `root`. Returns whether it holds.
 pub fn prove(
     root: &Path,
@@ -43,75 +61,34 @@ pub fn prove(
 ) -> Result<bool, String> {
     let started = Instant::now();
     let proof_dir = project::target_dir(root).join("labkit-proof");
-    let shared_target = proof_dir.join("target");
-    let out = proof_dir.join("starter");
-    if let Err(problem) = prebuilt::share(root, &project::target_dir(root), &shared_target) {
-        eprintln!("note: the proof builds its own dependencies: {problem}");
+    let next = AtomicUsize::new(0);
+    let proofs: Mutex<Vec<(usize, Result<LabProof, String>)>> = Mutex::new(Vec::new());
+    thread::scope(|scope| {
+        for worker in 0..WORKERS.min(labs.len()) {
+            let copy = ProofCopy::new(root, &proof_dir, worker);
+            let (next, proofs) = (&next, &proofs);
+            scope.spawn(move || loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                let Some(&lab) = labs.get(index) else { break };
+                let proof = prove_lab(root, files, regions, mutants, lab, &copy);
+                proofs.lock().push((index, proof));
+            });
+        }
+    });
+    let mut proofs = proofs.into_inner();
+    proofs.sort_by_key(|(index, _)| *index);
+    let mut all = LabProof::default();
+    for (_, proof) in proofs {
+        let proof = proof?;
+        all.rows.extend(proof.rows);
+        all.caught.extend(proof.caught);
+        all.problems.extend(proof.problems);
     }
-    let mut rows: Vec<Row> = Vec::new();
-    let mut caught: Vec<Caught> = Vec::new();
-    let mut problems: Vec<String> = Vec::new();
-    for &lab in labs {
-        let code = lab.code();
-        let Some(declared) = checks::declared(root, lab).filter(|c| !c.is_empty()) else {
-            problems.push(format!("lab {code}: no checks in {}", lab.test_file()));
-            continue;
-        };
-        problems.extend(region_mismatch(root, lab, regions));
-        eprintln!("lab {code}: running the checks on the reference …");
-        let clock = Instant::now();
-        let reference = checks::run_lab(root, lab, None, Progress::Hidden)?;
-        let reference_time = clock.elapsed();
-        if !reference.built() {
-            problems.push(format!(
-                "lab {code}: the reference does not build:\n{}",
-                reference.build.stderr
-            ));
-        }
-        starter::write(root, files, &starter::stubs(regions, lab)?, &out, true)?;
-        eprintln!("lab {code}: building the starter in {} …", out.display());
-        let clock = Instant::now();
-        let starter = checks::run_lab(&out, lab, Some(&shared_target), Progress::Hidden)?;
-        let starter_time = clock.elapsed();
-        if !starter.built() {
-            problems.push(format!(
-                "lab {code}: the starter does not build, so students cannot start:\n{}",
-                starter.build.stderr
-            ));
-        }
-        eprintln!(
-            "lab {code}: reference {}, starter {}",
-            seconds(reference_time),
-            seconds(starter_time)
-        );
-        for check in declared {
-            rows.push(Row::new(lab, check.name, &reference, &starter));
-        }
-        let of_lab = mutants::of_lab(mutants, lab);
-        if of_lab.is_empty() {
-            problems.push(format!(
-                "lab {code}: no known wrong answers in {}/{code}-*.rs, so nothing shows that \
-                 its checks can tell a wrong answer from a right one",
-                mutants::FOLDER
-            ));
-        }
-        for mutant in of_lab {
-            let fill = Fill {
-                region: mutant.region.clone(),
-                body: mutant.body.clone(),
-                stub: false,
-            };
-            starter::write(root, files, &[fill], &out, true)?;
-            let clock = Instant::now();
-            let run = checks::run_lab(&out, lab, Some(&shared_target), Progress::Hidden)?;
-            eprintln!(
-                "lab {code}: mutant {} ({})",
-                mutant.name,
-                seconds(clock.elapsed())
-            );
-            caught.push(Caught::new(mutant, &run));
-        }
-    }
+    let LabProof {
+        rows,
+        caught,
+        mut problems,
+    } = all;
     print_table(&rows);
     print_mutants(&caught);
     for case in &caught {
@@ -142,6 +119,114 @@ pub fn prove(
         );
     }
     Ok(holds)
+}
+
+/// One worker's copy of the project: a source folder its starters and mutants are written
+/// into in turn, and a target folder of its own (see the module docs for why the two go
+/// together).
+struct ProofCopy {
+    source: PathBuf,
+    target: PathBuf,
+}
+
+impl ProofCopy {
+    fn new(root: &Path, proof_dir: &Path, worker: usize) -> ProofCopy {
+        let dir = proof_dir.join(format!("copy-{worker}"));
+        let copy = ProofCopy {
+            source: dir.join("starter"),
+            target: dir.join("target"),
+        };
+        if let Err(problem) = prebuilt::share(root, &project::target_dir(root), &copy.target) {
+            eprintln!("note: the proof builds its own dependencies: {problem}");
+        }
+        copy
+    }
+}
+
+/// Proves one lab: its checks on the reference, then on the starter and on each mutant,
+/// written in turn into `copy`.
+fn prove_lab<'a>(
+    root: &Path,
+    files: &[PathBuf],
+    regions: &[Region],
+    mutants: &'a [Mutant],
+    lab: Lab,
+    copy: &ProofCopy,
+) -> Result<LabProof<'a>, String> {
+    let mut proof = LabProof::default();
+    let code = lab.code();
+    let Some(declared) = checks::declared(root, lab).filter(|c| !c.is_empty()) else {
+        proof
+            .problems
+            .push(format!("lab {code}: no checks in {}", lab.test_file()));
+        return Ok(proof);
+    };
+    proof.problems.extend(region_mismatch(root, lab, regions));
+    eprintln!("lab {code}: running the checks on the reference …");
+    let clock = Instant::now();
+    let reference = checks::run_lab(root, lab, None, Progress::Hidden)?;
+    let reference_time = clock.elapsed();
+    if !reference.built() {
+        proof.problems.push(format!(
+            "lab {code}: the reference does not build:\n{}",
+            reference.build.stderr
+        ));
+    }
+    starter::write(
+        root,
+        files,
+        &starter::stubs(regions, lab)?,
+        &copy.source,
+        true,
+    )?;
+    eprintln!(
+        "lab {code}: building the starter in {} …",
+        copy.source.display()
+    );
+    let clock = Instant::now();
+    let starter = checks::run_lab(&copy.source, lab, Some(&copy.target), Progress::Hidden)?;
+    let starter_time = clock.elapsed();
+    if !starter.built() {
+        proof.problems.push(format!(
+            "lab {code}: the starter does not build, so students cannot start:\n{}",
+            starter.build.stderr
+        ));
+    }
+    eprintln!(
+        "lab {code}: reference {}, starter {}",
+        seconds(reference_time),
+        seconds(starter_time)
+    );
+    for check in declared {
+        proof
+            .rows
+            .push(Row::new(lab, check.name, &reference, &starter));
+    }
+    let of_lab = mutants::of_lab(mutants, lab);
+    if of_lab.is_empty() {
+        proof.problems.push(format!(
+            "lab {code}: no known wrong answers in {}/{code}-*.rs, so nothing shows that \
+             its checks can tell a wrong answer from a right one",
+            mutants::FOLDER
+        ));
+    }
+    for mutant in of_lab {
+        let fill = Fill {
+            region: mutant.region.clone(),
+            body: mutant.body.clone(),
+            stub: false,
+        };
+        starter::write(root, files, &[fill], &copy.source, true)?;
+        let clock = Instant::now();
+        let run = checks::run_lab(&copy.source, lab, Some(&copy.target), Progress::Hidden)?;
+        eprintln!(
+            "lab {code}: mutant {} ({})",
+            mutant.name,
+            seconds(clock.elapsed())
+        );
+        proof.caught.push(Caught::new(mutant, &run));
+    }
+    Ok(proof)
 }
 
 /// The checks' failure messages name the file to work in (`const REGION`); when a region
