@@ -12,14 +12,16 @@
 
 use std::fmt;
 use std::io;
-use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs, UdpSocket};
 use std::sync::Arc;
 
 use crate::config::{Config, ConfigError};
+use crate::hooks::Hooks;
 use crate::protocol::ProtocolError;
 use crate::router::{Publisher, Router};
 use crate::server::{LineListener, Listener, Running, Server};
 use crate::subscription::Subscription;
+use crate::udp::UdpListener;
 
 /// Why a broker could not start.
 #[derive(Debug)]
@@ -98,6 +100,7 @@ impl From<io::Error> for StartError {
 pub struct Broker {
     server: Arc<Server>,
     addr: SocketAddr,
+    udp_addr: Option<SocketAddr>,
     listeners: Vec<Box<dyn Listener>>,
 }
 
@@ -114,13 +117,18 @@ pub struct Builder {
     config: Config,
     /// Where the line protocol listens; `None` for a broker without it.
     line: Option<Result<Vec<SocketAddr>, StartError>>,
+    /// Where datagrams are taken; `None` for a broker without UDP.
+    udp: Option<Result<Vec<SocketAddr>, StartError>>,
+    /// The program's hooks (see `hooks.rs`).
+    hooks: Option<Arc<dyn Hooks>>,
 }
 
 impl fmt::Debug for Builder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Builder")
             .field("config", &self.config)
-            .finish()
+            .field("hooks", &self.hooks.is_some())
+            .finish_non_exhaustive()
     }
 }
 
@@ -134,6 +142,37 @@ impl Builder {
     /// Serves the line protocol at `addr` (port 0 picks a free port).
     pub fn line(mut self, addr: impl ToSocketAddrs) -> Builder {
         self.line = Some(resolve("line", addr));
+        self
+    }
+
+    /// Also takes datagrams at `addr` (see `udp.rs`): lines of the protocol, or any text,
+    /// which is published to [`Config::udp_topic`].
+    pub fn udp(mut self, addr: impl ToSocketAddrs) -> Builder {
+        self.udp = Some(resolve("udp", addr));
+        self
+    }
+
+    /// Asks `hooks` about every client, subscription and publish, on every transport:
+    /// see [`hooks`](crate::hooks) for what they can do.
+    ///
+    /// ```
+    /// use pubsub_lab::hooks::{ClientInfo, Hooks, Refusal};
+    /// use pubsub_lab::Broker;
+    ///
+    /// struct NoWeather;
+    /// impl Hooks for NoWeather {
+    ///     fn on_subscribe(&self, _: ClientInfo<'_>, topic: &str) -> Result<(), Refusal> {
+    ///         if topic == "weather" { Err("no weather today".into()) } else { Ok(()) }
+    ///     }
+    /// }
+    ///
+    /// let broker = Broker::builder().line("127.0.0.1:0").hooks(NoWeather).bind()?.spawn()?;
+    /// assert_eq!(broker.subscribe("weather").unwrap_err().to_string(), "no weather today");
+    /// assert!(broker.subscribe("news").is_ok());
+    /// # Ok::<(), pubsub_lab::StartError>(())
+    /// ```
+    pub fn hooks(mut self, hooks: impl Hooks) -> Builder {
+        self.hooks = Some(Arc::new(hooks));
         self
     }
 
@@ -151,11 +190,23 @@ impl Builder {
         let listener =
             TcpListener::bind(&addrs[..]).map_err(|source| bind_error("line", &addrs, source))?;
         let addr = listener.local_addr()?;
-        let server = Arc::new(Server::new(Arc::new(Router::new(self.config))));
+        let mut listeners: Vec<Box<dyn Listener>> = vec![Box::new(LineListener::new(listener))];
+        let mut udp_addr = None;
+        let router = Arc::new(Router::with_hooks(self.config, self.hooks));
+        if let Some(udp) = self.udp {
+            let addrs = udp?;
+            let socket =
+                UdpSocket::bind(&addrs[..]).map_err(|source| bind_error("udp", &addrs, source))?;
+            let udp = UdpListener::new(socket, &router)?;
+            udp_addr = Some(udp.local_addr());
+            listeners.push(Box::new(udp));
+        }
+        let server = Arc::new(Server::new(router));
         Ok(Broker {
             server,
             addr,
-            listeners: vec![Box::new(LineListener::new(listener))],
+            udp_addr,
+            listeners,
         })
     }
 }
@@ -216,6 +267,11 @@ impl Broker {
         self.addr
     }
 
+    /// Where datagrams are taken, if the broker was given [`Builder::udp`].
+    pub fn local_udp_addr(&self) -> Option<SocketAddr> {
+        self.udp_addr
+    }
+
     /// Serves on this thread until the process ends: the `broker` binary's main loop.
     ///
     /// # Errors
@@ -232,6 +288,7 @@ impl Broker {
     pub fn spawn(self) -> Result<BrokerHandle, StartError> {
         let mut handle = BrokerHandle {
             addr: self.addr,
+            udp_addr: self.udp_addr,
             server: self.server,
             running: Vec::new(),
         };
@@ -248,6 +305,7 @@ impl Broker {
 /// A broker running on its own threads. Dropping the handle stops the broker too.
 pub struct BrokerHandle {
     addr: SocketAddr,
+    udp_addr: Option<SocketAddr>,
     server: Arc<Server>,
     running: Vec<Running>,
 }
@@ -264,6 +322,11 @@ impl BrokerHandle {
     /// Where the line protocol listens.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where datagrams are taken, if the broker was given [`Builder::udp`].
+    pub fn udp_addr(&self) -> Option<SocketAddr> {
+        self.udp_addr
     }
 
     /// Every topic with its number of subscribers, as `TOPICS` reports them.

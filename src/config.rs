@@ -68,6 +68,36 @@ pub const DEFAULT_MAX_TOPICS_LISTED: usize = 10_000;
 /// cut off, as a slow TCP subscriber is.
 pub const DEFAULT_MAILBOX_MESSAGES: usize = 10_000;
 
+/// Default for `--udp-topic`: where a datagram that is not a command is published. The
+/// classroom's UDP tutorial sends `Event at <time>` lines, so one short topic for all of
+/// them.
+pub const DEFAULT_UDP_TOPIC: &str = "udp";
+
+/// Default for `--udp-lease`: how long a UDP subscription lasts without a renewal
+/// (`SUBSCRIBE` again, or `PING`). A minute: a subscriber that renews every 20 s survives
+/// two lost renewals, and one that vanished costs the broker a minute of datagrams to
+/// nobody.
+pub const DEFAULT_UDP_LEASE: Duration = Duration::from_secs(60);
+
+/// Default for `--udp-max-subscribers`: the most addresses holding a UDP lease at once.
+/// Each costs a little memory and a datagram per delivery, and any datagram can claim
+/// one, with any source address: the limit is what keeps a hostile classroom from making
+/// the broker send to a million addresses.
+pub const DEFAULT_UDP_MAX_SUBSCRIBERS: usize = 1024;
+
+/// The port of the classroom's UDP tutorial, which `publisher --udp` and `subscriber
+/// --udp` use unless told otherwise. The broker takes datagrams only if `--udp-port` is
+/// given.
+pub const DEFAULT_UDP_PORT: u16 = 9999;
+
+/// The shortest `--udp-lease` accepted: shorter would expire leases faster than any
+/// subscriber could renew them.
+pub const MIN_UDP_LEASE: Duration = Duration::from_millis(10);
+
+/// The longest `--udp-lease` accepted: a day. A lease is what ends deliveries to an
+/// address that has gone; longer is almost always a typing mistake.
+pub const MAX_UDP_LEASE: Duration = Duration::from_secs(24 * 3600);
+
 /// The longest line the broker will agree to buffer: with a thousand clients each holding
 /// one, 16 MiB lines already reach 16 GiB.
 pub const MAX_LINE_BYTES_LIMIT: usize = 16 * 1024 * 1024;
@@ -112,6 +142,12 @@ pub struct Config {
     pub max_topics_listed: usize,
     /// Most messages an in-process subscription holds before it is cut off.
     pub mailbox_messages: usize,
+    /// The topic a datagram that is not a command is published to.
+    pub udp_topic: String,
+    /// How long a UDP subscription lasts without a renewal.
+    pub udp_lease: Duration,
+    /// Most addresses holding a UDP lease at once.
+    pub udp_max_subscribers: usize,
 }
 
 impl Default for Config {
@@ -127,6 +163,9 @@ impl Default for Config {
             max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
             max_topics_listed: DEFAULT_MAX_TOPICS_LISTED,
             mailbox_messages: DEFAULT_MAILBOX_MESSAGES,
+            udp_topic: DEFAULT_UDP_TOPIC.to_string(),
+            udp_lease: DEFAULT_UDP_LEASE,
+            udp_max_subscribers: DEFAULT_UDP_MAX_SUBSCRIBERS,
         }
     }
 }
@@ -214,6 +253,39 @@ impl Config {
             self.mailbox_messages,
             "every in-process subscriber would be cut off at its first message",
         )?;
+        at_least_one(
+            "--udp-max-subscribers",
+            self.udp_max_subscribers,
+            "no UDP client could subscribe",
+        )?;
+        let topic = &self.udp_topic;
+        if topic.is_empty() || topic.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(ConfigError {
+                flag: "--udp-topic",
+                value: format!("{topic:?}"),
+                rule: "must be one word of printable text (every datagram that is not a \
+                       command is published to it)"
+                    .to_string(),
+            });
+        }
+        at_most(
+            "--udp-topic",
+            topic.len(),
+            self.max_topic_bytes,
+            "it must be a topic the broker accepts: see --max-topic-bytes",
+        )?;
+        if self.udp_lease < MIN_UDP_LEASE || self.udp_lease > MAX_UDP_LEASE {
+            return Err(ConfigError {
+                flag: "--udp-lease",
+                value: format_duration(self.udp_lease),
+                rule: format!(
+                    "must be from {} to {} (a lease is how long a UDP subscription lasts \
+                     without a renewal)",
+                    format_duration(MIN_UDP_LEASE),
+                    format_duration(MAX_UDP_LEASE)
+                ),
+            });
+        }
         if self.write_timeout < Duration::from_millis(1) {
             return Err(ConfigError {
                 flag: "--write-timeout",
@@ -410,6 +482,43 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(config.validate(), Ok(()));
+    }
+
+    #[test]
+    fn udp_settings_outside_their_range_are_refused() {
+        let bad = [
+            (
+                "--udp-topic",
+                Config {
+                    udp_topic: "two words".into(),
+                    ..Config::default()
+                },
+            ),
+            (
+                "--udp-topic",
+                Config {
+                    udp_topic: String::new(),
+                    ..Config::default()
+                },
+            ),
+            (
+                "--udp-lease",
+                Config {
+                    udp_lease: Duration::from_millis(1),
+                    ..Config::default()
+                },
+            ),
+            (
+                "--udp-max-subscribers",
+                Config {
+                    udp_max_subscribers: 0,
+                    ..Config::default()
+                },
+            ),
+        ];
+        for (flag, config) in bad {
+            assert_eq!(config.validate().unwrap_err().flag, flag);
+        }
     }
 
     #[test]

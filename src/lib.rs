@@ -116,6 +116,7 @@ pub mod config;
 pub mod connections;
 pub mod error;
 pub mod framing;
+pub mod hooks;
 pub mod json;
 pub mod keyed;
 pub mod outbox;
@@ -132,6 +133,7 @@ pub mod text;
 pub mod throttle;
 pub mod topic;
 pub mod trace;
+pub mod udp;
 
 pub use broker::{Broker, BrokerHandle, Builder, StartError};
 pub use client::Client;

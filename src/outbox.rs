@@ -90,7 +90,7 @@
 
 use std::io::{self, Write};
 use std::net::{Shutdown, TcpStream};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -101,6 +101,7 @@ use crate::batch::Batch;
 use crate::config::format_duration;
 use crate::connections::Close;
 use crate::peer::Peer;
+use crate::protocol::Dialect;
 use crate::stats::Stats;
 use crate::subscriber::{Offer, Subscriber, SubscriberId};
 use crate::text::escaped;
@@ -168,6 +169,10 @@ pub struct Outbox {
     peer: Peer,
     rules: Arc<Rules>,
     socket: TcpStream,
+    /// The connection speaks kn-sock's JSON lines, so deliveries are written as JSON (see
+    /// `protocol/dialect.rs`). Set once, by the connection's thread at its first line,
+    /// before it can be subscribed to anything.
+    json: AtomicBool,
     state: Mutex<State>,
     /// Wakes the writer thread when bytes are appended for it, or the outbox closes.
     wake_writer: Condvar,
@@ -224,6 +229,7 @@ impl Outbox {
             peer,
             rules,
             socket,
+            json: AtomicBool::new(false),
             state: Mutex::new(State {
                 pending: Vec::new(),
                 phase: Phase::KeepingUp,
@@ -241,6 +247,21 @@ impl Outbox {
     /// Who is at the other end.
     pub fn peer(&self) -> &Peer {
         &self.peer
+    }
+
+    /// Makes deliveries to this connection be written in `dialect`.
+    pub fn set_dialect(&self, dialect: Dialect) {
+        self.json
+            .store(dialect == Dialect::Json, Ordering::Relaxed);
+    }
+
+    /// The dialect deliveries to this connection are written in.
+    pub fn dialect(&self) -> Dialect {
+        if self.json.load(Ordering::Relaxed) {
+            Dialect::Json
+        } else {
+            Dialect::Line
+        }
     }
 
     /// The socket, for the connection's own thread to read from. Writing goes through
@@ -598,7 +619,7 @@ impl Subscriber for Outbox {
     }
 
     fn offer(&self, batch: &Batch) -> Offer {
-        self.push(batch.lines())
+        self.push(batch.lines_for(self.dialect()))
     }
 
     fn flush(&self) {
@@ -613,18 +634,19 @@ impl Subscriber for Outbox {
     /// A subscriber that keeps up and has nothing pending is written to straight from the
     /// publisher's batch, rather than have it copied in only to be written out at once.
     fn deliver(&self, batch: &Batch) -> bool {
+        let lines = batch.lines_for(self.dialect());
         let mut state = self.state.lock();
         if state.phase != Phase::KeepingUp || !state.pending.is_empty() {
             drop(state);
-            let offered = self.push(batch.lines());
+            let offered = self.push(lines);
             self.flush();
             return offered != Offer::Closed;
         }
-        self.trace(batch.lines());
-        match self.write_in_place(batch.lines()) {
-            Ok(written) if written == batch.lines().len() => true,
+        self.trace(lines);
+        match self.write_in_place(lines) {
+            Ok(written) if written == lines.len() => true,
             Ok(written) => {
-                state.pending.extend_from_slice(&batch.lines()[written..]);
+                state.pending.extend_from_slice(&lines[written..]);
                 if let Some(backlog) = self.over_the_limit(&state) {
                     self.cut_off_backlog(&mut state, backlog);
                     return false;

@@ -32,7 +32,8 @@ use std::sync::Arc;
 use crate::batch::Batch;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::protocol::ProtocolError;
+use crate::hooks::{self, ClientInfo, Hooks, Publish, PublishVerdict, Refusal, Transport};
+use crate::protocol::{self, ProtocolError};
 use crate::registry::{Listing, Registry, Subscribers};
 use crate::stats::Stats;
 use crate::subscriber::{Offer, Subscriber, SubscriberId};
@@ -46,20 +47,42 @@ pub const FLUSH_THRESHOLD: usize = 32 * 1024;
 
 /// Routes publishes to subscribers. One per broker, shared by every thread. See the module
 /// docs.
-#[derive(Debug)]
 pub struct Router {
     config: Config,
     registry: Registry,
     stats: Arc<Stats>,
+    /// The embedding program's hooks, if it gave any (see `hooks.rs`). Without them, each
+    /// publish and subscribe pays one check of this `Option`, and nothing else.
+    hooks: Option<Arc<dyn Hooks>>,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("config", &self.config)
+            .field("hooks", &self.hooks.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A hook's refusal, as the client is told it.
+fn refused(refusal: Refusal) -> ProtocolError {
+    ProtocolError::Refused(refusal.reason().to_string())
 }
 
 impl Router {
-    /// A router with no subscribers, enforcing `config`'s limits.
+    /// A router with no subscribers and no hooks, enforcing `config`'s limits.
     pub fn new(config: Config) -> Router {
+        Router::with_hooks(config, None)
+    }
+
+    /// A router that asks `hooks` about every client, subscription and publish.
+    pub fn with_hooks(config: Config, hooks: Option<Arc<dyn Hooks>>) -> Router {
         Router {
             config,
             registry: Registry::default(),
             stats: Arc::new(Stats::default()),
+            hooks,
         }
     }
 
@@ -104,7 +127,7 @@ impl Router {
     /// # Errors
     /// [`ProtocolError::NotOneWord`] or [`ProtocolError::TopicTooLong`].
     pub fn check_topic_text(&self, topic: &str) -> Result<(), ProtocolError> {
-        check_word("topic", topic)?;
+        protocol::check_word("topic", topic)?;
         self.check_names(topic, "")
     }
 
@@ -121,32 +144,68 @@ impl Router {
         message: &str,
         publisher_id: &str,
     ) -> Result<(), ProtocolError> {
-        check_word("topic", topic)?;
-        check_word("publisher id", publisher_id)?;
-        let is_gap = |c: char| c == ' ' || c == '\t';
-        let one_line = !message.contains(['\n', '\r']);
-        if message.is_empty()
-            || !one_line
-            || message.starts_with(is_gap)
-            || message.ends_with(is_gap)
-        {
-            return Err(ProtocolError::BadMessage);
-        }
+        protocol::check_word("topic", topic)?;
+        protocol::check_word("publisher id", publisher_id)?;
+        protocol::check_message(message)?;
         self.check_names(topic, publisher_id)
     }
 
-    /// Subscribes `subscriber` to `topic`. Returns the topic's name as the registry keeps
-    /// it, or `None` if it was already subscribed.
-    pub fn subscribe(&self, topic: &str, subscriber: &Arc<dyn Subscriber>) -> Option<Arc<str>> {
-        self.registry.subscribe(topic, subscriber)
+    /// Asks the hooks whether a new client may go on (see
+    /// [`Hooks::on_connect`]): every listener calls this before it executes a client's
+    /// first command.
+    ///
+    /// # Errors
+    /// [`ProtocolError::Refused`] with the hook's reason.
+    pub fn admit(&self, client: ClientInfo<'_>) -> Result<(), ProtocolError> {
+        match &self.hooks {
+            None => Ok(()),
+            Some(hooks) => hooks::guarded("connect", client, Err, || hooks.on_connect(client))
+                .map_err(refused),
+        }
     }
 
-    /// Unsubscribes subscriber `id` from `topic`; `false` if it was not subscribed.
-    pub fn unsubscribe(&self, topic: &str, id: SubscriberId) -> bool {
-        self.registry.unsubscribe(topic, id)
+    /// Subscribes `subscriber` (which `client` is) to `topic`, if the hooks agree. Returns
+    /// the topic's name as the registry keeps it, or `None` if it was already subscribed.
+    ///
+    /// # Errors
+    /// [`ProtocolError::Refused`] with the hook's reason.
+    pub fn subscribe(
+        &self,
+        client: ClientInfo<'_>,
+        topic: &str,
+        subscriber: &Arc<dyn Subscriber>,
+    ) -> Result<Option<Arc<str>>, ProtocolError> {
+        if let Some(hooks) = &self.hooks {
+            hooks::guarded("subscribe", client, Err, || {
+                hooks.on_subscribe(client, topic)
+            })
+            .map_err(refused)?;
+        }
+        Ok(self.registry.subscribe(topic, subscriber))
     }
 
-    /// Unsubscribes subscriber `id` from every topic in `topics`, at once.
+    /// Unsubscribes subscriber `id` (which `client` is) from `topic`, if the hooks agree;
+    /// `false` if it was not subscribed.
+    ///
+    /// # Errors
+    /// [`ProtocolError::Refused`] with the hook's reason.
+    pub fn unsubscribe(
+        &self,
+        client: ClientInfo<'_>,
+        topic: &str,
+        id: SubscriberId,
+    ) -> Result<bool, ProtocolError> {
+        if let Some(hooks) = &self.hooks {
+            hooks::guarded("unsubscribe", client, Err, || {
+                hooks.on_unsubscribe(client, topic)
+            })
+            .map_err(refused)?;
+        }
+        Ok(self.registry.unsubscribe(topic, id))
+    }
+
+    /// Unsubscribes subscriber `id` from every topic in `topics`, at once: for a subscriber
+    /// that is leaving, so the hooks are not asked.
     pub fn unsubscribe_all<T: AsRef<str>>(
         &self,
         topics: impl IntoIterator<Item = T>,
@@ -179,13 +238,6 @@ impl Router {
     }
 }
 
-fn check_word(what: &'static str, word: &str) -> Result<(), ProtocolError> {
-    if word.is_empty() || word.contains([' ', '\t', '\n', '\r']) {
-        return Err(ProtocolError::NotOneWord { what });
-    }
-    Ok(())
-}
-
 /// The publishing side of one ingress: its batch, and the subscribers it must flush. See
 /// the module docs for the road a publish takes through it.
 #[derive(Debug)]
@@ -201,10 +253,12 @@ pub struct Publisher {
     /// Subscribers this publisher offered to first, which it must flush before it waits.
     to_flush: Vec<Arc<dyn Subscriber>>,
     clock: Clock,
+    /// Who publishes, as the hooks are told.
+    client: ClientInfo<'static>,
 }
 
 impl Publisher {
-    /// A publisher for an ingress that is not itself a subscriber (the embedding API).
+    /// A publisher for the program itself (the embedding API).
     pub fn new(router: Arc<Router>) -> Publisher {
         Publisher {
             router,
@@ -213,16 +267,36 @@ impl Publisher {
             receivers: None,
             to_flush: Vec::new(),
             clock: Clock::default(),
+            client: ClientInfo::new(Transport::InProcess, None),
+        }
+    }
+
+    /// A publisher for an ingress that is not itself a subscriber, such as a listener of
+    /// datagrams, publishing for `client`.
+    pub fn for_ingress(router: Arc<Router>, client: ClientInfo<'static>) -> Publisher {
+        Publisher {
+            client,
+            ..Publisher::new(router)
         }
     }
 
     /// A publisher for a connection that is also the subscriber `own`, which the
     /// connection flushes itself after [`flush`](Self::flush).
-    pub fn for_connection(router: Arc<Router>, own: SubscriberId) -> Publisher {
+    pub fn for_connection(
+        router: Arc<Router>,
+        own: SubscriberId,
+        client: ClientInfo<'static>,
+    ) -> Publisher {
         Publisher {
             own: Some(own),
-            ..Publisher::new(router)
+            ..Publisher::for_ingress(router, client)
         }
+    }
+
+    /// Who the following publishes are from, as the hooks are told: a connection that
+    /// learns its dialect, or a listener whose next datagram comes from someone else.
+    pub fn set_client(&mut self, client: ClientInfo<'static>) {
+        self.client = client;
     }
 
     /// The router this publisher publishes through.
@@ -235,7 +309,7 @@ impl Publisher {
     /// [`hand_out`](Self::hand_out) and is written at the next [`flush`](Self::flush).
     ///
     /// # Errors
-    /// A topic or id over the broker's limits.
+    /// A topic or id over the broker's limits, or a hook's refusal.
     pub fn publish(
         &mut self,
         topic: &str,
@@ -243,6 +317,29 @@ impl Publisher {
         publisher_id: &str,
     ) -> Result<usize, ProtocolError> {
         self.router.check_names(topic, publisher_id)?;
+        let rewritten;
+        let message = match &self.router.hooks {
+            None => message,
+            Some(hooks) => {
+                let publish = Publish {
+                    topic,
+                    message,
+                    publisher_id,
+                };
+                let client = self.client.with_id(publisher_id);
+                let verdict = hooks::guarded("publish", client, PublishVerdict::Refuse, || {
+                    hooks.on_publish(client, &publish)
+                });
+                match verdict {
+                    PublishVerdict::Allow => message,
+                    PublishVerdict::Refuse(refusal) => return Err(refused(refusal)),
+                    PublishVerdict::Rewrite(new) => {
+                        rewritten = checked_rewrite(new)?;
+                        &rewritten
+                    }
+                }
+            }
+        };
         self.router.stats.published.fetch_add(1, Ordering::Relaxed);
         let batching = self.receivers.is_some() && self.batch.topic() == topic;
         if batching && self.batch.lines().len() >= FLUSH_THRESHOLD {
@@ -342,5 +439,24 @@ impl Publisher {
         self.flush();
         self.batch.release();
         self.to_flush = Vec::new();
+    }
+}
+
+/// A message a publish hook wrote: it must be what a `PUBLISH` line could carry, or the
+/// hook would make subscribers read lines nobody sent.
+fn checked_rewrite(message: String) -> Result<String, ProtocolError> {
+    let broken = text::line_break_in(&message)
+        .map(|c| format!("a {}", text::describe(c)))
+        .or_else(|| {
+            protocol::check_message(&message)
+                .err()
+                .map(|_| "an empty or padded message".to_string())
+        });
+    match broken {
+        None => Ok(message),
+        Some(what) => {
+            log::error!("the publish hook rewrote a message into {what}, which cannot be delivered; fix the hook");
+            Err(ProtocolError::Refused(hooks::HOOK_FAILED.to_string()))
+        }
     }
 }

@@ -91,6 +91,12 @@ pub(crate) trait Listener: Send + 'static {
     /// A short name for its accept thread (`accept-line`) and the logs.
     fn name(&self) -> &'static str;
 
+    /// The name of the thread [`serve`](Self::serve) runs on: `accept-<name>` unless the
+    /// listener accepts nothing (a UDP port has no connections to accept).
+    fn thread_name(&self) -> String {
+        format!("accept-{}", self.name())
+    }
+
     /// A function that wakes [`serve`](Self::serve) if it is blocked waiting, so that it
     /// sees the stop flag. Taken before the listener moves to its thread.
     fn waker(&self) -> io::Result<Box<dyn Fn() + Send>>;
@@ -111,7 +117,7 @@ impl Running {
         let wake = listener.waker()?;
         let server = Arc::clone(server);
         let thread = thread::Builder::new()
-            .name(format!("accept-{}", listener.name()))
+            .name(listener.thread_name())
             .spawn(move || listener.serve(server))?;
         Ok(Running { wake, thread })
     }
@@ -229,7 +235,7 @@ fn refuse(mut stream: &TcpStream, line: &str) {
 }
 
 /// A wildcard listening address (`0.0.0.0`) cannot be connected to; its loopback can.
-fn reachable(addr: SocketAddr) -> SocketAddr {
+pub(crate) fn reachable(addr: SocketAddr) -> SocketAddr {
     match addr.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, addr.port()).into(),
         IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, addr.port()).into(),

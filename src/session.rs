@@ -13,6 +13,12 @@
 //!   └───────────────────────────────────────────────────────────────────┘
 //! ```
 //!
+//! The connection's first line decides its *dialect* for good: the line protocol, or
+//! kn-sock's JSON lines if it starts with `{` (see `protocol/dialect.rs`). The two differ
+//! only in how a line is parsed (`handle_command_line`, `handle_json_line`) and how replies
+//! and deliveries are written (`Session::reply`, and the outbox's dialect); from the
+//! parsed [`Command`] on, they share every line of this file.
+//!
 //! Executing a `PUBLISH` is the router's business: the session hands it to its
 //! [`Publisher`], which batches it with the publishes around it and delivers the batch
 //! (see `router.rs`). The session's own job is the connection: its subscriptions, its
@@ -32,10 +38,11 @@ use std::time::{Duration, Instant};
 
 use crate::connections::Slot;
 use crate::framing::{Filled, Frame, LineReader};
+use crate::hooks::{ClientInfo, Transport};
 use crate::keyed::KeyedList;
 use crate::outbox::Outbox;
 use crate::peer::Peer;
-use crate::protocol::{Command, ProtocolError, Reply};
+use crate::protocol::{Command, Dialect, JsonRequest, ProtocolError, Reply};
 use crate::router::{Publisher, Router};
 use crate::subscriber::Subscriber;
 use crate::text::escaped;
@@ -80,8 +87,14 @@ struct Session {
     /// The topics this connection subscribed to, so the cleanup knows what to remove,
     /// each name shared with the registry (see `keyed.rs` for why a keyed list).
     subscriptions: KeyedList<Arc<str>, ()>,
+    /// How this connection speaks, decided by its first line; `None` before it.
+    dialect: Option<Dialect>,
+    /// Who this is, as the hooks are told.
+    client: ClientInfo<'static>,
     /// `VERBOSE on`: acknowledge every accepted command.
     verbose: bool,
+    /// The JSON line being executed asked for an acknowledgement (`"verbose": true`).
+    asked_ack: bool,
     /// Set by `QUIT`: stop reading after this line.
     quitting: bool,
     /// The id the client gave last, shared with the [`Peer`], kept here too so that the
@@ -96,13 +109,17 @@ struct Session {
 impl Session {
     fn new(router: Arc<Router>, outbox: Arc<Outbox>, slot: Slot) -> Session {
         let subscriber: Arc<dyn Subscriber> = Arc::clone(&outbox) as Arc<dyn Subscriber>;
+        let client = ClientInfo::new(Transport::Line, Some(outbox.peer().addr()));
         Session {
-            publisher: Publisher::for_connection(Arc::clone(&router), subscriber.id()),
+            publisher: Publisher::for_connection(Arc::clone(&router), subscriber.id(), client),
             router,
             outbox,
             subscriber,
             subscriptions: KeyedList::default(),
+            dialect: None,
+            client,
             verbose: false,
+            asked_ack: false,
             quitting: false,
             client_id: None,
             slot,
@@ -149,17 +166,68 @@ impl Session {
     }
 
     fn handle_line(&mut self, line: &[u8]) {
+        let dialect = match self.dialect {
+            Some(dialect) => dialect,
+            None => match Dialect::of_first_line(line) {
+                None => return, // a blank line decides nothing
+                Some(dialect) => {
+                    if !self.greet(dialect) {
+                        return;
+                    }
+                    dialect
+                }
+            },
+        };
+        match dialect {
+            Dialect::Line => self.handle_command_line(line),
+            Dialect::Json => self.handle_json_line(line),
+        }
+    }
+
+    /// The first line told how this connection speaks: from now on its replies and the
+    /// deliveries to it are written that way. Then the program's hooks are asked whether
+    /// this client may go on (see `hooks.rs`); if not, it is told why and disconnected.
+    fn greet(&mut self, dialect: Dialect) -> bool {
+        self.dialect = Some(dialect);
+        self.outbox.set_dialect(dialect);
+        let transport = match dialect {
+            Dialect::Line => Transport::Line,
+            Dialect::Json => Transport::Json,
+        };
+        self.client = ClientInfo::new(transport, Some(self.peer().addr()));
+        self.publisher.set_client(self.client);
+        if dialect == Dialect::Json {
+            log::debug!("#{} speaks JSON lines", self.peer().conn());
+        }
+        if let Err(error) = self.router.admit(self.client) {
+            self.slot.connections().log_event(
+                log::Level::Info,
+                format_args!("{} refused by the program's hook: {error}", self.peer()),
+            );
+            self.reply(Reply::Error(&error));
+            self.quitting = true;
+            return false;
+        }
+        true
+    }
+
+    /// Remembers the id the client gave in a command, for the logs.
+    fn learn_id(&mut self, id: &str) {
+        if self.client_id.as_deref() != Some(id) {
+            let shared: Arc<str> = Arc::from(id);
+            self.peer().set_client_id(Arc::clone(&shared));
+            self.client_id = Some(shared);
+        }
+    }
+
+    fn handle_command_line(&mut self, line: &[u8]) {
         let parsed = Command::parse(line);
         // Learn the client's id before tracing, so even its first line shows who sent it.
         if let Ok(Some(id)) = parsed
             .as_ref()
             .map(|command| command.and_then(|c| c.client_id()))
         {
-            if self.client_id.as_deref() != Some(id) {
-                let shared: Arc<str> = Arc::from(id);
-                self.peer().set_client_id(Arc::clone(&shared));
-                self.client_id = Some(shared);
-            }
+            self.learn_id(id);
         }
         if trace::enabled() {
             trace::lines(self.peer(), Direction::In, line);
@@ -169,6 +237,37 @@ impl Session {
             Ok(None) => {} // a blank line
             Err(error) => self.refuse(&error),
         }
+    }
+
+    /// A line of kn-sock's JSON dialect: parsed differently, executed the same.
+    fn handle_json_line(&mut self, line: &[u8]) {
+        if trace::enabled() {
+            trace::lines(self.peer(), Direction::In, line);
+        }
+        let request = match JsonRequest::parse(line) {
+            Ok(Some(request)) => request,
+            Ok(None) => return,
+            Err(error) => return self.refuse(&error),
+        };
+        // A JSON client need not name itself: its address does, as for UDP.
+        let default_id = format!("json:{}", self.peer().addr());
+        match request.command(&default_id) {
+            Ok(command) => {
+                if let Some(id) = command.client_id() {
+                    self.learn_id(id);
+                }
+                self.asked_ack = request.verbose();
+                self.execute(command);
+                self.asked_ack = false;
+            }
+            Err(error) => self.refuse(&error),
+        }
+    }
+
+    /// Whether the command being executed is acknowledged: `VERBOSE on`, or a JSON line
+    /// with `"verbose": true`.
+    fn acknowledge(&self) -> bool {
+        self.verbose || self.asked_ack
     }
 
     /// The one place that decides what each command does.
@@ -224,15 +323,20 @@ impl Session {
             if self.subscriptions.len() >= limit {
                 return self.refuse(&ProtocolError::TooManySubscriptions { limit });
             }
-            if let Some(name) = self.router.subscribe(topic, &self.subscriber) {
-                self.subscriptions.insert(name, ());
+            let client = self.client.with_id(subscriber_id);
+            match self.router.subscribe(client, topic, &self.subscriber) {
+                Ok(Some(name)) => {
+                    self.subscriptions.insert(name, ());
+                }
+                Ok(None) => {}
+                Err(error) => return self.refuse(&error),
             }
             log::info!(
                 "#{} {subscriber_id} subscribed to {topic}",
                 self.peer().conn()
             );
         }
-        if self.verbose {
+        if self.acknowledge() {
             self.reply(Reply::SubscribeOk(topic));
         }
     }
@@ -242,14 +346,18 @@ impl Session {
             return self.refuse(&error);
         }
         self.publisher.hand_out();
-        if self.subscriptions.remove(topic).is_some() {
-            self.router.unsubscribe(topic, self.subscriber.id());
+        if self.subscriptions.contains(topic) {
+            let client = self.client.with_id(subscriber_id);
+            if let Err(error) = self.router.unsubscribe(client, topic, self.subscriber.id()) {
+                return self.refuse(&error);
+            }
+            self.subscriptions.remove(topic);
             log::info!(
                 "#{} {subscriber_id} unsubscribed from {topic}",
                 self.peer().conn()
             );
         }
-        if self.verbose {
+        if self.acknowledge() {
             self.reply(Reply::UnsubscribeOk(topic));
         }
     }
@@ -265,7 +373,7 @@ impl Session {
             escaped(publisher_id),
             escaped(topic)
         );
-        if self.verbose {
+        if self.acknowledge() {
             let deliveries = self.publisher.hand_out();
             self.reply(Reply::PublishOk { topic, deliveries });
         }
@@ -276,24 +384,34 @@ impl Session {
     /// say) never overtakes them.
     fn reply(&mut self, reply: Reply<'_>) {
         self.publisher.hand_out();
-        self.outbox.push_with(|pending| reply.write_lines(pending));
+        let dialect = self.dialect.unwrap_or(Dialect::Line);
+        self.outbox
+            .push_with(|pending| dialect.write_reply(&reply, pending));
     }
 
-    /// Answers a bad line with `ERROR <reason>`; the connection carries on.
+    /// Answers a bad line with `ERROR <reason>` (or its dialect's equivalent); the
+    /// connection carries on.
     ///
     /// The warning in the log is throttled: a client that sends a flood of bad lines gets
     /// an `ERROR` for each, but the log shows only the first few per interval and a count.
     fn refuse(&mut self, error: &ProtocolError) {
         self.router.stats().errors.fetch_add(1, Ordering::Relaxed);
+        // A hook's refusal is the program's rule at work, not a client breaking the
+        // protocol: worth knowing, not worth a warning.
+        let (level, what) = match error {
+            ProtocolError::Refused(_) => (log::Level::Info, "was refused"),
+            _ => (log::Level::Warn, "sent a bad line"),
+        };
         match self.bad_lines.check(Instant::now()) {
             Verdict::Log { left_out } => {
-                log::warn!(
-                    "{} sent a bad line: {error}{}",
+                log::log!(
+                    level,
+                    "{} {what}: {error}{}",
                     self.peer(),
                     and_more(left_out)
                 );
             }
-            Verdict::LogLast => log::warn!("{} sent a bad line: {error}{QUIETING}", self.peer()),
+            Verdict::LogLast => log::log!(level, "{} {what}: {error}{QUIETING}", self.peer()),
             Verdict::Quiet => {}
         }
         self.reply(Reply::Error(error));

@@ -4,7 +4,7 @@
 //! no waiting to the delivery path. `Relaxed` ordering is enough: each counter is only ever
 //! read as a number on its own, never used to decide what another thread may see.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 /// Counters shared by every thread of one broker.
@@ -28,6 +28,18 @@ pub struct Stats {
     /// Subscribers whose own writer thread writes to them: behind now, or caught up less
     /// than a second ago (see `outbox.rs`).
     pub subscribers_behind: AtomicU64,
+    /// The broker takes datagrams (`--udp-port`): only then does `STATS` list the UDP
+    /// counters below, so a broker without UDP shows exactly what it always did.
+    pub udp_enabled: AtomicBool,
+    /// Datagrams received on the UDP port.
+    pub udp_datagrams_in: AtomicU64,
+    /// Datagrams sent from it: deliveries, one per `DELIVER` line, and replies.
+    pub udp_datagrams_out: AtomicU64,
+    /// Datagrams the broker could not send: a `DELIVER` line too big for one, a
+    /// subscriber too far behind, or the operating system refusing.
+    pub udp_datagrams_dropped: AtomicU64,
+    /// Addresses holding a UDP lease right now.
+    pub udp_subscribers: AtomicU64,
 }
 
 impl Default for Stats {
@@ -42,6 +54,11 @@ impl Default for Stats {
             errors: AtomicU64::new(0),
             slow_consumers: AtomicU64::new(0),
             subscribers_behind: AtomicU64::new(0),
+            udp_enabled: AtomicBool::new(false),
+            udp_datagrams_in: AtomicU64::new(0),
+            udp_datagrams_out: AtomicU64::new(0),
+            udp_datagrams_dropped: AtomicU64::new(0),
+            udp_subscribers: AtomicU64::new(0),
         }
     }
 }
@@ -51,7 +68,7 @@ impl Stats {
     /// `subscriptions` come from the registry, which the caller asks.
     pub fn snapshot(&self, topics: usize, subscriptions: usize) -> Vec<(&'static str, u64)> {
         let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        vec![
+        let mut counters = vec![
             ("uptime_seconds", self.started.elapsed().as_secs()),
             ("connections_current", read(&self.connections_current)),
             ("connections_total", read(&self.connections_total)),
@@ -63,6 +80,15 @@ impl Stats {
             ("errors", read(&self.errors)),
             ("slow_consumers_disconnected", read(&self.slow_consumers)),
             ("subscribers_behind", read(&self.subscribers_behind)),
-        ]
+        ];
+        if self.udp_enabled.load(Ordering::Relaxed) {
+            counters.extend([
+                ("udp_datagrams_in", read(&self.udp_datagrams_in)),
+                ("udp_datagrams_out", read(&self.udp_datagrams_out)),
+                ("udp_datagrams_dropped", read(&self.udp_datagrams_dropped)),
+                ("udp_subscribers", read(&self.udp_subscribers)),
+            ]);
+        }
+        counters
     }
 }
