@@ -8,7 +8,9 @@
 //! cargo run --bin publisher pub1          # terminal 3: then type  weather Rainy day ahead!
 //! ```
 //!
-//! or talk to it by hand: `nc 127.0.0.1 9000`, then `HELP`.
+//! or talk to it by hand: `nc 127.0.0.1 9000`, then `HELP`. With `--udp-port 9999` it
+//! also takes datagrams: `echo 'Event at noon' | nc -u -q0 127.0.0.1 9999` reaches every
+//! subscriber of `udp`.
 //! `RUST_LOG=debug` logs every command; `--trace` shows every line in and out.
 
 use std::process::ExitCode;
@@ -19,7 +21,7 @@ use pubsub_lab::config::{
     format_duration, DEFAULT_HOST, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_CLIENTS_PER_IP,
     DEFAULT_MAX_ID_BYTES, DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_PENDING_BYTES,
     DEFAULT_MAX_SUBSCRIPTIONS, DEFAULT_MAX_TOPICS_LISTED, DEFAULT_MAX_TOPIC_BYTES, DEFAULT_PORT,
-    DEFAULT_WRITE_TIMEOUT,
+    DEFAULT_UDP_LEASE, DEFAULT_UDP_MAX_SUBSCRIBERS, DEFAULT_UDP_TOPIC, DEFAULT_WRITE_TIMEOUT,
 };
 use pubsub_lab::error::describe;
 use pubsub_lab::{Broker, Config, StartError};
@@ -65,6 +67,20 @@ struct Args {
     /// Most topics one TOPICS reply lists; it ends with a count of the rest.
     #[arg(long, default_value_t = DEFAULT_MAX_TOPICS_LISTED)]
     max_topics_listed: usize,
+    /// Also take UDP datagrams on this port (the classroom's UDP tutorial uses 9999; 0
+    /// picks a free one): protocol lines, or any text, published to --udp-topic. Off
+    /// unless given.
+    #[arg(long)]
+    udp_port: Option<u16>,
+    /// The topic a datagram that is not a command is published to.
+    #[arg(long, default_value = DEFAULT_UDP_TOPIC)]
+    udp_topic: String,
+    /// How long a UDP subscription lasts without a renewal (SUBSCRIBE again, or PING).
+    #[arg(long, default_value_t = DurationArg(DEFAULT_UDP_LEASE))]
+    udp_lease: DurationArg,
+    /// Most addresses holding a UDP subscription at once.
+    #[arg(long, default_value_t = DEFAULT_UDP_MAX_SUBSCRIBERS)]
+    udp_max_subscribers: usize,
     /// Show every line in and out, with connection number and client id.
     #[arg(long)]
     trace: bool,
@@ -93,27 +109,48 @@ fn run(args: &Args) -> Result<(), String> {
         max_id_bytes: args.max_id_bytes,
         max_subscriptions: args.max_subscriptions,
         max_topics_listed: args.max_topics_listed,
+        udp_topic: args.udp_topic.clone(),
+        udp_lease: args.udp_lease.0,
+        udp_max_subscribers: args.udp_max_subscribers,
         ..Config::default()
     };
-    let broker =
-        Broker::bind((args.host.as_str(), args.port), config).map_err(|error| match error {
-            StartError::Bind { source, .. } => format!(
-                "could not listen on {}:{}: {}. Is another broker already running there? \
-             Stop it, or pick another port with --port",
+    let mut builder = Broker::builder()
+        .config(config)
+        .line((args.host.as_str(), args.port));
+    if let Some(udp_port) = args.udp_port {
+        builder = builder.udp((args.host.as_str(), udp_port));
+    }
+    let broker = builder.bind().map_err(|error| match error {
+        StartError::Bind {
+            listener, source, ..
+        } => {
+            let (port, flag) = match listener {
+                "udp" => (args.udp_port.unwrap_or(0), "--udp-port"),
+                _ => (args.port, "--port"),
+            };
+            format!(
+                "could not listen on {}:{port}{}: {}. Is another broker already running \
+                 there? Stop it, or pick another port with {flag}",
                 args.host,
-                args.port,
+                if listener == "udp" { " (UDP)" } else { "" },
                 describe(&source)
-            ),
-            other => other.to_string(),
-        })?;
+            )
+        }
+        other => other.to_string(),
+    })?;
     let addr = broker.local_addr();
     let port_flag = if addr.port() == DEFAULT_PORT {
         String::new()
     } else {
         format!(" --port {}", addr.port())
     };
+    // The UDP port goes between the two, after a `;`: tools that read the first line for
+    // the TCP address (the benchmark, the labsheet's replay) read up to the first `;`.
+    let udp = broker
+        .local_udp_addr()
+        .map_or_else(String::new, |udp| format!(" UDP on {udp};"));
     println!(
-        "pubsub-lab broker listening on {addr}; connect with: nc {} {} (or: cargo run --bin subscriber sub1{port_flag})",
+        "pubsub-lab broker listening on {addr};{udp} connect with: nc {} {} (or: cargo run --bin subscriber sub1{port_flag})",
         addr.ip(),
         addr.port()
     );

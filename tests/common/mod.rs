@@ -251,3 +251,105 @@ pub fn flood(publisher: &Raw, topic: &str, count: usize) -> JoinHandle<()> {
         let _ = stream.write_all(b"PING flooded\n");
     })
 }
+
+/// A broker with `config` that also takes datagrams, both on ports the OS picked.
+pub fn start_udp_broker(config: Config) -> BrokerHandle {
+    Broker::builder()
+        .config(config)
+        .line("127.0.0.1:0")
+        .udp("127.0.0.1:0")
+        .bind()
+        .expect("bind 127.0.0.1:0 for TCP and UDP")
+        .spawn()
+        .expect("start the broker")
+}
+
+/// A UDP client: a socket of its own on a port the OS picked, talking to one broker.
+pub struct Udp {
+    socket: std::net::UdpSocket,
+    broker: SocketAddr,
+}
+
+impl Udp {
+    /// A socket on 127.0.0.1 with a read timeout of [`TIMEOUT`], for `broker`'s UDP port.
+    pub fn new(broker: &BrokerHandle) -> Udp {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a UDP socket");
+        socket.set_read_timeout(Some(TIMEOUT)).unwrap();
+        Udp {
+            socket,
+            broker: broker.udp_addr().expect("the broker takes datagrams"),
+        }
+    }
+
+    /// This client's address, as the broker sees it.
+    pub fn addr(&self) -> SocketAddr {
+        self.socket.local_addr().unwrap()
+    }
+
+    /// Sends one datagram holding exactly `text`.
+    pub fn send(&self, text: &str) {
+        self.send_bytes(text.as_bytes());
+    }
+
+    /// Sends one datagram holding exactly `bytes`.
+    pub fn send_bytes(&self, bytes: &[u8]) {
+        self.socket
+            .send_to(bytes, self.broker)
+            .expect("send a datagram");
+    }
+
+    /// The next datagram, as text. Fails the test after [`TIMEOUT`].
+    pub fn recv(&self) -> String {
+        let mut buffer = vec![0u8; 70_000];
+        match self.socket.recv_from(&mut buffer) {
+            Ok((len, from)) => {
+                assert_eq!(from, self.broker, "a datagram from someone else");
+                String::from_utf8(buffer[..len].to_vec()).expect("UTF-8")
+            }
+            Err(error) => panic!("no datagram from the broker within {TIMEOUT:?}: {error}"),
+        }
+    }
+
+    /// The next datagram, if one comes within `wait`.
+    pub fn try_recv(&self, wait: Duration) -> Option<String> {
+        self.socket.set_read_timeout(Some(wait)).unwrap();
+        let mut buffer = vec![0u8; 70_000];
+        let got = self.socket.recv_from(&mut buffer).ok();
+        self.socket.set_read_timeout(Some(TIMEOUT)).unwrap();
+        got.map(|(len, _)| String::from_utf8_lossy(&buffer[..len]).into_owned())
+    }
+
+    /// Sends `PING <token>` and returns every datagram before its `PONG`: on loopback,
+    /// datagrams keep their order, so the PONG proves the ones sent before were handled.
+    pub fn sync(&self) -> Vec<String> {
+        let token = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
+        self.send(&format!("PING usync{token}\n"));
+        let pong = format!("PONG usync{token}\n");
+        let mut before = Vec::new();
+        loop {
+            let datagram = self.recv();
+            if datagram == pong {
+                return before;
+            }
+            before.push(datagram);
+        }
+    }
+}
+
+/// One line of a JSON connection, parsed; fails the test if it is not a JSON object.
+pub fn json_line(raw: &mut Raw) -> pubsub_lab::json::Value {
+    let line = raw.line();
+    match pubsub_lab::json::parse(&line) {
+        Ok(value @ pubsub_lab::json::Value::Object(_)) => value,
+        _ => panic!("expected a JSON object, got {line:?}"),
+    }
+}
+
+/// The string member `key` of a JSON object, or `""` if it has none.
+pub fn member(value: &pubsub_lab::json::Value, key: &str) -> String {
+    value
+        .get(key)
+        .and_then(pubsub_lab::json::Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
