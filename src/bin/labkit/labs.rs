@@ -40,6 +40,10 @@ pub const LABS: &[Lab] = &[
         number: 6,
         sheet: "06-measure-it.md",
     },
+    Lab {
+        number: 10,
+        sheet: "10-datagrams-and-dialects.md",
+    },
 ];
 
 impl Lab {
