@@ -189,6 +189,7 @@ fn run_udp(args: &Args) -> Result<(), String> {
     let stdout = io::stdout();
     let mut received = 0;
     let mut renew_at = Instant::now();
+    let mut subscribed = false;
     loop {
         if args.count.is_some_and(|count| received >= count) {
             return Ok(());
@@ -198,6 +199,31 @@ fn run_udp(args: &Args) -> Result<(), String> {
                 client
                     .subscribe(topic, &args.id)
                     .map_err(|e| e.to_string())?;
+            }
+            if !subscribed {
+                // The first time, a PING: its PONG proves the broker is there and has the
+                // subscriptions (datagrams on one path keep their order, mostly).
+                match client.ping() {
+                    Ok(_) => {
+                        for topic in &args.topic {
+                            eprintln!("subscribed to {topic} over UDP");
+                        }
+                    }
+                    Err(Error::Timeout) => {
+                        eprintln!("no answer from the broker over UDP yet; listening anyway")
+                    }
+                    Err(error) if !args.reconnect => {
+                        return Err(format!(
+                            "{error}. Is the broker running with --udp-port {port}? \
+                             (run with --reconnect to keep trying)"
+                        ))
+                    }
+                    Err(_) => {}
+                }
+                for reason in client.take_refusals() {
+                    eprintln!("the broker refused: ERROR {reason}");
+                }
+                subscribed = true;
             }
             renew_at = Instant::now() + renew_every;
         }

@@ -40,6 +40,8 @@ const FINISH_WAIT: Duration = Duration::from_secs(180);
 const SYNC_TOKEN: &str = "replay-sync-";
 /// The port the labs are written for.
 const LAB_PORT: u16 = 9000;
+/// The UDP port the labs are written for (`--udp-port 9999`).
+const LAB_UDP_PORT: u16 = 9999;
 
 /// Replays every marked block of `lab`; returns how many blocks were replayed.
 pub fn replay(lab: &Lab) -> Result<usize, String> {
@@ -173,6 +175,8 @@ struct Group<'a> {
     finished: Vec<Terminal>,
     broker: Option<BrokerHandle>,
     port: Option<u16>,
+    /// The broker's UDP port, when a lab starts it with `--udp-port`.
+    udp_port: Option<u16>,
     syncs: u64,
     /// Several blocks, or one with a `group=`: terminals may run side by side.
     grouped: bool,
@@ -184,7 +188,10 @@ impl<'a> Group<'a> {
             block
                 .lines
                 .iter()
-                .any(|(_, l)| l.trim_start().starts_with("$ ") && l.contains("--bin broker"))
+                .any(|(_, l)| {
+                    l.trim_start().starts_with("$ ")
+                        && (l.contains("--bin broker") || l.contains("--bin classroom"))
+                })
         });
         let grouped = blocks.iter().any(|block| block.group.is_some());
         let broker = (!runs_broker_binary).then(crate::common::start_broker);
@@ -196,6 +203,7 @@ impl<'a> Group<'a> {
             finished: Vec::new(),
             broker,
             port,
+            udp_port: None,
             syncs: 0,
             grouped,
         })
@@ -270,11 +278,12 @@ impl<'a> Group<'a> {
     fn expect(&mut self, name: &str, expected: &str, line: usize) -> Result<(), String> {
         let at = self.at(line);
         let port = self.port;
+        let udp_port = self.udp_port;
         let terminal = self.terminals.get_mut(name).expect("checked by the caller");
         let deadline = Instant::now() + LINE_WAIT;
         loop {
             let actual = match terminal.next_line(deadline) {
-                Ok(raw) => normalize(&raw, port),
+                Ok(raw) => normalize(&raw, port, udp_port),
                 Err(why) => {
                     return Err(format!(
                         "{at}: terminal `{name}` should show\n    {expected}\nbut {why}.{}",
@@ -374,6 +383,7 @@ impl<'a> Group<'a> {
     fn finish(&mut self, name: &str, line: usize) -> Result<(), String> {
         let at = self.at(line);
         let port = self.port;
+        let udp_port = self.udp_port;
         let Some(terminal) = self.terminals.get(name) else {
             return Ok(());
         };
@@ -419,7 +429,7 @@ impl<'a> Group<'a> {
         if !extra.is_empty() && !terminal.skipping {
             let lines: Vec<String> = extra
                 .iter()
-                .map(|l| format!("    {}", normalize(l, port)))
+                .map(|l| format!("    {}", normalize(l, port, udp_port)))
                 .collect();
             return Err(format!(
                 "{at}: terminal `{name}` showed more than the lab shows (add the lines, or `...`):\n{}",
@@ -453,6 +463,14 @@ impl<'a> Group<'a> {
                 thread::spawn(move || play_pipe(port, &steps, &tx));
                 Terminal::new(Kind::Pipe, None, rx)
             }
+            Parsed::Datagrams(steps) => {
+                let port = self
+                    .udp_port
+                    .ok_or_else(|| format!("{at}: no broker takes datagrams yet in this group"))?;
+                let (tx, rx) = mpsc::channel();
+                send_datagrams(port, &steps, &tx);
+                Terminal::new(Kind::Pipe, None, rx)
+            }
             Parsed::Cargo { env, bin, args } => self.spawn_binary(&at, &env, &bin, args)?,
         };
         self.terminals.insert(name.to_string(), terminal);
@@ -474,16 +492,23 @@ impl<'a> Group<'a> {
         let exe = binary(bin).ok_or_else(|| {
             format!("{at}: the lab runs `{bin}`, but this crate has no binary of that name")
         })?;
-        let is_broker = bin == "broker";
+        let is_broker = bin == "broker" || bin == "classroom";
+        let udp = args.iter().any(|arg| arg == "--udp");
         let port = if is_broker {
             0
         } else if bin == "bench" {
             self.port.unwrap_or(0)
+        } else if udp {
+            self.udp_port
+                .ok_or_else(|| format!("{at}: no broker takes datagrams yet in this group"))?
         } else {
             self.need_port(at)?
         };
         let mut has_port = false;
         for i in 0..args.len() {
+            if args[i] == "--udp-port" && i + 1 < args.len() {
+                args[i + 1] = "0".to_string();
+            }
             if args[i] == "--port" && i + 1 < args.len() {
                 args[i + 1] = port.to_string();
                 has_port = true;
@@ -492,7 +517,12 @@ impl<'a> Group<'a> {
                 args[i + 1] = args[i + 1].replace(&format!(":{LAB_PORT}"), &format!(":{port}"));
             }
         }
-        if !has_port && matches!(bin, "broker" | "publisher" | "subscriber" | "troublemaker") {
+        if !has_port
+            && matches!(
+                bin,
+                "broker" | "classroom" | "publisher" | "subscriber" | "troublemaker"
+            )
+        {
             args.splice(0..0, ["--port".to_string(), port.to_string()]);
         }
         let mut child = Command::new("sh")
@@ -524,6 +554,11 @@ impl<'a> Group<'a> {
                     format!("{at}: cannot read the port from the broker's first line: {first}")
                 })?;
             self.port = Some(port);
+            self.udp_port = first
+                .split_once("UDP on ")
+                .and_then(|(_, rest)| rest.split(';').next())
+                .and_then(|addr| addr.rsplit(':').next())
+                .and_then(|port| port.parse().ok());
             terminal.lookahead.push_front(first);
         }
         Ok(terminal)
@@ -545,18 +580,28 @@ fn binary(name: &str) -> Option<&'static str> {
         "subscriber" => option_env!("CARGO_BIN_EXE_subscriber"),
         "troublemaker" => option_env!("CARGO_BIN_EXE_troublemaker"),
         "bench" => option_env!("CARGO_BIN_EXE_bench"),
+        "classroom" => option_env!("CARGO_BIN_EXE_classroom"),
         "labkit" => option_env!("CARGO_BIN_EXE_labkit"),
         _ => None,
     }
 }
 
-/// Shows the real port as the lab's 9000, and drops the `--port 9000` hint the broker adds
-/// when it is not on its default port.
-fn normalize(line: &str, port: Option<u16>) -> String {
-    let Some(port) = port.filter(|&p| p != LAB_PORT) else {
-        return line.to_string();
+/// Shows the real ports as the lab's 9000 (and 9999 for UDP), and drops the `--port 9000`
+/// hint the broker adds when it is not on its default port.
+fn normalize(line: &str, port: Option<u16>, udp_port: Option<u16>) -> String {
+    let line = match udp_port.filter(|&p| p != LAB_UDP_PORT) {
+        Some(udp) => replace_number(line, udp, LAB_UDP_PORT),
+        None => line.to_string(),
     };
-    let from = port.to_string();
+    let Some(port) = port.filter(|&p| p != LAB_PORT) else {
+        return line;
+    };
+    replace_number(&line, port, LAB_PORT).replace(" --port 9000", "")
+}
+
+/// `line` with every whole number `from` (not part of a longer number) written as `to`.
+fn replace_number(line: &str, from: u16, to: u16) -> String {
+    let (from, to) = (from.to_string(), to.to_string());
     let mut out = String::new();
     let mut rest = line;
     while let Some(found) = rest.find(&from) {
@@ -565,11 +610,26 @@ fn normalize(line: &str, port: Option<u16>) -> String {
         out.push_str(&rest[..found]);
         let whole_number = !before.is_some_and(|c| c.is_ascii_digit() || c == '.')
             && !after.is_some_and(|c| c.is_ascii_digit());
-        out.push_str(if whole_number { "9000" } else { &from });
+        out.push_str(if whole_number { &to } else { &from });
         rest = &rest[found + from.len()..];
     }
     out.push_str(rest);
-    out.replace(" --port 9000", "")
+    out
+}
+
+/// What `printf ... | nc -u -w0 127.0.0.1 9999` does: one datagram per write, and nothing
+/// shown (nc sends and exits).
+fn send_datagrams(port: u16, steps: &[Step], tx: &Sender<Output>) {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("a UDP socket");
+    for step in steps {
+        match step {
+            Step::Send(bytes) => {
+                let _ = socket.send_to(bytes, ("127.0.0.1", port));
+            }
+            Step::Sleep(pause) => thread::sleep(*pause),
+        }
+    }
+    let _ = tx.send(Output::End("nc sent its datagrams".to_string()));
 }
 
 /// Reads lines from `source` on a thread of its own, until end of file or an error;
@@ -643,6 +703,7 @@ enum Step {
 enum Parsed {
     Nc,
     Pipe(Vec<Step>),
+    Datagrams(Vec<Step>),
     Cargo {
         env: Vec<(String, String)>,
         bin: String,
@@ -669,7 +730,8 @@ fn parse_command(command: &str) -> Result<Parsed, String> {
     };
     if let Some(bar) = tokens.iter().position(|t| *t == Token::Op('|')) {
         let (producer, consumer) = (&tokens[..bar], &tokens[bar + 1..]);
-        if !is_nc(consumer) {
+        let udp = is_nc_udp(consumer);
+        if !is_nc(consumer) && !udp {
             return Err(unsupported());
         }
         let inner = match producer {
@@ -698,7 +760,11 @@ fn parse_command(command: &str) -> Result<Parsed, String> {
                 _ => return Err(unsupported()),
             }
         }
-        return Ok(Parsed::Pipe(steps));
+        return Ok(if udp {
+            Parsed::Datagrams(steps)
+        } else {
+            Parsed::Pipe(steps)
+        });
     }
     if is_nc(&tokens) {
         return Ok(Parsed::Nc);
@@ -751,6 +817,13 @@ fn parse_command(command: &str) -> Result<Parsed, String> {
         bin,
         args: tail[i..].to_vec(),
     })
+}
+
+/// `nc -u -w0 127.0.0.1 9999`: datagrams, sent and forgotten.
+fn is_nc_udp(tokens: &[Token]) -> bool {
+    matches!(tokens, [Token::Word(nc), Token::Word(u), Token::Word(w), Token::Word(host), Token::Word(port)]
+        if nc == "nc" && u == "-u" && w == "-w0" && (host == "127.0.0.1" || host == "localhost")
+            && port.parse::<u16>().is_ok())
 }
 
 fn is_nc(tokens: &[Token]) -> bool {
@@ -841,10 +914,11 @@ mod tests {
         assert_eq!(printf(r"PING a\r\nb%%"), b"PING a\r\nb%");
         assert_eq!(
             normalize(
-                "on 127.0.0.1:40001; nc 127.0.0.1 40001 (x --port 40001)",
-                Some(40001)
+                "on 127.0.0.1:40001; UDP on 127.0.0.1:40002; nc 127.0.0.1 40001 (x --port 40001)",
+                Some(40001),
+                Some(40002)
             ),
-            "on 127.0.0.1:9000; nc 127.0.0.1 9000 (x)"
+            "on 127.0.0.1:9000; UDP on 127.0.0.1:9999; nc 127.0.0.1 9000 (x)"
         );
     }
 }
