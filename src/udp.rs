@@ -98,6 +98,11 @@ pub const SEND_TIMEOUT: Duration = Duration::from_millis(10);
 const MIN_TICK: Duration = Duration::from_millis(5);
 const MAX_TICK: Duration = Duration::from_secs(1);
 
+/// The most datagrams taken in one burst before what they published is delivered: enough
+/// to make one write carry many deliveries, few enough that the first of them does not
+/// wait long.
+const MAX_BURST: usize = 64;
+
 /// How many warnings about bad datagrams, and how many lease expiries, are logged per
 /// interval; the rest are counted.
 const LOGGED_PER_INTERVAL: u32 = 10;
@@ -224,6 +229,10 @@ impl Ingress {
                         .udp_datagrams_in
                         .fetch_add(1, Ordering::Relaxed);
                     self.datagram(&buffer[..len], from);
+                    self.rest_of_burst(&mut buffer);
+                    // The end of a burst: deliver what it published, one write per
+                    // subscriber for the whole burst.
+                    self.publisher.flush();
                 }
                 Err(error) if is_timeout(&error) => {}
                 Err(error) => {
@@ -236,6 +245,28 @@ impl Ingress {
             self.expire(Instant::now());
         }
         self.leave_all();
+    }
+
+    /// Takes the datagrams already waiting, up to [`MAX_BURST`], without waiting for more:
+    /// a burst of datagrams then costs one flush, as a burst of lines read in one `read`
+    /// does on TCP. (Two system calls to switch the socket to non-blocking and back are
+    /// what it costs a lone datagram.)
+    fn rest_of_burst(&mut self, buffer: &mut [u8]) {
+        if self.socket.set_nonblocking(true).is_err() {
+            return;
+        }
+        for _ in 0..MAX_BURST {
+            match self.socket.recv_from(buffer) {
+                Ok((len, from)) => {
+                    self.stats()
+                        .udp_datagrams_in
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.datagram(&buffer[..len], from);
+                }
+                Err(_) => break,
+            }
+        }
+        let _ = self.socket.set_nonblocking(false);
     }
 
     /// One datagram: protocol lines, or one message for `--udp-topic`.
@@ -260,8 +291,6 @@ impl Ingress {
         } else {
             self.event(bytes, from);
         }
-        // The end of a datagram is the end of a burst: deliver what it published.
-        self.publisher.flush();
     }
 
     /// One line of a datagram of commands.

@@ -10,6 +10,8 @@
 //! cargo run --release --bin bench -- fanout --subs 1000 --msgs 2000
 //! cargo run --release --bin bench -- latency --addr 127.0.0.1:9000   # any running broker
 //! cargo run --release --bin bench -- suite --quick   # the same in a few seconds
+//! cargo run --release --bin bench -- json-fanout      # fan-out in both dialects, side by side
+//! cargo run --release --bin bench -- udp --rate 20000 # datagrams in: publishes/s and loss
 //! ```
 //!
 //! Absolute figures drift on a shared machine; a ratio to the relay measured in the same
@@ -131,6 +133,11 @@ enum Mode {
     Topics,
     /// Serve the speed-of-light relay on --port until killed.
     Relay,
+    /// fanout, then the same with --subs subscribers speaking kn-sock's JSON lines.
+    JsonFanout,
+    /// One publisher sends --msgs datagrams at --rate/s (or unpaced) to the broker's UDP
+    /// port, --subs TCP subscribers (1) count them: publishes/s, and what was lost.
+    Udp,
 }
 
 /// One thing to measure, with its parameters settled.
@@ -154,6 +161,12 @@ enum Job {
     Topics {
         topics: usize,
     },
+    Udp {
+        subs: usize,
+        msgs: u64,
+        rate: Option<f64>,
+        size: usize,
+    },
 }
 
 impl Job {
@@ -164,6 +177,7 @@ impl Job {
             Job::Stalled { .. } => "stalled",
             Job::Leave { .. } => "leave",
             Job::Topics { .. } => "topics",
+            Job::Udp { .. } => "udp",
         }
     }
 
@@ -174,6 +188,7 @@ impl Job {
             Job::Stalled { stalled, .. } => stalled + 3,
             Job::Leave { conns, .. } => conns + 3,
             Job::Topics { topics } => topics.div_ceil(hostile::TOPICS_PER_CONN) + 3,
+            Job::Udp { subs, .. } => subs + 2,
         }
     }
 
@@ -192,7 +207,18 @@ impl Job {
                 unique,
             } => hostile::run_leave(target, *conns, *topics, *unique, timeout),
             Job::Topics { topics } => hostile::run_topics(target, *topics, timeout),
+            Job::Udp {
+                subs,
+                msgs,
+                rate,
+                size,
+            } => workloads::run_udp(target, *subs, *msgs, *rate, *size, timeout),
         }
+    }
+
+    /// Whether the target must take datagrams.
+    fn needs_udp(&self) -> bool {
+        matches!(self, Job::Udp { .. })
     }
 }
 
@@ -210,10 +236,12 @@ fn jobs_for(mode: Mode, args: &Args) -> Vec<Job> {
             msgs: args.msgs.unwrap_or_else(|| scale(msgs)),
             size: args.size,
             rate,
+            json: workload == Workload::JsonFanout,
         })
     };
     let subs = args.subs.unwrap_or(100);
     let fanout = flow(Workload::Fanout, 1, 1, subs, 30_000, None);
+    let json_fanout = flow(Workload::JsonFanout, 1, 1, subs, 30_000, None);
     let fanin = flow(
         Workload::Fanin,
         1,
@@ -269,6 +297,13 @@ fn jobs_for(mode: Mode, args: &Args) -> Vec<Job> {
         }],
         Mode::Topics => vec![Job::Topics {
             topics: args.topics.unwrap_or(1_000_000),
+        }],
+        Mode::JsonFanout => vec![fanout, json_fanout],
+        Mode::Udp => vec![Job::Udp {
+            subs: args.subs.unwrap_or(1),
+            msgs: args.msgs.unwrap_or_else(|| scale(100_000)),
+            rate: args.rate,
+            size: args.size,
         }],
         // The relay serves; it measures nothing itself.
         Mode::Relay => Vec::new(),
@@ -368,7 +403,7 @@ fn measure(
     job: &Job,
     timeout: Duration,
 ) -> Result<Result<Outcome, String>, String> {
-    let target = Target::start(kind, job.connections() + 16)?;
+    let target = Target::start(kind, job.connections() + 16, job.needs_udp())?;
     Ok(job.run(&target, timeout).map_err(|message| {
         let said: Vec<String> = target.log_tail();
         if said.is_empty() {

@@ -72,13 +72,16 @@ pub struct Target {
     pub addr: SocketAddr,
     /// How subscribers synchronise with it.
     pub sync: SyncMethod,
+    /// Where it takes datagrams, if it was started with a UDP port.
+    pub udp_addr: Option<SocketAddr>,
     child: Option<ChildGuard>,
 }
 
 impl Target {
     /// Starts (or, for an address, finds) the target. `max_clients` is how many
-    /// connections the run will open at once, which the broker must allow.
-    pub fn start(kind: &TargetKind, max_clients: usize) -> Result<Target, String> {
+    /// connections the run will open at once, which the broker must allow; with `udp`,
+    /// a broker also takes datagrams, on a free port.
+    pub fn start(kind: &TargetKind, max_clients: usize, udp: bool) -> Result<Target, String> {
         match kind {
             TargetKind::Broker | TargetKind::Baseline(_) => {
                 let broker = match kind {
@@ -86,7 +89,11 @@ impl Target {
                     _ => sibling_binary("broker")?,
                 };
                 let limit = max_clients.max(1024).to_string();
-                let child = ChildGuard::spawn(broker, &["--port", "0", "--max-clients", &limit])?;
+                let mut args = vec!["--port", "0", "--max-clients", &limit];
+                if udp {
+                    args.extend(["--udp-port", "0"]);
+                }
+                let child = ChildGuard::spawn(broker, &args)?;
                 Ok(Target::child(kind, child))
             }
             TargetKind::Relay => {
@@ -106,6 +113,7 @@ impl Target {
                     label: kind.label(),
                     addr,
                     sync,
+                    udp_addr: None,
                     child: None,
                 })
             }
@@ -117,6 +125,7 @@ impl Target {
             label: kind.label(),
             addr: child.addr,
             sync: SyncMethod::Ping,
+            udp_addr: child.udp_addr,
             child: Some(child),
         }
     }
@@ -192,6 +201,8 @@ fn detect_sync(addr: SocketAddr) -> Result<SyncMethod, String> {
 struct ChildGuard {
     child: Child,
     addr: SocketAddr,
+    /// Its UDP address, if its first line names one.
+    udp_addr: Option<SocketAddr>,
     /// The last lines of the child's stderr, collected by `drain`.
     log: Arc<Mutex<VecDeque<String>>>,
     drain: Vec<JoinHandle<()>>,
@@ -221,6 +232,7 @@ impl ChildGuard {
         let mut guard = ChildGuard {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            udp_addr: None,
             log: Arc::clone(&log),
             drain: Vec::new(),
         };
@@ -236,6 +248,7 @@ impl ChildGuard {
         match line.as_deref().and_then(parse_listening_addr) {
             Some(addr) => {
                 guard.addr = addr;
+                guard.udp_addr = line.as_deref().and_then(parse_udp_addr);
                 Ok(guard)
             }
             None => {
@@ -297,6 +310,12 @@ fn parse_listening_addr(line: &str) -> Option<SocketAddr> {
     addr.parse().ok()
 }
 
+/// The address in `...; UDP on 127.0.0.1:PORT; ...`, the broker's UDP port.
+fn parse_udp_addr(line: &str) -> Option<SocketAddr> {
+    let (_, rest) = line.split_once("UDP on ")?;
+    rest.split(';').next()?.parse().ok()
+}
+
 impl Drop for ChildGuard {
     fn drop(&mut self) {
         // An error only means the child already ended.
@@ -329,5 +348,11 @@ mod tests {
             Some(([127, 0, 0, 1], 40123).into())
         );
         assert_eq!(parse_listening_addr("hello"), None);
+        let line = "pubsub-lab broker listening on 127.0.0.1:40123; UDP on 127.0.0.1:40124; connect";
+        assert_eq!(
+            parse_listening_addr(line),
+            Some(([127, 0, 0, 1], 40123).into())
+        );
+        assert_eq!(parse_udp_addr(line), Some(([127, 0, 0, 1], 40124).into()));
     }
 }

@@ -17,6 +17,11 @@
 //! together. Publishers build many lines in a buffer and write it in one call, so the
 //! bench client is not what limits the figures.
 //!
+//! `json-fan` is `fanout` with subscribers that speak kn-sock's JSON lines, to set the
+//! cost of the JSON dialect beside the line protocol's. `udp` is one publisher sending
+//! datagrams at `--rate` to TCP subscribers: its publishes per second, and what was lost
+//! ([`run_udp`]).
+//!
 //! The fifth, `conns`, is different: many idle subscribers held by one thread, the
 //! target's memory before and after, then probes that must each arrive ([`run_conns`]).
 
@@ -61,6 +66,10 @@ pub enum Workload {
     Latency,
     /// Idle connections: memory and reachability.
     Conns,
+    /// Fan-out to subscribers that speak kn-sock's JSON lines.
+    JsonFanout,
+    /// Datagrams from one publisher at a rate, to TCP subscribers.
+    Udp,
 }
 
 impl Workload {
@@ -72,6 +81,8 @@ impl Workload {
             Workload::Pairs => "pairs",
             Workload::Latency => "latency",
             Workload::Conns => "conns",
+            Workload::JsonFanout => "json-fan",
+            Workload::Udp => "udp",
         }
     }
 }
@@ -93,6 +104,8 @@ pub struct Flow {
     pub size: usize,
     /// Messages per second per publisher, or `None` for as fast as possible.
     pub rate: Option<f64>,
+    /// The subscribers speak kn-sock's JSON lines.
+    pub json: bool,
 }
 
 impl Flow {
@@ -106,6 +119,7 @@ impl Flow {
         let shape = match self.workload {
             Workload::Fanin => format!("{} pubs", self.pubs),
             Workload::Pairs => format!("{} pairs", self.topics),
+            _ if self.json => format!("{} JSON subs", self.subs),
             _ => format!("{} subs", self.subs),
         };
         let rate = self
@@ -135,8 +149,14 @@ pub fn run_flow(target: &Target, flow: &Flow, timeout: Duration) -> Result<Outco
     let subscriber_topics: Vec<String> = (0..flow.topics)
         .flat_map(|topic| (0..flow.subs).map(move |_| topic_name(topic)))
         .collect();
-    let readers = open_subscribers(target, &subscriber_topics, deadline, &mut progress)
-        .map_err(|(_, message)| message)?;
+    let readers = open_subscribers(
+        target,
+        &subscriber_topics,
+        flow.json,
+        deadline,
+        &mut progress,
+    )
+    .map_err(|(_, message)| message)?;
     // Every socket of the run, so that a timeout can wake every thread blocked on one.
     let mut sockets = Vec::new();
     let arrived = Arc::new(AtomicU64::new(0));
@@ -214,6 +234,7 @@ pub fn run_flow(target: &Target, flow: &Flow, timeout: Duration) -> Result<Outco
         memory: None,
         timed_out,
         notes,
+        lossy: false,
     };
     explain_trouble(target, &mut outcome);
     Ok(outcome)
@@ -294,7 +315,7 @@ pub fn run_conns(
 
     let before = target.rss_kib();
     let topics: Vec<String> = (0..conns).map(|i| format!("idle-{i}")).collect();
-    let opened = open_subscribers(target, &topics, deadline, &mut progress);
+    let opened = open_subscribers(target, &topics, false, deadline, &mut progress);
     progress.finish();
     let opened_in = base.elapsed();
     let (mut readers, failure) = match opened {
@@ -365,6 +386,7 @@ pub fn run_conns(
         memory: Some(memory),
         timed_out,
         notes,
+        lossy: false,
     };
     explain_trouble(target, &mut outcome);
     Ok(outcome)
@@ -469,9 +491,11 @@ fn receive(
 /// Connects one subscriber per entry of `topics` (to that topic) and returns them once
 /// each is known to be subscribed: with `PING`/`PONG` if the target answers it, else after
 /// a settle delay. If one fails, the error comes with the subscribers confirmed so far.
+/// With `json`, they speak kn-sock's JSON lines.
 fn open_subscribers(
     target: &Target,
     topics: &[String],
+    json: bool,
     deadline: Instant,
     progress: &mut Progress,
 ) -> Result<Vec<Lines>, (Vec<Lines>, String)> {
@@ -499,9 +523,20 @@ fn open_subscribers(
             };
             let _ = stream.set_nodelay(true);
             line.clear();
-            line.extend_from_slice(format!("SUBSCRIBE {topic} sub{index}\n").as_bytes());
+            let (subscribe, ping) = if json {
+                (
+                    format!("{{\"action\":\"subscribe\",\"topic\":\"{topic}\",\"id\":\"sub{index}\"}}\n"),
+                    format!("{{\"action\":\"ping\",\"token\":\"s{index}\"}}\n"),
+                )
+            } else {
+                (
+                    format!("SUBSCRIBE {topic} sub{index}\n"),
+                    format!("PING s{index}\n"),
+                )
+            };
+            line.extend_from_slice(subscribe.as_bytes());
             if target.sync == SyncMethod::Ping {
-                line.extend_from_slice(format!("PING s{index}\n").as_bytes());
+                line.extend_from_slice(ping.as_bytes());
             }
             if let Err(e) = (&stream).write_all(&line) {
                 readers.truncate(window_start);
@@ -514,7 +549,7 @@ fn open_subscribers(
         }
         if target.sync == SyncMethod::Ping {
             for index in window_start..readers.len() {
-                if let Err(message) = wait_for_pong(&mut readers[index], index, deadline) {
+                if let Err(message) = wait_for_pong(&mut readers[index], index, json, deadline) {
                     readers.truncate(index);
                     return Err((readers, message));
                 }
@@ -530,8 +565,17 @@ fn open_subscribers(
 
 /// Reads until `PONG s<index>`; lines before it are skipped. Leaves the socket without a
 /// read timeout, as the subscriber threads want it.
-fn wait_for_pong(reader: &mut Lines, index: usize, deadline: Instant) -> Result<(), String> {
-    let expected = format!("PONG s{index}");
+fn wait_for_pong(
+    reader: &mut Lines,
+    index: usize,
+    json: bool,
+    deadline: Instant,
+) -> Result<(), String> {
+    let expected = if json {
+        format!("{{\"pong\":\"s{index}\"}}")
+    } else {
+        format!("PONG s{index}")
+    };
     let mut seen = Vec::new();
     let found = read_until(reader, deadline, |line| {
         if line == expected.as_bytes() {
@@ -734,4 +778,161 @@ impl XorShift {
         self.0 ^= self.0 << 17;
         self.0
     }
+}
+
+/// How long the `udp` workload waits, after the last datagram, for arrivals to stop
+/// before it counts the rest as lost.
+const UDP_QUIET: Duration = Duration::from_millis(500);
+
+/// Runs `udp`: one publisher sends `msgs` datagrams (`PUBLISH bench-0 <payload> pub0`) to
+/// the target's UDP port, at `rate` per second or as fast as it can, and `subs` TCP
+/// subscribers count what arrives. Loss is the measurement here, not a failure: a
+/// datagram that is dropped is gone, and nobody says so. The broker's own counters tell
+/// where: `udp_datagrams_in` below what was sent means datagrams were lost on the way in
+/// (in the broker's socket buffer, when its one UDP thread fell behind).
+pub fn run_udp(
+    target: &Target,
+    subs: usize,
+    msgs: u64,
+    rate: Option<f64>,
+    size: usize,
+    timeout: Duration,
+) -> Result<Outcome, String> {
+    let udp_addr = target.udp_addr.ok_or_else(|| {
+        "udp: this target takes no datagrams; the workload needs our broker, which the \
+         bench starts with --udp-port 0"
+            .to_string()
+    })?;
+    let base = Instant::now();
+    let deadline = base + timeout;
+    let mut progress = Progress::new(&format!("udp on {}", target.label), base);
+    let mut notes = sync_notes(target);
+    let topic = topic_name(0);
+    let topics = vec![topic.clone(); subs];
+    let readers = open_subscribers(target, &topics, false, deadline, &mut progress)
+        .map_err(|(_, message)| message)?;
+    let mut sockets = Vec::new();
+    let arrived = Arc::new(AtomicU64::new(0));
+    let (tallies_tx, tallies) = mpsc::channel();
+    let mut subscriber_threads = Vec::new();
+    for (index, reader) in readers.into_iter().enumerate() {
+        sockets.push(clone_socket(reader.get_ref())?);
+        let (tx, arrived) = (tallies_tx.clone(), Arc::clone(&arrived));
+        subscriber_threads.push(spawn(format!("bench-sub-{index}"), move || {
+            let _ = tx.send(receive(reader, 1, msgs, base, &arrived));
+        })?);
+    }
+    drop(tallies_tx);
+
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|socket| socket.connect(udp_addr).map(|()| socket))
+        .map_err(|e| format!("cannot open a UDP socket to {udp_addr}: {e}"))?;
+    let start = Instant::now() + Duration::from_millis(20);
+    let publisher = spawn("bench-udp-pub".to_string(), move || {
+        sleep_until(start);
+        let start_ns = nanos_since(base);
+        let (mut sent, mut refused) = (0u64, 0u64);
+        let mut datagram = Vec::with_capacity(size + 64);
+        while sent < msgs {
+            let sent_ns = match rate {
+                None => nanos_since(base),
+                Some(rate) => {
+                    // Paced: each datagram carries the time it was meant to leave.
+                    let due = start_ns + (sent as f64 * 1e9 / rate) as u64;
+                    let now = nanos_since(base);
+                    if due > now + 50_000 {
+                        thread::sleep(Duration::from_nanos(due - now));
+                    }
+                    due
+                }
+            };
+            datagram.clear();
+            write_publish(&mut datagram, &topic, 0, sent, sent_ns, size);
+            if socket.send(&datagram).is_err() {
+                refused += 1;
+            }
+            sent += 1;
+        }
+        (sent, refused)
+    })?;
+    let (sent, refused) = publisher
+        .join()
+        .map_err(|_| "the UDP publisher panicked".to_string())?;
+    if refused > 0 {
+        notes.push(format!(
+            "{refused} datagrams could not be sent (the local kernel refused them)"
+        ));
+    }
+    let expected = sent * subs as u64;
+    let (mut last, mut quiet_since) = (0, Instant::now());
+    let mut timed_out = false;
+    loop {
+        let now_arrived = arrived.load(Ordering::Relaxed);
+        progress.update(now_arrived, expected, "deliveries");
+        if now_arrived >= expected || quiet_since.elapsed() >= UDP_QUIET {
+            break;
+        }
+        if Instant::now() >= deadline {
+            timed_out = true;
+            break;
+        }
+        if now_arrived != last {
+            (last, quiet_since) = (now_arrived, Instant::now());
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    progress.finish();
+    for socket in &sockets {
+        let _ = socket.shutdown(Shutdown::Both);
+    }
+    let mut tally = Tally::new(1);
+    for one in tallies.iter() {
+        tally.merge(&one);
+    }
+    join_all(subscriber_threads);
+    if let Ok(mut observer) = pubsub_lab::Client::connect(target.addr) {
+        if let Ok(stats) = observer.stats() {
+            let stat = |name: &str| {
+                stats
+                    .iter()
+                    .find(|(counter, _)| counter == name)
+                    .map_or(0, |(_, value)| *value)
+            };
+            let taken = stat("udp_datagrams_in");
+            notes.push(format!(
+                "sent {sent} datagrams; the broker took {taken} ({} lost on the way in) and \
+                 published {}",
+                sent.saturating_sub(taken),
+                stat("messages_published")
+            ));
+        }
+    }
+    let start_ns = start.duration_since(base).as_nanos() as u64;
+    let seconds = tally.last_arrival_ns.saturating_sub(start_ns) as f64 / 1e9;
+    let lost = expected.saturating_sub(tally.received);
+    notes.push(format!(
+        "lost {lost} of {expected} deliveries ({:.2}%); disorder counts each gap",
+        if expected == 0 {
+            0.0
+        } else {
+            lost as f64 * 100.0 / expected as f64
+        }
+    ));
+    let pace = rate.map_or_else(String::new, |rate| format!(" at {rate}/s"));
+    Ok(Outcome {
+        workload: Workload::Udp.name(),
+        setup: format!("{subs} subs, {msgs} datagrams{pace}, {size} B"),
+        target: target.label.clone(),
+        published: sent,
+        expected,
+        delivered: tally.received,
+        disorder: tally.disorder,
+        seconds,
+        rate: (seconds > 0.0).then(|| tally.received as f64 / seconds),
+        latency: tally.latency.percentiles(),
+        memory: None,
+        timed_out,
+        notes,
+        lossy: true,
+    })
 }
