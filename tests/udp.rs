@@ -161,14 +161,17 @@ fn a_line_too_big_for_a_datagram_is_dropped_and_counted() {
     let listener = Udp::new(&broker);
     listener.send("SUBSCRIBE big ear\n");
     listener.sync();
-    let out_before = stat(&broker, "udp_datagrams_out");
+    // The PONG of the sync is counted just after it is sent.
+    wait_until("the PONG is counted", || stat(&broker, "udp_datagrams_out") == 1);
     let huge = "x".repeat(65_500);
     let mut publisher = Raw::connect(broker.addr());
     publisher.send(&format!("PUBLISH big {huge} pub1\nPUBLISH big small pub1\n"));
     publisher.sync();
     assert!(listener.recv().starts_with("DELIVER big small pub1 "));
     assert_eq!(stat(&broker, "udp_datagrams_dropped"), 1);
-    assert_eq!(stat(&broker, "udp_datagrams_out"), out_before + 1);
+    wait_until("the small delivery is counted", || {
+        stat(&broker, "udp_datagrams_out") == 2
+    });
 }
 
 /// `--udp-max-subscribers` caps the addresses holding a lease; the next one is told why,
@@ -206,6 +209,9 @@ fn stats_count_datagrams_and_only_when_udp_is_on() {
     client.send("PING a");
     assert_eq!(client.recv(), "PONG a\n");
     client.send("hello");
+    client.sync();
+    // Each datagram is counted just after it is sent.
+    wait_until("both PONGs are counted", || stat(&broker, "udp_datagrams_out") == 2);
     let mut observer = Raw::connect(broker.addr());
     observer.send("STATS\n");
     let mut lines = Vec::new();
@@ -216,8 +222,8 @@ fn stats_count_datagrams_and_only_when_udp_is_on() {
         }
         lines.push(line);
     }
-    assert!(lines.contains(&"STATS udp_datagrams_in 2".to_string()), "{lines:?}");
-    assert!(lines.contains(&"STATS udp_datagrams_out 1".to_string()), "{lines:?}");
+    assert!(lines.contains(&"STATS udp_datagrams_in 3".to_string()), "{lines:?}");
+    assert!(lines.contains(&"STATS udp_datagrams_out 2".to_string()), "{lines:?}");
     assert!(lines.contains(&"STATS udp_datagrams_dropped 0".to_string()));
 
     let tcp_only = start_broker();
