@@ -285,7 +285,9 @@ pub(crate) fn guarded<T>(
                 "the {what} hook panicked ({}), so the request of a {} client{} was refused: {}",
                 text::escaped(&message),
                 client.transport,
-                client.addr.map_or_else(String::new, |addr| format!(" at {addr}")),
+                client
+                    .addr
+                    .map_or_else(String::new, |addr| format!(" at {addr}")),
                 "fix the hook"
             );
             refused(Refusal::new(HOOK_FAILED))

@@ -251,8 +251,7 @@ impl Outbox {
 
     /// Makes deliveries to this connection be written in `dialect`.
     pub fn set_dialect(&self, dialect: Dialect) {
-        self.json
-            .store(dialect == Dialect::Json, Ordering::Relaxed);
+        self.json.store(dialect == Dialect::Json, Ordering::Relaxed);
     }
 
     /// The dialect deliveries to this connection are written in.

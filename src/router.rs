@@ -1,10 +1,11 @@
 //! The one road every message takes: "publish this to that topic", for every kind of
 //! publisher and every kind of subscriber.
 //!
-//! The [`Router`] owns the registry and the counters, and checks topics and ids against the
-//! broker's limits. Each place messages come in from (a TCP session today; the embedding
-//! API through [`BrokerHandle::publish`](crate::BrokerHandle::publish); later HTTP, UDP,
-//! other brokers) publishes through a [`Publisher`] of its own, which does the rest:
+//! The [`Router`] owns the registry and the counters, checks topics and ids against the
+//! broker's limits, and asks the embedding program's hooks (`hooks.rs`), which is why the
+//! hooks hold for every transport: every one of them comes through here. Each place messages come in from (a TCP session today; the embedding
+//! API through [`BrokerHandle::publish`](crate::BrokerHandle::publish), the UDP port;
+//! later HTTP, other brokers) publishes through a [`Publisher`] of its own, which does the rest:
 //!
 //! ```text
 //!   publish(topic, message, id) ─▶ same topic as the batch so far?
@@ -159,8 +160,9 @@ impl Router {
     pub fn admit(&self, client: ClientInfo<'_>) -> Result<(), ProtocolError> {
         match &self.hooks {
             None => Ok(()),
-            Some(hooks) => hooks::guarded("connect", client, Err, || hooks.on_connect(client))
-                .map_err(refused),
+            Some(hooks) => {
+                hooks::guarded("connect", client, Err, || hooks.on_connect(client)).map_err(refused)
+            }
         }
     }
 

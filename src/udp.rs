@@ -12,7 +12,7 @@
 //! # Ingress: one thread, every datagram
 //!
 //! With `--udp-port`, the broker binds a UDP socket and one thread, `udp-<port>`, takes
-//! every datagram on it ([`UdpListener`]). There is nothing to accept and no thread per
+//! every datagram on it (`UdpListener`). There is nothing to accept and no thread per
 //! client, because there are no clients in the TCP sense: only datagrams, each with the
 //! address it came from. A datagram is either:
 //!

@@ -59,9 +59,15 @@ fn the_connect_hook_observes_and_refuses() {
     classic.sync();
     let mut json = Raw::connect(broker.addr());
     json.send("{\"action\": \"subscribe\", \"topic\": \"t\"}\n");
-    assert_eq!(member(&json_line(&mut json), "error"), "no JSON clients today");
+    assert_eq!(
+        member(&json_line(&mut json), "error"),
+        "no JSON clients today"
+    );
     assert_eq!(json.read_to_eof(), "", "refused, then disconnected");
-    assert!(broker.topic_counts().is_empty(), "its command was not executed");
+    assert!(
+        broker.topic_counts().is_empty(),
+        "its command was not executed"
+    );
     let udp = Udp::new(&broker);
     udp.send("PING 1");
     assert_eq!(udp.recv(), "PONG 1\n");
@@ -113,11 +119,18 @@ fn the_subscribe_hook_refuses_on_every_transport() {
     classic.sync();
     let mut json = Raw::connect(broker.addr());
     json.send("{\"action\": \"subscribe\", \"topic\": \"secret/exam\"}\n");
-    assert_eq!(member(&json_line(&mut json), "error"), "secret/exam is not for you");
+    assert_eq!(
+        member(&json_line(&mut json), "error"),
+        "secret/exam is not for you"
+    );
     let udp = Udp::new(&broker);
     udp.send("SUBSCRIBE secret/exam ear\n");
     assert_eq!(udp.sync(), ["ERROR secret/exam is not for you\n"]);
-    assert_eq!(stat(&broker, "udp_subscribers"), 0, "a refused address holds no lease");
+    assert_eq!(
+        stat(&broker, "udp_subscribers"),
+        0,
+        "a refused address holds no lease"
+    );
     assert_eq!(
         broker.subscribe("secret/exam").unwrap_err(),
         ProtocolError::Refused("secret/exam is not for you".into())
@@ -133,7 +146,9 @@ fn the_unsubscribe_hook_observes_and_refuses() {
     let gate = Arc::new(Gate::default());
     let broker = broker_with(SharedGate(Arc::clone(&gate)));
     let mut client = subscribed(broker.addr(), "homework", "s");
-    client.send("SUBSCRIBE news s\nUNSUBSCRIBE homework s\nUNSUBSCRIBE news s\nUNSUBSCRIBE never s\n");
+    client.send(
+        "SUBSCRIBE news s\nUNSUBSCRIBE homework s\nUNSUBSCRIBE news s\nUNSUBSCRIBE never s\n",
+    );
     client.expect("ERROR nobody unsubscribes from homework");
     client.sync();
     assert_eq!(broker.topic_counts(), [("homework".to_string(), 1)]);
@@ -167,10 +182,9 @@ struct Editor {
 
 impl Hooks for Editor {
     fn on_publish(&self, client: ClientInfo<'_>, publish: &Publish<'_>) -> PublishVerdict {
-        self.seen.lock().push((
-            client.transport,
-            client.id.unwrap_or_default().to_string(),
-        ));
+        self.seen
+            .lock()
+            .push((client.transport, client.id.unwrap_or_default().to_string()));
         if publish.publisher_id == "spammer" {
             PublishVerdict::Refuse("spam is not published".into())
         } else if publish.message.contains("darn") {
@@ -200,7 +214,10 @@ fn the_publish_hook_rewrites_and_refuses_on_every_transport() {
     let mut json = Raw::connect(broker.addr());
     json.send("{\"action\": \"publish\", \"topic\": \"news\", \"message\": \"darn JSON\", \"publisher\": \"kn\"}\n");
     json.send("{\"action\": \"publish\", \"topic\": \"news\", \"message\": \"x\", \"publisher\": \"spammer\"}\n");
-    assert_eq!(member(&json_line(&mut json), "error"), "spam is not published");
+    assert_eq!(
+        member(&json_line(&mut json), "error"),
+        "spam is not published"
+    );
     assert_eq!(subscriber.delivery(), "DELIVER news d**n JSON kn");
     let udp = Udp::new(&broker);
     udp.send("PUBLISH news darn datagrams u1");
@@ -217,7 +234,10 @@ fn the_publish_hook_rewrites_and_refuses_on_every_transport() {
     let messages: Vec<String> = std::iter::from_fn(|| local.try_recv().unwrap())
         .map(|d| d.message)
         .collect();
-    assert_eq!(messages, ["d**n it", "d**n JSON", "d**n datagrams", "d**n program"]);
+    assert_eq!(
+        messages,
+        ["d**n it", "d**n JSON", "d**n datagrams", "d**n program"]
+    );
     let transports: Vec<Transport> = editor.seen.lock().iter().map(|(t, _)| *t).collect();
     assert_eq!(
         transports,
@@ -233,7 +253,11 @@ fn the_publish_hook_rewrites_and_refuses_on_every_transport() {
         ]
     );
     assert_eq!(editor.seen.lock()[0].1, "pub1");
-    assert_eq!(stat(&broker, "messages_published"), 4, "refused publishes are not counted");
+    assert_eq!(
+        stat(&broker, "messages_published"),
+        4,
+        "refused publishes are not counted"
+    );
 }
 
 struct SharedEditor(Arc<Editor>);

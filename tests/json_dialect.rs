@@ -72,7 +72,10 @@ fn a_udp_ticker_reaches_a_json_subscriber() {
     json_subscriber(&mut json, "udp");
     Udp::new(&broker).send("Event at Mon Dec  1 10:30:00 2026");
     let event = json_line(&mut json);
-    assert_eq!(member(&event, "message"), "Event at Mon Dec  1 10:30:00 2026");
+    assert_eq!(
+        member(&event, "message"),
+        "Event at Mon Dec  1 10:30:00 2026"
+    );
     assert!(member(&event, "publisher").starts_with("udp:127.0.0.1:"));
 }
 
@@ -98,14 +101,27 @@ fn errors_are_json_and_acknowledgements_come_only_when_asked() {
     for (line, reason) in cases {
         json.send(&format!("{line}\n"));
         let answer = json_line(&mut json);
-        assert_eq!(answer, Value::Object(vec![("error".into(), Value::String(reason.into()))]), "for {line}");
+        assert_eq!(
+            answer,
+            Value::Object(vec![("error".into(), Value::String(reason.into()))]),
+            "for {line}"
+        );
     }
-    let long = format!("{{\"action\": \"publish\", \"topic\": \"t\", \"message\": \"{}\"}}\n", "x".repeat(70_000));
+    let long = format!(
+        "{{\"action\": \"publish\", \"topic\": \"t\", \"message\": \"{}\"}}\n",
+        "x".repeat(70_000)
+    );
     json.send(&long);
-    assert_eq!(member(&json_line(&mut json), "error"), "line longer than 65536 bytes was discarded: send shorter messages");
+    assert_eq!(
+        member(&json_line(&mut json), "error"),
+        "line longer than 65536 bytes was discarded: send shorter messages"
+    );
     json.send("{\"action\": \"subscribe\", \"topic\": \"u\", \"verbose\": true}\n");
     let ack = json_line(&mut json);
-    assert_eq!((member(&ack, "ok"), member(&ack, "topic")), ("subscribe".into(), "u".into()));
+    assert_eq!(
+        (member(&ack, "ok"), member(&ack, "topic")),
+        ("subscribe".into(), "u".into())
+    );
     json.send("{\"action\": \"publish\", \"topic\": \"u\", \"message\": \"to myself\", \"verbose\": true}\n");
     let delivery = json_line(&mut json);
     assert_eq!(member(&delivery, "message"), "to myself");
@@ -123,7 +139,9 @@ fn the_first_line_decides_the_dialect() {
     let mut classic = Raw::connect(broker.addr());
     classic.send("\n  \nPING 1\n{\"action\": \"ping\"}\n");
     classic.expect("PONG 1");
-    assert!(classic.line().starts_with("ERROR unknown command '{\"action\":'"));
+    assert!(classic
+        .line()
+        .starts_with("ERROR unknown command '{\"action\":'"));
     let mut json = Raw::connect(broker.addr());
     json.send("\n  {\"action\": \"topics\"}\n");
     let topics = json_line(&mut json);
@@ -201,14 +219,19 @@ client.close()
         );
     }
     let me = classic.delivery();
-    assert!(me.starts_with("DELIVER news/classroom hello from kn-sock json:127.0.0.1:"), "{me}");
+    assert!(
+        me.starts_with("DELIVER news/classroom hello from kn-sock json:127.0.0.1:"),
+        "{me}"
+    );
     let mut publisher = Raw::connect(broker.addr());
     publisher.send("PUBLISH news/technology Rust 2.0 released classic-pub\n");
     publisher.sync();
     assert_eq!(next(), "GOT Rust 2.0 released classic-pub");
     // After its unsubscribe, its own publish to the topic reaches nobody, and the
     // "bye" that follows it proves the unsubscribe was handled.
-    assert!(classic.delivery().starts_with("DELIVER news/classroom bye json:"));
+    assert!(classic
+        .delivery()
+        .starts_with("DELIVER news/classroom bye json:"));
     assert_eq!(next(), "LATE None");
     let output = python.wait_with_output().unwrap();
     assert!(
@@ -216,6 +239,9 @@ client.close()
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(broker.topic_counts().iter().all(|(topic, _)| topic != "news/technology"));
+    assert!(broker
+        .topic_counts()
+        .iter()
+        .all(|(topic, _)| topic != "news/technology"));
     let _ = std::io::stdout().flush();
 }

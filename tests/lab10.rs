@@ -60,7 +60,12 @@ fn refused(peer: &mut Peer, topic: &str, mistake: &str) -> String {
 fn topics_that_follow_the_rule_are_accepted() {
     let broker = broker();
     let mut alice = Peer::connect(&broker, "alice");
-    for topic in ["team3/news", "team12/weather/today", "team1/week-2", "team07/a/b/c9"] {
+    for topic in [
+        "team3/news",
+        "team12/weather/today",
+        "team1/week-2",
+        "team07/a/b/c9",
+    ] {
         accepted(&mut alice, topic);
     }
     let mut bob = Peer::connect(&broker, "bob");
@@ -95,11 +100,20 @@ fn the_team_is_team_and_a_number() {
     let mut alice = Peer::connect(&broker, "alice");
     accepted(&mut alice, "team3/news");
     for (topic, mistake) in [
-        ("team/news", "has no team number: checking only that it starts with `team`?"),
-        ("teamwork/news", "starts with `team` but is not team<digits>: checking only the prefix?"),
+        (
+            "team/news",
+            "has no team number: checking only that it starts with `team`?",
+        ),
+        (
+            "teamwork/news",
+            "starts with `team` but is not team<digits>: checking only the prefix?",
+        ),
         ("team3a/news", "has a letter after the team number"),
         ("Team3/news", "has an upper-case T: the rule is lowercase"),
-        ("news/team3", "has its team in the wrong place: the team comes first"),
+        (
+            "news/team3",
+            "has its team in the wrong place: the team comes first",
+        ),
     ] {
         refused(&mut alice, topic, mistake);
     }
@@ -111,8 +125,16 @@ fn a_team_alone_is_not_a_topic() {
     let broker = broker();
     let mut alice = Peer::connect(&broker, "alice");
     accepted(&mut alice, "team3/news");
-    refused(&mut alice, "team3", "is a team with no name after it: allowing a single level?");
-    refused(&mut alice, "team3/", "ends with an empty name: allowing empty levels?");
+    refused(
+        &mut alice,
+        "team3",
+        "is a team with no name after it: allowing a single level?",
+    );
+    refused(
+        &mut alice,
+        "team3/",
+        "ends with an empty name: allowing empty levels?",
+    );
 }
 
 /// Every level after the team follows the rule, not only the first one.
@@ -122,12 +144,27 @@ fn every_name_follows_the_rule() {
     let mut alice = Peer::connect(&broker, "alice");
     accepted(&mut alice, "team3/weather/week-2");
     for (topic, mistake) in [
-        ("team3/News", "has an upper-case letter: allowing upper case?"),
-        ("team3/news/Today", "has an upper-case third level: checking only the second level?"),
+        (
+            "team3/News",
+            "has an upper-case letter: allowing upper case?",
+        ),
+        (
+            "team3/news/Today",
+            "has an upper-case third level: checking only the second level?",
+        ),
         ("team3//news", "has an empty level: allowing empty levels?"),
-        ("team3/news/", "ends with an empty level: allowing empty levels?"),
-        ("team3/a_b", "has an underscore: allowing characters other than a-z, 0-9 and -?"),
-        ("team3/caf\u{e9}", "has a non-ASCII letter: the rule is a-z, 0-9 and -"),
+        (
+            "team3/news/",
+            "ends with an empty level: allowing empty levels?",
+        ),
+        (
+            "team3/a_b",
+            "has an underscore: allowing characters other than a-z, 0-9 and -?",
+        ),
+        (
+            "team3/caf\u{e9}",
+            "has a non-ASCII letter: the rule is a-z, 0-9 and -",
+        ),
     ] {
         refused(&mut alice, topic, mistake);
     }
@@ -159,7 +196,11 @@ fn the_rule_holds_for_publishers_on_every_transport() {
     let udp = common::Udp::new(&broker);
     udp.send("PUBLISH homework x datagram\nPUBLISH team3/news from udp datagram\n");
     let before_pong = udp.sync();
-    assert_eq!(before_pong.len(), 1, "one ERROR datagram for homework: {before_pong:?}");
+    assert_eq!(
+        before_pong.len(),
+        1,
+        "one ERROR datagram for homework: {before_pong:?}"
+    );
     let line = alice.line("the datagram's message to team3/news");
     assert!(
         line.starts_with("DELIVER team3/news from udp datagram "),

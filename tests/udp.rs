@@ -54,7 +54,9 @@ fn a_datagram_of_lines_is_executed_like_tcp_lines() {
     let broker = start_udp_broker(Config::default());
     let mut subscriber = subscribed(broker.addr(), "weather", "sub1");
     let client = Udp::new(&broker);
-    client.send("PUBLISH weather Rainy  day pub1\nPUBLSH weather oops pub1\r\nPUBLISH weather later pub1\n");
+    client.send(
+        "PUBLISH weather Rainy  day pub1\nPUBLSH weather oops pub1\r\nPUBLISH weather later pub1\n",
+    );
     assert_eq!(subscriber.delivery(), "DELIVER weather Rainy  day pub1");
     assert_eq!(subscriber.delivery(), "DELIVER weather later pub1");
     assert_eq!(
@@ -80,7 +82,10 @@ fn a_udp_subscriber_gets_a_datagram_per_delivery() {
     let broker = start_udp_broker(Config::default());
     let listener = Udp::new(&broker);
     listener.send("SUBSCRIBE news ear\n");
-    assert!(listener.sync().is_empty(), "SUBSCRIBE is answered by nothing");
+    assert!(
+        listener.sync().is_empty(),
+        "SUBSCRIBE is answered by nothing"
+    );
     assert_eq!(broker.topic_counts(), [("news".to_string(), 1)]);
     assert_eq!(stat(&broker, "udp_subscribers"), 1);
     let mut publisher = Raw::connect(broker.addr());
@@ -162,10 +167,14 @@ fn a_line_too_big_for_a_datagram_is_dropped_and_counted() {
     listener.send("SUBSCRIBE big ear\n");
     listener.sync();
     // The PONG of the sync is counted just after it is sent.
-    wait_until("the PONG is counted", || stat(&broker, "udp_datagrams_out") == 1);
+    wait_until("the PONG is counted", || {
+        stat(&broker, "udp_datagrams_out") == 1
+    });
     let huge = "x".repeat(65_500);
     let mut publisher = Raw::connect(broker.addr());
-    publisher.send(&format!("PUBLISH big {huge} pub1\nPUBLISH big small pub1\n"));
+    publisher.send(&format!(
+        "PUBLISH big {huge} pub1\nPUBLISH big small pub1\n"
+    ));
     publisher.sync();
     assert!(listener.recv().starts_with("DELIVER big small pub1 "));
     assert_eq!(stat(&broker, "udp_datagrams_dropped"), 1);
@@ -211,7 +220,9 @@ fn stats_count_datagrams_and_only_when_udp_is_on() {
     client.send("hello");
     client.sync();
     // Each datagram is counted just after it is sent.
-    wait_until("both PONGs are counted", || stat(&broker, "udp_datagrams_out") == 2);
+    wait_until("both PONGs are counted", || {
+        stat(&broker, "udp_datagrams_out") == 2
+    });
     let mut observer = Raw::connect(broker.addr());
     observer.send("STATS\n");
     let mut lines = Vec::new();
@@ -222,12 +233,21 @@ fn stats_count_datagrams_and_only_when_udp_is_on() {
         }
         lines.push(line);
     }
-    assert!(lines.contains(&"STATS udp_datagrams_in 3".to_string()), "{lines:?}");
-    assert!(lines.contains(&"STATS udp_datagrams_out 2".to_string()), "{lines:?}");
+    assert!(
+        lines.contains(&"STATS udp_datagrams_in 3".to_string()),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&"STATS udp_datagrams_out 2".to_string()),
+        "{lines:?}"
+    );
     assert!(lines.contains(&"STATS udp_datagrams_dropped 0".to_string()));
 
     let tcp_only = start_broker();
-    assert!(tcp_only.stats().iter().all(|(name, _)| !name.starts_with("udp")));
+    assert!(tcp_only
+        .stats()
+        .iter()
+        .all(|(name, _)| !name.starts_with("udp")));
     assert_eq!(tcp_only.udp_addr(), None);
 }
 

@@ -56,7 +56,10 @@ pub fn check_topic(topic: &str) -> Result<(), Refusal> {
 pub fn classroom(host: &str, port: u16, udp_port: u16) -> Result<Broker, StartError> {
     let udp_topic = "team0/ticks".to_string();
     Broker::builder()
-        .config(Config { udp_topic, ..Config::default() })
+        .config(Config {
+            udp_topic,
+            ..Config::default()
+        })
         .line((host, port))
         .udp((host, udp_port))
         .hooks(NamingRule)

@@ -33,8 +33,8 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use parking_lot::Mutex;
-use pubsub_lab::cli::{init_logging, is_broken_pipe};
 use pubsub_lab::cli::DurationArg;
+use pubsub_lab::cli::{init_logging, is_broken_pipe};
 use pubsub_lab::client::{Incoming, UdpClient};
 use pubsub_lab::config::{format_duration, DEFAULT_PORT, DEFAULT_UDP_PORT};
 use pubsub_lab::protocol::Command;

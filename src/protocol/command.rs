@@ -369,8 +369,8 @@ pub fn check_message(message: &str) -> Result<(), ProtocolError> {
     let one_line = !message.contains(['\n', '\r']);
     if message.is_empty()
         || !one_line
-        || message.starts_with(|c| is_separator_char(c))
-        || message.ends_with(|c| is_separator_char(c))
+        || message.starts_with(is_separator_char)
+        || message.ends_with(is_separator_char)
     {
         return Err(ProtocolError::BadMessage);
     }

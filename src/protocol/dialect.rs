@@ -189,7 +189,10 @@ fn check_grammar(command: &Command<'_>) -> Result<(), ProtocolError> {
             topic,
             subscriber_id,
         } => (
-            &[("topic", Some(topic)), ("subscriber id", Some(subscriber_id))],
+            &[
+                ("topic", Some(topic)),
+                ("subscriber id", Some(subscriber_id)),
+            ],
             None,
         ),
         Command::Publish {
@@ -402,10 +405,7 @@ mod tests {
             Dialect::Json.write_reply(&reply, &mut out);
             let text = String::from_utf8(out).unwrap();
             assert_eq!(text.matches('\n').count(), 1, "{text}");
-            assert!(
-                matches!(json::parse(&text), Ok(Value::Object(_))),
-                "{text}"
-            );
+            assert!(matches!(json::parse(&text), Ok(Value::Object(_))), "{text}");
         }
     }
 }

@@ -36,7 +36,7 @@ mod error;
 mod reply;
 
 pub use command::{check_message, check_word, Command, CommandSpec, COMMANDS};
-pub use dialect::{write_json_delivery, Dialect, JsonRequest, JSON_ACTIONS};
 pub use delivery::{write_delivery, Delivery, TIMESTAMP_FORMAT};
+pub use dialect::{write_json_delivery, Dialect, JsonRequest, JSON_ACTIONS};
 pub use error::ProtocolError;
 pub use reply::{Reply, MORE_TOPICS};

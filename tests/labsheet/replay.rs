@@ -185,13 +185,10 @@ struct Group<'a> {
 impl<'a> Group<'a> {
     fn new(file: &'a str, blocks: Vec<&'a Block>) -> Result<Self, String> {
         let runs_broker_binary = blocks.iter().any(|block| {
-            block
-                .lines
-                .iter()
-                .any(|(_, l)| {
-                    l.trim_start().starts_with("$ ")
-                        && (l.contains("--bin broker") || l.contains("--bin classroom"))
-                })
+            block.lines.iter().any(|(_, l)| {
+                l.trim_start().starts_with("$ ")
+                    && (l.contains("--bin broker") || l.contains("--bin classroom"))
+            })
         });
         let grouped = blocks.iter().any(|block| block.group.is_some());
         let broker = (!runs_broker_binary).then(crate::common::start_broker);

@@ -348,7 +348,8 @@ mod tests {
             Some(([127, 0, 0, 1], 40123).into())
         );
         assert_eq!(parse_listening_addr("hello"), None);
-        let line = "pubsub-lab broker listening on 127.0.0.1:40123; UDP on 127.0.0.1:40124; connect";
+        let line =
+            "pubsub-lab broker listening on 127.0.0.1:40123; UDP on 127.0.0.1:40124; connect";
         assert_eq!(
             parse_listening_addr(line),
             Some(([127, 0, 0, 1], 40123).into())
