@@ -67,7 +67,7 @@
 //! let mut client = Client::connect(broker.addr())?;
 //! client.subscribe("weather", "sub1")?;
 //! let refused = client.ping().unwrap_err(); // the ERROR comes before the PONG
-//! assert_eq!(refused.to_string(), "the broker refused: topics start with class/");
+//! assert_eq!(refused.to_string(), "the broker refused the command: topics start with class/");
 //! client.subscribe("class/news", "sub1")?;
 //! client.ping()?;
 //! client.publish("class/news", "HELLO", "pub1")?;
