@@ -464,3 +464,70 @@ fn the_publisher_says_what_to_type_on_a_terminal_only() {
         text(&piped.stderr)
     );
 }
+
+/// `subscriber --udp` and `publisher --udp`, as the UDP lab runs them: the subscriber
+/// subscribes its address, the publisher's datagrams reach it (and a TCP subscriber), and
+/// a publisher aimed at a port where nothing listens says so and fails.
+#[test]
+fn the_udp_publisher_reaches_the_udp_subscriber() {
+    let broker = common::start_udp_broker(pubsub_lab::Config::default());
+    let udp_port = broker.udp_addr().unwrap().port().to_string();
+    let mut tcp = common::subscribed(broker.addr(), "news", "tcp");
+    let mut sub = Running {
+        child: Command::new(env!("CARGO_BIN_EXE_subscriber"))
+            .args([
+                "ear", "--udp", "--port", &udp_port, "--topic", "news", "--count", "2",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    };
+    wait_until("the UDP subscriber holds its lease", || {
+        broker.topic_counts() == [("news".to_string(), 2)]
+    });
+    let args: Vec<String> = [
+        "pub1", "--udp", "--port", &udp_port, "--topic", "news", "--every", "10ms", "--count", "2",
+        "over", "udp",
+    ]
+    .map(String::from)
+    .to_vec();
+    let out = run_to_end(env!("CARGO_BIN_EXE_publisher"), &args, "");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("published 2 message(s) as datagrams to 127.0.0.1:"),
+        "{stderr}"
+    );
+    assert_eq!(tcp.delivery(), "DELIVER news over udp pub1");
+    assert!(sub
+        .exit_status("the UDP subscriber exits after 2 deliveries")
+        .success());
+    let mut printed = String::new();
+    sub.child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut printed)
+        .unwrap();
+    assert_eq!(
+        printed.matches(">> DELIVER news over udp pub1 ").count(),
+        2,
+        "{printed}"
+    );
+    assert!(sub.stderr_to_end().contains("subscribed to news over UDP"));
+
+    // A UDP socket of ours that is closed: nothing listens on its port.
+    let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port().to_string();
+    drop(closed);
+    let args: Vec<String> = ["pub1", "--udp", "--port", &port, "--topic", "news", "hello"]
+        .map(String::from)
+        .to_vec();
+    let out = run_to_end(env!("CARGO_BIN_EXE_publisher"), &args, "");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("connection refused"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
