@@ -98,6 +98,13 @@ pub const SEND_TIMEOUT: Duration = Duration::from_millis(10);
 const MIN_TICK: Duration = Duration::from_millis(5);
 const MAX_TICK: Duration = Duration::from_secs(1);
 
+/// The most `ERROR` datagrams sent per second. Over UDP an answer goes to whatever source
+/// address the datagram claimed, and an `ERROR` is longer than the datagram that caused
+/// it: without a budget, a flood of bad datagrams with a forged source would turn the
+/// broker into an amplifier aimed at someone else. Past it, bad datagrams are counted and
+/// logged, not answered.
+const ERRORS_ANSWERED_PER_SECOND: u32 = 100;
+
 /// The most datagrams taken in one burst before what they published is delivered: enough
 /// to make one write carry many deliveries, few enough that the first of them does not
 /// wait long.
@@ -177,6 +184,7 @@ impl Listener for UdpListener {
             next_check: Instant::now() + tick,
             bad: Throttle::new(LOGGED_PER_INTERVAL, LOG_INTERVAL),
             expiries: Throttle::new(LOGGED_PER_INTERVAL, LOG_INTERVAL),
+            answered: Throttle::new(ERRORS_ANSWERED_PER_SECOND, Duration::from_secs(1)),
         };
         ingress.run(&server);
     }
@@ -193,6 +201,8 @@ struct Ingress {
     next_check: Instant,
     bad: Throttle,
     expiries: Throttle,
+    /// Keeps `ERROR` answers within [`ERRORS_ANSWERED_PER_SECOND`].
+    answered: Throttle,
 }
 
 /// One address's subscription: its handle, its topics, and when it ends.
@@ -545,6 +555,12 @@ impl Ingress {
             }
             Verdict::LogLast => log::log!(level, "udp {to} {what}: {error}{QUIETING}"),
             Verdict::Quiet => {}
+        }
+        if self.answered.check(Instant::now()) == Verdict::Quiet {
+            self.stats()
+                .udp_datagrams_dropped
+                .fetch_add(1, Ordering::Relaxed);
+            return;
         }
         self.answer(to, &Reply::Error(error));
     }

@@ -270,3 +270,35 @@ fn a_datagram_that_cannot_be_published_is_answered() {
     assert_eq!(client.recv(), "PONG z\n");
     assert!(started.elapsed() < TIMEOUT);
 }
+
+/// A flood of bad datagrams is not answered datagram for datagram: over UDP the answer
+/// goes to whatever address the sender claimed, so answers are kept to a budget per
+/// second, and the rest are counted as dropped.
+#[test]
+fn a_flood_of_bad_datagrams_is_not_answered_in_full() {
+    let broker = start_udp_broker(Config::default());
+    let client = Udp::new(&broker);
+    let started = Instant::now();
+    let mut answers = Vec::new();
+    // In rounds, so that no datagram of ours is dropped for want of room in the broker's
+    // socket buffer: UDP would drop the PING of the sync too.
+    for _ in 0..5 {
+        for _ in 0..50 {
+            client.send("PUBLISH oops");
+        }
+        answers.extend(client.sync());
+    }
+    let seconds = started.elapsed().as_secs() as usize;
+    assert!(
+        !answers.is_empty() && answers.len() <= 101 * (seconds + 1),
+        "{} answers in {seconds}s",
+        answers.len()
+    );
+    assert!(answers
+        .iter()
+        .all(|a| a.starts_with("ERROR wrong number of arguments")));
+    assert_eq!(stat(&broker, "errors"), 250, "every one is still counted");
+    wait_until("the unanswered ones are counted", || {
+        stat(&broker, "udp_datagrams_dropped") == 250 - answers.len() as u64
+    });
+}
