@@ -282,6 +282,7 @@ impl Session {
                 topic,
                 subscriber_id,
             } => self.unsubscribe(topic, subscriber_id),
+            Command::UnsubscribeAll => self.unsubscribe_all(),
             Command::Publish {
                 topic,
                 message,
@@ -359,6 +360,18 @@ impl Session {
         }
         if self.acknowledge() {
             self.reply(Reply::UnsubscribeOk(topic));
+        }
+    }
+
+    /// `UNSUBSCRIBE` with no arguments: the cleanup of a connection that goes, done for
+    /// one that stays.
+    fn unsubscribe_all(&mut self) {
+        self.publisher.hand_out();
+        let topics = self.subscriptions.len();
+        self.leave_all_topics();
+        log::info!("{} unsubscribed from all {topics} topic(s)", self.peer());
+        if self.verbose {
+            self.reply(Reply::UnsubscribeAllOk);
         }
     }
 

@@ -1,7 +1,7 @@
 //! Lab 01 checks: the `DELIVER` line. When a client publishes, every subscriber of the
 //! topic receives `DELIVER <topic> <message> <publisher_id> <YYYY-MM-DD HH:MM:SS>` and a
 //! `\n`. The broker builds that line in `protocol::write_delivery` (the lab 01 region in
-//! src/protocol.rs). These checks call the function directly, then watch a real
+//! src/protocol/delivery.rs). These checks call the function directly, then watch a real
 //! subscriber receive the line over TCP, exactly as `nc` would show it.
 
 mod common;
@@ -12,25 +12,39 @@ use pubsub_lab::protocol::{write_delivery, Delivery};
 use labcheck::Peer;
 
 /// Where the work of this lab is; `labcheck`'s failure messages point there too.
-const REGION: &str = "protocol::write_delivery in src/protocol.rs";
+const REGION: &str = "protocol::write_delivery in src/protocol/delivery.rs";
 
 /// The example from the labsheet comes out byte for byte, newline included.
 #[test]
 fn write_delivery_writes_the_exact_line() {
     let mut out = Vec::new();
-    write_delivery(
-        &mut out,
-        "weather",
-        "Rainy day ahead!",
-        "pub1",
-        "2025-03-14 10:30:00",
-    );
+    let (topic, message, id, time) = ("weather", "Rainy day ahead!", "pub1", "2025-03-14 10:30:00");
+    write_delivery(&mut out, topic, message, id, time);
+    let got = String::from_utf8_lossy(&out);
+    let expected = format!("DELIVER {topic} {message} {id} {time}\n");
     assert_eq!(
-        String::from_utf8_lossy(&out),
-        "DELIVER weather Rainy day ahead! pub1 2025-03-14 10:30:00\n",
+        got,
+        expected,
         "{REGION} must write `DELIVER <topic> <message> <publisher_id> <timestamp>` with one \
-         space between the parts and a `\\n` at the end"
+         space between the parts and a `\\n` at the end; {}",
+        diagnose(&got, &expected, id, time)
     );
+}
+
+/// Names the likely mistake behind a wrong line, for the failure message.
+fn diagnose(got: &str, expected: &str, id: &str, time: &str) -> &'static str {
+    if got.ends_with("\r\n") {
+        "this line ends with `\\r\\n`: the protocol ends every line with `\\n` alone, not `\\r\\n`"
+    } else if !got.ends_with('\n') {
+        "this line has no `\\n` at the end, so a subscriber never sees it end"
+    } else if got.contains(&format!("{time} {id}")) {
+        "the timestamp comes before the publisher id: the parts are in the wrong place; the \
+         order is topic, message, publisher id, timestamp"
+    } else if got.len() < expected.len() && got.split_whitespace().eq(expected.split_whitespace()) {
+        "the words are right but spaces are missing: copy the message byte for byte"
+    } else {
+        "compare the two lines part by part"
+    }
 }
 
 /// The line is added after what the buffer already holds, and a second call adds a second line.
@@ -57,7 +71,14 @@ fn a_subscriber_receives_the_deliver_line() {
     let delivery = Delivery::parse(&line).unwrap_or_else(|| {
         panic!(
             "sub1 received {line:?}, which is not a DELIVER line: expected `DELIVER weather \
-             Rainy day ahead! pub1 YYYY-MM-DD HH:MM:SS`; look at {REGION}"
+             Rainy day ahead! pub1 YYYY-MM-DD HH:MM:SS`; {}; look at {REGION}",
+            if line.ends_with('\r') {
+                "it ends with `\\r`, the protocol's lines end with `\\n` alone"
+            } else if line.ends_with(" pub1") {
+                "the timestamp comes before the publisher id: the parts are in the wrong place"
+            } else {
+                "the parts are topic, message, publisher id and timestamp, in that order"
+            }
         )
     });
     assert_eq!(
@@ -115,6 +136,11 @@ fn each_delivery_is_one_line() {
 
 /// The line without its last two tokens (the timestamp), after checking their shape.
 fn strip_timestamp(line: &str) -> &str {
+    assert!(
+        !line.ends_with('\r'),
+        "{line:?} ends with `\\r`: each DELIVER line must end with `\\n` alone, not \
+         `\\r\\n`; look at the end of {REGION}"
+    );
     let parsed = line.rsplitn(3, ' ').collect::<Vec<_>>();
     let [time, date, rest] = parsed[..] else {
         panic!("{line:?} is too short to end with a `YYYY-MM-DD HH:MM:SS` timestamp");

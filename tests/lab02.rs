@@ -1,7 +1,7 @@
 //! Lab 02 checks: fan-out. A `PUBLISH` hands the one formatted `DELIVER` line to every
-//! subscriber of the topic, and says how many took it. `Session::fan_out` (the lab 02
-//! region in src/session.rs) pushes the line into each subscriber's outbox, and remembers
-//! the outboxes it must flush before its thread next blocks. Real subscribers on real
+//! subscriber of the topic, and says how many took it. `Publisher::fan_out` (the lab 02
+//! region in src/router.rs) offers the batch of lines to each subscriber, and remembers
+//! the subscribers it must flush before its thread next blocks. Real subscribers on real
 //! sockets watch what arrives.
 
 mod common;
@@ -10,7 +10,7 @@ mod labcheck;
 use labcheck::Peer;
 
 /// Where the work of this lab is; `labcheck`'s failure messages point there too.
-const REGION: &str = "Session::fan_out in src/session.rs";
+const REGION: &str = "Publisher::fan_out in src/router.rs";
 
 /// Every subscriber of the topic receives the message exactly once.
 #[test]
@@ -23,7 +23,10 @@ fn every_subscriber_gets_the_message_once() {
     let mut publisher = Peer::connect(&broker, "pub1");
     publisher.send("PUBLISH weather Rainy day pub1\n");
     for sub in &mut subs {
-        let line = sub.line("the DELIVER line of pub1's message");
+        let line = sub.line(
+            "the DELIVER line of pub1's message, which fan_out must offer to every \
+             subscriber of weather, not only the first",
+        );
         assert!(
             line.starts_with("DELIVER weather Rainy day pub1 "),
             "{} expected `DELIVER weather Rainy day pub1 <time>`, got {line:?}",
@@ -83,9 +86,9 @@ fn a_burst_arrives_complete_and_in_order() {
     for sub in &mut subs {
         for n in 0..BURST {
             let line = sub.line(&format!(
-                "message tick-{n} of {BURST} (lines pushed into an outbox only go out when \
-                 that outbox is flushed: does fan_out remember the outboxes that \
-                 Pushed::NowPending says it must flush?)"
+                "message tick-{n} of {BURST} (lines offered to a subscriber only go out \
+                 when that subscriber is flushed: does fan_out remember the subscribers \
+                 whose offer said Offer::FlushNeeded, so they get flushed?)"
             ));
             assert!(
                 line.starts_with(&format!("DELIVER ticks tick-{n} pub1 ")),

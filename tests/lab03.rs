@@ -160,6 +160,73 @@ fn the_reader_hands_out_only_complete_lines() {
     }
 }
 
+/// Driven directly, the reader reports a line over the limit once and goes on with the next.
+#[test]
+fn the_reader_reports_an_overlong_line_once() {
+    let long = vec![b'x'; 5000];
+    let mut in_pieces: Vec<&[u8]> = long.chunks(700).collect();
+    in_pieces.push(b"\nok\n");
+    let cases: [LimitCase; 4] = [
+        (
+            "a 5000-byte line in pieces of 700 bytes, then `ok` (the limit is 100)",
+            &in_pieces,
+            100,
+            &["!", "ok"],
+        ),
+        (
+            "a line exactly at the limit of 10, ended by `\\r\\n`",
+            &[b"yyyyyyyyyy\r\n"],
+            10,
+            &["yyyyyyyyyy"],
+        ),
+        (
+            "a line one byte over the limit of 10, then `z`",
+            &[b"yyyyyyyyyyy\nz\n"],
+            10,
+            &["!", "z"],
+        ),
+        (
+            "`PING` and `PONG` one byte per read",
+            &[b"P", b"I", b"N", b"G", b"\n", b"P", b"O", b"N", b"G", b"\n"],
+            10,
+            &["PING", "PONG"],
+        ),
+    ];
+    for (case, pieces, limit, expected) in cases {
+        let got = read_all(pieces, limit);
+        assert_eq!(
+            got, expected,
+            "{case}: expected these frames (`!` is Frame::TooLong): a line longer than \
+             max_line is reported once, a line exactly max_line long (not counting its \
+             `\\r\\n`) is not, and after an overlong line the reader must carry on with \
+             the next one; look at the length test and `discarding` in {REGION}"
+        );
+    }
+}
+
+/// A line that goes on past the limit is refused at once, before its `\n` arrives.
+#[test]
+fn an_endless_line_is_refused_before_it_ends() {
+    let broker = common::start_broker_with(Config {
+        max_line_bytes: 100,
+        ..Config::default()
+    });
+    let mut client = Peer::connect(&broker, "client");
+    client.send_bytes(&[b'x'; 1000]);
+    let line = client
+        .line("an ERROR for a line already ten times too long, before its `\\n` (none is sent)");
+    assert!(
+        line.starts_with("ERROR "),
+        "got {line:?}; a client can send a line without end, and a reader that waits for \
+         the `\\n` keeps every byte of it: when no `\\n` is found, {REGION} must return \
+         self.check_unfinished_line(), which refuses a line before its `\\n` arrives once \
+         it is over the limit"
+    );
+}
+
+/// A story, the pieces the bytes arrive in, the line limit, and the frames they must give.
+type LimitCase<'a> = (&'a str, &'a [&'a [u8]], usize, &'a [&'a str]);
+
 /// A story, the pieces the bytes arrive in, and the lines they must give.
 type Case<'a> = (&'a str, &'a [&'a [u8]], &'a [&'a str]);
 

@@ -78,6 +78,35 @@ fn the_other_subscribers_stay() {
     );
 }
 
+/// `UNSUBSCRIBE` alone leaves every topic; the connection stays, and can subscribe again.
+#[test]
+fn unsubscribe_alone_leaves_every_topic_and_the_connection_can_subscribe_again() {
+    let broker = common::start_broker();
+    let mut sub = Peer::connect(&broker, "sub1");
+    sub.send("SUBSCRIBE weather sub1\nSUBSCRIBE news sub1\nUNSUBSCRIBE\n");
+    sub.sync("its SUBSCRIBEs and UNSUBSCRIBE");
+    let mut observer = Peer::connect(&broker, "observer");
+    assert_eq!(
+        observer.topics(),
+        Vec::<String>::new(),
+        "sub1 subscribed to weather and news, then sent UNSUBSCRIBE with no arguments, \
+         which runs {REGION}: TOPICS must list neither"
+    );
+    sub.send("SUBSCRIBE weather sub1\n");
+    sub.sync("its second SUBSCRIBE to weather");
+    observer.send("PUBLISH weather back again observer\n");
+    observer.sync("its PUBLISH");
+    sub.send("PING after\n");
+    let line = sub.line("the DELIVER line of the message published after subscribing again");
+    assert!(
+        line.starts_with("DELIVER weather back again observer "),
+        "sub1 left every topic, subscribed to weather again, and a message was published \
+         to weather, but sub1 got {line:?}: the session still holds its old \
+         subscriptions, so SUBSCRIBE took weather for a topic it already had. After \
+         {REGION} the session must hold no subscription: empty self.subscriptions too"
+    );
+}
+
 /// Once everyone has left, STATS shows no subscriptions and only the connection asking.
 #[test]
 fn stats_return_to_zero_when_everyone_has_left() {

@@ -10,10 +10,14 @@
 mod common;
 mod labcheck;
 
-use std::sync::mpsc;
+use std::net::SocketAddr;
+use std::sync::{mpsc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use log::{Level, LevelFilter, Log, Metadata, Record};
+
+use pubsub_lab::config::format_duration;
 use pubsub_lab::{BrokerHandle, Config};
 
 use labcheck::{Peer, WAIT};
@@ -73,6 +77,53 @@ fn the_cut_off_is_counted_once() {
         value, 1,
         "one subscriber stalled, so STATS slow_consumers_disconnected must be 1: when the \
          write timed out (ErrorKind::WouldBlock or TimedOut), {REGION} must count it once"
+    );
+}
+
+/// The cut-off is logged as a warning, word for word as the labsheet gives it.
+#[test]
+fn the_cut_off_is_logged_as_the_labsheet_says() {
+    LOG.install();
+    let mut stall = Stall::start();
+    let address = stall.stalled.local_addr();
+    stall.flood();
+    let expected = format!(
+        "slow consumer stalled ({address}) disconnected: could not deliver within {}",
+        format_duration(WRITE_TIMEOUT)
+    );
+    let deadline = Instant::now() + WAIT;
+    let records = loop {
+        let records = LOG.about(address);
+        if !records.is_empty() || Instant::now() > deadline {
+            break records;
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    if records
+        .iter()
+        .any(|(level, text)| *level == Level::Warn && *text == expected)
+    {
+        return;
+    }
+    let logged: Vec<String> = records
+        .iter()
+        .map(|(level, text)| format!("{level} {text:?}"))
+        .collect();
+    let level_only = records.iter().any(|(_, text)| *text == expected);
+    panic!(
+        "when the stalled subscriber was cut off the broker logged {}; the labsheet asks \
+         for the warning word for word, at warn level: WARN {expected:?}{}. Look at the \
+         log::warn! in {REGION}",
+        if logged.is_empty() {
+            "nothing about it".to_string()
+        } else {
+            logged.join(", ")
+        },
+        if level_only {
+            " (the words are right, the level is not: a cut-off is a warning, not info)"
+        } else {
+            ""
+        }
     );
 }
 
@@ -148,7 +199,8 @@ impl Stall {
         panic!(
             "published {} MiB to a subscriber that never reads, yet STATS \
              slow_consumers_disconnected stayed 0: a write that times out must count as a \
-             slow consumer in {REGION}",
+             slow consumer in {REGION} (is_timeout(error) tells a subscriber that stopped \
+             reading from one that went away)",
             sent >> 20
         );
     }
@@ -170,4 +222,56 @@ fn reading_subscriber(broker: &BrokerHandle) -> mpsc::Receiver<String> {
         }
     });
     received
+}
+
+/// Every log record of this test program that names a client address, kept so that a
+/// check can read what the broker logged.
+static LOG: Recorder = Recorder {
+    records: Mutex::new(Vec::new()),
+};
+
+struct Recorder {
+    records: Mutex<Vec<(Level, String)>>,
+}
+
+impl Recorder {
+    /// Makes this the program's logger (once; the checks run in one program).
+    fn install(&'static self) {
+        if log::set_logger(self).is_ok() {
+            log::set_max_level(LevelFilter::Info);
+        }
+    }
+
+    /// The records that mention `address`, in the order they were logged.
+    fn about(&self, address: SocketAddr) -> Vec<(Level, String)> {
+        let address = address.to_string();
+        let records = self
+            .records
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        records
+            .iter()
+            .filter(|(_, text)| text.contains(&address))
+            .cloned()
+            .collect()
+    }
+}
+
+impl Log for Recorder {
+    fn enabled(&self, metadata: &Metadata) -> bool {
+        metadata.level() <= Level::Info
+    }
+
+    fn log(&self, record: &Record) {
+        let text = record.args().to_string();
+        if text.contains("127.0.0.1:") {
+            let mut records = self
+                .records
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            records.push((record.level(), text));
+        }
+    }
+
+    fn flush(&self) {}
 }

@@ -156,9 +156,21 @@ fn starter_cuts_out_only_the_chosen_lab() {
         "    let two = 2;\n    two\n",
         "    todo!(\"lab 02: fan-out - see labsheet/02-inside-the-broker.md\")\n",
     );
+    let (quiet, rest) = lib.split_at(lib.find("pub fn one").unwrap_or(0));
     assert_eq!(
-        lib, expected,
+        rest, expected,
         "only lab 02's region is replaced, markers kept"
+    );
+    assert!(
+        quiet.lines().count() == 3
+            && quiet.contains("#![allow(unused_variables, unused_imports, dead_code)]")
+            && quiet.contains("delete these three lines"),
+        "a file with a todo!() starts with three lines that keep the compiler quiet about \
+         what only the missing code uses, and say to delete them:\n{quiet}"
+    );
+    assert!(
+        stdout.contains("src/lib.rs:11-14  \"fan-out\" is now todo!("),
+        "the region's lines are given as they are in the starter:\n{stdout}"
     );
     assert!(out.join("README.md").is_file(), "other files are copied");
     assert!(
@@ -170,6 +182,72 @@ fn starter_cuts_out_only_the_chosen_lab() {
         "the instructor folder is left out"
     );
     assert!(!out.join("target").exists(), "build output is not copied");
+}
+
+/// `prove` requires a known wrong answer to fail a check, and names the check that caught it.
+#[test]
+fn prove_reports_who_caught_each_wrong_answer_and_fails_on_one_nobody_catches() {
+    let project = Project::new();
+    project.write(
+        "src/lib.rs",
+        "pub fn one() -> u32 {\n    // lab:begin 01 the first one\n    1\n    // lab:end 01\n}\n",
+    );
+    project.write(
+        "tests/lab01.rs",
+        "const REGION: &str = \"one in src/lib.rs\";\n\n\
+         /// one() is one.\n#[test]\nfn one_is_one() {\n    \
+         assert_eq!(tiny::one(), 1, \"{REGION} must return 1, not any other number\");\n}\n",
+    );
+    let mutant = |name: &str, body: &str| {
+        project.write(
+            &format!("labsheet/instructor/mutants/01-{name}.rs"),
+            &format!("// region: the first one\n// mistake: returns {body}\n// hint: not any other\n    {body}\n"),
+        );
+    };
+    mutant("two", "2");
+    let output = project.labkit(&["prove", "01"]);
+    let stdout = success(&output);
+    assert!(
+        stdout.contains("✓ 01-two: returns 2")
+            && stdout.contains("caught by one_is_one: one in src/lib.rs must return 1"),
+        "the report names the wrong answer and the check that caught it:\n{stdout}"
+    );
+    mutant("right-after-all", "1");
+    let output = project.labkit(&["prove", "01"]);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "a wrong answer nobody catches fails the proof"
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("mutant 01-right-after-all is not caught"),
+        "it says which wrong answer got through:\n{stdout}"
+    );
+}
+
+/// A known wrong answer for a region that does not exist is reported, not ignored.
+#[test]
+fn a_wrong_answer_for_no_region_is_reported() {
+    let project = Project::new();
+    project.write("src/lib.rs", TWO_REGIONS);
+    project.write(
+        "labsheet/instructor/mutants/02-lost.rs",
+        "// region: fan out\n// mistake: a typo in the title\n    0\n",
+    );
+    project.write(
+        "labsheet/instructor/mutants/7-bad-name.rs",
+        "// region: x\n",
+    );
+    let output = project.labkit(&["list"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for expected in [
+        "02-lost.rs: lab 02 has no region \"fan out\"; its regions are \"fan-out\"",
+        "7-bad-name.rs: name a mutant `NN-<short-name>.rs`",
+    ] {
+        assert!(stderr.contains(expected), "{expected:?} in:\n{stderr}");
+    }
 }
 
 /// The starter will not write into a folder that has files, unless told to with --force.

@@ -101,6 +101,27 @@ fn after_unsubscribe_nothing_more_arrives() {
 }
 
 #[test]
+fn unsubscribe_without_arguments_leaves_every_topic_and_the_connection_can_subscribe_again() {
+    let broker = start_broker();
+    let mut sub = Raw::connect(broker.addr());
+    sub.send("VERBOSE on\nSUBSCRIBE a s\nSUBSCRIBE b s\nUNSUBSCRIBE\n");
+    for reply in [
+        "OK VERBOSE on",
+        "OK SUBSCRIBE a",
+        "OK SUBSCRIBE b",
+        "OK UNSUBSCRIBE",
+    ] {
+        assert_eq!(sub.line(), reply);
+    }
+    assert!(broker.topic_counts().is_empty());
+    sub.send("SUBSCRIBE a s\n");
+    assert_eq!(sub.line(), "OK SUBSCRIBE a");
+    let mut publisher = Raw::connect(broker.addr());
+    publisher.send("PUBLISH a again p\n");
+    assert_eq!(sub.delivery(), "DELIVER a again p");
+}
+
+#[test]
 fn unsubscribing_something_never_subscribed_is_silently_fine() {
     let broker = start_broker();
     let mut raw = Raw::connect(broker.addr());

@@ -69,7 +69,7 @@ pub const COMMANDS: [CommandSpec; 9] = [
     CommandSpec {
         word: "UNSUBSCRIBE",
         arguments: "<topic> <subscriber_id>",
-        summary: "stop receiving <topic>",
+        summary: "stop receiving <topic> (with no arguments: every topic)",
         classic: true,
         parse: parse_unsubscribe,
     },
@@ -154,6 +154,13 @@ pub enum Command<'a> {
         /// The id the client calls itself.
         subscriber_id: &'a str,
     },
+    /// Stop receiving every topic this connection subscribed to (extension: `UNSUBSCRIBE`
+    /// with no arguments, as in Redis). The connection stays open and may subscribe again.
+    ///
+    /// ```text
+    /// UNSUBSCRIBE
+    /// ```
+    UnsubscribeAll,
     /// Send a message to every connection subscribed to a topic.
     ///
     /// ```text
@@ -256,7 +263,7 @@ impl<'a> Command<'a> {
     pub fn spec(&self) -> &'static CommandSpec {
         let word = match self {
             Command::Subscribe { .. } => "SUBSCRIBE",
-            Command::Unsubscribe { .. } => "UNSUBSCRIBE",
+            Command::Unsubscribe { .. } | Command::UnsubscribeAll => "UNSUBSCRIBE",
             Command::Publish { .. } => "PUBLISH",
             Command::Ping { .. } => "PING",
             Command::Topics { .. } => "TOPICS",
@@ -305,7 +312,7 @@ impl<'a> Command<'a> {
             } => [Some(topic), Some(message), Some(publisher_id)],
             Command::Ping { token } | Command::Topics { filter: token } => [token, None, None],
             Command::Verbose { on } => [Some(if on { "on" } else { "off" }), None, None],
-            Command::Stats | Command::Quit | Command::Help => [None; 3],
+            Command::UnsubscribeAll | Command::Stats | Command::Quit | Command::Help => [None; 3],
         };
         for argument in arguments.into_iter().flatten() {
             out.push(b' ');
@@ -402,6 +409,9 @@ fn parse_subscribe(rest: &str) -> Option<Command<'_>> {
 }
 
 fn parse_unsubscribe(rest: &str) -> Option<Command<'_>> {
+    if rest.is_empty() {
+        return Some(Command::UnsubscribeAll);
+    }
     let (topic, subscriber_id) = exactly_two(rest)?;
     Some(Command::Unsubscribe {
         topic,
@@ -493,6 +503,16 @@ mod tests {
     }
 
     #[test]
+    fn unsubscribe_without_arguments_leaves_every_topic_but_one_argument_is_wrong() {
+        assert_eq!(parse("UNSUBSCRIBE"), Ok(Some(Command::UnsubscribeAll)));
+        assert_eq!(parse("unsubscribe  \t"), Ok(Some(Command::UnsubscribeAll)));
+        assert!(parse("UNSUBSCRIBE weather").is_err());
+        let mut line = Vec::new();
+        Command::UnsubscribeAll.write_line(&mut line);
+        assert_eq!(line, b"UNSUBSCRIBE\n");
+    }
+
+    #[test]
     fn command_words_ignore_case_but_topics_do_not() {
         assert_eq!(
             parse("subscribe Weather Sub1"),
@@ -543,7 +563,7 @@ mod tests {
         };
         expect("SUBSCRIBE weather", "SUBSCRIBE");
         expect("SUBSCRIBE weather sub1 extra", "SUBSCRIBE");
-        expect("UNSUBSCRIBE", "UNSUBSCRIBE");
+        expect("UNSUBSCRIBE weather", "UNSUBSCRIBE");
         expect("PUBLISH weather pub1", "PUBLISH");
         expect("PUBLISH", "PUBLISH");
         expect("PING a b", "PING");

@@ -30,6 +30,8 @@ pub enum Reply<'a> {
     SubscribeOk(&'a str),
     /// `OK UNSUBSCRIBE <topic>`, sent in verbose mode only.
     UnsubscribeOk(&'a str),
+    /// `OK UNSUBSCRIBE`, for `UNSUBSCRIBE` with no arguments, in verbose mode only.
+    UnsubscribeAllOk,
     /// `OK PUBLISH <topic> <deliveries>`, sent in verbose mode only.
     PublishOk {
         /// The topic published to.
@@ -73,6 +75,7 @@ impl Reply<'_> {
             Reply::Error(reason) => writeln!(out, "ERROR {reason}"),
             Reply::SubscribeOk(topic) => writeln!(out, "OK SUBSCRIBE {topic}"),
             Reply::UnsubscribeOk(topic) => writeln!(out, "OK UNSUBSCRIBE {topic}"),
+            Reply::UnsubscribeAllOk => writeln!(out, "OK UNSUBSCRIBE"),
             Reply::PublishOk { topic, deliveries } => {
                 writeln!(out, "OK PUBLISH {topic} {deliveries}")
             }
@@ -118,6 +121,7 @@ mod tests {
             Reply::Error(&error),
             Reply::SubscribeOk("DELIVER"),
             Reply::UnsubscribeOk("t"),
+            Reply::UnsubscribeAllOk,
             Reply::PublishOk {
                 topic: "t",
                 deliveries: 2,

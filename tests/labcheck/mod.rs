@@ -14,7 +14,7 @@
 #![allow(dead_code)]
 
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::Duration;
 
 use pubsub_lab::BrokerHandle;
@@ -64,6 +64,13 @@ impl Peer {
         let line = peer.line("the PONG after SUBSCRIBE");
         assert_eq!(line, "PONG ready", "{name} subscribed and sent PING");
         peer
+    }
+
+    /// The address of this client's end of the connection: how the broker's logs name it.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.writer
+            .local_addr()
+            .expect("a connected socket has an address")
     }
 
     /// Writes `text` exactly as given (include the `\n` yourself).

@@ -7,7 +7,7 @@
 //! and read libtest's plain-text report.
 
 use std::collections::HashMap;
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::thread;
@@ -34,6 +34,16 @@ pub struct Check {
 pub fn declared(root: &Path, lab: Lab) -> Option<Vec<Check>> {
     let text = std::fs::read_to_string(root.join(lab.test_file())).ok()?;
     Some(parse_declared(&text))
+}
+
+/// What `const REGION: &str = "…";` in the lab's test file says: where its failure
+/// messages send the student. `None` if there is no such line.
+pub fn region_named(root: &Path, lab: Lab) -> Option<String> {
+    let text = std::fs::read_to_string(root.join(lab.test_file())).ok()?;
+    text.lines().find_map(|line| {
+        let rest = line.trim().strip_prefix("const REGION: &str = \"")?;
+        Some(rest.strip_suffix("\";")?.to_string())
+    })
 }
 
 /// Finds each `#[test]` function and the `///` lines above it.
@@ -115,15 +125,30 @@ impl LabRun {
     }
 }
 
+/// Whether a cargo command's progress (`Compiling clap v4.5.4`) is shown as it happens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Printed to standard error, for a student waiting on a first build.
+    Shown,
+    /// Only captured.
+    Hidden,
+}
+
 /// Builds and runs the checks of `lab` in the project at `dir`. `target_dir`, if given,
 /// is used as `CARGO_TARGET_DIR` so several copies of the project share their builds.
-pub fn run_lab(dir: &Path, lab: Lab, target_dir: Option<&Path>) -> Result<LabRun, String> {
+pub fn run_lab(
+    dir: &Path,
+    lab: Lab,
+    target_dir: Option<&Path>,
+    progress: Progress,
+) -> Result<LabRun, String> {
     let target = lab.test_target();
     let build = cargo(
         dir,
         &["test", "--test", &target, "--no-run"],
         target_dir,
         BUILD_LIMIT,
+        progress,
     )?;
     if !build.success {
         return Ok(LabRun {
@@ -133,7 +158,16 @@ pub fn run_lab(dir: &Path, lab: Lab, target_dir: Option<&Path>) -> Result<LabRun
             failures: HashMap::new(),
         });
     }
-    let run = cargo(dir, &["test", "--test", &target], target_dir, RUN_LIMIT)?;
+    if progress == Progress::Shown {
+        eprintln!("Running the checks …");
+    }
+    let run = cargo(
+        dir,
+        &["test", "--test", &target],
+        target_dir,
+        RUN_LIMIT,
+        Progress::Hidden,
+    )?;
     let (results, failures) = parse_report(&run.stdout);
     Ok(LabRun {
         build,
@@ -149,6 +183,7 @@ pub fn cargo(
     args: &[&str],
     target_dir: Option<&Path>,
     limit: Duration,
+    progress: Progress,
 ) -> Result<Captured, String> {
     // Under `cargo run`, CARGO names the cargo that started us: use the same one.
     let program = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -171,8 +206,8 @@ pub fn cargo(
             Path::new(&program).display()
         )
     })?;
-    let stdout = drain(child.stdout.take());
-    let stderr = drain(child.stderr.take());
+    let stdout = drain(child.stdout.take(), Progress::Hidden);
+    let stderr = drain(child.stderr.take(), progress);
     let started = Instant::now();
     let (status, timed_out) = loop {
         match child.try_wait() {
@@ -194,14 +229,26 @@ pub fn cargo(
 }
 
 /// Reads a child's pipe to the end on a thread of its own, so neither pipe can fill up
-/// and stall the child while we wait on the other.
-fn drain(pipe: Option<impl Read + Send + 'static>) -> thread::JoinHandle<String> {
+/// and stall the child while we wait on the other. With `Progress::Shown`, cargo's
+/// `Compiling …` lines are also shown as they come, so a long first build is not silent.
+fn drain(
+    pipe: Option<impl Read + Send + 'static>,
+    progress: Progress,
+) -> thread::JoinHandle<String> {
     thread::spawn(move || {
-        let mut bytes = Vec::new();
-        if let Some(mut pipe) = pipe {
-            let _ = pipe.read_to_end(&mut bytes);
+        let mut text = String::new();
+        let Some(pipe) = pipe else { return text };
+        let mut reader = BufReader::new(pipe);
+        let mut line = Vec::new();
+        while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+            let piece = String::from_utf8_lossy(&line);
+            if progress == Progress::Shown && piece.trim_start().starts_with("Compiling ") {
+                eprint!("  {}", piece.trim_start());
+            }
+            text.push_str(&piece);
+            line.clear();
         }
-        String::from_utf8_lossy(&bytes).into_owned()
+        text
     })
 }
 

@@ -8,7 +8,7 @@
 //! cargo run --bin labkit -- list                          # labs, regions, checks
 //! cargo run --bin labkit -- starter 02 --out ../lab02     # the starter of lab 02
 //! cargo run --bin labkit -- check 02                      # in a starter: how far am I?
-//! cargo run --bin labkit -- prove                         # maintainers: can every check fail?
+//! cargo run --bin labkit -- prove                         # maintainers: do the checks work?
 //! ```
 //!
 //! labkit reads files and runs cargo; it does not use the broker library at all, so it
@@ -17,6 +17,8 @@
 mod checks;
 mod labs;
 mod markers;
+mod mutants;
+mod prebuilt;
 mod project;
 mod prove;
 mod starter;
@@ -27,8 +29,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::checks::Progress;
 use crate::labs::{Lab, LABS};
 use crate::markers::Region;
+use crate::mutants::Mutant;
+use crate::starter::Fill;
 
 /// The pubsub-lab exercise kit: starters for students, checks with a verdict.
 #[derive(Parser, Debug)]
@@ -63,7 +68,8 @@ enum Action {
         #[arg(long)]
         verbose: bool,
     },
-    /// Maintainers: prove that each check fails on its starter and passes on the reference.
+    /// Maintainers: prove that each check fails on its starter and passes on the reference,
+    /// and that the known wrong answers in labsheet/instructor/mutants/ are all caught.
     Prove {
         /// The labs to prove (all if none given).
         #[arg(value_parser = labs::parse)]
@@ -89,20 +95,24 @@ fn run(args: Args) -> Result<bool, String> {
     match args.command {
         Action::List => {
             let (_, regions) = regions(&root)?;
-            list(&root, &regions);
+            let mutants = mutants(&root, &regions)?;
+            list(&root, &regions, &mutants);
             Ok(true)
         }
         Action::Starter { lab, out, force } => {
             let (files, regions) = regions(&root)?;
-            let written = starter::write(&root, &files, &regions, lab, &out, force)?;
-            report_starter(lab, &out, &written);
+            let fills = starter::stubs(&regions, lab)?;
+            let count = starter::write(&root, &files, &fills, &out, force)?;
+            report_starter(lab, &out, count, &fills);
+            share_dependencies(&root, &out);
             Ok(true)
         }
         Action::Check { lab, verbose } => check(&root, lab, verbose),
         Action::Prove { labs } => {
             let labs = if labs.is_empty() { LABS.to_vec() } else { labs };
             let (files, regions) = regions(&root)?;
-            prove::prove(&root, &files, &regions, &labs)
+            let mutants = mutants(&root, &regions)?;
+            prove::prove(&root, &files, &regions, &mutants, &labs)
         }
     }
 }
@@ -123,7 +133,18 @@ fn regions(root: &Path) -> Result<(Vec<PathBuf>, Vec<Region>), String> {
     }
 }
 
-fn list(root: &Path, regions: &[Region]) {
+/// The known wrong answers, or every mistake in their files.
+fn mutants(root: &Path, regions: &[Region]) -> Result<Vec<Mutant>, String> {
+    mutants::load(root, regions).map_err(|problems| {
+        format!(
+            "the known wrong answers have {} mistake(s):\n{}",
+            problems.len(),
+            problems.join("\n")
+        )
+    })
+}
+
+fn list(root: &Path, regions: &[Region], mutants: &[Mutant]) {
     for &lab in LABS {
         println!("lab {}  {}", lab.code(), lab.sheet_path());
         let mine: Vec<&Region> = regions.iter().filter(|r| r.lab == lab).collect();
@@ -153,24 +174,28 @@ fn list(root: &Path, regions: &[Region]) {
                 }
             }
         }
+        for mutant in mutants::of_lab(mutants, lab) {
+            println!("  mutant  {}  {}", mutant.name, mutant.mistake);
+        }
         println!();
     }
 }
 
-fn report_starter(lab: Lab, out: &Path, written: &starter::Written) {
+fn report_starter(lab: Lab, out: &Path, files: usize, fills: &[Fill]) {
     println!(
-        "Wrote the starter of lab {} to {}: {} files, without {}/.",
+        "Wrote the starter of lab {} to {}: {files} files, without {}/.",
         lab.code(),
         out.display(),
-        written.files,
         starter::LEFT_OUT
     );
-    for region in &written.replaced {
+    for fill in fills {
+        let region = &fill.region;
+        let (begin, end) = fill.lines_in_copy();
         println!(
             "  {}:{}-{}  \"{}\" is now {}",
             region.file.display(),
-            region.begin,
-            region.end,
+            begin,
+            end,
             region.title,
             starter::stub_line(region)
         );
@@ -186,6 +211,22 @@ fn report_starter(lab: Lab, out: &Path, written: &starter::Written) {
         "  cargo run --bin labkit -- check {}    # until every check is ✓",
         lab.code()
     );
+}
+
+/// Gives a new starter this project's build of the dependencies, so that its first check
+/// compiles only the project's own code.
+fn share_dependencies(root: &Path, out: &Path) {
+    match prebuilt::share(root, &project::target_dir(root), &out.join("target")) {
+        Ok(0) => {}
+        Ok(shared) => println!(
+            "The starter uses this project's build of its dependencies ({shared} outputs, \
+             linked, not copied), so its first check compiles only the starter's own code."
+        ),
+        Err(problem) => println!(
+            "note: the starter will build its dependencies itself (a minute or so, once): \
+             {problem}"
+        ),
+    }
 }
 
 fn check(root: &Path, lab: Lab, verbose: bool) -> Result<bool, String> {
@@ -209,7 +250,7 @@ fn check(root: &Path, lab: Lab, verbose: bool) -> Result<bool, String> {
              work) use the same folder, cargo may run their code. Unset it when grading."
         );
     }
-    let run = checks::run_lab(root, lab, None)?;
+    let run = checks::run_lab(root, lab, None, Progress::Shown)?;
     if verbose {
         print!("{}", run.build.stderr);
         if let Some(output) = &run.run {

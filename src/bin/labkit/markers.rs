@@ -39,6 +39,8 @@ pub struct Region {
     pub begin: usize,
     /// Line number (from 1) of the `end` marker.
     pub end: usize,
+    /// The blanks before the `begin` marker: the indentation of the region's body.
+    pub indent: String,
 }
 
 /// A marker mistake, with where it is.
@@ -97,10 +99,9 @@ pub fn scan_text(
     regions: &mut Vec<Region>,
     errors: &mut Vec<MarkerError>,
 ) {
-    // The regions opened and not yet closed: (lab as written, known lab, title, line).
-    // Only one may be open at a time; a stack lets a mistake be reported once, without
-    // making every later marker look wrong too.
-    let mut open: Vec<(String, Option<Lab>, String, usize)> = Vec::new();
+    // The regions opened and not yet closed. Only one may be open at a time; a stack lets
+    // a mistake be reported once, without making every later marker look wrong too.
+    let mut open: Vec<Opened> = Vec::new();
     let mut error = |line: usize, message: String| {
         errors.push(MarkerError {
             file: file.to_path_buf(),
@@ -117,12 +118,13 @@ pub fn scan_text(
                 number: lab_text,
                 title,
             })) => {
-                if let Some((_, _, _, opened)) = open.last() {
+                if let Some(opened) = open.last() {
                     error(
                         number,
                         format!(
-                            "regions cannot nest: the region opened on line {opened} is not \
-                             closed yet; add its end marker before this line"
+                            "regions cannot nest: the region opened on line {} is not \
+                             closed yet; add its end marker before this line",
+                            opened.line
                         ),
                     );
                 }
@@ -138,38 +140,67 @@ pub fn scan_text(
                 if lab.is_none() {
                     error(number, unknown_lab_message(&lab_text));
                 }
-                open.push((lab_text, lab, title, number));
+                open.push(Opened {
+                    lab_text,
+                    lab,
+                    title,
+                    line: number,
+                    indent: line.chars().take_while(|c| c.is_whitespace()).collect(),
+                });
             }
             Some(Ok(Marker::End { number: lab_text })) => match open.pop() {
                 None => error(
                     number,
                     format!("`lab:end {lab_text}` without a `lab:begin {lab_text}` before it"),
                 ),
-                Some((begun, _, _, begin)) if begun != lab_text => error(
+                Some(opened) if opened.lab_text != lab_text => error(
                     number,
                     format!(
-                        "`lab:end {lab_text}` closes the region of lab {begun} opened on line \
-                         {begin}; the numbers must match"
+                        "`lab:end {lab_text}` closes the region of lab {} opened on line \
+                         {}; the numbers must match",
+                        opened.lab_text, opened.line
                     ),
                 ),
-                Some((_, Some(lab), title, begin)) => regions.push(Region {
+                Some(Opened {
+                    lab: Some(lab),
+                    title,
+                    line,
+                    indent,
+                    ..
+                }) => regions.push(Region {
                     lab,
                     title,
                     file: file.to_path_buf(),
-                    begin,
+                    begin: line,
                     end: number,
+                    indent,
                 }),
                 // An unknown lab: already reported at its begin marker.
-                Some((_, None, _, _)) => {}
+                Some(Opened { lab: None, .. }) => {}
             },
         }
     }
-    for (lab_text, _, _, begin) in open {
+    for opened in open {
         error(
-            begin,
-            format!("this region is never closed: add `// lab:end {lab_text}` after its last line"),
+            opened.line,
+            format!(
+                "this region is never closed: add `// lab:end {}` after its last line",
+                opened.lab_text
+            ),
         );
     }
+}
+
+/// A `begin` marker whose `end` has not been seen yet.
+struct Opened {
+    /// The lab number as written, for messages.
+    lab_text: String,
+    /// The lab, if the number names one.
+    lab: Option<Lab>,
+    title: String,
+    /// Its line number, from 1.
+    line: usize,
+    indent: String,
 }
 
 /// Reads a line as a marker: `None` if it is not one, an error if it is one but malformed.

@@ -19,6 +19,16 @@ pub fn find_root() -> Result<PathBuf, String> {
         })
 }
 
+/// The project's build folder: `CARGO_TARGET_DIR` if it is set (relative to `root` if it
+/// is relative), else `target/` in the project.
+pub fn target_dir(root: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from) {
+        Some(target) if target.is_absolute() => target,
+        Some(target) => root.join(target),
+        None => root.join("target"),
+    }
+}
+
 /// The project's files, relative to `root`, sorted: the ones git tracks plus new ones it
 /// does not ignore, so work not yet committed is included. Without git (a starter handed
 /// out as a zip, say) it is every file except `target/` and `.git/`.

@@ -17,35 +17,50 @@ use crate::markers::Region;
 /// The folder of instructor material, never copied into a starter.
 pub const LEFT_OUT: &str = "labsheet/instructor";
 
-/// What [`write()`] did.
-#[derive(Debug)]
-pub struct Written {
-    /// How many files the starter holds.
-    pub files: usize,
-    /// The regions replaced by `todo!()`.
-    pub replaced: Vec<Region>,
+/// What goes between one region's markers in a copy of the project.
+#[derive(Debug, Clone)]
+pub struct Fill {
+    /// The region.
+    pub region: Region,
+    /// Its new body: whole lines, each ending in `\n`.
+    pub body: String,
+    /// Whether the body is a starter's `todo!()`, which leaves what the region would use
+    /// unused (see [`QUIET`]).
+    pub stub: bool,
 }
 
-/// Writes the starter of `lab` into `out`. `files` are the project's files relative to
-/// `root`, `regions` every region found in them.
-///
-/// Refuses a non-empty `out` unless `force` is set; with `force`, files are written over
-/// and files already there that the project does not have are left alone. A file whose
-/// content is already right is not touched, so cargo need not rebuild it.
-pub fn write(
-    root: &Path,
-    files: &[PathBuf],
-    regions: &[Region],
-    lab: Lab,
-    out: &Path,
-    force: bool,
-) -> Result<Written, String> {
-    let replaced: Vec<Region> = regions
+/// Lines a starter adds below the module docs of each file with a `todo!()` in it. The
+/// `todo!()` uses none of the function's arguments, nor the imports, helpers and fields
+/// that only the missing code needs, so the compiler would warn about each of them, and a
+/// student's first build would be a wall of warnings about code that is not theirs. They
+/// are told to delete the lines once their code is in, to get those warnings back.
+pub const QUIET: &str = "\
+// labkit: until the todo!() in this file is written, what it will use looks unused to the
+// compiler; delete these three lines when your code is in.
+#![allow(unused_variables, unused_imports, dead_code)]
+";
+
+impl Fill {
+    /// Where the region's markers are in the written copy, whose [`QUIET`] lines, if any,
+    /// push every line of the file down.
+    pub fn lines_in_copy(&self) -> (usize, usize) {
+        let shift = if self.stub { QUIET.lines().count() } else { 0 };
+        (self.region.begin + shift, self.region.end + shift)
+    }
+}
+
+/// The fills that make the starter of `lab`: each of its regions becomes one `todo!()`.
+pub fn stubs(regions: &[Region], lab: Lab) -> Result<Vec<Fill>, String> {
+    let fills: Vec<Fill> = regions
         .iter()
         .filter(|region| region.lab == lab)
-        .cloned()
+        .map(|region| Fill {
+            region: region.clone(),
+            body: format!("{}{}\n", region.indent, stub_line(region)),
+            stub: true,
+        })
         .collect();
-    if replaced.is_empty() {
+    if fills.is_empty() {
         return Err(format!(
             "lab {} has no region in src/: mark the student's part with \
              `// lab:begin {} <title>` and `// lab:end {}`",
@@ -54,19 +69,36 @@ pub fn write(
             lab.code()
         ));
     }
+    Ok(fills)
+}
+
+/// Writes a copy of the project at `root` into `out`, with each region of `fills` given
+/// its new body; `files` are the project's files relative to `root`. Returns how many
+/// files the copy holds.
+///
+/// Refuses a non-empty `out` unless `force` is set; with `force`, files are written over
+/// and files already there that the project does not have are left alone. A file whose
+/// content is already right is not touched, so cargo need not rebuild it.
+pub fn write(
+    root: &Path,
+    files: &[PathBuf],
+    fills: &[Fill],
+    out: &Path,
+    force: bool,
+) -> Result<usize, String> {
     check_destination(root, out, force)?;
     let mut count = 0;
     for file in files.iter().filter(|file| !file.starts_with(LEFT_OUT)) {
         let source = root.join(file);
         let bytes = fs::read(&source)
             .map_err(|error| format!("cannot read {}: {error}", source.display()))?;
-        let in_file: Vec<&Region> = replaced.iter().filter(|r| &r.file == file).collect();
+        let in_file: Vec<&Fill> = fills.iter().filter(|f| &f.region.file == file).collect();
         let bytes = if in_file.is_empty() {
             bytes
         } else {
             let text = String::from_utf8(bytes)
                 .map_err(|_| format!("{} is not UTF-8 text", file.display()))?;
-            stub_out(&text, &in_file).into_bytes()
+            fill_in(&text, &in_file).into_bytes()
         };
         let target = out.join(file);
         write_if_changed(&target, &bytes)
@@ -74,10 +106,7 @@ pub fn write(
             .map_err(|error| format!("cannot write {}: {error}", target.display()))?;
         count += 1;
     }
-    Ok(Written {
-        files: count,
-        replaced,
-    })
+    Ok(count)
 }
 
 /// The `todo!()` that replaces a region: it says which lab and where to read about it.
@@ -92,21 +121,30 @@ pub fn stub_line(region: &Region) -> String {
     format!("todo!({message:?})")
 }
 
-/// `text` with the lines between each region's markers replaced by its stub line.
-fn stub_out(text: &str, regions: &[&Region]) -> String {
-    let mut out = String::with_capacity(text.len());
+/// `text` with the lines between each region's markers replaced by its fill's body, and
+/// [`QUIET`] after the module docs if a body is a stub.
+fn fill_in(text: &str, fills: &[&Fill]) -> String {
+    let mut out = String::with_capacity(text.len() + QUIET.len());
+    let mut quiet = fills.iter().any(|fill| fill.stub);
     let mut lines = text.split_inclusive('\n').enumerate();
     while let Some((index, line)) = lines.next() {
+        if quiet && !line.starts_with("//!") {
+            out.push_str(QUIET);
+            quiet = false;
+        }
         out.push_str(line);
-        let Some(region) = regions.iter().find(|region| region.begin == index + 1) else {
+        let Some(fill) = fills.iter().find(|fill| fill.region.begin == index + 1) else {
             continue;
         };
-        let indent: String = line.chars().take_while(|c| c.is_whitespace()).collect();
-        let ending = if line.ends_with("\r\n") { "\r\n" } else { "\n" };
-        out.push_str(&format!("{indent}{}{ending}", stub_line(region)));
+        // A checkout with Windows line ends keeps them.
+        if line.ends_with("\r\n") {
+            out.push_str(&fill.body.replace('\n', "\r\n"));
+        } else {
+            out.push_str(&fill.body);
+        }
         // Skip the solution, keep the end marker.
         for (index, line) in lines.by_ref() {
-            if index + 1 == region.end {
+            if index + 1 == fill.region.end {
                 out.push_str(line);
                 break;
             }

@@ -1,0 +1,22 @@
+// region: line framing
+// mistake: drops the tail of an overlong line but never clears `discarding`, so every later line is dropped too
+// hint: carry on
+        loop {
+            let unscanned = &self.buffer[self.scanned..self.end];
+            let Some(offset) = find_newline(unscanned) else {
+                self.scanned = self.end;
+                return self.check_unfinished_line();
+            };
+            let newline = self.scanned + offset;
+            let line_start = self.start;
+            self.start = newline + 1;
+            self.scanned = self.start;
+            if self.discarding {
+                continue;
+            }
+            let line = strip_carriage_return(&self.buffer[line_start..newline]);
+            if line.len() > self.max_line {
+                return Some(Frame::TooLong);
+            }
+            return Some(Frame::Line(line));
+        }

@@ -1,0 +1,24 @@
+// region: line framing
+// mistake: with no `\n` in the buffer returns None without checking the unfinished line, so an endless line is buffered whole
+// hint: before its `\n`
+        loop {
+            let unscanned = &self.buffer[self.scanned..self.end];
+            let Some(offset) = find_newline(unscanned) else {
+                self.scanned = self.end;
+                return None;
+            };
+            let newline = self.scanned + offset;
+            let line_start = self.start;
+            self.start = newline + 1;
+            self.scanned = self.start;
+            if self.discarding {
+                // The tail of an overlong line: drop it and look for the next line.
+                self.discarding = false;
+                continue;
+            }
+            let line = strip_carriage_return(&self.buffer[line_start..newline]);
+            if line.len() > self.max_line {
+                return Some(Frame::TooLong);
+            }
+            return Some(Frame::Line(line));
+        }
