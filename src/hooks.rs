@@ -250,8 +250,9 @@ pub trait Hooks: Send + Sync + 'static {
     }
 
     /// A client asks to stop receiving `topic`, which it holds. Not called when a client
-    /// leaves (its connection closes, its lease expires, its subscription is dropped):
-    /// everything it held goes then, and there is nothing to refuse.
+    /// leaves every topic at once (its connection closes, its lease expires, its
+    /// subscription is dropped, or it sends `UNSUBSCRIBE` with no arguments): everything it
+    /// held goes then, and there is nothing to refuse.
     fn on_unsubscribe(&self, client: ClientInfo<'_>, topic: &str) -> Result<(), Refusal> {
         let _ = (client, topic);
         Ok(())

@@ -370,7 +370,7 @@ impl Session {
         let topics = self.subscriptions.len();
         self.leave_all_topics();
         log::info!("{} unsubscribed from all {topics} topic(s)", self.peer());
-        if self.verbose {
+        if self.acknowledge() {
             self.reply(Reply::UnsubscribeAllOk);
         }
     }

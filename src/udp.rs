@@ -327,6 +327,14 @@ impl Ingress {
                 topic,
                 subscriber_id,
             } => self.unsubscribe(from, topic, subscriber_id),
+            Command::UnsubscribeAll => {
+                self.publisher.hand_out();
+                if let Some(lease) = self.leases.remove(&from) {
+                    self.end(&lease);
+                    log::info!("udp {from} {} unsubscribed from every topic", lease.id);
+                }
+                self.keep_count();
+            }
             Command::Publish {
                 topic,
                 message,
@@ -465,6 +473,11 @@ impl Ingress {
         } else {
             self.leases.insert(from, lease);
         }
+        self.keep_count();
+    }
+
+    /// `udp_subscribers` follows the lease table.
+    fn keep_count(&self) {
         self.stats()
             .udp_subscribers
             .store(self.leases.len() as u64, Ordering::Relaxed);

@@ -107,6 +107,14 @@ fn a_udp_subscriber_gets_a_datagram_per_delivery() {
     listener.sync();
     assert!(broker.topic_counts().is_empty());
     assert_eq!(stat(&broker, "udp_subscribers"), 0);
+    // UNSUBSCRIBE with no arguments leaves every topic, and so ends the lease.
+    listener.send("SUBSCRIBE a ear\nSUBSCRIBE b ear\n");
+    listener.sync();
+    assert_eq!(stat(&broker, "udp_subscribers"), 1);
+    listener.send("UNSUBSCRIBE\n");
+    listener.sync();
+    assert!(broker.topic_counts().is_empty());
+    assert_eq!(stat(&broker, "udp_subscribers"), 0);
 }
 
 /// A lease that is not renewed ends: the address leaves every topic and gets nothing more.

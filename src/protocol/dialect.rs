@@ -264,6 +264,9 @@ fn write_json_reply(reply: &Reply<'_>, out: &mut Vec<u8>) {
         Reply::UnsubscribeOk(topic) => {
             object.string("ok", "unsubscribe").string("topic", topic);
         }
+        Reply::UnsubscribeAllOk => {
+            object.string("ok", "unsubscribe");
+        }
         Reply::PublishOk { topic, deliveries } => {
             object
                 .string("ok", "publish")

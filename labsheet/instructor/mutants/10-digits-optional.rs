@@ -1,5 +1,6 @@
 // region: the topic naming rule
 // mistake: forgets that the team number must have at least one digit, so `team/news` passes.
+// hint: no team number
     let mut levels = topic.split('/');
     let team = levels.next().unwrap_or_default();
     let team_ok = team

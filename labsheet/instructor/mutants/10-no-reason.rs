@@ -1,5 +1,6 @@
 // region: the topic naming rule
 // mistake: refuses with a reason that does not say what the rule is or which topic broke it.
+// hint: without saying why
     let mut levels = topic.split('/');
     let team = levels.next().unwrap_or_default();
     let number = team.strip_prefix("team").unwrap_or_default();

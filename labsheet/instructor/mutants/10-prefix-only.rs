@@ -1,5 +1,6 @@
 // region: the topic naming rule
 // mistake: checks only that the topic starts with `team` and has a `/`, so `teamwork/news` and `team/news` pass.
+// hint: checking only
     if topic.starts_with("team") && topic.contains('/') && !topic.ends_with('/') {
         let names_ok = topic.split('/').skip(1).all(|name| {
             !name.is_empty()

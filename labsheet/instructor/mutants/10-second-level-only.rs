@@ -1,5 +1,6 @@
 // region: the topic naming rule
 // mistake: checks the team and the first name only, so `team3/news/Today` and `team3/news/` pass.
+// hint: second level
     let Some((team, rest)) = topic.split_once('/') else {
         return Err(format!("topics are named team<N>/<name>, like team3/news: '{topic}' is not").into());
     };

@@ -1,5 +1,6 @@
 // region: the topic naming rule
 // mistake: accepts a team with no name after it (`team3`), because an empty list of names passes `all`.
+// hint: single level
     let mut levels = topic.split('/');
     let team = levels.next().unwrap_or_default();
     let number = team.strip_prefix("team").unwrap_or_default();

@@ -1,5 +1,6 @@
 // region: the topic naming rule
 // mistake: allows upper-case letters in names (`is_ascii_alphanumeric`), so `team3/News` passes.
+// hint: upper case
     let mut levels = topic.split('/');
     let team = levels.next().unwrap_or_default();
     let number = team.strip_prefix("team").unwrap_or_default();
