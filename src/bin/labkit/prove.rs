@@ -4,7 +4,7 @@
 //! A check that passes on the starter cannot tell a finished lab from an unstarted one,
 //! so it checks nothing; a check that fails on the reference is wrong or flaky. But the
 //! starter is `todo!()`, which any check that reaches it fails; so each region also has
-//! mutants (see [`crate::mutants`]), plausible mistakes that a student could hand in, and
+//! mutants (see [`mutants`](mod@crate::mutants)), plausible mistakes that a student could hand in, and
 //! the proof requires each one to be caught, reporting which check caught it and what it
 //! told the student. For each lab this runs the checks in the project itself, then writes
 //! the starter and each mutant in turn into `<target>/labkit-proof/starter` and runs them
