@@ -14,10 +14,11 @@
 //! The lab's port 9000 is replaced by the real one on the way in, and the real one by 9000
 //! on the way out. Output lines are compared in order ([`crate::pattern`] for the
 //! placeholders); a line `...` lets any number of lines pass. Before a terminal acts, every
-//! other `nc` terminal that was typed into is synchronised with a hidden `PING`, so a
-//! `SUBSCRIBE` typed in one terminal has been handled before a `PUBLISH` in the next: the
-//! replay waits on protocol events, never on the clock (only `sleep` in a lab's own command
-//! pauses it). Every wait is bounded.
+//! other `nc` terminal that was typed into is synchronised with a hidden `PING` (a JSON
+//! `ping` on a connection that speaks the JSON dialect), so a `SUBSCRIBE` typed in one
+//! terminal has been handled before a `PUBLISH` in the next: the replay waits on protocol
+//! events, never on the clock (only `sleep` in a lab's own command pauses it). Every wait
+//! is bounded.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -86,6 +87,9 @@ struct Terminal {
     unsynced: bool,
     /// The student typed QUIT: the broker closes this connection.
     quit: bool,
+    /// The first line typed into this `nc` started with `{`: the connection speaks the
+    /// JSON dialect, and the hidden PING must be a JSON one.
+    json: Option<bool>,
     closed: bool,
     /// After a `...` line: lines may pass until the next promised one.
     skipping: bool,
@@ -103,6 +107,7 @@ impl Terminal {
             seen: Vec::new(),
             unsynced: false,
             quit: false,
+            json: None,
             closed: false,
             skipping: false,
             is_broker: false,
@@ -318,6 +323,9 @@ impl<'a> Group<'a> {
             .map_err(|error| format!("{at}: typing into terminal `{name}` failed: {error}"))?;
         if matches!(terminal.kind, Kind::Conn(_)) {
             terminal.unsynced = true;
+            if terminal.json.is_none() && !typed.trim().is_empty() {
+                terminal.json = Some(typed.trim_start().starts_with('{'));
+            }
             if typed.trim().eq_ignore_ascii_case("quit") {
                 terminal.quit = true;
             }
@@ -350,17 +358,22 @@ impl<'a> Group<'a> {
         let Some(input) = terminal.input.as_mut() else {
             return Ok(());
         };
-        if input
-            .write_all(format!("PING {token}\n").as_bytes())
-            .is_err()
-        {
+        let (ping, pong) = if terminal.json == Some(true) {
+            (
+                format!("{{\"action\": \"ping\", \"token\": \"{token}\"}}\n"),
+                format!("{{\"pong\":\"{token}\"}}"),
+            )
+        } else {
+            (format!("PING {token}\n"), format!("PONG {token}"))
+        };
+        if input.write_all(ping.as_bytes()).is_err() {
             return Ok(()); // the broker closed it; the lab's next promise will say so
         }
         let deadline = Instant::now() + LINE_WAIT;
         loop {
             let wait = deadline.saturating_duration_since(Instant::now());
             match terminal.output.recv_timeout(wait) {
-                Ok(Output::Line(l)) if l == format!("PONG {token}") => return Ok(()),
+                Ok(Output::Line(l)) if l == pong => return Ok(()),
                 Ok(Output::Line(l)) => terminal.lookahead.push_back(l),
                 Ok(Output::End(why)) => {
                     terminal.ended = Some(why);
