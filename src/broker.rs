@@ -20,6 +20,7 @@ use crate::protocol::ProtocolError;
 use crate::router::{Publisher, Router};
 use crate::server::{LineListener, Listener, Running, Server};
 use crate::subscription::Subscription;
+use crate::web::WebListener;
 
 /// Why a broker could not start.
 #[derive(Debug)]
@@ -29,7 +30,7 @@ pub enum StartError {
     /// The address could not be bound: usually another program (another broker) uses the
     /// port, or the port is privileged. Stop the other program or pick another `--port`.
     Bind {
-        /// Which listener: `line`, ...
+        /// Which listener: `line`, `web`, ...
         listener: &'static str,
         /// The address tried.
         addr: String,
@@ -98,6 +99,7 @@ impl From<io::Error> for StartError {
 pub struct Broker {
     server: Arc<Server>,
     addr: SocketAddr,
+    web_addr: Option<SocketAddr>,
     listeners: Vec<Box<dyn Listener>>,
 }
 
@@ -114,6 +116,9 @@ pub struct Builder {
     config: Config,
     /// Where the line protocol listens; `None` for a broker without it.
     line: Option<Result<Vec<SocketAddr>, StartError>>,
+    /// Where the web listens (HTTP and WebSocket), and whether a port in use is an error
+    /// (`true`) or a reason to start without the web; `None` for a broker without it.
+    web: Option<(Result<Vec<SocketAddr>, StartError>, bool)>,
 }
 
 impl fmt::Debug for Builder {
@@ -137,6 +142,29 @@ impl Builder {
         self
     }
 
+    /// Serves the web at `addr` (port 0 picks a free port): the live view, `POST /publish`,
+    /// `GET /topics`, `GET /stats`, `GET /healthz`, and the line protocol over WebSocket at
+    /// `GET /ws` (see `web/mod.rs`).
+    ///
+    /// ```
+    /// use pubsub_lab::Broker;
+    /// let broker = Broker::builder().line("127.0.0.1:0").web("127.0.0.1:0").bind()?.spawn()?;
+    /// assert!(broker.web_addr().is_some());
+    /// # Ok::<(), pubsub_lab::StartError>(())
+    /// ```
+    pub fn web(mut self, addr: impl ToSocketAddrs) -> Builder {
+        self.web = Some((resolve("web", addr), true));
+        self
+    }
+
+    /// Like [`web`](Self::web), but if the address is in use the broker warns and starts
+    /// without the web, instead of failing: what the `broker` binary does for its default
+    /// port, 8080, which a student's machine often has something else on.
+    pub fn web_if_free(mut self, addr: impl ToSocketAddrs) -> Builder {
+        self.web = Some((resolve("web", addr), false));
+        self
+    }
+
     /// Checks the settings, then binds every listener.
     ///
     /// # Errors
@@ -151,11 +179,31 @@ impl Builder {
         let listener =
             TcpListener::bind(&addrs[..]).map_err(|source| bind_error("line", &addrs, source))?;
         let addr = listener.local_addr()?;
+        let mut listeners: Vec<Box<dyn Listener>> = vec![Box::new(LineListener::new(listener))];
+        let mut web_addr = None;
+        if let Some((addrs, required)) = self.web {
+            let addrs = addrs?;
+            match TcpListener::bind(&addrs[..]) {
+                Ok(web) => {
+                    web_addr = Some(web.local_addr()?);
+                    listeners.push(Box::new(WebListener::new(web)));
+                }
+                Err(source) if !required && source.kind() == io::ErrorKind::AddrInUse => {
+                    log::warn!(
+                        "{}; starting without the web (give it a free port with --http-port, \
+                         or 0 to pick one)",
+                        bind_error("web", &addrs, source)
+                    );
+                }
+                Err(source) => return Err(bind_error("web", &addrs, source)),
+            }
+        }
         let server = Arc::new(Server::new(Arc::new(Router::new(self.config))));
         Ok(Broker {
             server,
             addr,
-            listeners: vec![Box::new(LineListener::new(listener))],
+            web_addr,
+            listeners,
         })
     }
 }
@@ -216,6 +264,11 @@ impl Broker {
         self.addr
     }
 
+    /// The web's address, if the broker serves the web.
+    pub fn web_addr(&self) -> Option<SocketAddr> {
+        self.web_addr
+    }
+
     /// Serves on this thread until the process ends: the `broker` binary's main loop.
     ///
     /// # Errors
@@ -232,6 +285,7 @@ impl Broker {
     pub fn spawn(self) -> Result<BrokerHandle, StartError> {
         let mut handle = BrokerHandle {
             addr: self.addr,
+            web_addr: self.web_addr,
             server: self.server,
             running: Vec::new(),
         };
@@ -248,6 +302,7 @@ impl Broker {
 /// A broker running on its own threads. Dropping the handle stops the broker too.
 pub struct BrokerHandle {
     addr: SocketAddr,
+    web_addr: Option<SocketAddr>,
     server: Arc<Server>,
     running: Vec<Running>,
 }
@@ -264,6 +319,11 @@ impl BrokerHandle {
     /// Where the line protocol listens.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where the web listens (the live view, HTTP publishing, WebSocket), if it does.
+    pub fn web_addr(&self) -> Option<SocketAddr> {
+        self.web_addr
     }
 
     /// Every topic with its number of subscribers, as `TOPICS` reports them.

@@ -24,6 +24,11 @@ pub const DEFAULT_HOST: &str = "127.0.0.1";
 /// unchanged.
 pub const DEFAULT_PORT: u16 = 9000;
 
+/// The port of the `broker` binary's web listener (the live view, HTTP publishing,
+/// WebSocket) unless told otherwise: the customary port of a second web server. The library
+/// serves no web unless asked (`Builder::web`), so tests never compete for it.
+pub const DEFAULT_HTTP_PORT: u16 = 8080;
+
 /// Default for `--max-clients`: a class of sixty with a dozen clients each. Every
 /// connection takes a thread and a file descriptor, so serving this many needs `ulimit -n`
 /// above it.
@@ -62,6 +67,12 @@ pub const DEFAULT_MAX_PENDING_BYTES: usize = 8 * 1024 * 1024;
 /// thousand fill any screen many times over; a million would make a reply of tens of
 /// megabytes that the broker must hold while the client reads it.
 pub const DEFAULT_MAX_TOPICS_LISTED: usize = 10_000;
+
+/// Default for `--http-timeout`: how long a web client may take to send one whole HTTP
+/// request. A browser or `curl` sends one in a millisecond; ten seconds allow for a person
+/// typing a request into `nc`, and a client that sends a byte now and then (*slowloris*)
+/// cannot hold a thread for longer.
+pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Default capacity of an in-process [`Subscription`](crate::Subscription): about a second
 /// of a busy topic. A program that embeds the broker and falls further behind than this is
@@ -112,6 +123,9 @@ pub struct Config {
     pub max_topics_listed: usize,
     /// Most messages an in-process subscription holds before it is cut off.
     pub mailbox_messages: usize,
+    /// How long a web client may take to send each whole HTTP request; an idle keep-alive
+    /// connection is closed after as long.
+    pub http_timeout: Duration,
 }
 
 impl Default for Config {
@@ -127,6 +141,7 @@ impl Default for Config {
             max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
             max_topics_listed: DEFAULT_MAX_TOPICS_LISTED,
             mailbox_messages: DEFAULT_MAILBOX_MESSAGES,
+            http_timeout: DEFAULT_HTTP_TIMEOUT,
         }
     }
 }
@@ -214,6 +229,16 @@ impl Config {
             self.mailbox_messages,
             "every in-process subscriber would be cut off at its first message",
         )?;
+        if self.http_timeout < Duration::from_millis(1) || self.http_timeout > MAX_WRITE_TIMEOUT {
+            return Err(ConfigError {
+                flag: "--http-timeout",
+                value: format_duration(self.http_timeout),
+                rule: format!(
+                    "must be between 1ms and {} (zero would refuse every request)",
+                    format_duration(MAX_WRITE_TIMEOUT)
+                ),
+            });
+        }
         if self.write_timeout < Duration::from_millis(1) {
             return Err(ConfigError {
                 flag: "--write-timeout",

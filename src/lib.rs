@@ -132,6 +132,7 @@ pub mod text;
 pub mod throttle;
 pub mod topic;
 pub mod trace;
+pub mod web;
 
 pub use broker::{Broker, BrokerHandle, Builder, StartError};
 pub use client::Client;

@@ -8,18 +8,20 @@
 //! cargo run --bin publisher pub1          # terminal 3: then type  weather Rainy day ahead!
 //! ```
 //!
-//! or talk to it by hand: `nc 127.0.0.1 9000`, then `HELP`.
+//! or talk to it by hand: `nc 127.0.0.1 9000`, then `HELP`. The live view is at
+//! <http://127.0.0.1:8080/> (`--http-port` moves it, `--no-http` turns it off).
 //! `RUST_LOG=debug` logs every command; `--trace` shows every line in and out.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
 
 use clap::Parser;
 use pubsub_lab::cli::{init_logging, DurationArg};
 use pubsub_lab::config::{
-    format_duration, DEFAULT_HOST, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_CLIENTS_PER_IP,
-    DEFAULT_MAX_ID_BYTES, DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_PENDING_BYTES,
-    DEFAULT_MAX_SUBSCRIPTIONS, DEFAULT_MAX_TOPICS_LISTED, DEFAULT_MAX_TOPIC_BYTES, DEFAULT_PORT,
-    DEFAULT_WRITE_TIMEOUT,
+    format_duration, DEFAULT_HOST, DEFAULT_HTTP_PORT, DEFAULT_HTTP_TIMEOUT, DEFAULT_MAX_CLIENTS,
+    DEFAULT_MAX_CLIENTS_PER_IP, DEFAULT_MAX_ID_BYTES, DEFAULT_MAX_LINE_BYTES,
+    DEFAULT_MAX_PENDING_BYTES, DEFAULT_MAX_SUBSCRIPTIONS, DEFAULT_MAX_TOPICS_LISTED,
+    DEFAULT_MAX_TOPIC_BYTES, DEFAULT_PORT, DEFAULT_WRITE_TIMEOUT,
 };
 use pubsub_lab::error::describe;
 use pubsub_lab::{Broker, Config, StartError};
@@ -65,6 +67,19 @@ struct Args {
     /// Most topics one TOPICS reply lists; it ends with a count of the rest.
     #[arg(long, default_value_t = DEFAULT_MAX_TOPICS_LISTED)]
     max_topics_listed: usize,
+    /// Port of the web listener: the live view at /, POST /publish, GET /topics, /stats
+    /// and /healthz, and the line protocol over WebSocket at /ws [default: 8080]. 0 picks a
+    /// free port. If the default port is taken, the broker warns and runs without the web;
+    /// a port given here that is taken is an error.
+    #[arg(long, value_name = "PORT")]
+    http_port: Option<u16>,
+    /// Serve no web listener.
+    #[arg(long, conflicts_with = "http_port")]
+    no_http: bool,
+    /// How long a web client may take to send one whole HTTP request (like 10s); an idle
+    /// keep-alive connection is closed after as long.
+    #[arg(long, default_value_t = DurationArg(DEFAULT_HTTP_TIMEOUT))]
+    http_timeout: DurationArg,
     /// Show every line in and out, with connection number and client id.
     #[arg(long)]
     trace: bool,
@@ -93,27 +108,50 @@ fn run(args: &Args) -> Result<(), String> {
         max_id_bytes: args.max_id_bytes,
         max_subscriptions: args.max_subscriptions,
         max_topics_listed: args.max_topics_listed,
+        http_timeout: args.http_timeout.0,
         ..Config::default()
     };
-    let broker =
-        Broker::bind((args.host.as_str(), args.port), config).map_err(|error| match error {
-            StartError::Bind { source, .. } => format!(
-                "could not listen on {}:{}: {}. Is another broker already running there? \
+    let mut builder = Broker::builder()
+        .config(config)
+        .line((args.host.as_str(), args.port));
+    builder = match (args.no_http, args.http_port) {
+        (true, _) => builder,
+        (false, Some(port)) => builder.web((args.host.as_str(), port)),
+        (false, None) => builder.web_if_free((args.host.as_str(), DEFAULT_HTTP_PORT)),
+    };
+    let broker = builder.bind().map_err(|error| match error {
+        StartError::Bind {
+            listener: "web",
+            source,
+            ..
+        } => format!(
+            "could not listen on {}:{} for the web: {}. Pick another port with --http-port \
+             (0 picks a free one), or turn the web off with --no-http",
+            args.host,
+            args.http_port.unwrap_or(DEFAULT_HTTP_PORT),
+            describe(&source)
+        ),
+        StartError::Bind { source, .. } => format!(
+            "could not listen on {}:{}: {}. Is another broker already running there? \
              Stop it, or pick another port with --port",
-                args.host,
-                args.port,
-                describe(&source)
-            ),
-            other => other.to_string(),
-        })?;
+            args.host,
+            args.port,
+            describe(&source)
+        ),
+        other => other.to_string(),
+    })?;
     let addr = broker.local_addr();
     let port_flag = if addr.port() == DEFAULT_PORT {
         String::new()
     } else {
         format!(" --port {}", addr.port())
     };
+    let live_view = match broker.web_addr() {
+        Some(web) => format!("; live view: open http://{}/", openable(web)),
+        None => String::new(),
+    };
     println!(
-        "pubsub-lab broker listening on {addr}; connect with: nc {} {} (or: cargo run --bin subscriber sub1{port_flag})",
+        "pubsub-lab broker listening on {addr}; connect with: nc {} {} (or: cargo run --bin subscriber sub1{port_flag}){live_view}",
         addr.ip(),
         addr.port()
     );
@@ -124,4 +162,14 @@ fn run(args: &Args) -> Result<(), String> {
         format_duration(args.write_timeout.0)
     );
     broker.run().map_err(|error| error.to_string())
+}
+
+/// The address a browser can open: a wildcard (`0.0.0.0`, listening on every interface)
+/// is reached on this machine as loopback.
+fn openable(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, addr.port()).into(),
+        IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, addr.port()).into(),
+        _ => addr,
+    }
 }
