@@ -438,3 +438,35 @@ fn stop_closes_web_connections() {
     broker.stop();
     assert!(web.read_to_eof().is_empty());
 }
+
+/// The `broker` binary's rule for its default web port: `web_if_free` starts without the
+/// web when the port is taken, where `web` fails.
+#[test]
+fn a_taken_port_is_skipped_only_when_allowed() {
+    let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = squatter.local_addr().unwrap();
+    let broker = pubsub_lab::Broker::builder()
+        .line("127.0.0.1:0")
+        .web_if_free(taken)
+        .bind()
+        .unwrap()
+        .spawn()
+        .unwrap();
+    assert_eq!(broker.web_addr(), None);
+    Raw::connect(broker.addr()).sync();
+    let refused = pubsub_lab::Broker::builder()
+        .line("127.0.0.1:0")
+        .web(taken)
+        .bind()
+        .unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            pubsub_lab::StartError::Bind {
+                listener: "web",
+                ..
+            }
+        ),
+        "{refused}"
+    );
+}

@@ -33,10 +33,20 @@ fn the_flask_labsheets_publisher_works_unchanged() {
     let base = format!("http://{}", broker.web_addr().unwrap());
     let run = || {
         let output = python()
-            .args([&script("flask_publisher.py"), &base, "weather", "Rainy day ahead!", "pub1"])
+            .args([
+                &script("flask_publisher.py"),
+                &base,
+                "weather",
+                "Rainy day ahead!",
+                "pub1",
+            ])
             .output()
             .expect("python3 (and pip install requests: .ci/run does)");
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         String::from_utf8(output.stdout).unwrap()
     };
     assert_eq!(run(), "404 Topic 'weather' does not exist\n");

@@ -610,19 +610,33 @@ mod tests {
 
     #[test]
     fn publish_fields_come_from_json_forms_and_plain_text() {
-        let json = "POST /publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 46\r\n\r\n{\"topic\": \"weather\", \"message\": \"Rainy day\"}";
+        let post = |target: &str, media: &str, body: &str| {
+            format!(
+                "POST {target} HTTP/1.1\r\nHost: x\r\nContent-Type: {media}\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        };
+        let json = post(
+            "/publish",
+            "application/json",
+            r#"{"topic": "weather", "message": "Rainy day"}"#,
+        );
         assert_eq!(
-            publish_fields(&request(json)).unwrap(),
+            publish_fields(&request(&json)).unwrap(),
             ("weather".into(), "Rainy day".into(), "http".into())
         );
-        let form = "POST /publish?publisher=p2 HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 29\r\n\r\ntopic=news%2Ftech&message=a+b";
+        let form = post(
+            "/publish?publisher=p2",
+            "application/x-www-form-urlencoded",
+            "topic=news%2Ftech&message=a+b",
+        );
         assert_eq!(
-            publish_fields(&request(form)).unwrap(),
+            publish_fields(&request(&form)).unwrap(),
             ("news/tech".into(), "a b".into(), "p2".into())
         );
-        let plain = "POST /publish?topic=t HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nhi\n";
+        let plain = post("/publish?topic=t", "text/plain; charset=utf-8", "hi\n");
         assert_eq!(
-            publish_fields(&request(plain)).unwrap(),
+            publish_fields(&request(&plain)).unwrap(),
             ("t".into(), "hi".into(), "http".into())
         );
     }

@@ -41,6 +41,9 @@ const SYNC_TOKEN: &str = "replay-sync-";
 /// The port the labs are written for.
 const LAB_PORT: u16 = 9000;
 
+/// The web port the labs are written for.
+const LAB_WEB_PORT: u16 = 8080;
+
 /// Replays every marked block of `lab`; returns how many blocks were replayed.
 pub fn replay(lab: &Lab) -> Result<usize, String> {
     let mut groups: Vec<(Option<&str>, Vec<&Block>)> = Vec::new();
@@ -173,6 +176,8 @@ struct Group<'a> {
     finished: Vec<Terminal>,
     broker: Option<BrokerHandle>,
     port: Option<u16>,
+    /// The web port of the group's broker, shown as the lab's 8080.
+    web_port: Option<u16>,
     syncs: u64,
     /// Several blocks, or one with a `group=`: terminals may run side by side.
     grouped: bool,
@@ -187,8 +192,9 @@ impl<'a> Group<'a> {
                 .any(|(_, l)| l.trim_start().starts_with("$ ") && l.contains("--bin broker"))
         });
         let grouped = blocks.iter().any(|block| block.group.is_some());
-        let broker = (!runs_broker_binary).then(crate::common::start_broker);
+        let broker = (!runs_broker_binary).then(crate::common::start_web_broker);
         let port = broker.as_ref().map(|b| b.addr().port());
+        let web_port = broker.as_ref().and_then(|b| b.web_addr()).map(|a| a.port());
         Ok(Group {
             file,
             blocks,
@@ -196,6 +202,7 @@ impl<'a> Group<'a> {
             finished: Vec::new(),
             broker,
             port,
+            web_port,
             syncs: 0,
             grouped,
         })
@@ -269,12 +276,12 @@ impl<'a> Group<'a> {
     /// Reads the terminal's next line and checks it is the one the lab promises.
     fn expect(&mut self, name: &str, expected: &str, line: usize) -> Result<(), String> {
         let at = self.at(line);
-        let port = self.port;
+        let ports = (self.port, self.web_port);
         let terminal = self.terminals.get_mut(name).expect("checked by the caller");
         let deadline = Instant::now() + LINE_WAIT;
         loop {
             let actual = match terminal.next_line(deadline) {
-                Ok(raw) => normalize(&raw, port),
+                Ok(raw) => normalize(&raw, ports),
                 Err(why) => {
                     return Err(format!(
                         "{at}: terminal `{name}` should show\n    {expected}\nbut {why}.{}",
@@ -373,7 +380,7 @@ impl<'a> Group<'a> {
     /// may be missing from the lab.
     fn finish(&mut self, name: &str, line: usize) -> Result<(), String> {
         let at = self.at(line);
-        let port = self.port;
+        let ports = (self.port, self.web_port);
         let Some(terminal) = self.terminals.get(name) else {
             return Ok(());
         };
@@ -419,7 +426,7 @@ impl<'a> Group<'a> {
         if !extra.is_empty() && !terminal.skipping {
             let lines: Vec<String> = extra
                 .iter()
-                .map(|l| format!("    {}", normalize(l, port)))
+                .map(|l| format!("    {}", normalize(l, ports)))
                 .collect();
             return Err(format!(
                 "{at}: terminal `{name}` showed more than the lab shows (add the lines, or `...`):\n{}",
@@ -438,8 +445,8 @@ impl<'a> Group<'a> {
         let at = self.at(line);
         let parsed = parse_command(command).map_err(|why| format!("{at}: {why}"))?;
         let terminal = match parsed {
-            Parsed::Nc => {
-                let port = self.need_port(&at)?;
+            Parsed::Nc { web } => {
+                let port = self.need_port(&at, web)?;
                 let stream = TcpStream::connect(("127.0.0.1", port))
                     .map_err(|e| format!("{at}: nc could not connect: {e}"))?;
                 let reader = stream.try_clone().map_err(|e| e.to_string())?;
@@ -447,19 +454,53 @@ impl<'a> Group<'a> {
                 let output = pump(reader, false);
                 Terminal::new(Kind::Conn(stream), Some(Box::new(writer)), output)
             }
-            Parsed::Pipe(steps) => {
-                let port = self.need_port(&at)?;
+            Parsed::Pipe { steps, web } => {
+                let port = self.need_port(&at, web)?;
                 let (tx, rx) = mpsc::channel();
                 thread::spawn(move || play_pipe(port, &steps, &tx));
                 Terminal::new(Kind::Pipe, None, rx)
             }
             Parsed::Cargo { env, bin, args } => self.spawn_binary(&at, &env, &bin, args)?,
+            Parsed::Curl(args) => {
+                let port = self.need_port(&at, true)?;
+                let args: Vec<String> = args
+                    .iter()
+                    .map(|arg| {
+                        arg.replace(
+                            &format!("127.0.0.1:{LAB_WEB_PORT}"),
+                            &format!("127.0.0.1:{port}"),
+                        )
+                        .replace(
+                            &format!("localhost:{LAB_WEB_PORT}"),
+                            &format!("localhost:{port}"),
+                        )
+                    })
+                    .collect();
+                let mut child = Command::new("sh")
+                    .arg("-c")
+                    .arg("exec curl \"$@\" 2>&1")
+                    .arg("curl")
+                    .args(&args)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::inherit())
+                    .spawn()
+                    .map_err(|e| format!("{at}: could not start curl: {e}"))?;
+                let output = pump(child.stdout.take().expect("piped"), false);
+                Terminal::new(Kind::Process(child), None, output)
+            }
         };
         self.terminals.insert(name.to_string(), terminal);
         Ok(())
     }
 
-    fn need_port(&self, at: &str) -> Result<u16, String> {
+    /// The port of the group's broker: its web port if `web`.
+    fn need_port(&self, at: &str, web: bool) -> Result<u16, String> {
+        if web {
+            return self.web_port.ok_or_else(|| {
+                format!("{at}: no broker with the web is running yet in this group")
+            });
+        }
         self.port
             .ok_or_else(|| format!("{at}: no broker is running yet in this group"))
     }
@@ -480,7 +521,7 @@ impl<'a> Group<'a> {
         } else if bin == "bench" {
             self.port.unwrap_or(0)
         } else {
-            self.need_port(at)?
+            self.need_port(at, false)?
         };
         let mut has_port = false;
         for i in 0..args.len() {
@@ -494,6 +535,18 @@ impl<'a> Group<'a> {
         }
         if !has_port && matches!(bin, "broker" | "publisher" | "subscriber" | "troublemaker") {
             args.splice(0..0, ["--port".to_string(), port.to_string()]);
+        }
+        if is_broker {
+            // The web too gets a free port, never the lab's 8080.
+            let web_given = args.iter().any(|a| a == "--no-http");
+            for i in 0..args.len() {
+                if args[i] == "--http-port" && i + 1 < args.len() {
+                    args[i + 1] = "0".to_string();
+                }
+            }
+            if !web_given && !args.iter().any(|a| a == "--http-port") {
+                args.extend(["--http-port".to_string(), "0".to_string()]);
+            }
         }
         let mut child = Command::new("sh")
             .arg("-c")
@@ -524,6 +577,11 @@ impl<'a> Group<'a> {
                     format!("{at}: cannot read the port from the broker's first line: {first}")
                 })?;
             self.port = Some(port);
+            self.web_port = first
+                .split_once("live view: open http://")
+                .and_then(|(_, rest)| rest.split('/').next())
+                .and_then(|addr| addr.rsplit(':').next())
+                .and_then(|port| port.parse().ok());
             terminal.lookahead.push_front(first);
         }
         Ok(terminal)
@@ -550,13 +608,22 @@ fn binary(name: &str) -> Option<&'static str> {
     }
 }
 
-/// Shows the real port as the lab's 9000, and drops the `--port 9000` hint the broker adds
-/// when it is not on its default port.
-fn normalize(line: &str, port: Option<u16>) -> String {
-    let Some(port) = port.filter(|&p| p != LAB_PORT) else {
-        return line.to_string();
+/// Shows the real ports as the lab's 9000 (the line protocol) and 8080 (the web), and drops
+/// the `--port 9000` hint the broker adds when it is not on its default port.
+fn normalize(line: &str, (port, web_port): (Option<u16>, Option<u16>)) -> String {
+    let line = match web_port.filter(|&p| p != LAB_WEB_PORT) {
+        Some(web) => replace_number(line, web, LAB_WEB_PORT),
+        None => line.to_string(),
     };
-    let from = port.to_string();
+    let Some(port) = port.filter(|&p| p != LAB_PORT) else {
+        return line;
+    };
+    replace_number(&line, port, LAB_PORT).replace(" --port 9000", "")
+}
+
+/// Replaces every whole number `from` (not part of a longer number) by `to`.
+fn replace_number(line: &str, from: u16, to: u16) -> String {
+    let (from, to) = (from.to_string(), to.to_string());
     let mut out = String::new();
     let mut rest = line;
     while let Some(found) = rest.find(&from) {
@@ -565,11 +632,11 @@ fn normalize(line: &str, port: Option<u16>) -> String {
         out.push_str(&rest[..found]);
         let whole_number = !before.is_some_and(|c| c.is_ascii_digit() || c == '.')
             && !after.is_some_and(|c| c.is_ascii_digit());
-        out.push_str(if whole_number { "9000" } else { &from });
+        out.push_str(if whole_number { &to } else { &from });
         rest = &rest[found + from.len()..];
     }
     out.push_str(rest);
-    out.replace(" --port 9000", "")
+    out
 }
 
 /// Reads lines from `source` on a thread of its own, until end of file or an error;
@@ -641,8 +708,16 @@ enum Step {
 }
 
 enum Parsed {
-    Nc,
-    Pipe(Vec<Step>),
+    /// `nc 127.0.0.1 9000`, or the web port (8080) when `web`.
+    Nc {
+        web: bool,
+    },
+    Pipe {
+        steps: Vec<Step>,
+        web: bool,
+    },
+    /// `curl ARGS`, against the web port.
+    Curl(Vec<String>),
     Cargo {
         env: Vec<(String, String)>,
         bin: String,
@@ -663,15 +738,16 @@ fn parse_command(command: &str) -> Result<Parsed, String> {
     let unsupported = || {
         format!(
             "cannot replay `{command}`: replayed blocks may use `nc 127.0.0.1 9000`, \
-             `printf '...' | nc ...`, `(printf ...; sleep N; ...) | nc ...` and \
-             `[VAR=value] cargo run [--release] --bin NAME [-- ARGS]`; leave other blocks unmarked"
+             `printf '...' | nc ...`, `(printf ...; sleep N; ...) | nc ...`, `curl ...` (port \
+             8080 is the web) and `[VAR=value] cargo run [--release] --bin NAME [-- ARGS]`; \
+             leave other blocks unmarked"
         )
     };
     if let Some(bar) = tokens.iter().position(|t| *t == Token::Op('|')) {
         let (producer, consumer) = (&tokens[..bar], &tokens[bar + 1..]);
-        if !is_nc(consumer) {
+        let Some(port) = nc_port(consumer) else {
             return Err(unsupported());
-        }
+        };
         let inner = match producer {
             [Token::Op('('), inner @ .., Token::Op(')')] => inner,
             simple => simple,
@@ -698,10 +774,15 @@ fn parse_command(command: &str) -> Result<Parsed, String> {
                 _ => return Err(unsupported()),
             }
         }
-        return Ok(Parsed::Pipe(steps));
+        return Ok(Parsed::Pipe {
+            steps,
+            web: port == LAB_WEB_PORT,
+        });
     }
-    if is_nc(&tokens) {
-        return Ok(Parsed::Nc);
+    if let Some(port) = nc_port(&tokens) {
+        return Ok(Parsed::Nc {
+            web: port == LAB_WEB_PORT,
+        });
     }
     let mut words = Vec::new();
     for token in tokens {
@@ -719,6 +800,11 @@ fn parse_command(command: &str) -> Result<Parsed, String> {
                 rest = tail;
             }
             _ => break,
+        }
+    }
+    if let [curl, args @ ..] = rest {
+        if curl == "curl" && env.is_empty() {
+            return Ok(Parsed::Curl(args.to_vec()));
         }
     }
     let [cargo, run, tail @ ..] = rest else {
@@ -753,9 +839,16 @@ fn parse_command(command: &str) -> Result<Parsed, String> {
     })
 }
 
-fn is_nc(tokens: &[Token]) -> bool {
-    matches!(tokens, [Token::Word(nc), Token::Word(host), Token::Word(port)]
-        if nc == "nc" && (host == "127.0.0.1" || host == "localhost") && port.parse::<u16>().is_ok())
+/// The port of `nc 127.0.0.1 PORT`, if that is what the tokens say.
+fn nc_port(tokens: &[Token]) -> Option<u16> {
+    match tokens {
+        [Token::Word(nc), Token::Word(host), Token::Word(port)]
+            if nc == "nc" && (host == "127.0.0.1" || host == "localhost") =>
+        {
+            port.parse().ok()
+        }
+        _ => None,
+    }
 }
 
 /// Splits a shell command into words and the operators `| ( ) ;`, with '...', "..." and
@@ -841,10 +934,10 @@ mod tests {
         assert_eq!(printf(r"PING a\r\nb%%"), b"PING a\r\nb%");
         assert_eq!(
             normalize(
-                "on 127.0.0.1:40001; nc 127.0.0.1 40001 (x --port 40001)",
-                Some(40001)
+                "on 127.0.0.1:40001; nc 127.0.0.1 40001 (x --port 40001); open http://127.0.0.1:40002/",
+                (Some(40001), Some(40002))
             ),
-            "on 127.0.0.1:9000; nc 127.0.0.1 9000 (x)"
+            "on 127.0.0.1:9000; nc 127.0.0.1 9000 (x); open http://127.0.0.1:8080/"
         );
     }
 }

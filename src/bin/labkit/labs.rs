@@ -40,6 +40,10 @@ pub const LABS: &[Lab] = &[
         number: 6,
         sheet: "06-measure-it.md",
     },
+    Lab {
+        number: 9,
+        sheet: "09-the-web.md",
+    },
 ];
 
 impl Lab {
