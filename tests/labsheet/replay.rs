@@ -423,6 +423,10 @@ impl<'a> Group<'a> {
                 extra.push(raw);
             }
         }
+        // A blank line at the end shows nothing a lab could promise.
+        while extra.last().is_some_and(|l| l.trim().is_empty()) {
+            extra.pop();
+        }
         if !extra.is_empty() && !terminal.skipping {
             let lines: Vec<String> = extra
                 .iter()
