@@ -76,6 +76,12 @@ impl WebSocketClient {
         })
     }
 
+    /// The socket and the decoder holding what was read but not yet received: for a
+    /// reader that wants to go through the frames itself.
+    pub fn into_parts(self) -> (TcpStream, Decoder) {
+        (self.stream, self.decoder)
+    }
+
     /// The socket, for timeouts.
     pub fn stream(&self) -> &TcpStream {
         &self.stream

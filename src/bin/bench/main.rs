@@ -9,6 +9,8 @@
 //! cargo run --release --bin bench -- suite --against old/broker   # A/B against another build
 //! cargo run --release --bin bench -- fanout --subs 1000 --msgs 2000
 //! cargo run --release --bin bench -- latency --addr 127.0.0.1:9000   # any running broker
+//! cargo run --release --bin bench -- http        # HTTP publishes/s, one keep-alive client
+//! cargo run --release --bin bench -- wsfanout    # fan-out to 100 WebSocket subscribers
 //! cargo run --release --bin bench -- suite --quick   # the same in a few seconds
 //! ```
 //!
@@ -25,6 +27,7 @@ mod measure;
 mod relay;
 mod report;
 mod target;
+mod web;
 mod workloads;
 
 use std::process::ExitCode;
@@ -119,7 +122,12 @@ enum Mode {
     Latency,
     /// --conns idle subscribers: the target's memory per connection, then probes.
     Conns,
-    /// The standard set: fanout, fanin, pairs, latency and conns.
+    /// Publishes over HTTP, one at a time on one keep-alive connection, to one TCP
+    /// subscriber: publishes/s.
+    Http,
+    /// Like fanout, but the --subs subscribers are WebSockets at the web port.
+    Wsfanout,
+    /// The standard set: fanout, fanin, pairs, latency, conns, http and wsfanout.
     Suite,
     /// --stalled subscribers that never read, and a healthy one, on one topic: how long
     /// the healthy one and the publisher are held up.
@@ -154,6 +162,10 @@ enum Job {
     Topics {
         topics: usize,
     },
+    Http {
+        msgs: u64,
+        size: usize,
+    },
 }
 
 impl Job {
@@ -164,6 +176,16 @@ impl Job {
             Job::Stalled { .. } => "stalled",
             Job::Leave { .. } => "leave",
             Job::Topics { .. } => "topics",
+            Job::Http { .. } => "http",
+        }
+    }
+
+    /// Whether the job needs the broker's web listener.
+    fn needs_web(&self) -> bool {
+        match self {
+            Job::Flow(flow) => flow.workload == Workload::WsFanout,
+            Job::Http { .. } => true,
+            _ => false,
         }
     }
 
@@ -174,6 +196,7 @@ impl Job {
             Job::Stalled { stalled, .. } => stalled + 3,
             Job::Leave { conns, .. } => conns + 3,
             Job::Topics { topics } => topics.div_ceil(hostile::TOPICS_PER_CONN) + 3,
+            Job::Http { .. } => 3,
         }
     }
 
@@ -192,6 +215,7 @@ impl Job {
                 unique,
             } => hostile::run_leave(target, *conns, *topics, *unique, timeout),
             Job::Topics { topics } => hostile::run_topics(target, *topics, timeout),
+            Job::Http { msgs, size } => web::run_http(target, *msgs, *size, timeout),
         }
     }
 }
@@ -239,6 +263,11 @@ fn jobs_for(mode: Mode, args: &Args) -> Vec<Job> {
         (rate * 3.0) as u64,
         Some(rate),
     );
+    let wsfanout = flow(Workload::WsFanout, 1, 1, subs, 20_000, None);
+    let http = Job::Http {
+        msgs: args.msgs.unwrap_or_else(|| scale(20_000)),
+        size: args.size,
+    };
     let conns = Job::Conns {
         conns: args
             .conns
@@ -251,7 +280,9 @@ fn jobs_for(mode: Mode, args: &Args) -> Vec<Job> {
         Mode::Pairs => vec![pairs],
         Mode::Latency => vec![latency],
         Mode::Conns => vec![conns],
-        Mode::Suite => vec![fanout, fanin, pairs, latency, conns],
+        Mode::Http => vec![http],
+        Mode::Wsfanout => vec![wsfanout],
+        Mode::Suite => vec![fanout, fanin, pairs, latency, conns, http, wsfanout],
         Mode::Stalled => vec![Job::Stalled {
             stalled: args.stalled.unwrap_or(10),
             msgs: args.msgs.unwrap_or(600),
@@ -368,7 +399,7 @@ fn measure(
     job: &Job,
     timeout: Duration,
 ) -> Result<Result<Outcome, String>, String> {
-    let target = Target::start(kind, job.connections() + 16)?;
+    let target = Target::start(kind, job.connections() + 16, job.needs_web())?;
     Ok(job.run(&target, timeout).map_err(|message| {
         let said: Vec<String> = target.log_tail();
         if said.is_empty() {

@@ -70,6 +70,8 @@ pub struct Target {
     pub label: String,
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where its web listens (HTTP, WebSocket), if it was asked to serve the web.
+    pub web_addr: Option<SocketAddr>,
     /// How subscribers synchronise with it.
     pub sync: SyncMethod,
     child: Option<ChildGuard>,
@@ -77,8 +79,9 @@ pub struct Target {
 
 impl Target {
     /// Starts (or, for an address, finds) the target. `max_clients` is how many
-    /// connections the run will open at once, which the broker must allow.
-    pub fn start(kind: &TargetKind, max_clients: usize) -> Result<Target, String> {
+    /// connections the run will open at once, which the broker must allow; `web` asks for
+    /// its web listener too, on a free port.
+    pub fn start(kind: &TargetKind, max_clients: usize, web: bool) -> Result<Target, String> {
         match kind {
             TargetKind::Broker | TargetKind::Baseline(_) => {
                 let broker = match kind {
@@ -86,9 +89,27 @@ impl Target {
                     _ => sibling_binary("broker")?,
                 };
                 let limit = max_clients.max(1024).to_string();
-                let child = ChildGuard::spawn(broker, &["--port", "0", "--max-clients", &limit])?;
+                let mut args = vec!["--port", "0", "--max-clients", &limit];
+                // Without the web, ours is told so; a baseline built before the web
+                // existed would not know the flag.
+                match (web, kind) {
+                    (true, _) => args.extend(["--http-port", "0"]),
+                    (false, TargetKind::Broker) => args.push("--no-http"),
+                    (false, _) => {}
+                }
+                let child = ChildGuard::spawn(broker, &args)?;
+                if web && child.web_addr.is_none() {
+                    return Err(format!(
+                        "{} did not say where its web listens: is it a build with the web?",
+                        kind.label()
+                    ));
+                }
                 Ok(Target::child(kind, child))
             }
+            TargetKind::Relay | TargetKind::Addr(_) if web => Err(format!(
+                "the web workloads need a broker this bench starts, not {}",
+                kind.label()
+            )),
             TargetKind::Relay => {
                 let me = std::env::current_exe()
                     .map_err(|e| format!("cannot find the bench's own program: {e}"))?;
@@ -105,6 +126,7 @@ impl Target {
                 Ok(Target {
                     label: kind.label(),
                     addr,
+                    web_addr: None,
                     sync,
                     child: None,
                 })
@@ -116,6 +138,7 @@ impl Target {
         Target {
             label: kind.label(),
             addr: child.addr,
+            web_addr: child.web_addr,
             sync: SyncMethod::Ping,
             child: Some(child),
         }
@@ -192,6 +215,7 @@ fn detect_sync(addr: SocketAddr) -> Result<SyncMethod, String> {
 struct ChildGuard {
     child: Child,
     addr: SocketAddr,
+    web_addr: Option<SocketAddr>,
     /// The last lines of the child's stderr, collected by `drain`.
     log: Arc<Mutex<VecDeque<String>>>,
     drain: Vec<JoinHandle<()>>,
@@ -221,6 +245,7 @@ impl ChildGuard {
         let mut guard = ChildGuard {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            web_addr: None,
             log: Arc::clone(&log),
             drain: Vec::new(),
         };
@@ -236,6 +261,7 @@ impl ChildGuard {
         match line.as_deref().and_then(parse_listening_addr) {
             Some(addr) => {
                 guard.addr = addr;
+                guard.web_addr = line.as_deref().and_then(parse_web_addr);
                 Ok(guard)
             }
             None => {
@@ -297,6 +323,12 @@ fn parse_listening_addr(line: &str) -> Option<SocketAddr> {
     addr.parse().ok()
 }
 
+/// The address in `...; live view: open http://127.0.0.1:PORT/`.
+fn parse_web_addr(line: &str) -> Option<SocketAddr> {
+    let (_, rest) = line.split_once("live view: open http://")?;
+    rest.split('/').next()?.parse().ok()
+}
+
 impl Drop for ChildGuard {
     fn drop(&mut self) {
         // An error only means the child already ended.
@@ -329,5 +361,8 @@ mod tests {
             Some(([127, 0, 0, 1], 40123).into())
         );
         assert_eq!(parse_listening_addr("hello"), None);
+        let web = format!("{line}; live view: open http://127.0.0.1:40124/");
+        assert_eq!(parse_web_addr(&web), Some(([127, 0, 0, 1], 40124).into()));
+        assert_eq!(parse_web_addr(line), None);
     }
 }

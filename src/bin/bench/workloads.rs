@@ -17,6 +17,10 @@
 //! together. Publishers build many lines in a buffer and write it in one call, so the
 //! bench client is not what limits the figures.
 //!
+//! `wsfanout` is `fanout` with WebSocket subscribers (at the broker's web port, one
+//! `DELIVER` line per text frame), the publisher still on TCP: the difference is what the
+//! web costs a subscriber. `http` (in `web.rs`) publishes over HTTP instead.
+//!
 //! The fifth, `conns`, is different: many idle subscribers held by one thread, the
 //! target's memory before and after, then probes that must each arrive ([`run_conns`]).
 
@@ -30,6 +34,8 @@ use std::time::{Duration, Instant};
 use crate::measure::{nanos_since, parse_stamp, write_publish, Histogram, Tally};
 use crate::report::{Memory, Outcome, Progress};
 use crate::target::{sleep_until, SyncMethod, Target};
+use pubsub_lab::web::client::WebSocketClient;
+use pubsub_lab::web::websocket::{self, Decoder, Message, Opcode};
 
 /// A publisher writes once it has this many bytes of lines ready: big enough that the
 /// system call is a small part of the cost, small enough to start flowing at once.
@@ -61,6 +67,8 @@ pub enum Workload {
     Latency,
     /// Idle connections: memory and reachability.
     Conns,
+    /// Fan-out to WebSocket subscribers.
+    WsFanout,
 }
 
 impl Workload {
@@ -72,6 +80,7 @@ impl Workload {
             Workload::Pairs => "pairs",
             Workload::Latency => "latency",
             Workload::Conns => "conns",
+            Workload::WsFanout => "wsfanout",
         }
     }
 }
@@ -106,6 +115,7 @@ impl Flow {
         let shape = match self.workload {
             Workload::Fanin => format!("{} pubs", self.pubs),
             Workload::Pairs => format!("{} pairs", self.topics),
+            Workload::WsFanout => format!("{} WebSocket subs", self.subs),
             _ => format!("{} subs", self.subs),
         };
         let rate = self
@@ -135,8 +145,15 @@ pub fn run_flow(target: &Target, flow: &Flow, timeout: Duration) -> Result<Outco
     let subscriber_topics: Vec<String> = (0..flow.topics)
         .flat_map(|topic| (0..flow.subs).map(move |_| topic_name(topic)))
         .collect();
-    let readers = open_subscribers(target, &subscriber_topics, deadline, &mut progress)
-        .map_err(|(_, message)| message)?;
+    let websocket = flow.workload == Workload::WsFanout;
+    let readers = open_subscribers(
+        target,
+        &subscriber_topics,
+        websocket,
+        deadline,
+        &mut progress,
+    )
+    .map_err(|(_, message)| message)?;
     // Every socket of the run, so that a timeout can wake every thread blocked on one.
     let mut sockets = Vec::new();
     let arrived = Arc::new(AtomicU64::new(0));
@@ -294,7 +311,7 @@ pub fn run_conns(
 
     let before = target.rss_kib();
     let topics: Vec<String> = (0..conns).map(|i| format!("idle-{i}")).collect();
-    let opened = open_subscribers(target, &topics, deadline, &mut progress);
+    let opened = open_subscribers(target, &topics, false, deadline, &mut progress);
     progress.finish();
     let opened_in = base.elapsed();
     let (mut readers, failure) = match opened {
@@ -438,8 +455,8 @@ impl Publisher {
 
 /// A subscriber's loop: read chunks, stamp them with their arrival time, tally every line,
 /// until `expected` messages arrived or the connection ends.
-fn receive(
-    mut reader: Lines,
+pub fn receive(
+    mut reader: Reader,
     publishers: usize,
     expected: u64,
     base: Instant,
@@ -466,15 +483,17 @@ fn receive(
     }
 }
 
-/// Connects one subscriber per entry of `topics` (to that topic) and returns them once
-/// each is known to be subscribed: with `PING`/`PONG` if the target answers it, else after
-/// a settle delay. If one fails, the error comes with the subscribers confirmed so far.
-fn open_subscribers(
+/// Connects one subscriber per entry of `topics` (to that topic), over TCP or, with
+/// `websocket`, over a WebSocket at the target's web port, and returns them once each is
+/// known to be subscribed: with `PING`/`PONG` if the target answers it, else after a
+/// settle delay. If one fails, the error comes with the subscribers confirmed so far.
+pub fn open_subscribers(
     target: &Target,
     topics: &[String],
+    websocket: bool,
     deadline: Instant,
     progress: &mut Progress,
-) -> Result<Vec<Lines>, (Vec<Lines>, String)> {
+) -> Result<Vec<Reader>, (Vec<Reader>, String)> {
     let mut readers = Vec::with_capacity(topics.len());
     let mut line = Vec::new();
     for window_start in (0..topics.len()).step_by(OPEN_WINDOW) {
@@ -485,8 +504,13 @@ fn open_subscribers(
             .take(window_end)
             .skip(window_start)
         {
-            let stream = match TcpStream::connect(target.addr) {
-                Ok(stream) => stream,
+            let opened = if websocket {
+                open_websocket(target)
+            } else {
+                TcpStream::connect(target.addr).map(|stream| Reader::Lines(Lines::new(stream)))
+            };
+            let mut reader = match opened {
+                Ok(reader) => reader,
                 Err(e) => {
                     readers.truncate(window_start);
                     let message = format!(
@@ -497,20 +521,19 @@ fn open_subscribers(
                     return Err((readers, message));
                 }
             };
-            let _ = stream.set_nodelay(true);
             line.clear();
             line.extend_from_slice(format!("SUBSCRIBE {topic} sub{index}\n").as_bytes());
             if target.sync == SyncMethod::Ping {
                 line.extend_from_slice(format!("PING s{index}\n").as_bytes());
             }
-            if let Err(e) = (&stream).write_all(&line) {
+            if let Err(e) = reader.send_lines(&line) {
                 readers.truncate(window_start);
                 return Err((
                     readers,
                     format!("cannot subscribe connection {}: {e}", index + 1),
                 ));
             }
-            readers.push(Lines::new(stream));
+            readers.push(reader);
         }
         if target.sync == SyncMethod::Ping {
             for index in window_start..readers.len() {
@@ -530,7 +553,7 @@ fn open_subscribers(
 
 /// Reads until `PONG s<index>`; lines before it are skipped. Leaves the socket without a
 /// read timeout, as the subscriber threads want it.
-fn wait_for_pong(reader: &mut Lines, index: usize, deadline: Instant) -> Result<(), String> {
+fn wait_for_pong(reader: &mut Reader, index: usize, deadline: Instant) -> Result<(), String> {
     let expected = format!("PONG s{index}");
     let mut seen = Vec::new();
     let found = read_until(reader, deadline, |line| {
@@ -560,7 +583,7 @@ fn wait_for_pong(reader: &mut Lines, index: usize, deadline: Instant) -> Result<
 }
 
 /// Reads on an idle subscriber until probe `seq` arrives; its arrival time, or `None`.
-fn wait_for_probe(reader: &mut Lines, seq: u64, base: Instant, deadline: Instant) -> Option<u64> {
+fn wait_for_probe(reader: &mut Reader, seq: u64, base: Instant, deadline: Instant) -> Option<u64> {
     let found = read_until(reader, deadline, |line| {
         parse_stamp(line).is_some_and(|stamp| stamp.seq == seq)
     });
@@ -570,7 +593,7 @@ fn wait_for_probe(reader: &mut Lines, seq: u64, base: Instant, deadline: Instant
 /// Reads lines until `wanted` says yes (`Ok(true)`), the connection closes (`Ok(false)`),
 /// or `deadline` passes (an error).
 fn read_until(
-    reader: &mut Lines,
+    reader: &mut Reader,
     deadline: Instant,
     mut wanted: impl FnMut(&[u8]) -> bool,
 ) -> io::Result<bool> {
@@ -643,8 +666,82 @@ fn explain_trouble(target: &Target, outcome: &mut Outcome) {
     }
 }
 
-fn topic_name(topic: usize) -> String {
+pub fn topic_name(topic: usize) -> String {
     format!("bench-{topic}")
+}
+
+/// A subscriber's connection: TCP lines, or WebSocket frames carrying one line each.
+pub enum Reader {
+    /// The line protocol over TCP.
+    Lines(Lines),
+    /// The line protocol over a WebSocket: one text frame per line.
+    Frames {
+        /// The connection.
+        stream: TcpStream,
+        /// The frames read, and the messages in them.
+        decoder: Decoder,
+    },
+}
+
+impl Reader {
+    fn get_ref(&self) -> &TcpStream {
+        match self {
+            Reader::Lines(lines) => lines.get_ref(),
+            Reader::Frames { stream, .. } => stream,
+        }
+    }
+
+    /// The next line already read, if any (for a WebSocket, a frame that is not text is
+    /// an empty line). Never blocks.
+    fn next_line(&mut self) -> Option<&[u8]> {
+        match self {
+            Reader::Lines(lines) => lines.next_line(),
+            Reader::Frames { decoder, .. } => match decoder.next_message() {
+                Ok(Some(Message::Text(text))) => Some(text.as_bytes()),
+                Ok(Some(_)) => Some(b""),
+                Ok(None) | Err(_) => None,
+            },
+        }
+    }
+
+    /// Blocks for more bytes: `Ok(false)` at end of file.
+    fn fill(&mut self) -> io::Result<bool> {
+        match self {
+            Reader::Lines(lines) => lines.fill(),
+            Reader::Frames { stream, decoder } => Ok(decoder.read_from(&*stream)? > 0),
+        }
+    }
+
+    /// Sends lines: as they are over TCP, one masked text frame each over a WebSocket.
+    fn send_lines(&mut self, lines: &[u8]) -> io::Result<()> {
+        match self {
+            Reader::Lines(reader) => (&reader.stream).write_all(lines),
+            Reader::Frames { stream, .. } => {
+                let mut frames = Vec::new();
+                for line in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                    websocket::write_frame(
+                        &mut frames,
+                        Opcode::Text,
+                        line,
+                        Some(websocket::random_mask()),
+                    );
+                }
+                (&*stream).write_all(&frames)
+            }
+        }
+    }
+}
+
+/// Opens a WebSocket to the target's web port.
+fn open_websocket(target: &Target) -> io::Result<Reader> {
+    let addr = target.web_addr.ok_or_else(|| {
+        io::Error::new(
+            ErrorKind::Unsupported,
+            "the target serves no web (start it with --http-port)",
+        )
+    })?;
+    let (stream, decoder) = WebSocketClient::connect(addr, "/ws")?.into_parts();
+    Ok(Reader::Frames { stream, decoder })
 }
 
 /// The read side of a bench connection: big reads, cut into lines.
@@ -652,7 +749,7 @@ fn topic_name(topic: usize) -> String {
 /// The library's `LineReader` would do, but it is built for a broker's many mostly idle
 /// connections and starts small; a bench subscriber wants every `read` as large as the
 /// kernel will give, so that it costs as few system calls as possible.
-struct Lines {
+pub struct Lines {
     stream: TcpStream,
     buffer: Vec<u8>,
     start: usize,
@@ -707,7 +804,7 @@ fn clone_socket(stream: &TcpStream) -> Result<TcpStream, String> {
         .map_err(|e| format!("cannot duplicate a socket: {e}"))
 }
 
-fn spawn<T: Send + 'static>(
+pub fn spawn<T: Send + 'static>(
     name: String,
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<JoinHandle<T>, String> {
