@@ -39,8 +39,9 @@
 //! | | [`subscription`] | the in-process subscriber, for programs that embed the broker |
 //! | sessions | [`outbox`] | a TCP connection as a subscriber: pending lines, write timeout, cut-off |
 //! | | [`connections`] | slots (`--max-clients`), and closing every connection at stop |
-//! | | `session` (private) | one line-protocol connection: read, parse, execute, cleanup |
+//! | | `session` (private) | one line-protocol connection (TCP, or a WebSocket): read, parse, execute, cleanup |
 //! | server | `server` (private) | listeners, each on its accept thread; admitting connections |
+//! | | [`web`] | the web listener: HTTP/1.1, WebSocket carrying the line protocol, the live view |
 //! | | [`broker`] | [`Broker`] and [`BrokerHandle`]: start, stop, publish and subscribe in-process |
 //! | clients | [`client`], [`error`] | the blocking client used by the binaries, benchmark and tests |
 //! | | [`cli`] | what the binaries in `src/bin/` share (logging); no module above uses it |

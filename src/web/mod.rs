@@ -18,7 +18,7 @@
 //! ```
 //!
 //! Nothing here is a second broker. A WebSocket connection runs the line protocol's own
-//! [`Session`](crate::session) (the same parsing, replies, `ERROR` reasons and cleanup),
+//! `Session` (`session.rs`: the same parsing, replies, `ERROR` reasons and cleanup),
 //! and its subscriber handle is the TCP connection's own [`Outbox`] (the same pending
 //! bytes, writer thread, backpressure and cut-off), told to write each line as a frame
 //! ([`Encoding::Framed`]). `POST /publish` goes through a [`Publisher`](crate::router::Publisher)

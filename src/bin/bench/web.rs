@@ -32,10 +32,16 @@ pub fn run_http(
     let deadline = base + timeout;
     let mut progress = Progress::new(&format!("http on {}", target.label), base);
     let topic = topic_name(0);
-    let reader = open_subscribers(target, &[topic.clone()], false, deadline, &mut progress)
-        .map_err(|(_, message)| message)?
-        .pop()
-        .ok_or("no subscriber")?;
+    let reader = open_subscribers(
+        target,
+        std::slice::from_ref(&topic),
+        false,
+        deadline,
+        &mut progress,
+    )
+    .map_err(|(_, message)| message)?
+    .pop()
+    .ok_or("no subscriber")?;
     let arrived = Arc::new(AtomicU64::new(0));
     let (tally_tx, tally_rx) = mpsc::channel();
     let counter = Arc::clone(&arrived);
