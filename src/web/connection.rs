@@ -67,15 +67,15 @@ pub(super) fn serve(server: &Arc<Server>, outbox: Arc<Outbox>, slot: Slot) {
         outbox,
         slot: Some(slot),
     };
-    if let Some(leftover) = connection.serve() {
-        let slot = connection
-            .slot
-            .take()
-            .expect("still held: the upgrade is the first to take it");
+    let Some(leftover) = connection.serve() else {
+        return;
+    };
+    // The slot goes to the WebSocket session, which does the cleanup from now on.
+    if let Some(slot) = connection.slot.take() {
         let outbox = Arc::clone(&connection.outbox);
         let router = Arc::clone(&connection.router);
         drop(connection);
-        WebSocketConnection::run(server, router, outbox, slot, &leftover);
+        websocket_session(server, router, outbox, slot, &leftover);
     }
 }
 
@@ -495,104 +495,98 @@ enum Ending {
     Close(u16, &'static str),
 }
 
-/// A WebSocket connection: the line protocol's [`Session`], fed from frames.
-struct WebSocketConnection;
-
-impl WebSocketConnection {
-    fn run(
-        server: &Arc<Server>,
-        router: Arc<Router>,
-        outbox: Arc<Outbox>,
-        slot: Slot,
-        leftover: &[u8],
-    ) {
-        let conn = outbox.peer().conn();
-        // From now on every line to this client is one text frame, and it may stay idle
-        // as long as it likes, like any subscriber.
-        outbox.set_encoding(super::WEBSOCKET_LINES);
-        let _ = outbox.socket().set_read_timeout(None);
-        let mut decoder = Decoder::new(Role::Server, router.config().max_line_bytes);
-        decoder.extend(leftover);
-        slot.connections().log_event(
-            log::Level::Info,
-            format_args!("#{conn} speaks WebSocket now"),
-        );
-        let mut session = Session::new(Arc::clone(&router), Arc::clone(&outbox), slot);
-        let ending = Self::read_loop(&mut session, &mut decoder, &outbox);
-        let mut frame = Vec::new();
-        match ending {
-            Ending::Gone => {}
-            Ending::ClientClosed(code) => {
-                // Echo the client's code, as RFC 6455 suggests; then the server closes.
-                session.flush();
-                websocket::write_close(&mut frame, code.unwrap_or(websocket::NORMAL), "", None);
-                outbox.push_bytes(&frame);
-                outbox.wait_until_written();
-            }
-            Ending::Close(code, reason) => {
-                if code != websocket::NORMAL {
-                    router.stats().errors.fetch_add(1, Ordering::Relaxed);
-                    server.connections.log_event(
-                        log::Level::Warn,
-                        format_args!(
-                            "{} broke the WebSocket protocol: {reason} ({code})",
-                            outbox.peer()
-                        ),
-                    );
-                }
-                session.flush();
-                websocket::write_close(&mut frame, code, reason, None);
-                outbox.push_bytes(&frame);
-                outbox.wait_until_written();
-                // Wait, briefly, for the client's answering close frame.
-                linger(outbox.socket());
-            }
+/// A WebSocket connection, to its end: the line protocol's [`Session`], fed from frames.
+fn websocket_session(
+    server: &Arc<Server>,
+    router: Arc<Router>,
+    outbox: Arc<Outbox>,
+    slot: Slot,
+    leftover: &[u8],
+) {
+    let conn = outbox.peer().conn();
+    // From now on every line to this client is one text frame, and it may stay idle
+    // as long as it likes, like any subscriber.
+    outbox.set_encoding(super::WEBSOCKET_LINES);
+    let _ = outbox.socket().set_read_timeout(None);
+    let mut decoder = Decoder::new(Role::Server, router.config().max_line_bytes);
+    decoder.extend(leftover);
+    slot.connections().log_event(
+        log::Level::Info,
+        format_args!("#{conn} speaks WebSocket now"),
+    );
+    let mut session = Session::new(Arc::clone(&router), Arc::clone(&outbox), slot);
+    let ending = websocket_read_loop(&mut session, &mut decoder, &outbox);
+    let mut frame = Vec::new();
+    match ending {
+        Ending::Gone => {}
+        Ending::ClientClosed(code) => {
+            // Echo the client's code, as RFC 6455 suggests; then the server closes.
+            session.flush();
+            websocket::write_close(&mut frame, code.unwrap_or(websocket::NORMAL), "", None);
+            outbox.push_bytes(&frame);
+            outbox.wait_until_written();
         }
-        // `session` is dropped here: the line session's own cleanup.
-    }
-
-    /// Handles messages until the connection ends.
-    fn read_loop(session: &mut Session, decoder: &mut Decoder, outbox: &Outbox) -> Ending {
-        loop {
-            loop {
-                let message = match decoder.next_message() {
-                    Ok(Some(message)) => message,
-                    Ok(None) => break,
-                    Err(Violation { code, reason }) => return Ending::Close(code, reason),
-                };
-                match message {
-                    Message::Text(text) => {
-                        // One command per frame; a line's end after it is not part of it.
-                        let line = text.strip_suffix('\n').unwrap_or(text);
-                        let line = line.strip_suffix('\r').unwrap_or(line);
-                        session.handle_line(line.as_bytes());
-                        if session.is_quitting() {
-                            return Ending::Close(websocket::NORMAL, "bye");
-                        }
-                    }
-                    Message::Binary(_) => {
-                        return Ending::Close(
-                            websocket::UNSUPPORTED_DATA,
-                            "send commands as text frames",
-                        )
-                    }
-                    Message::Ping(payload) => {
-                        let mut pong = Vec::new();
-                        websocket::write_frame(&mut pong, websocket::Opcode::Pong, payload, None);
-                        outbox.push_bytes(&pong);
-                    }
-                    Message::Pong(_) => {}
-                    Message::Close(close) => {
-                        return Ending::ClientClosed(close.map(|(code, _)| code))
-                    }
-                }
+        Ending::Close(code, reason) => {
+            if code != websocket::NORMAL {
+                router.stats().errors.fetch_add(1, Ordering::Relaxed);
+                server.connections.log_event(
+                    log::Level::Warn,
+                    format_args!(
+                        "{} broke the WebSocket protocol: {reason} ({code})",
+                        outbox.peer()
+                    ),
+                );
             }
             session.flush();
-            session.rest();
-            match decoder.read_from(outbox.socket()) {
-                Ok(0) | Err(_) => return Ending::Gone,
-                Ok(_) => {}
+            websocket::write_close(&mut frame, code, reason, None);
+            outbox.push_bytes(&frame);
+            outbox.wait_until_written();
+            // Wait, briefly, for the client's answering close frame.
+            linger(outbox.socket());
+        }
+    }
+    // `session` is dropped here: the line session's own cleanup.
+}
+
+/// Handles messages until the connection ends.
+fn websocket_read_loop(session: &mut Session, decoder: &mut Decoder, outbox: &Outbox) -> Ending {
+    loop {
+        loop {
+            let message = match decoder.next_message() {
+                Ok(Some(message)) => message,
+                Ok(None) => break,
+                Err(Violation { code, reason }) => return Ending::Close(code, reason),
+            };
+            match message {
+                Message::Text(text) => {
+                    // One command per frame; a line's end after it is not part of it.
+                    let line = text.strip_suffix('\n').unwrap_or(text);
+                    let line = line.strip_suffix('\r').unwrap_or(line);
+                    session.handle_line(line.as_bytes());
+                    if session.is_quitting() {
+                        return Ending::Close(websocket::NORMAL, "bye");
+                    }
+                }
+                Message::Binary(_) => {
+                    return Ending::Close(
+                        websocket::UNSUPPORTED_DATA,
+                        "send commands as text frames",
+                    )
+                }
+                Message::Ping(payload) => {
+                    let mut pong = Vec::new();
+                    websocket::write_frame(&mut pong, websocket::Opcode::Pong, payload, None);
+                    outbox.push_bytes(&pong);
+                }
+                Message::Pong(_) => {}
+                Message::Close(close) => return Ending::ClientClosed(close.map(|(code, _)| code)),
             }
+        }
+        session.flush();
+        session.rest();
+        match decoder.read_from(outbox.socket()) {
+            Ok(0) | Err(_) => return Ending::Gone,
+            Ok(_) => {}
         }
     }
 }
