@@ -343,7 +343,15 @@ fn run(args: &Args) -> Result<bool, String> {
         None if args.compare => Some(TargetKind::Relay),
         None => None,
     };
+    // The suite measures the web only where both sides have one: a relay or a broker at an
+    // address has none this bench knows of.
+    let serves_web =
+        |kind: &TargetKind| matches!(kind, TargetKind::Broker | TargetKind::Baseline(_));
+    let web_everywhere = serves_web(&target) && other.as_ref().map_or(true, serves_web);
     for job in jobs_for(args.mode, args) {
+        if args.mode == Mode::Suite && job.needs_web() && !web_everywhere {
+            continue;
+        }
         if let Some(other) = &other {
             let (mut a, mut b) = (Vec::new(), Vec::new());
             for _ in 0..args.rounds {
