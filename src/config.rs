@@ -438,6 +438,17 @@ mod tests {
     }
 
     #[test]
+    fn http_timeouts_outside_their_range_are_refused() {
+        for timeout in [Duration::ZERO, Duration::from_secs(3601)] {
+            let config = Config {
+                http_timeout: timeout,
+                ..Config::default()
+            };
+            assert_eq!(config.validate().unwrap_err().flag, "--http-timeout");
+        }
+    }
+
+    #[test]
     fn huge_line_limits_are_refused() {
         let config = Config {
             max_line_bytes: MAX_LINE_BYTES_LIMIT + 1,

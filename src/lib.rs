@@ -83,6 +83,9 @@
 //!   client-1 writes the DELIVER line to sockets 2 and 3 itself, outside the registry lock.
 //! ```
 //!
+//! The web listener (`accept-web`) starts a `web-<n>` thread per connection the same way;
+//! a browser's WebSocket is then one more reader of its own socket, and one more outbox.
+//!
 //! ## Using it as a library
 //!
 //! ```
