@@ -290,6 +290,11 @@ fn the_live_view_shows_what_is_published_over_tcp_and_http() {
     let folder = std::env::var_os("PUBSUB_LAB_SCREENSHOTS")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    // Tall enough for every panel.
+    devtools.call(
+        "Emulation.setDeviceMetricsOverride",
+        r#"{"width":1600,"height":1200,"deviceScaleFactor":1,"mobile":false}"#,
+    );
     for (scheme, file) in [
         ("light", "09-live-view.png"),
         ("dark", "09-live-view-dark.png"),
