@@ -22,6 +22,7 @@ use crate::router::{Publisher, Router};
 use crate::server::{LineListener, Listener, Running, Server};
 use crate::subscription::Subscription;
 use crate::udp::UdpListener;
+use crate::web::WebListener;
 
 /// Why a broker could not start.
 #[derive(Debug)]
@@ -31,7 +32,7 @@ pub enum StartError {
     /// The address could not be bound: usually another program (another broker) uses the
     /// port, or the port is privileged. Stop the other program or pick another `--port`.
     Bind {
-        /// Which listener: `line`, ...
+        /// Which listener: `line`, `web`, ...
         listener: &'static str,
         /// The address tried.
         addr: String,
@@ -101,6 +102,7 @@ pub struct Broker {
     server: Arc<Server>,
     addr: SocketAddr,
     udp_addr: Option<SocketAddr>,
+    web_addr: Option<SocketAddr>,
     listeners: Vec<Box<dyn Listener>>,
 }
 
@@ -121,6 +123,9 @@ pub struct Builder {
     udp: Option<Result<Vec<SocketAddr>, StartError>>,
     /// The program's hooks (see `hooks.rs`).
     hooks: Option<Arc<dyn Hooks>>,
+    /// Where the web listens (HTTP and WebSocket), and whether a port in use is an error
+    /// (`true`) or a reason to start without the web; `None` for a broker without it.
+    web: Option<(Result<Vec<SocketAddr>, StartError>, bool)>,
 }
 
 impl fmt::Debug for Builder {
@@ -149,6 +154,29 @@ impl Builder {
     /// which is published to [`Config::udp_topic`].
     pub fn udp(mut self, addr: impl ToSocketAddrs) -> Builder {
         self.udp = Some(resolve("udp", addr));
+        self
+    }
+
+    /// Serves the web at `addr` (port 0 picks a free port): the live view, `POST /publish`,
+    /// `GET /topics`, `GET /stats`, `GET /healthz`, and the line protocol over WebSocket at
+    /// `GET /ws` (see `web/mod.rs`).
+    ///
+    /// ```
+    /// use pubsub_lab::Broker;
+    /// let broker = Broker::builder().line("127.0.0.1:0").web("127.0.0.1:0").bind()?.spawn()?;
+    /// assert!(broker.web_addr().is_some());
+    /// # Ok::<(), pubsub_lab::StartError>(())
+    /// ```
+    pub fn web(mut self, addr: impl ToSocketAddrs) -> Builder {
+        self.web = Some((resolve("web", addr), true));
+        self
+    }
+
+    /// Like [`web`](Self::web), but if the address is in use the broker warns and starts
+    /// without the web, instead of failing: what the `broker` binary does for its default
+    /// port, 8080, which a student's machine often has something else on.
+    pub fn web_if_free(mut self, addr: impl ToSocketAddrs) -> Builder {
+        self.web = Some((resolve("web", addr), false));
         self
     }
 
@@ -191,6 +219,24 @@ impl Builder {
             TcpListener::bind(&addrs[..]).map_err(|source| bind_error("line", &addrs, source))?;
         let addr = listener.local_addr()?;
         let mut listeners: Vec<Box<dyn Listener>> = vec![Box::new(LineListener::new(listener))];
+        let mut web_addr = None;
+        if let Some((addrs, required)) = self.web {
+            let addrs = addrs?;
+            match TcpListener::bind(&addrs[..]) {
+                Ok(web) => {
+                    web_addr = Some(web.local_addr()?);
+                    listeners.push(Box::new(WebListener::new(web)));
+                }
+                Err(source) if !required && source.kind() == io::ErrorKind::AddrInUse => {
+                    log::warn!(
+                        "{}; starting without the web (give it a free port with --http-port, \
+                         or 0 to pick one)",
+                        bind_error("web", &addrs, source)
+                    );
+                }
+                Err(source) => return Err(bind_error("web", &addrs, source)),
+            }
+        }
         let mut udp_addr = None;
         let router = Arc::new(Router::with_hooks(self.config, self.hooks));
         if let Some(udp) = self.udp {
@@ -206,6 +252,7 @@ impl Builder {
             server,
             addr,
             udp_addr,
+            web_addr,
             listeners,
         })
     }
@@ -272,6 +319,11 @@ impl Broker {
         self.udp_addr
     }
 
+    /// The web's address, if the broker serves the web.
+    pub fn web_addr(&self) -> Option<SocketAddr> {
+        self.web_addr
+    }
+
     /// Serves on this thread until the process ends: the `broker` binary's main loop.
     ///
     /// # Errors
@@ -289,6 +341,7 @@ impl Broker {
         let mut handle = BrokerHandle {
             addr: self.addr,
             udp_addr: self.udp_addr,
+            web_addr: self.web_addr,
             server: self.server,
             running: Vec::new(),
         };
@@ -306,6 +359,7 @@ impl Broker {
 pub struct BrokerHandle {
     addr: SocketAddr,
     udp_addr: Option<SocketAddr>,
+    web_addr: Option<SocketAddr>,
     server: Arc<Server>,
     running: Vec<Running>,
 }
@@ -327,6 +381,11 @@ impl BrokerHandle {
     /// Where datagrams are taken, if the broker was given [`Builder::udp`].
     pub fn udp_addr(&self) -> Option<SocketAddr> {
         self.udp_addr
+    }
+
+    /// Where the web listens (the live view, HTTP publishing, WebSocket), if it does.
+    pub fn web_addr(&self) -> Option<SocketAddr> {
+        self.web_addr
     }
 
     /// Every topic with its number of subscribers, as `TOPICS` reports them.

@@ -24,6 +24,11 @@ pub const DEFAULT_HOST: &str = "127.0.0.1";
 /// unchanged.
 pub const DEFAULT_PORT: u16 = 9000;
 
+/// The port of the `broker` binary's web listener (the live view, HTTP publishing,
+/// WebSocket) unless told otherwise: the customary port of a second web server. The library
+/// serves no web unless asked (`Builder::web`), so tests never compete for it.
+pub const DEFAULT_HTTP_PORT: u16 = 8080;
+
 /// Default for `--max-clients`: a class of sixty with a dozen clients each. Every
 /// connection takes a thread and a file descriptor, so serving this many needs `ulimit -n`
 /// above it.
@@ -62,6 +67,12 @@ pub const DEFAULT_MAX_PENDING_BYTES: usize = 8 * 1024 * 1024;
 /// thousand fill any screen many times over; a million would make a reply of tens of
 /// megabytes that the broker must hold while the client reads it.
 pub const DEFAULT_MAX_TOPICS_LISTED: usize = 10_000;
+
+/// Default for `--http-timeout`: how long a web client may take to send one whole HTTP
+/// request. A browser or `curl` sends one in a millisecond; ten seconds allow for a person
+/// typing a request into `nc`, and a client that sends a byte now and then (*slowloris*)
+/// cannot hold a thread for longer.
+pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Default capacity of an in-process [`Subscription`](crate::Subscription): about a second
 /// of a busy topic. A program that embeds the broker and falls further behind than this is
@@ -148,6 +159,9 @@ pub struct Config {
     pub udp_lease: Duration,
     /// Most addresses holding a UDP lease at once.
     pub udp_max_subscribers: usize,
+    /// How long a web client may take to send each whole HTTP request; an idle keep-alive
+    /// connection is closed after as long.
+    pub http_timeout: Duration,
 }
 
 impl Default for Config {
@@ -166,6 +180,7 @@ impl Default for Config {
             udp_topic: DEFAULT_UDP_TOPIC.to_string(),
             udp_lease: DEFAULT_UDP_LEASE,
             udp_max_subscribers: DEFAULT_UDP_MAX_SUBSCRIBERS,
+            http_timeout: DEFAULT_HTTP_TIMEOUT,
         }
     }
 }
@@ -283,6 +298,16 @@ impl Config {
                      without a renewal)",
                     format_duration(MIN_UDP_LEASE),
                     format_duration(MAX_UDP_LEASE)
+                ),
+            });
+        }
+        if self.http_timeout < Duration::from_millis(1) || self.http_timeout > MAX_WRITE_TIMEOUT {
+            return Err(ConfigError {
+                flag: "--http-timeout",
+                value: format_duration(self.http_timeout),
+                rule: format!(
+                    "must be between 1ms and {} (zero would refuse every request)",
+                    format_duration(MAX_WRITE_TIMEOUT)
                 ),
             });
         }
@@ -518,6 +543,17 @@ mod tests {
         ];
         for (flag, config) in bad {
             assert_eq!(config.validate().unwrap_err().flag, flag);
+        }
+    }
+
+    #[test]
+    fn http_timeouts_outside_their_range_are_refused() {
+        for timeout in [Duration::ZERO, Duration::from_secs(3601)] {
+            let config = Config {
+                http_timeout: timeout,
+                ..Config::default()
+            };
+            assert_eq!(config.validate().unwrap_err().flag, "--http-timeout");
         }
     }
 

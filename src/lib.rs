@@ -40,9 +40,10 @@
 //! | | [`subscription`] | the in-process subscriber, for programs that embed the broker |
 //! | sessions | [`outbox`] | a TCP connection as a subscriber: pending lines, write timeout, cut-off |
 //! | | [`connections`] | slots (`--max-clients`), and closing every connection at stop |
-//! | | `session` (private) | one TCP connection, line protocol or JSON: read, parse, execute, cleanup |
+//! | | `session` (private) | one connection: TCP (line protocol or JSON) or a WebSocket (line protocol); read, parse, execute, cleanup |
 //! | server | `server` (private) | listeners, each on its accept thread; admitting connections |
 //! | | [`udp`] | the UDP port: datagrams in, one datagram per delivery out, leases |
+//! | | [`web`] | the web listener: HTTP/1.1, WebSocket carrying the line protocol, the live view |
 //! | | [`broker`] | [`Broker`] and [`BrokerHandle`]: start, stop, publish and subscribe in-process |
 //! | clients | [`client`], [`error`] | the blocking client used by the binaries, benchmark and tests |
 //! | | [`cli`] | what the binaries in `src/bin/` share (logging); no module above uses it |
@@ -83,6 +84,9 @@
 //!   └──────────────────────┘
 //!   client-1 writes the DELIVER line to sockets 2 and 3 itself, outside the registry lock.
 //! ```
+//!
+//! The web listener (`accept-web`) starts a `web-<n>` thread per connection the same way;
+//! a browser's WebSocket is then one more reader of its own socket, and one more outbox.
 //!
 //! ## Using it as a library
 //!
@@ -136,6 +140,7 @@ pub mod throttle;
 pub mod topic;
 pub mod trace;
 pub mod udp;
+pub mod web;
 
 pub use broker::{Broker, BrokerHandle, Builder, StartError};
 pub use client::Client;

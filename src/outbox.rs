@@ -83,6 +83,15 @@
 //! descriptor per client (not one per handle) is what lets the broker hold ten thousand
 //! clients under a `ulimit -n` of twenty thousand.
 //!
+//! # Lines, and the bytes that carry them
+//!
+//! A line-protocol connection's lines go on the wire as they are. A WebSocket
+//! connection's outbox is the same outbox, with the same pending bytes, writer thread and
+//! cut-off rules, told at the handshake to wrap each line in a frame of its own
+//! ([`Encoding::Framed`], with the framing function from `web/websocket.rs`): the outbox
+//! knows lines, not WebSocket. Bytes that are already in the connection's wire format (an
+//! HTTP response, a WebSocket pong) go in with [`Outbox::push_bytes`], as they are.
+//!
 //! # Memory
 //!
 //! An outbox with nothing pending holds no buffer: the pending bytes are given back as soon
@@ -162,6 +171,31 @@ impl Rules {
     }
 }
 
+/// How the lines queued in an outbox become bytes on its socket. See "Lines, and the bytes
+/// that carry them" in the module docs.
+#[derive(Debug, Clone, Copy)]
+pub enum Encoding {
+    /// As they are: the line protocol.
+    Lines,
+    /// Each line, without its `\n`, appended by this function: one WebSocket text frame per
+    /// line (`web::websocket::write_text_line`).
+    Framed(fn(line: &[u8], out: &mut Vec<u8>)),
+}
+
+impl Encoding {
+    /// Appends `lines` (complete lines, each ending in `\n`) to `out`, encoded.
+    fn encode(self, lines: &[u8], out: &mut Vec<u8>) {
+        match self {
+            Encoding::Lines => out.extend_from_slice(lines),
+            Encoding::Framed(frame) => {
+                for line in lines.split_inclusive(|&b| b == b'\n') {
+                    frame(line.strip_suffix(b"\n").unwrap_or(line), out);
+                }
+            }
+        }
+    }
+}
+
 /// One connection's socket and its pending lines. See the module docs.
 #[derive(Debug)]
 pub struct Outbox {
@@ -188,6 +222,8 @@ pub struct Outbox {
 struct State {
     pending: Vec<u8>,
     phase: Phase,
+    /// How lines become bytes on this connection.
+    encoding: Encoding,
     /// Bytes the writer thread has taken from `pending` and is writing: part of the
     /// backlog, which `--max-pending-bytes` bounds.
     writing: usize,
@@ -233,6 +269,7 @@ impl Outbox {
             state: Mutex::new(State {
                 pending: Vec::new(),
                 phase: Phase::KeepingUp,
+                encoding: Encoding::Lines,
                 writing: 0,
                 writer: None,
                 progress_at: Instant::now(),
@@ -272,29 +309,72 @@ impl Outbox {
     /// Queues one or more complete lines (a batch's deliveries). See [`Offer`] for what
     /// the caller must do next.
     pub fn push(&self, lines: &[u8]) -> Offer {
-        self.push_with(|pending| pending.extend_from_slice(lines))
+        let mut state = self.state.lock();
+        if state.phase == Phase::Closed {
+            return Offer::Closed;
+        }
+        let was_empty = state.pending.is_empty();
+        self.trace(lines);
+        let encoding = state.encoding;
+        encoding.encode(lines, &mut state.pending);
+        self.queued(&mut state, was_empty)
     }
 
     /// Queues the lines `write` appends, written straight into the pending bytes: how a
     /// connection queues its own replies without formatting them somewhere else first.
+    /// (Lines that must be framed are framed from a copy.)
     pub fn push_with(&self, write: impl FnOnce(&mut Vec<u8>)) -> Offer {
         let mut state = self.state.lock();
         if state.phase == Phase::Closed {
             return Offer::Closed;
         }
         let was_empty = state.pending.is_empty();
-        let start = state.pending.len();
-        write(&mut state.pending);
-        self.trace(&state.pending[start..]);
-        if let Some(backlog) = self.over_the_limit(&state) {
-            self.cut_off_backlog(&mut state, backlog);
+        match state.encoding {
+            Encoding::Lines => {
+                let start = state.pending.len();
+                write(&mut state.pending);
+                self.trace(&state.pending[start..]);
+            }
+            encoding => {
+                let mut lines = Vec::new();
+                write(&mut lines);
+                self.trace(&lines);
+                encoding.encode(&lines, &mut state.pending);
+            }
+        }
+        self.queued(&mut state, was_empty)
+    }
+
+    /// Queues bytes already in the connection's wire format (an HTTP response, a WebSocket
+    /// control frame), as they are, whatever the encoding.
+    pub fn push_bytes(&self, bytes: &[u8]) -> Offer {
+        let mut state = self.state.lock();
+        if state.phase == Phase::Closed {
+            return Offer::Closed;
+        }
+        let was_empty = state.pending.is_empty();
+        state.pending.extend_from_slice(bytes);
+        self.queued(&mut state, was_empty)
+    }
+
+    /// How lines are written from now on (bytes already queued stay as they are): a web
+    /// connection becomes a WebSocket at its handshake.
+    pub fn set_encoding(&self, encoding: Encoding) {
+        self.state.lock().encoding = encoding;
+    }
+
+    /// After bytes were appended: cut off a backlog over the limit, wake the writer thread,
+    /// and tell the caller whether it must flush.
+    fn queued(&self, state: &mut State, was_empty: bool) -> Offer {
+        if let Some(backlog) = self.over_the_limit(state) {
+            self.cut_off_backlog(state, backlog);
             return Offer::Closed;
         }
         match state.phase {
             Phase::Behind => {
                 self.wake_writer.notify_one();
                 // Far behind: the publisher's flush is where it waits for the subscriber.
-                if self.worth_waiting_for(&state) {
+                if self.worth_waiting_for(state) {
                     Offer::FlushNeeded
                 } else {
                     Offer::Queued
@@ -302,6 +382,22 @@ impl Outbox {
             }
             _ if was_empty => Offer::FlushNeeded,
             _ => Offer::Queued,
+        }
+    }
+
+    /// Writes everything queued and waits until the client has taken it, or the outbox is
+    /// closed: for a last answer before closing (an HTTP response with `Connection:
+    /// close`, a WebSocket close frame). A client that stops taking bytes is cut off by
+    /// the usual rules meanwhile, so the wait is bounded as every other write is.
+    pub fn wait_until_written(&self) {
+        let mut state = self.state.lock();
+        if state.phase == Phase::KeepingUp && !state.pending.is_empty() {
+            self.flush_in_place(&mut state);
+        }
+        while state.phase == Phase::Behind && self.backlog(&state) > 0 {
+            // The writer thread wakes us at each chunk written; the timeout only bounds a
+            // wake-up missed between two checks.
+            self.drained.wait_for(&mut state, WRITER_POLL);
         }
     }
 
@@ -635,7 +731,8 @@ impl Subscriber for Outbox {
     fn deliver(&self, batch: &Batch) -> bool {
         let lines = batch.lines_for(self.dialect());
         let mut state = self.state.lock();
-        if state.phase != Phase::KeepingUp || !state.pending.is_empty() {
+        let as_they_are = matches!(state.encoding, Encoding::Lines);
+        if state.phase != Phase::KeepingUp || !state.pending.is_empty() || !as_they_are {
             drop(state);
             let offered = self.push(lines);
             self.flush();

@@ -25,6 +25,10 @@
 //! replies, its mode (`VERBOSE`), and the moment it is about to block, when it tells the
 //! publisher to flush and then writes its own replies.
 //!
+//! A browser's WebSocket connection is a session too (see `web/`): its frames carry the same
+//! lines, so the web code drives a [`Session`] with lines it reads from frames, and every
+//! command, reply and cleanup is this file's, whatever the transport.
+//!
 //! Everything a connection owns in the broker (its subscriptions, its slot in the
 //! connection table, its count in `STATS`) is given back in one place: the `Drop` of
 //! [`Session`]. Rust runs it however the thread ends: end of file, a reset, a failed write,
@@ -75,7 +79,7 @@ pub(crate) fn serve(router: Arc<Router>, outbox: Arc<Outbox>, slot: Slot) {
 }
 
 /// The state of one connection while its thread runs.
-struct Session {
+pub(crate) struct Session {
     router: Arc<Router>,
     /// This connection's outbox: our replies go through it, as other publishers'
     /// deliveries do. It owns the socket that `serve` reads from.
@@ -107,7 +111,8 @@ struct Session {
 }
 
 impl Session {
-    fn new(router: Arc<Router>, outbox: Arc<Outbox>, slot: Slot) -> Session {
+    /// A session for the connection whose outbox is `outbox`, holding `slot`.
+    pub(crate) fn new(router: Arc<Router>, outbox: Arc<Outbox>, slot: Slot) -> Session {
         let subscriber: Arc<dyn Subscriber> = Arc::clone(&outbox) as Arc<dyn Subscriber>;
         let client = ClientInfo::new(Transport::Line, Some(outbox.peer().addr()));
         Session {
@@ -165,7 +170,9 @@ impl Session {
         }
     }
 
-    fn handle_line(&mut self, line: &[u8]) {
+    /// Handles one line in this connection's dialect (the first line decides it): parses
+    /// it and executes it, or answers it with `ERROR` or its dialect's equivalent.
+    pub(crate) fn handle_line(&mut self, line: &[u8]) {
         let dialect = match self.dialect {
             Some(dialect) => dialect,
             None => match Dialect::of_first_line(line) {
@@ -433,9 +440,20 @@ impl Session {
     /// Writes out everything this thread queued: deliveries to other subscribers first,
     /// then our own client's replies, so that when a client reads a `PONG` every delivery
     /// from the commands before it has already been written.
-    fn flush(&mut self) {
+    pub(crate) fn flush(&mut self) {
         self.publisher.flush();
         self.subscriber.flush();
+    }
+
+    /// No more input is waiting: give back the batch's memory, so that an idle connection
+    /// holds no buffers.
+    pub(crate) fn rest(&mut self) {
+        self.publisher.release();
+    }
+
+    /// Whether the client sent `QUIT`: the connection ends after its `BYE`.
+    pub(crate) fn is_quitting(&self) -> bool {
+        self.quitting
     }
 
     /// Removes every subscription of this connection from the registry, under one lock, so

@@ -69,7 +69,7 @@ impl Drop for Running {
 /// The real broker binary on a free port.
 fn broker() -> (Running, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_broker"))
-        .args(["--port", "0"])
+        .args(["--port", "0", "--no-http"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -83,6 +83,10 @@ fn broker() -> (Running, SocketAddr) {
         "{first}"
     );
     assert!(first.contains("connect with: nc 127.0.0.1 "), "{first}");
+    assert!(
+        !first.contains("live view"),
+        "--no-http serves no web: {first}"
+    );
     let port: u16 = first
         .split("127.0.0.1:")
         .nth(1)
@@ -279,7 +283,9 @@ fn a_client_with_no_broker_says_how_to_start_one() {
 #[test]
 fn a_second_broker_on_a_taken_port_explains_itself() {
     let (_broker, addr) = broker();
-    let out = run_to_end(env!("CARGO_BIN_EXE_broker"), &port_args(addr), "");
+    let mut args = port_args(addr);
+    args.push("--no-http".into());
+    let out = run_to_end(env!("CARGO_BIN_EXE_broker"), &args, "");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
@@ -530,4 +536,61 @@ fn the_udp_publisher_reaches_the_udp_subscriber() {
     assert!(!out.status.success());
     assert!(stderr.contains("connection refused"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// `--http-port 0` serves the web on a free port and the start line says where the live
+/// view is; `--no-http` serves none; an `--http-port` that is taken is an error, not a
+/// warning (only the default port is allowed to be taken).
+#[test]
+fn the_web_listener_follows_its_flags() {
+    let child = Command::new(env!("CARGO_BIN_EXE_broker"))
+        .args(["--port", "0", "--http-port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start broker");
+    let mut running = Running { child };
+    let mut first = String::new();
+    BufReader::new(running.child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let url = first
+        .split("; live view: open ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no live view in {first:?}"))
+        .trim_end();
+    assert!(
+        url.starts_with("http://127.0.0.1:") && url.ends_with('/'),
+        "{url}"
+    );
+    let web: SocketAddr = url["http://".len()..url.len() - 1].parse().unwrap();
+    let mut stream = std::net::TcpStream::connect(web).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream.write_all(b"GET /healthz HTTP/1.0\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 200 OK") && answer.ends_with("\r\n\r\nok"),
+        "{answer}"
+    );
+
+    let taken = web.port().to_string();
+    let out = run_to_end(
+        env!("CARGO_BIN_EXE_broker"),
+        &[
+            "--port".into(),
+            "0".into(),
+            "--http-port".into(),
+            taken.clone(),
+        ],
+        "",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "could not listen on 127.0.0.1:{taken} for the web"
+        )) && stderr.contains("--http-port"),
+        "{stderr}"
+    );
 }

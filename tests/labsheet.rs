@@ -20,13 +20,14 @@ use std::path::Path;
 use markdown::Lab;
 
 /// The labs, by file name, in order; each file name starts with its lab's number.
-const LABS: [&str; 7] = [
+const LABS: [&str; 8] = [
     "01-first-contact.md",
     "02-inside-the-broker.md",
     "03-tcp-is-a-stream.md",
     "04-subscriptions.md",
     "05-slow-consumers.md",
     "06-measure-it.md",
+    "09-the-web.md",
     "10-datagrams-and-dialects.md",
 ];
 
@@ -79,10 +80,16 @@ fn lab_06_measure_it_replays() {
     replay_lab(LABS[5]);
 }
 
+/// Lab 9 (publishing with curl, the WebSocket handshake) runs as written.
+#[test]
+fn lab_09_the_web_replays() {
+    replay_lab(LABS[6]);
+}
+
 /// Lab 10 (a UDP ticker, leases, the embedded classroom broker) runs as written.
 #[test]
 fn lab_10_datagrams_and_dialects_replays() {
-    replay_lab(LABS[6]);
+    replay_lab(LABS[7]);
 }
 
 /// Every lab has the parts the labsheet promises a student: objectives, time, what you
@@ -248,6 +255,7 @@ fn every_source_file_and_function_a_lab_names_exists() {
                         Some(module) => {
                             path == &format!("src/{module}.rs")
                                 || path.starts_with(&format!("src/{module}/"))
+                                || path.ends_with(&format!("/{module}.rs"))
                         }
                     })
                     .collect();

@@ -9,6 +9,8 @@
 //! cargo run --release --bin bench -- suite --against old/broker   # A/B against another build
 //! cargo run --release --bin bench -- fanout --subs 1000 --msgs 2000
 //! cargo run --release --bin bench -- latency --addr 127.0.0.1:9000   # any running broker
+//! cargo run --release --bin bench -- http        # HTTP publishes/s, one keep-alive client
+//! cargo run --release --bin bench -- wsfanout    # fan-out to 100 WebSocket subscribers
 //! cargo run --release --bin bench -- suite --quick   # the same in a few seconds
 //! cargo run --release --bin bench -- json-fanout      # fan-out in both dialects, side by side
 //! cargo run --release --bin bench -- udp --rate 20000 # datagrams in: publishes/s and loss
@@ -27,6 +29,7 @@ mod measure;
 mod relay;
 mod report;
 mod target;
+mod web;
 mod workloads;
 
 use std::process::ExitCode;
@@ -36,7 +39,7 @@ use clap::{Parser, ValueEnum};
 use pubsub_lab::config::parse_duration;
 
 use report::{Outcome, Printer};
-use target::{Target, TargetKind};
+use target::{Listeners, Target, TargetKind};
 use workloads::{Flow, Workload, PROBES};
 
 /// Measures the broker (or any broker at --addr, or the speed-of-light relay) with
@@ -121,7 +124,12 @@ enum Mode {
     Latency,
     /// --conns idle subscribers: the target's memory per connection, then probes.
     Conns,
-    /// The standard set: fanout, fanin, pairs, latency and conns.
+    /// Publishes over HTTP, one at a time on one keep-alive connection, to one TCP
+    /// subscriber: publishes/s.
+    Http,
+    /// Like fanout, but the --subs subscribers are WebSockets at the web port.
+    Wsfanout,
+    /// The standard set: fanout, fanin, pairs, latency, conns, http and wsfanout.
     Suite,
     /// --stalled subscribers that never read, and a healthy one, on one topic: how long
     /// the healthy one and the publisher are held up.
@@ -167,6 +175,10 @@ enum Job {
         rate: Option<f64>,
         size: usize,
     },
+    Http {
+        msgs: u64,
+        size: usize,
+    },
 }
 
 impl Job {
@@ -178,6 +190,16 @@ impl Job {
             Job::Leave { .. } => "leave",
             Job::Topics { .. } => "topics",
             Job::Udp { .. } => "udp",
+            Job::Http { .. } => "http",
+        }
+    }
+
+    /// Whether the job needs the broker's web listener.
+    fn needs_web(&self) -> bool {
+        match self {
+            Job::Flow(flow) => flow.workload == Workload::WsFanout,
+            Job::Http { .. } => true,
+            _ => false,
         }
     }
 
@@ -189,6 +211,7 @@ impl Job {
             Job::Leave { conns, .. } => conns + 3,
             Job::Topics { topics } => topics.div_ceil(hostile::TOPICS_PER_CONN) + 3,
             Job::Udp { subs, .. } => subs + 2,
+            Job::Http { .. } => 3,
         }
     }
 
@@ -213,6 +236,7 @@ impl Job {
                 rate,
                 size,
             } => workloads::run_udp(target, *subs, *msgs, *rate, *size, timeout),
+            Job::Http { msgs, size } => web::run_http(target, *msgs, *size, timeout),
         }
     }
 
@@ -267,6 +291,11 @@ fn jobs_for(mode: Mode, args: &Args) -> Vec<Job> {
         (rate * 3.0) as u64,
         Some(rate),
     );
+    let wsfanout = flow(Workload::WsFanout, 1, 1, subs, 20_000, None);
+    let http = Job::Http {
+        msgs: args.msgs.unwrap_or_else(|| scale(20_000)),
+        size: args.size,
+    };
     let conns = Job::Conns {
         conns: args
             .conns
@@ -279,7 +308,9 @@ fn jobs_for(mode: Mode, args: &Args) -> Vec<Job> {
         Mode::Pairs => vec![pairs],
         Mode::Latency => vec![latency],
         Mode::Conns => vec![conns],
-        Mode::Suite => vec![fanout, fanin, pairs, latency, conns],
+        Mode::Http => vec![http],
+        Mode::Wsfanout => vec![wsfanout],
+        Mode::Suite => vec![fanout, fanin, pairs, latency, conns, http, wsfanout],
         Mode::Stalled => vec![Job::Stalled {
             stalled: args.stalled.unwrap_or(10),
             msgs: args.msgs.unwrap_or(600),
@@ -347,7 +378,15 @@ fn run(args: &Args) -> Result<bool, String> {
         None if args.compare => Some(TargetKind::Relay),
         None => None,
     };
+    // The suite measures the web only where both sides have one: a relay or a broker at an
+    // address has none this bench knows of.
+    let serves_web =
+        |kind: &TargetKind| matches!(kind, TargetKind::Broker | TargetKind::Baseline(_));
+    let web_everywhere = serves_web(&target) && other.as_ref().map_or(true, serves_web);
     for job in jobs_for(args.mode, args) {
+        if args.mode == Mode::Suite && job.needs_web() && !web_everywhere {
+            continue;
+        }
         if let Some(other) = &other {
             let (mut a, mut b) = (Vec::new(), Vec::new());
             for _ in 0..args.rounds {
@@ -403,7 +442,11 @@ fn measure(
     job: &Job,
     timeout: Duration,
 ) -> Result<Result<Outcome, String>, String> {
-    let target = Target::start(kind, job.connections() + 16, job.needs_udp())?;
+    let listeners = Listeners {
+        udp: job.needs_udp(),
+        web: job.needs_web(),
+    };
+    let target = Target::start(kind, job.connections() + 16, listeners)?;
     Ok(job.run(&target, timeout).map_err(|message| {
         let said: Vec<String> = target.log_tail();
         if said.is_empty() {

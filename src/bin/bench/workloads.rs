@@ -22,6 +22,10 @@
 //! datagrams at `--rate` to TCP subscribers: its publishes per second, and what was lost
 //! ([`run_udp`]).
 //!
+//! `wsfanout` is `fanout` with WebSocket subscribers (at the broker's web port, one
+//! `DELIVER` line per text frame), the publisher still on TCP: the difference is what the
+//! web costs a subscriber. `http` (in `web.rs`) publishes over HTTP instead.
+//!
 //! The fifth, `conns`, is different: many idle subscribers held by one thread, the
 //! target's memory before and after, then probes that must each arrive ([`run_conns`]).
 
@@ -35,6 +39,8 @@ use std::time::{Duration, Instant};
 use crate::measure::{nanos_since, parse_stamp, write_publish, Histogram, Tally};
 use crate::report::{Memory, Outcome, Progress};
 use crate::target::{sleep_until, SyncMethod, Target};
+use pubsub_lab::web::client::WebSocketClient;
+use pubsub_lab::web::websocket::{self, Decoder, Message, Opcode};
 
 /// A publisher writes once it has this many bytes of lines ready: big enough that the
 /// system call is a small part of the cost, small enough to start flowing at once.
@@ -70,6 +76,8 @@ pub enum Workload {
     JsonFanout,
     /// Datagrams from one publisher at a rate, to TCP subscribers.
     Udp,
+    /// Fan-out to WebSocket subscribers.
+    WsFanout,
 }
 
 impl Workload {
@@ -83,6 +91,7 @@ impl Workload {
             Workload::Conns => "conns",
             Workload::JsonFanout => "json-fan",
             Workload::Udp => "udp",
+            Workload::WsFanout => "wsfanout",
         }
     }
 }
@@ -120,6 +129,7 @@ impl Flow {
             Workload::Fanin => format!("{} pubs", self.pubs),
             Workload::Pairs => format!("{} pairs", self.topics),
             _ if self.json => format!("{} JSON subs", self.subs),
+            Workload::WsFanout => format!("{} WebSocket subs", self.subs),
             _ => format!("{} subs", self.subs),
         };
         let rate = self
@@ -149,14 +159,13 @@ pub fn run_flow(target: &Target, flow: &Flow, timeout: Duration) -> Result<Outco
     let subscriber_topics: Vec<String> = (0..flow.topics)
         .flat_map(|topic| (0..flow.subs).map(move |_| topic_name(topic)))
         .collect();
-    let readers = open_subscribers(
-        target,
-        &subscriber_topics,
-        flow.json,
-        deadline,
-        &mut progress,
-    )
-    .map_err(|(_, message)| message)?;
+    let via = match flow.workload {
+        Workload::WsFanout => Via::WebSocket,
+        _ if flow.json => Via::Json,
+        _ => Via::Lines,
+    };
+    let readers = open_subscribers(target, &subscriber_topics, via, deadline, &mut progress)
+        .map_err(|(_, message)| message)?;
     // Every socket of the run, so that a timeout can wake every thread blocked on one.
     let mut sockets = Vec::new();
     let arrived = Arc::new(AtomicU64::new(0));
@@ -315,7 +324,7 @@ pub fn run_conns(
 
     let before = target.rss_kib();
     let topics: Vec<String> = (0..conns).map(|i| format!("idle-{i}")).collect();
-    let opened = open_subscribers(target, &topics, false, deadline, &mut progress);
+    let opened = open_subscribers(target, &topics, Via::Lines, deadline, &mut progress);
     progress.finish();
     let opened_in = base.elapsed();
     let (mut readers, failure) = match opened {
@@ -460,8 +469,8 @@ impl Publisher {
 
 /// A subscriber's loop: read chunks, stamp them with their arrival time, tally every line,
 /// until `expected` messages arrived or the connection ends.
-fn receive(
-    mut reader: Lines,
+pub fn receive(
+    mut reader: Reader,
     publishers: usize,
     expected: u64,
     base: Instant,
@@ -488,17 +497,29 @@ fn receive(
     }
 }
 
-/// Connects one subscriber per entry of `topics` (to that topic) and returns them once
-/// each is known to be subscribed: with `PING`/`PONG` if the target answers it, else after
-/// a settle delay. If one fails, the error comes with the subscribers confirmed so far.
-/// With `json`, they speak kn-sock's JSON lines.
-fn open_subscribers(
+/// How a workload's subscribers reach the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// The line protocol over TCP.
+    Lines,
+    /// kn-sock's JSON lines over TCP.
+    Json,
+    /// The line protocol over a WebSocket at the target's web port.
+    WebSocket,
+}
+
+/// Connects one subscriber per entry of `topics` (to that topic), the way `via` says, and
+/// returns them once each is known to be subscribed: with `PING`/`PONG` (in the
+/// subscriber's dialect) if the target answers it, else after a settle delay. If one
+/// fails, the error comes with the subscribers confirmed so far.
+pub fn open_subscribers(
     target: &Target,
     topics: &[String],
-    json: bool,
+    via: Via,
     deadline: Instant,
     progress: &mut Progress,
-) -> Result<Vec<Lines>, (Vec<Lines>, String)> {
+) -> Result<Vec<Reader>, (Vec<Reader>, String)> {
+    let json = via == Via::Json;
     let mut readers = Vec::with_capacity(topics.len());
     let mut line = Vec::new();
     for window_start in (0..topics.len()).step_by(OPEN_WINDOW) {
@@ -509,8 +530,13 @@ fn open_subscribers(
             .take(window_end)
             .skip(window_start)
         {
-            let stream = match TcpStream::connect(target.addr) {
-                Ok(stream) => stream,
+            let opened = if via == Via::WebSocket {
+                open_websocket(target)
+            } else {
+                TcpStream::connect(target.addr).map(|stream| Reader::Lines(Lines::new(stream)))
+            };
+            let mut reader = match opened {
+                Ok(reader) => reader,
                 Err(e) => {
                     readers.truncate(window_start);
                     let message = format!(
@@ -521,7 +547,6 @@ fn open_subscribers(
                     return Err((readers, message));
                 }
             };
-            let _ = stream.set_nodelay(true);
             line.clear();
             let (subscribe, ping) = if json {
                 (
@@ -538,14 +563,14 @@ fn open_subscribers(
             if target.sync == SyncMethod::Ping {
                 line.extend_from_slice(ping.as_bytes());
             }
-            if let Err(e) = (&stream).write_all(&line) {
+            if let Err(e) = reader.send_lines(&line) {
                 readers.truncate(window_start);
                 return Err((
                     readers,
                     format!("cannot subscribe connection {}: {e}", index + 1),
                 ));
             }
-            readers.push(Lines::new(stream));
+            readers.push(reader);
         }
         if target.sync == SyncMethod::Ping {
             for index in window_start..readers.len() {
@@ -566,7 +591,7 @@ fn open_subscribers(
 /// Reads until `PONG s<index>`; lines before it are skipped. Leaves the socket without a
 /// read timeout, as the subscriber threads want it.
 fn wait_for_pong(
-    reader: &mut Lines,
+    reader: &mut Reader,
     index: usize,
     json: bool,
     deadline: Instant,
@@ -604,7 +629,7 @@ fn wait_for_pong(
 }
 
 /// Reads on an idle subscriber until probe `seq` arrives; its arrival time, or `None`.
-fn wait_for_probe(reader: &mut Lines, seq: u64, base: Instant, deadline: Instant) -> Option<u64> {
+fn wait_for_probe(reader: &mut Reader, seq: u64, base: Instant, deadline: Instant) -> Option<u64> {
     let found = read_until(reader, deadline, |line| {
         parse_stamp(line).is_some_and(|stamp| stamp.seq == seq)
     });
@@ -614,7 +639,7 @@ fn wait_for_probe(reader: &mut Lines, seq: u64, base: Instant, deadline: Instant
 /// Reads lines until `wanted` says yes (`Ok(true)`), the connection closes (`Ok(false)`),
 /// or `deadline` passes (an error).
 fn read_until(
-    reader: &mut Lines,
+    reader: &mut Reader,
     deadline: Instant,
     mut wanted: impl FnMut(&[u8]) -> bool,
 ) -> io::Result<bool> {
@@ -687,8 +712,82 @@ fn explain_trouble(target: &Target, outcome: &mut Outcome) {
     }
 }
 
-fn topic_name(topic: usize) -> String {
+pub fn topic_name(topic: usize) -> String {
     format!("bench-{topic}")
+}
+
+/// A subscriber's connection: TCP lines, or WebSocket frames carrying one line each.
+pub enum Reader {
+    /// The line protocol over TCP.
+    Lines(Lines),
+    /// The line protocol over a WebSocket: one text frame per line.
+    Frames {
+        /// The connection.
+        stream: TcpStream,
+        /// The frames read, and the messages in them.
+        decoder: Decoder,
+    },
+}
+
+impl Reader {
+    fn get_ref(&self) -> &TcpStream {
+        match self {
+            Reader::Lines(lines) => lines.get_ref(),
+            Reader::Frames { stream, .. } => stream,
+        }
+    }
+
+    /// The next line already read, if any (for a WebSocket, a frame that is not text is
+    /// an empty line). Never blocks.
+    fn next_line(&mut self) -> Option<&[u8]> {
+        match self {
+            Reader::Lines(lines) => lines.next_line(),
+            Reader::Frames { decoder, .. } => match decoder.next_message() {
+                Ok(Some(Message::Text(text))) => Some(text.as_bytes()),
+                Ok(Some(_)) => Some(b""),
+                Ok(None) | Err(_) => None,
+            },
+        }
+    }
+
+    /// Blocks for more bytes: `Ok(false)` at end of file.
+    fn fill(&mut self) -> io::Result<bool> {
+        match self {
+            Reader::Lines(lines) => lines.fill(),
+            Reader::Frames { stream, decoder } => Ok(decoder.read_from(&*stream)? > 0),
+        }
+    }
+
+    /// Sends lines: as they are over TCP, one masked text frame each over a WebSocket.
+    fn send_lines(&mut self, lines: &[u8]) -> io::Result<()> {
+        match self {
+            Reader::Lines(reader) => (&reader.stream).write_all(lines),
+            Reader::Frames { stream, .. } => {
+                let mut frames = Vec::new();
+                for line in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                    websocket::write_frame(
+                        &mut frames,
+                        Opcode::Text,
+                        line,
+                        Some(websocket::random_mask()),
+                    );
+                }
+                (&*stream).write_all(&frames)
+            }
+        }
+    }
+}
+
+/// Opens a WebSocket to the target's web port.
+fn open_websocket(target: &Target) -> io::Result<Reader> {
+    let addr = target.web_addr.ok_or_else(|| {
+        io::Error::new(
+            ErrorKind::Unsupported,
+            "the target serves no web (start it with --http-port)",
+        )
+    })?;
+    let (stream, decoder) = WebSocketClient::connect(addr, "/ws")?.into_parts();
+    Ok(Reader::Frames { stream, decoder })
 }
 
 /// The read side of a bench connection: big reads, cut into lines.
@@ -696,7 +795,7 @@ fn topic_name(topic: usize) -> String {
 /// The library's `LineReader` would do, but it is built for a broker's many mostly idle
 /// connections and starts small; a bench subscriber wants every `read` as large as the
 /// kernel will give, so that it costs as few system calls as possible.
-struct Lines {
+pub struct Lines {
     stream: TcpStream,
     buffer: Vec<u8>,
     start: usize,
@@ -751,7 +850,7 @@ fn clone_socket(stream: &TcpStream) -> Result<TcpStream, String> {
         .map_err(|e| format!("cannot duplicate a socket: {e}"))
 }
 
-fn spawn<T: Send + 'static>(
+pub fn spawn<T: Send + 'static>(
     name: String,
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<JoinHandle<T>, String> {
@@ -809,7 +908,7 @@ pub fn run_udp(
     let mut notes = sync_notes(target);
     let topic = topic_name(0);
     let topics = vec![topic.clone(); subs];
-    let readers = open_subscribers(target, &topics, false, deadline, &mut progress)
+    let readers = open_subscribers(target, &topics, Via::Lines, deadline, &mut progress)
         .map_err(|(_, message)| message)?;
     let mut sockets = Vec::new();
     let arrived = Arc::new(AtomicU64::new(0));

@@ -41,6 +41,10 @@ pub const LABS: &[Lab] = &[
         sheet: "06-measure-it.md",
     },
     Lab {
+        number: 9,
+        sheet: "09-the-web.md",
+    },
+    Lab {
         number: 10,
         sheet: "10-datagrams-and-dialects.md",
     },
