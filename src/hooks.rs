@@ -3,9 +3,9 @@
 //!
 //! A program that runs the broker ([`Broker::builder`](crate::Broker::builder)) can give
 //! it one [`Hooks`] value. The broker then asks it, for every client of every transport
-//! (the line protocol, kn-sock's JSON lines, UDP datagrams, the program's own
-//! [`BrokerHandle::publish`](crate::BrokerHandle::publish) and
-//! [`subscribe`](crate::BrokerHandle::subscribe)):
+//! (the line protocol, kn-sock's JSON lines, UDP datagrams, HTTP's `POST /publish`, a
+//! WebSocket, the program's own [`BrokerHandle::publish`](crate::BrokerHandle::publish)
+//! and [`subscribe`](crate::BrokerHandle::subscribe)):
 //!
 //! | hook | when | it may |
 //! |---|---|---|
@@ -15,7 +15,8 @@
 //! | [`on_publish`](Hooks::on_publish) | a client publishes | observe, refuse, rewrite the message |
 //!
 //! A refusal carries a reason, which the client is told in its own dialect: `ERROR
-//! <reason>` on the line protocol and over UDP, `{"error": "<reason>"}` in JSON. This is
+//! <reason>` on the line protocol, over UDP and in a WebSocket frame, `{"error":
+//! "<reason>"}` in JSON, `403 Forbidden` with the reason as its body over HTTP. This is
 //! what kn-sock's `handler_func` and Mosquitto's plugins (`mosquitto_auth_acl_check`) do;
 //! the difference is where the calls sit. They are in the router (`router.rs`), which
 //! every transport passes through, not in one transport's session, so a rule written
@@ -23,9 +24,11 @@
 //!
 //! ```text
 //!   line session ─┐
-//!   JSON session ─┼─▶ Router::subscribe ──▶ on_subscribe ──▶ registry
-//!   UDP listener ─┤   Publisher::publish ─▶ on_publish ───▶ batch ──▶ subscribers
-//!   BrokerHandle ─┘   Router::admit ──────▶ on_connect
+//!   JSON session ─┤
+//!      WebSocket ─┼─▶ Router::subscribe ──▶ on_subscribe ──▶ registry
+//!  POST /publish ─┤   Publisher::publish ─▶ on_publish ───▶ batch ──▶ subscribers
+//!   UDP listener ─┤   Router::admit ──────▶ on_connect
+//!   BrokerHandle ─┘
 //! ```
 //!
 //! # Costs
@@ -99,6 +102,10 @@ pub enum Transport {
     Json,
     /// Datagrams on `--udp-port`.
     Udp,
+    /// HTTP requests to the web port (`POST /publish`).
+    Http,
+    /// A WebSocket on the web port (`GET /ws`), carrying the line protocol.
+    WebSocket,
     /// The program itself, through [`BrokerHandle`](crate::BrokerHandle).
     InProcess,
 }
@@ -109,6 +116,8 @@ impl fmt::Display for Transport {
             Transport::Line => "line",
             Transport::Json => "json",
             Transport::Udp => "udp",
+            Transport::Http => "http",
+            Transport::WebSocket => "websocket",
             Transport::InProcess => "in-process",
         })
     }
@@ -235,8 +244,12 @@ impl From<Result<(), Refusal>> for PublishVerdict {
 pub trait Hooks: Send + Sync + 'static {
     /// A new client, before its first command is executed: for TCP when its first line
     /// arrives (which also tells its dialect), for UDP each datagram from an address that
-    /// holds no lease (UDP has no connections; a lease is the nearest thing). A refused TCP
-    /// client is told why and disconnected; a refused datagram is answered and dropped.
+    /// holds no lease (UDP has no connections; a lease is the nearest thing), for the web
+    /// at a connection's first request ([`Transport::Http`]) and at a WebSocket handshake
+    /// ([`Transport::WebSocket`], asked again if the connection made other requests
+    /// before). A refused TCP client is told why and disconnected; a refused datagram is
+    /// answered and dropped; a refused web request is answered `403` with the reason, and
+    /// the connection closed.
     fn on_connect(&self, client: ClientInfo<'_>) -> Result<(), Refusal> {
         let _ = client;
         Ok(())

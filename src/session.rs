@@ -26,8 +26,9 @@
 //! publisher to flush and then writes its own replies.
 //!
 //! A browser's WebSocket connection is a session too (see `web/`): its frames carry the same
-//! lines, so the web code drives a [`Session`] with lines it reads from frames, and every
-//! command, reply and cleanup is this file's, whatever the transport.
+//! lines (the line protocol only; the JSON dialect is the TCP port's), so the web code
+//! drives a [`Session`] with lines it reads from frames, and every command, reply, hook and
+//! cleanup is this file's, whatever the transport.
 //!
 //! Everything a connection owns in the broker (its subscriptions, its slot in the
 //! connection table, its count in `STATS`) is given back in one place: the `Drop` of
@@ -130,6 +131,18 @@ impl Session {
             slot,
             bad_lines: Throttle::new(BAD_LINES_LOGGED, BAD_LINES_INTERVAL),
         }
+    }
+
+    /// A session for a WebSocket connection (`web/`). Its frames carry the line protocol
+    /// from the first one (the JSON dialect is the TCP port's: a frame that starts with `{`
+    /// is just a bad command here), and the hooks know it as [`Transport::WebSocket`]. The
+    /// web code asked them about this client at its handshake, so there is no greeting.
+    pub(crate) fn websocket(router: Arc<Router>, outbox: Arc<Outbox>, slot: Slot) -> Session {
+        let mut session = Session::new(router, outbox, slot);
+        session.dialect = Some(Dialect::Line);
+        session.client = ClientInfo::new(Transport::WebSocket, Some(session.peer().addr()));
+        session.publisher.set_client(session.client);
+        session
     }
 
     fn peer(&self) -> &Peer {

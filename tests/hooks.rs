@@ -7,20 +7,24 @@ mod common;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use common::{json_line, member, stat, subscribed, Raw, Udp};
+use common::{
+    get, json_line, member, post_json, stat, subscribed, wait_until, Raw, RawHttp, Udp, TIMEOUT,
+};
 use parking_lot::Mutex;
 use pubsub_lab::hooks::{
     ClientInfo, Hooks, Publish, PublishVerdict, Refusal, Transport, HOOK_FAILED,
 };
 use pubsub_lab::protocol::ProtocolError;
+use pubsub_lab::web::client::{Received, WebSocketClient};
 use pubsub_lab::{Broker, BrokerHandle, Config};
 
-/// A broker with `hooks`, taking TCP and UDP on ports the OS picked.
+/// A broker with `hooks`, taking TCP, UDP and the web on ports the OS picked.
 fn broker_with(hooks: impl Hooks) -> BrokerHandle {
     Broker::builder()
         .config(Config::default())
         .line("127.0.0.1:0")
         .udp("127.0.0.1:0")
+        .web("127.0.0.1:0")
         .hooks(hooks)
         .bind()
         .unwrap()
@@ -331,4 +335,157 @@ fn no_hooks_means_no_change() {
     let mut client = subscribed(broker.addr(), "secret/exam", "s");
     client.send("PUBLISH secret/exam darn p\n");
     assert_eq!(client.delivery(), "DELIVER secret/exam darn p");
+}
+
+/// A WebSocket to the broker's web port, speaking the line protocol.
+fn websocket(broker: &BrokerHandle) -> WebSocketClient {
+    WebSocketClient::connect(broker.web_addr().unwrap(), "/ws").expect("a WebSocket")
+}
+
+/// The next text frame: one line of the line protocol.
+fn frame(client: &mut WebSocketClient) -> String {
+    match client.recv(TIMEOUT).unwrap() {
+        Some(Received::Text(text)) => text,
+        other => panic!("expected a text frame, got {other:?}"),
+    }
+}
+
+/// The editor's publish rules, and the gate's subscribe rule, for the web's clients.
+struct WebRules(Arc<Editor>);
+
+impl Hooks for WebRules {
+    fn on_subscribe(&self, _client: ClientInfo<'_>, topic: &str) -> Result<(), Refusal> {
+        if topic.starts_with("secret/") {
+            return Err(format!("{topic} is not for you").into());
+        }
+        Ok(())
+    }
+
+    fn on_publish(&self, client: ClientInfo<'_>, publish: &Publish<'_>) -> PublishVerdict {
+        self.0.on_publish(client, publish)
+    }
+}
+
+/// The web's ingress takes the same road: a refusing publish hook refuses a `POST
+/// /publish` (`403` with its reason, and the keep-alive connection carries on) and a
+/// WebSocket `PUBLISH` (an `ERROR` frame); a rewrite reaches a TCP subscriber; the hook sees
+/// each as its transport, with the id it gave; a WebSocket `SUBSCRIBE` is refused too.
+#[test]
+fn the_hooks_hold_over_http_and_websocket() {
+    let editor = Arc::new(Editor::default());
+    let broker = broker_with(WebRules(Arc::clone(&editor)));
+    let mut subscriber = subscribed(broker.addr(), "news", "sub1");
+
+    let mut http = RawHttp::connect(&broker);
+    let refused = http.ask(&post_json(
+        r#"{"topic": "news", "message": "buy now", "publisher": "spammer"}"#,
+    ));
+    assert_eq!(
+        (refused.status, refused.body.as_str()),
+        (403, "spam is not published"),
+        "a hook's refusal over HTTP is a 403 with the hook's reason"
+    );
+    let published = http.ask(&post_json(
+        r#"{"topic": "news", "message": "darn the web", "publisher": "web1"}"#,
+    ));
+    assert_eq!(
+        (published.status, published.body.as_str()),
+        (200, "Message published to topic 'news'"),
+        "the connection carries on after a refusal"
+    );
+    assert_eq!(subscriber.delivery(), "DELIVER news d**n the web web1");
+
+    let mut ws = websocket(&broker);
+    ws.send_text("PUBLISH news buy now spammer").unwrap();
+    assert_eq!(frame(&mut ws), "ERROR spam is not published");
+    ws.send_text("SUBSCRIBE secret/exam ws1").unwrap();
+    assert_eq!(frame(&mut ws), "ERROR secret/exam is not for you");
+    ws.send_text("PUBLISH news darn frames ws1").unwrap();
+    ws.send_text("PING done").unwrap();
+    assert_eq!(frame(&mut ws), "PONG done");
+    assert_eq!(subscriber.delivery(), "DELIVER news d**n frames ws1");
+    subscriber.sync(); // nothing refused reached it
+
+    assert_eq!(
+        *editor.seen.lock(),
+        [
+            (Transport::Http, "spammer".to_string()),
+            (Transport::Http, "web1".to_string()),
+            (Transport::WebSocket, "spammer".to_string()),
+            (Transport::WebSocket, "ws1".to_string()),
+        ]
+    );
+    assert_eq!(broker.topic_counts(), [("news".to_string(), 1)]);
+    assert_eq!(
+        stat(&broker, "messages_published"),
+        2,
+        "refused publishes are not counted"
+    );
+}
+
+/// Refuses one transport, and records every client it saw.
+struct WebDoorman {
+    refuse: Transport,
+    seen: Arc<Mutex<Vec<Transport>>>,
+}
+
+impl Hooks for WebDoorman {
+    fn on_connect(&self, client: ClientInfo<'_>) -> Result<(), Refusal> {
+        self.seen.lock().push(client.transport);
+        if client.transport == self.refuse {
+            return Err(format!("no {} clients today", client.transport).into());
+        }
+        Ok(())
+    }
+}
+
+/// `on_connect` sees a web connection at its first request as an HTTP client, and again
+/// at a WebSocket handshake as a WebSocket client; a refusal is a `403` with the reason,
+/// and the connection is closed.
+#[test]
+fn the_connect_hook_sees_web_clients() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let broker = broker_with(WebDoorman {
+        refuse: Transport::WebSocket,
+        seen: Arc::clone(&seen),
+    });
+    let mut http = RawHttp::connect(&broker);
+    assert_eq!(http.ask(&get("/healthz")).status, 200);
+    assert_eq!(
+        http.ask(&get("/healthz")).status,
+        200,
+        "asked once per connection"
+    );
+    let upgrade = "GET /ws HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                   Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+    let refused = http.ask(upgrade);
+    assert_eq!(
+        (refused.status, refused.body.as_str()),
+        (403, "no websocket clients today")
+    );
+    assert!(http.read_to_eof().is_empty(), "refused, then closed");
+    let error = WebSocketClient::connect(broker.web_addr().unwrap(), "/ws").unwrap_err();
+    assert!(error.to_string().contains("403"), "{error}");
+    assert_eq!(
+        *seen.lock(),
+        [Transport::Http, Transport::WebSocket, Transport::WebSocket]
+    );
+    wait_until("every refused web connection is closed", || {
+        stat(&broker, "connections_current") == 0
+    });
+
+    let broker = broker_with(WebDoorman {
+        refuse: Transport::Http,
+        seen: Arc::new(Mutex::new(Vec::new())),
+    });
+    let mut http = RawHttp::connect(&broker);
+    let refused = http.ask(&post_json(r#"{"topic": "t", "message": "m"}"#));
+    assert_eq!(
+        (refused.status, refused.body.as_str()),
+        (403, "no http clients today")
+    );
+    assert!(http.read_to_eof().is_empty(), "refused, then closed");
+    let mut ws = websocket(&broker);
+    ws.send_text("PING in").unwrap();
+    assert_eq!(frame(&mut ws), "PONG in", "a WebSocket client is let in");
 }

@@ -20,8 +20,10 @@ use std::time::{Duration, Instant};
 use super::http::{self, Parse, Request, Response, Version, HTML, JSON, TEXT};
 use super::websocket::{self, Decoder, Message, Role, Violation};
 use crate::connections::Slot;
+use crate::hooks::{ClientInfo, Transport};
 use crate::json::{self, ObjectWriter, Value};
 use crate::outbox::Outbox;
+use crate::protocol::ProtocolError;
 use crate::router::{Publisher, Router};
 use crate::server::Server;
 use crate::session::Session;
@@ -61,11 +63,13 @@ pub(super) fn serve(server: &Arc<Server>, outbox: Arc<Outbox>, slot: Slot) {
         ),
     );
     let router = Arc::clone(&server.router);
+    let client = ClientInfo::new(Transport::Http, Some(outbox.peer().addr()));
     let mut connection = HttpConnection {
-        publisher: Publisher::new(Arc::clone(&router)),
+        publisher: Publisher::for_ingress(Arc::clone(&router), client),
         router,
         outbox,
         slot: Some(slot),
+        admitted: false,
     };
     let Some(leftover) = connection.serve() else {
         return;
@@ -95,6 +99,8 @@ struct HttpConnection {
     publisher: Publisher,
     /// The connection's place in the table: `None` once handed to a WebSocket session.
     slot: Option<Slot>,
+    /// The program's hooks let this connection in, at its first request.
+    admitted: bool,
 }
 
 impl HttpConnection {
@@ -162,30 +168,17 @@ impl HttpConnection {
     /// Answers one request and says what comes next.
     fn answer(&mut self, request: &Request<'_>) -> Next {
         let head_only = request.method == "HEAD";
-        let mut upgrading = false;
-        let response = match request.path {
-            "/" => only_get(request).unwrap_or_else(|| {
-                Response::new(200, HTML, page()).header("Cache-Control", "no-cache")
-            }),
-            "/ws" => match handshake(request) {
-                Ok(answer) => {
-                    upgrading = true;
-                    answer
-                }
-                Err(refusal) => refusal,
-            },
-            "/publish" if request.method == "POST" => self.publish(request),
-            "/publish" => not_allowed(request, "POST"),
-            "/topics" => only_get(request).unwrap_or_else(|| self.topics(request)),
-            "/stats" => only_get(request).unwrap_or_else(|| self.stats()),
-            "/healthz" => only_get(request).unwrap_or_else(|| Response::new(200, TEXT, "ok")),
-            _ => Response::new(
-                404,
-                TEXT,
-                "no such page: the live view is at /; also POST /publish, GET /topics, \
-                 GET /stats, GET /healthz, and a WebSocket at /ws",
-            ),
+        let admission = match request.path {
+            // A WebSocket is asked about at its handshake, as a WebSocket client (`route`).
+            "/ws" => Ok(()),
+            _ if self.admitted => Ok(()),
+            _ => self.admit(Transport::Http),
         };
+        let response = match admission {
+            Ok(()) => self.route(request),
+            Err(refusal) => refusal,
+        };
+        let upgrading = response.status == 101;
         let normal_404 = request.path == "/publish" && response.status == 404;
         if response.status >= 400 && !normal_404 {
             self.router.stats().errors.fetch_add(1, Ordering::Relaxed);
@@ -211,6 +204,56 @@ impl HttpConnection {
         }
     }
 
+    /// The answer to a request from a client the hooks let in.
+    fn route(&mut self, request: &Request<'_>) -> Response {
+        match request.path {
+            "/" => only_get(request).unwrap_or_else(|| {
+                Response::new(200, HTML, page()).header("Cache-Control", "no-cache")
+            }),
+            "/ws" => handshake(request)
+                .and_then(|answer| self.admit(Transport::WebSocket).map(|()| answer))
+                .unwrap_or_else(|refusal| refusal),
+            "/publish" if request.method == "POST" => self.publish(request),
+            "/publish" => not_allowed(request, "POST"),
+            "/topics" => only_get(request).unwrap_or_else(|| self.topics(request)),
+            "/stats" => only_get(request).unwrap_or_else(|| self.stats()),
+            "/healthz" => only_get(request).unwrap_or_else(|| Response::new(200, TEXT, "ok")),
+            _ => Response::new(
+                404,
+                TEXT,
+                "no such page: the live view is at /; also POST /publish, GET /topics, \
+                 GET /stats, GET /healthz, and a WebSocket at /ws",
+            ),
+        }
+    }
+
+    /// Asks the program's hooks whether this client may go on (see `hooks.rs`): at the
+    /// connection's first request, as an HTTP client, and at a WebSocket handshake, as a
+    /// WebSocket client (a connection that made requests before becomes another kind of
+    /// client there). A refusal is the `403` to answer, which closes the connection, as a
+    /// refused TCP client is told why and disconnected.
+    fn admit(&mut self, transport: Transport) -> Result<(), Response> {
+        let client = ClientInfo::new(transport, Some(self.outbox.peer().addr()));
+        match self.router.admit(client) {
+            Ok(()) => {
+                self.admitted = true;
+                Ok(())
+            }
+            Err(error) => {
+                if let Some(slot) = &self.slot {
+                    slot.connections().log_event(
+                        log::Level::Info,
+                        format_args!(
+                            "{} ({transport}) refused by the program's hook: {error}",
+                            self.outbox.peer()
+                        ),
+                    );
+                }
+                Err(closing(Response::new(403, TEXT, error.to_string())))
+            }
+        }
+    }
+
     fn send(&self, response: &Response, head_only: bool) {
         let mut bytes = Vec::with_capacity(160 + response.body.len());
         response.write(&mut bytes, head_only);
@@ -219,7 +262,8 @@ impl HttpConnection {
 
     /// `POST /publish`: the Flask labsheet's answers, `200 Message published to topic
     /// '<t>'` when at least one subscriber took it and `404 Topic '<t>' does not exist`
-    /// when none did; `400` with the line protocol's reason for what it would refuse.
+    /// when none did; `400` with the line protocol's reason for what it would refuse, and
+    /// `403` with the hook's reason for what the program's hooks refuse.
     fn publish(&mut self, request: &Request<'_>) -> Response {
         let (topic, message, publisher_id) = match publish_fields(request) {
             Ok(fields) => fields,
@@ -230,7 +274,13 @@ impl HttpConnection {
             .check_publish_text(&topic, &message, &publisher_id)
             .and_then(|()| self.publisher.publish(&topic, &message, &publisher_id));
         if let Err(error) = checked {
-            return Response::new(400, TEXT, error.to_string());
+            // A hook's refusal is the program's rule, not a bad request: `403`, as for a
+            // client the hooks do not let in.
+            let status = match error {
+                ProtocolError::Refused(_) => 403,
+                _ => 400,
+            };
+            return Response::new(status, TEXT, error.to_string());
         }
         let takers = self.publisher.hand_out();
         log::debug!(
@@ -514,7 +564,7 @@ fn websocket_session(
         log::Level::Info,
         format_args!("#{conn} speaks WebSocket now"),
     );
-    let mut session = Session::new(Arc::clone(&router), Arc::clone(&outbox), slot);
+    let mut session = Session::websocket(Arc::clone(&router), Arc::clone(&outbox), slot);
     let ending = websocket_read_loop(&mut session, &mut decoder, &outbox);
     let mut frame = Vec::new();
     match ending {

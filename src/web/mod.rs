@@ -25,6 +25,12 @@
 //! like any ingress. So a WebSocket client and a TCP client on one topic see the same
 //! messages, and a browser tab that stops reading is cut off like any slow subscriber.
 //!
+//! The same road means the same rules: the embedding program's hooks (`hooks.rs`) see an
+//! HTTP client ([`Transport::Http`](crate::hooks::Transport::Http)) and a WebSocket one
+//! ([`Transport::WebSocket`](crate::hooks::Transport::WebSocket)) as they see every other,
+//! and a refusal is answered in the web's own words: `403` with the reason over HTTP, an
+//! `ERROR <reason>` frame over a WebSocket.
+//!
 //! | file | what |
 //! |---|---|
 //! | `mod.rs` | the listener and admitting a connection |
