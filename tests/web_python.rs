@@ -1,6 +1,7 @@
 //! The web against the clients students bring: Python's `requests` running the Flask
-//! labsheet's publisher logic, and Python's `websocket-client` (both from PyPI; `.ci/run`
-//! installs them), the other side of each test, not written to agree with us.
+//! labsheet's publisher logic, Python's `websocket-client`, and kn-sock's `PubSubClient`
+//! (all from PyPI; `.ci/run` installs them), the other side of each test, not written to
+//! agree with us.
 
 mod common;
 
@@ -91,4 +92,48 @@ fn an_independent_websocket_client_passes() {
     );
     assert_eq!(seen.len(), 7, "{seen:?}");
     assert!(seen.iter().all(|line| line.starts_with("ok ")), "{seen:?}");
+}
+
+/// Messages cross every way in and out: the UDP tutorial's datagram and a kn-sock publish
+/// reach a WebSocket subscriber (websocket-client, as a browser would be), and a WebSocket
+/// publish reaches kn-sock's client; a TCP subscriber sees the same.
+#[test]
+fn datagrams_and_kn_sock_reach_a_websocket_and_back() {
+    let broker = pubsub_lab::Broker::builder()
+        .line("127.0.0.1:0")
+        .udp("127.0.0.1:0")
+        .web("127.0.0.1:0")
+        .bind()
+        .expect("bind 127.0.0.1:0 for TCP, UDP and the web")
+        .spawn()
+        .expect("start the broker");
+    let mut classic = subscribed(broker.addr(), "weather", "classic");
+    let url = format!("ws://{}/ws", broker.web_addr().unwrap());
+    let output = python()
+        .args([
+            &script("crossing.py"),
+            &url,
+            &broker.addr().port().to_string(),
+            &broker.udp_addr().unwrap().port().to_string(),
+        ])
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("python3 (and pip install websocket-client, kn-sock: .ci/run does)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the crossing failed after:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(stdout.lines().count(), 3, "{stdout}");
+    assert!(
+        classic
+            .delivery()
+            .starts_with("DELIVER weather ready json:127.0.0.1:"),
+        "kn-sock's own message"
+    );
+    assert_eq!(
+        classic.delivery(),
+        "DELIVER weather from the browser browser1"
+    );
 }
