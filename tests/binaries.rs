@@ -594,3 +594,58 @@ fn the_web_listener_follows_its_flags() {
         "{stderr}"
     );
 }
+
+/// With every listener on, the start line names each once, in the order tools read it (the
+/// TCP address up to the first `;`, the UDP port next, the live view last), and `--help`
+/// lists every flag of the web and of UDP once.
+#[test]
+fn the_start_line_and_help_name_every_listener_once() {
+    let child = Command::new(env!("CARGO_BIN_EXE_broker"))
+        .args(["--port", "0", "--udp-port", "0", "--http-port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start broker");
+    let mut running = Running { child };
+    let mut first = String::new();
+    BufReader::new(running.child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let parts: Vec<&str> = first.trim_end().split("; ").collect();
+    assert_eq!(parts.len(), 4, "{first}");
+    assert!(
+        parts[0].starts_with("pubsub-lab broker listening on 127.0.0.1:"),
+        "{first}"
+    );
+    assert!(parts[1].starts_with("UDP on 127.0.0.1:"), "{first}");
+    assert!(
+        parts[2].starts_with("connect with: nc 127.0.0.1 "),
+        "{first}"
+    );
+    assert!(
+        parts[3].starts_with("live view: open http://127.0.0.1:"),
+        "{first}"
+    );
+    for once in ["UDP on", "live view", "connect with"] {
+        assert_eq!(first.matches(once).count(), 1, "{once} in {first}");
+    }
+
+    let out = run_to_end(env!("CARGO_BIN_EXE_broker"), &["--help".to_string()], "");
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{help}");
+    for flag in [
+        "--http-port",
+        "--no-http",
+        "--http-timeout",
+        "--udp-port",
+        "--udp-topic",
+        "--udp-lease",
+        "--udp-max-subscribers",
+    ] {
+        let listed = help
+            .lines()
+            .filter(|line| line.trim_start().starts_with(flag))
+            .count();
+        assert_eq!(listed, 1, "{flag} in --help:\n{help}");
+    }
+}
