@@ -87,6 +87,8 @@
 //!
 //! The web listener (`accept-web`) starts a `web-<n>` thread per connection the same way;
 //! a browser's WebSocket is then one more reader of its own socket, and one more outbox.
+//! The UDP port has no connections to accept: one thread (`udp-<port>`) reads every
+//! datagram and writes every datagram out.
 //!
 //! ## Using it as a library
 //!

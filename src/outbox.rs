@@ -92,6 +92,11 @@
 //! knows lines, not WebSocket. Bytes that are already in the connection's wire format (an
 //! HTTP response, a WebSocket pong) go in with [`Outbox::push_bytes`], as they are.
 //!
+//! Which lines is another matter, decided before the encoding: a connection that speaks
+//! kn-sock's JSON dialect is told so ([`Outbox::set_dialect`]), and is offered each batch's
+//! JSON lines instead of its `DELIVER` lines ([`Batch::lines_for`]). The dialect chooses
+//! the lines, the encoding how they go on the wire.
+//!
 //! # Memory
 //!
 //! An outbox with nothing pending holds no buffer: the pending bytes are given back as soon
