@@ -203,6 +203,23 @@ fn pings_are_answered_and_fragments_are_joined() {
     assert_eq!(server_frame(&mut stream), (0x81, b"PONG both".to_vec()));
 }
 
+/// A WebSocket speaks the line protocol from its first frame: kn-sock's JSON dialect is
+/// the TCP port's, so a first frame that starts with `{` is a bad command (answered, the
+/// connection carrying on), not a switch of dialect.
+#[test]
+fn a_websocket_speaks_the_line_protocol_even_if_its_first_frame_is_json() {
+    let broker = common::start_web_broker();
+    let mut client = open(&broker);
+    client
+        .send_text(r#"{"action": "subscribe", "topic": "news"}"#)
+        .unwrap();
+    let answer = text(&mut client);
+    assert!(answer.starts_with("ERROR unknown command"), "{answer}");
+    client.send_text("PING still-here").unwrap();
+    assert_eq!(text(&mut client), "PONG still-here");
+    assert!(broker.topic_counts().is_empty());
+}
+
 /// A WebSocket subscriber that never reads is cut off as a slow consumer, as a TCP one
 /// is; a TCP subscriber of the same topic keeps receiving.
 #[test]
