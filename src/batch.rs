@@ -11,10 +11,15 @@
 //! bytes it notes where each message and publisher id sit in them, so a subscriber that
 //! wants the parts instead (an in-process [`Subscription`](crate::Subscription), another
 //! wire format) can have them without parsing anything.
+//!
+//! The second form is kn-sock's JSON lines ([`Batch::lines_for`]), for subscribers that
+//! speak that dialect. It too is written once per batch, by the first such subscriber
+//! offered the batch, and then only copied: a hundred JSON subscribers cost one encoding.
 
 use std::ops::Range;
+use std::sync::OnceLock;
 
-use crate::protocol::{self, Delivery, TIMESTAMP_FORMAT};
+use crate::protocol::{self, Delivery, Dialect, TIMESTAMP_FORMAT};
 
 /// `DELIVER` lines for consecutive publishes to one topic. See the module docs.
 #[derive(Debug, Default, Clone)]
@@ -24,6 +29,9 @@ pub struct Batch {
     lines: Vec<u8>,
     /// For each delivery: where its message and its publisher id are in `lines`.
     parts: Vec<(Range<usize>, Range<usize>)>,
+    /// The same deliveries as JSON lines, written when first asked for. A lock, not a
+    /// cell, because a retained batch is shared by every thread that subscribes.
+    json: OnceLock<String>,
 }
 
 /// One publish in a batch, borrowed from it.
@@ -46,6 +54,8 @@ impl Batch {
 
     /// Adds one publish: formats its `DELIVER` line and notes where its parts are.
     pub fn add(&mut self, message: &str, publisher_id: &str) {
+        // JSON written before this delivery would be missing it.
+        self.json.take();
         let start = self.lines.len();
         protocol::write_delivery(
             &mut self.lines,
@@ -68,6 +78,7 @@ impl Batch {
         self.timestamp.clear();
         self.lines.clear();
         self.parts.clear();
+        self.json.take();
     }
 
     /// Gives back the buffers' memory, for a publisher that has gone quiet.
@@ -98,6 +109,30 @@ impl Batch {
     /// Every delivery as a `DELIVER` line, each ending in `\n`.
     pub fn lines(&self) -> &[u8] {
         &self.lines
+    }
+
+    /// Every delivery as `dialect` writes it: `DELIVER` lines, or JSON lines (written on
+    /// the first call for the batch, and kept).
+    pub fn lines_for(&self, dialect: Dialect) -> &[u8] {
+        match dialect {
+            Dialect::Line => &self.lines,
+            Dialect::Json => self
+                .json
+                .get_or_init(|| {
+                    let mut json = String::with_capacity(self.lines.len() * 2);
+                    for published in self.published() {
+                        protocol::write_json_delivery(
+                            &mut json,
+                            &self.topic,
+                            published.message,
+                            published.publisher_id,
+                            &self.timestamp,
+                        );
+                    }
+                    json
+                })
+                .as_bytes(),
+        }
     }
 
     /// Every delivery as its parts.
@@ -153,6 +188,18 @@ mod tests {
             "DELIVER news two  spaces pub1 2025-03-14 10:30:00"
         );
         assert_eq!(batch.len(), 2);
+        assert_eq!(
+            batch.lines_for(Dialect::Json).split(|&b| b == b'\n').next(),
+            Some(
+                &br#"{"topic":"news","message":"two  spaces","publisher":"pub1","timestamp":"2025-03-14 10:30:00"}"#[..]
+            )
+        );
+        batch.add("late", "p3");
+        batch.clear();
+        batch.start("news", "2025-03-14 10:30:01");
+        batch.add("fresh", "p4");
+        let json = String::from_utf8(batch.lines_for(Dialect::Json).to_vec()).unwrap();
+        assert!(json.contains("fresh") && !json.contains("late"), "{json}");
     }
 
     #[test]

@@ -12,15 +12,18 @@
 
 use std::fmt;
 use std::io;
-use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs, UdpSocket};
 use std::sync::Arc;
 
 use crate::config::{Config, ConfigError};
+use crate::hooks::Hooks;
 use crate::protocol::ProtocolError;
 use crate::router::{Publisher, Router};
 use crate::server::{LineListener, Listener, Running, Server};
 use crate::subscription::Subscription;
 use crate::sys::SysFigures;
+use crate::udp::UdpListener;
+use crate::web::WebListener;
 
 /// Why a broker could not start.
 #[derive(Debug)]
@@ -30,7 +33,7 @@ pub enum StartError {
     /// The address could not be bound: usually another program (another broker) uses the
     /// port, or the port is privileged. Stop the other program or pick another `--port`.
     Bind {
-        /// Which listener: `line`, ...
+        /// Which listener: `line`, `web`, ...
         listener: &'static str,
         /// The address tried.
         addr: String,
@@ -99,6 +102,8 @@ impl From<io::Error> for StartError {
 pub struct Broker {
     server: Arc<Server>,
     addr: SocketAddr,
+    udp_addr: Option<SocketAddr>,
+    web_addr: Option<SocketAddr>,
     listeners: Vec<Box<dyn Listener>>,
 }
 
@@ -115,13 +120,21 @@ pub struct Builder {
     config: Config,
     /// Where the line protocol listens; `None` for a broker without it.
     line: Option<Result<Vec<SocketAddr>, StartError>>,
+    /// Where datagrams are taken; `None` for a broker without UDP.
+    udp: Option<Result<Vec<SocketAddr>, StartError>>,
+    /// The program's hooks (see `hooks.rs`).
+    hooks: Option<Arc<dyn Hooks>>,
+    /// Where the web listens (HTTP and WebSocket), and whether a port in use is an error
+    /// (`true`) or a reason to start without the web; `None` for a broker without it.
+    web: Option<(Result<Vec<SocketAddr>, StartError>, bool)>,
 }
 
 impl fmt::Debug for Builder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Builder")
             .field("config", &self.config)
-            .finish()
+            .field("hooks", &self.hooks.is_some())
+            .finish_non_exhaustive()
     }
 }
 
@@ -135,6 +148,60 @@ impl Builder {
     /// Serves the line protocol at `addr` (port 0 picks a free port).
     pub fn line(mut self, addr: impl ToSocketAddrs) -> Builder {
         self.line = Some(resolve("line", addr));
+        self
+    }
+
+    /// Also takes datagrams at `addr` (see `udp.rs`): lines of the protocol, or any text,
+    /// which is published to [`Config::udp_topic`].
+    pub fn udp(mut self, addr: impl ToSocketAddrs) -> Builder {
+        self.udp = Some(resolve("udp", addr));
+        self
+    }
+
+    /// Serves the web at `addr` (port 0 picks a free port): the live view, `POST /publish`,
+    /// `GET /topics`, `GET /stats`, `GET /healthz`, and the line protocol over WebSocket at
+    /// `GET /ws` (see `web/mod.rs`).
+    ///
+    /// ```
+    /// use pubsub_lab::Broker;
+    /// let broker = Broker::builder().line("127.0.0.1:0").web("127.0.0.1:0").bind()?.spawn()?;
+    /// assert!(broker.web_addr().is_some());
+    /// # Ok::<(), pubsub_lab::StartError>(())
+    /// ```
+    pub fn web(mut self, addr: impl ToSocketAddrs) -> Builder {
+        self.web = Some((resolve("web", addr), true));
+        self
+    }
+
+    /// Like [`web`](Self::web), but if the address is in use the broker warns and starts
+    /// without the web, instead of failing: what the `broker` binary does for its default
+    /// port, 8080, which a student's machine often has something else on.
+    pub fn web_if_free(mut self, addr: impl ToSocketAddrs) -> Builder {
+        self.web = Some((resolve("web", addr), false));
+        self
+    }
+
+    /// Asks `hooks` about every client, subscription and publish, on every transport:
+    /// see [`hooks`](crate::hooks) for what they can do.
+    ///
+    /// ```
+    /// use pubsub_lab::hooks::{ClientInfo, Hooks, Refusal};
+    /// use pubsub_lab::Broker;
+    ///
+    /// struct NoWeather;
+    /// impl Hooks for NoWeather {
+    ///     fn on_subscribe(&self, _: ClientInfo<'_>, topic: &str) -> Result<(), Refusal> {
+    ///         if topic == "weather" { Err("no weather today".into()) } else { Ok(()) }
+    ///     }
+    /// }
+    ///
+    /// let broker = Broker::builder().line("127.0.0.1:0").hooks(NoWeather).bind()?.spawn()?;
+    /// assert_eq!(broker.subscribe("weather").unwrap_err().to_string(), "no weather today");
+    /// assert!(broker.subscribe("news").is_ok());
+    /// # Ok::<(), pubsub_lab::StartError>(())
+    /// ```
+    pub fn hooks(mut self, hooks: impl Hooks) -> Builder {
+        self.hooks = Some(Arc::new(hooks));
         self
     }
 
@@ -152,11 +219,42 @@ impl Builder {
         let listener =
             TcpListener::bind(&addrs[..]).map_err(|source| bind_error("line", &addrs, source))?;
         let addr = listener.local_addr()?;
-        let server = Arc::new(Server::new(Arc::new(Router::new(self.config))));
+        let mut listeners: Vec<Box<dyn Listener>> = vec![Box::new(LineListener::new(listener))];
+        let mut web_addr = None;
+        if let Some((addrs, required)) = self.web {
+            let addrs = addrs?;
+            match TcpListener::bind(&addrs[..]) {
+                Ok(web) => {
+                    web_addr = Some(web.local_addr()?);
+                    listeners.push(Box::new(WebListener::new(web)));
+                }
+                Err(source) if !required && source.kind() == io::ErrorKind::AddrInUse => {
+                    log::warn!(
+                        "{}; starting without the web (give it a free port with --http-port, \
+                         or 0 to pick one)",
+                        bind_error("web", &addrs, source)
+                    );
+                }
+                Err(source) => return Err(bind_error("web", &addrs, source)),
+            }
+        }
+        let mut udp_addr = None;
+        let router = Arc::new(Router::with_hooks(self.config, self.hooks));
+        if let Some(udp) = self.udp {
+            let addrs = udp?;
+            let socket =
+                UdpSocket::bind(&addrs[..]).map_err(|source| bind_error("udp", &addrs, source))?;
+            let udp = UdpListener::new(socket, &router)?;
+            udp_addr = Some(udp.local_addr());
+            listeners.push(Box::new(udp));
+        }
+        let server = Arc::new(Server::new(router));
         Ok(Broker {
             server,
             addr,
-            listeners: vec![Box::new(LineListener::new(listener))],
+            udp_addr,
+            web_addr,
+            listeners,
         })
     }
 }
@@ -217,6 +315,16 @@ impl Broker {
         self.addr
     }
 
+    /// Where datagrams are taken, if the broker was given [`Builder::udp`].
+    pub fn local_udp_addr(&self) -> Option<SocketAddr> {
+        self.udp_addr
+    }
+
+    /// The web's address, if the broker serves the web.
+    pub fn web_addr(&self) -> Option<SocketAddr> {
+        self.web_addr
+    }
+
     /// Serves on this thread until the process ends: the `broker` binary's main loop.
     ///
     /// # Errors
@@ -233,6 +341,8 @@ impl Broker {
     pub fn spawn(self) -> Result<BrokerHandle, StartError> {
         let mut handle = BrokerHandle {
             addr: self.addr,
+            udp_addr: self.udp_addr,
+            web_addr: self.web_addr,
             server: self.server,
             running: Vec::new(),
             sys: None,
@@ -255,6 +365,8 @@ impl Broker {
 /// A broker running on its own threads. Dropping the handle stops the broker too.
 pub struct BrokerHandle {
     addr: SocketAddr,
+    udp_addr: Option<SocketAddr>,
+    web_addr: Option<SocketAddr>,
     server: Arc<Server>,
     running: Vec<Running>,
     /// The thread publishing the `$SYS` figures, unless `--sys-interval` is 0.
@@ -273,6 +385,16 @@ impl BrokerHandle {
     /// Where the line protocol listens.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where datagrams are taken, if the broker was given [`Builder::udp`].
+    pub fn udp_addr(&self) -> Option<SocketAddr> {
+        self.udp_addr
+    }
+
+    /// Where the web listens (the live view, HTTP publishing, WebSocket), if it does.
+    pub fn web_addr(&self) -> Option<SocketAddr> {
+        self.web_addr
     }
 
     /// Every topic with its number of subscribers, as `TOPICS` reports them.

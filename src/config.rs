@@ -24,6 +24,11 @@ pub const DEFAULT_HOST: &str = "127.0.0.1";
 /// unchanged.
 pub const DEFAULT_PORT: u16 = 9000;
 
+/// The port of the `broker` binary's web listener (the live view, HTTP publishing,
+/// WebSocket) unless told otherwise: the customary port of a second web server. The library
+/// serves no web unless asked (`Builder::web`), so tests never compete for it.
+pub const DEFAULT_HTTP_PORT: u16 = 8080;
+
 /// Default for `--max-clients`: a class of sixty with a dozen clients each. Every
 /// connection takes a thread and a file descriptor, so serving this many needs `ulimit -n`
 /// above it.
@@ -63,6 +68,12 @@ pub const DEFAULT_MAX_PENDING_BYTES: usize = 8 * 1024 * 1024;
 /// megabytes that the broker must hold while the client reads it.
 pub const DEFAULT_MAX_TOPICS_LISTED: usize = 10_000;
 
+/// Default for `--http-timeout`: how long a web client may take to send one whole HTTP
+/// request. A browser or `curl` sends one in a millisecond; ten seconds allow for a person
+/// typing a request into `nc`, and a client that sends a byte now and then (*slowloris*)
+/// cannot hold a thread for longer.
+pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Default capacity of an in-process [`Subscription`](crate::Subscription): about a second
 /// of a busy topic. A program that embeds the broker and falls further behind than this is
 /// cut off, as a slow TCP subscriber is.
@@ -83,6 +94,36 @@ pub const DEFAULT_MAX_RETAINED_BYTES: usize = 16 * 1024 * 1024;
 /// Default for `--sys-interval`: how often the broker publishes its `$SYS` figures. Ten
 /// seconds is Mosquitto's default too.
 pub const DEFAULT_SYS_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Default for `--udp-topic`: where a datagram that is not a command is published. The
+/// classroom's UDP tutorial sends `Event at <time>` lines, so one short topic for all of
+/// them.
+pub const DEFAULT_UDP_TOPIC: &str = "udp";
+
+/// Default for `--udp-lease`: how long a UDP subscription lasts without a renewal
+/// (`SUBSCRIBE` again, or `PING`). A minute: a subscriber that renews every 20 s survives
+/// two lost renewals, and one that vanished costs the broker a minute of datagrams to
+/// nobody.
+pub const DEFAULT_UDP_LEASE: Duration = Duration::from_secs(60);
+
+/// Default for `--udp-max-subscribers`: the most addresses holding a UDP lease at once.
+/// Each costs a little memory and a datagram per delivery, and any datagram can claim
+/// one, with any source address: the limit is what keeps a hostile classroom from making
+/// the broker send to a million addresses.
+pub const DEFAULT_UDP_MAX_SUBSCRIBERS: usize = 1024;
+
+/// The port of the classroom's UDP tutorial, which `publisher --udp` and `subscriber
+/// --udp` use unless told otherwise. The broker takes datagrams only if `--udp-port` is
+/// given.
+pub const DEFAULT_UDP_PORT: u16 = 9999;
+
+/// The shortest `--udp-lease` accepted: shorter would expire leases faster than any
+/// subscriber could renew them.
+pub const MIN_UDP_LEASE: Duration = Duration::from_millis(10);
+
+/// The longest `--udp-lease` accepted: a day. A lease is what ends deliveries to an
+/// address that has gone; longer is almost always a typing mistake.
+pub const MAX_UDP_LEASE: Duration = Duration::from_secs(24 * 3600);
 
 /// The longest line the broker will agree to buffer: with a thousand clients each holding
 /// one, 16 MiB lines already reach 16 GiB.
@@ -137,6 +178,15 @@ pub struct Config {
     /// How often the broker publishes its own figures under `$SYS/broker/`; zero turns
     /// them off.
     pub sys_interval: Duration,
+    /// The topic a datagram that is not a command is published to.
+    pub udp_topic: String,
+    /// How long a UDP subscription lasts without a renewal.
+    pub udp_lease: Duration,
+    /// Most addresses holding a UDP lease at once.
+    pub udp_max_subscribers: usize,
+    /// How long a web client may take to send each whole HTTP request; an idle keep-alive
+    /// connection is closed after as long.
+    pub http_timeout: Duration,
 }
 
 impl Default for Config {
@@ -156,6 +206,10 @@ impl Default for Config {
             max_retained: DEFAULT_MAX_RETAINED,
             max_retained_bytes: DEFAULT_MAX_RETAINED_BYTES,
             sys_interval: DEFAULT_SYS_INTERVAL,
+            udp_topic: DEFAULT_UDP_TOPIC.to_string(),
+            udp_lease: DEFAULT_UDP_LEASE,
+            udp_max_subscribers: DEFAULT_UDP_MAX_SUBSCRIBERS,
+            http_timeout: DEFAULT_HTTP_TIMEOUT,
         }
     }
 }
@@ -255,6 +309,49 @@ impl Config {
                 rule: "must be 0 (off) or at least 100ms (the $SYS figures would flood \
                        every subscriber of $SYS/#)"
                     .to_string(),
+            });
+        }
+        at_least_one(
+            "--udp-max-subscribers",
+            self.udp_max_subscribers,
+            "no UDP client could subscribe",
+        )?;
+        let topic = &self.udp_topic;
+        if topic.is_empty() || topic.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(ConfigError {
+                flag: "--udp-topic",
+                value: format!("{topic:?}"),
+                rule: "must be one word of printable text (every datagram that is not a \
+                       command is published to it)"
+                    .to_string(),
+            });
+        }
+        at_most(
+            "--udp-topic",
+            topic.len(),
+            self.max_topic_bytes,
+            "it must be a topic the broker accepts: see --max-topic-bytes",
+        )?;
+        if self.udp_lease < MIN_UDP_LEASE || self.udp_lease > MAX_UDP_LEASE {
+            return Err(ConfigError {
+                flag: "--udp-lease",
+                value: format_duration(self.udp_lease),
+                rule: format!(
+                    "must be from {} to {} (a lease is how long a UDP subscription lasts \
+                     without a renewal)",
+                    format_duration(MIN_UDP_LEASE),
+                    format_duration(MAX_UDP_LEASE)
+                ),
+            });
+        }
+        if self.http_timeout < Duration::from_millis(1) || self.http_timeout > MAX_WRITE_TIMEOUT {
+            return Err(ConfigError {
+                flag: "--http-timeout",
+                value: format_duration(self.http_timeout),
+                rule: format!(
+                    "must be between 1ms and {} (zero would refuse every request)",
+                    format_duration(MAX_WRITE_TIMEOUT)
+                ),
             });
         }
         if self.write_timeout < Duration::from_millis(1) {
@@ -453,6 +550,54 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(config.validate(), Ok(()));
+    }
+
+    #[test]
+    fn udp_settings_outside_their_range_are_refused() {
+        let bad = [
+            (
+                "--udp-topic",
+                Config {
+                    udp_topic: "two words".into(),
+                    ..Config::default()
+                },
+            ),
+            (
+                "--udp-topic",
+                Config {
+                    udp_topic: String::new(),
+                    ..Config::default()
+                },
+            ),
+            (
+                "--udp-lease",
+                Config {
+                    udp_lease: Duration::from_millis(1),
+                    ..Config::default()
+                },
+            ),
+            (
+                "--udp-max-subscribers",
+                Config {
+                    udp_max_subscribers: 0,
+                    ..Config::default()
+                },
+            ),
+        ];
+        for (flag, config) in bad {
+            assert_eq!(config.validate().unwrap_err().flag, flag);
+        }
+    }
+
+    #[test]
+    fn http_timeouts_outside_their_range_are_refused() {
+        for timeout in [Duration::ZERO, Duration::from_secs(3601)] {
+            let config = Config {
+                http_timeout: timeout,
+                ..Config::default()
+            };
+            assert_eq!(config.validate().unwrap_err().flag, "--http-timeout");
+        }
     }
 
     #[test]

@@ -31,19 +31,22 @@
 //! | | [`throttle`] | logs in proportion to time, not to input |
 //! | | [`topic`] | topic names and filters: levels, `+`, `#`, MQTT's rules |
 //! | bytes | [`framing`] | buffers a TCP stream and cuts it at `\n`, capping line length |
-//! | messages | [`protocol`] | lines ↔ values: the command table, parsing, replies, `DELIVER`; no I/O |
+//! | messages | [`protocol`] | lines ↔ values: the command table, parsing, replies, `DELIVER`, and the same as kn-sock's JSON lines; no I/O |
 //! | | [`json`] | JSON read and written by hand, for the dialects that speak it |
 //! | routing | [`batch`] | consecutive publishes to one topic, formatted once |
+//! | | [`hooks`] | the embedding program's hooks: asked on connect, subscribe, unsubscribe and publish |
 //! | | [`subscriber`] | the [`Subscriber`](subscriber::Subscriber) handle every kind of subscriber implements |
 //! | | [`tree`] | wildcard filters in a tree of levels, and the walk that finds those a topic matches |
 //! | | [`registry`] | topic → subscribers, the one shared map behind one mutex; retained messages |
-//! | | [`router`] | the one road of every message: look up, batch, hand out, flush |
+//! | | [`router`] | the one road of every message: look up, batch, hand out, flush; asks the hooks |
 //! | | [`subscription`] | the in-process subscriber, for programs that embed the broker |
 //! | sessions | [`outbox`] | a TCP connection as a subscriber: pending lines, write timeout, cut-off |
 //! | | [`connections`] | slots (`--max-clients`), and closing every connection at stop |
-//! | | `session` (private) | one line-protocol connection: read, parse, execute, cleanup |
+//! | | `session` (private) | one connection: TCP (line protocol or JSON) or a WebSocket (line protocol); read, parse, execute, cleanup |
 //! | server | `server` (private) | listeners, each on its accept thread; admitting connections |
 //! | | `sys` (private) | the broker's own figures, published as retained `$SYS/broker/...` messages |
+//! | | [`udp`] | the UDP port: datagrams in, one datagram per delivery out, leases |
+//! | | [`web`] | the web listener: HTTP/1.1, WebSocket carrying the line protocol, the live view |
 //! | | [`broker`] | [`Broker`] and [`BrokerHandle`]: start, stop, publish and subscribe in-process |
 //! | clients | [`client`], [`error`] | the blocking client used by the binaries, benchmark and tests |
 //! | | [`cli`] | what the binaries in `src/bin/` share (logging); no module above uses it |
@@ -59,7 +62,7 @@
 //! | 2 | `session::serve` → `Session::read_loop`: [`LineReader::fill`](framing::LineReader::fill) reads bytes, [`LineReader::next_line`](framing::LineReader::next_line) cuts a line | `session.rs`, `framing.rs` |
 //! | 3 | [`Command::parse`] turns it into `Command::Publish` | `protocol/command.rs` |
 //! | 4 | `Session::execute` → `Session::publish` hands it to the connection's publisher | `session.rs` |
-//! | 5 | [`Publisher::publish`](router::Publisher::publish): one [`Registry::subscribers`](registry::Registry::subscribers) lookup and one [`Clock::now`](clock::Clock::now) per batch | `router.rs`, `registry.rs` |
+//! | 5 | [`Publisher::publish`](router::Publisher::publish): the hooks' say, if the program gave any; one [`Registry::subscribers`](registry::Registry::subscribers) lookup and one [`Clock::now`](clock::Clock::now) per batch | `router.rs`, `registry.rs` |
 //! | 6 | [`Batch::add`](batch::Batch::add) → [`write_delivery`](protocol::write_delivery): the `DELIVER` line, formatted once | `batch.rs`, `protocol/delivery.rs` |
 //! | 7 | [`Publisher::hand_out`](router::Publisher::hand_out) → `fan_out` → [`Subscriber::offer`](subscriber::Subscriber::offer): each subscriber's outbox copies the lines | `router.rs`, `outbox.rs` |
 //! | 8 | no line left to handle: [`Publisher::flush`](router::Publisher::flush) → each outbox's [`flush`](subscriber::Subscriber::flush) writes them, one `write` per subscriber | `router.rs`, `outbox.rs` |
@@ -84,6 +87,11 @@
 //!   └──────────────────────┘
 //!   client-1 writes the DELIVER line to sockets 2 and 3 itself, outside the registry lock.
 //! ```
+//!
+//! The web listener (`accept-web`) starts a `web-<n>` thread per connection the same way;
+//! a browser's WebSocket is then one more reader of its own socket, and one more outbox.
+//! The UDP port has no connections to accept: one thread (`udp-<port>`) reads every
+//! datagram and writes every datagram out.
 //!
 //! ## Using it as a library
 //!
@@ -119,6 +127,7 @@ pub mod config;
 pub mod connections;
 pub mod error;
 pub mod framing;
+pub mod hooks;
 pub mod json;
 pub mod keyed;
 pub mod outbox;
@@ -137,6 +146,8 @@ pub mod throttle;
 pub mod topic;
 pub mod trace;
 pub mod tree;
+pub mod udp;
+pub mod web;
 
 pub use broker::{Broker, BrokerHandle, Builder, StartError};
 pub use client::Client;

@@ -83,6 +83,20 @@
 //! descriptor per client (not one per handle) is what lets the broker hold ten thousand
 //! clients under a `ulimit -n` of twenty thousand.
 //!
+//! # Lines, and the bytes that carry them
+//!
+//! A line-protocol connection's lines go on the wire as they are. A WebSocket
+//! connection's outbox is the same outbox, with the same pending bytes, writer thread and
+//! cut-off rules, told at the handshake to wrap each line in a frame of its own
+//! ([`Encoding::Framed`], with the framing function from `web/websocket.rs`): the outbox
+//! knows lines, not WebSocket. Bytes that are already in the connection's wire format (an
+//! HTTP response, a WebSocket pong) go in with [`Outbox::push_bytes`], as they are.
+//!
+//! Which lines is another matter, decided before the encoding: a connection that speaks
+//! kn-sock's JSON dialect is told so ([`Outbox::set_dialect`]), and is offered each batch's
+//! JSON lines instead of its `DELIVER` lines ([`Batch::lines_for`]). The dialect chooses
+//! the lines, the encoding how they go on the wire.
+//!
 //! # Memory
 //!
 //! An outbox with nothing pending holds no buffer: the pending bytes are given back as soon
@@ -90,7 +104,7 @@
 
 use std::io::{self, Write};
 use std::net::{Shutdown, TcpStream};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -101,6 +115,7 @@ use crate::batch::Batch;
 use crate::config::format_duration;
 use crate::connections::Close;
 use crate::peer::Peer;
+use crate::protocol::Dialect;
 use crate::stats::Stats;
 use crate::subscriber::{Offer, Subscriber, SubscriberId};
 use crate::text::escaped;
@@ -161,6 +176,31 @@ impl Rules {
     }
 }
 
+/// How the lines queued in an outbox become bytes on its socket. See "Lines, and the bytes
+/// that carry them" in the module docs.
+#[derive(Debug, Clone, Copy)]
+pub enum Encoding {
+    /// As they are: the line protocol.
+    Lines,
+    /// Each line, without its `\n`, appended by this function: one WebSocket text frame per
+    /// line (`web::websocket::write_text_line`).
+    Framed(fn(line: &[u8], out: &mut Vec<u8>)),
+}
+
+impl Encoding {
+    /// Appends `lines` (complete lines, each ending in `\n`) to `out`, encoded.
+    fn encode(self, lines: &[u8], out: &mut Vec<u8>) {
+        match self {
+            Encoding::Lines => out.extend_from_slice(lines),
+            Encoding::Framed(frame) => {
+                for line in lines.split_inclusive(|&b| b == b'\n') {
+                    frame(line.strip_suffix(b"\n").unwrap_or(line), out);
+                }
+            }
+        }
+    }
+}
+
 /// One connection's socket and its pending lines. See the module docs.
 #[derive(Debug)]
 pub struct Outbox {
@@ -168,6 +208,10 @@ pub struct Outbox {
     peer: Peer,
     rules: Arc<Rules>,
     socket: TcpStream,
+    /// The connection speaks kn-sock's JSON lines, so deliveries are written as JSON (see
+    /// `protocol/dialect.rs`). Set once, by the connection's thread at its first line,
+    /// before it can be subscribed to anything.
+    json: AtomicBool,
     state: Mutex<State>,
     /// Wakes the writer thread when bytes are appended for it, or the outbox closes.
     wake_writer: Condvar,
@@ -183,6 +227,8 @@ pub struct Outbox {
 struct State {
     pending: Vec<u8>,
     phase: Phase,
+    /// How lines become bytes on this connection.
+    encoding: Encoding,
     /// Bytes the writer thread has taken from `pending` and is writing: part of the
     /// backlog, which `--max-pending-bytes` bounds.
     writing: usize,
@@ -224,9 +270,11 @@ impl Outbox {
             peer,
             rules,
             socket,
+            json: AtomicBool::new(false),
             state: Mutex::new(State {
                 pending: Vec::new(),
                 phase: Phase::KeepingUp,
+                encoding: Encoding::Lines,
                 writing: 0,
                 writer: None,
                 progress_at: Instant::now(),
@@ -243,6 +291,20 @@ impl Outbox {
         &self.peer
     }
 
+    /// Makes deliveries to this connection be written in `dialect`.
+    pub fn set_dialect(&self, dialect: Dialect) {
+        self.json.store(dialect == Dialect::Json, Ordering::Relaxed);
+    }
+
+    /// The dialect deliveries to this connection are written in.
+    pub fn dialect(&self) -> Dialect {
+        if self.json.load(Ordering::Relaxed) {
+            Dialect::Json
+        } else {
+            Dialect::Line
+        }
+    }
+
     /// The socket, for the connection's own thread to read from. Writing goes through
     /// [`push`](Self::push) and [`flush`](Subscriber::flush) only.
     pub fn socket(&self) -> &TcpStream {
@@ -252,29 +314,72 @@ impl Outbox {
     /// Queues one or more complete lines (a batch's deliveries). See [`Offer`] for what
     /// the caller must do next.
     pub fn push(&self, lines: &[u8]) -> Offer {
-        self.push_with(|pending| pending.extend_from_slice(lines))
+        let mut state = self.state.lock();
+        if state.phase == Phase::Closed {
+            return Offer::Closed;
+        }
+        let was_empty = state.pending.is_empty();
+        self.trace(lines);
+        let encoding = state.encoding;
+        encoding.encode(lines, &mut state.pending);
+        self.queued(&mut state, was_empty)
     }
 
     /// Queues the lines `write` appends, written straight into the pending bytes: how a
     /// connection queues its own replies without formatting them somewhere else first.
+    /// (Lines that must be framed are framed from a copy.)
     pub fn push_with(&self, write: impl FnOnce(&mut Vec<u8>)) -> Offer {
         let mut state = self.state.lock();
         if state.phase == Phase::Closed {
             return Offer::Closed;
         }
         let was_empty = state.pending.is_empty();
-        let start = state.pending.len();
-        write(&mut state.pending);
-        self.trace(&state.pending[start..]);
-        if let Some(backlog) = self.over_the_limit(&state) {
-            self.cut_off_backlog(&mut state, backlog);
+        match state.encoding {
+            Encoding::Lines => {
+                let start = state.pending.len();
+                write(&mut state.pending);
+                self.trace(&state.pending[start..]);
+            }
+            encoding => {
+                let mut lines = Vec::new();
+                write(&mut lines);
+                self.trace(&lines);
+                encoding.encode(&lines, &mut state.pending);
+            }
+        }
+        self.queued(&mut state, was_empty)
+    }
+
+    /// Queues bytes already in the connection's wire format (an HTTP response, a WebSocket
+    /// control frame), as they are, whatever the encoding.
+    pub fn push_bytes(&self, bytes: &[u8]) -> Offer {
+        let mut state = self.state.lock();
+        if state.phase == Phase::Closed {
+            return Offer::Closed;
+        }
+        let was_empty = state.pending.is_empty();
+        state.pending.extend_from_slice(bytes);
+        self.queued(&mut state, was_empty)
+    }
+
+    /// How lines are written from now on (bytes already queued stay as they are): a web
+    /// connection becomes a WebSocket at its handshake.
+    pub fn set_encoding(&self, encoding: Encoding) {
+        self.state.lock().encoding = encoding;
+    }
+
+    /// After bytes were appended: cut off a backlog over the limit, wake the writer thread,
+    /// and tell the caller whether it must flush.
+    fn queued(&self, state: &mut State, was_empty: bool) -> Offer {
+        if let Some(backlog) = self.over_the_limit(state) {
+            self.cut_off_backlog(state, backlog);
             return Offer::Closed;
         }
         match state.phase {
             Phase::Behind => {
                 self.wake_writer.notify_one();
                 // Far behind: the publisher's flush is where it waits for the subscriber.
-                if self.worth_waiting_for(&state) {
+                if self.worth_waiting_for(state) {
                     Offer::FlushNeeded
                 } else {
                     Offer::Queued
@@ -282,6 +387,22 @@ impl Outbox {
             }
             _ if was_empty => Offer::FlushNeeded,
             _ => Offer::Queued,
+        }
+    }
+
+    /// Writes everything queued and waits until the client has taken it, or the outbox is
+    /// closed: for a last answer before closing (an HTTP response with `Connection:
+    /// close`, a WebSocket close frame). A client that stops taking bytes is cut off by
+    /// the usual rules meanwhile, so the wait is bounded as every other write is.
+    pub fn wait_until_written(&self) {
+        let mut state = self.state.lock();
+        if state.phase == Phase::KeepingUp && !state.pending.is_empty() {
+            self.flush_in_place(&mut state);
+        }
+        while state.phase == Phase::Behind && self.backlog(&state) > 0 {
+            // The writer thread wakes us at each chunk written; the timeout only bounds a
+            // wake-up missed between two checks.
+            self.drained.wait_for(&mut state, WRITER_POLL);
         }
     }
 
@@ -604,7 +725,7 @@ impl Subscriber for Outbox {
     }
 
     fn offer(&self, batch: &Batch) -> Offer {
-        self.push(batch.lines())
+        self.push(batch.lines_for(self.dialect()))
     }
 
     fn flush(&self) {
@@ -619,18 +740,20 @@ impl Subscriber for Outbox {
     /// A subscriber that keeps up and has nothing pending is written to straight from the
     /// publisher's batch, rather than have it copied in only to be written out at once.
     fn deliver(&self, batch: &Batch) -> bool {
+        let lines = batch.lines_for(self.dialect());
         let mut state = self.state.lock();
-        if state.phase != Phase::KeepingUp || !state.pending.is_empty() {
+        let as_they_are = matches!(state.encoding, Encoding::Lines);
+        if state.phase != Phase::KeepingUp || !state.pending.is_empty() || !as_they_are {
             drop(state);
-            let offered = self.push(batch.lines());
+            let offered = self.push(lines);
             self.flush();
             return offered != Offer::Closed;
         }
-        self.trace(batch.lines());
-        match self.write_in_place(batch.lines()) {
-            Ok(written) if written == batch.lines().len() => true,
+        self.trace(lines);
+        match self.write_in_place(lines) {
+            Ok(written) if written == lines.len() => true,
             Ok(written) => {
-                state.pending.extend_from_slice(&batch.lines()[written..]);
+                state.pending.extend_from_slice(&lines[written..]);
                 if let Some(backlog) = self.over_the_limit(&state) {
                     self.cut_off_backlog(&mut state, backlog);
                     return false;

@@ -1,10 +1,11 @@
 //! The one road every message takes: "publish this to that topic", for every kind of
 //! publisher and every kind of subscriber.
 //!
-//! The [`Router`] owns the registry and the counters, and checks topics and ids against the
-//! broker's limits. Each place messages come in from (a TCP session today; the embedding
-//! API through [`BrokerHandle::publish`](crate::BrokerHandle::publish); later HTTP, UDP,
-//! other brokers) publishes through a [`Publisher`] of its own, which does the rest:
+//! The [`Router`] owns the registry and the counters, checks topics and ids against the
+//! broker's limits, and asks the embedding program's hooks (`hooks.rs`), which is why the
+//! hooks hold for every transport: every one of them comes through here. Each place messages come in from (a TCP session today; the embedding
+//! API through [`BrokerHandle::publish`](crate::BrokerHandle::publish), the UDP port;
+//! later HTTP, other brokers) publishes through a [`Publisher`] of its own, which does the rest:
 //!
 //! ```text
 //!   publish(topic, message, id) ─▶ same topic as the batch so far?
@@ -26,13 +27,15 @@
 //! batch out first (see the session), so it is seen by the very next publish; and the
 //! timestamp, read once per batch, is at most one burst's handling time old.
 
+use std::borrow::Cow;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::batch::Batch;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::protocol::ProtocolError;
+use crate::hooks::{self, ClientInfo, Hooks, Publish, PublishVerdict, Refusal, Transport};
+use crate::protocol::{self, ProtocolError};
 use crate::registry::{Listing, Registry, RetainLimits, RetainRefused, Subscribers};
 use crate::stats::Stats;
 use crate::subscriber::{Offer, Subscriber, SubscriberId};
@@ -46,20 +49,42 @@ pub const FLUSH_THRESHOLD: usize = 32 * 1024;
 
 /// Routes publishes to subscribers. One per broker, shared by every thread. See the module
 /// docs.
-#[derive(Debug)]
 pub struct Router {
     config: Config,
     registry: Registry,
     stats: Arc<Stats>,
+    /// The embedding program's hooks, if it gave any (see `hooks.rs`). Without them, each
+    /// publish and subscribe pays one check of this `Option`, and nothing else.
+    hooks: Option<Arc<dyn Hooks>>,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("config", &self.config)
+            .field("hooks", &self.hooks.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A hook's refusal, as the client is told it.
+fn refused(refusal: Refusal) -> ProtocolError {
+    ProtocolError::Refused(refusal.reason().to_string())
 }
 
 impl Router {
-    /// A router with no subscribers, enforcing `config`'s limits.
+    /// A router with no subscribers and no hooks, enforcing `config`'s limits.
     pub fn new(config: Config) -> Router {
+        Router::with_hooks(config, None)
+    }
+
+    /// A router that asks `hooks` about every client, subscription and publish.
+    pub fn with_hooks(config: Config, hooks: Option<Arc<dyn Hooks>>) -> Router {
         Router {
             config,
             registry: Registry::default(),
             stats: Arc::new(Stats::default()),
+            hooks,
         }
     }
 
@@ -141,7 +166,7 @@ impl Router {
     /// # Errors
     /// [`ProtocolError::NotOneWord`] or [`ProtocolError::TopicTooLong`].
     pub fn check_topic_text(&self, topic: &str) -> Result<(), ProtocolError> {
-        check_word("topic", topic)?;
+        protocol::check_word("topic", topic)?;
         self.check_names(topic, "")
     }
 
@@ -158,32 +183,48 @@ impl Router {
         message: &str,
         publisher_id: &str,
     ) -> Result<(), ProtocolError> {
-        check_word("topic", topic)?;
-        check_word("publisher id", publisher_id)?;
-        let is_gap = |c: char| c == ' ' || c == '\t';
-        let one_line = !message.contains(['\n', '\r']);
-        if message.is_empty()
-            || !one_line
-            || message.starts_with(is_gap)
-            || message.ends_with(is_gap)
-        {
-            return Err(ProtocolError::BadMessage);
-        }
+        protocol::check_word("topic", topic)?;
+        protocol::check_word("publisher id", publisher_id)?;
+        protocol::check_message(message)?;
         self.check_names(topic, publisher_id)
     }
 
-    /// Subscribes `subscriber` to `filter` (a topic, or a filter with wildcards), and hands
-    /// it at once every retained message the filter matches, before any newer message.
-    /// Returns the filter as the registry keeps it, or `None` if it was already subscribed.
+    /// Asks the hooks whether a new client may go on (see
+    /// [`Hooks::on_connect`]): every listener calls this before it executes a client's
+    /// first command.
     ///
     /// # Errors
-    /// A filter that [`check_subscribable`](Self::check_subscribable) refuses.
+    /// [`ProtocolError::Refused`] with the hook's reason.
+    pub fn admit(&self, client: ClientInfo<'_>) -> Result<(), ProtocolError> {
+        match &self.hooks {
+            None => Ok(()),
+            Some(hooks) => {
+                hooks::guarded("connect", client, Err, || hooks.on_connect(client)).map_err(refused)
+            }
+        }
+    }
+
+    /// Subscribes `subscriber` (which `client` is) to `filter` (a topic, or a filter with
+    /// wildcards), if the hooks agree, and hands it at once every retained message the
+    /// filter matches, before any newer message. Returns the filter as the registry keeps
+    /// it, or `None` if it was already subscribed.
+    ///
+    /// # Errors
+    /// A filter that [`check_subscribable`](Self::check_subscribable) refuses, or
+    /// [`ProtocolError::Refused`] with the hook's reason.
     pub fn subscribe(
         &self,
+        client: ClientInfo<'_>,
         filter: &str,
         subscriber: &Arc<dyn Subscriber>,
     ) -> Result<Option<Arc<str>>, ProtocolError> {
         self.check_subscribable(filter)?;
+        if let Some(hooks) = &self.hooks {
+            hooks::guarded("subscribe", client, Err, || {
+                hooks.on_subscribe(client, filter)
+            })
+            .map_err(refused)?;
+        }
         let Some(subscribed) = self.registry.subscribe(filter, subscriber) else {
             return Ok(None);
         };
@@ -198,12 +239,28 @@ impl Router {
         Ok(Some(subscribed.name))
     }
 
-    /// Unsubscribes subscriber `id` from `topic`; `false` if it was not subscribed.
-    pub fn unsubscribe(&self, topic: &str, id: SubscriberId) -> bool {
-        self.registry.unsubscribe(topic, id)
+    /// Unsubscribes subscriber `id` (which `client` is) from `topic`, if the hooks agree;
+    /// `false` if it was not subscribed.
+    ///
+    /// # Errors
+    /// [`ProtocolError::Refused`] with the hook's reason.
+    pub fn unsubscribe(
+        &self,
+        client: ClientInfo<'_>,
+        topic: &str,
+        id: SubscriberId,
+    ) -> Result<bool, ProtocolError> {
+        if let Some(hooks) = &self.hooks {
+            hooks::guarded("unsubscribe", client, Err, || {
+                hooks.on_unsubscribe(client, topic)
+            })
+            .map_err(refused)?;
+        }
+        Ok(self.registry.unsubscribe(topic, id))
     }
 
-    /// Unsubscribes subscriber `id` from every topic in `topics`, at once.
+    /// Unsubscribes subscriber `id` from every topic in `topics`, at once: for a subscriber
+    /// that is leaving, so the hooks are not asked.
     pub fn unsubscribe_all<T: AsRef<str>>(
         &self,
         topics: impl IntoIterator<Item = T>,
@@ -255,13 +312,6 @@ impl Router {
     }
 }
 
-fn check_word(what: &'static str, word: &str) -> Result<(), ProtocolError> {
-    if word.is_empty() || word.contains([' ', '\t', '\n', '\r']) {
-        return Err(ProtocolError::NotOneWord { what });
-    }
-    Ok(())
-}
-
 /// The publishing side of one ingress: its batch, and the subscribers it must flush. See
 /// the module docs for the road a publish takes through it.
 #[derive(Debug)]
@@ -277,10 +327,12 @@ pub struct Publisher {
     /// Subscribers this publisher offered to first, which it must flush before it waits.
     to_flush: Vec<Arc<dyn Subscriber>>,
     clock: Clock,
+    /// Who publishes, as the hooks are told.
+    client: ClientInfo<'static>,
 }
 
 impl Publisher {
-    /// A publisher for an ingress that is not itself a subscriber (the embedding API).
+    /// A publisher for the program itself (the embedding API).
     pub fn new(router: Arc<Router>) -> Publisher {
         Publisher {
             router,
@@ -289,16 +341,36 @@ impl Publisher {
             receivers: None,
             to_flush: Vec::new(),
             clock: Clock::default(),
+            client: ClientInfo::new(Transport::InProcess, None),
+        }
+    }
+
+    /// A publisher for an ingress that is not itself a subscriber, such as a listener of
+    /// datagrams, publishing for `client`.
+    pub fn for_ingress(router: Arc<Router>, client: ClientInfo<'static>) -> Publisher {
+        Publisher {
+            client,
+            ..Publisher::new(router)
         }
     }
 
     /// A publisher for a connection that is also the subscriber `own`, which the
     /// connection flushes itself after [`flush`](Self::flush).
-    pub fn for_connection(router: Arc<Router>, own: SubscriberId) -> Publisher {
+    pub fn for_connection(
+        router: Arc<Router>,
+        own: SubscriberId,
+        client: ClientInfo<'static>,
+    ) -> Publisher {
         Publisher {
             own: Some(own),
-            ..Publisher::new(router)
+            ..Publisher::for_ingress(router, client)
         }
+    }
+
+    /// Who the following publishes are from, as the hooks are told: a connection that
+    /// learns its dialect, or a listener whose next datagram comes from someone else.
+    pub fn set_client(&mut self, client: ClientInfo<'static>) {
+        self.client = client;
     }
 
     /// The router this publisher publishes through.
@@ -311,7 +383,7 @@ impl Publisher {
     /// [`hand_out`](Self::hand_out) and is written at the next [`flush`](Self::flush).
     ///
     /// # Errors
-    /// A topic or id over the broker's limits.
+    /// A topic or id over the broker's limits, or a hook's refusal.
     pub fn publish(
         &mut self,
         topic: &str,
@@ -324,6 +396,7 @@ impl Publisher {
             // A topic that is already the batch's passed these checks when it started it.
             self.router.check_publishable(topic)?;
         }
+        let message = self.ask_publish_hook(topic, message, publisher_id)?;
         self.router.stats.published.fetch_add(1, Ordering::Relaxed);
         if batching && self.batch.lines().len() >= FLUSH_THRESHOLD {
             self.send_now();
@@ -339,7 +412,7 @@ impl Publisher {
             self.batch.start(topic, self.clock.now());
             self.receivers = Some(subscribers);
         }
-        self.batch.add(message, publisher_id);
+        self.batch.add(&message, publisher_id);
         Ok(self
             .receivers
             .as_ref()
@@ -362,9 +435,37 @@ impl Publisher {
     ) -> Result<usize, ProtocolError> {
         self.router.check_names(topic, publisher_id)?;
         self.router.check_publishable(topic)?;
-        let receivers = self.retain_unchecked(topic, message, publisher_id)?;
+        let message = self.ask_publish_hook(topic, message, publisher_id)?;
+        let receivers = self.retain_unchecked(topic, &message, publisher_id)?;
         self.router.stats.published.fetch_add(1, Ordering::Relaxed);
         Ok(receivers)
+    }
+
+    /// Asks the publish hook about one message: the message to publish (the client's, or
+    /// the hook's rewrite of it), or the hook's refusal.
+    fn ask_publish_hook<'m>(
+        &self,
+        topic: &str,
+        message: &'m str,
+        publisher_id: &str,
+    ) -> Result<Cow<'m, str>, ProtocolError> {
+        let Some(hooks) = &self.router.hooks else {
+            return Ok(Cow::Borrowed(message));
+        };
+        let publish = Publish {
+            topic,
+            message,
+            publisher_id,
+        };
+        let client = self.client.with_id(publisher_id);
+        let verdict = hooks::guarded("publish", client, PublishVerdict::Refuse, || {
+            hooks.on_publish(client, &publish)
+        });
+        match verdict {
+            PublishVerdict::Allow => Ok(Cow::Borrowed(message)),
+            PublishVerdict::Refuse(refusal) => Err(refused(refusal)),
+            PublishVerdict::Rewrite(new) => Ok(Cow::Owned(checked_rewrite(new)?)),
+        }
     }
 
     /// [`retain`](Self::retain) without the rules for clients: the broker's own `$SYS`
@@ -480,5 +581,24 @@ impl Publisher {
         self.flush();
         self.batch.release();
         self.to_flush = Vec::new();
+    }
+}
+
+/// A message a publish hook wrote: it must be what a `PUBLISH` line could carry, or the
+/// hook would make subscribers read lines nobody sent.
+fn checked_rewrite(message: String) -> Result<String, ProtocolError> {
+    let broken = text::line_break_in(&message)
+        .map(|c| format!("a {}", text::describe(c)))
+        .or_else(|| {
+            protocol::check_message(&message)
+                .err()
+                .map(|_| "an empty or padded message".to_string())
+        });
+    match broken {
+        None => Ok(message),
+        Some(what) => {
+            log::error!("the publish hook rewrote a message into {what}, which cannot be delivered; fix the hook");
+            Err(ProtocolError::Refused(hooks::HOOK_FAILED.to_string()))
+        }
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! A [`Listener`] is one way in: a socket bound to an address, and the loop that accepts
 //! from it and gives each connection a thread. The TCP line protocol on port 9000 is the
-//! first ([`LineListener`]); others (HTTP, UDP) are more types implementing the same trait,
+//! first ([`LineListener`]); the web (`web::WebListener`: HTTP and WebSocket) is another,
+//! and others (UDP) are more types implementing the same trait,
 //! so adding one never touches the accept loop of another. The broker starts each listener
 //! on a thread named `accept-<name>` and, when it stops, sets the [`Server`]'s stop flag,
 //! wakes every listener (a blocked `accept` does not look at flags), joins them, and then
@@ -33,7 +34,7 @@ use crate::session;
 /// keeps its buffers on the heap, so a quarter of a megabyte is ample, and ten thousand
 /// threads then reserve 2.5 GB of address space instead of 20 GB. (Only the pages a
 /// thread touches cost real memory either way.)
-const CLIENT_STACK_SIZE: usize = 256 * 1024;
+pub(crate) const CLIENT_STACK_SIZE: usize = 256 * 1024;
 
 /// How long the accept loop pauses after `accept` fails (for example when the process is
 /// out of file descriptors), so it neither spins at full speed nor gives up.
@@ -44,7 +45,7 @@ pub(crate) struct Server {
     pub(crate) router: Arc<Router>,
     pub(crate) connections: Arc<Connections>,
     /// What every TCP subscriber's outbox shares: the write timeout and the backlog limit.
-    outbox_rules: Arc<Rules>,
+    pub(crate) outbox_rules: Arc<Rules>,
     stopping: AtomicBool,
     /// The number of the next connection, for every listener: `#1`, `#2`, … in the logs.
     next_conn: AtomicU64,
@@ -81,7 +82,7 @@ impl Server {
         self.stopping.store(true, Ordering::SeqCst);
     }
 
-    fn next_conn(&self) -> ConnId {
+    pub(crate) fn next_conn(&self) -> ConnId {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
 }
@@ -90,6 +91,12 @@ impl Server {
 pub(crate) trait Listener: Send + 'static {
     /// A short name for its accept thread (`accept-line`) and the logs.
     fn name(&self) -> &'static str;
+
+    /// The name of the thread [`serve`](Self::serve) runs on: `accept-<name>` unless the
+    /// listener accepts nothing (a UDP port has no connections to accept).
+    fn thread_name(&self) -> String {
+        format!("accept-{}", self.name())
+    }
 
     /// A function that wakes [`serve`](Self::serve) if it is blocked waiting, so that it
     /// sees the stop flag. Taken before the listener moves to its thread.
@@ -111,7 +118,7 @@ impl Running {
         let wake = listener.waker()?;
         let server = Arc::clone(server);
         let thread = thread::Builder::new()
-            .name(format!("accept-{}", listener.name()))
+            .name(listener.thread_name())
             .spawn(move || listener.serve(server))?;
         Ok(Running { wake, thread })
     }
@@ -219,8 +226,9 @@ fn admit(server: &Arc<Server>, stream: TcpStream) {
     }
 }
 
-/// Writes one line to a connection that will not be served, and closes it.
-fn refuse(mut stream: &TcpStream, line: &str) {
+/// Writes one line (or any short answer) to a connection that will not be served, and
+/// closes it.
+pub(crate) fn refuse(mut stream: &TcpStream, line: &str) {
     // A client that does not read must not block the accept loop: one short line fits in
     // any socket buffer, and this timeout covers the rest.
     let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
@@ -229,7 +237,7 @@ fn refuse(mut stream: &TcpStream, line: &str) {
 }
 
 /// A wildcard listening address (`0.0.0.0`) cannot be connected to; its loopback can.
-fn reachable(addr: SocketAddr) -> SocketAddr {
+pub(crate) fn reachable(addr: SocketAddr) -> SocketAddr {
     match addr.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, addr.port()).into(),
         IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, addr.port()).into(),
@@ -238,7 +246,7 @@ fn reachable(addr: SocketAddr) -> SocketAddr {
 }
 
 /// After `accept` fails: say why and what to do, then pause briefly.
-fn back_off(error: &io::Error) {
+pub(crate) fn back_off(error: &io::Error) {
     // EMFILE (24) and ENFILE (23): the process or the system is out of file descriptors.
     // Every connection takes one, so this is how "too many clients" usually shows first.
     const EMFILE: i32 = 24;

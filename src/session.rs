@@ -13,11 +13,22 @@
 //!   └───────────────────────────────────────────────────────────────────┘
 //! ```
 //!
+//! The connection's first line decides its *dialect* for good: the line protocol, or
+//! kn-sock's JSON lines if it starts with `{` (see `protocol/dialect.rs`). The two differ
+//! only in how a line is parsed (`handle_command_line`, `handle_json_line`) and how replies
+//! and deliveries are written (`Session::reply`, and the outbox's dialect); from the
+//! parsed [`Command`] on, they share every line of this file.
+//!
 //! Executing a `PUBLISH` is the router's business: the session hands it to its
 //! [`Publisher`], which batches it with the publishes around it and delivers the batch
 //! (see `router.rs`). The session's own job is the connection: its subscriptions, its
 //! replies, its mode (`VERBOSE`), and the moment it is about to block, when it tells the
 //! publisher to flush and then writes its own replies.
+//!
+//! A browser's WebSocket connection is a session too (see `web/`): its frames carry the same
+//! lines (the line protocol only; the JSON dialect is the TCP port's), so the web code
+//! drives a [`Session`] with lines it reads from frames, and every command, reply, hook and
+//! cleanup is this file's, whatever the transport.
 //!
 //! Everything a connection owns in the broker (its subscriptions, its slot in the
 //! connection table, its count in `STATS`) is given back in one place: the `Drop` of
@@ -32,10 +43,11 @@ use std::time::{Duration, Instant};
 
 use crate::connections::Slot;
 use crate::framing::{Filled, Frame, LineReader};
+use crate::hooks::{ClientInfo, Transport};
 use crate::keyed::KeyedList;
 use crate::outbox::Outbox;
 use crate::peer::Peer;
-use crate::protocol::{Command, ProtocolError, Reply};
+use crate::protocol::{Command, Dialect, JsonRequest, ProtocolError, Reply};
 use crate::router::{Publisher, Router};
 use crate::subscriber::Subscriber;
 use crate::text::escaped;
@@ -68,7 +80,7 @@ pub(crate) fn serve(router: Arc<Router>, outbox: Arc<Outbox>, slot: Slot) {
 }
 
 /// The state of one connection while its thread runs.
-struct Session {
+pub(crate) struct Session {
     router: Arc<Router>,
     /// This connection's outbox: our replies go through it, as other publishers'
     /// deliveries do. It owns the socket that `serve` reads from.
@@ -80,8 +92,14 @@ struct Session {
     /// The topics this connection subscribed to, so the cleanup knows what to remove,
     /// each name shared with the registry (see `keyed.rs` for why a keyed list).
     subscriptions: KeyedList<Arc<str>, ()>,
+    /// How this connection speaks, decided by its first line; `None` before it.
+    dialect: Option<Dialect>,
+    /// Who this is, as the hooks are told.
+    client: ClientInfo<'static>,
     /// `VERBOSE on`: acknowledge every accepted command.
     verbose: bool,
+    /// The JSON line being executed asked for an acknowledgement (`"verbose": true`).
+    asked_ack: bool,
     /// Set by `QUIT`: stop reading after this line.
     quitting: bool,
     /// The id the client gave last, shared with the [`Peer`], kept here too so that the
@@ -94,20 +112,37 @@ struct Session {
 }
 
 impl Session {
-    fn new(router: Arc<Router>, outbox: Arc<Outbox>, slot: Slot) -> Session {
+    /// A session for the connection whose outbox is `outbox`, holding `slot`.
+    pub(crate) fn new(router: Arc<Router>, outbox: Arc<Outbox>, slot: Slot) -> Session {
         let subscriber: Arc<dyn Subscriber> = Arc::clone(&outbox) as Arc<dyn Subscriber>;
+        let client = ClientInfo::new(Transport::Line, Some(outbox.peer().addr()));
         Session {
-            publisher: Publisher::for_connection(Arc::clone(&router), subscriber.id()),
+            publisher: Publisher::for_connection(Arc::clone(&router), subscriber.id(), client),
             router,
             outbox,
             subscriber,
             subscriptions: KeyedList::default(),
+            dialect: None,
+            client,
             verbose: false,
+            asked_ack: false,
             quitting: false,
             client_id: None,
             slot,
             bad_lines: Throttle::new(BAD_LINES_LOGGED, BAD_LINES_INTERVAL),
         }
+    }
+
+    /// A session for a WebSocket connection (`web/`). Its frames carry the line protocol
+    /// from the first one (the JSON dialect is the TCP port's: a frame that starts with `{`
+    /// is just a bad command here), and the hooks know it as [`Transport::WebSocket`]. The
+    /// web code asked them about this client at its handshake, so there is no greeting.
+    pub(crate) fn websocket(router: Arc<Router>, outbox: Arc<Outbox>, slot: Slot) -> Session {
+        let mut session = Session::new(router, outbox, slot);
+        session.dialect = Some(Dialect::Line);
+        session.client = ClientInfo::new(Transport::WebSocket, Some(session.peer().addr()));
+        session.publisher.set_client(session.client);
+        session
     }
 
     fn peer(&self) -> &Peer {
@@ -148,18 +183,71 @@ impl Session {
         }
     }
 
-    fn handle_line(&mut self, line: &[u8]) {
+    /// Handles one line in this connection's dialect (the first line decides it): parses
+    /// it and executes it, or answers it with `ERROR` or its dialect's equivalent.
+    pub(crate) fn handle_line(&mut self, line: &[u8]) {
+        let dialect = match self.dialect {
+            Some(dialect) => dialect,
+            None => match Dialect::of_first_line(line) {
+                None => return, // a blank line decides nothing
+                Some(dialect) => {
+                    if !self.greet(dialect) {
+                        return;
+                    }
+                    dialect
+                }
+            },
+        };
+        match dialect {
+            Dialect::Line => self.handle_command_line(line),
+            Dialect::Json => self.handle_json_line(line),
+        }
+    }
+
+    /// The first line told how this connection speaks: from now on its replies and the
+    /// deliveries to it are written that way. Then the program's hooks are asked whether
+    /// this client may go on (see `hooks.rs`); if not, it is told why and disconnected.
+    fn greet(&mut self, dialect: Dialect) -> bool {
+        self.dialect = Some(dialect);
+        self.outbox.set_dialect(dialect);
+        let transport = match dialect {
+            Dialect::Line => Transport::Line,
+            Dialect::Json => Transport::Json,
+        };
+        self.client = ClientInfo::new(transport, Some(self.peer().addr()));
+        self.publisher.set_client(self.client);
+        if dialect == Dialect::Json {
+            log::debug!("#{} speaks JSON lines", self.peer().conn());
+        }
+        if let Err(error) = self.router.admit(self.client) {
+            self.slot.connections().log_event(
+                log::Level::Info,
+                format_args!("{} refused by the program's hook: {error}", self.peer()),
+            );
+            self.reply(Reply::Error(&error));
+            self.quitting = true;
+            return false;
+        }
+        true
+    }
+
+    /// Remembers the id the client gave in a command, for the logs.
+    fn learn_id(&mut self, id: &str) {
+        if self.client_id.as_deref() != Some(id) {
+            let shared: Arc<str> = Arc::from(id);
+            self.peer().set_client_id(Arc::clone(&shared));
+            self.client_id = Some(shared);
+        }
+    }
+
+    fn handle_command_line(&mut self, line: &[u8]) {
         let parsed = Command::parse(line);
         // Learn the client's id before tracing, so even its first line shows who sent it.
         if let Ok(Some(id)) = parsed
             .as_ref()
             .map(|command| command.and_then(|c| c.client_id()))
         {
-            if self.client_id.as_deref() != Some(id) {
-                let shared: Arc<str> = Arc::from(id);
-                self.peer().set_client_id(Arc::clone(&shared));
-                self.client_id = Some(shared);
-            }
+            self.learn_id(id);
         }
         if trace::enabled() {
             trace::lines(self.peer(), Direction::In, line);
@@ -169,6 +257,37 @@ impl Session {
             Ok(None) => {} // a blank line
             Err(error) => self.refuse(&error),
         }
+    }
+
+    /// A line of kn-sock's JSON dialect: parsed differently, executed the same.
+    fn handle_json_line(&mut self, line: &[u8]) {
+        if trace::enabled() {
+            trace::lines(self.peer(), Direction::In, line);
+        }
+        let request = match JsonRequest::parse(line) {
+            Ok(Some(request)) => request,
+            Ok(None) => return,
+            Err(error) => return self.refuse(&error),
+        };
+        // A JSON client need not name itself: its address does, as for UDP.
+        let default_id = format!("json:{}", self.peer().addr());
+        match request.command(&default_id) {
+            Ok(command) => {
+                if let Some(id) = command.client_id() {
+                    self.learn_id(id);
+                }
+                self.asked_ack = request.verbose();
+                self.execute(command);
+                self.asked_ack = false;
+            }
+            Err(error) => self.refuse(&error),
+        }
+    }
+
+    /// Whether the command being executed is acknowledged: `VERBOSE on`, or a JSON line
+    /// with `"verbose": true`.
+    fn acknowledge(&self) -> bool {
+        self.verbose || self.asked_ack
     }
 
     /// The one place that decides what each command does.
@@ -241,7 +360,8 @@ impl Session {
             if self.subscriptions.len() >= limit {
                 return self.refuse(&ProtocolError::TooManySubscriptions { limit });
             }
-            match self.router.subscribe(topic, &self.subscriber) {
+            let client = self.client.with_id(subscriber_id);
+            match self.router.subscribe(client, topic, &self.subscriber) {
                 Ok(Some(name)) => {
                     self.subscriptions.insert(name, ());
                 }
@@ -253,7 +373,7 @@ impl Session {
                 self.peer().conn()
             );
         }
-        if self.verbose {
+        if self.acknowledge() {
             self.reply(Reply::SubscribeOk(topic));
         }
     }
@@ -267,14 +387,18 @@ impl Session {
             return self.refuse(&error);
         }
         self.publisher.hand_out();
-        if self.subscriptions.remove(topic).is_some() {
-            self.router.unsubscribe(topic, self.subscriber.id());
+        if self.subscriptions.contains(topic) {
+            let client = self.client.with_id(subscriber_id);
+            if let Err(error) = self.router.unsubscribe(client, topic, self.subscriber.id()) {
+                return self.refuse(&error);
+            }
+            self.subscriptions.remove(topic);
             log::info!(
                 "#{} {subscriber_id} unsubscribed from {topic}",
                 self.peer().conn()
             );
         }
-        if self.verbose {
+        if self.acknowledge() {
             self.reply(Reply::UnsubscribeOk(topic));
         }
     }
@@ -294,7 +418,7 @@ impl Session {
         let topics = self.subscriptions.len();
         self.leave_all_topics();
         log::info!("{} unsubscribed from all {topics} topic(s)", self.peer());
-        if self.verbose {
+        if self.acknowledge() {
             self.reply(Reply::UnsubscribeAllOk);
         }
     }
@@ -310,7 +434,7 @@ impl Session {
             escaped(publisher_id),
             escaped(topic)
         );
-        if self.verbose {
+        if self.acknowledge() {
             let deliveries = self.publisher.hand_out();
             self.reply(Reply::PublishOk { topic, deliveries });
         }
@@ -321,24 +445,34 @@ impl Session {
     /// say) never overtakes them.
     fn reply(&mut self, reply: Reply<'_>) {
         self.publisher.hand_out();
-        self.outbox.push_with(|pending| reply.write_lines(pending));
+        let dialect = self.dialect.unwrap_or(Dialect::Line);
+        self.outbox
+            .push_with(|pending| dialect.write_reply(&reply, pending));
     }
 
-    /// Answers a bad line with `ERROR <reason>`; the connection carries on.
+    /// Answers a bad line with `ERROR <reason>` (or its dialect's equivalent); the
+    /// connection carries on.
     ///
     /// The warning in the log is throttled: a client that sends a flood of bad lines gets
     /// an `ERROR` for each, but the log shows only the first few per interval and a count.
     fn refuse(&mut self, error: &ProtocolError) {
         self.router.stats().errors.fetch_add(1, Ordering::Relaxed);
+        // A hook's refusal is the program's rule at work, not a client breaking the
+        // protocol: worth knowing, not worth a warning.
+        let (level, what) = match error {
+            ProtocolError::Refused(_) => (log::Level::Info, "was refused"),
+            _ => (log::Level::Warn, "sent a bad line"),
+        };
         match self.bad_lines.check(Instant::now()) {
             Verdict::Log { left_out } => {
-                log::warn!(
-                    "{} sent a bad line: {error}{}",
+                log::log!(
+                    level,
+                    "{} {what}: {error}{}",
                     self.peer(),
                     and_more(left_out)
                 );
             }
-            Verdict::LogLast => log::warn!("{} sent a bad line: {error}{QUIETING}", self.peer()),
+            Verdict::LogLast => log::log!(level, "{} {what}: {error}{QUIETING}", self.peer()),
             Verdict::Quiet => {}
         }
         self.reply(Reply::Error(error));
@@ -347,9 +481,20 @@ impl Session {
     /// Writes out everything this thread queued: deliveries to other subscribers first,
     /// then our own client's replies, so that when a client reads a `PONG` every delivery
     /// from the commands before it has already been written.
-    fn flush(&mut self) {
+    pub(crate) fn flush(&mut self) {
         self.publisher.flush();
         self.subscriber.flush();
+    }
+
+    /// No more input is waiting: give back the batch's memory, so that an idle connection
+    /// holds no buffers.
+    pub(crate) fn rest(&mut self) {
+        self.publisher.release();
+    }
+
+    /// Whether the client sent `QUIT`: the connection ends after its `BYE`.
+    pub(crate) fn is_quitting(&self) -> bool {
+        self.quitting
     }
 
     /// Removes every subscription of this connection from the registry, under one lock, so

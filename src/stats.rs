@@ -4,7 +4,7 @@
 //! no waiting to the delivery path. `Relaxed` ordering is enough: each counter is only ever
 //! read as a number on its own, never used to decide what another thread may see.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 /// The registry's counts, kept up to date by the registry, so that `STATS` never walks it.
@@ -43,6 +43,18 @@ pub struct Stats {
     /// Subscribers whose own writer thread writes to them: behind now, or caught up less
     /// than a second ago (see `outbox.rs`).
     pub subscribers_behind: AtomicU64,
+    /// The broker takes datagrams (`--udp-port`): only then does `STATS` list the UDP
+    /// counters below, so a broker without UDP shows exactly what it always did.
+    pub udp_enabled: AtomicBool,
+    /// Datagrams received on the UDP port.
+    pub udp_datagrams_in: AtomicU64,
+    /// Datagrams sent from it: deliveries, one per `DELIVER` line, and replies.
+    pub udp_datagrams_out: AtomicU64,
+    /// Datagrams the broker could not send: a `DELIVER` line too big for one, a
+    /// subscriber too far behind, or the operating system refusing.
+    pub udp_datagrams_dropped: AtomicU64,
+    /// Addresses holding a UDP lease right now.
+    pub udp_subscribers: AtomicU64,
 }
 
 impl Default for Stats {
@@ -58,6 +70,11 @@ impl Default for Stats {
             errors: AtomicU64::new(0),
             slow_consumers: AtomicU64::new(0),
             subscribers_behind: AtomicU64::new(0),
+            udp_enabled: AtomicBool::new(false),
+            udp_datagrams_in: AtomicU64::new(0),
+            udp_datagrams_out: AtomicU64::new(0),
+            udp_datagrams_dropped: AtomicU64::new(0),
+            udp_subscribers: AtomicU64::new(0),
         }
     }
 }
@@ -67,7 +84,7 @@ impl Stats {
     /// counts come from the caller, who asks it.
     pub fn snapshot(&self, registry: Totals) -> Vec<(&'static str, u64)> {
         let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        vec![
+        let mut counters = vec![
             ("uptime_seconds", self.started.elapsed().as_secs()),
             ("connections_current", read(&self.connections_current)),
             ("connections_total", read(&self.connections_total)),
@@ -81,6 +98,15 @@ impl Stats {
             ("subscribers_behind", read(&self.subscribers_behind)),
             ("messages_dropped", read(&self.dropped)),
             ("retained", registry.retained as u64),
-        ]
+        ];
+        if self.udp_enabled.load(Ordering::Relaxed) {
+            counters.extend([
+                ("udp_datagrams_in", read(&self.udp_datagrams_in)),
+                ("udp_datagrams_out", read(&self.udp_datagrams_out)),
+                ("udp_datagrams_dropped", read(&self.udp_datagrams_dropped)),
+                ("udp_subscribers", read(&self.udp_subscribers)),
+            ]);
+        }
+        counters
     }
 }

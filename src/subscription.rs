@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use crate::batch::Batch;
+use crate::hooks::{ClientInfo, Transport};
 use crate::protocol::{Delivery, ProtocolError};
 use crate::router::Router;
 use crate::stats::Stats;
@@ -65,7 +66,8 @@ impl fmt::Display for CutOff {
 impl std::error::Error for CutOff {}
 
 impl Subscription {
-    /// Subscribes a new mailbox to `topic`, a topic or a filter with wildcards.
+    /// Subscribes a new mailbox to `topic`, a topic or a filter with wildcards (if the
+    /// hooks agree).
     pub(crate) fn open(router: Arc<Router>, topic: &str) -> Result<Subscription, ProtocolError> {
         router.check_topic_text(topic)?;
         let mailbox = Arc::new(Mailbox {
@@ -76,8 +78,9 @@ impl Subscription {
             arrived: Condvar::new(),
         });
         let handle: Arc<dyn Subscriber> = Arc::clone(&mailbox) as Arc<dyn Subscriber>;
+        let program = ClientInfo::new(Transport::InProcess, None);
         let topic = router
-            .subscribe(topic, &handle)?
+            .subscribe(program, topic, &handle)?
             .expect("a new mailbox is subscribed to nothing yet");
         Ok(Subscription {
             mailbox,
@@ -130,7 +133,7 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.router.unsubscribe(&self.topic, self.mailbox.id);
+        self.router.unsubscribe_all([&self.topic], self.mailbox.id);
     }
 }
 

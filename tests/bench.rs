@@ -155,6 +155,21 @@ fn conns_reads_the_brokers_memory_and_every_probe_arrives() {
     assert!(number(run, "rss_kib_after").is_some(), "{run}");
 }
 
+/// HTTP publishes, one keep-alive connection, all answered 200 and all delivered.
+#[test]
+fn http_publishes_reach_their_subscriber() {
+    let runs = clean_runs(&["http", "--msgs", "50"]);
+    assert_eq!(number(&runs[0], "delivered"), Some(50.0));
+    assert!(number(&runs[0], "deliveries_per_second").is_some());
+}
+
+/// WebSocket subscribers receive every message, in order.
+#[test]
+fn wsfanout_delivers_to_every_websocket_subscriber() {
+    let runs = clean_runs(&["wsfanout", "--subs", "3", "--msgs", "50"]);
+    assert_eq!(number(&runs[0], "delivered"), Some(150.0));
+}
+
 #[test]
 fn the_relay_serves_every_workload_shape() {
     let runs = clean_runs(&[

@@ -69,7 +69,7 @@ impl Drop for Running {
 /// The real broker binary on a free port.
 fn broker() -> (Running, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_broker"))
-        .args(["--port", "0"])
+        .args(["--port", "0", "--no-http"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -83,6 +83,10 @@ fn broker() -> (Running, SocketAddr) {
         "{first}"
     );
     assert!(first.contains("connect with: nc 127.0.0.1 "), "{first}");
+    assert!(
+        !first.contains("live view"),
+        "--no-http serves no web: {first}"
+    );
     let port: u16 = first
         .split("127.0.0.1:")
         .nth(1)
@@ -279,7 +283,9 @@ fn a_client_with_no_broker_says_how_to_start_one() {
 #[test]
 fn a_second_broker_on_a_taken_port_explains_itself() {
     let (_broker, addr) = broker();
-    let out = run_to_end(env!("CARGO_BIN_EXE_broker"), &port_args(addr), "");
+    let mut args = port_args(addr);
+    args.push("--no-http".into());
+    let out = run_to_end(env!("CARGO_BIN_EXE_broker"), &args, "");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
@@ -516,4 +522,183 @@ fn a_wildcard_subscriber_and_a_retained_publish() {
     assert!(sub
         .exit_status("subscriber did not exit after --count")
         .success());
+}
+
+/// `subscriber --udp` and `publisher --udp`, as the UDP lab runs them: the subscriber
+/// subscribes its address, the publisher's datagrams reach it (and a TCP subscriber), and
+/// a publisher aimed at a port where nothing listens says so and fails.
+#[test]
+fn the_udp_publisher_reaches_the_udp_subscriber() {
+    let broker = common::start_udp_broker(pubsub_lab::Config::default());
+    let udp_port = broker.udp_addr().unwrap().port().to_string();
+    let mut tcp = common::subscribed(broker.addr(), "news", "tcp");
+    let mut sub = Running {
+        child: Command::new(env!("CARGO_BIN_EXE_subscriber"))
+            .args([
+                "ear", "--udp", "--port", &udp_port, "--topic", "news", "--count", "2",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    };
+    wait_until("the UDP subscriber holds its lease", || {
+        broker.topic_counts() == [("news".to_string(), 2)]
+    });
+    let args: Vec<String> = [
+        "pub1", "--udp", "--port", &udp_port, "--topic", "news", "--every", "10ms", "--count", "2",
+        "over", "udp",
+    ]
+    .map(String::from)
+    .to_vec();
+    let out = run_to_end(env!("CARGO_BIN_EXE_publisher"), &args, "");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("published 2 message(s) as datagrams to 127.0.0.1:"),
+        "{stderr}"
+    );
+    assert_eq!(tcp.delivery(), "DELIVER news over udp pub1");
+    assert!(sub
+        .exit_status("the UDP subscriber exits after 2 deliveries")
+        .success());
+    let mut printed = String::new();
+    sub.child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut printed)
+        .unwrap();
+    assert_eq!(
+        printed.matches(">> DELIVER news over udp pub1 ").count(),
+        2,
+        "{printed}"
+    );
+    assert!(sub.stderr_to_end().contains("subscribed to news over UDP"));
+
+    // A UDP socket of ours that is closed: nothing listens on its port.
+    let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port().to_string();
+    drop(closed);
+    let args: Vec<String> = ["pub1", "--udp", "--port", &port, "--topic", "news", "hello"]
+        .map(String::from)
+        .to_vec();
+    let out = run_to_end(env!("CARGO_BIN_EXE_publisher"), &args, "");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("connection refused"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// `--http-port 0` serves the web on a free port and the start line says where the live
+/// view is; `--no-http` serves none; an `--http-port` that is taken is an error, not a
+/// warning (only the default port is allowed to be taken).
+#[test]
+fn the_web_listener_follows_its_flags() {
+    let child = Command::new(env!("CARGO_BIN_EXE_broker"))
+        .args(["--port", "0", "--http-port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start broker");
+    let mut running = Running { child };
+    let mut first = String::new();
+    BufReader::new(running.child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let url = first
+        .split("; live view: open ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no live view in {first:?}"))
+        .trim_end();
+    assert!(
+        url.starts_with("http://127.0.0.1:") && url.ends_with('/'),
+        "{url}"
+    );
+    let web: SocketAddr = url["http://".len()..url.len() - 1].parse().unwrap();
+    let mut stream = std::net::TcpStream::connect(web).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream.write_all(b"GET /healthz HTTP/1.0\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 200 OK") && answer.ends_with("\r\n\r\nok"),
+        "{answer}"
+    );
+
+    let taken = web.port().to_string();
+    let out = run_to_end(
+        env!("CARGO_BIN_EXE_broker"),
+        &[
+            "--port".into(),
+            "0".into(),
+            "--http-port".into(),
+            taken.clone(),
+        ],
+        "",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "could not listen on 127.0.0.1:{taken} for the web"
+        )) && stderr.contains("--http-port"),
+        "{stderr}"
+    );
+}
+
+/// With every listener on, the start line names each once, in the order tools read it (the
+/// TCP address up to the first `;`, the UDP port next, the live view last), and `--help`
+/// lists every flag of the web and of UDP once.
+#[test]
+fn the_start_line_and_help_name_every_listener_once() {
+    let child = Command::new(env!("CARGO_BIN_EXE_broker"))
+        .args(["--port", "0", "--udp-port", "0", "--http-port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start broker");
+    let mut running = Running { child };
+    let mut first = String::new();
+    BufReader::new(running.child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let parts: Vec<&str> = first.trim_end().split("; ").collect();
+    assert_eq!(parts.len(), 4, "{first}");
+    assert!(
+        parts[0].starts_with("pubsub-lab broker listening on 127.0.0.1:"),
+        "{first}"
+    );
+    assert!(parts[1].starts_with("UDP on 127.0.0.1:"), "{first}");
+    assert!(
+        parts[2].starts_with("connect with: nc 127.0.0.1 "),
+        "{first}"
+    );
+    assert!(
+        parts[3].starts_with("live view: open http://127.0.0.1:"),
+        "{first}"
+    );
+    for once in ["UDP on", "live view", "connect with"] {
+        assert_eq!(first.matches(once).count(), 1, "{once} in {first}");
+    }
+
+    let out = run_to_end(env!("CARGO_BIN_EXE_broker"), &["--help".to_string()], "");
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{help}");
+    for flag in [
+        "--http-port",
+        "--no-http",
+        "--http-timeout",
+        "--udp-port",
+        "--udp-topic",
+        "--udp-lease",
+        "--udp-max-subscribers",
+    ] {
+        let listed = help
+            .lines()
+            .filter(|line| line.trim_start().starts_with(flag))
+            .count();
+        assert_eq!(listed, 1, "{flag} in --help:\n{help}");
+    }
 }

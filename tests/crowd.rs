@@ -161,7 +161,7 @@ struct LoggingBroker {
 impl LoggingBroker {
     fn start() -> LoggingBroker {
         let mut child = Command::new(env!("CARGO_BIN_EXE_broker"))
-            .args(["--port", "0"])
+            .args(["--port", "0", "--no-http"])
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -392,7 +392,9 @@ impl Program {
 
     /// Starts the `broker` binary on `port` (0: any free port) and returns it with its port.
     fn broker(port: u16, shell_prefix: &str) -> (Program, u16) {
-        let script = format!("{shell_prefix} exec \"$BROKER\" --port {port} --write-timeout 500ms");
+        let script = format!(
+            "{shell_prefix} exec \"$BROKER\" --port {port} --no-http --write-timeout 500ms"
+        );
         let broker = Program::start(
             Command::new("bash")
                 .args(["-c", &script])

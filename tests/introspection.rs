@@ -262,3 +262,44 @@ fn trace_shows_each_line_with_direction_connection_and_id_aligned() {
         format!("#1   sub1     -> {delivered}")
     );
 }
+
+/// With UDP and the web on, `STATS` lists every counter once, the UDP ones among them, and
+/// the web's `GET /stats` lists exactly the same names.
+#[test]
+fn stats_with_every_listener_lists_each_counter_once() {
+    let broker = pubsub_lab::Broker::builder()
+        .line("127.0.0.1:0")
+        .udp("127.0.0.1:0")
+        .web("127.0.0.1:0")
+        .bind()
+        .unwrap()
+        .spawn()
+        .unwrap();
+    let mut raw = Raw::connect(broker.addr());
+    raw.send("STATS\n");
+    let names: Vec<String> = multi_line(&mut raw, "STATS")
+        .iter()
+        .map(|line| line.split(' ').next().unwrap().to_string())
+        .collect();
+    let mut unique = names.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        names.len(),
+        "a counter listed twice: {names:?}"
+    );
+    assert!(names.iter().any(|n| n == "udp_datagrams_in"), "{names:?}");
+    let mut http = common::RawHttp::connect(&broker);
+    let answer = http.ask(&common::get("/stats"));
+    assert_eq!(answer.status, 200);
+    let body = pubsub_lab::json::parse(answer.body.trim_end()).unwrap();
+    let pubsub_lab::json::Value::Object(members) = body else {
+        panic!("not an object: {}", answer.body);
+    };
+    let web_names: Vec<String> = members.iter().map(|(name, _)| name.clone()).collect();
+    assert_eq!(
+        web_names, names,
+        "GET /stats and STATS list the same counters"
+    );
+}

@@ -293,10 +293,10 @@ fn starter_refuses_a_folder_inside_the_project() {
 #[test]
 fn an_unknown_lab_number_is_refused() {
     let project = Project::new();
-    let output = project.labkit(&["check", "9"]);
+    let output = project.labkit(&["check", "99"]);
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("there is no lab 9"), "{stderr}");
+    assert!(stderr.contains("there is no lab 99"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 

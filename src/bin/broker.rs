@@ -8,19 +8,24 @@
 //! cargo run --bin publisher pub1          # terminal 3: then type  weather Rainy day ahead!
 //! ```
 //!
-//! or talk to it by hand: `nc 127.0.0.1 9000`, then `HELP`.
+//! or talk to it by hand: `nc 127.0.0.1 9000`, then `HELP`. The live view is at
+//! <http://127.0.0.1:8080/> (`--http-port` moves it, `--no-http` turns it off). With
+//! `--udp-port 9999` it also takes datagrams:
+//! `echo 'Event at noon' | nc -u -q0 127.0.0.1 9999` reaches every subscriber of `udp`.
 //! `RUST_LOG=debug` logs every command; `--trace` shows every line in and out.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
 
 use clap::Parser;
 use pubsub_lab::cli::{init_logging, DurationArg};
 use pubsub_lab::config::{
-    format_duration, DEFAULT_HOST, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_CLIENTS_PER_IP,
-    DEFAULT_MAX_ID_BYTES, DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_PENDING_BYTES, DEFAULT_MAX_RETAINED,
-    DEFAULT_MAX_RETAINED_BYTES, DEFAULT_MAX_SUBSCRIPTIONS, DEFAULT_MAX_TOPICS_LISTED,
-    DEFAULT_MAX_TOPIC_BYTES, DEFAULT_MAX_TOPIC_LEVELS, DEFAULT_PORT, DEFAULT_SYS_INTERVAL,
-    DEFAULT_WRITE_TIMEOUT,
+    format_duration, DEFAULT_HOST, DEFAULT_HTTP_PORT, DEFAULT_HTTP_TIMEOUT, DEFAULT_MAX_CLIENTS,
+    DEFAULT_MAX_CLIENTS_PER_IP, DEFAULT_MAX_ID_BYTES, DEFAULT_MAX_LINE_BYTES,
+    DEFAULT_MAX_PENDING_BYTES, DEFAULT_MAX_RETAINED, DEFAULT_MAX_RETAINED_BYTES,
+    DEFAULT_MAX_SUBSCRIPTIONS, DEFAULT_MAX_TOPICS_LISTED, DEFAULT_MAX_TOPIC_BYTES,
+    DEFAULT_MAX_TOPIC_LEVELS, DEFAULT_PORT, DEFAULT_SYS_INTERVAL, DEFAULT_UDP_LEASE,
+    DEFAULT_UDP_MAX_SUBSCRIBERS, DEFAULT_UDP_TOPIC, DEFAULT_WRITE_TIMEOUT,
 };
 use pubsub_lab::error::describe;
 use pubsub_lab::{Broker, Config, StartError};
@@ -79,6 +84,33 @@ struct Args {
     /// them off.
     #[arg(long, default_value_t = DurationArg(DEFAULT_SYS_INTERVAL))]
     sys_interval: DurationArg,
+    /// Also take UDP datagrams on this port (the classroom's UDP tutorial uses 9999; 0
+    /// picks a free one): protocol lines, or any text, published to --udp-topic. Off
+    /// unless given.
+    #[arg(long)]
+    udp_port: Option<u16>,
+    /// The topic a datagram that is not a command is published to.
+    #[arg(long, default_value = DEFAULT_UDP_TOPIC)]
+    udp_topic: String,
+    /// How long a UDP subscription lasts without a renewal (SUBSCRIBE again, or PING).
+    #[arg(long, default_value_t = DurationArg(DEFAULT_UDP_LEASE))]
+    udp_lease: DurationArg,
+    /// Most addresses holding a UDP subscription at once.
+    #[arg(long, default_value_t = DEFAULT_UDP_MAX_SUBSCRIBERS)]
+    udp_max_subscribers: usize,
+    /// Port of the web listener: the live view at /, POST /publish, GET /topics, /stats
+    /// and /healthz, and the line protocol over WebSocket at /ws [default: 8080]. 0 picks a
+    /// free port. If the default port is taken, the broker warns and runs without the web;
+    /// a port given here that is taken is an error.
+    #[arg(long, value_name = "PORT")]
+    http_port: Option<u16>,
+    /// Serve no web listener.
+    #[arg(long, conflicts_with = "http_port")]
+    no_http: bool,
+    /// How long a web client may take to send one whole HTTP request (like 10s); an idle
+    /// keep-alive connection is closed after as long.
+    #[arg(long, default_value_t = DurationArg(DEFAULT_HTTP_TIMEOUT))]
+    http_timeout: DurationArg,
     /// Show every line in and out, with connection number and client id.
     #[arg(long)]
     trace: bool,
@@ -111,27 +143,69 @@ fn run(args: &Args) -> Result<(), String> {
         max_retained: args.max_retained,
         max_retained_bytes: args.max_retained_bytes,
         sys_interval: args.sys_interval.0,
+        udp_topic: args.udp_topic.clone(),
+        udp_lease: args.udp_lease.0,
+        udp_max_subscribers: args.udp_max_subscribers,
+        http_timeout: args.http_timeout.0,
         ..Config::default()
     };
-    let broker =
-        Broker::bind((args.host.as_str(), args.port), config).map_err(|error| match error {
-            StartError::Bind { source, .. } => format!(
-                "could not listen on {}:{}: {}. Is another broker already running there? \
-             Stop it, or pick another port with --port",
+    let mut builder = Broker::builder()
+        .config(config)
+        .line((args.host.as_str(), args.port));
+    builder = match (args.no_http, args.http_port) {
+        (true, _) => builder,
+        (false, Some(port)) => builder.web((args.host.as_str(), port)),
+        (false, None) => builder.web_if_free((args.host.as_str(), DEFAULT_HTTP_PORT)),
+    };
+    if let Some(udp_port) = args.udp_port {
+        builder = builder.udp((args.host.as_str(), udp_port));
+    }
+    let broker = builder.bind().map_err(|error| match error {
+        StartError::Bind {
+            listener: "web",
+            source,
+            ..
+        } => format!(
+            "could not listen on {}:{} for the web: {}. Pick another port with --http-port \
+             (0 picks a free one), or turn the web off with --no-http",
+            args.host,
+            args.http_port.unwrap_or(DEFAULT_HTTP_PORT),
+            describe(&source)
+        ),
+        StartError::Bind {
+            listener, source, ..
+        } => {
+            let (port, flag) = match listener {
+                "udp" => (args.udp_port.unwrap_or(0), "--udp-port"),
+                _ => (args.port, "--port"),
+            };
+            format!(
+                "could not listen on {}:{port}{}: {}. Is another broker already running \
+                 there? Stop it, or pick another port with {flag}",
                 args.host,
-                args.port,
+                if listener == "udp" { " (UDP)" } else { "" },
                 describe(&source)
-            ),
-            other => other.to_string(),
-        })?;
+            )
+        }
+        other => other.to_string(),
+    })?;
     let addr = broker.local_addr();
     let port_flag = if addr.port() == DEFAULT_PORT {
         String::new()
     } else {
         format!(" --port {}", addr.port())
     };
+    // The UDP port goes between the two, after a `;`: tools that read the first line for
+    // the TCP address (the benchmark, the labsheet's replay) read up to the first `;`.
+    let udp = broker
+        .local_udp_addr()
+        .map_or_else(String::new, |udp| format!(" UDP on {udp};"));
+    let live_view = match broker.web_addr() {
+        Some(web) => format!("; live view: open http://{}/", openable(web)),
+        None => String::new(),
+    };
     println!(
-        "pubsub-lab broker listening on {addr}; connect with: nc {} {} (or: cargo run --bin subscriber sub1{port_flag})",
+        "pubsub-lab broker listening on {addr};{udp} connect with: nc {} {} (or: cargo run --bin subscriber sub1{port_flag}){live_view}",
         addr.ip(),
         addr.port()
     );
@@ -142,4 +216,14 @@ fn run(args: &Args) -> Result<(), String> {
         format_duration(args.write_timeout.0)
     );
     broker.run().map_err(|error| error.to_string())
+}
+
+/// The address a browser can open: a wildcard (`0.0.0.0`, listening on every interface)
+/// is reached on this machine as loopback.
+fn openable(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, addr.port()).into(),
+        IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, addr.port()).into(),
+        _ => addr,
+    }
 }

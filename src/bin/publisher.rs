@@ -6,7 +6,13 @@
 //! cargo run --bin publisher pub1 --topic weather Rainy day ahead!     # one message, then exit
 //! cargo run --bin publisher pub1 --topic clock --every 2s             # "Event at ..." every 2 s
 //! cargo run --bin publisher pub1 --topic home/temp --retain 21.5C     # kept for later subscribers
+//! cargo run --bin publisher pub1 --udp --topic clock --every 2s       # the same, as datagrams
 //! ```
+//!
+//! With `--udp`, each message is one datagram (`PUBLISH <topic> <message> <id>`) to the
+//! broker's `--udp-port` (9999 unless `--port` says otherwise). Nothing confirms a datagram
+//! arrived, so at the end the publisher sends a `PING` and waits for its `PONG`: proof
+//! that the broker is there, not that every datagram before it arrived.
 
 use std::io::{self, BufRead, IsTerminal};
 use std::net::Shutdown;
@@ -17,8 +23,8 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use pubsub_lab::cli::init_logging;
-use pubsub_lab::client::check_word;
-use pubsub_lab::config::{format_duration, parse_duration, DEFAULT_PORT};
+use pubsub_lab::client::{check_word, UdpClient};
+use pubsub_lab::config::{format_duration, parse_duration, DEFAULT_PORT, DEFAULT_UDP_PORT};
 
 use pubsub_lab::client::Incoming;
 use pubsub_lab::{Client, Error};
@@ -53,9 +59,12 @@ struct Args {
     /// The broker's host.
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
-    /// The broker's port.
-    #[arg(long, default_value_t = DEFAULT_PORT)]
-    port: u16,
+    /// The broker's port (9000, or 9999 with --udp).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Send datagrams to the broker's UDP port instead of using TCP.
+    #[arg(long)]
+    udp: bool,
     /// The message, with --topic: every remaining word.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     message: Vec<String>,
@@ -86,7 +95,11 @@ struct Tally {
 
 fn run(args: &Args) -> Result<(), Error> {
     check_arguments(args)?;
-    let mut client = Client::connect((args.host.as_str(), args.port))?;
+    if args.udp {
+        return run_udp(args);
+    }
+    let port = args.port.unwrap_or(DEFAULT_PORT);
+    let mut client = Client::connect((args.host.as_str(), port))?;
     let replies = Replies::listen(&client)?;
     let tally = match &args.topic {
         Some(topic) => match args.every {
@@ -214,6 +227,77 @@ impl Replies {
             Some(reason) => Err(Error::Refused(reason)),
             None => Ok(()),
         }
+    }
+}
+
+/// The same over UDP: one datagram per message, then a `PING` to learn that the broker is
+/// there. Refusals (`ERROR` datagrams) are reported as they are seen.
+fn run_udp(args: &Args) -> Result<(), Error> {
+    let port = args.port.unwrap_or(DEFAULT_UDP_PORT);
+    let mut client = UdpClient::connect((args.host.as_str(), port))?;
+    let mut published = 0u64;
+    let mut refused = Vec::new();
+    let mut publish = |client: &mut UdpClient, topic: &str, message: &str| -> Result<(), Error> {
+        client.publish(topic, message, &args.id)?;
+        published += 1;
+        // Whatever the broker said meanwhile is already here; do not wait for more.
+        while let Some(Incoming::Error(reason)) = client.next_line(Duration::ZERO)? {
+            eprintln!("the broker refused: ERROR {reason}");
+            refused.push(reason);
+        }
+        Ok(())
+    };
+    match (&args.topic, args.every) {
+        (Some(topic), None) => publish(&mut client, topic, &args.message.join(" "))?,
+        (Some(topic), Some(interval)) => {
+            let mut sent = 0;
+            while args.count.map_or(true, |count| sent < count) {
+                if sent > 0 {
+                    thread::sleep(interval);
+                }
+                let message = if args.message.is_empty() {
+                    format!("Event at {}", chrono::Local::now().format("%H:%M:%S"))
+                } else {
+                    args.message.join(" ")
+                };
+                publish(&mut client, topic, &message)?;
+                sent += 1;
+            }
+        }
+        (None, _) => {
+            for line in io::stdin().lock().lines() {
+                let line = line?;
+                let Some((topic, message)) = line.trim().split_once(char::is_whitespace) else {
+                    continue;
+                };
+                if let Err(error) = publish(&mut client, topic, message.trim()) {
+                    if !matches!(error, Error::InvalidArgument(_)) {
+                        return Err(error);
+                    }
+                    eprintln!("not sent: {error}");
+                }
+            }
+        }
+    }
+    let answered = client.ping();
+    refused.extend(client.take_refusals());
+    eprintln!(
+        "published {published} message(s) as datagrams to {}",
+        client.peer_addr()
+    );
+    match answered {
+        Ok(_) => {}
+        Err(Error::Timeout) => {
+            return Err(Error::InvalidArgument(format!(
+                "the broker did not answer a PING over UDP; is it running with --udp-port {port}? \
+                 (over UDP nothing says whether the messages arrived)"
+            )))
+        }
+        Err(error) => return Err(error),
+    }
+    match refused.into_iter().next() {
+        Some(first) => Err(Error::Refused(first)),
+        None => Ok(()),
     }
 }
 

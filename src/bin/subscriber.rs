@@ -5,7 +5,14 @@
 //! cargo run --bin subscriber sub1 --topic weather --topic news
 //! cargo run --bin subscriber sub1 --topic weather --count 3     # exit after 3 messages
 //! cargo run --bin subscriber sub1 --topic weather --reconnect   # survive broker restarts
+//! cargo run --bin subscriber sub1 --udp --topic udp             # datagrams, from --udp-port
 //! ```
+//!
+//! With `--udp`, the subscriber sends its `SUBSCRIBE`s as datagrams to the broker's UDP
+//! port (9999 unless `--port` says otherwise) and receives one datagram per delivery. A
+//! UDP subscription is a lease that ends unless renewed, so it sends them again every
+//! `--renew` (20 s, a third of the broker's default lease): that also subscribes it again
+//! to a broker that restarted. Typed commands are not read in this mode.
 //!
 //! Each line from the broker is printed as `>> <line>`; on a terminal, control characters
 //! in it are shown escaped (`\u{1b}`) unless `--raw` is given. Commands typed on stdin:
@@ -26,9 +33,10 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use parking_lot::Mutex;
+use pubsub_lab::cli::DurationArg;
 use pubsub_lab::cli::{init_logging, is_broken_pipe};
-use pubsub_lab::client::Incoming;
-use pubsub_lab::config::DEFAULT_PORT;
+use pubsub_lab::client::{Incoming, UdpClient};
+use pubsub_lab::config::{format_duration, DEFAULT_PORT, DEFAULT_UDP_PORT};
 use pubsub_lab::protocol::Command;
 use pubsub_lab::text::escaped;
 use pubsub_lab::{Client, Error};
@@ -67,10 +75,20 @@ struct Args {
     /// The broker's host.
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
-    /// The broker's port.
-    #[arg(long, default_value_t = DEFAULT_PORT)]
-    port: u16,
+    /// The broker's port (9000, or 9999 with --udp).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Subscribe over UDP: datagrams to and from the broker's UDP port.
+    #[arg(long)]
+    udp: bool,
+    /// With --udp: send the subscriptions again this often, renewing their lease.
+    #[arg(long, default_value_t = DurationArg(RENEW_EVERY), requires = "udp")]
+    renew: DurationArg,
 }
+
+/// Default for `--renew`: a third of the broker's default `--udp-lease`, so that two lost
+/// renewals in a row still do not end the subscription.
+const RENEW_EVERY: Duration = Duration::from_secs(20);
 
 /// What the stdin thread and the socket thread share.
 struct Shared {
@@ -96,7 +114,10 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<(), String> {
-    let addr = (args.host.as_str(), args.port);
+    if args.udp {
+        return run_udp(args);
+    }
+    let addr = (args.host.as_str(), args.port.unwrap_or(DEFAULT_PORT));
     let shared = Arc::new(Shared {
         id: args.id.clone(),
         writer: Mutex::new(None),
@@ -149,6 +170,101 @@ fn run(args: &Args) -> Result<(), String> {
     }
 }
 
+/// The subscriber over UDP: subscribe, print every datagram, renew the lease, until
+/// `--count` deliveries arrived.
+fn run_udp(args: &Args) -> Result<(), String> {
+    if args.topic.is_empty() {
+        return Err("with --udp, give the topics on the command line: --topic <topic>".into());
+    }
+    let port = args.port.unwrap_or(DEFAULT_UDP_PORT);
+    let mut client = UdpClient::connect((args.host.as_str(), port)).map_err(|e| e.to_string())?;
+    let renew_every = args.renew.0.max(Duration::from_millis(10));
+    eprintln!(
+        "subscribing over UDP at {} as {}; renewing every {}",
+        client.peer_addr(),
+        args.id,
+        format_duration(renew_every)
+    );
+    let escape = !args.raw && io::stdout().is_terminal();
+    let stdout = io::stdout();
+    let mut received = 0;
+    let mut renew_at = Instant::now();
+    let mut subscribed = false;
+    loop {
+        if args.count.is_some_and(|count| received >= count) {
+            return Ok(());
+        }
+        if Instant::now() >= renew_at {
+            for topic in &args.topic {
+                client
+                    .subscribe(topic, &args.id)
+                    .map_err(|e| e.to_string())?;
+            }
+            if !subscribed {
+                // The first time, a PING: its PONG proves the broker is there and has the
+                // subscriptions (datagrams on one path keep their order, mostly).
+                match client.ping() {
+                    Ok(_) => {
+                        for topic in &args.topic {
+                            eprintln!("subscribed to {topic} over UDP");
+                        }
+                    }
+                    Err(Error::Timeout) => {
+                        eprintln!("no answer from the broker over UDP yet; listening anyway")
+                    }
+                    Err(error) if !args.reconnect => {
+                        return Err(format!(
+                            "{error}. Is the broker running with --udp-port {port}? \
+                             (run with --reconnect to keep trying)"
+                        ))
+                    }
+                    Err(_) => {}
+                }
+                for reason in client.take_refusals() {
+                    eprintln!("the broker refused: ERROR {reason}");
+                }
+                subscribed = true;
+            }
+            renew_at = Instant::now() + renew_every;
+        }
+        let line = match client.next_line(renew_at.saturating_duration_since(Instant::now())) {
+            Ok(Some(Incoming::Deliver(delivery))) => {
+                received += 1;
+                String::from_utf8_lossy(&delivery.to_line())
+                    .trim_end()
+                    .to_string()
+            }
+            Ok(Some(Incoming::Error(reason))) => format!("ERROR {reason}"),
+            Ok(Some(Incoming::Reply(line))) => line,
+            Ok(None) => continue,
+            Err(error) if args.reconnect => {
+                eprintln!("{error}; trying again in {}", format_duration(renew_every));
+                thread::sleep(renew_every);
+                renew_at = Instant::now();
+                continue;
+            }
+            Err(error) => {
+                return Err(format!(
+                    "{error}. Is the broker running with --udp-port {port}? \
+                     (run with --reconnect to keep trying)"
+                ))
+            }
+        };
+        let written = if escape {
+            writeln!(stdout.lock(), ">> {}", escaped(&line))
+        } else {
+            writeln!(stdout.lock(), ">> {line}")
+        };
+        if let Err(error) = written {
+            return if is_broken_pipe(&error) {
+                Ok(())
+            } else {
+                Err(error.to_string())
+            };
+        }
+    }
+}
+
 /// Whether a connection is the first of the run, which is greeted with the commands one
 /// can type, or a reconnection.
 #[derive(Clone, Copy)]
@@ -185,7 +301,8 @@ fn connect(
     backoff: &mut Backoff,
 ) -> Result<Client, String> {
     loop {
-        let attempt = Client::connect((args.host.as_str(), args.port)).and_then(|mut client| {
+        let port = args.port.unwrap_or(DEFAULT_PORT);
+        let attempt = Client::connect((args.host.as_str(), port)).and_then(|mut client| {
             let addr = client.peer_addr();
             match greeting {
                 Greeting::First => eprintln!("connected to {addr} as {}; {USAGE}", args.id),

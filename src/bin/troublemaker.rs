@@ -25,7 +25,7 @@
 //! Every mode prints what it does on stdout and stops by itself after `--duration` (or
 //! `--count`, where a count makes sense), so it can run unattended in a test or a lab.
 
-use std::io::{self, BufRead, BufReader, ErrorKind, Write};
+use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -263,13 +263,37 @@ fn broker_answers(addr: SocketAddr) -> String {
 /// Subscribes and never reads. To tell when the broker gives up on us without reading, we
 /// write a blank line (which the broker ignores) every --every: once the broker has closed
 /// the connection, such a write fails.
+/// Reads `stream` byte by byte (so that nothing after the line is taken) up to `pong`.
+fn await_pong(stream: &mut TcpStream, pong: &str) -> Result<(), Error> {
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        if stream.read(&mut byte)? == 0 {
+            return Err(Error::Closed);
+        }
+        if byte[0] != b'\n' {
+            line.push(byte[0]);
+        } else if line == pong.as_bytes() {
+            return Ok(());
+        } else {
+            line.clear();
+        }
+    }
+}
+
 fn stall(addr: SocketAddr, plan: &Plan) -> Result<(), Error> {
     let started = Instant::now();
     let mut stalled: Vec<(String, TcpStream, Option<Duration>)> = Vec::new();
     for id in &plan.ids {
         let mut stream = connect(addr)?;
-        stream.write_all(format!("SUBSCRIBE {} {id}\n", plan.topic).as_bytes())?;
+        stream.write_all(format!("SUBSCRIBE {} {id}\nPING stalled\n", plan.topic).as_bytes())?;
         stalled.push((id.clone(), stream, None));
+    }
+    // The one read these connections ever make: each PONG proves its SUBSCRIBE was handled,
+    // so "subscribed" below is true when it is printed.
+    for (_, stream, _) in &mut stalled {
+        await_pong(stream, "PONG stalled")?;
     }
     say!(
         "stall: {} subscribed to '{}' and will never read, {}. Publish to '{}' to fill \

@@ -4,6 +4,8 @@
 use std::fmt;
 
 use super::command::{CommandSpec, COMMANDS};
+use super::dialect::JSON_ACTIONS;
+use crate::json::JsonError;
 use crate::text;
 
 /// Why a line was refused. The broker answers each with one `ERROR <reason>` line, where
@@ -81,6 +83,29 @@ pub enum ProtocolError {
     /// starting or ending with a space or tab. Like `NotOneWord`, only text from outside
     /// the line protocol can be so.
     BadMessage,
+    /// A hook of the program that embeds the broker said no (see `hooks.rs`). Holds the
+    /// hook's reason, which is what the client is told, word for word.
+    Refused(String),
+    /// A line of the JSON dialect that is not JSON. Holds where and why.
+    BadJson(JsonError),
+    /// A line of the JSON dialect that is JSON but not an object with an `"action"`.
+    NoAction,
+    /// A JSON `"action"` the broker does not know. Holds it, shortened like a command word.
+    UnknownAction(String),
+    /// A JSON action without a member it needs, or with one that is not a string.
+    MissingField {
+        /// The action: `publish`.
+        action: &'static str,
+        /// The member: `message`.
+        field: &'static str,
+    },
+    /// A command that needs a connection, sent in a datagram. Send it on the TCP port.
+    NotOverUdp(&'static CommandSpec),
+    /// Every UDP lease is taken (`--udp-max-subscribers`).
+    TooManyUdpSubscribers {
+        /// The limit.
+        limit: usize,
+    },
 }
 
 impl fmt::Display for ProtocolError {
@@ -157,6 +182,30 @@ impl fmt::Display for ProtocolError {
             ProtocolError::BadMessage => write!(
                 f,
                 "a message must be one line of text, not empty, and not start or end with a space"
+            ),
+            ProtocolError::Refused(reason) => f.write_str(reason),
+            ProtocolError::BadJson(error) => write!(f, "not a JSON command: {error}"),
+            ProtocolError::NoAction => write!(
+                f,
+                "a JSON command is an object with an \"action\": {}",
+                JSON_ACTIONS.join(", ")
+            ),
+            ProtocolError::UnknownAction(action) => write!(
+                f,
+                "unknown action '{action}': expected {}",
+                JSON_ACTIONS.join(", ")
+            ),
+            ProtocolError::MissingField { action, field } => {
+                write!(f, "\"{action}\" needs a \"{field}\" string")
+            }
+            ProtocolError::NotOverUdp(spec) => write!(
+                f,
+                "{} is not served over UDP, which has no connections: send it on the TCP port",
+                spec.word
+            ),
+            ProtocolError::TooManyUdpSubscribers { limit } => write!(
+                f,
+                "too many UDP subscribers (limit {limit}): subscribe over TCP, or try later"
             ),
         }
     }

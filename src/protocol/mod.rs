@@ -13,6 +13,7 @@
 //! | `reply.rs` | broker → that client | [`Reply`]: `OK`, `PONG`, `HELP`, `TOPICS`, `STATS`, `BYE` |
 //! | `delivery.rs` | broker → subscribers | [`write_delivery`], the `DELIVER` line; [`Delivery`] |
 //! | `error.rs` | broker → that client | [`ProtocolError`], the reason in an `ERROR` line |
+//! | `dialect.rs` | both | [`Dialect`]: the same commands and replies as kn-sock's JSON lines |
 //!
 //! Version 1 is the protocol of the classic classroom broker (port 9000), byte for byte:
 //!
@@ -30,10 +31,12 @@
 
 mod command;
 mod delivery;
+mod dialect;
 mod error;
 mod reply;
 
-pub use command::{Command, CommandSpec, COMMANDS};
+pub use command::{check_message, check_word, Command, CommandSpec, COMMANDS};
 pub use delivery::{write_delivery, Delivery, TIMESTAMP_FORMAT};
+pub use dialect::{listed_json, write_json_delivery, Dialect, JsonRequest, JSON_ACTIONS};
 pub use error::ProtocolError;
 pub use reply::{Listed, Reply, MORE_TOPICS};

@@ -251,3 +251,245 @@ pub fn flood(publisher: &Raw, topic: &str, count: usize) -> JoinHandle<()> {
         let _ = stream.write_all(b"PING flooded\n");
     })
 }
+
+/// A broker with `config` that also takes datagrams, both on ports the OS picked.
+pub fn start_udp_broker(config: Config) -> BrokerHandle {
+    Broker::builder()
+        .config(config)
+        .line("127.0.0.1:0")
+        .udp("127.0.0.1:0")
+        .bind()
+        .expect("bind 127.0.0.1:0 for TCP and UDP")
+        .spawn()
+        .expect("start the broker")
+}
+
+/// A broker with `config` serving the line protocol and the web, both on 127.0.0.1 on
+/// ports the OS picked.
+pub fn start_web_broker_with(config: Config) -> BrokerHandle {
+    Broker::builder()
+        .config(config)
+        .line("127.0.0.1:0")
+        .web("127.0.0.1:0")
+        .bind()
+        .expect("bind 127.0.0.1:0 twice")
+        .spawn()
+        .expect("start the broker")
+}
+
+/// A UDP client: a socket of its own on a port the OS picked, talking to one broker.
+pub struct Udp {
+    socket: std::net::UdpSocket,
+    broker: SocketAddr,
+}
+
+impl Udp {
+    /// A socket on 127.0.0.1 with a read timeout of [`TIMEOUT`], for `broker`'s UDP port.
+    pub fn new(broker: &BrokerHandle) -> Udp {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a UDP socket");
+        socket.set_read_timeout(Some(TIMEOUT)).unwrap();
+        Udp {
+            socket,
+            broker: broker.udp_addr().expect("the broker takes datagrams"),
+        }
+    }
+
+    /// This client's address, as the broker sees it.
+    pub fn addr(&self) -> SocketAddr {
+        self.socket.local_addr().unwrap()
+    }
+
+    /// Sends one datagram holding exactly `text`.
+    pub fn send(&self, text: &str) {
+        self.send_bytes(text.as_bytes());
+    }
+
+    /// Sends one datagram holding exactly `bytes`.
+    pub fn send_bytes(&self, bytes: &[u8]) {
+        self.socket
+            .send_to(bytes, self.broker)
+            .expect("send a datagram");
+    }
+
+    /// The next datagram, as text. Fails the test after [`TIMEOUT`].
+    pub fn recv(&self) -> String {
+        let mut buffer = vec![0u8; 70_000];
+        match self.socket.recv_from(&mut buffer) {
+            Ok((len, from)) => {
+                assert_eq!(from, self.broker, "a datagram from someone else");
+                String::from_utf8(buffer[..len].to_vec()).expect("UTF-8")
+            }
+            Err(error) => panic!("no datagram from the broker within {TIMEOUT:?}: {error}"),
+        }
+    }
+
+    /// The next datagram, if one comes within `wait`.
+    pub fn try_recv(&self, wait: Duration) -> Option<String> {
+        self.socket.set_read_timeout(Some(wait)).unwrap();
+        let mut buffer = vec![0u8; 70_000];
+        let got = self.socket.recv_from(&mut buffer).ok();
+        self.socket.set_read_timeout(Some(TIMEOUT)).unwrap();
+        got.map(|(len, _)| String::from_utf8_lossy(&buffer[..len]).into_owned())
+    }
+
+    /// Sends `PING <token>` and returns every datagram before its `PONG`: on loopback,
+    /// datagrams keep their order, so the PONG proves the ones sent before were handled.
+    pub fn sync(&self) -> Vec<String> {
+        let token = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
+        self.send(&format!("PING usync{token}\n"));
+        let pong = format!("PONG usync{token}\n");
+        let mut before = Vec::new();
+        loop {
+            let datagram = self.recv();
+            if datagram == pong {
+                return before;
+            }
+            before.push(datagram);
+        }
+    }
+}
+
+/// One line of a JSON connection, parsed; fails the test if it is not a JSON object.
+pub fn json_line(raw: &mut Raw) -> pubsub_lab::json::Value {
+    let line = raw.line();
+    match pubsub_lab::json::parse(&line) {
+        Ok(value @ pubsub_lab::json::Value::Object(_)) => value,
+        _ => panic!("expected a JSON object, got {line:?}"),
+    }
+}
+
+/// The string member `key` of a JSON object, or `""` if it has none.
+pub fn member(value: &pubsub_lab::json::Value, key: &str) -> String {
+    value
+        .get(key)
+        .and_then(pubsub_lab::json::Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// [`start_web_broker_with`] the default configuration.
+pub fn start_web_broker() -> BrokerHandle {
+    start_web_broker_with(Config::default())
+}
+
+/// One HTTP response as a raw client reads it.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    /// Header fields, names in lower case.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Answer {
+    /// The value of header `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A client that writes raw bytes to the web port and reads HTTP responses.
+pub struct RawHttp {
+    writer: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl RawHttp {
+    /// Connects to the broker's web address, with a read timeout of [`TIMEOUT`].
+    pub fn connect(broker: &BrokerHandle) -> RawHttp {
+        let writer = TcpStream::connect(broker.web_addr().expect("a broker with the web"))
+            .expect("connect to the web port");
+        writer.set_read_timeout(Some(TIMEOUT)).unwrap();
+        writer.set_nodelay(true).unwrap();
+        let reader = BufReader::new(writer.try_clone().unwrap());
+        RawHttp { writer, reader }
+    }
+
+    /// Writes `text` exactly as given.
+    pub fn send(&mut self, text: &str) {
+        self.writer
+            .write_all(text.as_bytes())
+            .expect("write to the broker");
+    }
+
+    /// Reads one response: status line, header fields, and a `Content-Length` body (none
+    /// for `HEAD` answers when `head` is true).
+    pub fn answer_to(&mut self, head: bool) -> Answer {
+        let mut line = String::new();
+        let read = self.reader.read_line(&mut line);
+        assert!(
+            matches!(read, Ok(n) if n > 0),
+            "no HTTP response from the broker ({read:?})"
+        );
+        assert!(line.starts_with("HTTP/1.1 "), "not a status line: {line:?}");
+        let status = line[9..12].parse().unwrap();
+        let mut headers = Vec::new();
+        loop {
+            let mut field = String::new();
+            self.reader.read_line(&mut field).unwrap();
+            let field = field.trim_end_matches(['\r', '\n']);
+            if field.is_empty() {
+                break;
+            }
+            let (name, value) = field.split_once(':').expect("a header field");
+            headers.push((name.to_ascii_lowercase(), value.trim().to_string()));
+        }
+        let mut answer = Answer {
+            status,
+            headers,
+            body: String::new(),
+        };
+        let length: usize = answer
+            .header("content-length")
+            .map_or(0, |l| l.parse().unwrap());
+        if !head && status != 101 {
+            let mut body = vec![0; length];
+            self.reader.read_exact(&mut body).unwrap();
+            answer.body = String::from_utf8(body).unwrap();
+        }
+        answer
+    }
+
+    /// Reads one response to a request that was not `HEAD`.
+    pub fn answer(&mut self) -> Answer {
+        self.answer_to(false)
+    }
+
+    /// Sends `request` and reads its answer.
+    pub fn ask(&mut self, request: &str) -> Answer {
+        self.send(request);
+        self.answer()
+    }
+
+    /// Reads until the broker closes; fails if it does not within [`TIMEOUT`].
+    pub fn read_to_eof(&mut self) -> Vec<u8> {
+        let mut rest = Vec::new();
+        match self.reader.read_to_end(&mut rest) {
+            Ok(_) => rest,
+            Err(error) if error.kind() == ErrorKind::ConnectionReset => rest,
+            Err(error) => panic!("the broker did not close the connection: {error}"),
+        }
+    }
+
+    /// The underlying socket.
+    pub fn stream(&self) -> &TcpStream {
+        &self.writer
+    }
+}
+
+/// A `POST /publish` request with a JSON body.
+pub fn post_json(body: &str) -> String {
+    format!(
+        "POST /publish HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// A `GET` request for `path`.
+pub fn get(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n")
+}

@@ -8,16 +8,21 @@
 //! * `$ printf '...' | nc 127.0.0.1 9000`, or `$ (printf '...'; sleep 1; printf '...') | nc
 //!   ...`: the same bytes written with the same pauses, then everything read until the
 //!   broker closes (so, as for the student, the input must end with `QUIT`).
+//! * `$ printf '...' | nc -u -w0 127.0.0.1 9999`: one datagram per write, to the broker's
+//!   UDP port.
+//! * `$ curl ARGS`: the real `curl`, against the broker's web port.
 //! * `$ cargo run --bin NAME -- ARGS`: the binary the test suite built, run with stdout and
 //!   stderr merged as a terminal shows them; `> ` lines go to its stdin.
 //!
-//! The lab's port 9000 is replaced by the real one on the way in, and the real one by 9000
-//! on the way out. Output lines are compared in order ([`crate::pattern`] for the
+//! The lab's ports (9000 for the line protocol, 8080 for the web, 9999 for UDP) are
+//! replaced by the real ones on the way in, and the real ones by the lab's on the way out.
+//! Output lines are compared in order ([`crate::pattern`] for the
 //! placeholders); a line `...` lets any number of lines pass. Before a terminal acts, every
-//! other `nc` terminal that was typed into is synchronised with a hidden `PING`, so a
-//! `SUBSCRIBE` typed in one terminal has been handled before a `PUBLISH` in the next: the
-//! replay waits on protocol events, never on the clock (only `sleep` in a lab's own command
-//! pauses it). Every wait is bounded.
+//! other `nc` terminal that was typed into is synchronised with a hidden `PING` (a JSON
+//! `ping` on a connection that speaks the JSON dialect), so a `SUBSCRIBE` typed in one
+//! terminal has been handled before a `PUBLISH` in the next: the replay waits on protocol
+//! events, never on the clock (only `sleep` in a lab's own command pauses it). Every wait
+//! is bounded.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -40,6 +45,11 @@ const FINISH_WAIT: Duration = Duration::from_secs(180);
 const SYNC_TOKEN: &str = "replay-sync-";
 /// The port the labs are written for.
 const LAB_PORT: u16 = 9000;
+/// The UDP port the labs are written for (`--udp-port 9999`).
+const LAB_UDP_PORT: u16 = 9999;
+
+/// The web port the labs are written for.
+const LAB_WEB_PORT: u16 = 8080;
 
 /// Replays every marked block of `lab`; returns how many blocks were replayed.
 pub fn replay(lab: &Lab) -> Result<usize, String> {
@@ -84,6 +94,9 @@ struct Terminal {
     unsynced: bool,
     /// The student typed QUIT: the broker closes this connection.
     quit: bool,
+    /// The first line typed into this `nc` started with `{`: the connection speaks the
+    /// JSON dialect, and the hidden PING must be a JSON one.
+    json: Option<bool>,
     closed: bool,
     /// After a `...` line: lines may pass until the next promised one.
     skipping: bool,
@@ -101,6 +114,7 @@ impl Terminal {
             seen: Vec::new(),
             unsynced: false,
             quit: false,
+            json: None,
             closed: false,
             skipping: false,
             is_broker: false,
@@ -173,6 +187,10 @@ struct Group<'a> {
     finished: Vec<Terminal>,
     broker: Option<BrokerHandle>,
     port: Option<u16>,
+    /// The web port of the group's broker, shown as the lab's 8080.
+    web_port: Option<u16>,
+    /// The broker's UDP port, when a lab starts it with `--udp-port`.
+    udp_port: Option<u16>,
     syncs: u64,
     /// Several blocks, or one with a `group=`: terminals may run side by side.
     grouped: bool,
@@ -181,14 +199,15 @@ struct Group<'a> {
 impl<'a> Group<'a> {
     fn new(file: &'a str, blocks: Vec<&'a Block>) -> Result<Self, String> {
         let runs_broker_binary = blocks.iter().any(|block| {
-            block
-                .lines
-                .iter()
-                .any(|(_, l)| l.trim_start().starts_with("$ ") && l.contains("--bin broker"))
+            block.lines.iter().any(|(_, l)| {
+                l.trim_start().starts_with("$ ")
+                    && (l.contains("--bin broker") || l.contains("--bin classroom"))
+            })
         });
         let grouped = blocks.iter().any(|block| block.group.is_some());
-        let broker = (!runs_broker_binary).then(crate::common::start_broker);
+        let broker = (!runs_broker_binary).then(crate::common::start_web_broker);
         let port = broker.as_ref().map(|b| b.addr().port());
+        let web_port = broker.as_ref().and_then(|b| b.web_addr()).map(|a| a.port());
         Ok(Group {
             file,
             blocks,
@@ -196,6 +215,8 @@ impl<'a> Group<'a> {
             finished: Vec::new(),
             broker,
             port,
+            web_port,
+            udp_port: None,
             syncs: 0,
             grouped,
         })
@@ -218,6 +239,14 @@ impl<'a> Group<'a> {
         self.finished.clear();
         drop(self.broker.take());
         Ok(())
+    }
+
+    fn ports(&self) -> Ports {
+        Ports {
+            line: self.port,
+            web: self.web_port,
+            udp: self.udp_port,
+        }
     }
 
     fn at(&self, line: usize) -> String {
@@ -269,12 +298,12 @@ impl<'a> Group<'a> {
     /// Reads the terminal's next line and checks it is the one the lab promises.
     fn expect(&mut self, name: &str, expected: &str, line: usize) -> Result<(), String> {
         let at = self.at(line);
-        let port = self.port;
+        let ports = self.ports();
         let terminal = self.terminals.get_mut(name).expect("checked by the caller");
         let deadline = Instant::now() + LINE_WAIT;
         loop {
             let actual = match terminal.next_line(deadline) {
-                Ok(raw) => normalize(&raw, port),
+                Ok(raw) => normalize(&raw, ports),
                 Err(why) => {
                     return Err(format!(
                         "{at}: terminal `{name}` should show\n    {expected}\nbut {why}.{}",
@@ -312,6 +341,9 @@ impl<'a> Group<'a> {
             .map_err(|error| format!("{at}: typing into terminal `{name}` failed: {error}"))?;
         if matches!(terminal.kind, Kind::Conn(_)) {
             terminal.unsynced = true;
+            if terminal.json.is_none() && !typed.trim().is_empty() {
+                terminal.json = Some(typed.trim_start().starts_with('{'));
+            }
             if typed.trim().eq_ignore_ascii_case("quit") {
                 terminal.quit = true;
             }
@@ -344,17 +376,22 @@ impl<'a> Group<'a> {
         let Some(input) = terminal.input.as_mut() else {
             return Ok(());
         };
-        if input
-            .write_all(format!("PING {token}\n").as_bytes())
-            .is_err()
-        {
+        let (ping, pong) = if terminal.json == Some(true) {
+            (
+                format!("{{\"action\": \"ping\", \"token\": \"{token}\"}}\n"),
+                format!("{{\"pong\":\"{token}\"}}"),
+            )
+        } else {
+            (format!("PING {token}\n"), format!("PONG {token}"))
+        };
+        if input.write_all(ping.as_bytes()).is_err() {
             return Ok(()); // the broker closed it; the lab's next promise will say so
         }
         let deadline = Instant::now() + LINE_WAIT;
         loop {
             let wait = deadline.saturating_duration_since(Instant::now());
             match terminal.output.recv_timeout(wait) {
-                Ok(Output::Line(l)) if l == format!("PONG {token}") => return Ok(()),
+                Ok(Output::Line(l)) if l == pong => return Ok(()),
                 Ok(Output::Line(l)) => terminal.lookahead.push_back(l),
                 Ok(Output::End(why)) => {
                     terminal.ended = Some(why);
@@ -373,7 +410,7 @@ impl<'a> Group<'a> {
     /// may be missing from the lab.
     fn finish(&mut self, name: &str, line: usize) -> Result<(), String> {
         let at = self.at(line);
-        let port = self.port;
+        let ports = self.ports();
         let Some(terminal) = self.terminals.get(name) else {
             return Ok(());
         };
@@ -416,10 +453,14 @@ impl<'a> Group<'a> {
                 extra.push(raw);
             }
         }
+        // A blank line at the end shows nothing a lab could promise.
+        while extra.last().is_some_and(|l| l.trim().is_empty()) {
+            extra.pop();
+        }
         if !extra.is_empty() && !terminal.skipping {
             let lines: Vec<String> = extra
                 .iter()
-                .map(|l| format!("    {}", normalize(l, port)))
+                .map(|l| format!("    {}", normalize(l, ports)))
                 .collect();
             return Err(format!(
                 "{at}: terminal `{name}` showed more than the lab shows (add the lines, or `...`):\n{}",
@@ -438,8 +479,8 @@ impl<'a> Group<'a> {
         let at = self.at(line);
         let parsed = parse_command(command).map_err(|why| format!("{at}: {why}"))?;
         let terminal = match parsed {
-            Parsed::Nc => {
-                let port = self.need_port(&at)?;
+            Parsed::Nc { web } => {
+                let port = self.need_port(&at, web)?;
                 let stream = TcpStream::connect(("127.0.0.1", port))
                     .map_err(|e| format!("{at}: nc could not connect: {e}"))?;
                 let reader = stream.try_clone().map_err(|e| e.to_string())?;
@@ -447,19 +488,61 @@ impl<'a> Group<'a> {
                 let output = pump(reader, false);
                 Terminal::new(Kind::Conn(stream), Some(Box::new(writer)), output)
             }
-            Parsed::Pipe(steps) => {
-                let port = self.need_port(&at)?;
+            Parsed::Pipe { steps, web } => {
+                let port = self.need_port(&at, web)?;
                 let (tx, rx) = mpsc::channel();
                 thread::spawn(move || play_pipe(port, &steps, &tx));
                 Terminal::new(Kind::Pipe, None, rx)
             }
+            Parsed::Datagrams(steps) => {
+                let port = self
+                    .udp_port
+                    .ok_or_else(|| format!("{at}: no broker takes datagrams yet in this group"))?;
+                let (tx, rx) = mpsc::channel();
+                send_datagrams(port, &steps, &tx);
+                Terminal::new(Kind::Pipe, None, rx)
+            }
             Parsed::Cargo { env, bin, args } => self.spawn_binary(&at, &env, &bin, args)?,
+            Parsed::Curl(args) => {
+                let port = self.need_port(&at, true)?;
+                let args: Vec<String> = args
+                    .iter()
+                    .map(|arg| {
+                        arg.replace(
+                            &format!("127.0.0.1:{LAB_WEB_PORT}"),
+                            &format!("127.0.0.1:{port}"),
+                        )
+                        .replace(
+                            &format!("localhost:{LAB_WEB_PORT}"),
+                            &format!("localhost:{port}"),
+                        )
+                    })
+                    .collect();
+                let mut child = Command::new("sh")
+                    .arg("-c")
+                    .arg("exec curl \"$@\" 2>&1")
+                    .arg("curl")
+                    .args(&args)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::inherit())
+                    .spawn()
+                    .map_err(|e| format!("{at}: could not start curl: {e}"))?;
+                let output = pump(child.stdout.take().expect("piped"), false);
+                Terminal::new(Kind::Process(child), None, output)
+            }
         };
         self.terminals.insert(name.to_string(), terminal);
         Ok(())
     }
 
-    fn need_port(&self, at: &str) -> Result<u16, String> {
+    /// The port of the group's broker: its web port if `web`.
+    fn need_port(&self, at: &str, web: bool) -> Result<u16, String> {
+        if web {
+            return self.web_port.ok_or_else(|| {
+                format!("{at}: no broker with the web is running yet in this group")
+            });
+        }
         self.port
             .ok_or_else(|| format!("{at}: no broker is running yet in this group"))
     }
@@ -474,16 +557,23 @@ impl<'a> Group<'a> {
         let exe = binary(bin).ok_or_else(|| {
             format!("{at}: the lab runs `{bin}`, but this crate has no binary of that name")
         })?;
-        let is_broker = bin == "broker";
+        let is_broker = bin == "broker" || bin == "classroom";
+        let udp = args.iter().any(|arg| arg == "--udp");
         let port = if is_broker {
             0
         } else if bin == "bench" {
             self.port.unwrap_or(0)
+        } else if udp {
+            self.udp_port
+                .ok_or_else(|| format!("{at}: no broker takes datagrams yet in this group"))?
         } else {
-            self.need_port(at)?
+            self.need_port(at, false)?
         };
         let mut has_port = false;
         for i in 0..args.len() {
+            if args[i] == "--udp-port" && i + 1 < args.len() {
+                args[i + 1] = "0".to_string();
+            }
             if args[i] == "--port" && i + 1 < args.len() {
                 args[i + 1] = port.to_string();
                 has_port = true;
@@ -492,8 +582,26 @@ impl<'a> Group<'a> {
                 args[i + 1] = args[i + 1].replace(&format!(":{LAB_PORT}"), &format!(":{port}"));
             }
         }
-        if !has_port && matches!(bin, "broker" | "publisher" | "subscriber" | "troublemaker") {
+        if !has_port
+            && matches!(
+                bin,
+                "broker" | "classroom" | "publisher" | "subscriber" | "troublemaker"
+            )
+        {
             args.splice(0..0, ["--port".to_string(), port.to_string()]);
+        }
+        if bin == "broker" {
+            // The web too gets a free port, never the lab's 8080 (the classroom program
+            // serves no web).
+            let web_given = args.iter().any(|a| a == "--no-http");
+            for i in 0..args.len() {
+                if args[i] == "--http-port" && i + 1 < args.len() {
+                    args[i + 1] = "0".to_string();
+                }
+            }
+            if !web_given && !args.iter().any(|a| a == "--http-port") {
+                args.extend(["--http-port".to_string(), "0".to_string()]);
+            }
         }
         let mut child = Command::new("sh")
             .arg("-c")
@@ -524,6 +632,16 @@ impl<'a> Group<'a> {
                     format!("{at}: cannot read the port from the broker's first line: {first}")
                 })?;
             self.port = Some(port);
+            self.web_port = first
+                .split_once("live view: open http://")
+                .and_then(|(_, rest)| rest.split('/').next())
+                .and_then(|addr| addr.rsplit(':').next())
+                .and_then(|port| port.parse().ok());
+            self.udp_port = first
+                .split_once("UDP on ")
+                .and_then(|(_, rest)| rest.split(';').next())
+                .and_then(|addr| addr.rsplit(':').next())
+                .and_then(|port| port.parse().ok());
             terminal.lookahead.push_front(first);
         }
         Ok(terminal)
@@ -545,18 +663,39 @@ fn binary(name: &str) -> Option<&'static str> {
         "subscriber" => option_env!("CARGO_BIN_EXE_subscriber"),
         "troublemaker" => option_env!("CARGO_BIN_EXE_troublemaker"),
         "bench" => option_env!("CARGO_BIN_EXE_bench"),
+        "classroom" => option_env!("CARGO_BIN_EXE_classroom"),
         "labkit" => option_env!("CARGO_BIN_EXE_labkit"),
         _ => None,
     }
 }
 
-/// Shows the real port as the lab's 9000, and drops the `--port 9000` hint the broker adds
-/// when it is not on its default port.
-fn normalize(line: &str, port: Option<u16>) -> String {
-    let Some(port) = port.filter(|&p| p != LAB_PORT) else {
-        return line.to_string();
+/// The real ports of a group's broker: the line protocol's, the web's and the UDP port.
+#[derive(Clone, Copy)]
+struct Ports {
+    line: Option<u16>,
+    web: Option<u16>,
+    udp: Option<u16>,
+}
+
+/// Shows the real ports as the lab's 9000 (the line protocol), 8080 (the web) and 9999
+/// (UDP), and drops the `--port 9000` hint the broker adds when it is not on its default
+/// port.
+fn normalize(line: &str, ports: Ports) -> String {
+    let mut line = line.to_string();
+    for (real, lab) in [(ports.web, LAB_WEB_PORT), (ports.udp, LAB_UDP_PORT)] {
+        if let Some(real) = real.filter(|&p| p != lab) {
+            line = replace_number(&line, real, lab);
+        }
+    }
+    let Some(port) = ports.line.filter(|&p| p != LAB_PORT) else {
+        return line;
     };
-    let from = port.to_string();
+    replace_number(&line, port, LAB_PORT).replace(" --port 9000", "")
+}
+
+/// `line` with every whole number `from` (not part of a longer number) written as `to`.
+fn replace_number(line: &str, from: u16, to: u16) -> String {
+    let (from, to) = (from.to_string(), to.to_string());
     let mut out = String::new();
     let mut rest = line;
     while let Some(found) = rest.find(&from) {
@@ -565,11 +704,26 @@ fn normalize(line: &str, port: Option<u16>) -> String {
         out.push_str(&rest[..found]);
         let whole_number = !before.is_some_and(|c| c.is_ascii_digit() || c == '.')
             && !after.is_some_and(|c| c.is_ascii_digit());
-        out.push_str(if whole_number { "9000" } else { &from });
+        out.push_str(if whole_number { &to } else { &from });
         rest = &rest[found + from.len()..];
     }
     out.push_str(rest);
-    out.replace(" --port 9000", "")
+    out
+}
+
+/// What `printf ... | nc -u -w0 127.0.0.1 9999` does: one datagram per write, and nothing
+/// shown (nc sends and exits).
+fn send_datagrams(port: u16, steps: &[Step], tx: &Sender<Output>) {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("a UDP socket");
+    for step in steps {
+        match step {
+            Step::Send(bytes) => {
+                let _ = socket.send_to(bytes, ("127.0.0.1", port));
+            }
+            Step::Sleep(pause) => thread::sleep(*pause),
+        }
+    }
+    let _ = tx.send(Output::End("nc sent its datagrams".to_string()));
 }
 
 /// Reads lines from `source` on a thread of its own, until end of file or an error;
@@ -641,8 +795,18 @@ enum Step {
 }
 
 enum Parsed {
-    Nc,
-    Pipe(Vec<Step>),
+    /// `nc 127.0.0.1 9000`, or the web port (8080) when `web`.
+    Nc {
+        web: bool,
+    },
+    Pipe {
+        steps: Vec<Step>,
+        web: bool,
+    },
+    /// `printf ... | nc -u -w0 127.0.0.1 9999`: datagrams to the UDP port.
+    Datagrams(Vec<Step>),
+    /// `curl ARGS`, against the web port.
+    Curl(Vec<String>),
     Cargo {
         env: Vec<(String, String)>,
         bin: String,
@@ -663,13 +827,17 @@ fn parse_command(command: &str) -> Result<Parsed, String> {
     let unsupported = || {
         format!(
             "cannot replay `{command}`: replayed blocks may use `nc 127.0.0.1 9000`, \
-             `printf '...' | nc ...`, `(printf ...; sleep N; ...) | nc ...` and \
-             `[VAR=value] cargo run [--release] --bin NAME [-- ARGS]`; leave other blocks unmarked"
+             `printf '...' | nc ...`, `(printf ...; sleep N; ...) | nc ...`, `printf '...' | \
+             nc -u -w0 127.0.0.1 9999` (datagrams), `curl ...` (port 8080 is the web) and \
+             `[VAR=value] cargo run [--release] --bin NAME [-- ARGS]`; leave other blocks \
+             unmarked"
         )
     };
     if let Some(bar) = tokens.iter().position(|t| *t == Token::Op('|')) {
         let (producer, consumer) = (&tokens[..bar], &tokens[bar + 1..]);
-        if !is_nc(consumer) {
+        let udp = is_nc_udp(consumer);
+        let port = nc_port(consumer);
+        if port.is_none() && !udp {
             return Err(unsupported());
         }
         let inner = match producer {
@@ -698,10 +866,19 @@ fn parse_command(command: &str) -> Result<Parsed, String> {
                 _ => return Err(unsupported()),
             }
         }
-        return Ok(Parsed::Pipe(steps));
+        return Ok(if udp {
+            Parsed::Datagrams(steps)
+        } else {
+            Parsed::Pipe {
+                steps,
+                web: port == Some(LAB_WEB_PORT),
+            }
+        });
     }
-    if is_nc(&tokens) {
-        return Ok(Parsed::Nc);
+    if let Some(port) = nc_port(&tokens) {
+        return Ok(Parsed::Nc {
+            web: port == LAB_WEB_PORT,
+        });
     }
     let mut words = Vec::new();
     for token in tokens {
@@ -719,6 +896,11 @@ fn parse_command(command: &str) -> Result<Parsed, String> {
                 rest = tail;
             }
             _ => break,
+        }
+    }
+    if let [curl, args @ ..] = rest {
+        if curl == "curl" && env.is_empty() {
+            return Ok(Parsed::Curl(args.to_vec()));
         }
     }
     let [cargo, run, tail @ ..] = rest else {
@@ -753,9 +935,23 @@ fn parse_command(command: &str) -> Result<Parsed, String> {
     })
 }
 
-fn is_nc(tokens: &[Token]) -> bool {
-    matches!(tokens, [Token::Word(nc), Token::Word(host), Token::Word(port)]
-        if nc == "nc" && (host == "127.0.0.1" || host == "localhost") && port.parse::<u16>().is_ok())
+/// `nc -u -w0 127.0.0.1 9999`: datagrams, sent and forgotten.
+fn is_nc_udp(tokens: &[Token]) -> bool {
+    matches!(tokens, [Token::Word(nc), Token::Word(u), Token::Word(w), Token::Word(host), Token::Word(port)]
+        if nc == "nc" && u == "-u" && w == "-w0" && (host == "127.0.0.1" || host == "localhost")
+            && port.parse::<u16>().is_ok())
+}
+
+/// The port of `nc 127.0.0.1 PORT`, if that is what the tokens say.
+fn nc_port(tokens: &[Token]) -> Option<u16> {
+    match tokens {
+        [Token::Word(nc), Token::Word(host), Token::Word(port)]
+            if nc == "nc" && (host == "127.0.0.1" || host == "localhost") =>
+        {
+            port.parse().ok()
+        }
+        _ => None,
+    }
 }
 
 /// Splits a shell command into words and the operators `| ( ) ;`, with '...', "..." and
@@ -841,10 +1037,14 @@ mod tests {
         assert_eq!(printf(r"PING a\r\nb%%"), b"PING a\r\nb%");
         assert_eq!(
             normalize(
-                "on 127.0.0.1:40001; nc 127.0.0.1 40001 (x --port 40001)",
-                Some(40001)
+                "on 127.0.0.1:40001; UDP on 127.0.0.1:40002; nc 127.0.0.1 40001 (x --port 40001); open http://127.0.0.1:40003/",
+                Ports {
+                    line: Some(40001),
+                    web: Some(40003),
+                    udp: Some(40002),
+                }
             ),
-            "on 127.0.0.1:9000; nc 127.0.0.1 9000 (x)"
+            "on 127.0.0.1:9000; UDP on 127.0.0.1:9999; nc 127.0.0.1 9000 (x); open http://127.0.0.1:8080/"
         );
     }
 }

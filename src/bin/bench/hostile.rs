@@ -165,6 +165,7 @@ fn outcome(workload: &'static str, setup: String, target: &Target) -> Outcome {
         memory: None,
         timed_out: false,
         notes: Vec::new(),
+        lossy: false,
     }
 }
 

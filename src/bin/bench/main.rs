@@ -10,7 +10,11 @@
 //! cargo run --release --bin bench -- suite --against old/broker   # A/B against another build
 //! cargo run --release --bin bench -- fanout --subs 1000 --msgs 2000
 //! cargo run --release --bin bench -- latency --addr 127.0.0.1:9000   # any running broker
+//! cargo run --release --bin bench -- http        # HTTP publishes/s, one keep-alive client
+//! cargo run --release --bin bench -- wsfanout    # fan-out to 100 WebSocket subscribers
 //! cargo run --release --bin bench -- suite --quick   # the same in a few seconds
+//! cargo run --release --bin bench -- json-fanout      # fan-out in both dialects, side by side
+//! cargo run --release --bin bench -- udp --rate 20000 # datagrams in: publishes/s and loss
 //! ```
 //!
 //! Absolute figures drift on a shared machine; a ratio to the relay measured in the same
@@ -26,6 +30,7 @@ mod measure;
 mod relay;
 mod report;
 mod target;
+mod web;
 mod wildcard;
 mod workloads;
 
@@ -36,7 +41,7 @@ use clap::{Parser, ValueEnum};
 use pubsub_lab::config::parse_duration;
 
 use report::{Outcome, Printer};
-use target::{Target, TargetKind};
+use target::{Listeners, Target, TargetKind};
 use workloads::{Flow, Workload, PROBES};
 
 /// Measures the broker (or any broker at --addr, or the speed-of-light relay) with
@@ -124,7 +129,12 @@ enum Mode {
     Latency,
     /// --conns idle subscribers: the target's memory per connection, then probes.
     Conns,
-    /// The standard set: fanout, fanin, pairs, latency and conns.
+    /// Publishes over HTTP, one at a time on one keep-alive connection, to one TCP
+    /// subscriber: publishes/s.
+    Http,
+    /// Like fanout, but the --subs subscribers are WebSockets at the web port.
+    Wsfanout,
+    /// The standard set: fanout, fanin, pairs, latency, conns, http and wsfanout.
     Suite,
     /// --stalled subscribers that never read, and a healthy one, on one topic: how long
     /// the healthy one and the publisher are held up.
@@ -139,6 +149,11 @@ enum Mode {
     Wildcard,
     /// Serve the speed-of-light relay on --port until killed.
     Relay,
+    /// fanout, then the same with --subs subscribers speaking kn-sock's JSON lines.
+    JsonFanout,
+    /// One publisher sends --msgs datagrams at --rate/s (or unpaced) to the broker's UDP
+    /// port, --subs TCP subscribers (1) count them: publishes/s, and what was lost.
+    Udp,
 }
 
 /// One thing to measure, with its parameters settled.
@@ -166,6 +181,16 @@ enum Job {
         flow: Flow,
         filters: usize,
     },
+    Udp {
+        subs: usize,
+        msgs: u64,
+        rate: Option<f64>,
+        size: usize,
+    },
+    Http {
+        msgs: u64,
+        size: usize,
+    },
 }
 
 impl Job {
@@ -177,6 +202,17 @@ impl Job {
             Job::Leave { .. } => "leave",
             Job::Topics { .. } => "topics",
             Job::Wildcard { .. } => Workload::Wildcard.name(),
+            Job::Udp { .. } => "udp",
+            Job::Http { .. } => "http",
+        }
+    }
+
+    /// Whether the job needs the broker's web listener.
+    fn needs_web(&self) -> bool {
+        match self {
+            Job::Flow(flow) => flow.workload == Workload::WsFanout,
+            Job::Http { .. } => true,
+            _ => false,
         }
     }
 
@@ -190,6 +226,8 @@ impl Job {
             Job::Wildcard { flow, filters } => {
                 flow.connections() + filters.div_ceil(hostile::TOPICS_PER_CONN)
             }
+            Job::Udp { subs, .. } => subs + 2,
+            Job::Http { .. } => 3,
         }
     }
 
@@ -211,7 +249,19 @@ impl Job {
             Job::Wildcard { flow, filters } => {
                 wildcard::run_wildcard(target, flow, *filters, timeout)
             }
+            Job::Udp {
+                subs,
+                msgs,
+                rate,
+                size,
+            } => workloads::run_udp(target, *subs, *msgs, *rate, *size, timeout),
+            Job::Http { msgs, size } => web::run_http(target, *msgs, *size, timeout),
         }
+    }
+
+    /// Whether the target must take datagrams.
+    fn needs_udp(&self) -> bool {
+        matches!(self, Job::Udp { .. })
     }
 }
 
@@ -229,10 +279,12 @@ fn jobs_for(mode: Mode, args: &Args) -> Vec<Job> {
             msgs: args.msgs.unwrap_or_else(|| scale(msgs)),
             size: args.size,
             rate,
+            json: workload == Workload::JsonFanout,
         })
     };
     let subs = args.subs.unwrap_or(100);
     let fanout = flow(Workload::Fanout, 1, 1, subs, 30_000, None);
+    let json_fanout = flow(Workload::JsonFanout, 1, 1, subs, 30_000, None);
     let fanin = flow(
         Workload::Fanin,
         1,
@@ -258,6 +310,11 @@ fn jobs_for(mode: Mode, args: &Args) -> Vec<Job> {
         (rate * 3.0) as u64,
         Some(rate),
     );
+    let wsfanout = flow(Workload::WsFanout, 1, 1, subs, 20_000, None);
+    let http = Job::Http {
+        msgs: args.msgs.unwrap_or_else(|| scale(20_000)),
+        size: args.size,
+    };
     let conns = Job::Conns {
         conns: args
             .conns
@@ -270,7 +327,9 @@ fn jobs_for(mode: Mode, args: &Args) -> Vec<Job> {
         Mode::Pairs => vec![pairs],
         Mode::Latency => vec![latency],
         Mode::Conns => vec![conns],
-        Mode::Suite => vec![fanout, fanin, pairs, latency, conns],
+        Mode::Http => vec![http],
+        Mode::Wsfanout => vec![wsfanout],
+        Mode::Suite => vec![fanout, fanin, pairs, latency, conns, http, wsfanout],
         Mode::Stalled => vec![Job::Stalled {
             stalled: args.stalled.unwrap_or(10),
             msgs: args.msgs.unwrap_or(600),
@@ -298,8 +357,16 @@ fn jobs_for(mode: Mode, args: &Args) -> Vec<Job> {
                 msgs: args.msgs.unwrap_or_else(|| scale(30_000)),
                 size: args.size,
                 rate: None,
+                json: false,
             },
             filters: args.filters as usize,
+        }],
+        Mode::JsonFanout => vec![fanout, json_fanout],
+        Mode::Udp => vec![Job::Udp {
+            subs: args.subs.unwrap_or(1),
+            msgs: args.msgs.unwrap_or_else(|| scale(100_000)),
+            rate: args.rate,
+            size: args.size,
         }],
         // The relay serves; it measures nothing itself.
         Mode::Relay => Vec::new(),
@@ -346,7 +413,15 @@ fn run(args: &Args) -> Result<bool, String> {
         None if args.compare => Some(TargetKind::Relay),
         None => None,
     };
+    // The suite measures the web only where both sides have one: a relay or a broker at an
+    // address has none this bench knows of.
+    let serves_web =
+        |kind: &TargetKind| matches!(kind, TargetKind::Broker | TargetKind::Baseline(_));
+    let web_everywhere = serves_web(&target) && other.as_ref().map_or(true, serves_web);
     for job in jobs_for(args.mode, args) {
+        if args.mode == Mode::Suite && job.needs_web() && !web_everywhere {
+            continue;
+        }
         if let Some(other) = &other {
             let (mut a, mut b) = (Vec::new(), Vec::new());
             for _ in 0..args.rounds {
@@ -409,7 +484,11 @@ fn measure(
     job: &Job,
     timeout: Duration,
 ) -> Result<Result<Outcome, String>, String> {
-    let target = Target::start(kind, job.connections() + 16)?;
+    let listeners = Listeners {
+        udp: job.needs_udp(),
+        web: job.needs_web(),
+    };
+    let target = Target::start(kind, job.connections() + 16, listeners)?;
     Ok(job.run(&target, timeout).map_err(|message| {
         let said: Vec<String> = target.log_tail();
         if said.is_empty() {

@@ -77,14 +77,25 @@ pub struct Stamp {
     pub sent_ns: u64,
 }
 
-/// Reads the stamp from a received line: our broker's `DELIVER <topic> <payload> ...` or
-/// the relay's forwarded `PUBLISH <topic> <payload> ...`. Any other line gives `None`.
+/// Reads the stamp from a received line: our broker's `DELIVER <topic> <payload> ...`,
+/// its JSON dialect's `{"topic":"<topic>","message":"<payload>",...}`, or the relay's
+/// forwarded `PUBLISH <topic> <payload> ...`. Any other line gives `None`.
 pub fn parse_stamp(line: &[u8]) -> Option<Stamp> {
-    let rest = line
-        .strip_prefix(b"DELIVER ")
-        .or_else(|| line.strip_prefix(b"PUBLISH "))?;
-    let topic_end = rest.iter().position(|&b| b == b' ')?;
-    let mut payload = &rest[topic_end + 1..];
+    const JSON_MESSAGE: &[u8] = b"\",\"message\":\"";
+    let mut payload = if let Some(json) = line.strip_prefix(b"{\"topic\":\"") {
+        // The bench's topics and payloads need no escapes, so the message starts right
+        // after the topic's closing quote.
+        let at = json
+            .windows(JSON_MESSAGE.len())
+            .position(|window| window == JSON_MESSAGE)?;
+        &json[at + JSON_MESSAGE.len()..]
+    } else {
+        let rest = line
+            .strip_prefix(b"DELIVER ")
+            .or_else(|| line.strip_prefix(b"PUBLISH "))?;
+        let topic_end = rest.iter().position(|&b| b == b' ')?;
+        &rest[topic_end + 1..]
+    };
     let publisher = take_number(&mut payload)?;
     let seq = take_number(&mut payload)?;
     let sent_ns = take_number(&mut payload)?;
@@ -295,7 +306,12 @@ mod tests {
         );
         let deliver = format!("DELIVER bench-0 {payload} pub3 2025-03-14 10:30:00");
         assert_eq!(parse_stamp(deliver.as_bytes()), Some(stamp));
+        let json = format!(
+            "{{\"topic\":\"bench-0\",\"message\":\"{payload}\",\"publisher\":\"pub3\",\"timestamp\":\"x\"}}"
+        );
+        assert_eq!(parse_stamp(json.as_bytes()), Some(stamp));
         assert_eq!(parse_stamp(b"PONG x"), None);
+        assert_eq!(parse_stamp(b"{\"pong\":\"s1\"}"), None);
     }
 
     #[test]

@@ -54,6 +54,15 @@ impl TargetKind {
     }
 }
 
+/// Which of the broker's listeners beside the line protocol's a run needs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Listeners {
+    /// Datagrams (`--udp-port`).
+    pub udp: bool,
+    /// The web: HTTP and WebSocket (`--http-port`).
+    pub web: bool,
+}
+
 /// How subscribers know they are registered before publishing starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyncMethod {
@@ -71,15 +80,25 @@ pub struct Target {
     pub label: String,
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where its web listens (HTTP, WebSocket), if it was asked to serve the web.
+    pub web_addr: Option<SocketAddr>,
     /// How subscribers synchronise with it.
     pub sync: SyncMethod,
+    /// Where it takes datagrams, if it was started with a UDP port.
+    pub udp_addr: Option<SocketAddr>,
     child: Option<ChildGuard>,
 }
 
 impl Target {
     /// Starts (or, for an address, finds) the target. `max_clients` is how many
-    /// connections the run will open at once, which the broker must allow.
-    pub fn start(kind: &TargetKind, max_clients: usize) -> Result<Target, String> {
+    /// connections the run will open at once, which the broker must allow; `listeners`
+    /// says which of its other listeners it opens too, each on a free port.
+    pub fn start(
+        kind: &TargetKind,
+        max_clients: usize,
+        listeners: Listeners,
+    ) -> Result<Target, String> {
+        let web = listeners.web;
         match kind {
             TargetKind::Broker | TargetKind::Baseline(_) => {
                 let broker = match kind {
@@ -87,9 +106,30 @@ impl Target {
                     _ => sibling_binary("broker")?,
                 };
                 let limit = max_clients.max(1024).to_string();
-                let child = ChildGuard::spawn(broker, &["--port", "0", "--max-clients", &limit])?;
+                let mut args = vec!["--port", "0", "--max-clients", &limit];
+                if listeners.udp {
+                    args.extend(["--udp-port", "0"]);
+                }
+                // Without the web, ours is told so; a baseline built before the web
+                // existed would not know the flag.
+                match (web, kind) {
+                    (true, _) => args.extend(["--http-port", "0"]),
+                    (false, TargetKind::Broker) => args.push("--no-http"),
+                    (false, _) => {}
+                }
+                let child = ChildGuard::spawn(broker, &args)?;
+                if web && child.web_addr.is_none() {
+                    return Err(format!(
+                        "{} did not say where its web listens: is it a build with the web?",
+                        kind.label()
+                    ));
+                }
                 Ok(Target::child(kind, child))
             }
+            TargetKind::Relay | TargetKind::Addr(_) if web => Err(format!(
+                "the web workloads need a broker this bench starts, not {}",
+                kind.label()
+            )),
             TargetKind::Relay => {
                 let me = std::env::current_exe()
                     .map_err(|e| format!("cannot find the bench's own program: {e}"))?;
@@ -106,7 +146,9 @@ impl Target {
                 Ok(Target {
                     label: kind.label(),
                     addr,
+                    web_addr: None,
                     sync,
+                    udp_addr: None,
                     child: None,
                 })
             }
@@ -117,7 +159,9 @@ impl Target {
         Target {
             label: kind.label(),
             addr: child.addr,
+            web_addr: child.web_addr,
             sync: SyncMethod::Ping,
+            udp_addr: child.udp_addr,
             child: Some(child),
         }
     }
@@ -281,6 +325,10 @@ fn detect_sync(addr: SocketAddr) -> Result<SyncMethod, String> {
 struct ChildGuard {
     child: Child,
     addr: SocketAddr,
+    /// Its UDP address, if its first line names one.
+    udp_addr: Option<SocketAddr>,
+    /// Its web's address, if its first line names one.
+    web_addr: Option<SocketAddr>,
     /// The last lines of the child's stderr, collected by `drain`.
     log: Arc<Mutex<VecDeque<String>>>,
     drain: Vec<JoinHandle<()>>,
@@ -310,6 +358,8 @@ impl ChildGuard {
         let mut guard = ChildGuard {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            udp_addr: None,
+            web_addr: None,
             log: Arc::clone(&log),
             drain: Vec::new(),
         };
@@ -325,6 +375,8 @@ impl ChildGuard {
         match line.as_deref().and_then(parse_listening_addr) {
             Some(addr) => {
                 guard.addr = addr;
+                guard.udp_addr = line.as_deref().and_then(parse_udp_addr);
+                guard.web_addr = line.as_deref().and_then(parse_web_addr);
                 Ok(guard)
             }
             None => {
@@ -386,6 +438,18 @@ fn parse_listening_addr(line: &str) -> Option<SocketAddr> {
     addr.parse().ok()
 }
 
+/// The address in `...; UDP on 127.0.0.1:PORT; ...`, the broker's UDP port.
+fn parse_udp_addr(line: &str) -> Option<SocketAddr> {
+    let (_, rest) = line.split_once("UDP on ")?;
+    rest.split(';').next()?.parse().ok()
+}
+
+/// The address in `...; live view: open http://127.0.0.1:PORT/`.
+fn parse_web_addr(line: &str) -> Option<SocketAddr> {
+    let (_, rest) = line.split_once("live view: open http://")?;
+    rest.split('/').next()?.parse().ok()
+}
+
 impl Drop for ChildGuard {
     fn drop(&mut self) {
         // An error only means the child already ended.
@@ -418,6 +482,18 @@ mod tests {
             Some(([127, 0, 0, 1], 40123).into())
         );
         assert_eq!(parse_listening_addr("hello"), None);
+        let web = format!("{line}; live view: open http://127.0.0.1:40124/");
+        assert_eq!(parse_web_addr(&web), Some(([127, 0, 0, 1], 40124).into()));
+        assert_eq!(parse_web_addr(line), None);
+        let line =
+            "pubsub-lab broker listening on 127.0.0.1:40123; UDP on 127.0.0.1:40124; connect \
+             with: nc 127.0.0.1 40123; live view: open http://127.0.0.1:40125/";
+        assert_eq!(
+            parse_listening_addr(line),
+            Some(([127, 0, 0, 1], 40123).into())
+        );
+        assert_eq!(parse_udp_addr(line), Some(([127, 0, 0, 1], 40124).into()));
+        assert_eq!(parse_web_addr(line), Some(([127, 0, 0, 1], 40125).into()));
     }
 
     #[test]

@@ -18,6 +18,15 @@
 //! together. Publishers build many lines in a buffer and write it in one call, so the
 //! bench client is not what limits the figures.
 //!
+//! `json-fan` is `fanout` with subscribers that speak kn-sock's JSON lines, to set the
+//! cost of the JSON dialect beside the line protocol's. `udp` is one publisher sending
+//! datagrams at `--rate` to TCP subscribers: its publishes per second, and what was lost
+//! ([`run_udp`]).
+//!
+//! `wsfanout` is `fanout` with WebSocket subscribers (at the broker's web port, one
+//! `DELIVER` line per text frame), the publisher still on TCP: the difference is what the
+//! web costs a subscriber. `http` (in `web.rs`) publishes over HTTP instead.
+//!
 //! The fifth, `conns`, is different: many idle subscribers held by one thread, the
 //! target's memory before and after, then probes that must each arrive ([`run_conns`]).
 
@@ -31,6 +40,8 @@ use std::time::{Duration, Instant};
 use crate::measure::{nanos_since, parse_stamp, write_publish, Histogram, Tally};
 use crate::report::{Memory, Outcome, Progress};
 use crate::target::{sleep_until, SyncMethod, Target};
+use pubsub_lab::web::client::WebSocketClient;
+use pubsub_lab::web::websocket::{self, Decoder, Message, Opcode};
 
 /// A publisher writes once it has this many bytes of lines ready: big enough that the
 /// system call is a small part of the cost, small enough to start flowing at once.
@@ -64,6 +75,12 @@ pub enum Workload {
     Conns,
     /// Fan-out through one wildcard filter, to topics that change with every message.
     Wildcard,
+    /// Fan-out to subscribers that speak kn-sock's JSON lines.
+    JsonFanout,
+    /// Datagrams from one publisher at a rate, to TCP subscribers.
+    Udp,
+    /// Fan-out to WebSocket subscribers.
+    WsFanout,
 }
 
 impl Workload {
@@ -76,6 +93,9 @@ impl Workload {
             Workload::Latency => "latency",
             Workload::Conns => "conns",
             Workload::Wildcard => "wildcard",
+            Workload::JsonFanout => "json-fan",
+            Workload::Udp => "udp",
+            Workload::WsFanout => "wsfanout",
         }
     }
 }
@@ -100,6 +120,8 @@ pub struct Flow {
     pub size: usize,
     /// Messages per second per publisher, or `None` for as fast as possible.
     pub rate: Option<f64>,
+    /// The subscribers speak kn-sock's JSON lines.
+    pub json: bool,
 }
 
 impl Flow {
@@ -113,6 +135,8 @@ impl Flow {
         let shape = match self.workload {
             Workload::Fanin => format!("{} pubs", self.pubs),
             Workload::Pairs => format!("{} pairs", self.topics),
+            _ if self.json => format!("{} JSON subs", self.subs),
+            Workload::WsFanout => format!("{} WebSocket subs", self.subs),
             _ => format!("{} subs", self.subs),
         };
         let rate = self
@@ -160,7 +184,12 @@ pub fn run_flow(target: &Target, flow: &Flow, timeout: Duration) -> Result<Outco
     let subscriber_topics: Vec<String> = (0..flow.topics)
         .flat_map(|topic| (0..flow.subs).map(move |_| flow.subscriber_topic(topic)))
         .collect();
-    let readers = open_subscribers(target, &subscriber_topics, deadline, &mut progress)
+    let via = match flow.workload {
+        Workload::WsFanout => Via::WebSocket,
+        _ if flow.json => Via::Json,
+        _ => Via::Lines,
+    };
+    let readers = open_subscribers(target, &subscriber_topics, via, deadline, &mut progress)
         .map_err(|(_, message)| message)?;
     // Every socket of the run, so that a timeout can wake every thread blocked on one.
     let mut sockets = Vec::new();
@@ -239,6 +268,7 @@ pub fn run_flow(target: &Target, flow: &Flow, timeout: Duration) -> Result<Outco
         memory: None,
         timed_out,
         notes,
+        lossy: false,
     };
     explain_trouble(target, &mut outcome);
     Ok(outcome)
@@ -319,7 +349,7 @@ pub fn run_conns(
 
     let before = target.rss_kib();
     let topics: Vec<String> = (0..conns).map(|i| format!("idle-{i}")).collect();
-    let opened = open_subscribers(target, &topics, deadline, &mut progress);
+    let opened = open_subscribers(target, &topics, Via::Lines, deadline, &mut progress);
     progress.finish();
     let opened_in = base.elapsed();
     let (mut readers, failure) = match opened {
@@ -390,6 +420,7 @@ pub fn run_conns(
         memory: Some(memory),
         timed_out,
         notes,
+        lossy: false,
     };
     explain_trouble(target, &mut outcome);
     Ok(outcome)
@@ -463,8 +494,8 @@ impl Publisher {
 
 /// A subscriber's loop: read chunks, stamp them with their arrival time, tally every line,
 /// until `expected` messages arrived or the connection ends.
-fn receive(
-    mut reader: Lines,
+pub fn receive(
+    mut reader: Reader,
     publishers: usize,
     expected: u64,
     base: Instant,
@@ -491,15 +522,29 @@ fn receive(
     }
 }
 
-/// Connects one subscriber per entry of `topics` (to that topic) and returns them once
-/// each is known to be subscribed: with `PING`/`PONG` if the target answers it, else after
-/// a settle delay. If one fails, the error comes with the subscribers confirmed so far.
-fn open_subscribers(
+/// How a workload's subscribers reach the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// The line protocol over TCP.
+    Lines,
+    /// kn-sock's JSON lines over TCP.
+    Json,
+    /// The line protocol over a WebSocket at the target's web port.
+    WebSocket,
+}
+
+/// Connects one subscriber per entry of `topics` (to that topic), the way `via` says, and
+/// returns them once each is known to be subscribed: with `PING`/`PONG` (in the
+/// subscriber's dialect) if the target answers it, else after a settle delay. If one
+/// fails, the error comes with the subscribers confirmed so far.
+pub fn open_subscribers(
     target: &Target,
     topics: &[String],
+    via: Via,
     deadline: Instant,
     progress: &mut Progress,
-) -> Result<Vec<Lines>, (Vec<Lines>, String)> {
+) -> Result<Vec<Reader>, (Vec<Reader>, String)> {
+    let json = via == Via::Json;
     let mut readers = Vec::with_capacity(topics.len());
     let mut line = Vec::new();
     for window_start in (0..topics.len()).step_by(OPEN_WINDOW) {
@@ -510,8 +555,13 @@ fn open_subscribers(
             .take(window_end)
             .skip(window_start)
         {
-            let stream = match TcpStream::connect(target.addr) {
-                Ok(stream) => stream,
+            let opened = if via == Via::WebSocket {
+                open_websocket(target)
+            } else {
+                TcpStream::connect(target.addr).map(|stream| Reader::Lines(Lines::new(stream)))
+            };
+            let mut reader = match opened {
+                Ok(reader) => reader,
                 Err(e) => {
                     readers.truncate(window_start);
                     let message = format!(
@@ -522,24 +572,34 @@ fn open_subscribers(
                     return Err((readers, message));
                 }
             };
-            let _ = stream.set_nodelay(true);
             line.clear();
-            line.extend_from_slice(format!("SUBSCRIBE {topic} sub{index}\n").as_bytes());
+            let (subscribe, ping) = if json {
+                (
+                    format!("{{\"action\":\"subscribe\",\"topic\":\"{topic}\",\"id\":\"sub{index}\"}}\n"),
+                    format!("{{\"action\":\"ping\",\"token\":\"s{index}\"}}\n"),
+                )
+            } else {
+                (
+                    format!("SUBSCRIBE {topic} sub{index}\n"),
+                    format!("PING s{index}\n"),
+                )
+            };
+            line.extend_from_slice(subscribe.as_bytes());
             if target.sync == SyncMethod::Ping {
-                line.extend_from_slice(format!("PING s{index}\n").as_bytes());
+                line.extend_from_slice(ping.as_bytes());
             }
-            if let Err(e) = (&stream).write_all(&line) {
+            if let Err(e) = reader.send_lines(&line) {
                 readers.truncate(window_start);
                 return Err((
                     readers,
                     format!("cannot subscribe connection {}: {e}", index + 1),
                 ));
             }
-            readers.push(Lines::new(stream));
+            readers.push(reader);
         }
         if target.sync == SyncMethod::Ping {
             for index in window_start..readers.len() {
-                if let Err(message) = wait_for_pong(&mut readers[index], index, deadline) {
+                if let Err(message) = wait_for_pong(&mut readers[index], index, json, deadline) {
                     readers.truncate(index);
                     return Err((readers, message));
                 }
@@ -555,8 +615,17 @@ fn open_subscribers(
 
 /// Reads until `PONG s<index>`; lines before it are skipped. Leaves the socket without a
 /// read timeout, as the subscriber threads want it.
-fn wait_for_pong(reader: &mut Lines, index: usize, deadline: Instant) -> Result<(), String> {
-    let expected = format!("PONG s{index}");
+fn wait_for_pong(
+    reader: &mut Reader,
+    index: usize,
+    json: bool,
+    deadline: Instant,
+) -> Result<(), String> {
+    let expected = if json {
+        format!("{{\"pong\":\"s{index}\"}}")
+    } else {
+        format!("PONG s{index}")
+    };
     let mut seen = Vec::new();
     let found = read_until(reader, deadline, |line| {
         if line == expected.as_bytes() {
@@ -585,7 +654,7 @@ fn wait_for_pong(reader: &mut Lines, index: usize, deadline: Instant) -> Result<
 }
 
 /// Reads on an idle subscriber until probe `seq` arrives; its arrival time, or `None`.
-fn wait_for_probe(reader: &mut Lines, seq: u64, base: Instant, deadline: Instant) -> Option<u64> {
+fn wait_for_probe(reader: &mut Reader, seq: u64, base: Instant, deadline: Instant) -> Option<u64> {
     let found = read_until(reader, deadline, |line| {
         parse_stamp(line).is_some_and(|stamp| stamp.seq == seq)
     });
@@ -595,7 +664,7 @@ fn wait_for_probe(reader: &mut Lines, seq: u64, base: Instant, deadline: Instant
 /// Reads lines until `wanted` says yes (`Ok(true)`), the connection closes (`Ok(false)`),
 /// or `deadline` passes (an error).
 fn read_until(
-    reader: &mut Lines,
+    reader: &mut Reader,
     deadline: Instant,
     mut wanted: impl FnMut(&[u8]) -> bool,
 ) -> io::Result<bool> {
@@ -668,8 +737,82 @@ fn explain_trouble(target: &Target, outcome: &mut Outcome) {
     }
 }
 
-fn topic_name(topic: usize) -> String {
+pub fn topic_name(topic: usize) -> String {
     format!("bench-{topic}")
+}
+
+/// A subscriber's connection: TCP lines, or WebSocket frames carrying one line each.
+pub enum Reader {
+    /// The line protocol over TCP.
+    Lines(Lines),
+    /// The line protocol over a WebSocket: one text frame per line.
+    Frames {
+        /// The connection.
+        stream: TcpStream,
+        /// The frames read, and the messages in them.
+        decoder: Decoder,
+    },
+}
+
+impl Reader {
+    fn get_ref(&self) -> &TcpStream {
+        match self {
+            Reader::Lines(lines) => lines.get_ref(),
+            Reader::Frames { stream, .. } => stream,
+        }
+    }
+
+    /// The next line already read, if any (for a WebSocket, a frame that is not text is
+    /// an empty line). Never blocks.
+    fn next_line(&mut self) -> Option<&[u8]> {
+        match self {
+            Reader::Lines(lines) => lines.next_line(),
+            Reader::Frames { decoder, .. } => match decoder.next_message() {
+                Ok(Some(Message::Text(text))) => Some(text.as_bytes()),
+                Ok(Some(_)) => Some(b""),
+                Ok(None) | Err(_) => None,
+            },
+        }
+    }
+
+    /// Blocks for more bytes: `Ok(false)` at end of file.
+    fn fill(&mut self) -> io::Result<bool> {
+        match self {
+            Reader::Lines(lines) => lines.fill(),
+            Reader::Frames { stream, decoder } => Ok(decoder.read_from(&*stream)? > 0),
+        }
+    }
+
+    /// Sends lines: as they are over TCP, one masked text frame each over a WebSocket.
+    fn send_lines(&mut self, lines: &[u8]) -> io::Result<()> {
+        match self {
+            Reader::Lines(reader) => (&reader.stream).write_all(lines),
+            Reader::Frames { stream, .. } => {
+                let mut frames = Vec::new();
+                for line in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                    websocket::write_frame(
+                        &mut frames,
+                        Opcode::Text,
+                        line,
+                        Some(websocket::random_mask()),
+                    );
+                }
+                (&*stream).write_all(&frames)
+            }
+        }
+    }
+}
+
+/// Opens a WebSocket to the target's web port.
+fn open_websocket(target: &Target) -> io::Result<Reader> {
+    let addr = target.web_addr.ok_or_else(|| {
+        io::Error::new(
+            ErrorKind::Unsupported,
+            "the target serves no web (start it with --http-port)",
+        )
+    })?;
+    let (stream, decoder) = WebSocketClient::connect(addr, "/ws")?.into_parts();
+    Ok(Reader::Frames { stream, decoder })
 }
 
 /// The read side of a bench connection: big reads, cut into lines.
@@ -677,7 +820,7 @@ fn topic_name(topic: usize) -> String {
 /// The library's `LineReader` would do, but it is built for a broker's many mostly idle
 /// connections and starts small; a bench subscriber wants every `read` as large as the
 /// kernel will give, so that it costs as few system calls as possible.
-struct Lines {
+pub struct Lines {
     stream: TcpStream,
     buffer: Vec<u8>,
     start: usize,
@@ -732,7 +875,7 @@ fn clone_socket(stream: &TcpStream) -> Result<TcpStream, String> {
         .map_err(|e| format!("cannot duplicate a socket: {e}"))
 }
 
-fn spawn<T: Send + 'static>(
+pub fn spawn<T: Send + 'static>(
     name: String,
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<JoinHandle<T>, String> {
@@ -759,4 +902,161 @@ impl XorShift {
         self.0 ^= self.0 << 17;
         self.0
     }
+}
+
+/// How long the `udp` workload waits, after the last datagram, for arrivals to stop
+/// before it counts the rest as lost.
+const UDP_QUIET: Duration = Duration::from_millis(500);
+
+/// Runs `udp`: one publisher sends `msgs` datagrams (`PUBLISH bench-0 <payload> pub0`) to
+/// the target's UDP port, at `rate` per second or as fast as it can, and `subs` TCP
+/// subscribers count what arrives. Loss is the measurement here, not a failure: a
+/// datagram that is dropped is gone, and nobody says so. The broker's own counters tell
+/// where: `udp_datagrams_in` below what was sent means datagrams were lost on the way in
+/// (in the broker's socket buffer, when its one UDP thread fell behind).
+pub fn run_udp(
+    target: &Target,
+    subs: usize,
+    msgs: u64,
+    rate: Option<f64>,
+    size: usize,
+    timeout: Duration,
+) -> Result<Outcome, String> {
+    let udp_addr = target.udp_addr.ok_or_else(|| {
+        "udp: this target takes no datagrams; the workload needs our broker, which the \
+         bench starts with --udp-port 0"
+            .to_string()
+    })?;
+    let base = Instant::now();
+    let deadline = base + timeout;
+    let mut progress = Progress::new(&format!("udp on {}", target.label), base);
+    let mut notes = sync_notes(target);
+    let topic = topic_name(0);
+    let topics = vec![topic.clone(); subs];
+    let readers = open_subscribers(target, &topics, Via::Lines, deadline, &mut progress)
+        .map_err(|(_, message)| message)?;
+    let mut sockets = Vec::new();
+    let arrived = Arc::new(AtomicU64::new(0));
+    let (tallies_tx, tallies) = mpsc::channel();
+    let mut subscriber_threads = Vec::new();
+    for (index, reader) in readers.into_iter().enumerate() {
+        sockets.push(clone_socket(reader.get_ref())?);
+        let (tx, arrived) = (tallies_tx.clone(), Arc::clone(&arrived));
+        subscriber_threads.push(spawn(format!("bench-sub-{index}"), move || {
+            let _ = tx.send(receive(reader, 1, msgs, base, &arrived));
+        })?);
+    }
+    drop(tallies_tx);
+
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|socket| socket.connect(udp_addr).map(|()| socket))
+        .map_err(|e| format!("cannot open a UDP socket to {udp_addr}: {e}"))?;
+    let start = Instant::now() + Duration::from_millis(20);
+    let publisher = spawn("bench-udp-pub".to_string(), move || {
+        sleep_until(start);
+        let start_ns = nanos_since(base);
+        let (mut sent, mut refused) = (0u64, 0u64);
+        let mut datagram = Vec::with_capacity(size + 64);
+        while sent < msgs {
+            let sent_ns = match rate {
+                None => nanos_since(base),
+                Some(rate) => {
+                    // Paced: each datagram carries the time it was meant to leave.
+                    let due = start_ns + (sent as f64 * 1e9 / rate) as u64;
+                    let now = nanos_since(base);
+                    if due > now + 50_000 {
+                        thread::sleep(Duration::from_nanos(due - now));
+                    }
+                    due
+                }
+            };
+            datagram.clear();
+            write_publish(&mut datagram, &topic, 0, sent, sent_ns, size);
+            if socket.send(&datagram).is_err() {
+                refused += 1;
+            }
+            sent += 1;
+        }
+        (sent, refused)
+    })?;
+    let (sent, refused) = publisher
+        .join()
+        .map_err(|_| "the UDP publisher panicked".to_string())?;
+    if refused > 0 {
+        notes.push(format!(
+            "{refused} datagrams could not be sent (the local kernel refused them)"
+        ));
+    }
+    let expected = sent * subs as u64;
+    let (mut last, mut quiet_since) = (0, Instant::now());
+    let mut timed_out = false;
+    loop {
+        let now_arrived = arrived.load(Ordering::Relaxed);
+        progress.update(now_arrived, expected, "deliveries");
+        if now_arrived >= expected || quiet_since.elapsed() >= UDP_QUIET {
+            break;
+        }
+        if Instant::now() >= deadline {
+            timed_out = true;
+            break;
+        }
+        if now_arrived != last {
+            (last, quiet_since) = (now_arrived, Instant::now());
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    progress.finish();
+    for socket in &sockets {
+        let _ = socket.shutdown(Shutdown::Both);
+    }
+    let mut tally = Tally::new(1);
+    for one in tallies.iter() {
+        tally.merge(&one);
+    }
+    join_all(subscriber_threads);
+    if let Ok(mut observer) = pubsub_lab::Client::connect(target.addr) {
+        if let Ok(stats) = observer.stats() {
+            let stat = |name: &str| {
+                stats
+                    .iter()
+                    .find(|(counter, _)| counter == name)
+                    .map_or(0, |(_, value)| *value)
+            };
+            let taken = stat("udp_datagrams_in");
+            notes.push(format!(
+                "sent {sent} datagrams; the broker took {taken} ({} lost on the way in) and \
+                 published {}",
+                sent.saturating_sub(taken),
+                stat("messages_published")
+            ));
+        }
+    }
+    let start_ns = start.duration_since(base).as_nanos() as u64;
+    let seconds = tally.last_arrival_ns.saturating_sub(start_ns) as f64 / 1e9;
+    let lost = expected.saturating_sub(tally.received);
+    notes.push(format!(
+        "lost {lost} of {expected} deliveries ({:.2}%); disorder counts each gap",
+        if expected == 0 {
+            0.0
+        } else {
+            lost as f64 * 100.0 / expected as f64
+        }
+    ));
+    let pace = rate.map_or_else(String::new, |rate| format!(" at {rate}/s"));
+    Ok(Outcome {
+        workload: Workload::Udp.name(),
+        setup: format!("{subs} subs, {msgs} datagrams{pace}, {size} B"),
+        target: target.label.clone(),
+        published: sent,
+        expected,
+        delivered: tally.received,
+        disorder: tally.disorder,
+        seconds,
+        rate: (seconds > 0.0).then(|| tally.received as f64 / seconds),
+        latency: tally.latency.percentiles(),
+        memory: None,
+        timed_out,
+        notes,
+        lossy: true,
+    })
 }

@@ -44,6 +44,14 @@ pub const LABS: &[Lab] = &[
         number: 7,
         sheet: "07-topic-trees.md",
     },
+    Lab {
+        number: 9,
+        sheet: "09-the-web.md",
+    },
+    Lab {
+        number: 10,
+        sheet: "10-datagrams-and-dialects.md",
+    },
 ];
 
 impl Lab {

@@ -1,0 +1,741 @@
+//! One web connection, on its own thread: HTTP requests one after another, and perhaps,
+//! at `GET /ws`, the switch to a WebSocket that carries the line protocol.
+//!
+//! The HTTP part reads like the line session: answer every complete request already read
+//! (pipelined requests are answered in order), flush when about to block, then read more.
+//! Each request must arrive whole within `--http-timeout` (10 s); an idle keep-alive
+//! connection is closed after as long. A request the server cannot take gets its status
+//! and a body that says why, and the connection is closed, gracefully: the answer is
+//! written out first, then the sending side is shut, and what the client still sends is
+//! read and dropped for a moment (a *lingering close*), because closing a socket with
+//! unread bytes in it makes the kernel send a reset, which can destroy the answer on its
+//! way to the client.
+
+use std::io::{self, Read};
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use super::http::{self, Parse, Request, Response, Version, HTML, JSON, TEXT};
+use super::websocket::{self, Decoder, Message, Role, Violation};
+use crate::connections::Slot;
+use crate::hooks::{ClientInfo, Transport};
+use crate::json::{self, ObjectWriter, Value};
+use crate::outbox::Outbox;
+use crate::protocol::{self, ProtocolError};
+use crate::router::{Publisher, Router};
+use crate::server::Server;
+use crate::session::Session;
+use crate::subscriber::Subscriber;
+use crate::text::escaped;
+
+/// The publisher id of an HTTP publish that names none.
+pub const DEFAULT_PUBLISHER: &str = "http";
+
+/// How much one read asks for.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// How long a closing connection's last bytes from the client are read and dropped.
+const LINGER: Duration = Duration::from_millis(500);
+
+/// The most a lingering close reads before it gives up.
+const LINGER_BYTES: usize = 256 * 1024;
+
+/// The live view: one page, its style and script put in at their places.
+fn page() -> &'static str {
+    static PAGE: OnceLock<String> = OnceLock::new();
+    PAGE.get_or_init(|| {
+        include_str!("page.html")
+            .replace("/* page.css */", include_str!("page.css"))
+            .replace("/* page.js */", include_str!("page.js"))
+    })
+}
+
+/// Runs one web connection to its end.
+pub(super) fn serve(server: &Arc<Server>, outbox: Arc<Outbox>, slot: Slot) {
+    slot.connections().log_event(
+        log::Level::Info,
+        format_args!(
+            "#{} connected from {} (web)",
+            outbox.peer().conn(),
+            outbox.peer().addr()
+        ),
+    );
+    let router = Arc::clone(&server.router);
+    let client = ClientInfo::new(Transport::Http, Some(outbox.peer().addr()));
+    let mut connection = HttpConnection {
+        publisher: Publisher::for_ingress(Arc::clone(&router), client),
+        router,
+        outbox,
+        slot: Some(slot),
+        admitted: false,
+    };
+    let Some(leftover) = connection.serve() else {
+        return;
+    };
+    // The slot goes to the WebSocket session, which does the cleanup from now on.
+    if let Some(slot) = connection.slot.take() {
+        let outbox = Arc::clone(&connection.outbox);
+        let router = Arc::clone(&connection.router);
+        drop(connection);
+        websocket_session(server, router, outbox, slot, &leftover);
+    }
+}
+
+/// What to do after a response.
+enum Next {
+    KeepAlive,
+    Close,
+    /// The response was `101`: a WebSocket from here on.
+    Upgrade,
+}
+
+/// The HTTP part of a connection.
+struct HttpConnection {
+    router: Arc<Router>,
+    outbox: Arc<Outbox>,
+    /// Where this connection's publishes go.
+    publisher: Publisher,
+    /// The connection's place in the table: `None` once handed to a WebSocket session.
+    slot: Option<Slot>,
+    /// The program's hooks let this connection in, at its first request.
+    admitted: bool,
+}
+
+impl HttpConnection {
+    fn socket(&self) -> &TcpStream {
+        self.outbox.socket()
+    }
+
+    /// Serves requests until the connection ends (`None`) or becomes a WebSocket
+    /// (`Some(bytes the client sent after its handshake)`).
+    fn serve(&mut self) -> Option<Vec<u8>> {
+        let config = self.router.config();
+        let (timeout, max_body) = (config.http_timeout, config.max_line_bytes);
+        let mut input: Vec<u8> = Vec::new();
+        let mut deadline = Instant::now() + timeout;
+        loop {
+            let mut start = 0;
+            loop {
+                match http::parse(&input[start..], max_body) {
+                    Ok(Parse::Complete { request, len }) => {
+                        let next = self.answer(&request);
+                        start += len;
+                        match next {
+                            Next::KeepAlive => deadline = Instant::now() + timeout,
+                            Next::Close => return self.close_gracefully(),
+                            Next::Upgrade => return Some(input.split_off(start)),
+                        }
+                    }
+                    Ok(Parse::Incomplete) => break,
+                    Err(error) => {
+                        log::debug!("#{} sent a bad request: {error}", self.outbox.peer().conn());
+                        self.send(&Response::refusal(&error), false);
+                        return self.close_gracefully();
+                    }
+                }
+            }
+            input.drain(..start);
+            // About to block: deliver what this connection published, then its answers.
+            self.publisher.flush();
+            self.outbox.flush();
+            if input.is_empty() {
+                self.publisher.release();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match read_some(self.socket(), &mut input, left) {
+                Ok(0) => return None,
+                Ok(_) => {}
+                Err(error) if is_timeout(&error) => {
+                    if !input.is_empty() {
+                        let text = format!(
+                            "the request did not arrive whole within {}: send it all at once",
+                            crate::config::format_duration(timeout)
+                        );
+                        self.send(&closing(Response::new(408, TEXT, text)), false);
+                    }
+                    return self.close_gracefully();
+                }
+                Err(error) => {
+                    log::debug!("#{} read failed: {error}", self.outbox.peer().conn());
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Answers one request and says what comes next.
+    fn answer(&mut self, request: &Request<'_>) -> Next {
+        let head_only = request.method == "HEAD";
+        let admission = match request.path {
+            // A WebSocket is asked about at its handshake, as a WebSocket client (`route`).
+            "/ws" => Ok(()),
+            _ if self.admitted => Ok(()),
+            _ => self.admit(Transport::Http),
+        };
+        let response = match admission {
+            Ok(()) => self.route(request),
+            Err(refusal) => refusal,
+        };
+        let upgrading = response.status == 101;
+        let normal_404 = request.path == "/publish" && response.status == 404;
+        if response.status >= 400 && !normal_404 {
+            self.router.stats().errors.fetch_add(1, Ordering::Relaxed);
+        }
+        log::debug!(
+            "#{} {} {} {}",
+            self.outbox.peer().conn(),
+            escaped(request.method),
+            escaped(request.path),
+            response.status
+        );
+        if upgrading {
+            self.outbox.push_bytes(&response.body);
+            return Next::Upgrade;
+        }
+        let close = response.close || !request.keep_alive();
+        let response = if close { closing(response) } else { response };
+        self.send(&response, head_only);
+        if close {
+            Next::Close
+        } else {
+            Next::KeepAlive
+        }
+    }
+
+    /// The answer to a request from a client the hooks let in.
+    fn route(&mut self, request: &Request<'_>) -> Response {
+        match request.path {
+            "/" => only_get(request).unwrap_or_else(|| {
+                Response::new(200, HTML, page()).header("Cache-Control", "no-cache")
+            }),
+            "/ws" => handshake(request)
+                .and_then(|answer| self.admit(Transport::WebSocket).map(|()| answer))
+                .unwrap_or_else(|refusal| refusal),
+            "/publish" if request.method == "POST" => self.publish(request),
+            "/publish" => not_allowed(request, "POST"),
+            "/topics" => only_get(request).unwrap_or_else(|| self.topics(request)),
+            "/stats" => only_get(request).unwrap_or_else(|| self.stats()),
+            "/healthz" => only_get(request).unwrap_or_else(|| Response::new(200, TEXT, "ok")),
+            _ => Response::new(
+                404,
+                TEXT,
+                "no such page: the live view is at /; also POST /publish, GET /topics, \
+                 GET /stats, GET /healthz, and a WebSocket at /ws",
+            ),
+        }
+    }
+
+    /// Asks the program's hooks whether this client may go on (see `hooks.rs`): at the
+    /// connection's first request, as an HTTP client, and at a WebSocket handshake, as a
+    /// WebSocket client (a connection that made requests before becomes another kind of
+    /// client there). A refusal is the `403` to answer, which closes the connection, as a
+    /// refused TCP client is told why and disconnected.
+    fn admit(&mut self, transport: Transport) -> Result<(), Response> {
+        let client = ClientInfo::new(transport, Some(self.outbox.peer().addr()));
+        match self.router.admit(client) {
+            Ok(()) => {
+                self.admitted = true;
+                Ok(())
+            }
+            Err(error) => {
+                if let Some(slot) = &self.slot {
+                    slot.connections().log_event(
+                        log::Level::Info,
+                        format_args!(
+                            "{} ({transport}) refused by the program's hook: {error}",
+                            self.outbox.peer()
+                        ),
+                    );
+                }
+                Err(closing(Response::new(403, TEXT, error.to_string())))
+            }
+        }
+    }
+
+    fn send(&self, response: &Response, head_only: bool) {
+        let mut bytes = Vec::with_capacity(160 + response.body.len());
+        response.write(&mut bytes, head_only);
+        self.outbox.push_bytes(&bytes);
+    }
+
+    /// `POST /publish`: the Flask labsheet's answers, `200 Message published to topic
+    /// '<t>'` when at least one subscriber took it and `404 Topic '<t>' does not exist`
+    /// when none did; `400` with the line protocol's reason for what it would refuse, and
+    /// `403` with the hook's reason for what the program's hooks refuse.
+    fn publish(&mut self, request: &Request<'_>) -> Response {
+        let (topic, message, publisher_id) = match publish_fields(request) {
+            Ok(fields) => fields,
+            Err(refusal) => return refusal,
+        };
+        let checked = self
+            .router
+            .check_publish_text(&topic, &message, &publisher_id)
+            .and_then(|()| self.publisher.publish(&topic, &message, &publisher_id));
+        if let Err(error) = checked {
+            // A hook's refusal is the program's rule, not a bad request: `403`, as for a
+            // client the hooks do not let in.
+            let status = match error {
+                ProtocolError::Refused(_) => 403,
+                _ => 400,
+            };
+            return Response::new(status, TEXT, error.to_string());
+        }
+        let takers = self.publisher.hand_out();
+        log::debug!(
+            "#{} {} published to {} over HTTP ({takers} subscribers)",
+            self.outbox.peer().conn(),
+            escaped(&publisher_id),
+            escaped(&topic)
+        );
+        if takers == 0 {
+            Response::new(404, TEXT, format!("Topic '{topic}' does not exist"))
+        } else {
+            Response::new(200, TEXT, format!("Message published to topic '{topic}'"))
+        }
+    }
+
+    /// `GET /topics[?filter=news/%23]`: `{"topics": [{"topic": ..., "subscribers": n}],
+    /// "more": m}`, what `TOPICS` lists.
+    fn topics(&self, request: &Request<'_>) -> Response {
+        let filter = match http::form_value(request.query, "filter") {
+            Ok(filter) => filter,
+            Err(error) => return Response::new(400, TEXT, error.to_string()),
+        };
+        let listing = match self
+            .router
+            .listing(filter.as_deref().filter(|f| !f.is_empty()))
+        {
+            Ok(listing) => listing,
+            Err(error) => return Response::new(400, TEXT, error.to_string()),
+        };
+        let mut topics = String::from("[");
+        for (i, listed) in listing.topics.iter().enumerate() {
+            if i > 0 {
+                topics.push(',');
+            }
+            topics.push_str(&protocol::listed_json(listed));
+        }
+        topics.push(']');
+        let mut body = ObjectWriter::new();
+        body.raw("topics", &topics)
+            .number("more", listing.more as f64);
+        json_response(body.finish())
+    }
+
+    /// `GET /stats`: every `STATS` counter as a member of one object.
+    fn stats(&self) -> Response {
+        let mut body = ObjectWriter::new();
+        for (name, value) in self.router.counters() {
+            body.number(name, value as f64);
+        }
+        json_response(body.finish())
+    }
+
+    /// Writes the last answer out, shuts the sending side, and reads what the client
+    /// still sends for a moment: the lingering close of the module docs.
+    fn close_gracefully(&mut self) -> Option<Vec<u8>> {
+        self.publisher.flush();
+        self.outbox.wait_until_written();
+        linger(self.socket());
+        None
+    }
+}
+
+impl Drop for HttpConnection {
+    fn drop(&mut self) {
+        // Publishes handed out are owed to their subscribers even if the client left.
+        self.publisher.flush();
+        if let Some(slot) = self.slot.take() {
+            self.outbox.close();
+            self.outbox.join_writer();
+            slot.connections().log_event(
+                log::Level::Info,
+                format_args!("#{} disconnected (web)", self.outbox.peer().conn()),
+            );
+        }
+    }
+}
+
+/// The same response, with the connection closed after it.
+fn closing(response: Response) -> Response {
+    Response {
+        close: true,
+        ..response
+    }
+}
+
+fn json_response(mut body: String) -> Response {
+    body.push('\n');
+    Response::new(200, JSON, body).header("Cache-Control", "no-store")
+}
+
+/// `None` for a `GET` or `HEAD`; the `405` otherwise.
+fn only_get(request: &Request<'_>) -> Option<Response> {
+    (!matches!(request.method, "GET" | "HEAD")).then(|| not_allowed(request, "GET, HEAD"))
+}
+
+fn not_allowed(request: &Request<'_>, allowed: &'static str) -> Response {
+    let body = format!(
+        "method {} is not allowed on {}: use {allowed}",
+        escaped(request.method),
+        escaped(request.path)
+    );
+    Response::new(405, TEXT, body).header("Allow", allowed)
+}
+
+/// The WebSocket handshake: the `101` (its bytes as the body, to be sent as they are), or
+/// the refusal that says what was missing.
+fn handshake(request: &Request<'_>) -> Result<Response, Response> {
+    if request.method != "GET" {
+        return Err(not_allowed(request, "GET"));
+    }
+    let asks_for_websocket =
+        request.has_token("upgrade", "websocket") && request.has_token("connection", "upgrade");
+    if !asks_for_websocket {
+        let body = "this is the WebSocket of the live view: open it with a WebSocket client, \
+                    as the page at / does (new WebSocket(\"ws://<host>/ws\"))";
+        return Err(Response::new(426, TEXT, body)
+            .header("Upgrade", "websocket")
+            .header("Connection", "Upgrade"));
+    }
+    if request.version != Version::Http11 {
+        return Err(Response::new(
+            400,
+            TEXT,
+            "a WebSocket handshake is an HTTP/1.1 request",
+        ));
+    }
+    if request.header("sec-websocket-version") != Some("13") {
+        let body = "only WebSocket version 13 (RFC 6455) is spoken here";
+        return Err(Response::new(426, TEXT, body).header("Sec-WebSocket-Version", "13"));
+    }
+    let key = request.header("sec-websocket-key").unwrap_or_default();
+    if !websocket::is_valid_key(key) {
+        let body = "Sec-WebSocket-Key must be 16 random bytes in base64";
+        return Err(Response::new(400, TEXT, body));
+    }
+    Ok(Response::new(101, TEXT, websocket::handshake_response(key)))
+}
+
+/// The topic, message and publisher id of a publish, from its body as its `Content-Type`
+/// says; the refusal (`400` or `415`) otherwise.
+fn publish_fields(request: &Request<'_>) -> Result<(String, String, String), Response> {
+    let bad = |reason: String| Response::new(400, TEXT, reason);
+    let query = |name: &str| http::form_value(request.query, name).map_err(|e| bad(e.to_string()));
+    let text = || {
+        std::str::from_utf8(request.body).map_err(|_| bad("the body is not UTF-8 text".to_string()))
+    };
+    let missing = |field: &str| {
+        bad(format!(
+            "missing \"{field}\": publish with {{\"topic\": \"...\", \"message\": \"...\", \
+             \"publisher\": \"...\"}} (publisher optional), a form topic=...&message=..., \
+             or text/plain with ?topic=..."
+        ))
+    };
+    let (topic, message, publisher) = match request.media_type().as_deref() {
+        Some("application/json") => {
+            let value = json::parse(text()?).map_err(|error| bad(error.to_string()))?;
+            if !matches!(value, Value::Object(_)) {
+                return Err(bad(format!(
+                    "the body must be a JSON object, not {}",
+                    value.kind()
+                )));
+            }
+            let field = |name: &str| match value.get(name) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(text)) => Ok(Some(text.clone())),
+                Some(other) => Err(bad(format!(
+                    "\"{name}\" must be a string, not {}",
+                    other.kind()
+                ))),
+            };
+            (field("topic")?, field("message")?, field("publisher")?)
+        }
+        Some("application/x-www-form-urlencoded") => {
+            let form = text()?;
+            let field = |name: &str| http::form_value(form, name).map_err(|e| bad(e.to_string()));
+            let topic = field("topic")?.or(query("topic")?);
+            let publisher = field("publisher")?.or(query("publisher")?);
+            (topic, field("message")?, publisher)
+        }
+        Some("text/plain") => {
+            let body = text()?;
+            // `echo hi | curl --data-binary @-` sends the line's end too: it is not part of
+            // the message.
+            let body = body.strip_suffix('\n').unwrap_or(body);
+            let body = body.strip_suffix('\r').unwrap_or(body);
+            (query("topic")?, Some(body.to_string()), query("publisher")?)
+        }
+        other => {
+            let body = format!(
+                "{}: publish with Content-Type application/json ({{\"topic\": \"...\", \
+                 \"message\": \"...\"}}), application/x-www-form-urlencoded, or text/plain \
+                 with ?topic=...",
+                match other {
+                    Some(media) => format!("Content-Type {} is not understood", escaped(media)),
+                    None => "no Content-Type".to_string(),
+                }
+            );
+            return Err(Response::new(415, TEXT, body));
+        }
+    };
+    let topic = topic.ok_or_else(|| missing("topic"))?;
+    let message = message.ok_or_else(|| missing("message"))?;
+    let publisher = publisher.unwrap_or_else(|| DEFAULT_PUBLISHER.to_string());
+    Ok((topic, message, publisher))
+}
+
+/// Reads once into the end of `input`, waiting at most `timeout`.
+fn read_some(socket: &TcpStream, input: &mut Vec<u8>, timeout: Duration) -> io::Result<usize> {
+    if timeout.is_zero() {
+        return Err(io::ErrorKind::TimedOut.into());
+    }
+    socket.set_read_timeout(Some(timeout))?;
+    let filled = input.len();
+    input.resize(filled + READ_CHUNK, 0);
+    let read = loop {
+        match (&*socket).read(&mut input[filled..]) {
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            other => break other,
+        }
+    };
+    input.truncate(filled + *read.as_ref().unwrap_or(&0));
+    read
+}
+
+fn is_timeout(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// Shuts the sending side and reads what the client still sends, for a moment, so that
+/// closing does not reset the connection under the last answer.
+fn linger(socket: &TcpStream) {
+    let _ = socket.shutdown(Shutdown::Write);
+    let deadline = Instant::now() + LINGER;
+    let mut scratch = [0u8; 4096];
+    let mut total = 0;
+    while total < LINGER_BYTES {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || socket.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        match (&*socket).read(&mut scratch) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => total += n,
+        }
+    }
+}
+
+/// How a WebSocket connection ended, from the server's side.
+enum Ending {
+    /// End of file, or the socket failed: nothing more to say.
+    Gone,
+    /// The client sent a close frame: answer it.
+    ClientClosed(Option<u16>),
+    /// We close: after `QUIT`, or a frame we do not take.
+    Close(u16, &'static str),
+}
+
+/// A WebSocket connection, to its end: the line protocol's [`Session`], fed from frames.
+fn websocket_session(
+    server: &Arc<Server>,
+    router: Arc<Router>,
+    outbox: Arc<Outbox>,
+    slot: Slot,
+    leftover: &[u8],
+) {
+    let conn = outbox.peer().conn();
+    // From now on every line to this client is one text frame, and it may stay idle
+    // as long as it likes, like any subscriber.
+    outbox.set_encoding(super::WEBSOCKET_LINES);
+    let _ = outbox.socket().set_read_timeout(None);
+    let mut decoder = Decoder::new(Role::Server, router.config().max_line_bytes);
+    decoder.extend(leftover);
+    slot.connections().log_event(
+        log::Level::Info,
+        format_args!("#{conn} speaks WebSocket now"),
+    );
+    let mut session = Session::websocket(Arc::clone(&router), Arc::clone(&outbox), slot);
+    let ending = websocket_read_loop(&mut session, &mut decoder, &outbox);
+    let mut frame = Vec::new();
+    match ending {
+        Ending::Gone => {}
+        Ending::ClientClosed(code) => {
+            // Echo the client's code, as RFC 6455 suggests; then the server closes.
+            session.flush();
+            websocket::write_close(&mut frame, code.unwrap_or(websocket::NORMAL), "", None);
+            outbox.push_bytes(&frame);
+            outbox.wait_until_written();
+        }
+        Ending::Close(code, reason) => {
+            if code != websocket::NORMAL {
+                router.stats().errors.fetch_add(1, Ordering::Relaxed);
+                server.connections.log_event(
+                    log::Level::Warn,
+                    format_args!(
+                        "{} broke the WebSocket protocol: {reason} ({code})",
+                        outbox.peer()
+                    ),
+                );
+            }
+            session.flush();
+            websocket::write_close(&mut frame, code, reason, None);
+            outbox.push_bytes(&frame);
+            outbox.wait_until_written();
+            // Wait, briefly, for the client's answering close frame.
+            linger(outbox.socket());
+        }
+    }
+    // `session` is dropped here: the line session's own cleanup.
+}
+
+/// Handles messages until the connection ends.
+fn websocket_read_loop(session: &mut Session, decoder: &mut Decoder, outbox: &Outbox) -> Ending {
+    loop {
+        loop {
+            let message = match decoder.next_message() {
+                Ok(Some(message)) => message,
+                Ok(None) => break,
+                Err(Violation { code, reason }) => return Ending::Close(code, reason),
+            };
+            match message {
+                Message::Text(text) => {
+                    // One command per frame; a line's end after it is not part of it.
+                    let line = text.strip_suffix('\n').unwrap_or(text);
+                    let line = line.strip_suffix('\r').unwrap_or(line);
+                    session.handle_line(line.as_bytes());
+                    if session.is_quitting() {
+                        return Ending::Close(websocket::NORMAL, "bye");
+                    }
+                }
+                Message::Binary(_) => {
+                    return Ending::Close(
+                        websocket::UNSUPPORTED_DATA,
+                        "send commands as text frames",
+                    )
+                }
+                Message::Ping(payload) => {
+                    let mut pong = Vec::new();
+                    websocket::write_frame(&mut pong, websocket::Opcode::Pong, payload, None);
+                    outbox.push_bytes(&pong);
+                }
+                Message::Pong(_) => {}
+                Message::Close(close) => return Ending::ClientClosed(close.map(|(code, _)| code)),
+            }
+        }
+        session.flush();
+        session.rest();
+        match decoder.read_from(outbox.socket()) {
+            Ok(0) | Err(_) => return Ending::Gone,
+            Ok(_) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(text: &str) -> Request<'_> {
+        match http::parse(text.as_bytes(), 1 << 16) {
+            Ok(Parse::Complete { request, .. }) => request,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn publish_fields_come_from_json_forms_and_plain_text() {
+        let post = |target: &str, media: &str, body: &str| {
+            format!(
+                "POST {target} HTTP/1.1\r\nHost: x\r\nContent-Type: {media}\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        };
+        let json = post(
+            "/publish",
+            "application/json",
+            r#"{"topic": "weather", "message": "Rainy day"}"#,
+        );
+        assert_eq!(
+            publish_fields(&request(&json)).unwrap(),
+            ("weather".into(), "Rainy day".into(), "http".into())
+        );
+        let form = post(
+            "/publish?publisher=p2",
+            "application/x-www-form-urlencoded",
+            "topic=news%2Ftech&message=a+b",
+        );
+        assert_eq!(
+            publish_fields(&request(&form)).unwrap(),
+            ("news/tech".into(), "a b".into(), "p2".into())
+        );
+        let plain = post("/publish?topic=t", "text/plain; charset=utf-8", "hi\n");
+        assert_eq!(
+            publish_fields(&request(&plain)).unwrap(),
+            ("t".into(), "hi".into(), "http".into())
+        );
+    }
+
+    #[test]
+    fn publish_fields_say_what_is_missing_or_wrong() {
+        let cases = [
+            (
+                "application/json",
+                "{\"topic\": 1, \"message\": \"m\"}",
+                400,
+                "\"topic\" must be a string, not a number",
+            ),
+            (
+                "application/json",
+                "[1]",
+                400,
+                "the body must be a JSON object, not an array",
+            ),
+            (
+                "application/json",
+                "{\"topic\": \"t\"}",
+                400,
+                "missing \"message\"",
+            ),
+            (
+                "application/json",
+                "{\"topic\" \"t\"}",
+                400,
+                "invalid JSON at byte 9",
+            ),
+            ("text/plain", "hi", 400, "missing \"topic\""),
+            (
+                "image/png",
+                "hi",
+                415,
+                "Content-Type image/png is not understood",
+            ),
+        ];
+        for (media, body, status, reason) in cases {
+            let text = format!(
+                "POST /publish HTTP/1.1\r\nHost: x\r\nContent-Type: {media}\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            let refusal = publish_fields(&request(&text)).unwrap_err();
+            assert_eq!(refusal.status, status, "{body}");
+            let said = String::from_utf8(refusal.body).unwrap();
+            assert!(said.starts_with(reason), "{said}");
+        }
+    }
+
+    #[test]
+    fn the_page_has_its_style_and_script_inside() {
+        let page = page();
+        assert!(!page.contains("/* page.css */") && !page.contains("/* page.js */"));
+        assert!(page.contains("new WebSocket"));
+        assert!(
+            !page.contains("http://") && !page.contains("https://"),
+            "no CDN, no links out"
+        );
+    }
+}

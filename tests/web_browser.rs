@@ -1,0 +1,315 @@
+//! The live view in a real browser: headless Chromium (Debian's `chromium` package) opens
+//! `/?topic=weather`, a message is published over TCP and another over HTTP, and the page
+//! shows both, read back through the DOM.
+//!
+//! The test drives Chromium through its DevTools protocol: JSON commands over a
+//! WebSocket that Chromium serves (`--remote-debugging-port`). The client end of that
+//! WebSocket is this crate's own (`web::client`), talking to Chromium's server, which is
+//! an independent implementation of RFC 6455: so this test also checks our client's
+//! handshake, masking and framing against a real server. No chromedriver needed.
+//!
+//! It also saves screenshots of the page, light and dark, to `target/09-live-view.png` and
+//! `target/09-live-view-dark.png`, or into the folder `PUBSUB_LAB_SCREENSHOTS` names (which
+//! is how the pictures in `labsheet/` are made).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use pubsub_lab::json::{self, Value};
+use pubsub_lab::web::base64;
+use pubsub_lab::web::client::{Received, WebSocketClient};
+use pubsub_lab::{Broker, Config};
+
+/// Chromium takes seconds to start on a busy machine with two cores.
+const BROWSER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A headless Chromium with a fresh profile, killed when dropped.
+struct Chromium {
+    child: Child,
+    profile: PathBuf,
+}
+
+impl Chromium {
+    fn open(url: &str) -> Chromium {
+        let profile = std::env::temp_dir().join(format!(
+            "pubsub-lab-chromium-{}-{}",
+            std::process::id(),
+            Instant::now().elapsed().as_nanos()
+        ));
+        let _ = std::fs::remove_dir_all(&profile);
+        std::fs::create_dir_all(&profile).unwrap();
+        let child = Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--hide-scrollbars",
+                "--window-size=1600,1000",
+                "--remote-debugging-port=0",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg(url)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| {
+                panic!(
+                    "cannot start chromium ({error}): the browser test needs Debian's \
+                     chromium package (apt-get install chromium; .ci/run installs it)"
+                )
+            });
+        Chromium { child, profile }
+    }
+
+    /// The DevTools port, from the file Chromium writes into its profile once it listens.
+    fn devtools_port(&self) -> u16 {
+        let file = self.profile.join("DevToolsActivePort");
+        let deadline = Instant::now() + BROWSER_TIMEOUT;
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&file) {
+                if let Some(port) = text.lines().next().and_then(|l| l.parse().ok()) {
+                    return port;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "chromium did not start its DevTools in time"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Chromium {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+/// One HTTP/1.0 request on a fresh connection; returns status and body.
+fn http(addr: SocketAddr, request: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(common::TIMEOUT)).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    let Some(status) = answer.get(9..12).and_then(|s| s.parse().ok()) else {
+        return (0, answer);
+    };
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}
+
+/// The page's DevTools WebSocket, and the commands sent on it.
+struct DevTools {
+    socket: WebSocketClient,
+    next_id: u64,
+}
+
+impl DevTools {
+    fn attach(port: u16) -> DevTools {
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let deadline = Instant::now() + BROWSER_TIMEOUT;
+        let path = loop {
+            let (_, body) = http(
+                addr,
+                &format!("GET /json/list HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"),
+            );
+            let targets = json::parse(&body).unwrap_or(Value::Null);
+            let page = match &targets {
+                Value::Array(targets) => targets
+                    .iter()
+                    .find(|t| t.get("type").and_then(Value::as_str) == Some("page"))
+                    .and_then(|t| t.get("webSocketDebuggerUrl").and_then(Value::as_str))
+                    .map(str::to_string),
+                _ => None,
+            };
+            if let Some(url) = page {
+                break url.split_once(&format!("{port}")).unwrap().1.to_string();
+            }
+            assert!(Instant::now() < deadline, "chromium opened no page: {body}");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let socket = WebSocketClient::connect(addr, &path).expect("a WebSocket to DevTools");
+        DevTools { socket, next_id: 1 }
+    }
+
+    /// Sends one command and returns its `result`.
+    fn call(&mut self, method: &str, params: &str) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.socket
+            .send_text(&format!(
+                r#"{{"id":{id},"method":"{method}","params":{params}}}"#
+            ))
+            .unwrap();
+        let deadline = Instant::now() + BROWSER_TIMEOUT;
+        loop {
+            assert!(Instant::now() < deadline, "no answer to {method}");
+            let Some(Received::Text(text)) = self.socket.recv(BROWSER_TIMEOUT).unwrap() else {
+                continue;
+            };
+            let answer = json::parse(&text).unwrap();
+            if answer.get("id") == Some(&Value::Number(id as f64)) {
+                if let Some(error) = answer.get("error") {
+                    panic!("{method} failed: {error:?}");
+                }
+                return answer.get("result").cloned().unwrap_or(Value::Null);
+            }
+        }
+    }
+
+    /// Evaluates a JavaScript expression that returns a string, in the page.
+    fn eval(&mut self, expression: &str) -> String {
+        let mut params = pubsub_lab::json::ObjectWriter::new();
+        params
+            .string("expression", expression)
+            .raw("returnByValue", "true");
+        let result = self.call("Runtime.evaluate", &params.finish());
+        result
+            .get("result")
+            .and_then(|r| r.get("value"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+/// What the page shows: its connection state, and each row of its message table.
+fn page_state(devtools: &mut DevTools) -> (String, Vec<Vec<String>>) {
+    let text = devtools.eval(
+        "JSON.stringify([document.querySelector('#state').dataset.state, \
+         [...document.querySelectorAll('#messages tbody tr')].map(r => [...r.cells].map(c => c.textContent))])",
+    );
+    let value = json::parse(&text).unwrap_or(Value::Null);
+    let Value::Array(parts) = value else {
+        return (String::new(), Vec::new());
+    };
+    let state = parts[0].as_str().unwrap_or_default().to_string();
+    let rows = match &parts[1] {
+        Value::Array(rows) => rows
+            .iter()
+            .map(|row| match row {
+                Value::Array(cells) => cells
+                    .iter()
+                    .map(|c| c.as_str().unwrap_or_default().to_string())
+                    .collect(),
+                _ => Vec::new(),
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    (state, rows)
+}
+
+/// The page subscribes to `?topic=weather` on load, and shows a message published over TCP
+/// and one published over HTTP, newest first.
+#[test]
+fn the_live_view_shows_what_is_published_over_tcp_and_http() {
+    let broker = Broker::builder()
+        .config(Config::default())
+        .line("127.0.0.1:0")
+        .web("127.0.0.1:0")
+        .bind()
+        .unwrap()
+        .spawn()
+        .unwrap();
+    let web = broker.web_addr().unwrap();
+    let browser = Chromium::open(&format!("http://{web}/?topic=weather"));
+    let mut devtools = DevTools::attach(browser.devtools_port());
+    common::wait_until("the page has subscribed to weather", || {
+        broker.topic_counts() == [("weather".to_string(), 1)]
+    });
+
+    let mut tcp = common::Raw::connect(broker.addr());
+    tcp.send("PUBLISH weather Rainy  day, over TCP pub-tcp\n");
+    tcp.sync();
+    let body =
+        r#"{"topic": "weather", "message": "Sunny later, over HTTP", "publisher": "pub-http"}"#;
+    let (status, said) = http(
+        web,
+        &format!(
+            "POST /publish HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert_eq!(
+        (status, said.as_str()),
+        (200, "Message published to topic 'weather'")
+    );
+
+    let deadline = Instant::now() + BROWSER_TIMEOUT;
+    let (state, rows) = loop {
+        let (state, rows) = page_state(&mut devtools);
+        if rows.len() >= 2 || Instant::now() > deadline {
+            break (state, rows);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(state, "connected");
+    let shown: Vec<&[String]> = rows.iter().map(|row| &row[1..]).collect();
+    assert_eq!(
+        shown,
+        [
+            ["weather", "pub-http", "Sunny later, over HTTP"]
+                .map(String::from)
+                .as_slice(),
+            ["weather", "pub-tcp", "Rainy  day, over TCP"]
+                .map(String::from)
+                .as_slice(),
+        ],
+        "the page's message table, newest first"
+    );
+    assert_eq!(
+        rows[0][0].len(),
+        "10:30:00".len(),
+        "the time column: {rows:?}"
+    );
+
+    // Let the topic and counter panels fill in, then keep a picture of the page.
+    let _ = devtools.eval("poll(), ''");
+    common::wait_until("the topic list shows weather", || {
+        devtools.eval("document.querySelector('#topics tbody').textContent") == "weather1"
+    });
+    let folder = std::env::var_os("PUBSUB_LAB_SCREENSHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    // Tall enough for every panel.
+    devtools.call(
+        "Emulation.setDeviceMetricsOverride",
+        r#"{"width":1600,"height":1200,"deviceScaleFactor":1,"mobile":false}"#,
+    );
+    for (scheme, file) in [
+        ("light", "09-live-view.png"),
+        ("dark", "09-live-view-dark.png"),
+    ] {
+        devtools.call(
+            "Emulation.setEmulatedMedia",
+            &format!(r#"{{"features":[{{"name":"prefers-color-scheme","value":"{scheme}"}}]}}"#),
+        );
+        // Wait out the new rows' highlight, so the picture shows the page at rest.
+        let _ = devtools.eval(
+            "document.querySelectorAll('tr.new').forEach(r => r.classList.remove('new')), ''",
+        );
+        let shot = devtools.call("Page.captureScreenshot", r#"{"format":"png"}"#);
+        let png = base64::decode(shot.get("data").and_then(Value::as_str).unwrap()).unwrap();
+        assert!(png.starts_with(b"\x89PNG"));
+        std::fs::write(folder.join(file), png).unwrap();
+    }
+}
