@@ -16,6 +16,8 @@ use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::Arc;
 
 use crate::config::{Config, ConfigError};
+use crate::durable::log::LogError;
+use crate::durable::{Durables, Timer};
 use crate::protocol::ProtocolError;
 use crate::router::{Publisher, Router};
 use crate::server::{LineListener, Listener, Running, Server};
@@ -43,6 +45,9 @@ pub enum StartError {
     /// The operating system refused something else the broker needs (a thread, the
     /// listening socket's address).
     Io(io::Error),
+    /// The log of durable subscriptions (`--data-dir`) is damaged in the middle, or
+    /// cannot be read or written: the error names the file and the offset.
+    Storage(LogError),
 }
 
 impl fmt::Display for StartError {
@@ -60,6 +65,7 @@ impl fmt::Display for StartError {
             ),
             StartError::NoListener => write!(f, "a broker needs at least one listener"),
             StartError::Io(error) => write!(f, "{}", crate::error::describe(error)),
+            StartError::Storage(error) => write!(f, "cannot start from the log: {error}"),
         }
     }
 }
@@ -70,6 +76,7 @@ impl std::error::Error for StartError {
             StartError::Config(error) => Some(error),
             StartError::Bind { source, .. } | StartError::Io(source) => Some(source),
             StartError::NoListener => None,
+            StartError::Storage(error) => Some(error),
         }
     }
 }
@@ -152,7 +159,10 @@ impl Builder {
         let listener =
             TcpListener::bind(&addrs[..]).map_err(|source| bind_error("line", &addrs, source))?;
         let addr = listener.local_addr()?;
-        let server = Arc::new(Server::new(Arc::new(Router::new(self.config))));
+        let durables = Durables::open(&self.config).map_err(StartError::Storage)?;
+        log::info!("{}", durables.describe());
+        let router = Router::with_durables(self.config, Arc::new(durables));
+        let server = Arc::new(Server::new(Arc::new(router)));
         Ok(Broker {
             server,
             addr,
@@ -236,6 +246,7 @@ impl Broker {
             server: self.server,
             running: Vec::new(),
             sys: None,
+            durable: None,
         };
         for listener in self.listeners {
             // If one fails to start, dropping `handle` stops those already running.
@@ -248,6 +259,8 @@ impl Broker {
             let router = Arc::clone(&handle.server.router);
             handle.sys = Some(SysFigures::start(router, interval)?);
         }
+        let durables = Arc::clone(handle.server.router.durables());
+        handle.durable = Some(Timer::start(durables)?);
         Ok(handle)
     }
 }
@@ -259,6 +272,8 @@ pub struct BrokerHandle {
     running: Vec<Running>,
     /// The thread publishing the `$SYS` figures, unless `--sys-interval` is 0.
     sys: Option<SysFigures>,
+    /// The thread of durable subscriptions' timers (see `durable/`).
+    durable: Option<Timer>,
 }
 
 impl fmt::Debug for BrokerHandle {
@@ -350,6 +365,10 @@ impl BrokerHandle {
             running.stop();
         }
         self.server.connections.close_all_and_join();
+        // Last, so that what the connections acknowledged on their way out is written.
+        if let Some(durable) = self.durable.take() {
+            durable.stop();
+        }
         log::info!("broker stopped");
     }
 }

@@ -114,6 +114,7 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod connections;
+pub mod durable;
 pub mod error;
 pub mod framing;
 pub mod json;

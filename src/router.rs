@@ -32,6 +32,7 @@ use std::sync::Arc;
 use crate::batch::Batch;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::durable::Durables;
 use crate::protocol::ProtocolError;
 use crate::registry::{Listing, Registry, RetainLimits, RetainRefused, Subscribers};
 use crate::stats::Stats;
@@ -51,16 +52,40 @@ pub struct Router {
     config: Config,
     registry: Registry,
     stats: Arc<Stats>,
+    /// Every durable subscription (see `durable/`); each is also in the registry.
+    durables: Arc<Durables>,
 }
 
 impl Router {
-    /// A router with no subscribers, enforcing `config`'s limits.
+    /// A router with no subscribers, enforcing `config`'s limits, with durable
+    /// subscriptions in memory only.
     pub fn new(config: Config) -> Router {
-        Router {
+        let durables = Arc::new(Durables::in_memory(&config));
+        Router::with_durables(config, durables)
+    }
+
+    /// A router whose durable subscriptions are `durables` (restored from a log, say):
+    /// each is registered as a subscriber of its filter now.
+    pub fn with_durables(config: Config, durables: Arc<Durables>) -> Router {
+        let router = Router {
             config,
             registry: Registry::default(),
             stats: Arc::new(Stats::default()),
+            durables,
+        };
+        for durable in router.durables.all() {
+            let filter = Arc::clone(durable.filter());
+            let subscriber: Arc<dyn Subscriber> = durable;
+            if let Err(error) = router.subscribe(&filter, &subscriber) {
+                log::warn!("durable subscription to {filter} not restored: {error}");
+            }
         }
+        router
+    }
+
+    /// Every durable subscription of this broker.
+    pub fn durables(&self) -> &Arc<Durables> {
+        &self.durables
     }
 
     /// The settings it was made with.
@@ -251,7 +276,9 @@ impl Router {
 
     /// Every counter, as `STATS` lists them.
     pub fn counters(&self) -> Vec<(&'static str, u64)> {
-        self.stats.snapshot(self.registry.totals())
+        let mut counters = self.stats.snapshot(self.registry.totals());
+        counters.extend(self.durables.counters());
+        counters
     }
 }
 

@@ -5,7 +5,14 @@
 //! cargo run --bin subscriber sub1 --topic weather --topic news
 //! cargo run --bin subscriber sub1 --topic weather --count 3     # exit after 3 messages
 //! cargo run --bin subscriber sub1 --topic weather --reconnect   # survive broker restarts
+//! cargo run --bin subscriber sub1 --durable --topic orders      # nothing lost while away
 //! ```
+//!
+//! With `--durable`, each `--topic` is a durable subscription (`DURABLE <topic> <id>`):
+//! the broker keeps what is published while this subscriber is away, and sends it when it
+//! comes back. Each `MESSAGE` is acknowledged (`ACK <seq>`) right after it is printed, so
+//! killing the subscriber at any moment loses nothing: at worst the one message printed
+//! and not yet acknowledged is printed again, with the same seq, after a restart.
 //!
 //! Each line from the broker is printed as `>> <line>`; on a terminal, control characters
 //! in it are shown escaped (`\u{1b}`) unless `--raw` is given. Commands typed on stdin:
@@ -53,6 +60,10 @@ struct Args {
     /// Subscribe to this topic at start (repeat the flag for several).
     #[arg(long)]
     topic: Vec<String>,
+    /// Make each --topic a durable subscription: what is published while this subscriber
+    /// is away is kept for it; each MESSAGE is acknowledged once printed.
+    #[arg(long)]
+    durable: bool,
     /// Exit after this many deliveries.
     #[arg(long)]
     count: Option<u64>,
@@ -75,6 +86,8 @@ struct Args {
 /// What the stdin thread and the socket thread share.
 struct Shared {
     id: String,
+    /// `--durable`.
+    durable: bool,
     /// The write half of the current connection; replaced on reconnect.
     writer: Mutex<Option<TcpStream>>,
     /// The topics we want, subscribed again after a reconnect.
@@ -99,6 +112,7 @@ fn run(args: &Args) -> Result<(), String> {
     let addr = (args.host.as_str(), args.port);
     let shared = Arc::new(Shared {
         id: args.id.clone(),
+        durable: args.durable,
         writer: Mutex::new(None),
         topics: Mutex::new(args.topic.iter().cloned().collect()),
         ping_sent: Mutex::new(None),
@@ -270,8 +284,13 @@ fn why_closed(addr: (&str, u16), connection: &Connection) -> Ended {
 fn attach(shared: &Shared, client: &mut Client) -> Result<(), Error> {
     let topics: Vec<String> = shared.topics.lock().iter().cloned().collect();
     for topic in &topics {
-        client.subscribe(topic, &shared.id)?;
-        eprintln!("subscribed to {topic}");
+        if shared.durable {
+            let pending = client.durable(topic, &shared.id)?;
+            eprintln!("durable subscription to {topic}: {pending} message(s) pending");
+        } else {
+            client.subscribe(topic, &shared.id)?;
+            eprintln!("subscribed to {topic}");
+        }
     }
     *shared.writer.lock() = Some(client.try_clone_stream()?);
     Ok(())
@@ -299,7 +318,13 @@ fn receive(
         if let (1, Incoming::Error(reason)) = (connection.lines, &incoming) {
             connection.first_error = Some(reason.clone());
         }
+        let mut ack = None;
         let line = match &incoming {
+            Incoming::Message(message) => {
+                *received += 1;
+                ack = Some(message.seq);
+                message.to_string()
+            }
             Incoming::Deliver(delivery) => {
                 *received += 1;
                 String::from_utf8_lossy(&delivery.to_line())
@@ -321,6 +346,10 @@ fn receive(
             } else {
                 Err(error.into())
             };
+        }
+        // Printed (stdout writes each line out whole): only now is it handled.
+        if let Some(seq) = ack {
+            client.ack(seq)?;
         }
     }
 }

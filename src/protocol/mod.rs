@@ -12,6 +12,7 @@
 //! | `command.rs` | client → broker | [`COMMANDS`], the table of every command; [`Command::parse`] |
 //! | `reply.rs` | broker → that client | [`Reply`]: `OK`, `PONG`, `HELP`, `TOPICS`, `STATS`, `BYE` |
 //! | `delivery.rs` | broker → subscribers | [`write_delivery`], the `DELIVER` line; [`Delivery`] |
+//! | `message.rs` | broker → durable subscribers | [`write_message`], the `MESSAGE` line; [`Message`] |
 //! | `error.rs` | broker → that client | [`ProtocolError`], the reason in an `ERROR` line |
 //!
 //! Version 1 is the protocol of the classic classroom broker (port 9000), byte for byte:
@@ -31,9 +32,11 @@
 mod command;
 mod delivery;
 mod error;
+mod message;
 mod reply;
 
 pub use command::{Command, CommandSpec, COMMANDS};
 pub use delivery::{write_delivery, Delivery, TIMESTAMP_FORMAT};
 pub use error::ProtocolError;
+pub use message::{write_message, Message};
 pub use reply::{Listed, Reply, MORE_TOPICS};
