@@ -48,7 +48,10 @@ fn records(path: &Path) -> Vec<(usize, String)> {
         let Frame::Whole { payload, size } = read_frame(&bytes[offset..]) else {
             panic!("no whole record at {offset} of {}", path.display());
         };
-        all.push((offset, String::from_utf8_lossy(payload).trim_end().to_string()));
+        all.push((
+            offset,
+            String::from_utf8_lossy(payload).trim_end().to_string(),
+        ));
         offset += size;
     }
     all
@@ -88,7 +91,11 @@ fn durable_subscriptions_and_their_messages_survive_a_restart() {
     publish_confirmed(&mut publisher, "orders", &["four"]);
     let last_seq = |line: &str| line.split(' ').nth(1).unwrap().parse::<u64>().unwrap();
     let four = holder.line();
-    assert!(last_seq(&four) > last_seq(&before[2]), "{four} after {}", before[2]);
+    assert!(
+        last_seq(&four) > last_seq(&before[2]),
+        "{four} after {}",
+        before[2]
+    );
     broker.stop();
     fs::remove_dir_all(&dir).unwrap();
 }
@@ -96,7 +103,11 @@ fn durable_subscriptions_and_their_messages_survive_a_restart() {
 /// The confirm comes after the message is in the log file, under every policy.
 #[test]
 fn a_confirm_comes_only_once_the_message_is_in_the_log() {
-    for policy in [FsyncPolicy::Always, FsyncPolicy::Interval, FsyncPolicy::Never] {
+    for policy in [
+        FsyncPolicy::Always,
+        FsyncPolicy::Interval,
+        FsyncPolicy::Never,
+    ] {
         let dir = fresh_dir(&format!("confirm-{policy}"));
         let broker = start_broker_with(Config {
             fsync: policy,
@@ -109,7 +120,9 @@ fn a_confirm_comes_only_once_the_message_is_in_the_log() {
         publish_confirmed(&mut publisher, "orders/1", &["confirmed  text"]);
         let text: String = fs::read_dir(&dir)
             .unwrap()
-            .map(|entry| String::from_utf8_lossy(&fs::read(entry.unwrap().path()).unwrap()).into_owned())
+            .map(|entry| {
+                String::from_utf8_lossy(&fs::read(entry.unwrap().path()).unwrap()).into_owned()
+            })
             .collect();
         assert!(
             text.contains("shop1 orders/# orders/1 pub1 ") && text.contains(" confirmed  text\n"),
@@ -143,7 +156,11 @@ fn segments_whose_messages_are_all_acknowledged_are_deleted() {
         names.sort();
         names
     };
-    assert!(segments().len() >= 5, "20 KiB in 4 KiB segments: {:?}", segments());
+    assert!(
+        segments().len() >= 5,
+        "20 KiB in 4 KiB segments: {:?}",
+        segments()
+    );
     for _ in 0..200 {
         let line = holder.line();
         let seq = line.split(' ').nth(1).unwrap();
@@ -186,7 +203,10 @@ fn a_log_cut_at_every_byte_of_its_last_record_opens_without_that_record() {
         let held: Vec<usize> = durables.all().iter().map(|d| d.held()).collect();
         assert_eq!(held, [3], "cut at {cut}: the torn ACK must not count");
         let kept = fs::metadata(segment_path(&work, 1)).unwrap().len();
-        assert_eq!(kept, last_offset as u64, "cut at {cut}: the torn bytes are cut off");
+        assert_eq!(
+            kept, last_offset as u64,
+            "cut at {cut}: the torn bytes are cut off"
+        );
     }
     // The whole log: message one is acknowledged.
     let durables = Durables::open(&config(&dir)).unwrap();
