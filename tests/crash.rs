@@ -38,7 +38,17 @@ fn setting(name: &str, default: u64) -> u64 {
 /// address, read from its first line.
 fn start(dir: &Path) -> (Child, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_broker"))
-        .args(["--port", "0", "--sys-interval", "0", "--data-dir"])
+        // The subscriber leaves half the messages unacknowledged while the broker is
+        // killed, so they pile up: room for every one of a long run.
+        .args([
+            "--port",
+            "0",
+            "--sys-interval",
+            "0",
+            "--max-queued",
+            "1000000",
+        ])
+        .arg("--data-dir")
         .arg(dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
