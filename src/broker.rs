@@ -160,7 +160,6 @@ impl Builder {
             TcpListener::bind(&addrs[..]).map_err(|source| bind_error("line", &addrs, source))?;
         let addr = listener.local_addr()?;
         let durables = Durables::open(&self.config).map_err(StartError::Storage)?;
-        log::info!("{}", durables.describe());
         let router = Router::with_durables(self.config, Arc::new(durables));
         let server = Arc::new(Server::new(Arc::new(router)));
         Ok(Broker {
@@ -225,6 +224,12 @@ impl Broker {
     /// The line protocol's address: with port 0, this tells which port was picked.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where durable subscriptions are kept, in one sentence for the start-up log: in
+    /// memory only, or in the log of `--data-dir`.
+    pub fn storage(&self) -> String {
+        self.server.router.durables().describe()
     }
 
     /// Serves on this thread until the process ends: the `broker` binary's main loop.

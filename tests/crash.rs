@@ -24,6 +24,9 @@ use pubsub_lab::Client;
 
 const PUBLISHERS: usize = 3;
 
+/// What one subscriber session received: each message, and whether it was acknowledged.
+type Session = Vec<(Message, bool)>;
+
 /// How long one cycle may take before the test fails.
 const CYCLE_LIMIT: Duration = Duration::from_secs(60);
 
@@ -99,7 +102,7 @@ fn publish_until_killed(
 /// message in the last session, but only those with an even number while the broker is
 /// being killed: the others must come back after the restart, from the log alone.
 /// Returns every message received, and whether each was acknowledged.
-fn receive(addr: SocketAddr, expect_all: bool) -> Vec<(Message, bool)> {
+fn receive(addr: SocketAddr, expect_all: bool) -> Session {
     let mut received = Vec::new();
     let Ok(mut client) = Client::connect(addr) else {
         return received;
@@ -137,7 +140,7 @@ fn every_confirmed_message_survives_kill_9_in_order_and_whole() {
     let _ = std::fs::remove_dir_all(&dir);
     // Confirmed numbers per publisher per cycle, and every session's messages.
     let mut confirmed: BTreeMap<(String, u64), Vec<u64>> = BTreeMap::new();
-    let sessions: Arc<Mutex<Vec<Vec<(Message, bool)>>>> = Arc::default();
+    let sessions: Arc<Mutex<Vec<Session>>> = Arc::default();
     for cycle in 0..cycles {
         let started = Instant::now();
         let (mut broker, addr) = start(&dir);

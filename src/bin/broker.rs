@@ -169,5 +169,6 @@ fn run(args: &Args) -> Result<(), String> {
         args.max_line_bytes,
         format_duration(args.write_timeout.0)
     );
+    log::info!("{}", broker.storage());
     broker.run().map_err(|error| error.to_string())
 }

@@ -256,6 +256,7 @@ pub enum Frame<'a> {
 /// Reads the record at the start of `bytes` (which must not be empty): checks that the
 /// header is whole, that the length is possible and fits, and that the CRC matches.
 pub fn read_frame(bytes: &[u8]) -> Frame<'_> {
+    // lab:begin 08 reading a record
     if bytes.len() < HEADER_BYTES {
         return Frame::Torn;
     }
@@ -279,6 +280,7 @@ pub fn read_frame(bytes: &[u8]) -> Frame<'_> {
         };
     }
     Frame::Whole { payload, size }
+    // lab:end 08
 }
 
 /// A log that cannot be read back: which file, where, and what is wrong.

@@ -55,7 +55,7 @@ use parking_lot::{Condvar, Mutex};
 
 use self::log::{LogError, Record};
 use self::store::{Key, Store};
-use crate::config::{format_duration, Config, FsyncPolicy};
+use crate::config::{Config, FsyncPolicy};
 use crate::text::escaped;
 
 pub use subscription::{Attached, Durable, Holder};
@@ -286,11 +286,6 @@ impl Timer {
         let stopping = Arc::clone(&stop);
         let tick = durables.tick();
         let interval = durables.store.policy() == Some(FsyncPolicy::Interval);
-        ::log::debug!(
-            "durable timer every {}{}",
-            format_duration(tick),
-            if interval { ", fsync every 1s" } else { "" }
-        );
         let thread = thread::Builder::new()
             .name("durable".to_string())
             .spawn(move || {

@@ -21,6 +21,7 @@
 //!
 //! The exit code is 0 only if every run delivered everything, in order, within its time.
 
+mod durable;
 mod hostile;
 mod measure;
 mod relay;
@@ -102,6 +103,10 @@ struct Args {
     /// the whole suite in seconds.
     #[arg(long)]
     quick: bool,
+    /// With durable: only this --fsync policy (always, interval or never) instead of all
+    /// three.
+    #[arg(long)]
+    fsync: Option<String>,
     /// Port for `relay` to listen on (0 picks a free one).
     #[arg(long, default_value_t = 0)]
     port: u16,
@@ -130,6 +135,11 @@ enum Mode {
     Leave,
     /// A registry of --topics topics: what TOPICS and STATS cost, and memory after.
     Topics,
+    /// One publisher with confirms into --subs durable subscribers that acknowledge, once
+    /// per --fsync policy.
+    Durable,
+    /// A log of --msgs messages: how long the broker takes to start from it.
+    Restart,
     /// Serve the speed-of-light relay on --port until killed.
     Relay,
 }
@@ -155,6 +165,16 @@ enum Job {
     Topics {
         topics: usize,
     },
+    Durable {
+        subs: usize,
+        msgs: u64,
+        size: usize,
+        fsync: &'static str,
+    },
+    Restart {
+        msgs: u64,
+        size: usize,
+    },
 }
 
 impl Job {
@@ -165,6 +185,8 @@ impl Job {
             Job::Stalled { .. } => "stalled",
             Job::Leave { .. } => "leave",
             Job::Topics { .. } => "topics",
+            Job::Durable { .. } => "durable",
+            Job::Restart { .. } => "restart",
         }
     }
 
@@ -175,6 +197,8 @@ impl Job {
             Job::Stalled { stalled, .. } => stalled + 3,
             Job::Leave { conns, .. } => conns + 3,
             Job::Topics { topics } => topics.div_ceil(hostile::TOPICS_PER_CONN) + 3,
+            Job::Durable { subs, .. } => subs + 2,
+            Job::Restart { .. } => 4,
         }
     }
 
@@ -193,6 +217,17 @@ impl Job {
                 unique,
             } => hostile::run_leave(target, *conns, *topics, *unique, timeout),
             Job::Topics { topics } => hostile::run_topics(target, *topics, timeout),
+            Job::Durable {
+                subs,
+                msgs,
+                size,
+                fsync,
+            } => {
+                let dir = data_dir(fsync);
+                durable::run_durable(target, *subs, *msgs, *size, fsync, &dir, timeout)
+            }
+            // Starts its own brokers: see `measure`.
+            Job::Restart { .. } => Err("restart starts its own brokers".to_string()),
         }
     }
 }
@@ -271,6 +306,27 @@ fn jobs_for(mode: Mode, args: &Args) -> Vec<Job> {
         Mode::Topics => vec![Job::Topics {
             topics: args.topics.unwrap_or(1_000_000),
         }],
+        Mode::Durable => {
+            let policies: Vec<&'static str> = match args.fsync.as_deref() {
+                Some("always") => vec!["always"],
+                Some("interval") => vec!["interval"],
+                Some("never") => vec!["never"],
+                _ => vec!["always", "interval", "never"],
+            };
+            policies
+                .into_iter()
+                .map(|fsync| Job::Durable {
+                    subs: args.subs.unwrap_or(10),
+                    msgs: args.msgs.unwrap_or_else(|| scale(50_000)),
+                    size: args.size,
+                    fsync,
+                })
+                .collect()
+        }
+        Mode::Restart => vec![Job::Restart {
+            msgs: args.msgs.unwrap_or_else(|| scale(1_000_000)),
+            size: args.size,
+        }],
         // The relay serves; it measures nothing itself.
         Mode::Relay => Vec::new(),
     }
@@ -300,6 +356,11 @@ fn run(args: &Args) -> Result<bool, String> {
     let target = chosen_target(args)?;
     if target == TargetKind::Broker {
         target::check_broker_is_current()?;
+    }
+    if let Some(policy) = &args.fsync {
+        if !["always", "interval", "never"].contains(&policy.as_str()) {
+            return Err(format!("--fsync {policy}: use always, interval or never"));
+        }
     }
     if args.rate.is_some_and(|rate| rate.is_nan() || rate <= 0.0) {
         return Err("--rate must be more than 0".to_string());
@@ -352,6 +413,14 @@ fn run(args: &Args) -> Result<bool, String> {
     Ok(clean)
 }
 
+/// The data directory of a `durable` run under `fsync` (made by [`durable::fresh_data_dir`]).
+fn data_dir(fsync: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!(
+        "pubsub-lab-bench-durable-{fsync}-{}",
+        std::process::id()
+    ))
+}
+
 fn chosen_target(args: &Args) -> Result<TargetKind, String> {
     match (&args.addr, args.relay) {
         (Some(_), true) => Err("--addr and --relay each pick the target: give one".to_string()),
@@ -372,7 +441,22 @@ fn measure(
     job: &Job,
     timeout: Duration,
 ) -> Result<Result<Outcome, String>, String> {
-    let target = Target::start(kind, job.connections() + 16)?;
+    if let Job::Restart { msgs, size } = job {
+        return Ok(durable::run_restart(kind, *msgs, *size, timeout));
+    }
+    let target = match job {
+        Job::Durable { fsync, .. } => {
+            let dir = durable::fresh_data_dir(&format!("durable-{fsync}"))?;
+            let flags = [
+                "--data-dir".to_string(),
+                dir.display().to_string(),
+                "--fsync".to_string(),
+                fsync.to_string(),
+            ];
+            Target::start_with(kind, job.connections() + 16, &flags)?
+        }
+        _ => Target::start(kind, job.connections() + 16)?,
+    };
     Ok(job.run(&target, timeout).map_err(|message| {
         let said: Vec<String> = target.log_tail();
         if said.is_empty() {

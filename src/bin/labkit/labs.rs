@@ -44,6 +44,10 @@ pub const LABS: &[Lab] = &[
         number: 7,
         sheet: "07-topic-trees.md",
     },
+    Lab {
+        number: 8,
+        sheet: "08-nothing-lost.md",
+    },
 ];
 
 impl Lab {
