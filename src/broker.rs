@@ -16,6 +16,8 @@ use std::net::{SocketAddr, TcpListener, ToSocketAddrs, UdpSocket};
 use std::sync::Arc;
 
 use crate::config::{Config, ConfigError};
+use crate::durable::log::LogError;
+use crate::durable::{Durables, Timer};
 use crate::hooks::Hooks;
 use crate::protocol::ProtocolError;
 use crate::router::{Publisher, Router};
@@ -46,6 +48,9 @@ pub enum StartError {
     /// The operating system refused something else the broker needs (a thread, the
     /// listening socket's address).
     Io(io::Error),
+    /// The log of durable subscriptions (`--data-dir`) is damaged in the middle, or
+    /// cannot be read or written: the error names the file and the offset.
+    Storage(LogError),
 }
 
 impl fmt::Display for StartError {
@@ -63,6 +68,7 @@ impl fmt::Display for StartError {
             ),
             StartError::NoListener => write!(f, "a broker needs at least one listener"),
             StartError::Io(error) => write!(f, "{}", crate::error::describe(error)),
+            StartError::Storage(error) => write!(f, "cannot start from the log: {error}"),
         }
     }
 }
@@ -73,6 +79,7 @@ impl std::error::Error for StartError {
             StartError::Config(error) => Some(error),
             StartError::Bind { source, .. } | StartError::Io(source) => Some(source),
             StartError::NoListener => None,
+            StartError::Storage(error) => Some(error),
         }
     }
 }
@@ -239,7 +246,12 @@ impl Builder {
             }
         }
         let mut udp_addr = None;
-        let router = Arc::new(Router::with_hooks(self.config, self.hooks));
+        let durables = Durables::open(&self.config).map_err(StartError::Storage)?;
+        let router = Arc::new(Router::with_parts(
+            self.config,
+            self.hooks,
+            Arc::new(durables),
+        ));
         if let Some(udp) = self.udp {
             let addrs = udp?;
             let socket =
@@ -325,6 +337,12 @@ impl Broker {
         self.web_addr
     }
 
+    /// Where durable subscriptions are kept, in one sentence for the start-up log: in
+    /// memory only, or in the log of `--data-dir`.
+    pub fn storage(&self) -> String {
+        self.server.router.durables().describe()
+    }
+
     /// Serves on this thread until the process ends: the `broker` binary's main loop.
     ///
     /// # Errors
@@ -346,6 +364,7 @@ impl Broker {
             server: self.server,
             running: Vec::new(),
             sys: None,
+            durable: None,
         };
         for listener in self.listeners {
             // If one fails to start, dropping `handle` stops those already running.
@@ -358,6 +377,8 @@ impl Broker {
             let router = Arc::clone(&handle.server.router);
             handle.sys = Some(SysFigures::start(router, interval)?);
         }
+        let durables = Arc::clone(handle.server.router.durables());
+        handle.durable = Some(Timer::start(durables)?);
         Ok(handle)
     }
 }
@@ -371,6 +392,8 @@ pub struct BrokerHandle {
     running: Vec<Running>,
     /// The thread publishing the `$SYS` figures, unless `--sys-interval` is 0.
     sys: Option<SysFigures>,
+    /// The thread of durable subscriptions' timers (see `durable/`).
+    durable: Option<Timer>,
 }
 
 impl fmt::Debug for BrokerHandle {
@@ -472,6 +495,10 @@ impl BrokerHandle {
             running.stop();
         }
         self.server.connections.close_all_and_join();
+        // Last, so that what the connections acknowledged on their way out is written.
+        if let Some(durable) = self.durable.take() {
+            durable.stop();
+        }
         log::info!("broker stopped");
     }
 }

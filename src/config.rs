@@ -14,6 +14,7 @@
 //! This module is the bottom layer: it imports nothing from the crate.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Where the broker listens unless told otherwise: loopback, so a broker started on a
@@ -125,6 +126,74 @@ pub const MIN_UDP_LEASE: Duration = Duration::from_millis(10);
 /// address that has gone; longer is almost always a typing mistake.
 pub const MAX_UDP_LEASE: Duration = Duration::from_secs(24 * 3600);
 
+/// Default for `--max-inflight`: the most messages sent on one durable subscription and
+/// not yet acknowledged. A hundred keeps a subscriber busy across a round trip of a
+/// busy network without letting one slow client hold thousands of copies in flight (MQTT
+/// brokers use 10 to 100; NATS JetStream's `max_ack_pending` defaults to 1000).
+pub const DEFAULT_MAX_INFLIGHT: usize = 100;
+
+/// Default for `--ack-timeout`: how long a message sent on a durable subscription may wait
+/// for its `ACK` before it is sent again. NATS JetStream's `ack_wait` is 30 s too: long
+/// enough for a subscriber that does real work per message, short enough that a stuck
+/// one is noticed.
+pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Default for `--max-queued`: the most messages one durable subscription holds while
+/// nobody reads it. Past it the oldest are dropped, so that one forgotten subscription
+/// cannot fill the broker's memory or disk.
+pub const DEFAULT_MAX_QUEUED: usize = 10_000;
+
+/// Default size of a log segment: the log starts a new file after this many bytes, and a
+/// file is deleted once everything in it is acknowledged. Small enough that acknowledged
+/// messages give their disk back soon, large enough that files are few.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
+
+/// When the log is flushed to the disk itself (`fsync`): `--fsync always|interval|never`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FsyncPolicy {
+    /// After every batch of publishes read together, before they are confirmed (group
+    /// commit). Nothing confirmed is lost, even by a power cut.
+    #[default]
+    Always,
+    /// Once a second, like Redis's `appendfsync everysec`. A crash of the broker loses
+    /// nothing (the data is in the operating system's cache); a power cut or a crash of the
+    /// operating system can lose the last second of confirmed messages.
+    Interval,
+    /// Never: the operating system writes when it chooses (Linux: within about 30 s). A
+    /// crash of the broker loses nothing; a power cut can lose tens of seconds.
+    Never,
+}
+
+impl FsyncPolicy {
+    /// Every policy, as the flag spells it.
+    pub const NAMES: [&'static str; 3] = ["always", "interval", "never"];
+}
+
+impl fmt::Display for FsyncPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FsyncPolicy::Always => "always",
+            FsyncPolicy::Interval => "interval",
+            FsyncPolicy::Never => "never",
+        })
+    }
+}
+
+impl std::str::FromStr for FsyncPolicy {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<FsyncPolicy, String> {
+        match text {
+            "always" => Ok(FsyncPolicy::Always),
+            "interval" => Ok(FsyncPolicy::Interval),
+            "never" => Ok(FsyncPolicy::Never),
+            _ => Err(format!(
+                "'{text}' is not an fsync policy: use always, interval or never"
+            )),
+        }
+    }
+}
+
 /// The longest line the broker will agree to buffer: with a thousand clients each holding
 /// one, 16 MiB lines already reach 16 GiB.
 pub const MAX_LINE_BYTES_LIMIT: usize = 16 * 1024 * 1024;
@@ -187,6 +256,20 @@ pub struct Config {
     /// How long a web client may take to send each whole HTTP request; an idle keep-alive
     /// connection is closed after as long.
     pub http_timeout: Duration,
+    /// Where durable subscriptions are logged, to survive restarts; `None` keeps them in
+    /// memory only.
+    pub data_dir: Option<PathBuf>,
+    /// When the log is flushed to the disk itself.
+    pub fsync: FsyncPolicy,
+    /// Most messages sent on one durable subscription and not yet acknowledged.
+    pub max_inflight: usize,
+    /// How long a message sent on a durable subscription waits for its `ACK` before it is
+    /// sent again.
+    pub ack_timeout: Duration,
+    /// Most messages one durable subscription holds; past it the oldest are dropped.
+    pub max_queued: usize,
+    /// Bytes after which the log starts a new segment file.
+    pub segment_bytes: u64,
 }
 
 impl Default for Config {
@@ -210,6 +293,12 @@ impl Default for Config {
             udp_lease: DEFAULT_UDP_LEASE,
             udp_max_subscribers: DEFAULT_UDP_MAX_SUBSCRIBERS,
             http_timeout: DEFAULT_HTTP_TIMEOUT,
+            data_dir: None,
+            fsync: FsyncPolicy::default(),
+            max_inflight: DEFAULT_MAX_INFLIGHT,
+            ack_timeout: DEFAULT_ACK_TIMEOUT,
+            max_queued: DEFAULT_MAX_QUEUED,
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
         }
     }
 }
@@ -350,6 +439,34 @@ impl Config {
                 value: format_duration(self.http_timeout),
                 rule: format!(
                     "must be between 1ms and {} (zero would refuse every request)",
+                    format_duration(MAX_WRITE_TIMEOUT)
+                ),
+            });
+        }
+        at_least_one(
+            "--max-inflight",
+            self.max_inflight,
+            "no durable subscription could receive anything",
+        )?;
+        at_least_one(
+            "--max-queued",
+            self.max_queued,
+            "every durable subscription would drop every message",
+        )?;
+        if self.segment_bytes < 4096 {
+            return Err(ConfigError {
+                flag: "Config::segment_bytes",
+                value: self.segment_bytes.to_string(),
+                rule: "must be at least 4096 (a new file for every few records)".to_string(),
+            });
+        }
+        if self.ack_timeout < Duration::from_millis(10) || self.ack_timeout > MAX_WRITE_TIMEOUT {
+            return Err(ConfigError {
+                flag: "--ack-timeout",
+                value: format_duration(self.ack_timeout),
+                rule: format!(
+                    "must be from 10ms to {} (shorter sends every message again before \
+                     a subscriber can answer)",
                     format_duration(MAX_WRITE_TIMEOUT)
                 ),
             });

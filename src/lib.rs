@@ -11,11 +11,12 @@
 //! ## What it teaches, and what it leaves out on purpose
 //!
 //! It is built the simplest way that is still solid: blocking `std::net` sockets, a thread
-//! per connection, one mutex around the topic registry. No async runtime, no persistence,
-//! no acknowledgements: delivery is *at most once* (a message published to a topic nobody
-//! subscribes to is gone; a subscriber that disconnects misses what is published while it
-//! is away), and messages from one publisher reach each subscriber in the order they were
-//! sent. A subscriber that stops reading is cut off after `--write-timeout` so that it
+//! per connection, one mutex around the topic registry. No async runtime. A classic
+//! subscription is *at most once* (a message published to a topic nobody subscribes to is
+//! gone; a subscriber that disconnects misses what is published while it is away); a
+//! durable one (`DURABLE`, see [`durable`]) is *at least once*, with acknowledgements and,
+//! with `--data-dir`, a log that survives crashes. Messages from one publisher reach each
+//! subscriber in the order they were sent. A subscriber that stops reading is cut off after `--write-timeout` so that it
 //! cannot hold the others up.
 //!
 //! ## Map of the crate
@@ -38,6 +39,7 @@
 //! | | [`subscriber`] | the [`Subscriber`](subscriber::Subscriber) handle every kind of subscriber implements |
 //! | | [`tree`] | wildcard filters in a tree of levels, and the walk that finds those a topic matches |
 //! | | [`registry`] | topic → subscribers, the one shared map behind one mutex; retained messages |
+//! | | [`durable`] | durable subscriptions: acknowledgements, redelivery, the log on disk |
 //! | | [`router`] | the one road of every message: look up, batch, hand out, flush; asks the hooks |
 //! | | [`subscription`] | the in-process subscriber, for programs that embed the broker |
 //! | sessions | [`outbox`] | a TCP connection as a subscriber: pending lines, write timeout, cut-off |
@@ -125,6 +127,7 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod connections;
+pub mod durable;
 pub mod error;
 pub mod framing;
 pub mod hooks;

@@ -34,6 +34,7 @@ use std::sync::Arc;
 use crate::batch::Batch;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::durable::Durables;
 use crate::hooks::{self, ClientInfo, Hooks, Publish, PublishVerdict, Refusal, Transport};
 use crate::protocol::{self, ProtocolError};
 use crate::registry::{Listing, Registry, RetainLimits, RetainRefused, Subscribers};
@@ -56,6 +57,8 @@ pub struct Router {
     /// The embedding program's hooks, if it gave any (see `hooks.rs`). Without them, each
     /// publish and subscribe pays one check of this `Option`, and nothing else.
     hooks: Option<Arc<dyn Hooks>>,
+    /// Every durable subscription (see `durable/`); each is also in the registry.
+    durables: Arc<Durables>,
 }
 
 impl std::fmt::Debug for Router {
@@ -73,19 +76,50 @@ fn refused(refusal: Refusal) -> ProtocolError {
 }
 
 impl Router {
-    /// A router with no subscribers and no hooks, enforcing `config`'s limits.
+    /// A router with no subscribers and no hooks, enforcing `config`'s limits, with
+    /// durable subscriptions in memory only.
     pub fn new(config: Config) -> Router {
         Router::with_hooks(config, None)
     }
 
-    /// A router that asks `hooks` about every client, subscription and publish.
+    /// A router that asks `hooks` about every client, subscription and publish, with
+    /// durable subscriptions in memory only.
     pub fn with_hooks(config: Config, hooks: Option<Arc<dyn Hooks>>) -> Router {
-        Router {
+        let durables = Arc::new(Durables::in_memory(&config));
+        Router::with_parts(config, hooks, durables)
+    }
+
+    /// A router that asks `hooks`, whose durable subscriptions are `durables` (restored
+    /// from a log, say): each is registered as a subscriber of its filter now, without
+    /// asking the hooks again (they agreed when it was made).
+    pub fn with_parts(
+        config: Config,
+        hooks: Option<Arc<dyn Hooks>>,
+        durables: Arc<Durables>,
+    ) -> Router {
+        let router = Router {
             config,
             registry: Registry::default(),
             stats: Arc::new(Stats::default()),
             hooks,
+            durables,
+        };
+        for durable in router.durables.all() {
+            let filter = Arc::clone(durable.filter());
+            let subscriber: Arc<dyn Subscriber> = durable;
+            let restored = router
+                .check_subscribable(&filter)
+                .map(|()| router.add_subscriber(&filter, &subscriber));
+            if let Err(error) = restored {
+                log::warn!("durable subscription to {filter} not restored: {error}");
+            }
         }
+        router
+    }
+
+    /// Every durable subscription of this broker.
+    pub fn durables(&self) -> &Arc<Durables> {
+        &self.durables
     }
 
     /// The settings it was made with.
@@ -225,9 +259,13 @@ impl Router {
             })
             .map_err(refused)?;
         }
-        let Some(subscribed) = self.registry.subscribe(filter, subscriber) else {
-            return Ok(None);
-        };
+        Ok(self.add_subscriber(filter, subscriber))
+    }
+
+    /// Puts `subscriber` in the registry under `filter` (checked already) and hands it the
+    /// retained messages the filter matches.
+    fn add_subscriber(&self, filter: &str, subscriber: &Arc<dyn Subscriber>) -> Option<Arc<str>> {
+        let subscribed = self.registry.subscribe(filter, subscriber)?;
         if subscribed.retained > 0 {
             self.stats
                 .delivered
@@ -236,7 +274,7 @@ impl Router {
         if subscribed.flush {
             subscriber.flush();
         }
-        Ok(Some(subscribed.name))
+        Some(subscribed.name)
     }
 
     /// Unsubscribes subscriber `id` (which `client` is) from `topic`, if the hooks agree;
@@ -308,7 +346,9 @@ impl Router {
 
     /// Every counter, as `STATS` lists them.
     pub fn counters(&self) -> Vec<(&'static str, u64)> {
-        self.stats.snapshot(self.registry.totals())
+        let mut counters = self.stats.snapshot(self.registry.totals());
+        counters.extend(self.durables.counters());
+        counters
     }
 }
 

@@ -42,6 +42,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::connections::Slot;
+use crate::durable::{Durable, Holder};
 use crate::framing::{Filled, Frame, LineReader};
 use crate::hooks::{ClientInfo, Transport};
 use crate::keyed::KeyedList;
@@ -49,7 +50,7 @@ use crate::outbox::Outbox;
 use crate::peer::Peer;
 use crate::protocol::{Command, Dialect, JsonRequest, ProtocolError, Reply};
 use crate::router::{Publisher, Router};
-use crate::subscriber::Subscriber;
+use crate::subscriber::{Offer, Subscriber, SubscriberId};
 use crate::text::escaped;
 use crate::throttle::{and_more, Throttle, Verdict, QUIETING};
 use crate::trace::{self, Direction};
@@ -109,14 +110,43 @@ pub(crate) struct Session {
     slot: Slot,
     /// Keeps the warnings about this client's bad lines to a few per interval.
     bad_lines: Throttle,
+    /// The durable subscriptions this connection holds (see `durable/`).
+    durables: Vec<Arc<Durable>>,
+    /// The same outbox as durable subscriptions see it.
+    holder: Arc<dyn Holder>,
+    /// An `ACK` was handled since the last flush: its record is to be written.
+    acked: bool,
+    /// Replies that wait for the log to be committed: the `OK PUBLISH` confirms (with
+    /// `--data-dir`), and every reply after them, which must not overtake them.
+    after_commit: Vec<u8>,
+}
+
+/// The connection's outbox is what holds its durable subscriptions.
+impl Holder for Outbox {
+    fn holder_id(&self) -> SubscriberId {
+        Subscriber::id(self)
+    }
+
+    fn push(&self, lines: &[u8]) -> Offer {
+        Outbox::push(self, lines)
+    }
+
+    fn send(&self) {
+        Subscriber::flush(self);
+    }
 }
 
 impl Session {
     /// A session for the connection whose outbox is `outbox`, holding `slot`.
     pub(crate) fn new(router: Arc<Router>, outbox: Arc<Outbox>, slot: Slot) -> Session {
         let subscriber: Arc<dyn Subscriber> = Arc::clone(&outbox) as Arc<dyn Subscriber>;
+        let holder: Arc<dyn Holder> = Arc::clone(&outbox) as Arc<dyn Holder>;
         let client = ClientInfo::new(Transport::Line, Some(outbox.peer().addr()));
         Session {
+            durables: Vec::new(),
+            holder,
+            acked: false,
+            after_commit: Vec::new(),
             publisher: Publisher::for_connection(Arc::clone(&router), subscriber.id(), client),
             router,
             outbox,
@@ -321,6 +351,15 @@ impl Session {
                 message,
                 publisher_id,
             } => self.publish(topic, message, publisher_id),
+            Command::Durable {
+                filter,
+                subscriber_id,
+            } => self.durable(filter, subscriber_id),
+            Command::Ack { seq } => self.ack(seq),
+            Command::Cancel {
+                filter,
+                subscriber_id,
+            } => self.cancel(filter, subscriber_id),
             Command::Ping { token } => self.reply(Reply::Pong(token)),
             Command::Topics { filter } => match self.router.listing(filter) {
                 Ok(listing) => self.reply(Reply::Topics {
@@ -403,6 +442,98 @@ impl Session {
         }
     }
 
+    /// `DURABLE <filter> <id>`: starts the durable subscription if there is none, and
+    /// makes this connection its holder. The subscription itself sends `OK DURABLE`, then
+    /// its messages, in that order (see `Durable::attach`).
+    fn durable(&mut self, filter: &str, subscriber_id: &str) {
+        let checked = self
+            .router
+            .check_names(filter, subscriber_id)
+            .and_then(|()| self.router.check_subscribable(filter));
+        if let Err(error) = checked {
+            return self.refuse(&error);
+        }
+        let limit = self.router.config().max_subscriptions;
+        let held =
+            |d: &&Arc<Durable>| d.subscriber_id() == subscriber_id && &**d.filter() == filter;
+        if !self.durables.iter().any(|d| held(&d)) && self.durables.len() >= limit {
+            return self.refuse(&ProtocolError::TooManySubscriptions { limit });
+        }
+        self.publisher.hand_out();
+        // Confirms still waiting for the log go out before this reply.
+        self.commit_and_release();
+        let (durable, created) = self.router.durables().get_or_create(filter, subscriber_id);
+        if created {
+            let subscriber: Arc<dyn Subscriber> = Arc::clone(&durable) as Arc<dyn Subscriber>;
+            let client = self.client.with_id(subscriber_id);
+            if let Err(error) = self.router.subscribe(client, filter, &subscriber) {
+                return self.refuse(&error);
+            }
+        }
+        let attached = durable.attach(Arc::clone(&self.holder));
+        if let Some(old) = attached.taken_from {
+            old.send();
+            log::info!(
+                "#{} took durable subscription {} {} over from another connection",
+                self.peer().conn(),
+                escaped(subscriber_id),
+                escaped(filter)
+            );
+        }
+        log::info!(
+            "#{} {} holds durable subscription {} ({} pending)",
+            self.peer().conn(),
+            escaped(subscriber_id),
+            escaped(filter),
+            attached.pending
+        );
+        if !self.durables.iter().any(|d| Arc::ptr_eq(d, &durable)) {
+            self.durables.push(durable);
+        }
+    }
+
+    /// `ACK <seq>`: finds the durable subscription of this connection that has that
+    /// message in flight.
+    fn ack(&mut self, seq: &str) {
+        let Ok(seq) = seq.parse::<u64>() else {
+            let shown: String = seq.chars().take(32).collect();
+            return self.refuse(&ProtocolError::BadSeq(escaped(&shown).to_string()));
+        };
+        let me = self.subscriber.id();
+        if self.durables.iter().any(|durable| durable.ack(seq, me)) {
+            self.acked = true;
+            if self.verbose {
+                self.reply(Reply::AckOk(seq));
+            }
+        } else {
+            self.refuse(&ProtocolError::UnknownSeq(seq));
+        }
+    }
+
+    /// `CANCEL <filter> <id>`: ends the durable subscription, whoever holds it. Cancelling
+    /// one that does not exist is not an error (as `UNSUBSCRIBE` is not).
+    fn cancel(&mut self, filter: &str, subscriber_id: &str) {
+        let checked = self
+            .router
+            .check_names(filter, subscriber_id)
+            .and_then(|()| self.router.check_subscribable(filter));
+        if let Err(error) = checked {
+            return self.refuse(&error);
+        }
+        self.publisher.hand_out();
+        let mut dropped = 0;
+        if let Some((durable, count)) = self.router.durables().cancel(filter, subscriber_id) {
+            // The subscription is gone for good, as a leaving one is: the hooks are not
+            // asked (they were, when it began).
+            self.router
+                .unsubscribe_all([filter], Subscriber::id(&*durable));
+            self.durables.retain(|held| !Arc::ptr_eq(held, &durable));
+            self.acked = true;
+            dropped = count;
+        }
+        self.reply(Reply::CancelOk { filter, dropped });
+    }
+
     fn retain(&mut self, topic: &str, message: &str, publisher_id: &str) {
         match self.publisher.retain(topic, message, publisher_id) {
             Ok(deliveries) if self.verbose => self.reply(Reply::RetainOk { topic, deliveries }),
@@ -436,7 +567,12 @@ impl Session {
         );
         if self.acknowledge() {
             let deliveries = self.publisher.hand_out();
-            self.reply(Reply::PublishOk { topic, deliveries });
+            if self.router.durables().on_disk() {
+                // Confirmed only once the log is committed: see `flush`.
+                Reply::PublishOk { topic, deliveries }.write_lines(&mut self.after_commit);
+            } else {
+                self.reply(Reply::PublishOk { topic, deliveries });
+            }
         }
     }
 
@@ -446,8 +582,12 @@ impl Session {
     fn reply(&mut self, reply: Reply<'_>) {
         self.publisher.hand_out();
         let dialect = self.dialect.unwrap_or(Dialect::Line);
-        self.outbox
-            .push_with(|pending| dialect.write_reply(&reply, pending));
+        if self.after_commit.is_empty() {
+            self.outbox
+                .push_with(|pending| dialect.write_reply(&reply, pending));
+        } else {
+            dialect.write_reply(&reply, &mut self.after_commit);
+        }
     }
 
     /// Answers a bad line with `ERROR <reason>` (or its dialect's equivalent); the
@@ -483,6 +623,7 @@ impl Session {
     /// from the commands before it has already been written.
     pub(crate) fn flush(&mut self) {
         self.publisher.flush();
+        self.commit_and_release();
         self.subscriber.flush();
     }
 
@@ -495,6 +636,40 @@ impl Session {
     /// Whether the client sent `QUIT`: the connection ends after its `BYE`.
     pub(crate) fn is_quitting(&self) -> bool {
         self.quitting
+    }
+
+    /// Group commit, this connection's part: writes what its publishes and `ACK`s appended
+    /// to the log (flushing it to the disk for confirms, if `--fsync always`), then queues
+    /// the replies that waited for that. If the log cannot be written, each confirm
+    /// becomes an `ERROR` saying so.
+    fn commit_and_release(&mut self) {
+        if !self.acked && self.after_commit.is_empty() {
+            return;
+        }
+        self.acked = false;
+        let confirming = !self.after_commit.is_empty();
+        let stored = self.router.durables().commit(confirming);
+        if !confirming {
+            return;
+        }
+        let lines = std::mem::take(&mut self.after_commit);
+        match stored {
+            Ok(()) => {
+                self.outbox.push(&lines);
+            }
+            Err(why) => {
+                let error = ProtocolError::NotStored(why);
+                let mut out = Vec::new();
+                for line in lines.split_inclusive(|&b| b == b'\n') {
+                    if line.starts_with(b"OK PUBLISH ") {
+                        Reply::Error(&error).write_lines(&mut out);
+                    } else {
+                        out.extend_from_slice(line);
+                    }
+                }
+                self.outbox.push(&out);
+            }
+        }
     }
 
     /// Removes every subscription of this connection from the registry, under one lock, so
@@ -514,6 +689,11 @@ impl Drop for Session {
         // Lines this thread queued for others are still owed to them.
         self.flush();
         self.leave_all_topics();
+        // What was in flight to this connection waits for the next to resume.
+        let me = self.subscriber.id();
+        for durable in self.durables.drain(..) {
+            durable.release(me);
+        }
         self.outbox.close();
         self.outbox.join_writer();
         let left_out = self.bad_lines.left_out();

@@ -27,6 +27,9 @@ use pubsub_lab::config::{
     DEFAULT_MAX_TOPIC_LEVELS, DEFAULT_PORT, DEFAULT_SYS_INTERVAL, DEFAULT_UDP_LEASE,
     DEFAULT_UDP_MAX_SUBSCRIBERS, DEFAULT_UDP_TOPIC, DEFAULT_WRITE_TIMEOUT,
 };
+use pubsub_lab::config::{
+    FsyncPolicy, DEFAULT_ACK_TIMEOUT, DEFAULT_MAX_INFLIGHT, DEFAULT_MAX_QUEUED,
+};
 use pubsub_lab::error::describe;
 use pubsub_lab::{Broker, Config, StartError};
 
@@ -111,6 +114,26 @@ struct Args {
     /// keep-alive connection is closed after as long.
     #[arg(long, default_value_t = DurationArg(DEFAULT_HTTP_TIMEOUT))]
     http_timeout: DurationArg,
+    /// Keep durable subscriptions in a log in this directory, so that they survive
+    /// restarts and crashes (without it they live in memory only).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<std::path::PathBuf>,
+    /// When the log is flushed to the disk: always (before each confirm; loses nothing),
+    /// interval (once a second; a power cut loses up to a second), never (the OS decides).
+    #[arg(long, default_value_t = FsyncPolicy::default())]
+    fsync: FsyncPolicy,
+    /// Most messages sent on one durable subscription and not yet acknowledged; the rest
+    /// wait.
+    #[arg(long, default_value_t = DEFAULT_MAX_INFLIGHT)]
+    max_inflight: usize,
+    /// How long a message sent on a durable subscription waits for its ACK before it is
+    /// sent again (like 30s).
+    #[arg(long, default_value_t = DurationArg(DEFAULT_ACK_TIMEOUT))]
+    ack_timeout: DurationArg,
+    /// Most messages one durable subscription holds while nobody reads it; past it the
+    /// oldest are dropped (counted in STATS).
+    #[arg(long, default_value_t = DEFAULT_MAX_QUEUED)]
+    max_queued: usize,
     /// Show every line in and out, with connection number and client id.
     #[arg(long)]
     trace: bool,
@@ -147,6 +170,11 @@ fn run(args: &Args) -> Result<(), String> {
         udp_lease: args.udp_lease.0,
         udp_max_subscribers: args.udp_max_subscribers,
         http_timeout: args.http_timeout.0,
+        data_dir: args.data_dir.clone(),
+        fsync: args.fsync,
+        max_inflight: args.max_inflight,
+        ack_timeout: args.ack_timeout.0,
+        max_queued: args.max_queued,
         ..Config::default()
     };
     let mut builder = Broker::builder()
@@ -215,6 +243,7 @@ fn run(args: &Args) -> Result<(), String> {
         args.max_line_bytes,
         format_duration(args.write_timeout.0)
     );
+    log::info!("{}", broker.storage());
     broker.run().map_err(|error| error.to_string())
 }
 

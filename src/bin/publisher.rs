@@ -5,14 +5,20 @@
 //! printf 'weather hi\nnews hello\n' | cargo run --bin publisher pub1   # piped: exits at the end
 //! cargo run --bin publisher pub1 --topic weather Rainy day ahead!     # one message, then exit
 //! cargo run --bin publisher pub1 --topic clock --every 2s             # "Event at ..." every 2 s
-//! cargo run --bin publisher pub1 --topic home/temp --retain 21.5C     # kept for later subscribers
 //! cargo run --bin publisher pub1 --udp --topic clock --every 2s       # the same, as datagrams
+//! cargo run --bin publisher pub1 --topic home/temp --retain 21.5C     # kept for later subscribers
+//! cargo run --bin publisher pub1 --confirm --topic orders 2 pizzas     # wait until it is stored
 //! ```
 //!
 //! With `--udp`, each message is one datagram (`PUBLISH <topic> <message> <id>`) to the
 //! broker's `--udp-port` (9999 unless `--port` says otherwise). Nothing confirms a datagram
 //! arrived, so at the end the publisher sends a `PING` and waits for its `PONG`: proof
 //! that the broker is there, not that every datagram before it arrived.
+//!
+//! With `--confirm`, the publisher turns on `VERBOSE` and waits for each message's
+//! `OK PUBLISH`, which a broker with `--data-dir` sends only once the message is stored
+//! for every durable subscription it matched. A message that is refused, or not confirmed
+//! in time, is reported, and the run fails at the end.
 
 use std::io::{self, BufRead, IsTerminal};
 use std::net::Shutdown;
@@ -31,6 +37,9 @@ use pubsub_lab::{Client, Error};
 
 /// How long to wait, at the end, for the broker to confirm it handled everything.
 const FINISH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long `--confirm` waits for one message's confirm.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The shortest `--every`: shorter is a flood, which `troublemaker flood` plays on purpose.
 const MIN_INTERVAL: Duration = Duration::from_millis(1);
@@ -53,6 +62,10 @@ struct Args {
     /// message and hands it to every later subscriber of the topic.
     #[arg(long, requires = "topic")]
     retain: bool,
+    /// Wait for the broker to confirm each message (OK PUBLISH, sent once it is stored for
+    /// every durable subscription), and report those it does not confirm.
+    #[arg(long, conflicts_with = "retain")]
+    confirm: bool,
     /// With --every: stop after this many messages.
     #[arg(long, requires = "every")]
     count: Option<u64>,
@@ -91,6 +104,8 @@ fn main() -> ExitCode {
 struct Tally {
     published: u64,
     not_sent: u64,
+    /// With `--confirm`: messages refused or not confirmed in time.
+    unconfirmed: u64,
 }
 
 fn run(args: &Args) -> Result<(), Error> {
@@ -101,15 +116,20 @@ fn run(args: &Args) -> Result<(), Error> {
     let port = args.port.unwrap_or(DEFAULT_PORT);
     let mut client = Client::connect((args.host.as_str(), port))?;
     let replies = Replies::listen(&client)?;
+    if args.confirm {
+        client.send(pubsub_lab::Command::Verbose { on: true })?;
+    }
     let tally = match &args.topic {
         Some(topic) => match args.every {
             Some(interval) => tick(&mut client, &replies, args, topic, interval)?,
             None => {
                 send(&mut client, args, topic, &args.message.join(" "))?;
-                Tally {
+                let mut tally = Tally {
                     published: 1,
-                    not_sent: 0,
-                }
+                    ..Tally::default()
+                };
+                replies.confirm(args, &mut tally, topic)?;
+                tally
             }
         },
         None => {
@@ -120,13 +140,27 @@ fn run(args: &Args) -> Result<(), Error> {
                     args.id
                 );
             }
-            publish_stdin(&mut client, &replies, &args.id)?
+            publish_stdin(&mut client, &replies, args)?
         }
     };
     // A half-close says we are done; the broker handles every line, then closes its side.
     client.try_clone_stream()?.shutdown(Shutdown::Write)?;
     let refused = replies.finish(FINISH_TIMEOUT)?;
-    eprintln!("published {} message(s)", tally.published);
+    if args.confirm {
+        eprintln!(
+            "published {} message(s), {} confirmed",
+            tally.published,
+            tally.published - tally.unconfirmed
+        );
+        if tally.unconfirmed > 0 {
+            return Err(Error::InvalidArgument(format!(
+                "{} message(s) not confirmed (see above)",
+                tally.unconfirmed
+            )));
+        }
+    } else {
+        eprintln!("published {} message(s)", tally.published);
+    }
     if let Some(first) = refused.first() {
         if refused.len() > 1 {
             eprintln!("the broker refused {} line(s)", refused.len());
@@ -155,6 +189,8 @@ struct Replies {
 enum Heard {
     /// `ERROR <reason>`: the broker refused a line (or the whole connection).
     Refused(String),
+    /// `OK PUBLISH ...`: a message confirmed (with `--confirm`).
+    Confirmed,
     /// The broker closed the connection.
     Closed,
 }
@@ -172,7 +208,12 @@ impl Replies {
                             return;
                         }
                     }
-                    Ok(_) => {} // acknowledgements, deliveries to ourselves: not our business
+                    Ok(Some(Incoming::Reply(line))) if line.starts_with("OK PUBLISH ") => {
+                        if tell.send(Heard::Confirmed).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {} // other acknowledgements, deliveries to ourselves
                     Err(_) => {
                         let _ = tell.send(Heard::Closed);
                         return;
@@ -186,7 +227,7 @@ impl Replies {
     fn refusal(&self) -> Option<String> {
         self.heard.try_iter().find_map(|heard| match heard {
             Heard::Refused(reason) => Some(reason),
-            Heard::Closed => None,
+            Heard::Confirmed | Heard::Closed => None,
         })
     }
 
@@ -199,6 +240,7 @@ impl Replies {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.heard.recv_timeout(left) {
                 Ok(Heard::Refused(reason)) => refused.push(reason),
+                Ok(Heard::Confirmed) => {}
                 Ok(Heard::Closed) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 Err(mpsc::RecvTimeoutError::Timeout) => return Err(Error::Timeout),
             }
@@ -219,6 +261,35 @@ impl Replies {
         }
         eprintln!("the broker went away after {sent_so_far} message(s); is it still running?");
         error
+    }
+
+    /// With `--confirm`, waits for the confirm of the message just sent (the broker
+    /// answers a connection's lines in order, so the next answer is its): a refusal or no
+    /// answer in time is reported and counted; a closed connection ends the run.
+    fn confirm(&self, args: &Args, tally: &mut Tally, topic: &str) -> Result<(), Error> {
+        if !args.confirm {
+            return Ok(());
+        }
+        let failure = match self.heard.recv_timeout(CONFIRM_TIMEOUT) {
+            Ok(Heard::Confirmed) => return Ok(()),
+            Ok(Heard::Refused(reason)) => format!("ERROR {reason}"),
+            Ok(Heard::Closed) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+                eprintln!(
+                    "not confirmed: message {} to {topic}: the broker went away",
+                    tally.published
+                );
+                return Err(Error::Closed);
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                format!("no confirm within {}", format_duration(CONFIRM_TIMEOUT))
+            }
+        };
+        eprintln!(
+            "not confirmed: message {} to {topic}: {failure}",
+            tally.published
+        );
+        tally.unconfirmed += 1;
+        Ok(())
     }
 
     /// Stops the run at the broker's first refusal, with its reason.
@@ -328,7 +399,8 @@ fn check_arguments(args: &Args) -> Result<(), Error> {
 
 /// Reads `<topic> <message>` lines until end of input. A line that cannot be sent is
 /// reported and counted, and the rest go on.
-fn publish_stdin(client: &mut Client, replies: &Replies, id: &str) -> Result<Tally, Error> {
+fn publish_stdin(client: &mut Client, replies: &Replies, args: &Args) -> Result<Tally, Error> {
+    let id = args.id.as_str();
     let mut tally = Tally::default();
     for line in io::stdin().lock().lines() {
         let line = line?;
@@ -341,9 +413,14 @@ fn publish_stdin(client: &mut Client, replies: &Replies, id: &str) -> Result<Tal
             tally.not_sent += 1;
             continue;
         };
-        replies.check()?;
+        if !args.confirm {
+            replies.check()?;
+        }
         match client.publish(topic, message.trim(), id) {
-            Ok(()) => tally.published += 1,
+            Ok(()) => {
+                tally.published += 1;
+                replies.confirm(args, &mut tally, topic)?;
+            }
             Err(Error::InvalidArgument(why)) => {
                 eprintln!("not sent: {why}");
                 tally.not_sent += 1;
@@ -381,12 +458,15 @@ fn tick(
         } else {
             args.message.join(" ")
         };
-        replies.check()?;
+        if !args.confirm {
+            replies.check()?;
+        }
         // Topic and id were checked before connecting, so a message that cannot be sent
         // would fail every time: it ends the run (`?`) rather than repeat for ever.
         send(client, args, topic, &message)
             .map_err(|error| replies.why_sending_failed(error, tally.published))?;
         tally.published += 1;
+        replies.confirm(args, &mut tally, topic)?;
     }
     Ok(tally)
 }

@@ -6,6 +6,7 @@
 //! cargo run --bin subscriber sub1 --topic weather --count 3     # exit after 3 messages
 //! cargo run --bin subscriber sub1 --topic weather --reconnect   # survive broker restarts
 //! cargo run --bin subscriber sub1 --udp --topic udp             # datagrams, from --udp-port
+//! cargo run --bin subscriber sub1 --durable --topic orders      # nothing lost while away
 //! ```
 //!
 //! With `--udp`, the subscriber sends its `SUBSCRIBE`s as datagrams to the broker's UDP
@@ -13,6 +14,12 @@
 //! UDP subscription is a lease that ends unless renewed, so it sends them again every
 //! `--renew` (20 s, a third of the broker's default lease): that also subscribes it again
 //! to a broker that restarted. Typed commands are not read in this mode.
+//!
+//! With `--durable`, each `--topic` is a durable subscription (`DURABLE <topic> <id>`):
+//! the broker keeps what is published while this subscriber is away, and sends it when it
+//! comes back. Each `MESSAGE` is acknowledged (`ACK <seq>`) right after it is printed, so
+//! killing the subscriber at any moment loses nothing: at worst the one message printed
+//! and not yet acknowledged is printed again, with the same seq, after a restart.
 //!
 //! Each line from the broker is printed as `>> <line>`; on a terminal, control characters
 //! in it are shown escaped (`\u{1b}`) unless `--raw` is given. Commands typed on stdin:
@@ -61,6 +68,10 @@ struct Args {
     /// Subscribe to this topic at start (repeat the flag for several).
     #[arg(long)]
     topic: Vec<String>,
+    /// Make each --topic a durable subscription: what is published while this subscriber
+    /// is away is kept for it; each MESSAGE is acknowledged once printed.
+    #[arg(long)]
+    durable: bool,
     /// Exit after this many deliveries.
     #[arg(long)]
     count: Option<u64>,
@@ -93,6 +104,8 @@ const RENEW_EVERY: Duration = Duration::from_secs(20);
 /// What the stdin thread and the socket thread share.
 struct Shared {
     id: String,
+    /// `--durable`.
+    durable: bool,
     /// The write half of the current connection; replaced on reconnect.
     writer: Mutex<Option<TcpStream>>,
     /// The topics we want, subscribed again after a reconnect.
@@ -120,6 +133,7 @@ fn run(args: &Args) -> Result<(), String> {
     let addr = (args.host.as_str(), args.port.unwrap_or(DEFAULT_PORT));
     let shared = Arc::new(Shared {
         id: args.id.clone(),
+        durable: args.durable,
         writer: Mutex::new(None),
         topics: Mutex::new(args.topic.iter().cloned().collect()),
         ping_sent: Mutex::new(None),
@@ -235,6 +249,8 @@ fn run_udp(args: &Args) -> Result<(), String> {
                     .to_string()
             }
             Ok(Some(Incoming::Error(reason))) => format!("ERROR {reason}"),
+            // Durable subscriptions are not held over UDP, but a line is shown as it came.
+            Ok(Some(Incoming::Message(message))) => message.to_string(),
             Ok(Some(Incoming::Reply(line))) => line,
             Ok(None) => continue,
             Err(error) if args.reconnect => {
@@ -387,8 +403,13 @@ fn why_closed(addr: (&str, u16), connection: &Connection) -> Ended {
 fn attach(shared: &Shared, client: &mut Client) -> Result<(), Error> {
     let topics: Vec<String> = shared.topics.lock().iter().cloned().collect();
     for topic in &topics {
-        client.subscribe(topic, &shared.id)?;
-        eprintln!("subscribed to {topic}");
+        if shared.durable {
+            let pending = client.durable(topic, &shared.id)?;
+            eprintln!("durable subscription to {topic}: {pending} message(s) pending");
+        } else {
+            client.subscribe(topic, &shared.id)?;
+            eprintln!("subscribed to {topic}");
+        }
     }
     *shared.writer.lock() = Some(client.try_clone_stream()?);
     Ok(())
@@ -416,7 +437,13 @@ fn receive(
         if let (1, Incoming::Error(reason)) = (connection.lines, &incoming) {
             connection.first_error = Some(reason.clone());
         }
+        let mut ack = None;
         let line = match &incoming {
+            Incoming::Message(message) => {
+                *received += 1;
+                ack = Some(message.seq);
+                message.to_string()
+            }
             Incoming::Deliver(delivery) => {
                 *received += 1;
                 String::from_utf8_lossy(&delivery.to_line())
@@ -438,6 +465,10 @@ fn receive(
             } else {
                 Err(error.into())
             };
+        }
+        // Printed (stdout writes each line out whole): only now is it handled.
+        if let Some(seq) = ack {
+            client.ack(seq)?;
         }
     }
 }

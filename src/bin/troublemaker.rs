@@ -483,6 +483,7 @@ fn halfline(addr: SocketAddr, plan: &Plan) -> Result<(), Error> {
             Some(Incoming::Reply(line)) => line,
             Some(Incoming::Error(reason)) => format!("ERROR {reason}"),
             Some(Incoming::Deliver(delivery)) => format!("a delivery from {}", delivery.topic),
+            Some(Incoming::Message(message)) => format!("a message from {}", message.topic),
             None => "nothing".to_string(),
         };
         client.ping()?;

@@ -58,7 +58,7 @@ impl PartialEq for CommandSpec {
 impl Eq for CommandSpec {}
 
 /// Every command, in the order `HELP` lists them. See the module docs.
-pub const COMMANDS: [CommandSpec; 11] = [
+pub const COMMANDS: [CommandSpec; 14] = [
     CommandSpec {
         word: "SUBSCRIBE",
         arguments: "<topic> <subscriber_id>",
@@ -93,6 +93,27 @@ pub const COMMANDS: [CommandSpec; 11] = [
         summary: "forget the message kept for <topic>",
         classic: false,
         parse: parse_unretain,
+    },
+    CommandSpec {
+        word: "DURABLE",
+        arguments: "<filter> <subscriber_id>",
+        summary: "start or resume a durable subscription: MESSAGE lines, kept until ACKed",
+        classic: false,
+        parse: parse_durable,
+    },
+    CommandSpec {
+        word: "ACK",
+        arguments: "<seq>",
+        summary: "acknowledge MESSAGE <seq>: the broker will not send it again",
+        classic: false,
+        parse: parse_ack,
+    },
+    CommandSpec {
+        word: "CANCEL",
+        arguments: "<filter> <subscriber_id>",
+        summary: "end a durable subscription, dropping the messages it holds",
+        classic: false,
+        parse: parse_cancel,
     },
     CommandSpec {
         word: "PING",
@@ -218,6 +239,41 @@ pub enum Command<'a> {
         /// The id the client calls itself.
         publisher_id: &'a str,
     },
+    /// Start, or resume, the durable subscription of `subscriber_id` to `filter`
+    /// (extension). It belongs to the id, not to the connection: it keeps collecting
+    /// messages while nobody holds it. The broker answers `OK DURABLE <filter> <pending>`,
+    /// then sends the pending messages as `MESSAGE` lines.
+    ///
+    /// ```text
+    /// DURABLE orders/# shop1
+    /// ```
+    Durable {
+        /// The topic or filter.
+        filter: &'a str,
+        /// Whose subscription it is.
+        subscriber_id: &'a str,
+    },
+    /// Acknowledge one message received on a durable subscription (extension).
+    ///
+    /// ```text
+    /// ACK 17
+    /// ```
+    Ack {
+        /// The seq of its `MESSAGE` line, as sent (checked by the session, so that a bad
+        /// one gets its own error).
+        seq: &'a str,
+    },
+    /// End a durable subscription, dropping what it holds (extension).
+    ///
+    /// ```text
+    /// CANCEL orders/# shop1
+    /// ```
+    Cancel {
+        /// The topic or filter.
+        filter: &'a str,
+        /// Whose subscription it is.
+        subscriber_id: &'a str,
+    },
     /// Ask for a `PONG`, echoing an optional token (extension).
     ///
     /// ```text
@@ -308,6 +364,9 @@ impl<'a> Command<'a> {
             Command::Publish { .. } => "PUBLISH",
             Command::Retain { .. } => "RETAIN",
             Command::Unretain { .. } => "UNRETAIN",
+            Command::Durable { .. } => "DURABLE",
+            Command::Ack { .. } => "ACK",
+            Command::Cancel { .. } => "CANCEL",
             Command::Ping { .. } => "PING",
             Command::Topics { .. } => "TOPICS",
             Command::Stats => "STATS",
@@ -322,7 +381,9 @@ impl<'a> Command<'a> {
     pub fn client_id(&self) -> Option<&'a str> {
         match *self {
             Command::Subscribe { subscriber_id, .. }
-            | Command::Unsubscribe { subscriber_id, .. } => Some(subscriber_id),
+            | Command::Unsubscribe { subscriber_id, .. }
+            | Command::Durable { subscriber_id, .. }
+            | Command::Cancel { subscriber_id, .. } => Some(subscriber_id),
             Command::Publish { publisher_id, .. }
             | Command::Retain { publisher_id, .. }
             | Command::Unretain { publisher_id, .. } => Some(publisher_id),
@@ -350,6 +411,15 @@ impl<'a> Command<'a> {
                 topic,
                 subscriber_id,
             } => [Some(topic), Some(subscriber_id), None],
+            Command::Durable {
+                filter,
+                subscriber_id,
+            }
+            | Command::Cancel {
+                filter,
+                subscriber_id,
+            } => [Some(filter), Some(subscriber_id), None],
+            Command::Ack { seq } => [Some(seq), None, None],
             Command::Publish {
                 topic,
                 message,
@@ -516,6 +586,30 @@ fn parse_publish(rest: &str) -> Option<Command<'_>> {
     })
 }
 
+fn parse_durable(rest: &str) -> Option<Command<'_>> {
+    let (filter, subscriber_id) = exactly_two(rest)?;
+    Some(Command::Durable {
+        filter,
+        subscriber_id,
+    })
+}
+
+fn parse_cancel(rest: &str) -> Option<Command<'_>> {
+    let (filter, subscriber_id) = exactly_two(rest)?;
+    Some(Command::Cancel {
+        filter,
+        subscriber_id,
+    })
+}
+
+fn parse_ack(rest: &str) -> Option<Command<'_>> {
+    let mut parts = tokens(rest);
+    match (parts.next(), parts.next()) {
+        (Some(seq), None) => Some(Command::Ack { seq }),
+        _ => None,
+    }
+}
+
 fn parse_topics(rest: &str) -> Option<Command<'_>> {
     let mut parts = tokens(rest);
     match (parts.next(), parts.next()) {
@@ -648,6 +742,10 @@ mod tests {
         expect("VERBOSE maybe", "VERBOSE");
         expect("TOPICS a b", "TOPICS");
         expect("QUIT now", "QUIT");
+        expect("DURABLE orders", "DURABLE");
+        expect("ACK", "ACK");
+        expect("ACK 1 2", "ACK");
+        expect("CANCEL orders", "CANCEL");
         let reason = ProtocolError::WrongArguments(spec("SUBSCRIBE")).to_string();
         assert_eq!(
             reason,
@@ -740,6 +838,15 @@ mod tests {
                 publisher_id: "p",
             },
             Command::UnsubscribeAll,
+            Command::Durable {
+                filter: "orders/#",
+                subscriber_id: "shop1",
+            },
+            Command::Ack { seq: "17" },
+            Command::Cancel {
+                filter: "orders/#",
+                subscriber_id: "shop1",
+            },
             Command::Ping { token: None },
             Command::Ping { token: Some("t") },
             Command::Topics { filter: None },

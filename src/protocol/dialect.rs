@@ -320,6 +320,23 @@ fn write_json_reply(reply: &Reply<'_>, out: &mut Vec<u8>) {
         Reply::UnretainOk(topic) => {
             object.string("ok", "unretain").string("topic", topic);
         }
+        // Durable subscriptions have no JSON action yet; their answers have a JSON form
+        // all the same, so that every reply has one.
+        Reply::DurableOk { filter, pending } => {
+            object
+                .string("ok", "durable")
+                .string("filter", filter)
+                .number("pending", *pending as f64);
+        }
+        Reply::AckOk(seq) => {
+            object.string("ok", "ack").number("seq", *seq as f64);
+        }
+        Reply::CancelOk { filter, dropped } => {
+            object
+                .string("ok", "cancel")
+                .string("filter", filter)
+                .number("dropped", *dropped as f64);
+        }
         Reply::VerboseOk(on) => {
             object
                 .string("ok", "verbose")

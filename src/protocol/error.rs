@@ -79,6 +79,22 @@ pub enum ProtocolError {
         /// What it was: `topic`, `publisher id`, `subscriber id`.
         what: &'static str,
     },
+    /// `ACK` with something that is not a seq (a whole number).
+    BadSeq(String),
+    /// `ACK` with a seq that no durable subscription held by this connection has in
+    /// flight: acknowledged already, sent to another connection, or never sent.
+    UnknownSeq(u64),
+    /// Sent to a connection that held a durable subscription when another connection
+    /// resumed it: the newer one holds it now (MQTT's session takeover).
+    TakenOver {
+        /// The subscription's filter.
+        filter: String,
+        /// Its subscriber id.
+        subscriber_id: String,
+    },
+    /// In place of a confirm (`OK PUBLISH`): the broker could not write its log, so the
+    /// message is not stored as promised. Holds the reason.
+    NotStored(String),
     /// A message a `DELIVER` line could not carry unchanged: empty, more than one line, or
     /// starting or ending with a space or tab. Like `NotOneWord`, only text from outside
     /// the line protocol can be so.
@@ -178,6 +194,27 @@ impl fmt::Display for ProtocolError {
             ProtocolError::NotOneWord { what } => write!(
                 f,
                 "a {what} must be one word, with no spaces or line breaks"
+            ),
+            ProtocolError::BadSeq(seq) => write!(
+                f,
+                "'{seq}' is not a seq: send ACK with the number from a MESSAGE line, as in ACK 17"
+            ),
+            ProtocolError::UnknownSeq(seq) => write!(
+                f,
+                "no message {seq} is waiting for an ACK on this connection (acknowledged \
+                 already, or sent on a durable subscription this connection does not hold)"
+            ),
+            ProtocolError::TakenOver {
+                filter,
+                subscriber_id,
+            } => write!(
+                f,
+                "durable subscription {filter} {subscriber_id} was taken over by another \
+                 connection: its messages go there now"
+            ),
+            ProtocolError::NotStored(why) => write!(
+                f,
+                "message not stored, not confirmed ({why}): the operator must look at the broker"
             ),
             ProtocolError::BadMessage => write!(
                 f,

@@ -12,6 +12,7 @@
 //! | `command.rs` | client → broker | [`COMMANDS`], the table of every command; [`Command::parse`] |
 //! | `reply.rs` | broker → that client | [`Reply`]: `OK`, `PONG`, `HELP`, `TOPICS`, `STATS`, `BYE` |
 //! | `delivery.rs` | broker → subscribers | [`write_delivery`], the `DELIVER` line; [`Delivery`] |
+//! | `message.rs` | broker → durable subscribers | [`write_message`], the `MESSAGE` line; [`Message`] |
 //! | `error.rs` | broker → that client | [`ProtocolError`], the reason in an `ERROR` line |
 //! | `dialect.rs` | both | [`Dialect`]: the same commands and replies as kn-sock's JSON lines |
 //!
@@ -33,10 +34,12 @@ mod command;
 mod delivery;
 mod dialect;
 mod error;
+mod message;
 mod reply;
 
 pub use command::{check_message, check_word, Command, CommandSpec, COMMANDS};
 pub use delivery::{write_delivery, Delivery, TIMESTAMP_FORMAT};
 pub use dialect::{listed_json, write_json_delivery, Dialect, JsonRequest, JSON_ACTIONS};
 pub use error::ProtocolError;
+pub use message::{write_message, Message};
 pub use reply::{Listed, Reply, MORE_TOPICS};

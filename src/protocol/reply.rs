@@ -60,6 +60,23 @@ pub enum Reply<'a> {
         /// How many subscribers the message was handed to.
         deliveries: usize,
     },
+    /// `OK DURABLE <filter> <pending>`, the answer to `DURABLE` (always sent): the
+    /// subscription is held by this connection now, and `pending` messages follow.
+    DurableOk {
+        /// The filter.
+        filter: &'a str,
+        /// How many messages it held (waiting, or sent before and not acknowledged).
+        pending: usize,
+    },
+    /// `OK ACK <seq>`, sent in verbose mode only.
+    AckOk(u64),
+    /// `OK CANCEL <filter> <dropped>`, the answer to `CANCEL` (always sent).
+    CancelOk {
+        /// The filter.
+        filter: &'a str,
+        /// How many messages it held, now dropped.
+        dropped: usize,
+    },
     /// `OK VERBOSE on|off`, the answer to `VERBOSE` (sent whatever the mode was).
     VerboseOk(bool),
     /// `PONG [token]`.
@@ -105,6 +122,9 @@ impl Reply<'_> {
                 writeln!(out, "OK RETAIN {topic} {deliveries}")
             }
             Reply::UnretainOk(topic) => writeln!(out, "OK UNRETAIN {topic}"),
+            Reply::DurableOk { filter, pending } => writeln!(out, "OK DURABLE {filter} {pending}"),
+            Reply::AckOk(seq) => writeln!(out, "OK ACK {seq}"),
+            Reply::CancelOk { filter, dropped } => writeln!(out, "OK CANCEL {filter} {dropped}"),
             Reply::VerboseOk(on) => writeln!(out, "OK VERBOSE {}", if *on { "on" } else { "off" }),
             Reply::Pong(Some(token)) => writeln!(out, "PONG {token}"),
             Reply::Pong(None) => writeln!(out, "PONG"),
@@ -165,6 +185,15 @@ mod tests {
             Reply::PublishOk {
                 topic: "t",
                 deliveries: 2,
+            },
+            Reply::DurableOk {
+                filter: "t",
+                pending: 3,
+            },
+            Reply::AckOk(1),
+            Reply::CancelOk {
+                filter: "t",
+                dropped: 0,
             },
             Reply::VerboseOk(true),
             Reply::Pong(Some("DELIVER")),

@@ -25,6 +25,7 @@
 //!
 //! The exit code is 0 only if every run delivered everything, in order, within its time.
 
+mod durable;
 mod hostile;
 mod measure;
 mod relay;
@@ -111,6 +112,10 @@ struct Args {
     /// the whole suite in seconds.
     #[arg(long)]
     quick: bool,
+    /// With durable: only this --fsync policy (always, interval or never) instead of all
+    /// three.
+    #[arg(long)]
+    fsync: Option<String>,
     /// Port for `relay` to listen on (0 picks a free one).
     #[arg(long, default_value_t = 0)]
     port: u16,
@@ -147,6 +152,11 @@ enum Mode {
     /// --subs subscribers on `room/+/temp`, one publisher to `room/<n>/temp` in turn, with
     /// --filters distinct wildcard filters subscribed in all.
     Wildcard,
+    /// One publisher with confirms into --subs durable subscribers that acknowledge, once
+    /// per --fsync policy.
+    Durable,
+    /// A log of --msgs messages: how long the broker takes to start from it.
+    Restart,
     /// Serve the speed-of-light relay on --port until killed.
     Relay,
     /// fanout, then the same with --subs subscribers speaking kn-sock's JSON lines.
@@ -191,6 +201,16 @@ enum Job {
         msgs: u64,
         size: usize,
     },
+    Durable {
+        subs: usize,
+        msgs: u64,
+        size: usize,
+        fsync: &'static str,
+    },
+    Restart {
+        msgs: u64,
+        size: usize,
+    },
 }
 
 impl Job {
@@ -204,6 +224,8 @@ impl Job {
             Job::Wildcard { .. } => Workload::Wildcard.name(),
             Job::Udp { .. } => "udp",
             Job::Http { .. } => "http",
+            Job::Durable { .. } => "durable",
+            Job::Restart { .. } => "restart",
         }
     }
 
@@ -228,6 +250,8 @@ impl Job {
             }
             Job::Udp { subs, .. } => subs + 2,
             Job::Http { .. } => 3,
+            Job::Durable { subs, .. } => subs + 2,
+            Job::Restart { .. } => 4,
         }
     }
 
@@ -256,6 +280,17 @@ impl Job {
                 size,
             } => workloads::run_udp(target, *subs, *msgs, *rate, *size, timeout),
             Job::Http { msgs, size } => web::run_http(target, *msgs, *size, timeout),
+            Job::Durable {
+                subs,
+                msgs,
+                size,
+                fsync,
+            } => {
+                let dir = data_dir(fsync);
+                durable::run_durable(target, *subs, *msgs, *size, fsync, &dir, timeout)
+            }
+            // Starts its own brokers: see `measure`.
+            Job::Restart { .. } => Err("restart starts its own brokers".to_string()),
         }
     }
 
@@ -368,6 +403,27 @@ fn jobs_for(mode: Mode, args: &Args) -> Vec<Job> {
             rate: args.rate,
             size: args.size,
         }],
+        Mode::Durable => {
+            let policies: Vec<&'static str> = match args.fsync.as_deref() {
+                Some("always") => vec!["always"],
+                Some("interval") => vec!["interval"],
+                Some("never") => vec!["never"],
+                _ => vec!["always", "interval", "never"],
+            };
+            policies
+                .into_iter()
+                .map(|fsync| Job::Durable {
+                    subs: args.subs.unwrap_or(10),
+                    msgs: args.msgs.unwrap_or_else(|| scale(50_000)),
+                    size: args.size,
+                    fsync,
+                })
+                .collect()
+        }
+        Mode::Restart => vec![Job::Restart {
+            msgs: args.msgs.unwrap_or_else(|| scale(1_000_000)),
+            size: args.size,
+        }],
         // The relay serves; it measures nothing itself.
         Mode::Relay => Vec::new(),
     }
@@ -397,6 +453,11 @@ fn run(args: &Args) -> Result<bool, String> {
     let target = chosen_target(args)?;
     if target == TargetKind::Broker {
         target::check_broker_is_current()?;
+    }
+    if let Some(policy) = &args.fsync {
+        if !["always", "interval", "never"].contains(&policy.as_str()) {
+            return Err(format!("--fsync {policy}: use always, interval or never"));
+        }
     }
     if args.rate.is_some_and(|rate| rate.is_nan() || rate <= 0.0) {
         return Err("--rate must be more than 0".to_string());
@@ -457,6 +518,14 @@ fn run(args: &Args) -> Result<bool, String> {
     Ok(clean)
 }
 
+/// The data directory of a `durable` run under `fsync` (made by [`durable::fresh_data_dir`]).
+fn data_dir(fsync: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!(
+        "pubsub-lab-bench-durable-{fsync}-{}",
+        std::process::id()
+    ))
+}
+
 fn chosen_target(args: &Args) -> Result<TargetKind, String> {
     if args.mode == Mode::Wildcard && (args.relay || args.compare) {
         return Err(
@@ -484,11 +553,28 @@ fn measure(
     job: &Job,
     timeout: Duration,
 ) -> Result<Result<Outcome, String>, String> {
-    let listeners = Listeners {
-        udp: job.needs_udp(),
-        web: job.needs_web(),
+    if let Job::Restart { msgs, size } = job {
+        return Ok(durable::run_restart(kind, *msgs, *size, timeout));
+    }
+    let target = match job {
+        Job::Durable { fsync, .. } => {
+            let dir = durable::fresh_data_dir(&format!("durable-{fsync}"))?;
+            let flags = [
+                "--data-dir".to_string(),
+                dir.display().to_string(),
+                "--fsync".to_string(),
+                fsync.to_string(),
+            ];
+            Target::start_with(kind, job.connections() + 16, &flags)?
+        }
+        _ => {
+            let listeners = Listeners {
+                udp: job.needs_udp(),
+                web: job.needs_web(),
+            };
+            Target::start(kind, job.connections() + 16, listeners)?
+        }
     };
-    let target = Target::start(kind, job.connections() + 16, listeners)?;
     Ok(job.run(&target, timeout).map_err(|message| {
         let said: Vec<String> = target.log_tail();
         if said.is_empty() {

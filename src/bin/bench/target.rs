@@ -155,6 +155,35 @@ impl Target {
         }
     }
 
+    /// Starts our broker (or the baseline build) with `extra` flags after the usual ones,
+    /// for a workload that needs a setting (`durable`: `--data-dir`, `--fsync`). Only a
+    /// broker the bench starts can be given flags.
+    pub fn start_with(
+        kind: &TargetKind,
+        max_clients: usize,
+        extra: &[String],
+    ) -> Result<Target, String> {
+        let broker = match kind {
+            TargetKind::Baseline(path) => path.clone(),
+            TargetKind::Broker => sibling_binary("broker")?,
+            TargetKind::Relay | TargetKind::Addr(_) => {
+                return Err(format!(
+                    "this workload needs broker flags ({}): it runs only on a broker the \
+                     bench starts",
+                    extra.join(" ")
+                ))
+            }
+        };
+        let limit = max_clients.max(1024).to_string();
+        let mut args = vec!["--port", "0", "--max-clients", &limit];
+        if *kind == TargetKind::Broker {
+            args.push("--no-http");
+        }
+        args.extend(extra.iter().map(String::as_str));
+        let child = ChildGuard::spawn(broker, &args)?;
+        Ok(Target::child(kind, child))
+    }
+
     fn child(kind: &TargetKind, child: ChildGuard) -> Target {
         Target {
             label: kind.label(),

@@ -45,6 +45,10 @@ pub const LABS: &[Lab] = &[
         sheet: "07-topic-trees.md",
     },
     Lab {
+        number: 8,
+        sheet: "08-nothing-lost.md",
+    },
+    Lab {
         number: 9,
         sheet: "09-the-web.md",
     },

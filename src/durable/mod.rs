@@ -1,0 +1,326 @@
+//! Durable subscriptions: at-least-once delivery, with acknowledgements, redelivery, and
+//! (with `--data-dir`) a log that survives a crash.
+//!
+//! A classic subscription belongs to a connection and ends with it: what is published
+//! while the client is away is gone (*at most once*). A durable subscription belongs to a
+//! subscriber id and a filter, and lives until it is cancelled:
+//!
+//! ```text
+//! client -> broker   DURABLE <filter> <subscriber_id>     start or resume it
+//! broker -> client   OK DURABLE <filter> <pending>        then the pending messages
+//! broker -> client   MESSAGE <seq> <topic> <message> <publisher_id> <YYYY-MM-DD HH:MM:SS>
+//! client -> broker   ACK <seq>                            done with that one
+//! client -> broker   CANCEL <filter> <subscriber_id>      end it, dropping what it holds
+//! ```
+//!
+//! The broker keeps each message until it is acknowledged, sends at most
+//! `--max-inflight` unacknowledged ones at a time, and sends them again (same line, same
+//! seq) when the subscription is resumed, or after `--ack-timeout` without an `ACK`.
+//! Delivery is *at least once*: a client that crashes after handling a message but before
+//! its `ACK` gets it again, and drops the duplicate by its seq.
+//!
+//! Why acknowledge each message rather than "everything up to seq N" (cumulative, as TCP
+//! and Kafka's offsets do)? Because one connection may hold several durable subscriptions,
+//! each with its own messages in flight, and a client may finish them out of order (a slow
+//! one, then two quick ones): a cumulative `ACK` would either wait for the slow one or
+//! acknowledge it unhandled. MQTT's `PUBACK` and NATS JetStream's default acknowledge one
+//! message too; the price is one short line per message.
+//!
+//! | file | what |
+//! |---|---|
+//! | `mod.rs` | [`Durables`]: every durable subscription of a broker, by key; the timer thread |
+//! | `subscription.rs` | [`Durable`]: one subscription as a [`Subscriber`](crate::subscriber::Subscriber) |
+//! | `queue.rs` | [`Queue`](queue::Queue): waiting and in-flight messages, redelivery (no I/O) |
+//! | `store.rs` | [`Store`]: seqs, and the log with group commit |
+//! | `log.rs` | segment files, records framed with length and CRC-32, replay |
+//! | `crc32.rs` | CRC-32, by hand |
+//!
+//! This module sits beside the registry, below the router: it knows subscribers, batches
+//! and the protocol's lines, never a socket. The connection that holds a subscription is a
+//! [`Holder`], which the session layer implements.
+
+pub mod crc32;
+pub mod log;
+pub mod queue;
+pub mod store;
+mod subscription;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use self::log::{LogError, Record};
+use self::store::{Key, Store};
+use crate::config::{Config, FsyncPolicy};
+use crate::text::escaped;
+
+pub use subscription::{Attached, Durable, Holder};
+
+/// The limits every durable subscription of a broker shares.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// `--max-inflight`.
+    pub max_inflight: usize,
+    /// `--max-queued`.
+    pub max_queued: usize,
+    /// `--ack-timeout`.
+    pub ack_timeout: Duration,
+}
+
+/// Every durable subscription of one broker, and the store they share.
+#[derive(Debug)]
+pub struct Durables {
+    store: Arc<Store>,
+    limits: Limits,
+    subscriptions: Mutex<BTreeMap<Key, Arc<Durable>>>,
+}
+
+impl Durables {
+    /// Durable subscriptions in memory only: they survive disconnects, not restarts.
+    pub fn in_memory(config: &Config) -> Durables {
+        Durables {
+            store: Arc::new(Store::in_memory()),
+            limits: limits(config),
+            subscriptions: Mutex::default(),
+        }
+    }
+
+    /// Durable subscriptions as `config` says: in memory, or in the log in
+    /// `config.data_dir`, which is replayed now. Logs what the replay found in one line.
+    ///
+    /// # Errors
+    /// A [`LogError`] naming the file and the offset of a damaged record, or a log that
+    /// cannot be read or written.
+    pub fn open(config: &Config) -> Result<Durables, LogError> {
+        let Some(dir) = &config.data_dir else {
+            return Ok(Durables::in_memory(config));
+        };
+        let (store, restored, report) = Store::open(config, dir)?;
+        if let Some((path, offset, bytes)) = &report.cut {
+            ::log::warn!(
+                "cut off a torn record at the end of the log: {} at offset {offset} ({bytes} \
+                 bytes), a write the broker was making when it stopped; it was never \
+                 confirmed, and is not delivered",
+                path.display()
+            );
+        }
+        let store = Arc::new(store);
+        let limits = limits(config);
+        let mut messages = 0;
+        let subscriptions: BTreeMap<Key, Arc<Durable>> = restored
+            .into_iter()
+            .map(|restored| {
+                messages += restored.messages.len();
+                let durable = Durable::new(
+                    restored.key.clone(),
+                    Arc::clone(&store),
+                    limits,
+                    restored.messages,
+                );
+                (restored.key, Arc::new(durable))
+            })
+            .collect();
+        ::log::info!(
+            "log {}: replayed {} records ({} bytes) from {} segment(s) in {} ms: {} durable \
+             subscription(s) holding {messages} message(s); fsync {}",
+            dir.display(),
+            report.records,
+            report.bytes,
+            report.segments,
+            report.millis,
+            subscriptions.len(),
+            config.fsync
+        );
+        Ok(Durables {
+            store,
+            limits,
+            subscriptions: Mutex::new(subscriptions),
+        })
+    }
+
+    /// One line for the start-up log: where durable subscriptions are kept.
+    pub fn describe(&self) -> String {
+        match (self.store.dir(), self.store.policy()) {
+            (Some(dir), Some(policy)) => format!(
+                "durable subscriptions are logged in {} (fsync {policy}): they survive \
+                 restarts and crashes",
+                dir.display()
+            ),
+            _ => "durable subscriptions are kept in memory only: they survive disconnects, \
+                  not restarts (start with --data-dir DIR to keep them)"
+                .to_string(),
+        }
+    }
+
+    /// Every durable subscription, for the router to register at start.
+    pub fn all(&self) -> Vec<Arc<Durable>> {
+        self.subscriptions.lock().values().cloned().collect()
+    }
+
+    /// The durable subscription of `subscriber_id` to `filter`, made now if there was
+    /// none (then `true`: the caller registers it with the router).
+    pub fn get_or_create(&self, filter: &str, subscriber_id: &str) -> (Arc<Durable>, bool) {
+        let key: Key = (subscriber_id.into(), filter.into());
+        let mut subscriptions = self.subscriptions.lock();
+        if let Some(durable) = subscriptions.get(&key) {
+            return (Arc::clone(durable), false);
+        }
+        self.store.append(&Record::Durable {
+            subscriber_id,
+            filter,
+        });
+        let durable = Arc::new(Durable::new(
+            key.clone(),
+            Arc::clone(&self.store),
+            self.limits,
+            Vec::new(),
+        ));
+        subscriptions.insert(key, Arc::clone(&durable));
+        ::log::info!(
+            "durable subscription {} {} started",
+            escaped(subscriber_id),
+            escaped(filter)
+        );
+        (durable, true)
+    }
+
+    /// Ends the durable subscription of `subscriber_id` to `filter`, if there is one:
+    /// returns it (for the caller to unregister from the router) and how many messages it
+    /// dropped. A connection that held it is not told: it sees `OK CANCEL` if it sent the
+    /// `CANCEL` itself, and no more messages otherwise.
+    pub fn cancel(&self, filter: &str, subscriber_id: &str) -> Option<(Arc<Durable>, usize)> {
+        let key: Key = (subscriber_id.into(), filter.into());
+        let durable = self.subscriptions.lock().remove(&key)?;
+        let dropped = durable.cancel();
+        self.store.append(&Record::Cancel {
+            subscriber_id,
+            filter,
+        });
+        ::log::info!(
+            "durable subscription {} {} cancelled, dropping {dropped} message(s)",
+            escaped(subscriber_id),
+            escaped(filter)
+        );
+        Some((durable, dropped))
+    }
+
+    /// Writes what was appended to the log and, if `durable`, flushes it as the fsync
+    /// policy says (see `store.rs`).
+    ///
+    /// # Errors
+    /// Why the log cannot be written.
+    pub fn commit(&self, durable: bool) -> Result<(), String> {
+        self.store.commit(durable)
+    }
+
+    /// Whether publishes are stored on disk, so that a confirm must wait for the commit.
+    pub fn on_disk(&self) -> bool {
+        self.store.dir().is_some()
+    }
+
+    /// The counters `STATS` adds for durable subscriptions.
+    pub fn counters(&self) -> Vec<(&'static str, u64)> {
+        let all = self.all();
+        let held: usize = all.iter().map(|durable| durable.held()).sum();
+        vec![
+            ("durable_subscriptions", all.len() as u64),
+            ("durable_held", held as u64),
+            (
+                "durable_dropped",
+                self.store.dropped.load(Ordering::Relaxed),
+            ),
+        ]
+    }
+
+    /// How often the timer thread looks for overdue acknowledgements: a quarter of
+    /// `--ack-timeout`, between 10 ms and one second.
+    fn tick(&self) -> Duration {
+        (self.limits.ack_timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
+    }
+
+    /// One round of the timer thread: sends again what waited too long for its `ACK`.
+    fn resend_overdue(&self) {
+        let now = Instant::now();
+        for durable in self.all() {
+            if let Some(holder) = durable.resend_overdue(now) {
+                holder.send();
+            }
+        }
+    }
+}
+
+fn limits(config: &Config) -> Limits {
+    Limits {
+        max_inflight: config.max_inflight,
+        max_queued: config.max_queued,
+        ack_timeout: config.ack_timeout,
+    }
+}
+
+/// The thread named `durable`: sends again what waited `--ack-timeout` for its `ACK`, and
+/// under `--fsync interval` flushes the log to the disk once a second.
+pub struct Timer {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: JoinHandle<()>,
+}
+
+impl fmt::Debug for Timer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Timer")
+    }
+}
+
+use std::fmt;
+
+impl Timer {
+    /// Starts the thread.
+    ///
+    /// # Errors
+    /// The thread cannot be started.
+    pub fn start(durables: Arc<Durables>) -> std::io::Result<Timer> {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let stopping = Arc::clone(&stop);
+        let tick = durables.tick();
+        let interval = durables.store.policy() == Some(FsyncPolicy::Interval);
+        let thread = thread::Builder::new()
+            .name("durable".to_string())
+            .spawn(move || {
+                let (stopped, wake) = &*stopping;
+                let mut next_sync = Instant::now() + Duration::from_secs(1);
+                let mut stopped = stopped.lock();
+                while !*stopped {
+                    let next = Instant::now() + tick;
+                    while !*stopped && Instant::now() < next {
+                        wake.wait_until(&mut stopped, next);
+                    }
+                    // The lock is only the stop flag's: let it go while working.
+                    parking_lot::MutexGuard::unlocked(&mut stopped, || {
+                        durables.resend_overdue();
+                        // Acknowledgements are written at least this often, too.
+                        let _ = durables.commit(false);
+                        if interval && Instant::now() >= next_sync {
+                            durables.store.sync();
+                            next_sync = Instant::now() + Duration::from_secs(1);
+                        }
+                    });
+                }
+                // What is in the buffer goes to the log before the broker stops.
+                durables.store.sync();
+            })?;
+        Ok(Timer { stop, thread })
+    }
+
+    /// Stops the thread and waits for it.
+    pub fn stop(self) {
+        let (stopped, wake) = &*self.stop;
+        *stopped.lock() = true;
+        wake.notify_all();
+        if self.thread.join().is_err() {
+            ::log::error!("the durable thread panicked");
+        }
+    }
+}

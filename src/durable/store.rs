@@ -1,0 +1,485 @@
+//! Where durable subscriptions keep what they must not lose: the seq counter, and (with
+//! `--data-dir`) the log on disk, written with *group commit*.
+//!
+//! # Group commit
+//!
+//! `fsync` is slow: a few milliseconds on a laptop's SSD, ten on a disk that spins. One per
+//! message would cap a broker at a few hundred messages a second. So records are first
+//! *appended* to a buffer in memory (cheap, under a short lock, no I/O: what a subscriber's
+//! [`offer`](crate::subscriber::Subscriber::offer) may do), and later *committed*: written
+//! to the segment file and, under `--fsync always`, flushed to the disk, all at once.
+//!
+//! ```text
+//!   publisher threads ── append ──▶ buffer ─┐  (one short lock each)
+//!                                           │
+//!   commit ──────── take everything ────────┘──▶ write() ──▶ fsync() ──▶ confirms go out
+//!           (one thread at a time; whoever comes next takes all that was appended meanwhile)
+//! ```
+//!
+//! A publisher commits once per burst of publishes it read together, before it sends their
+//! confirms. While one commit waits for its `fsync`, other publishers keep appending; the
+//! next commit takes all of their records and pays one `fsync` for them all. The busier the
+//! broker, the more records share each `fsync` (PostgreSQL, MySQL and NATS JetStream do the
+//! same).
+//!
+//! # Segments
+//!
+//! The log is split into files of about `segment_bytes` (see `log.rs`). A new segment
+//! begins with a `START` record (the next seq) and a `DURABLE` record for every durable
+//! subscription, so that an older segment is needed only for its messages. The store
+//! counts, for each segment, the messages in it that are still held; once a segment that
+//! is not the newest holds none, it is deleted.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::Mutex;
+
+use super::log::{self, LogError, Record, Segment};
+use super::queue::Queued;
+use crate::config::{Config, FsyncPolicy};
+use crate::protocol::write_message;
+
+/// A subscription's key: its subscriber id and its filter.
+pub type Key = (Arc<str>, Arc<str>);
+
+/// The counter of seqs, and the log if there is one. One per broker.
+#[derive(Debug)]
+pub struct Store {
+    next_seq: AtomicU64,
+    disk: Option<Disk>,
+    /// Messages dropped from subscriptions that held more than `--max-queued`.
+    pub dropped: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Disk {
+    dir: PathBuf,
+    policy: FsyncPolicy,
+    segment_bytes: u64,
+    appended: Mutex<Appended>,
+    files: Mutex<Files>,
+}
+
+/// Records appended and not yet written, and the bookkeeping of segments.
+#[derive(Debug)]
+struct Appended {
+    /// Records not yet written, each run with the segment it belongs in.
+    chunks: Vec<(u32, Vec<u8>)>,
+    /// Bytes appended since the start: the position a commit must reach.
+    position: u64,
+    /// The segment new records go in, and how many bytes it has.
+    segment: u32,
+    segment_bytes: u64,
+    /// For each segment: how many of its messages are still held by a subscription.
+    live: BTreeMap<u32, usize>,
+    /// Every durable subscription, for the `DURABLE` records a new segment begins with.
+    subscriptions: BTreeSet<Key>,
+    /// Segments that hold nothing any more, to be deleted by the next commit.
+    to_delete: Vec<u32>,
+}
+
+/// The file side: one commit at a time.
+#[derive(Debug)]
+struct Files {
+    segment: Segment,
+    /// The position written to the file, and the position flushed to the disk.
+    written: u64,
+    synced: u64,
+    /// Set by a write that failed: the log's end is then unknown, and nothing more is
+    /// confirmed until the broker restarts.
+    broken: Option<String>,
+}
+
+/// What replay found for one subscription: its messages, oldest first.
+#[derive(Debug)]
+pub struct Restored {
+    /// Whose and to what.
+    pub key: Key,
+    /// What it held.
+    pub messages: Vec<Queued>,
+}
+
+/// What opening the store found: for the start line.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Segments read.
+    pub segments: usize,
+    /// Records read.
+    pub records: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// How long the replay took.
+    pub millis: u128,
+    /// A torn last record cut off: file, offset, bytes.
+    pub cut: Option<(PathBuf, u64, u64)>,
+}
+
+impl Store {
+    /// A store in memory only: durable subscriptions survive disconnects, not restarts.
+    pub fn in_memory() -> Store {
+        Store {
+            next_seq: AtomicU64::new(1),
+            disk: None,
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// Opens the log in `config.data_dir` (creating the directory if need be), replays
+    /// it, and starts a new segment for what comes next.
+    ///
+    /// # Errors
+    /// A [`LogError`] for a damaged log or one that cannot be read or written.
+    pub fn open(config: &Config, dir: &Path) -> Result<(Store, Vec<Restored>, Report), LogError> {
+        let started = Instant::now();
+        std::fs::create_dir_all(dir).map_err(|error| LogError {
+            path: dir.to_path_buf(),
+            offset: None,
+            what: error.to_string(),
+        })?;
+        let mut next_seq = 1;
+        let mut subscriptions: BTreeSet<Key> = BTreeSet::new();
+        // Every message held, by seq: whose it is, and the message.
+        let mut messages: BTreeMap<u64, (Key, Queued)> = BTreeMap::new();
+        let mut live: BTreeMap<u32, usize> = BTreeMap::new();
+        let mut line = Vec::new();
+        let replayed = log::replay(dir, |segment, record| {
+            live.entry(segment).or_default();
+            match record {
+                Record::Start { next_seq: seq } => next_seq = next_seq.max(seq),
+                Record::Durable {
+                    subscriber_id,
+                    filter,
+                } => {
+                    subscriptions.insert((subscriber_id.into(), filter.into()));
+                }
+                Record::Message {
+                    seq,
+                    subscriber_id,
+                    filter,
+                    topic,
+                    publisher_id,
+                    timestamp,
+                    message,
+                } => {
+                    next_seq = next_seq.max(seq + 1);
+                    let key: Key = (subscriber_id.into(), filter.into());
+                    if !subscriptions.contains(&key) {
+                        return;
+                    }
+                    line.clear();
+                    write_message(&mut line, seq, topic, message, publisher_id, timestamp);
+                    let queued = Queued {
+                        seq,
+                        segment,
+                        line: line.as_slice().into(),
+                    };
+                    *live.entry(segment).or_default() += 1;
+                    messages.insert(seq, (key, queued));
+                }
+                Record::Ack { seq } => {
+                    if let Some((_, queued)) = messages.remove(&seq) {
+                        *live.entry(queued.segment).or_default() -= 1;
+                    }
+                }
+                Record::Cancel {
+                    subscriber_id,
+                    filter,
+                } => {
+                    let key: Key = (subscriber_id.into(), filter.into());
+                    subscriptions.remove(&key);
+                    messages.retain(|_, (owner, queued)| {
+                        let keep = *owner != key;
+                        if !keep {
+                            *live.entry(queued.segment).or_default() -= 1;
+                        }
+                        keep
+                    });
+                }
+            }
+        })?;
+        let mut restored: BTreeMap<Key, Vec<Queued>> = subscriptions
+            .iter()
+            .map(|key| (key.clone(), Vec::new()))
+            .collect();
+        for (_, (key, queued)) in messages {
+            restored.entry(key).or_default().push(queued);
+        }
+        let newest = replayed.segments.last().copied().unwrap_or(0);
+        let number = newest + 1;
+        // Segments that hold no message any more are not needed: the new one carries the
+        // subscriptions and the seq over.
+        let mut to_delete: Vec<u32> = live
+            .iter()
+            .filter(|(_, &count)| count == 0)
+            .map(|(&segment, _)| segment)
+            .collect();
+        for segment in &replayed.segments {
+            if !live.contains_key(segment) {
+                to_delete.push(*segment);
+            }
+        }
+        live.retain(|_, count| *count > 0);
+        live.insert(number, 0);
+        let mut segment = Segment::create(dir, number)?;
+        let mut first = Vec::new();
+        begin_segment(&mut first, next_seq, &subscriptions);
+        let io = |error: std::io::Error| LogError {
+            path: log::segment_path(dir, number),
+            offset: None,
+            what: error.to_string(),
+        };
+        segment.write(&first).map_err(io)?;
+        segment.sync().map_err(io)?;
+        let position = first.len() as u64;
+        let store = Store {
+            next_seq: AtomicU64::new(next_seq),
+            dropped: AtomicU64::new(0),
+            disk: Some(Disk {
+                dir: dir.to_path_buf(),
+                policy: config.fsync,
+                segment_bytes: config.segment_bytes,
+                appended: Mutex::new(Appended {
+                    chunks: Vec::new(),
+                    position,
+                    segment: number,
+                    segment_bytes: position,
+                    live,
+                    subscriptions,
+                    to_delete,
+                }),
+                files: Mutex::new(Files {
+                    segment,
+                    written: position,
+                    synced: position,
+                    broken: None,
+                }),
+            }),
+        };
+        // Deletes the segments nobody needs now, rather than at the first commit.
+        store.commit(false).map_err(|what| LogError {
+            path: dir.to_path_buf(),
+            offset: None,
+            what,
+        })?;
+        let report = Report {
+            segments: replayed.segments.len(),
+            records: replayed.records,
+            bytes: replayed.bytes,
+            millis: started.elapsed().as_millis(),
+            cut: replayed.cut,
+        };
+        Ok((
+            store,
+            restored
+                .into_iter()
+                .map(|(key, messages)| Restored { key, messages })
+                .collect(),
+            report,
+        ))
+    }
+
+    /// Where the log is, if there is one.
+    pub fn dir(&self) -> Option<&Path> {
+        self.disk.as_ref().map(|disk| disk.dir.as_path())
+    }
+
+    /// The fsync policy, if there is a log.
+    pub fn policy(&self) -> Option<FsyncPolicy> {
+        self.disk.as_ref().map(|disk| disk.policy)
+    }
+
+    /// A new seq: higher than every one given before, in this run or any earlier one.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Appends a record to the buffer (no I/O). Returns the segment it goes in (0 without
+    /// a log). A `MESSAGE` record counts as held in its segment until [`done`](Self::done).
+    pub fn append(&self, record: &Record<'_>) -> u32 {
+        let Some(disk) = &self.disk else {
+            return 0;
+        };
+        let mut appended = disk.appended.lock();
+        if appended.segment_bytes >= disk.segment_bytes {
+            // A new segment: it begins with what a replay needs from the older ones.
+            let old = appended.segment;
+            appended.segment += 1;
+            let new = appended.segment;
+            appended.live.insert(new, 0);
+            if appended.live.get(&old) == Some(&0) {
+                appended.live.remove(&old);
+                appended.to_delete.push(old);
+            }
+            let mut first = Vec::new();
+            begin_segment(
+                &mut first,
+                self.next_seq.load(Ordering::Relaxed),
+                &appended.subscriptions,
+            );
+            appended.segment_bytes = 0;
+            push_bytes(&mut appended, &first);
+        }
+        match *record {
+            Record::Durable {
+                subscriber_id,
+                filter,
+            } => {
+                appended
+                    .subscriptions
+                    .insert((subscriber_id.into(), filter.into()));
+            }
+            Record::Cancel {
+                subscriber_id,
+                filter,
+            } => {
+                appended
+                    .subscriptions
+                    .remove(&(Arc::from(subscriber_id), Arc::from(filter)));
+            }
+            Record::Message { .. } => {
+                let segment = appended.segment;
+                *appended.live.entry(segment).or_default() += 1;
+            }
+            Record::Start { .. } | Record::Ack { .. } => {}
+        }
+        let mut bytes = Vec::new();
+        record.write_framed(&mut bytes);
+        push_bytes(&mut appended, &bytes);
+        appended.segment
+    }
+
+    /// A message in `segment` is no longer held (acknowledged, dropped or cancelled). A
+    /// segment that is not the newest and holds nothing is deleted at the next commit.
+    pub fn done(&self, segment: u32) {
+        let Some(disk) = &self.disk else {
+            return;
+        };
+        let mut appended = disk.appended.lock();
+        let current = appended.segment;
+        if let Some(count) = appended.live.get_mut(&segment) {
+            *count = count.saturating_sub(1);
+            if *count == 0 && segment < current {
+                appended.live.remove(&segment);
+                appended.to_delete.push(segment);
+            }
+        }
+    }
+
+    /// Writes everything appended so far to the log, and, if `durable` and the policy is
+    /// `always`, flushes it to the disk: when this returns `Ok`, every record appended
+    /// before the call is stored as the policy promises. See the module docs.
+    ///
+    /// # Errors
+    /// A sentence saying why the log could not be written; the log is then *broken*, and
+    /// every later commit fails too (the broker must be restarted, which replays it).
+    pub fn commit(&self, durable: bool) -> Result<(), String> {
+        let Some(disk) = &self.disk else {
+            return Ok(());
+        };
+        let target = disk.appended.lock().position;
+        let sync = durable && disk.policy == FsyncPolicy::Always;
+        let mut files = disk.files.lock();
+        if let Some(broken) = &files.broken {
+            return Err(broken.clone());
+        }
+        if files.written >= target && (!sync || files.synced >= target) {
+            // Someone else's commit took our records with theirs.
+            return Ok(());
+        }
+        let (chunks, position, to_delete) = {
+            let mut appended = disk.appended.lock();
+            (
+                std::mem::take(&mut appended.chunks),
+                appended.position,
+                std::mem::take(&mut appended.to_delete),
+            )
+        };
+        if let Err(error) = disk.write(&mut files, &chunks, sync) {
+            let why = format!("could not write the log in {}: {error}", disk.dir.display());
+            ::log::error!("{why}; nothing more will be confirmed until the broker restarts");
+            files.broken = Some(why.clone());
+            return Err(why);
+        }
+        files.written = position;
+        if sync {
+            files.synced = position;
+        }
+        for segment in to_delete {
+            match log::delete(&disk.dir, segment) {
+                Ok(()) => {
+                    ::log::debug!("deleted log segment {segment}: every message in it is done")
+                }
+                Err(error) => ::log::warn!("could not delete log segment {segment}: {error}"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes and flushes to the disk whatever is not there yet: `--fsync interval`'s
+    /// once-a-second flush.
+    pub fn sync(&self) {
+        let Some(disk) = &self.disk else {
+            return;
+        };
+        let _ = self.commit(false);
+        let mut files = disk.files.lock();
+        if files.broken.is_none() && files.synced < files.written {
+            match files.segment.sync() {
+                Ok(()) => files.synced = files.written,
+                Err(error) => ::log::error!("could not flush the log to the disk: {error}"),
+            }
+        }
+    }
+}
+
+impl Disk {
+    fn write(
+        &self,
+        files: &mut Files,
+        chunks: &[(u32, Vec<u8>)],
+        sync: bool,
+    ) -> std::io::Result<()> {
+        for (segment, bytes) in chunks {
+            if *segment != files.segment.number {
+                // The old segment is finished: it goes to the disk before the new one
+                // starts, so a replay never finds a newer segment without the older one.
+                if self.policy != FsyncPolicy::Never {
+                    files.segment.sync()?;
+                }
+                files.segment = Segment::create(&self.dir, *segment)
+                    .map_err(|error| std::io::Error::other(error.to_string()))?;
+            }
+            files.segment.write(bytes)?;
+        }
+        if sync {
+            files.segment.sync()?;
+        }
+        Ok(())
+    }
+}
+
+fn push_bytes(appended: &mut Appended, bytes: &[u8]) {
+    let segment = appended.segment;
+    match appended.chunks.last_mut() {
+        Some((last, chunk)) if *last == segment => chunk.extend_from_slice(bytes),
+        _ => appended.chunks.push((segment, bytes.to_vec())),
+    }
+    appended.position += bytes.len() as u64;
+    appended.segment_bytes += bytes.len() as u64;
+}
+
+/// The records a segment begins with: the next seq, and every subscription.
+fn begin_segment(out: &mut Vec<u8>, next_seq: u64, subscriptions: &BTreeSet<Key>) {
+    Record::Start { next_seq }.write_framed(out);
+    for (subscriber_id, filter) in subscriptions {
+        Record::Durable {
+            subscriber_id,
+            filter,
+        }
+        .write_framed(out);
+    }
+}

@@ -1,0 +1,247 @@
+//! Durable subscriptions with `--data-dir`: what survives a restart, what the log holds,
+//! and what the broker does with a log a crash or a disk has damaged.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use common::{start_broker_with, stat, Raw};
+use pubsub_lab::config::FsyncPolicy;
+use pubsub_lab::durable::log::{read_frame, segment_path, Frame};
+use pubsub_lab::durable::Durables;
+use pubsub_lab::{Broker, Config, StartError};
+
+/// A new, empty directory for one test's log.
+fn fresh_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("pubsub-lab-{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn config(dir: &Path) -> Config {
+    Config {
+        data_dir: Some(dir.to_path_buf()),
+        sys_interval: std::time::Duration::ZERO,
+        ..Config::default()
+    }
+}
+
+/// Publishes with confirms: returns once each `OK PUBLISH` came.
+fn publish_confirmed(raw: &mut Raw, topic: &str, messages: &[&str]) {
+    raw.send("VERBOSE on\n");
+    raw.expect("OK VERBOSE on");
+    for text in messages {
+        raw.send(&format!("PUBLISH {topic} {text} pub1\n"));
+        let line = raw.line();
+        assert!(line.starts_with(&format!("OK PUBLISH {topic} ")), "{line}");
+    }
+}
+
+/// Every record of a segment: (offset, payload as text).
+fn records(path: &Path) -> Vec<(usize, String)> {
+    let bytes = fs::read(path).unwrap();
+    let mut offset = 0;
+    let mut all = Vec::new();
+    while offset < bytes.len() {
+        let Frame::Whole { payload, size } = read_frame(&bytes[offset..]) else {
+            panic!("no whole record at {offset} of {}", path.display());
+        };
+        all.push((
+            offset,
+            String::from_utf8_lossy(payload).trim_end().to_string(),
+        ));
+        offset += size;
+    }
+    all
+}
+
+/// A log with one subscription and three confirmed messages, the first acknowledged;
+/// the broker then stopped.
+fn make_log(dir: &Path) -> Vec<String> {
+    let broker = start_broker_with(config(dir));
+    let mut holder = Raw::connect(broker.addr());
+    holder.send("DURABLE orders shop1\n");
+    holder.expect("OK DURABLE orders 0");
+    let mut publisher = Raw::connect(broker.addr());
+    publish_confirmed(&mut publisher, "orders", &["one", "two", "three"]);
+    let lines: Vec<String> = (0..3).map(|_| holder.line()).collect();
+    let seq = lines[0].split(' ').nth(1).unwrap().to_string();
+    holder.send(&format!("ACK {seq}\n"));
+    holder.sync();
+    broker.stop();
+    lines
+}
+
+/// Subscriptions and their unacknowledged messages come back after a restart, with the
+/// same seqs; acknowledged ones do not; new messages get higher seqs.
+#[test]
+fn durable_subscriptions_and_their_messages_survive_a_restart() {
+    let dir = fresh_dir("restart");
+    let before = make_log(&dir);
+    let broker = start_broker_with(config(&dir));
+    assert_eq!(stat(&broker, "durable_subscriptions"), 1);
+    let mut holder = Raw::connect(broker.addr());
+    holder.send("DURABLE orders shop1\n");
+    holder.expect("OK DURABLE orders 2");
+    assert_eq!(holder.line(), before[1]);
+    assert_eq!(holder.line(), before[2]);
+    let mut publisher = Raw::connect(broker.addr());
+    publish_confirmed(&mut publisher, "orders", &["four"]);
+    let last_seq = |line: &str| line.split(' ').nth(1).unwrap().parse::<u64>().unwrap();
+    let four = holder.line();
+    assert!(
+        last_seq(&four) > last_seq(&before[2]),
+        "{four} after {}",
+        before[2]
+    );
+    broker.stop();
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The confirm comes after the message is in the log file, under every policy.
+#[test]
+fn a_confirm_comes_only_once_the_message_is_in_the_log() {
+    for policy in [
+        FsyncPolicy::Always,
+        FsyncPolicy::Interval,
+        FsyncPolicy::Never,
+    ] {
+        let dir = fresh_dir(&format!("confirm-{policy}"));
+        let broker = start_broker_with(Config {
+            fsync: policy,
+            ..config(&dir)
+        });
+        let mut holder = Raw::connect(broker.addr());
+        holder.send("DURABLE orders/# shop1\n");
+        holder.expect("OK DURABLE orders/# 0");
+        let mut publisher = Raw::connect(broker.addr());
+        publish_confirmed(&mut publisher, "orders/1", &["confirmed  text"]);
+        let text: String = fs::read_dir(&dir)
+            .unwrap()
+            .map(|entry| {
+                String::from_utf8_lossy(&fs::read(entry.unwrap().path()).unwrap()).into_owned()
+            })
+            .collect();
+        assert!(
+            text.contains("shop1 orders/# orders/1 pub1 ") && text.contains(" confirmed  text\n"),
+            "--fsync {policy}: the confirmed message is not in the log yet: {text:?}"
+        );
+        broker.stop();
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+/// A segment is deleted once every message in it is acknowledged.
+#[test]
+fn segments_whose_messages_are_all_acknowledged_are_deleted() {
+    let dir = fresh_dir("segments");
+    let broker = start_broker_with(Config {
+        segment_bytes: 4096,
+        ..config(&dir)
+    });
+    let mut holder = Raw::connect(broker.addr());
+    holder.send("DURABLE t me\n");
+    holder.expect("OK DURABLE t 0");
+    let mut publisher = Raw::connect(broker.addr());
+    let text = "x".repeat(100);
+    let messages: Vec<&str> = (0..200).map(|_| text.as_str()).collect();
+    publish_confirmed(&mut publisher, "t", &messages);
+    let segments = || {
+        let mut names: Vec<String> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    assert!(
+        segments().len() >= 5,
+        "20 KiB in 4 KiB segments: {:?}",
+        segments()
+    );
+    for _ in 0..200 {
+        let line = holder.line();
+        let seq = line.split(' ').nth(1).unwrap();
+        holder.send(&format!("ACK {seq}\n"));
+    }
+    holder.sync();
+    let left = segments();
+    assert!(
+        left.len() <= 1,
+        "every message is acknowledged, so only the newest segment is needed: {left:?}"
+    );
+    assert!(left[0].as_str() >= "00000005.log", "{left:?}");
+    broker.stop();
+    // And the log still replays to the same state: one subscription, nothing held.
+    let durables = Durables::open(&config(&dir)).unwrap();
+    assert_eq!(durables.all().len(), 1);
+    assert_eq!(durables.all()[0].held(), 0);
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A log cut anywhere inside its last record (a crash in the middle of a write) opens:
+/// the torn record is cut off and not delivered, everything before it is kept.
+#[test]
+fn a_log_cut_at_every_byte_of_its_last_record_opens_without_that_record() {
+    let dir = fresh_dir("torn-source");
+    make_log(&dir);
+    let segment = segment_path(&dir, 1);
+    let bytes = fs::read(&segment).unwrap();
+    let all = records(&segment);
+    let (last_offset, last) = all.last().unwrap().clone();
+    assert!(last.starts_with("ACK "), "{last}");
+    // The last record is the ACK of message one; cutting it brings message one back.
+    let work = fresh_dir("torn");
+    for cut in last_offset..bytes.len() {
+        let _ = fs::remove_dir_all(&work);
+        fs::create_dir_all(&work).unwrap();
+        fs::write(segment_path(&work, 1), &bytes[..cut]).unwrap();
+        let durables = Durables::open(&config(&work))
+            .unwrap_or_else(|error| panic!("cut at {cut} of {}: {error}", bytes.len()));
+        let held: Vec<usize> = durables.all().iter().map(|d| d.held()).collect();
+        assert_eq!(held, [3], "cut at {cut}: the torn ACK must not count");
+        let kept = fs::metadata(segment_path(&work, 1)).unwrap().len();
+        assert_eq!(
+            kept, last_offset as u64,
+            "cut at {cut}: the torn bytes are cut off"
+        );
+    }
+    // The whole log: message one is acknowledged.
+    let durables = Durables::open(&config(&dir)).unwrap();
+    assert_eq!(durables.all()[0].held(), 2);
+    fs::remove_dir_all(&dir).unwrap();
+    fs::remove_dir_all(&work).unwrap();
+}
+
+/// A flipped byte in a record in the middle stops the start with an error naming the
+/// file and the record's offset.
+#[test]
+fn a_flipped_byte_in_the_middle_of_the_log_stops_the_start_and_names_file_and_offset() {
+    let dir = fresh_dir("flipped");
+    make_log(&dir);
+    let segment = segment_path(&dir, 1);
+    let all = records(&segment);
+    let (offset, payload) = all
+        .iter()
+        .find(|(_, payload)| payload.contains(" two"))
+        .unwrap()
+        .clone();
+    assert!(payload.starts_with("MESSAGE "), "{payload}");
+    let mut bytes = fs::read(&segment).unwrap();
+    bytes[offset + 8 + payload.len() - 2] ^= 0x01; // "two" -> "twn"
+    fs::write(&segment, &bytes).unwrap();
+    let error = Broker::bind("127.0.0.1:0", config(&dir)).unwrap_err();
+    assert!(matches!(error, StartError::Storage(_)), "{error}");
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "cannot start from the log: {} at offset {offset}: CRC-32 does not match: the log \
+             is damaged before its end; move the file away to start without what it holds, \
+             or restore it from a copy",
+            segment.display()
+        )
+    );
+    fs::remove_dir_all(&dir).unwrap();
+}
