@@ -368,8 +368,8 @@ fn subscriptions_over_the_limit_are_refused_until_one_is_given_back() {
 struct Program {
     name: String,
     child: Child,
-    stdout: Arc<Mutex<String>>,
-    stderr: Arc<Mutex<String>>,
+    stdout: Collected,
+    stderr: Collected,
 }
 
 impl Program {
@@ -416,11 +416,11 @@ impl Program {
     }
 
     fn stdout(&self) -> String {
-        self.stdout.lock().unwrap().clone()
+        self.stdout.text()
     }
 
     fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
+        self.stderr.text()
     }
 
     fn wait_for_output(&self, what: &str) {
@@ -429,11 +429,14 @@ impl Program {
         });
     }
 
-    /// Waits for the program to exit by itself and returns its exit code.
+    /// Waits for the program to exit by itself and returns its exit code. Its output is
+    /// then complete: everything it wrote has been read.
     fn exit_code(&mut self) -> Option<i32> {
         let deadline = Instant::now() + TIMEOUT;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
+                self.stdout.finish();
+                self.stderr.finish();
                 return status.code();
             }
             assert!(Instant::now() < deadline, "{} did not exit", self.name);
@@ -450,6 +453,10 @@ impl Program {
 impl Drop for Program {
     fn drop(&mut self) {
         self.kill();
+        // Its pipes are closed now: wait for their readers, so that no test counting open
+        // files sees this one's still open.
+        self.stdout.finish();
+        self.stderr.finish();
         if thread::panicking() {
             eprintln!(
                 "--- {} stdout:\n{}--- stderr:\n{}",
@@ -461,10 +468,32 @@ impl Drop for Program {
     }
 }
 
-fn collect(pipe: impl Read + Send + 'static) -> Arc<Mutex<String>> {
+/// A child's pipe, read line by line on a thread of its own, so the test can look at what
+/// arrived so far while the child runs.
+struct Collected {
+    text: Arc<Mutex<String>>,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl Collected {
+    /// What arrived so far.
+    fn text(&self) -> String {
+        self.text.lock().unwrap().clone()
+    }
+
+    /// Waits until the reader has reached the end of the pipe, so [`text`](Self::text) is
+    /// all the child wrote. Only once the child has exited: then the end comes at once.
+    fn finish(&mut self) {
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
+        }
+    }
+}
+
+fn collect(pipe: impl Read + Send + 'static) -> Collected {
     let text = Arc::new(Mutex::new(String::new()));
     let sink = Arc::clone(&text);
-    thread::spawn(move || {
+    let reader = thread::spawn(move || {
         let mut reader = BufReader::new(pipe);
         let mut line = String::new();
         while matches!(reader.read_line(&mut line), Ok(n) if n > 0) {
@@ -472,7 +501,10 @@ fn collect(pipe: impl Read + Send + 'static) -> Arc<Mutex<String>> {
             line.clear();
         }
     });
-    text
+    Collected {
+        text,
+        reader: Some(reader),
+    }
 }
 
 #[test]
@@ -698,7 +730,7 @@ fn a_subscriber_cut_off_as_a_slow_consumer_says_so() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = collect(subscriber.stderr.take().unwrap());
+    let mut stderr = collect(subscriber.stderr.take().unwrap());
     wait_for_subscribers(broker.addr(), "t", 1);
     let mut publisher = Raw::connect(broker.addr());
     let sender = flood(&publisher, "t", 512);
@@ -717,13 +749,14 @@ fn a_subscriber_cut_off_as_a_slow_consumer_says_so() {
         }
         if Instant::now() > deadline {
             let _ = subscriber.kill();
-            panic!("the subscriber did not exit: {}", stderr.lock().unwrap());
+            panic!("the subscriber did not exit: {}", stderr.text());
         }
         thread::sleep(Duration::from_millis(10));
     };
     drain.join().unwrap().unwrap();
     assert!(!status.success());
-    let stderr = stderr.lock().unwrap().clone();
+    stderr.finish();
+    let stderr = stderr.text();
     assert!(
         stderr.contains("the broker closed our connection but is still running"),
         "{stderr}"
