@@ -700,13 +700,7 @@ impl UdpClient {
     /// # Errors
     /// As [`Client::publish`].
     pub fn publish(&mut self, topic: &str, message: &str, publisher_id: &str) -> Result<(), Error> {
-        check_word("topic", topic)?;
-        check_word("publisher id", publisher_id)?;
-        if message.trim().is_empty() || message.contains(['\n', '\r']) {
-            return Err(Error::InvalidArgument(
-                "a message must be non-empty and on one line".to_string(),
-            ));
-        }
+        check_publication(topic, message, publisher_id)?;
         self.send(Command::Publish {
             topic,
             message,
