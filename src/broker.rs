@@ -16,6 +16,7 @@ use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::Arc;
 
 use crate::config::{Config, ConfigError};
+use crate::nats::Bridge;
 use crate::protocol::ProtocolError;
 use crate::router::{Publisher, Router};
 use crate::server::{LineListener, Listener, Running, Server};
@@ -236,7 +237,12 @@ impl Broker {
             server: self.server,
             running: Vec::new(),
             sys: None,
+            bridge: None,
         };
+        if !handle.server.router.config().nats.is_empty() {
+            // Before any listener: every client's publishes and subscriptions are seen.
+            handle.bridge = Some(Bridge::start(Arc::clone(&handle.server.router))?);
+        }
         for listener in self.listeners {
             // If one fails to start, dropping `handle` stops those already running.
             handle
@@ -259,6 +265,8 @@ pub struct BrokerHandle {
     running: Vec<Running>,
     /// The thread publishing the `$SYS` figures, unless `--sys-interval` is 0.
     sys: Option<SysFigures>,
+    /// The bridge to NATS, if `--nats` was given.
+    bridge: Option<Bridge>,
 }
 
 impl fmt::Debug for BrokerHandle {
@@ -345,6 +353,9 @@ impl BrokerHandle {
         self.server.set_stopping();
         if let Some(sys) = self.sys.take() {
             sys.stop();
+        }
+        if let Some(bridge) = self.bridge.take() {
+            bridge.stop();
         }
         for running in self.running.drain(..) {
             running.stop();

@@ -37,9 +37,11 @@
 //! | | [`registry`] | topic → subscribers, the one shared map behind one mutex |
 //! | | [`router`] | the one road of every message: look up, batch, hand out, flush |
 //! | | [`subscription`] | the in-process subscriber, for programs that embed the broker |
+//! | | [`uplink`] | where local messages go beyond this broker, and the interest it is told of |
 //! | sessions | [`outbox`] | a TCP connection as a subscriber: pending lines, write timeout, cut-off |
 //! | | [`connections`] | slots (`--max-clients`), and closing every connection at stop |
 //! | | `session` (private) | one line-protocol connection: read, parse, execute, cleanup |
+//! | bridges | [`nats`] | a NATS client by hand, and the bridge that joins brokers through a NATS cluster |
 //! | server | `server` (private) | listeners, each on its accept thread; admitting connections |
 //! | | [`broker`] | [`Broker`] and [`BrokerHandle`]: start, stop, publish and subscribe in-process |
 //! | clients | [`client`], [`error`] | the blocking client used by the binaries, benchmark and tests |
@@ -118,6 +120,7 @@ pub mod error;
 pub mod framing;
 pub mod json;
 pub mod keyed;
+pub mod nats;
 pub mod outbox;
 pub mod peer;
 pub mod protocol;
@@ -134,6 +137,7 @@ pub mod throttle;
 pub mod topic;
 pub mod trace;
 pub mod tree;
+pub mod uplink;
 
 pub use broker::{Broker, BrokerHandle, Builder, StartError};
 pub use client::Client;

@@ -27,7 +27,7 @@
 //! timestamp, read once per batch, is at most one burst's handling time old.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::batch::Batch;
 use crate::clock::Clock;
@@ -38,6 +38,7 @@ use crate::stats::Stats;
 use crate::subscriber::{Offer, Subscriber, SubscriberId};
 use crate::text;
 use crate::topic;
+use crate::uplink::{Interest, Uplink};
 
 /// A batch at least this large is sent at once, without waiting for the end of the burst.
 /// It bounds the memory one publisher's pending deliveries can take, and is large enough
@@ -51,6 +52,8 @@ pub struct Router {
     config: Config,
     registry: Registry,
     stats: Arc<Stats>,
+    /// Where local publishes also go, if anywhere (see `uplink.rs`): set once, at start.
+    uplink: OnceLock<Arc<dyn Uplink>>,
 }
 
 impl Router {
@@ -60,6 +63,7 @@ impl Router {
             config,
             registry: Registry::default(),
             stats: Arc::new(Stats::default()),
+            uplink: OnceLock::new(),
         }
     }
 
@@ -72,6 +76,29 @@ impl Router {
     /// events (a slow consumer cut off).
     pub fn stats(&self) -> &Arc<Stats> {
         &self.stats
+    }
+
+    /// Sends every local publish on to `uplink` too, and tells it about local interest
+    /// from now on. Call it before any client connects; a second uplink is refused
+    /// (returned).
+    ///
+    /// # Errors
+    /// The uplink given, if one was set already.
+    pub fn set_uplink(&self, uplink: Arc<dyn Uplink>) -> Result<(), Arc<dyn Uplink>> {
+        self.registry.track_interest();
+        self.uplink.set(uplink)
+    }
+
+    /// The topics and filters that got their first local subscriber or lost their last
+    /// since the last call, oldest first: for the uplink.
+    pub fn take_interest(&self) -> Vec<Interest> {
+        self.registry.take_interest()
+    }
+
+    fn interest_changed(&self) {
+        if let Some(uplink) = self.uplink.get() {
+            uplink.interest_changed();
+        }
     }
 
     /// Checks a topic and an id against the broker's limits.
@@ -187,6 +214,7 @@ impl Router {
         let Some(subscribed) = self.registry.subscribe(filter, subscriber) else {
             return Ok(None);
         };
+        self.interest_changed();
         if subscribed.retained > 0 {
             self.stats
                 .delivered
@@ -200,7 +228,9 @@ impl Router {
 
     /// Unsubscribes subscriber `id` from `topic`; `false` if it was not subscribed.
     pub fn unsubscribe(&self, topic: &str, id: SubscriberId) -> bool {
-        self.registry.unsubscribe(topic, id)
+        let removed = self.registry.unsubscribe(topic, id);
+        self.interest_changed();
+        removed
     }
 
     /// Unsubscribes subscriber `id` from every topic in `topics`, at once.
@@ -210,6 +240,7 @@ impl Router {
         id: SubscriberId,
     ) {
         self.registry.unsubscribe_all(topics, id);
+        self.interest_changed();
     }
 
     /// Forgets `topic`'s retained message, for a client: one that may publish to `topic`.
@@ -251,7 +282,11 @@ impl Router {
 
     /// Every counter, as `STATS` lists them.
     pub fn counters(&self) -> Vec<(&'static str, u64)> {
-        self.stats.snapshot(self.registry.totals())
+        let mut counters = self.stats.snapshot(self.registry.totals());
+        if let Some(uplink) = self.uplink.get() {
+            counters.extend(uplink.counters());
+        }
+        counters
     }
 }
 
@@ -277,6 +312,8 @@ pub struct Publisher {
     /// Subscribers this publisher offered to first, which it must flush before it waits.
     to_flush: Vec<Arc<dyn Subscriber>>,
     clock: Clock,
+    /// Whether its publishes go on to the router's uplink: all but the uplink's own.
+    forwards: bool,
 }
 
 impl Publisher {
@@ -289,7 +326,28 @@ impl Publisher {
             receivers: None,
             to_flush: Vec::new(),
             clock: Clock::default(),
+            forwards: true,
         }
+    }
+
+    /// A publisher for messages that came from the router's uplink: they reach local
+    /// subscribers only, never the uplink again.
+    pub fn from_uplink(router: Arc<Router>) -> Publisher {
+        Publisher {
+            forwards: false,
+            ..Publisher::new(router)
+        }
+    }
+
+    /// The uplink this publisher's batches go to, if any.
+    fn uplink(&self) -> Option<&Arc<dyn Uplink>> {
+        self.router.uplink.get().filter(|_| self.forwards)
+    }
+
+    /// Who receives a batch no local subscriber takes: nobody here, but an uplink still
+    /// wants it.
+    fn nobody_but_the_uplink(&self) -> Option<Subscribers> {
+        self.uplink().map(|_| Subscribers::from(Vec::new()))
     }
 
     /// A publisher for a connection that is also the subscriber `own`, which the
@@ -318,10 +376,26 @@ impl Publisher {
         message: &str,
         publisher_id: &str,
     ) -> Result<usize, ProtocolError> {
+        self.publish_stamped(topic, message, publisher_id, None)
+    }
+
+    /// Publishes like [`publish`](Self::publish), stamped `timestamp` (as `DELIVER` writes
+    /// it) instead of now if given: for a message that another broker stamped already.
+    ///
+    /// # Errors
+    /// As [`publish`](Self::publish).
+    pub fn publish_stamped(
+        &mut self,
+        topic: &str,
+        message: &str,
+        publisher_id: &str,
+        timestamp: Option<&str>,
+    ) -> Result<usize, ProtocolError> {
         self.router.check_names(topic, publisher_id)?;
         self.router.check_publishable(topic)?;
         self.router.stats.published.fetch_add(1, Ordering::Relaxed);
-        let batching = self.receivers.is_some() && self.batch.topic() == topic;
+        let same_stamp = timestamp.is_none() || timestamp == Some(self.batch.timestamp());
+        let batching = self.receivers.is_some() && self.batch.topic() == topic && same_stamp;
         if batching && self.batch.lines().len() >= FLUSH_THRESHOLD {
             self.send_now();
         } else if !batching {
@@ -330,10 +404,14 @@ impl Publisher {
         if self.receivers.is_none() {
             // The registry lock is taken and released inside this call: from here on we
             // hold a snapshot of the subscriber list and no lock at all.
-            let Some(subscribers) = self.router.registry.subscribers(topic) else {
+            let found = self.router.registry.subscribers(topic);
+            let Some(subscribers) = found.or_else(|| self.nobody_but_the_uplink()) else {
                 return Ok(0);
             };
-            self.batch.start(topic, self.clock.now());
+            match timestamp {
+                Some(stamp) => self.batch.start(topic, stamp),
+                None => self.batch.start(topic, self.clock.now()),
+            }
             self.receivers = Some(subscribers);
         }
         self.batch.add(message, publisher_id);
@@ -388,7 +466,7 @@ impl Publisher {
                 Err(ProtocolError::RetainedFull { flag, limit })
             }
             Ok(receivers) => {
-                self.receivers = receivers;
+                self.receivers = receivers.or_else(|| self.nobody_but_the_uplink());
                 Ok(self.hand_out())
             }
         }
@@ -400,6 +478,9 @@ impl Publisher {
         let Some(subscribers) = self.receivers.take() else {
             return 0;
         };
+        if let Some(uplink) = self.uplink() {
+            uplink.offer(&self.batch);
+        }
         let receivers = self.fan_out(&subscribers);
         self.count_deliveries(receivers, subscribers.len());
         receivers
@@ -431,6 +512,9 @@ impl Publisher {
         let Some(subscribers) = self.receivers.take() else {
             return;
         };
+        if let Some(uplink) = self.uplink() {
+            uplink.offer(&self.batch);
+        }
         let mut receivers = 0;
         for subscriber in subscribers.iter() {
             if Some(subscriber.id()) == self.own {

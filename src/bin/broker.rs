@@ -15,6 +15,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use pubsub_lab::cli::{init_logging, DurationArg};
+use pubsub_lab::config::DEFAULT_NATS_PREFIX;
 use pubsub_lab::config::{
     format_duration, DEFAULT_HOST, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_CLIENTS_PER_IP,
     DEFAULT_MAX_ID_BYTES, DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_PENDING_BYTES, DEFAULT_MAX_RETAINED,
@@ -79,6 +80,15 @@ struct Args {
     /// them off.
     #[arg(long, default_value_t = DurationArg(DEFAULT_SYS_INTERVAL))]
     sys_interval: DurationArg,
+    /// A NATS server to bridge to (nats://host:port), so that every broker on the same
+    /// NATS cluster sees every message. Repeat it for each seed server of a cluster; they
+    /// are tried in turn.
+    #[arg(long = "nats", value_name = "URL")]
+    nats: Vec<String>,
+    /// The first word of every NATS subject the bridge uses: topic a/b is subject
+    /// <prefix>.a.b. Brokers that share messages use the same prefix.
+    #[arg(long, default_value = DEFAULT_NATS_PREFIX)]
+    nats_prefix: String,
     /// Show every line in and out, with connection number and client id.
     #[arg(long)]
     trace: bool,
@@ -111,6 +121,8 @@ fn run(args: &Args) -> Result<(), String> {
         max_retained: args.max_retained,
         max_retained_bytes: args.max_retained_bytes,
         sys_interval: args.sys_interval.0,
+        nats: args.nats.clone(),
+        nats_prefix: args.nats_prefix.clone(),
         ..Config::default()
     };
     let broker =
