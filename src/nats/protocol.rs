@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! ← INFO {"server_id":"NAY6…","version":"2.9.10","headers":true,"max_payload":1048576,…}
-//! → CONNECT {"verbose":false,"pedantic":false,"name":"pubsub-lab","protocol":1,"headers":true,"no_echo":true}
+//! → CONNECT {"verbose":false,"pedantic":false,"name":"pubsub-lab","protocol":1,"headers":true,"echo":false}
 //! → PING
 //! ← PONG                                   the CONNECT was accepted
 //! → SUB pubsub-lab.news.* 1                subscription id 1: every subject pubsub-lab.news.<one token>
@@ -27,7 +27,7 @@
 //! | from | line | meaning |
 //! |---|---|---|
 //! | server | `INFO <json>` | who the server is and what it supports; sent first, and again when the cluster changes |
-//! | client | `CONNECT <json>` | who we are and what we want (`no_echo`: never send us our own publishes) |
+//! | client | `CONNECT <json>` | who we are and what we want (`"echo":false`, which clients call *no echo*: never send us our own publishes) |
 //! | client | `PUB <subject> <#bytes>` + payload | a message |
 //! | client | `HPUB <subject> <#header bytes> <#total bytes>` + headers + payload | a message with headers |
 //! | client | `SUB <subject> <sid>` | send me messages on subjects matching `subject`, tagged `sid` |
@@ -324,7 +324,8 @@ pub fn write_connect(out: &mut Vec<u8>, connect: &Connect<'_>) {
         .string("name", connect.name)
         .number("protocol", 1.0)
         .raw("headers", "true")
-        .raw("no_echo", if connect.no_echo { "true" } else { "false" })
+        // The field is `echo`; "no echo" is what client libraries call setting it false.
+        .raw("echo", if connect.no_echo { "false" } else { "true" })
         .finish();
     out.extend_from_slice(b"CONNECT ");
     out.extend_from_slice(json.as_bytes());
@@ -487,7 +488,7 @@ mod tests {
         let text = String::from_utf8(connect).unwrap();
         assert!(text.starts_with("CONNECT {\"verbose\":false,"));
         assert!(
-            text.ends_with(",\"headers\":true,\"no_echo\":true}\r\n"),
+            text.ends_with(",\"headers\":true,\"echo\":false}\r\n"),
             "{text}"
         );
     }
