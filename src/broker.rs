@@ -15,6 +15,7 @@ use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::Arc;
 
+use crate::access::Access;
 use crate::config::{Config, ConfigError};
 use crate::nats::Bridge;
 use crate::protocol::ProtocolError;
@@ -149,11 +150,32 @@ impl Builder {
         let Some(line) = self.line else {
             return Err(StartError::NoListener);
         };
+        // Read before anything is bound, like the other settings.
+        let access = match &self.config.auth_file {
+            Some(path) => Some(Access::load(path).map_err(|rule| {
+                StartError::Config(ConfigError {
+                    flag: "--auth-file",
+                    value: path.display().to_string(),
+                    rule,
+                })
+            })?),
+            None => None,
+        };
         let addrs = line?;
         let listener =
             TcpListener::bind(&addrs[..]).map_err(|source| bind_error("line", &addrs, source))?;
         let addr = listener.local_addr()?;
-        let server = Arc::new(Server::new(Arc::new(Router::new(self.config))));
+        if access.is_none() && !addr.ip().is_loopback() {
+            log::warn!(
+                "listening on {addr}, open to every machine that can reach it, without \
+                 --auth-file: anyone may publish as anyone and read every topic"
+            );
+        }
+        let mut router = Router::new(self.config);
+        if let Some(access) = access {
+            router.set_access(access);
+        }
+        let server = Arc::new(Server::new(Arc::new(router)));
         Ok(Broker {
             server,
             addr,

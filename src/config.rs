@@ -92,6 +92,11 @@ pub const DEFAULT_NATS_PREFIX: &str = "pubsub-lab";
 /// The port of a `--nats` server given without one: NATS's own default.
 pub const DEFAULT_NATS_PORT: u16 = 4222;
 
+/// Default for `--auth-timeout`: how long a new connection may take to send `AUTH` on a
+/// broker with access control. Five seconds is time enough for a program, or for a person
+/// pasting the line into `nc`; NATS allows two.
+pub const DEFAULT_AUTH_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The longest line the broker will agree to buffer: with a thousand clients each holding
 /// one, 16 MiB lines already reach 16 GiB.
 pub const MAX_LINE_BYTES_LIMIT: usize = 16 * 1024 * 1024;
@@ -150,6 +155,11 @@ pub struct Config {
     pub nats: Vec<String>,
     /// The first token(s) of every subject the bridge uses (`--nats-prefix`).
     pub nats_prefix: String,
+    /// The auth file (`--auth-file`): users, secrets and rules (see `access.rs`). `None`:
+    /// no access control, as the classic broker.
+    pub auth_file: Option<std::path::PathBuf>,
+    /// How long a connection may take to send `AUTH` when there is an auth file.
+    pub auth_timeout: Duration,
 }
 
 impl Default for Config {
@@ -171,6 +181,8 @@ impl Default for Config {
             sys_interval: DEFAULT_SYS_INTERVAL,
             nats: Vec::new(),
             nats_prefix: DEFAULT_NATS_PREFIX.to_string(),
+            auth_file: None,
+            auth_timeout: DEFAULT_AUTH_TIMEOUT,
         }
     }
 }
@@ -284,6 +296,16 @@ impl Config {
             value: self.nats_prefix.clone(),
             rule,
         })?;
+        if self.auth_timeout < Duration::from_millis(1) || self.auth_timeout > MAX_WRITE_TIMEOUT {
+            return Err(ConfigError {
+                flag: "--auth-timeout",
+                value: format_duration(self.auth_timeout),
+                rule: format!(
+                    "must be from 1ms to {} (the time a client has to send AUTH)",
+                    format_duration(MAX_WRITE_TIMEOUT)
+                ),
+            });
+        }
         if self.write_timeout < Duration::from_millis(1) {
             return Err(ConfigError {
                 flag: "--write-timeout",

@@ -29,6 +29,7 @@
 //! | | [`keyed`] | a list that finds its entries by key: searched while short, indexed once long |
 //! | | [`throttle`] | logs in proportion to time, not to input |
 //! | | [`topic`] | topic names and filters: levels, `+`, `#`, MQTT's rules |
+//! | | [`access`] | the auth file: users, secrets compared in constant time, allow rules |
 //! | bytes | [`framing`] | buffers a TCP stream and cuts it at `\n`, capping line length |
 //! | messages | [`protocol`] | lines ↔ values: the command table, parsing, replies, `DELIVER`; no I/O |
 //! | | [`json`] | JSON read and written by hand, for the dialects that speak it |
@@ -109,6 +110,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod access;
 pub mod batch;
 pub mod broker;
 pub mod cli;

@@ -29,6 +29,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 
+use crate::access::Access;
 use crate::batch::Batch;
 use crate::clock::Clock;
 use crate::config::Config;
@@ -54,6 +55,8 @@ pub struct Router {
     stats: Arc<Stats>,
     /// Where local publishes also go, if anywhere (see `uplink.rs`): set once, at start.
     uplink: OnceLock<Arc<dyn Uplink>>,
+    /// Who may do what, if the broker has an auth file (see `access.rs`).
+    access: Option<Access>,
 }
 
 impl Router {
@@ -64,6 +67,7 @@ impl Router {
             registry: Registry::default(),
             stats: Arc::new(Stats::default()),
             uplink: OnceLock::new(),
+            access: None,
         }
     }
 
@@ -76,6 +80,17 @@ impl Router {
     /// events (a slow consumer cut off).
     pub fn stats(&self) -> &Arc<Stats> {
         &self.stats
+    }
+
+    /// Puts access control in force: every client must `AUTH` first, then do only what
+    /// `access` allows. Called once, before the router is shared.
+    pub fn set_access(&mut self, access: Access) {
+        self.access = Some(access);
+    }
+
+    /// The access rules, if the broker has them.
+    pub fn access(&self) -> Option<&Access> {
+        self.access.as_ref()
     }
 
     /// Sends every local publish on to `uplink` too, and tells it about local interest

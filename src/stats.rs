@@ -43,6 +43,8 @@ pub struct Stats {
     /// Subscribers whose own writer thread writes to them: behind now, or caught up less
     /// than a second ago (see `outbox.rs`).
     pub subscribers_behind: AtomicU64,
+    /// `AUTH` commands with an unknown user or a wrong secret.
+    pub auth_failures: AtomicU64,
 }
 
 impl Default for Stats {
@@ -58,6 +60,7 @@ impl Default for Stats {
             errors: AtomicU64::new(0),
             slow_consumers: AtomicU64::new(0),
             subscribers_behind: AtomicU64::new(0),
+            auth_failures: AtomicU64::new(0),
         }
     }
 }
@@ -81,6 +84,7 @@ impl Stats {
             ("subscribers_behind", read(&self.subscribers_behind)),
             ("messages_dropped", read(&self.dropped)),
             ("retained", registry.retained as u64),
+            ("auth_failures", read(&self.auth_failures)),
         ]
     }
 }

@@ -15,7 +15,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use pubsub_lab::cli::{init_logging, DurationArg};
-use pubsub_lab::config::DEFAULT_NATS_PREFIX;
 use pubsub_lab::config::{
     format_duration, DEFAULT_HOST, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_CLIENTS_PER_IP,
     DEFAULT_MAX_ID_BYTES, DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_PENDING_BYTES, DEFAULT_MAX_RETAINED,
@@ -23,6 +22,7 @@ use pubsub_lab::config::{
     DEFAULT_MAX_TOPIC_BYTES, DEFAULT_MAX_TOPIC_LEVELS, DEFAULT_PORT, DEFAULT_SYS_INTERVAL,
     DEFAULT_WRITE_TIMEOUT,
 };
+use pubsub_lab::config::{DEFAULT_AUTH_TIMEOUT, DEFAULT_NATS_PREFIX};
 use pubsub_lab::error::describe;
 use pubsub_lab::{Broker, Config, StartError};
 
@@ -89,6 +89,15 @@ struct Args {
     /// <prefix>.a.b. Brokers that share messages use the same prefix.
     #[arg(long, default_value = DEFAULT_NATS_PREFIX)]
     nats_prefix: String,
+    /// Access control: a file of users, secrets and allow rules (see labsheet/protocol.md).
+    /// Every client must then send AUTH <user> <secret> first. Off by default, so classic
+    /// clients work unchanged on a private machine; use it whenever --host is not loopback.
+    #[arg(long, value_name = "FILE")]
+    auth_file: Option<std::path::PathBuf>,
+    /// With --auth-file: how long a new connection may take to send AUTH before it is
+    /// closed (like 5s).
+    #[arg(long, default_value_t = DurationArg(DEFAULT_AUTH_TIMEOUT))]
+    auth_timeout: DurationArg,
     /// Show every line in and out, with connection number and client id.
     #[arg(long)]
     trace: bool,
@@ -123,6 +132,8 @@ fn run(args: &Args) -> Result<(), String> {
         sys_interval: args.sys_interval.0,
         nats: args.nats.clone(),
         nats_prefix: args.nats_prefix.clone(),
+        auth_file: args.auth_file.clone(),
+        auth_timeout: args.auth_timeout.0,
         ..Config::default()
     };
     let broker =

@@ -16,7 +16,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use pubsub_lab::cli::init_logging;
+use pubsub_lab::cli::{init_logging, AuthArgs};
 use pubsub_lab::client::check_word;
 use pubsub_lab::config::{format_duration, parse_duration, DEFAULT_PORT};
 
@@ -56,6 +56,8 @@ struct Args {
     /// The broker's port.
     #[arg(long, default_value_t = DEFAULT_PORT)]
     port: u16,
+    #[command(flatten)]
+    auth: AuthArgs,
     /// The message, with --topic: every remaining word.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     message: Vec<String>,
@@ -87,6 +89,9 @@ struct Tally {
 fn run(args: &Args) -> Result<(), Error> {
     check_arguments(args)?;
     let mut client = Client::connect((args.host.as_str(), args.port))?;
+    if let Some((user, secret)) = args.auth.credentials().map_err(Error::InvalidArgument)? {
+        client.auth(&user, &secret)?;
+    }
     let replies = Replies::listen(&client)?;
     let tally = match &args.topic {
         Some(topic) => match args.every {

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use parking_lot::Mutex;
-use pubsub_lab::cli::{init_logging, is_broken_pipe};
+use pubsub_lab::cli::{init_logging, is_broken_pipe, AuthArgs};
 use pubsub_lab::client::Incoming;
 use pubsub_lab::config::DEFAULT_PORT;
 use pubsub_lab::protocol::Command;
@@ -70,6 +70,8 @@ struct Args {
     /// The broker's port.
     #[arg(long, default_value_t = DEFAULT_PORT)]
     port: u16,
+    #[command(flatten)]
+    auth: AuthArgs,
 }
 
 /// What the stdin thread and the socket thread share.
@@ -184,8 +186,12 @@ fn connect(
     greeting: Greeting,
     backoff: &mut Backoff,
 ) -> Result<Client, String> {
+    let credentials = args.auth.credentials()?;
     loop {
         let attempt = Client::connect((args.host.as_str(), args.port)).and_then(|mut client| {
+            if let Some((user, secret)) = &credentials {
+                client.auth(user, secret)?;
+            }
             let addr = client.peer_addr();
             match greeting {
                 Greeting::First => eprintln!("connected to {addr} as {}; {USAGE}", args.id),

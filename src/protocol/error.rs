@@ -81,6 +81,27 @@ pub enum ProtocolError {
     /// starting or ending with a space or tab. Like `NotOneWord`, only text from outside
     /// the line protocol can be so.
     BadMessage,
+    /// A command other than `AUTH` before `AUTH` succeeded, on a broker with
+    /// `--auth-file`. Send `AUTH <user> <secret>` first.
+    AuthRequired,
+    /// `AUTH` with a user that does not exist or a wrong secret (which of the two is not
+    /// said: that would tell a guesser which names exist). Answered after a delay.
+    AuthFailed,
+    /// `AUTH` on a broker without `--auth-file`: nothing to prove; carry on without it.
+    AuthOff,
+    /// A second `AUTH` on a connection that proved who it is already.
+    AlreadyAuthenticated(String),
+    /// No `AUTH` within `--auth-timeout`: the broker closes the connection after this.
+    AuthTimeout(String),
+    /// A publish or subscribe the auth file's rules do not allow this user.
+    NotAllowed {
+        /// The user.
+        user: String,
+        /// What was refused: `subscribe to`, `publish to`, `publish as`.
+        action: &'static str,
+        /// The filter, topic or publisher id.
+        name: String,
+    },
 }
 
 impl fmt::Display for ProtocolError {
@@ -158,6 +179,27 @@ impl fmt::Display for ProtocolError {
                 f,
                 "a message must be one line of text, not empty, and not start or end with a space"
             ),
+            ProtocolError::AuthRequired => write!(
+                f,
+                "authentication required: send AUTH <user> <secret> first"
+            ),
+            ProtocolError::AuthFailed => {
+                write!(f, "authentication failed: unknown user or wrong secret")
+            }
+            ProtocolError::AuthOff => write!(
+                f,
+                "this broker has no access control (no --auth-file): send commands without AUTH"
+            ),
+            ProtocolError::AlreadyAuthenticated(user) => {
+                write!(f, "already authenticated as {user}: one AUTH per connection")
+            }
+            ProtocolError::AuthTimeout(timeout) => write!(
+                f,
+                "authentication timeout: no AUTH within {timeout}, closing the connection"
+            ),
+            ProtocolError::NotAllowed { user, action, name } => {
+                write!(f, "not allowed: {user} may not {action} {name}")
+            }
         }
     }
 }

@@ -33,7 +33,7 @@ mod delivery;
 mod error;
 mod reply;
 
-pub use command::{Command, CommandSpec, COMMANDS};
+pub use command::{Command, CommandSpec, Secret, AUTH, COMMANDS};
 pub use delivery::{write_delivery, Delivery, TIMESTAMP_FORMAT};
 pub use error::ProtocolError;
 pub use reply::{Listed, Reply, MORE_TOPICS};
