@@ -305,6 +305,7 @@ pub fn same_secret(expected: &[u8], given: &[u8]) -> bool {
 /// assert!(!covers("lab/alice/#", "lab/+/temp"));
 /// ```
 pub fn covers(rule: &str, filter: &str) -> bool {
+    // lab:begin 11 ACL filter check
     if filter.starts_with('$') && rule.starts_with(['+', '#']) {
         return false;
     }
@@ -320,6 +321,7 @@ pub fn covers(rule: &str, filter: &str) -> bool {
         }
     }
     wanted.next().is_none()
+    // lab:end 11
 }
 
 #[cfg(test)]

@@ -298,6 +298,10 @@ impl Router {
     /// Every counter, as `STATS` lists them.
     pub fn counters(&self) -> Vec<(&'static str, u64)> {
         let mut counters = self.stats.snapshot(self.registry.totals());
+        if self.access.is_some() {
+            let failures = self.stats.auth_failures.load(Ordering::Relaxed);
+            counters.push(("auth_failures", failures));
+        }
         if let Some(uplink) = self.uplink.get() {
             counters.extend(uplink.counters());
         }

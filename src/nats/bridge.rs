@@ -285,7 +285,7 @@ fn run(shared: &Arc<Shared>, router: &Arc<Router>) {
                 }
                 ever_connected = true;
                 log::info!(
-                    "nats bridge connected to {url} (nats-server {}, id {}), subjects under {}.",
+                    "nats bridge connected to {url} (nats-server {}, server id {}); subject prefix {}",
                     escaped(&connection.info.version),
                     escaped(&connection.info.server_id),
                     shared.prefix

@@ -44,6 +44,10 @@ pub const LABS: &[Lab] = &[
         number: 7,
         sheet: "07-topic-trees.md",
     },
+    Lab {
+        number: 11,
+        sheet: "11-many-brokers.md",
+    },
 ];
 
 impl Lab {
