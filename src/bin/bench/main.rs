@@ -79,6 +79,12 @@ struct Args {
     /// Measure a broker that is already running there, instead of starting ours.
     #[arg(long, value_name = "HOST:PORT")]
     addr: Option<String>,
+    /// Publishers connect here instead of to the broker measured: another broker, bridged
+    /// to it through NATS (`--nats`), so the figures are for delivery across brokers.
+    /// Subscribe to the workload's topic on the measured broker beforehand, so that its
+    /// bridge already holds the topic on NATS when the run starts.
+    #[arg(long, value_name = "HOST:PORT")]
+    publish_addr: Option<std::net::SocketAddr>,
     /// Measure the speed-of-light relay instead of the broker.
     #[arg(long)]
     relay: bool,
@@ -211,6 +217,7 @@ fn jobs_for(mode: Mode, args: &Args) -> Vec<Job> {
             msgs: args.msgs.unwrap_or_else(|| scale(msgs)),
             size: args.size,
             rate,
+            publish_addr: args.publish_addr,
         })
     };
     let subs = args.subs.unwrap_or(100);

@@ -93,6 +93,9 @@ pub struct Flow {
     pub size: usize,
     /// Messages per second per publisher, or `None` for as fast as possible.
     pub rate: Option<f64>,
+    /// Where the publishers connect, if not to the target: another broker bridged to the
+    /// target through NATS (`--publish-addr`), to measure delivery across brokers.
+    pub publish_addr: Option<std::net::SocketAddr>,
 }
 
 impl Flow {
@@ -230,7 +233,7 @@ fn start_publishers(
     let mut threads = Vec::new();
     for topic in 0..flow.topics {
         for index in 0..flow.pubs {
-            let stream = TcpStream::connect(target.addr)
+            let stream = TcpStream::connect(flow.publish_addr.unwrap_or(target.addr))
                 .map_err(|e| format!("cannot connect publisher {index}: {e}"))?;
             let _ = stream.set_nodelay(true);
             sockets.push(clone_socket(&stream)?);
