@@ -36,7 +36,8 @@ pub const SECRET_VARIABLE: &str = "PUBSUB_SECRET";
 /// `--user` and `--secret`, for the clients of a broker with access control.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct AuthArgs {
-    /// On a broker with --auth-file: your user name, sent first as AUTH <user> <secret>.
+    /// On a broker with --auth-file: your user name, sent first in an AUTH line with your
+    /// secret.
     #[arg(long)]
     pub user: Option<String>,
     /// Your secret, with --user. Better left out: then it is read from the environment

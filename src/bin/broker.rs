@@ -85,12 +85,12 @@ struct Args {
     /// are tried in turn.
     #[arg(long = "nats", value_name = "URL")]
     nats: Vec<String>,
-    /// The first word of every NATS subject the bridge uses: topic a/b is subject
-    /// <prefix>.a.b. Brokers that share messages use the same prefix.
+    /// The first word of every NATS subject the bridge uses: with the default, topic a/b
+    /// is subject pubsub-lab.a.b. Brokers that share messages use the same prefix.
     #[arg(long, default_value = DEFAULT_NATS_PREFIX)]
     nats_prefix: String,
     /// Access control: a file of users, secrets and allow rules (see labsheet/protocol.md).
-    /// Every client must then send AUTH <user> <secret> first. Off by default, so classic
+    /// Every client must then send an AUTH line (user and secret) first. Off by default, so classic
     /// clients work unchanged on a private machine; use it whenever --host is not loopback.
     #[arg(long, value_name = "FILE")]
     auth_file: Option<std::path::PathBuf>,
