@@ -85,6 +85,12 @@ struct Args {
     /// bridge already holds the topic on NATS when the run starts.
     #[arg(long, value_name = "HOST:PORT")]
     publish_addr: Option<std::net::SocketAddr>,
+    /// Measure access control: start the broker with an auth file the bench writes (a
+    /// class of 60 users with a rule each, and the bench's own: every subscriber logs in
+    /// as `bench`, publisher i as `pub<i>`, secret `bench`), and log every connection in.
+    /// Compare a run with and without it for the cost of the checks on the publish path.
+    #[arg(long, conflicts_with_all = ["relay", "compare"])]
+    auth: bool,
     /// Measure the speed-of-light relay instead of the broker.
     #[arg(long)]
     relay: bool,
@@ -311,6 +317,12 @@ fn run(args: &Args) -> Result<bool, String> {
     if args.rate.is_some_and(|rate| rate.is_nan() || rate <= 0.0) {
         return Err("--rate must be more than 0".to_string());
     }
+    let auth = if args.auth {
+        Some(target::write_auth_file()?)
+    } else {
+        None
+    };
+    let auth = auth.as_deref();
     let mut printer = Printer::new(args.json);
     printer.machine();
     let mut clean = true;
@@ -328,7 +340,7 @@ fn run(args: &Args) -> Result<bool, String> {
             let (mut a, mut b) = (Vec::new(), Vec::new());
             for _ in 0..args.rounds {
                 for (kind, runs) in [(&target, &mut a), (other, &mut b)] {
-                    match measure(kind, &job, args.timeout)? {
+                    match measure(kind, &job, args.timeout, auth)? {
                         Ok(outcome) => {
                             printer.outcome(&outcome);
                             clean &= outcome.is_clean();
@@ -343,7 +355,7 @@ fn run(args: &Args) -> Result<bool, String> {
             }
             comparisons.extend(report::compare(&a, &b));
         } else {
-            match measure(&target, &job, args.timeout)? {
+            match measure(&target, &job, args.timeout, auth)? {
                 Ok(outcome) => {
                     printer.outcome(&outcome);
                     clean &= outcome.is_clean();
@@ -378,8 +390,9 @@ fn measure(
     kind: &TargetKind,
     job: &Job,
     timeout: Duration,
+    auth: Option<&std::path::Path>,
 ) -> Result<Result<Outcome, String>, String> {
-    let target = Target::start(kind, job.connections() + 16)?;
+    let target = Target::start(kind, job.connections() + 16, auth)?;
     Ok(job.run(&target, timeout).map_err(|message| {
         let said: Vec<String> = target.log_tail();
         if said.is_empty() {

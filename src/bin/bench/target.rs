@@ -73,13 +73,57 @@ pub struct Target {
     pub addr: SocketAddr,
     /// How subscribers synchronise with it.
     pub sync: SyncMethod,
+    /// Whether every connection must log in first (`bench --auth`): subscribers as
+    /// `bench`, publisher i as `pub<i>`, with the secret [`AUTH_SECRET`].
+    pub login: bool,
     child: Option<ChildGuard>,
+}
+
+/// The secret of every user `bench --auth` writes.
+pub const AUTH_SECRET: &str = "bench";
+
+/// Writes the auth file of `bench --auth` to the temporary directory, readable and
+/// writable by its owner only, and returns its path. Sixty students with a publish rule
+/// each come first, as in a lab, so that every publish check walks past them.
+pub fn write_auth_file() -> Result<PathBuf, String> {
+    use std::fmt::Write as _;
+    let mut text = String::from("# written by bench --auth\n");
+    for n in 1..=60 {
+        let _ = writeln!(
+            text,
+            "user student{n} secret{n}\nallow student{n} publish lab/student{n}/#"
+        );
+    }
+    let _ = writeln!(text, "user bench {AUTH_SECRET}\nallow * subscribe #");
+    for n in 0..256 {
+        let _ = writeln!(text, "user pub{n} {AUTH_SECRET}\nallow pub{n} publish #");
+    }
+    let path = std::env::temp_dir().join(format!("pubsub-lab-bench-{}.auth", std::process::id()));
+    std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("cannot restrict {}: {e}", path.display()))?;
+    Ok(path)
 }
 
 impl Target {
     /// Starts (or, for an address, finds) the target. `max_clients` is how many
     /// connections the run will open at once, which the broker must allow.
-    pub fn start(kind: &TargetKind, max_clients: usize) -> Result<Target, String> {
+    pub fn start(
+        kind: &TargetKind,
+        max_clients: usize,
+        auth: Option<&Path>,
+    ) -> Result<Target, String> {
+        let mut target = Target::started(kind, max_clients, auth)?;
+        target.login = auth.is_some();
+        Ok(target)
+    }
+
+    fn started(
+        kind: &TargetKind,
+        max_clients: usize,
+        auth: Option<&Path>,
+    ) -> Result<Target, String> {
         match kind {
             TargetKind::Broker | TargetKind::Baseline(_) => {
                 let broker = match kind {
@@ -87,7 +131,12 @@ impl Target {
                     _ => sibling_binary("broker")?,
                 };
                 let limit = max_clients.max(1024).to_string();
-                let child = ChildGuard::spawn(broker, &["--port", "0", "--max-clients", &limit])?;
+                let mut flags = vec!["--port", "0", "--max-clients", &limit];
+                let auth_file = auth.map(|path| path.display().to_string());
+                if let Some(path) = &auth_file {
+                    flags.extend(["--auth-file", path.as_str()]);
+                }
+                let child = ChildGuard::spawn(broker, &flags)?;
                 Ok(Target::child(kind, child))
             }
             TargetKind::Relay => {
@@ -107,6 +156,7 @@ impl Target {
                     label: kind.label(),
                     addr,
                     sync,
+                    login: false,
                     child: None,
                 })
             }
@@ -118,6 +168,7 @@ impl Target {
             label: kind.label(),
             addr: child.addr,
             sync: SyncMethod::Ping,
+            login: false,
             child: Some(child),
         }
     }

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use crate::measure::{nanos_since, parse_stamp, write_publish, Histogram, Tally};
 use crate::report::{Memory, Outcome, Progress};
-use crate::target::{sleep_until, SyncMethod, Target};
+use crate::target::{sleep_until, SyncMethod, Target, AUTH_SECRET};
 
 /// A publisher writes once it has this many bytes of lines ready: big enough that the
 /// system call is a small part of the cost, small enough to start flowing at once.
@@ -236,6 +236,12 @@ fn start_publishers(
             let stream = TcpStream::connect(flow.publish_addr.unwrap_or(target.addr))
                 .map_err(|e| format!("cannot connect publisher {index}: {e}"))?;
             let _ = stream.set_nodelay(true);
+            if target.login {
+                // The OK AUTH that answers it is never read: one short line.
+                (&stream)
+                    .write_all(format!("AUTH pub{index} {AUTH_SECRET}\n").as_bytes())
+                    .map_err(|e| format!("cannot log publisher {index} in: {e}"))?;
+            }
             sockets.push(clone_socket(&stream)?);
             let publisher = Publisher {
                 topic: topic_name(topic),
@@ -337,6 +343,9 @@ pub fn run_conns(
             .map_err(|e| format!("cannot connect the probe publisher: {e}"))?;
         let _ = publisher.set_nodelay(true);
         line.clear();
+        if target.login {
+            line.extend_from_slice(format!("AUTH pub0 {AUTH_SECRET}\n").as_bytes());
+        }
         let sent_ns = nanos_since(base);
         write_publish(&mut line, &topics[chosen], 0, seq, sent_ns, size);
         publisher
@@ -502,6 +511,10 @@ fn open_subscribers(
             };
             let _ = stream.set_nodelay(true);
             line.clear();
+            if target.login {
+                // Answered OK AUTH before the PONG, which the wait for the PONG skips.
+                line.extend_from_slice(format!("AUTH bench {AUTH_SECRET}\n").as_bytes());
+            }
             line.extend_from_slice(format!("SUBSCRIBE {topic} sub{index}\n").as_bytes());
             if target.sync == SyncMethod::Ping {
                 line.extend_from_slice(format!("PING s{index}\n").as_bytes());
