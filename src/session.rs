@@ -98,6 +98,10 @@ struct Session {
     /// On a broker with access control, until `AUTH` succeeds: when the connection is
     /// closed if it has not.
     auth_deadline: Option<Instant>,
+    /// The last topic and publisher id the rules allowed this user: a burst of publishes
+    /// to one topic is checked once, not once per line (the rules never change while the
+    /// broker runs).
+    allowed_publish: Option<(Box<str>, Box<str>)>,
 }
 
 impl Session {
@@ -117,6 +121,7 @@ impl Session {
             slot,
             bad_lines: Throttle::new(BAD_LINES_LOGGED, BAD_LINES_INTERVAL),
             user: None,
+            allowed_publish: None,
         }
     }
 
@@ -436,10 +441,15 @@ impl Session {
 
     /// Whether this connection's user may publish to `topic` as `publisher_id`: the
     /// rules, and its own name as id (see `access.rs`).
-    fn check_publisher(&self, topic: &str, publisher_id: &str) -> Result<(), ProtocolError> {
+    fn check_publisher(&mut self, topic: &str, publisher_id: &str) -> Result<(), ProtocolError> {
         let Some(user) = &self.user else {
             return Ok(());
         };
+        if let Some((allowed_topic, allowed_id)) = &self.allowed_publish {
+            if **allowed_topic == *topic && **allowed_id == *publisher_id {
+                return Ok(());
+            }
+        }
         // Names first, so that what an error repeats is printable text.
         self.router.check_names(topic, publisher_id)?;
         if !access::may_publish_as(user, publisher_id) {
@@ -449,7 +459,9 @@ impl Session {
                 name: publisher_id.to_string(),
             });
         }
-        self.check_allowed(Action::Publish, topic)
+        self.check_allowed(Action::Publish, topic)?;
+        self.allowed_publish = Some((topic.into(), publisher_id.into()));
+        Ok(())
     }
 
     /// Sends a reply to this connection's own client, through its outbox like any line.
