@@ -15,10 +15,12 @@ use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs, UdpSocket};
 use std::sync::Arc;
 
+use crate::access::Access;
 use crate::config::{Config, ConfigError};
 use crate::durable::log::LogError;
 use crate::durable::{Durables, Timer};
 use crate::hooks::Hooks;
+use crate::nats::Bridge;
 use crate::protocol::ProtocolError;
 use crate::router::{Publisher, Router};
 use crate::server::{LineListener, Listener, Running, Server};
@@ -222,6 +224,17 @@ impl Builder {
         let Some(line) = self.line else {
             return Err(StartError::NoListener);
         };
+        // Read before anything is bound, like the other settings.
+        let access = match &self.config.auth_file {
+            Some(path) => Some(Access::load(path).map_err(|rule| {
+                StartError::Config(ConfigError {
+                    flag: "--auth-file",
+                    value: path.display().to_string(),
+                    rule,
+                })
+            })?),
+            None => None,
+        };
         let addrs = line?;
         let listener =
             TcpListener::bind(&addrs[..]).map_err(|source| bind_error("line", &addrs, source))?;
@@ -247,11 +260,17 @@ impl Builder {
         }
         let mut udp_addr = None;
         let durables = Durables::open(&self.config).map_err(StartError::Storage)?;
-        let router = Arc::new(Router::with_parts(
-            self.config,
-            self.hooks,
-            Arc::new(durables),
-        ));
+        if access.is_none() && !addr.ip().is_loopback() {
+            log::warn!(
+                "listening on {addr}, open to every machine that can reach it, without \
+                 --auth-file: anyone may publish as anyone and read every topic"
+            );
+        }
+        let mut router = Router::with_parts(self.config, self.hooks, Arc::new(durables));
+        if let Some(access) = access {
+            router.set_access(access);
+        }
+        let router = Arc::new(router);
         if let Some(udp) = self.udp {
             let addrs = udp?;
             let socket =
@@ -365,7 +384,12 @@ impl Broker {
             running: Vec::new(),
             sys: None,
             durable: None,
+            bridge: None,
         };
+        if !handle.server.router.config().nats.is_empty() {
+            // Before any listener: every client's publishes and subscriptions are seen.
+            handle.bridge = Some(Bridge::start(Arc::clone(&handle.server.router))?);
+        }
         for listener in self.listeners {
             // If one fails to start, dropping `handle` stops those already running.
             handle
@@ -394,6 +418,8 @@ pub struct BrokerHandle {
     sys: Option<SysFigures>,
     /// The thread of durable subscriptions' timers (see `durable/`).
     durable: Option<Timer>,
+    /// The bridge to NATS, if `--nats` was given.
+    bridge: Option<Bridge>,
 }
 
 impl fmt::Debug for BrokerHandle {
@@ -490,6 +516,9 @@ impl BrokerHandle {
         self.server.set_stopping();
         if let Some(sys) = self.sys.take() {
             sys.stop();
+        }
+        if let Some(bridge) = self.bridge.take() {
+            bridge.stop();
         }
         for running in self.running.drain(..) {
             running.stop();

@@ -28,6 +28,43 @@ impl std::str::FromStr for DurationArg {
     }
 }
 
+/// The environment variable the `publisher` and `subscriber` read the secret from when
+/// `--secret` is not given. A flag shows in `ps` to everyone on the machine; the
+/// environment of a process does not.
+pub const SECRET_VARIABLE: &str = "PUBSUB_SECRET";
+
+/// `--user` and `--secret`, for the clients of a broker with access control.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct AuthArgs {
+    /// On a broker with --auth-file: your user name, sent first in an AUTH line with your
+    /// secret.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Your secret, with --user. Better left out: then it is read from the environment
+    /// variable PUBSUB_SECRET, which other users of the machine cannot see in `ps`.
+    #[arg(long, requires = "user")]
+    pub secret: Option<String>,
+}
+
+impl AuthArgs {
+    /// The user and secret to send, if `--user` was given.
+    ///
+    /// # Errors
+    /// `--user` without a secret in the flag or the environment.
+    pub fn credentials(&self) -> Result<Option<(String, String)>, String> {
+        let Some(user) = &self.user else {
+            return Ok(None);
+        };
+        let secret = match &self.secret {
+            Some(secret) => secret.clone(),
+            None => std::env::var(SECRET_VARIABLE).map_err(|_| {
+                format!("--user {user} needs a secret: set {SECRET_VARIABLE} (or give --secret)")
+            })?,
+        };
+        Ok(Some((user.clone(), secret)))
+    }
+}
+
 /// Starts env_logger: `RUST_LOG` if set, else `default_filter` (such as `info`). With
 /// `trace`, the trace view ([`crate::trace`]) is switched on as well.
 ///

@@ -394,6 +394,24 @@ impl Client {
         }
     }
 
+    /// Sends `AUTH <user> <secret>` and waits for `OK AUTH <user>`: the first thing to
+    /// send to a broker with access control (`--auth-file`). (Extension.)
+    ///
+    /// # Errors
+    /// [`Error::Refused`] with the broker's reason (a wrong secret is answered after a
+    /// delay); [`Error::InvalidArgument`] for a user or secret that is not one word.
+    pub fn auth(&mut self, user: &str, secret: &str) -> Result<(), Error> {
+        check_word("user", user)?;
+        check_word("secret", secret)?;
+        self.send(Command::Auth {
+            user,
+            secret: crate::protocol::Secret(secret),
+        })?;
+        let expected = format!("OK AUTH {user}");
+        self.await_reply(|line| line == expected)?;
+        Ok(())
+    }
+
     /// Sends `VERBOSE on` or `VERBOSE off` and waits for its `OK`. With it on, the broker
     /// acknowledges every accepted command; the client's requests skip those
     /// acknowledgements, so they stay matched to their own answers. (Extension.)

@@ -194,6 +194,19 @@ impl std::str::FromStr for FsyncPolicy {
     }
 }
 
+/// Default for `--nats-prefix`: the first token of every subject the NATS bridge uses, so
+/// that brokers share a NATS cluster with other applications without meeting their
+/// subjects.
+pub const DEFAULT_NATS_PREFIX: &str = "pubsub-lab";
+
+/// The port of a `--nats` server given without one: NATS's own default.
+pub const DEFAULT_NATS_PORT: u16 = 4222;
+
+/// Default for `--auth-timeout`: how long a new connection may take to send `AUTH` on a
+/// broker with access control. Five seconds is time enough for a program, or for a person
+/// pasting the line into `nc`; NATS allows two.
+pub const DEFAULT_AUTH_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The longest line the broker will agree to buffer: with a thousand clients each holding
 /// one, 16 MiB lines already reach 16 GiB.
 pub const MAX_LINE_BYTES_LIMIT: usize = 16 * 1024 * 1024;
@@ -270,6 +283,16 @@ pub struct Config {
     pub max_queued: usize,
     /// Bytes after which the log starts a new segment file.
     pub segment_bytes: u64,
+    /// NATS servers to bridge to (`nats://host:port`), tried in turn: the seeds of one
+    /// cluster. Empty: no bridge.
+    pub nats: Vec<String>,
+    /// The first token(s) of every subject the bridge uses (`--nats-prefix`).
+    pub nats_prefix: String,
+    /// The auth file (`--auth-file`): users, secrets and rules (see `access.rs`). `None`:
+    /// no access control, as the classic broker.
+    pub auth_file: Option<std::path::PathBuf>,
+    /// How long a connection may take to send `AUTH` when there is an auth file.
+    pub auth_timeout: Duration,
 }
 
 impl Default for Config {
@@ -299,6 +322,10 @@ impl Default for Config {
             ack_timeout: DEFAULT_ACK_TIMEOUT,
             max_queued: DEFAULT_MAX_QUEUED,
             segment_bytes: DEFAULT_SEGMENT_BYTES,
+            nats: Vec::new(),
+            nats_prefix: DEFAULT_NATS_PREFIX.to_string(),
+            auth_file: None,
+            auth_timeout: DEFAULT_AUTH_TIMEOUT,
         }
     }
 }
@@ -471,6 +498,28 @@ impl Config {
                 ),
             });
         }
+        for url in &self.nats {
+            parse_nats_url(url).map_err(|rule| ConfigError {
+                flag: "--nats",
+                value: url.clone(),
+                rule,
+            })?;
+        }
+        check_nats_prefix(&self.nats_prefix).map_err(|rule| ConfigError {
+            flag: "--nats-prefix",
+            value: self.nats_prefix.clone(),
+            rule,
+        })?;
+        if self.auth_timeout < Duration::from_millis(1) || self.auth_timeout > MAX_WRITE_TIMEOUT {
+            return Err(ConfigError {
+                flag: "--auth-timeout",
+                value: format_duration(self.auth_timeout),
+                rule: format!(
+                    "must be from 1ms to {} (the time a client has to send AUTH)",
+                    format_duration(MAX_WRITE_TIMEOUT)
+                ),
+            });
+        }
         if self.write_timeout < Duration::from_millis(1) {
             return Err(ConfigError {
                 flag: "--write-timeout",
@@ -493,6 +542,59 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Reads a NATS server's address as `--nats` takes it: `nats://host:port`, or without
+/// the scheme, or without the port (4222).
+///
+/// ```
+/// use pubsub_lab::config::parse_nats_url;
+/// assert_eq!(parse_nats_url("nats://127.0.0.1:4223"), Ok(("127.0.0.1".to_string(), 4223)));
+/// assert_eq!(parse_nats_url("localhost"), Ok(("localhost".to_string(), 4222)));
+/// assert!(parse_nats_url("http://x:1").is_err());
+/// ```
+///
+/// # Errors
+/// A sentence saying how to write it.
+pub fn parse_nats_url(url: &str) -> Result<(String, u16), String> {
+    const HOW: &str = "write it as nats://host:port, like nats://127.0.0.1:4222";
+    let rest = match url.split_once("://") {
+        Some(("nats", rest)) => rest,
+        Some(_) => return Err(format!("only nats:// is spoken ({HOW})")),
+        None => url,
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(':') => {
+            let port = port.parse::<u16>().ok().filter(|&p| p > 0);
+            (
+                host,
+                port.ok_or_else(|| format!("the port must be 1 to 65535 ({HOW})"))?,
+            )
+        }
+        _ => (rest, DEFAULT_NATS_PORT),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || host.contains(['/', '@', ' ']) {
+        return Err(format!("no host name in it ({HOW})"));
+    }
+    Ok((host.to_string(), port))
+}
+
+/// Checks a `--nats-prefix`: tokens separated by single dots, none a wildcard, nothing a
+/// NATS subject cannot hold.
+fn check_nats_prefix(prefix: &str) -> Result<(), String> {
+    let bad_token = |token: &str| token.is_empty() || token == "*" || token == ">";
+    if prefix.split('.').any(bad_token)
+        || prefix.contains(|c: char| c.is_whitespace() || c.is_control())
+    {
+        return Err(
+            "must be words separated by single dots, with no spaces and no * or > \
+                    word (like pubsub-lab or campus.lab1)"
+                .to_string(),
+        );
+    }
+    Ok(())
 }
 
 fn at_least_one(flag: &'static str, value: usize, otherwise: &str) -> Result<(), ConfigError> {
@@ -592,6 +694,43 @@ mod tests {
     #[test]
     fn the_defaults_are_valid() {
         assert_eq!(Config::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn nats_settings_are_checked() {
+        for (url, ok) in [
+            ("nats://h:1", true),
+            ("h:4222", true),
+            ("nats://[::1]:4222", true),
+            ("nats://h:0", false),
+            ("nats://:1", false),
+            ("tls://h:1", false),
+            ("nats://h:x", false),
+        ] {
+            let config = Config {
+                nats: vec![url.to_string()],
+                ..Config::default()
+            };
+            assert_eq!(config.validate().is_ok(), ok, "{url}");
+        }
+        for (prefix, ok) in [
+            ("campus.lab1", true),
+            ("", false),
+            ("a..b", false),
+            ("a.*", false),
+            ("a b", false),
+            (">", false),
+        ] {
+            let config = Config {
+                nats_prefix: prefix.to_string(),
+                ..Config::default()
+            };
+            let result = config.validate();
+            assert_eq!(result.is_ok(), ok, "{prefix:?}");
+            if let Err(error) = result {
+                assert_eq!(error.flag, "--nats-prefix");
+            }
+        }
     }
 
     #[test]

@@ -31,6 +31,7 @@
 //! | | [`keyed`] | a list that finds its entries by key: searched while short, indexed once long |
 //! | | [`throttle`] | logs in proportion to time, not to input |
 //! | | [`topic`] | topic names and filters: levels, `+`, `#`, MQTT's rules |
+//! | | [`access`] | the auth file: users, secrets compared in constant time, allow rules |
 //! | bytes | [`framing`] | buffers a TCP stream and cuts it at `\n`, capping line length |
 //! | messages | [`protocol`] | lines ↔ values: the command table, parsing, replies, `DELIVER`, and the same as kn-sock's JSON lines; no I/O |
 //! | | [`json`] | JSON read and written by hand, for the dialects that speak it |
@@ -42,9 +43,11 @@
 //! | | [`durable`] | durable subscriptions: acknowledgements, redelivery, the log on disk |
 //! | | [`router`] | the one road of every message: look up, batch, hand out, flush; asks the hooks |
 //! | | [`subscription`] | the in-process subscriber, for programs that embed the broker |
+//! | | [`uplink`] | where local messages go beyond this broker, and the interest it is told of |
 //! | sessions | [`outbox`] | a TCP connection as a subscriber: pending lines, write timeout, cut-off |
 //! | | [`connections`] | slots (`--max-clients`), and closing every connection at stop |
 //! | | `session` (private) | one connection: TCP (line protocol or JSON) or a WebSocket (line protocol); read, parse, execute, cleanup |
+//! | bridges | [`nats`] | a NATS client by hand, and the bridge that joins brokers through a NATS cluster |
 //! | server | `server` (private) | listeners, each on its accept thread; admitting connections |
 //! | | `sys` (private) | the broker's own figures, published as retained `$SYS/broker/...` messages |
 //! | | [`udp`] | the UDP port: datagrams in, one datagram per delivery out, leases |
@@ -120,6 +123,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod access;
 pub mod batch;
 pub mod broker;
 pub mod cli;
@@ -133,6 +137,7 @@ pub mod framing;
 pub mod hooks;
 pub mod json;
 pub mod keyed;
+pub mod nats;
 pub mod outbox;
 pub mod peer;
 pub mod protocol;
@@ -150,6 +155,7 @@ pub mod topic;
 pub mod trace;
 pub mod tree;
 pub mod udp;
+pub mod uplink;
 pub mod web;
 
 pub use broker::{Broker, BrokerHandle, Builder, StartError};

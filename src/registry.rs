@@ -68,6 +68,7 @@ use crate::stats::Totals;
 use crate::subscriber::{Offer, Subscriber, SubscriberId};
 use crate::topic;
 use crate::tree::FilterTree;
+use crate::uplink::Interest;
 
 /// The subscribers of one topic at one moment: a snapshot that stays valid after the lock
 /// is released.
@@ -149,6 +150,9 @@ struct Inner {
     /// Changes whenever a wildcard subscription comes or goes: a topic's snapshot made
     /// before may have lost or gained subscribers through a filter.
     generation: u64,
+    /// Names that got their first subscriber or lost their last, in order, for an uplink
+    /// (see `uplink.rs`); `None` (nothing kept) unless one asked for them.
+    interest: Option<Vec<Interest>>,
 }
 
 #[derive(Debug, Default)]
@@ -203,14 +207,19 @@ impl Registry {
             if !inner.filters.entry(&name).insert(subscriber) {
                 return None;
             }
-            *inner.filter_names.entry(Arc::clone(&name)).or_default() += 1;
+            let count = inner.filter_names.entry(Arc::clone(&name)).or_default();
+            *count += 1;
+            let first = *count == 1;
             inner.generation += 1;
+            inner.note_interest(&name, first, true);
         } else {
             let entry = inner.topics.entry(Arc::clone(&name)).or_default();
             if !entry.members.insert(subscriber) {
                 return None;
             }
             entry.snapshot = None;
+            let first = entry.members.len() == 1;
+            inner.note_interest(&name, first, true);
         }
         inner.subscriptions += 1;
         let (retained, flush) = inner.offer_retained(&name, subscriber);
@@ -396,6 +405,31 @@ impl Registry {
         }
     }
 
+    /// Starts keeping the log of interest changes (see `uplink.rs`). The log starts with
+    /// every topic and filter subscribed already (durable subscriptions restored from a
+    /// log are, before any client connects).
+    pub fn track_interest(&self) {
+        let mut inner = self.inner.lock();
+        if inner.interest.is_none() {
+            let wanted = inner.topics.keys().chain(inner.filter_names.keys());
+            let log = wanted
+                .map(|name| Interest {
+                    name: Arc::clone(name),
+                    subscribed: true,
+                })
+                .collect();
+            inner.interest = Some(log);
+        }
+    }
+
+    /// Takes the interest changes logged since the last call, oldest first.
+    pub fn take_interest(&self) -> Vec<Interest> {
+        match &mut self.inner.lock().interest {
+            Some(log) => std::mem::take(log),
+            None => Vec::new(),
+        }
+    }
+
     /// The counts behind `STATS`.
     pub fn totals(&self) -> Totals {
         let inner = self.inner.lock();
@@ -432,6 +466,17 @@ impl Inner {
         known.map_or_else(|| Arc::from(name), Arc::clone)
     }
 
+    /// Logs that `name` is now wanted (`subscribed`) or not, if `changed` and if an
+    /// uplink asked for the log.
+    fn note_interest(&mut self, name: &Arc<str>, changed: bool, subscribed: bool) {
+        if let (true, Some(log)) = (changed, &mut self.interest) {
+            log.push(Interest {
+                name: Arc::clone(name),
+                subscribed,
+            });
+        }
+    }
+
     fn remove(&mut self, name: &str, id: SubscriberId) -> bool {
         if topic::has_wildcard(name) {
             return self.remove_from_filter(name, id);
@@ -444,7 +489,9 @@ impl Inner {
         }
         self.subscriptions -= 1;
         if entry.members.is_empty() {
-            self.topics.remove(name);
+            if let Some((name, _)) = self.topics.remove_entry(name) {
+                self.note_interest(&name, true, false);
+            }
         } else {
             entry.snapshot = None;
         }
@@ -465,7 +512,9 @@ impl Inner {
         if let Some(count) = self.filter_names.get_mut(filter) {
             *count -= 1;
             if *count == 0 {
-                self.filter_names.remove(filter);
+                if let Some((name, _)) = self.filter_names.remove_entry(filter) {
+                    self.note_interest(&name, true, false);
+                }
             }
         }
         true
@@ -722,6 +771,31 @@ mod tests {
             Some(RetainRefused::Bytes)
         );
         assert_eq!(registry.totals().retained, 2);
+    }
+
+    #[test]
+    fn the_interest_log_names_first_subscribers_and_last_ones_out() {
+        let registry = Registry::default();
+        let (a, b) = (nobody(), nobody());
+        registry.subscribe("before", &a);
+        registry.track_interest();
+        for name in ["t", "t", "f/#"] {
+            registry.subscribe(name, &a);
+            registry.subscribe(name, &b);
+        }
+        registry.unsubscribe("t", a.id());
+        registry.unsubscribe_all(["t", "f/#"], b.id());
+        registry.unsubscribe("f/#", a.id());
+        let log: Vec<(String, bool)> = registry
+            .take_interest()
+            .into_iter()
+            .map(|change| (change.name.to_string(), change.subscribed))
+            .collect();
+        let expected = [("t", true), ("f/#", true), ("t", false), ("f/#", false)];
+        let expected: Vec<(String, bool)> =
+            expected.iter().map(|(n, s)| (n.to_string(), *s)).collect();
+        assert_eq!(log, expected);
+        assert!(registry.take_interest().is_empty(), "taken once");
     }
 
     #[test]

@@ -29,8 +29,9 @@
 
 use std::borrow::Cow;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use crate::access::Access;
 use crate::batch::Batch;
 use crate::clock::Clock;
 use crate::config::Config;
@@ -42,6 +43,7 @@ use crate::stats::Stats;
 use crate::subscriber::{Offer, Subscriber, SubscriberId};
 use crate::text;
 use crate::topic;
+use crate::uplink::{Interest, Uplink};
 
 /// A batch at least this large is sent at once, without waiting for the end of the burst.
 /// It bounds the memory one publisher's pending deliveries can take, and is large enough
@@ -59,6 +61,10 @@ pub struct Router {
     hooks: Option<Arc<dyn Hooks>>,
     /// Every durable subscription (see `durable/`); each is also in the registry.
     durables: Arc<Durables>,
+    /// Where local publishes also go, if anywhere (see `uplink.rs`): set once, at start.
+    uplink: OnceLock<Arc<dyn Uplink>>,
+    /// Who may do what, if the broker has an auth file (see `access.rs`).
+    access: Option<Access>,
 }
 
 impl std::fmt::Debug for Router {
@@ -66,6 +72,8 @@ impl std::fmt::Debug for Router {
         f.debug_struct("Router")
             .field("config", &self.config)
             .field("hooks", &self.hooks.is_some())
+            .field("uplink", &self.uplink.get().is_some())
+            .field("access", &self.access.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -103,6 +111,8 @@ impl Router {
             stats: Arc::new(Stats::default()),
             hooks,
             durables,
+            uplink: OnceLock::new(),
+            access: None,
         };
         for durable in router.durables.all() {
             let filter = Arc::clone(durable.filter());
@@ -131,6 +141,40 @@ impl Router {
     /// events (a slow consumer cut off).
     pub fn stats(&self) -> &Arc<Stats> {
         &self.stats
+    }
+
+    /// Puts access control in force: every client must `AUTH` first, then do only what
+    /// `access` allows. Called once, before the router is shared.
+    pub fn set_access(&mut self, access: Access) {
+        self.access = Some(access);
+    }
+
+    /// The access rules, if the broker has them.
+    pub fn access(&self) -> Option<&Access> {
+        self.access.as_ref()
+    }
+
+    /// Sends every local publish on to `uplink` too, and tells it about local interest
+    /// from now on. Call it before any client connects; a second uplink is refused
+    /// (returned).
+    ///
+    /// # Errors
+    /// The uplink given, if one was set already.
+    pub fn set_uplink(&self, uplink: Arc<dyn Uplink>) -> Result<(), Arc<dyn Uplink>> {
+        self.registry.track_interest();
+        self.uplink.set(uplink)
+    }
+
+    /// The topics and filters that got their first local subscriber or lost their last
+    /// since the last call, oldest first: for the uplink.
+    pub fn take_interest(&self) -> Vec<Interest> {
+        self.registry.take_interest()
+    }
+
+    fn interest_changed(&self) {
+        if let Some(uplink) = self.uplink.get() {
+            uplink.interest_changed();
+        }
     }
 
     /// Checks a topic and an id against the broker's limits.
@@ -266,6 +310,7 @@ impl Router {
     /// retained messages the filter matches.
     fn add_subscriber(&self, filter: &str, subscriber: &Arc<dyn Subscriber>) -> Option<Arc<str>> {
         let subscribed = self.registry.subscribe(filter, subscriber)?;
+        self.interest_changed();
         if subscribed.retained > 0 {
             self.stats
                 .delivered
@@ -294,7 +339,9 @@ impl Router {
             })
             .map_err(refused)?;
         }
-        Ok(self.registry.unsubscribe(topic, id))
+        let removed = self.registry.unsubscribe(topic, id);
+        self.interest_changed();
+        Ok(removed)
     }
 
     /// Unsubscribes subscriber `id` from every topic in `topics`, at once: for a subscriber
@@ -305,6 +352,7 @@ impl Router {
         id: SubscriberId,
     ) {
         self.registry.unsubscribe_all(topics, id);
+        self.interest_changed();
     }
 
     /// Forgets `topic`'s retained message, for a client: one that may publish to `topic`.
@@ -348,6 +396,13 @@ impl Router {
     pub fn counters(&self) -> Vec<(&'static str, u64)> {
         let mut counters = self.stats.snapshot(self.registry.totals());
         counters.extend(self.durables.counters());
+        if self.access.is_some() {
+            let failures = self.stats.auth_failures.load(Ordering::Relaxed);
+            counters.push(("auth_failures", failures));
+        }
+        if let Some(uplink) = self.uplink.get() {
+            counters.extend(uplink.counters());
+        }
         counters
     }
 }
@@ -369,6 +424,8 @@ pub struct Publisher {
     clock: Clock,
     /// Who publishes, as the hooks are told.
     client: ClientInfo<'static>,
+    /// Whether its publishes go on to the router's uplink: all but the uplink's own.
+    forwards: bool,
 }
 
 impl Publisher {
@@ -382,6 +439,7 @@ impl Publisher {
             to_flush: Vec::new(),
             clock: Clock::default(),
             client: ClientInfo::new(Transport::InProcess, None),
+            forwards: true,
         }
     }
 
@@ -392,6 +450,26 @@ impl Publisher {
             client,
             ..Publisher::new(router)
         }
+    }
+
+    /// A publisher for messages that came from the router's uplink: they reach local
+    /// subscribers only, never the uplink again.
+    pub fn from_uplink(router: Arc<Router>) -> Publisher {
+        Publisher {
+            forwards: false,
+            ..Publisher::new(router)
+        }
+    }
+
+    /// The uplink this publisher's batches go to, if any.
+    fn uplink(&self) -> Option<&Arc<dyn Uplink>> {
+        self.router.uplink.get().filter(|_| self.forwards)
+    }
+
+    /// Who receives a batch no local subscriber takes: nobody here, but an uplink still
+    /// wants it.
+    fn nobody_but_the_uplink(&self) -> Option<Subscribers> {
+        self.uplink().map(|_| Subscribers::from(Vec::new()))
     }
 
     /// A publisher for a connection that is also the subscriber `own`, which the
@@ -430,8 +508,24 @@ impl Publisher {
         message: &str,
         publisher_id: &str,
     ) -> Result<usize, ProtocolError> {
+        self.publish_stamped(topic, message, publisher_id, None)
+    }
+
+    /// Publishes like [`publish`](Self::publish), stamped `timestamp` (as `DELIVER` writes
+    /// it) instead of now if given: for a message that another broker stamped already.
+    ///
+    /// # Errors
+    /// As [`publish`](Self::publish).
+    pub fn publish_stamped(
+        &mut self,
+        topic: &str,
+        message: &str,
+        publisher_id: &str,
+        timestamp: Option<&str>,
+    ) -> Result<usize, ProtocolError> {
         self.router.check_names(topic, publisher_id)?;
-        let batching = self.receivers.is_some() && self.batch.topic() == topic;
+        let same_stamp = timestamp.is_none() || timestamp == Some(self.batch.timestamp());
+        let batching = self.receivers.is_some() && self.batch.topic() == topic && same_stamp;
         if !batching {
             // A topic that is already the batch's passed these checks when it started it.
             self.router.check_publishable(topic)?;
@@ -446,10 +540,14 @@ impl Publisher {
         if self.receivers.is_none() {
             // The registry lock is taken and released inside this call: from here on we
             // hold a snapshot of the subscriber list and no lock at all.
-            let Some(subscribers) = self.router.registry.subscribers(topic) else {
+            let found = self.router.registry.subscribers(topic);
+            let Some(subscribers) = found.or_else(|| self.nobody_but_the_uplink()) else {
                 return Ok(0);
             };
-            self.batch.start(topic, self.clock.now());
+            match timestamp {
+                Some(stamp) => self.batch.start(topic, stamp),
+                None => self.batch.start(topic, self.clock.now()),
+            }
             self.receivers = Some(subscribers);
         }
         self.batch.add(&message, publisher_id);
@@ -532,7 +630,7 @@ impl Publisher {
                 Err(ProtocolError::RetainedFull { flag, limit })
             }
             Ok(receivers) => {
-                self.receivers = receivers;
+                self.receivers = receivers.or_else(|| self.nobody_but_the_uplink());
                 Ok(self.hand_out())
             }
         }
@@ -544,6 +642,9 @@ impl Publisher {
         let Some(subscribers) = self.receivers.take() else {
             return 0;
         };
+        if let Some(uplink) = self.uplink() {
+            uplink.offer(&self.batch);
+        }
         let receivers = self.fan_out(&subscribers);
         self.count_deliveries(receivers, subscribers.len());
         receivers
@@ -575,6 +676,9 @@ impl Publisher {
         let Some(subscribers) = self.receivers.take() else {
             return;
         };
+        if let Some(uplink) = self.uplink() {
+            uplink.offer(&self.batch);
+        }
         let mut receivers = 0;
         for subscriber in subscribers.iter() {
             if Some(subscriber.id()) == self.own {

@@ -41,6 +41,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::access::{self, Action};
+use crate::config::format_duration;
 use crate::connections::Slot;
 use crate::durable::{Durable, Holder};
 use crate::framing::{Filled, Frame, LineReader};
@@ -119,6 +121,15 @@ pub(crate) struct Session {
     /// Replies that wait for the log to be committed: the `OK PUBLISH` confirms (with
     /// `--data-dir`), and every reply after them, which must not overtake them.
     after_commit: Vec<u8>,
+    /// The user this connection proved it is, with `AUTH` (see `access.rs`).
+    user: Option<Arc<str>>,
+    /// On a broker with access control, until `AUTH` succeeds: when the connection is
+    /// closed if it has not.
+    auth_deadline: Option<Instant>,
+    /// The last topic and publisher id the rules allowed this user: a burst of publishes
+    /// to one topic is checked once, not once per line (the rules never change while the
+    /// broker runs).
+    allowed_publish: Option<(Box<str>, Box<str>)>,
 }
 
 /// The connection's outbox is what holds its durable subscriptions.
@@ -142,7 +153,9 @@ impl Session {
         let subscriber: Arc<dyn Subscriber> = Arc::clone(&outbox) as Arc<dyn Subscriber>;
         let holder: Arc<dyn Holder> = Arc::clone(&outbox) as Arc<dyn Holder>;
         let client = ClientInfo::new(Transport::Line, Some(outbox.peer().addr()));
+        let auth_deadline = router_auth_deadline(&router);
         Session {
+            auth_deadline,
             durables: Vec::new(),
             holder,
             acked: false,
@@ -160,6 +173,8 @@ impl Session {
             client_id: None,
             slot,
             bad_lines: Throttle::new(BAD_LINES_LOGGED, BAD_LINES_INTERVAL),
+            user: None,
+            allowed_publish: None,
         }
     }
 
@@ -203,7 +218,21 @@ impl Session {
                 // No more input waiting: an idle connection holds no buffers.
                 self.publisher.release();
             }
-            if reader.fill()? == Filled::Eof {
+            if let Some(deadline) = self.auth_deadline {
+                // No AUTH yet: the read may wait only until the deadline.
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return self.auth_timed_out();
+                }
+                self.outbox.socket().set_read_timeout(Some(left))?;
+            }
+            let filled = match reader.fill() {
+                Err(error) if self.auth_deadline.is_some() && is_timeout(&error) => {
+                    return self.auth_timed_out();
+                }
+                filled => filled?,
+            };
+            if filled == Filled::Eof {
                 if let Some(last) = reader.take_unterminated() {
                     self.handle_line(last);
                     self.flush();
@@ -280,7 +309,15 @@ impl Session {
             self.learn_id(id);
         }
         if trace::enabled() {
-            trace::lines(self.peer(), Direction::In, line);
+            match parsed {
+                // The trace shows who, never the secret.
+                Ok(Some(Command::Auth { user, .. })) => trace::lines(
+                    self.peer(),
+                    Direction::In,
+                    format!("AUTH {user} ***").as_bytes(),
+                ),
+                _ => trace::lines(self.peer(), Direction::In, line),
+            }
         }
         match parsed {
             Ok(Some(command)) => self.execute(command),
@@ -323,7 +360,11 @@ impl Session {
     /// The one place that decides what each command does.
     fn execute(&mut self, command: Command<'_>) {
         log::debug!("#{} {:?}", self.peer().conn(), command);
+        if self.auth_deadline.is_some() && !matches!(command, Command::Auth { .. }) {
+            return self.refuse(&ProtocolError::AuthRequired);
+        }
         match command {
+            Command::Auth { user, secret } => self.auth(user, secret.0),
             Command::Subscribe {
                 topic,
                 subscriber_id,
@@ -341,7 +382,10 @@ impl Session {
             Command::Unretain {
                 topic,
                 publisher_id,
-            } => match self.router.unretain(topic, publisher_id) {
+            } => match self
+                .check_publisher(topic, publisher_id)
+                .and_then(|()| self.router.unretain(topic, publisher_id))
+            {
                 Ok(_) if self.verbose => self.reply(Reply::UnretainOk(topic)),
                 Ok(_) => {}
                 Err(error) => self.refuse(&error),
@@ -380,6 +424,7 @@ impl Session {
                 self.reply(Reply::Bye);
                 self.quitting = true;
             }
+            Command::Help if self.router.access().is_some() => self.reply(Reply::HelpWithAuth),
             Command::Help => self.reply(Reply::Help),
         }
     }
@@ -388,7 +433,11 @@ impl Session {
     /// the filter matches are queued at once, so they come before the `OK` (and before the
     /// `PONG` of a `PING` sent after the `SUBSCRIBE`).
     fn subscribe(&mut self, topic: &str, subscriber_id: &str) {
-        if let Err(error) = self.router.check_names(topic, subscriber_id) {
+        let checked = self
+            .router
+            .check_names(topic, subscriber_id)
+            .and_then(|()| self.check_allowed(Action::Subscribe, topic));
+        if let Err(error) = checked {
             return self.refuse(&error);
         }
         // Deliveries still in the batch were published before this: they go to the old
@@ -535,6 +584,9 @@ impl Session {
     }
 
     fn retain(&mut self, topic: &str, message: &str, publisher_id: &str) {
+        if let Err(error) = self.check_publisher(topic, publisher_id) {
+            return self.refuse(&error);
+        }
         match self.publisher.retain(topic, message, publisher_id) {
             Ok(deliveries) if self.verbose => self.reply(Reply::RetainOk { topic, deliveries }),
             Ok(_) => {}
@@ -555,6 +607,9 @@ impl Session {
     }
 
     fn publish(&mut self, topic: &str, message: &str, publisher_id: &str) {
+        if let Err(error) = self.check_publisher(topic, publisher_id) {
+            return self.refuse(&error);
+        }
         let receivers = match self.publisher.publish(topic, message, publisher_id) {
             Ok(receivers) => receivers,
             Err(error) => return self.refuse(&error),
@@ -574,6 +629,99 @@ impl Session {
                 self.reply(Reply::PublishOk { topic, deliveries });
             }
         }
+    }
+
+    /// `AUTH <user> <secret>`: on a broker with access control, the connection becomes
+    /// that user, and from then on may send every other command.
+    fn auth(&mut self, user: &str, secret: &str) {
+        let router = Arc::clone(&self.router);
+        let Some(access) = router.access() else {
+            return self.refuse(&ProtocolError::AuthOff);
+        };
+        if let Some(known) = &self.user {
+            let known = known.to_string();
+            return self.refuse(&ProtocolError::AlreadyAuthenticated(known));
+        }
+        match access.authenticate(user, secret) {
+            Some(name) => {
+                self.user = Some(Arc::from(name));
+                self.auth_deadline = None;
+                if let Err(error) = self.outbox.socket().set_read_timeout(None) {
+                    log::debug!("#{} read timeout not cleared: {error}", self.peer().conn());
+                }
+                log::info!("#{} authenticated as {name}", self.peer().conn());
+                self.reply(Reply::AuthOk(name));
+            }
+            None => {
+                self.router
+                    .stats()
+                    .auth_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                // Only this connection's own thread waits: a guesser gets one answer per
+                // delay, everyone else is served as before.
+                self.flush();
+                std::thread::sleep(access::FAILURE_DELAY);
+                log::warn!(
+                    "{} failed to authenticate as {}",
+                    self.peer(),
+                    escaped(user)
+                );
+                self.refuse(&ProtocolError::AuthFailed);
+            }
+        }
+    }
+
+    /// No `AUTH` came in time: says so, and ends the connection.
+    fn auth_timed_out(&mut self) -> io::Result<()> {
+        let timeout = format_duration(self.router.config().auth_timeout);
+        log::info!("#{} sent no AUTH within {timeout}", self.peer().conn());
+        self.refuse(&ProtocolError::AuthTimeout(timeout));
+        self.flush();
+        Ok(())
+    }
+
+    /// Whether this connection's user may `action` `name` (always, without access
+    /// control).
+    fn check_allowed(&self, action: Action, name: &str) -> Result<(), ProtocolError> {
+        let (Some(access), Some(user)) = (self.router.access(), &self.user) else {
+            return Ok(());
+        };
+        if access.may(user, action, name) {
+            return Ok(());
+        }
+        Err(ProtocolError::NotAllowed {
+            user: user.to_string(),
+            action: match action {
+                Action::Publish => "publish to",
+                Action::Subscribe => "subscribe to",
+            },
+            name: name.to_string(),
+        })
+    }
+
+    /// Whether this connection's user may publish to `topic` as `publisher_id`: the
+    /// rules, and its own name as id (see `access.rs`).
+    fn check_publisher(&mut self, topic: &str, publisher_id: &str) -> Result<(), ProtocolError> {
+        let Some(user) = &self.user else {
+            return Ok(());
+        };
+        if let Some((allowed_topic, allowed_id)) = &self.allowed_publish {
+            if **allowed_topic == *topic && **allowed_id == *publisher_id {
+                return Ok(());
+            }
+        }
+        // Names first, so that what an error repeats is printable text.
+        self.router.check_names(topic, publisher_id)?;
+        if !access::may_publish_as(user, publisher_id) {
+            return Err(ProtocolError::NotAllowed {
+                user: user.to_string(),
+                action: "publish as",
+                name: publisher_id.to_string(),
+            });
+        }
+        self.check_allowed(Action::Publish, topic)?;
+        self.allowed_publish = Some((topic.into(), publisher_id.into()));
+        Ok(())
     }
 
     /// Sends a reply to this connection's own client, through its outbox like any line.
@@ -681,6 +829,22 @@ impl Session {
         self.subscriptions.clear();
         // lab:end 04
     }
+}
+
+/// When a new connection must have sent `AUTH` by, if the broker has access control.
+fn router_auth_deadline(router: &Router) -> Option<Instant> {
+    router
+        .access()
+        .map(|_| Instant::now() + router.config().auth_timeout)
+}
+
+/// Whether a read ended because its timeout passed (`WouldBlock` on Unix, `TimedOut` on
+/// Windows).
+fn is_timeout(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }
 
 impl Drop for Session {

@@ -55,6 +55,9 @@ pub struct Stats {
     pub udp_datagrams_dropped: AtomicU64,
     /// Addresses holding a UDP lease right now.
     pub udp_subscribers: AtomicU64,
+    /// `AUTH` commands with an unknown user or a wrong secret (listed by `STATS` only on a
+    /// broker with access control).
+    pub auth_failures: AtomicU64,
 }
 
 impl Default for Stats {
@@ -75,6 +78,7 @@ impl Default for Stats {
             udp_datagrams_out: AtomicU64::new(0),
             udp_datagrams_dropped: AtomicU64::new(0),
             udp_subscribers: AtomicU64::new(0),
+            auth_failures: AtomicU64::new(0),
         }
     }
 }

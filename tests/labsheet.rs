@@ -21,7 +21,7 @@ use std::sync::Mutex;
 use markdown::Lab;
 
 /// The labs, by file name, in order; each file name starts with its lab's number.
-const LABS: [&str; 10] = [
+const LABS: [&str; 11] = [
     "01-first-contact.md",
     "02-inside-the-broker.md",
     "03-tcp-is-a-stream.md",
@@ -32,6 +32,7 @@ const LABS: [&str; 10] = [
     "08-nothing-lost.md",
     "09-the-web.md",
     "10-datagrams-and-dialects.md",
+    "11-many-brokers.md",
 ];
 
 /// One replay at a time, as a student does one lab after another on one machine. Replays

@@ -30,6 +30,7 @@ use pubsub_lab::config::{
 use pubsub_lab::config::{
     FsyncPolicy, DEFAULT_ACK_TIMEOUT, DEFAULT_MAX_INFLIGHT, DEFAULT_MAX_QUEUED,
 };
+use pubsub_lab::config::{DEFAULT_AUTH_TIMEOUT, DEFAULT_NATS_PREFIX};
 use pubsub_lab::error::describe;
 use pubsub_lab::{Broker, Config, StartError};
 
@@ -134,6 +135,24 @@ struct Args {
     /// oldest are dropped (counted in STATS).
     #[arg(long, default_value_t = DEFAULT_MAX_QUEUED)]
     max_queued: usize,
+    /// A NATS server to bridge to (nats://host:port), so that every broker on the same
+    /// NATS cluster sees every message. Repeat it for each seed server of a cluster; they
+    /// are tried in turn.
+    #[arg(long = "nats", value_name = "URL")]
+    nats: Vec<String>,
+    /// The first word of every NATS subject the bridge uses: with the default, topic a/b
+    /// is subject pubsub-lab.a.b. Brokers that share messages use the same prefix.
+    #[arg(long, default_value = DEFAULT_NATS_PREFIX)]
+    nats_prefix: String,
+    /// Access control: a file of users, secrets and allow rules (see labsheet/protocol.md).
+    /// Every client must then send an AUTH line (user and secret) first. Off by default, so classic
+    /// clients work unchanged on a private machine; use it whenever --host is not loopback.
+    #[arg(long, value_name = "FILE")]
+    auth_file: Option<std::path::PathBuf>,
+    /// With --auth-file: how long a new connection may take to send AUTH before it is
+    /// closed (like 5s).
+    #[arg(long, default_value_t = DurationArg(DEFAULT_AUTH_TIMEOUT))]
+    auth_timeout: DurationArg,
     /// Show every line in and out, with connection number and client id.
     #[arg(long)]
     trace: bool,
@@ -175,6 +194,10 @@ fn run(args: &Args) -> Result<(), String> {
         max_inflight: args.max_inflight,
         ack_timeout: args.ack_timeout.0,
         max_queued: args.max_queued,
+        nats: args.nats.clone(),
+        nats_prefix: args.nats_prefix.clone(),
+        auth_file: args.auth_file.clone(),
+        auth_timeout: args.auth_timeout.0,
         ..Config::default()
     };
     let mut builder = Broker::builder()

@@ -28,7 +28,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use pubsub_lab::cli::init_logging;
+use pubsub_lab::cli::{init_logging, AuthArgs};
 use pubsub_lab::client::{check_word, UdpClient};
 use pubsub_lab::config::{format_duration, parse_duration, DEFAULT_PORT, DEFAULT_UDP_PORT};
 
@@ -78,6 +78,8 @@ struct Args {
     /// Send datagrams to the broker's UDP port instead of using TCP.
     #[arg(long)]
     udp: bool,
+    #[command(flatten)]
+    auth: AuthArgs,
     /// The message, with --topic: every remaining word.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     message: Vec<String>,
@@ -115,6 +117,9 @@ fn run(args: &Args) -> Result<(), Error> {
     }
     let port = args.port.unwrap_or(DEFAULT_PORT);
     let mut client = Client::connect((args.host.as_str(), port))?;
+    if let Some((user, secret)) = args.auth.credentials().map_err(Error::InvalidArgument)? {
+        client.auth(&user, &secret)?;
+    }
     let replies = Replies::listen(&client)?;
     if args.confirm {
         client.send(pubsub_lab::Command::Verbose { on: true })?;

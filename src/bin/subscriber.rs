@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use parking_lot::Mutex;
 use pubsub_lab::cli::DurationArg;
-use pubsub_lab::cli::{init_logging, is_broken_pipe};
+use pubsub_lab::cli::{init_logging, is_broken_pipe, AuthArgs};
 use pubsub_lab::client::{Incoming, UdpClient};
 use pubsub_lab::config::{format_duration, DEFAULT_PORT, DEFAULT_UDP_PORT};
 use pubsub_lab::protocol::Command;
@@ -95,6 +95,8 @@ struct Args {
     /// With --udp: send the subscriptions again this often, renewing their lease.
     #[arg(long, default_value_t = DurationArg(RENEW_EVERY), requires = "udp")]
     renew: DurationArg,
+    #[command(flatten)]
+    auth: AuthArgs,
 }
 
 /// Default for `--renew`: a third of the broker's default `--udp-lease`, so that two lost
@@ -316,9 +318,13 @@ fn connect(
     greeting: Greeting,
     backoff: &mut Backoff,
 ) -> Result<Client, String> {
+    let credentials = args.auth.credentials()?;
     loop {
         let port = args.port.unwrap_or(DEFAULT_PORT);
         let attempt = Client::connect((args.host.as_str(), port)).and_then(|mut client| {
+            if let Some((user, secret)) = &credentials {
+                client.auth(user, secret)?;
+            }
             let addr = client.peer_addr();
             match greeting {
                 Greeting::First => eprintln!("connected to {addr} as {}; {USAGE}", args.id),

@@ -45,6 +45,7 @@ impl CommandSpec {
     pub fn find(word: &str) -> Option<&'static CommandSpec> {
         COMMANDS
             .iter()
+            .chain([&AUTH])
             .find(|spec| word.eq_ignore_ascii_case(spec.word))
     }
 }
@@ -158,6 +159,32 @@ pub const COMMANDS: [CommandSpec; 14] = [
         parse: |rest| rest.is_empty().then_some(Command::Help),
     },
 ];
+
+/// `AUTH`, apart from [`COMMANDS`]: `HELP` lists it only on a broker that asks for it
+/// (`--auth-file`), so a broker without access control shows the classic table unchanged.
+pub const AUTH: CommandSpec = CommandSpec {
+    word: "AUTH",
+    arguments: "<user> <secret>",
+    summary: "say who you are, first, on a broker with access control",
+    classic: false,
+    parse: |rest| {
+        exactly_two(rest).map(|(user, secret)| Command::Auth {
+            user,
+            secret: Secret(secret),
+        })
+    },
+};
+
+/// A secret as `AUTH` carries it. Its `Debug` never shows it, so logging a command (as
+/// `RUST_LOG=debug` does) cannot leak one.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Secret<'a>(pub &'a str);
+
+impl std::fmt::Debug for Secret<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
 
 /// One command sent by a client, borrowing its text from the line it was parsed from.
 ///
@@ -320,6 +347,17 @@ pub enum Command<'a> {
     /// HELP
     /// ```
     Help,
+    /// Say who the client is, on a broker with `--auth-file` (extension; see `access.rs`).
+    ///
+    /// ```text
+    /// AUTH alice s3cret
+    /// ```
+    Auth {
+        /// The user's name, as in the auth file.
+        user: &'a str,
+        /// Its secret.
+        secret: Secret<'a>,
+    },
 }
 
 impl<'a> Command<'a> {
@@ -373,6 +411,7 @@ impl<'a> Command<'a> {
             Command::Verbose { .. } => "VERBOSE",
             Command::Quit => "QUIT",
             Command::Help => "HELP",
+            Command::Auth { .. } => "AUTH",
         };
         CommandSpec::find(word).expect("every command has an entry in COMMANDS")
     }
@@ -436,6 +475,7 @@ impl<'a> Command<'a> {
             } => [Some(topic), Some(publisher_id), None],
             Command::Ping { token } | Command::Topics { filter: token } => [token, None, None],
             Command::Verbose { on } => [Some(if on { "on" } else { "off" }), None, None],
+            Command::Auth { user, secret } => [Some(user), Some(secret.0), None],
             Command::UnsubscribeAll | Command::Stats | Command::Quit | Command::Help => [None; 3],
         };
         for argument in arguments.into_iter().flatten() {

@@ -30,18 +30,19 @@
 //! | `ping` | `token`? |
 //! | `topics` | `filter`? |
 //! | `stats` | |
+//! | `auth` | `user`, `secret` (first, on a broker with `--auth-file`) |
 //!
 //! and any of them `verbose`? (`true` for an acknowledgement). A missing id is the
 //! client's address, `json:<ip>:<port>`. Unknown members are ignored.
 
-use super::command::{check_message, check_word, Command};
+use super::command::{check_message, check_word, Command, Secret};
 use super::error::{shorten, ProtocolError};
 use super::reply::{Listed, Reply};
 use crate::json::{self, ObjectWriter, Value};
 use crate::text;
 
 /// The actions of the JSON dialect, in the order errors list them.
-pub const JSON_ACTIONS: [&str; 8] = [
+pub const JSON_ACTIONS: [&str; 9] = [
     "subscribe",
     "unsubscribe",
     "publish",
@@ -50,6 +51,7 @@ pub const JSON_ACTIONS: [&str; 8] = [
     "ping",
     "topics",
     "stats",
+    "auth",
 ];
 
 /// How a TCP connection speaks. See the module docs.
@@ -181,6 +183,10 @@ impl JsonRequest {
                 filter: field("filter"),
             },
             "stats" => Command::Stats,
+            "auth" => Command::Auth {
+                user: required("auth", "user")?,
+                secret: Secret(required("auth", "secret")?),
+            },
             other => return Err(ProtocolError::UnknownAction(shorten(other))),
         };
         check_grammar(&command)?;
@@ -227,6 +233,9 @@ fn check_grammar(command: &Command<'_>) -> Result<(), ProtocolError> {
             &[("topic", Some(topic)), ("publisher id", Some(publisher_id))],
             None,
         ),
+        Command::Auth { user, secret } => {
+            (&[("user", Some(user)), ("secret", Some(secret.0))], None)
+        }
         Command::Ping { token } => (&[("token", token)], None),
         Command::Topics { filter } => (&[("filter", filter)], None),
         _ => (&[], None),
@@ -348,7 +357,12 @@ fn write_json_reply(reply: &Reply<'_>, out: &mut Vec<u8>) {
         Reply::Pong(None) => {
             object.raw("pong", "null");
         }
-        Reply::Help => {
+        Reply::AuthOk(user) => {
+            object.string("ok", "auth").string("user", user);
+        }
+        // The JSON dialect lists its actions, `auth` among them, with or without access
+        // control.
+        Reply::Help | Reply::HelpWithAuth => {
             let mut actions = String::from("[");
             for (n, action) in JSON_ACTIONS.iter().enumerate() {
                 if n > 0 {

@@ -122,6 +122,27 @@ pub enum ProtocolError {
         /// The limit.
         limit: usize,
     },
+    /// A command other than `AUTH` before `AUTH` succeeded, on a broker with
+    /// `--auth-file`. Send `AUTH <user> <secret>` first.
+    AuthRequired,
+    /// `AUTH` with a user that does not exist or a wrong secret (which of the two is not
+    /// said: that would tell a guesser which names exist). Answered after a delay.
+    AuthFailed,
+    /// `AUTH` on a broker without `--auth-file`: nothing to prove; carry on without it.
+    AuthOff,
+    /// A second `AUTH` on a connection that proved who it is already.
+    AlreadyAuthenticated(String),
+    /// No `AUTH` within `--auth-timeout`: the broker closes the connection after this.
+    AuthTimeout(String),
+    /// A publish or subscribe the auth file's rules do not allow this user.
+    NotAllowed {
+        /// The user.
+        user: String,
+        /// What was refused: `subscribe to`, `publish to`, `publish as`.
+        action: &'static str,
+        /// The filter, topic or publisher id.
+        name: String,
+    },
 }
 
 impl fmt::Display for ProtocolError {
@@ -244,6 +265,27 @@ impl fmt::Display for ProtocolError {
                 f,
                 "too many UDP subscribers (limit {limit}): subscribe over TCP, or try later"
             ),
+            ProtocolError::AuthRequired => write!(
+                f,
+                "authentication required: send AUTH <user> <secret> first"
+            ),
+            ProtocolError::AuthFailed => {
+                write!(f, "authentication failed: unknown user or wrong secret")
+            }
+            ProtocolError::AuthOff => write!(
+                f,
+                "this broker has no access control (no --auth-file): send commands without AUTH"
+            ),
+            ProtocolError::AlreadyAuthenticated(user) => {
+                write!(f, "already authenticated as {user}: one AUTH per connection")
+            }
+            ProtocolError::AuthTimeout(timeout) => write!(
+                f,
+                "authentication timeout: no AUTH within {timeout}, closing the connection"
+            ),
+            ProtocolError::NotAllowed { user, action, name } => {
+                write!(f, "not allowed: {user} may not {action} {name}")
+            }
         }
     }
 }

@@ -37,7 +37,7 @@ mod error;
 mod message;
 mod reply;
 
-pub use command::{check_message, check_word, Command, CommandSpec, COMMANDS};
+pub use command::{check_message, check_word, Command, CommandSpec, Secret, AUTH, COMMANDS};
 pub use delivery::{write_delivery, Delivery, TIMESTAMP_FORMAT};
 pub use dialect::{listed_json, write_json_delivery, Dialect, JsonRequest, JSON_ACTIONS};
 pub use error::ProtocolError;

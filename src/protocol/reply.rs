@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use super::command::COMMANDS;
+use super::command::{AUTH, COMMANDS};
 use super::error::ProtocolError;
 
 /// What the line that says topics were left out of a `TOPICS` listing starts with, after
@@ -83,6 +83,10 @@ pub enum Reply<'a> {
     Pong(Option<&'a str>),
     /// The `HELP` listing: one line per entry of [`COMMANDS`].
     Help,
+    /// The `HELP` listing of a broker with access control: [`COMMANDS`] and [`AUTH`].
+    HelpWithAuth,
+    /// `OK AUTH <user>`: the client is that user from now on (sent whatever the mode).
+    AuthOk(&'a str),
     /// `TOPICS <topic> <subscribers>` lines, a `TOPICS … and <n> more` line if some were
     /// left out, then `END TOPICS`.
     Topics {
@@ -128,8 +132,10 @@ impl Reply<'_> {
             Reply::VerboseOk(on) => writeln!(out, "OK VERBOSE {}", if *on { "on" } else { "off" }),
             Reply::Pong(Some(token)) => writeln!(out, "PONG {token}"),
             Reply::Pong(None) => writeln!(out, "PONG"),
-            Reply::Help => {
-                for spec in &COMMANDS {
+            Reply::AuthOk(user) => writeln!(out, "OK AUTH {user}"),
+            Reply::Help | Reply::HelpWithAuth => {
+                let auth = matches!(self, Reply::HelpWithAuth).then_some(&AUTH);
+                for spec in COMMANDS.iter().chain(auth) {
                     let _ = writeln!(out, "HELP {:<42} {}", spec.syntax(), spec.summary);
                 }
                 writeln!(out, "END HELP")
@@ -198,6 +204,8 @@ mod tests {
             Reply::VerboseOk(true),
             Reply::Pong(Some("DELIVER")),
             Reply::Help,
+            Reply::HelpWithAuth,
+            Reply::AuthOk("DELIVER"),
             Reply::Topics {
                 topics: &topics,
                 more: 3,

@@ -89,6 +89,18 @@ struct Args {
     /// Measure a broker that is already running there, instead of starting ours.
     #[arg(long, value_name = "HOST:PORT")]
     addr: Option<String>,
+    /// Publishers connect here instead of to the broker measured: another broker, bridged
+    /// to it through NATS (`--nats`), so the figures are for delivery across brokers.
+    /// Subscribe to the workload's topic on the measured broker beforehand, so that its
+    /// bridge already holds the topic on NATS when the run starts.
+    #[arg(long, value_name = "HOST:PORT")]
+    publish_addr: Option<std::net::SocketAddr>,
+    /// Measure access control: start the broker with an auth file the bench writes (a
+    /// class of 60 users with a rule each, and the bench's own: every subscriber logs in
+    /// as `bench`, publisher i as `pub<i>`, secret `bench`), and log every connection in.
+    /// Compare a run with and without it for the cost of the checks on the publish path.
+    #[arg(long, conflicts_with_all = ["relay", "compare"])]
+    auth: bool,
     /// Measure the speed-of-light relay instead of the broker.
     #[arg(long)]
     relay: bool,
@@ -315,6 +327,7 @@ fn jobs_for(mode: Mode, args: &Args) -> Vec<Job> {
             size: args.size,
             rate,
             json: workload == Workload::JsonFanout,
+            publish_addr: args.publish_addr,
         })
     };
     let subs = args.subs.unwrap_or(100);
@@ -393,6 +406,7 @@ fn jobs_for(mode: Mode, args: &Args) -> Vec<Job> {
                 size: args.size,
                 rate: None,
                 json: false,
+                publish_addr: args.publish_addr,
             },
             filters: args.filters as usize,
         }],
@@ -462,6 +476,12 @@ fn run(args: &Args) -> Result<bool, String> {
     if args.rate.is_some_and(|rate| rate.is_nan() || rate <= 0.0) {
         return Err("--rate must be more than 0".to_string());
     }
+    let auth = if args.auth {
+        Some(target::write_auth_file()?)
+    } else {
+        None
+    };
+    let auth = auth.as_deref();
     let mut printer = Printer::new(args.json);
     printer.machine();
     let mut clean = true;
@@ -487,7 +507,7 @@ fn run(args: &Args) -> Result<bool, String> {
             let (mut a, mut b) = (Vec::new(), Vec::new());
             for _ in 0..args.rounds {
                 for (kind, runs) in [(&target, &mut a), (other, &mut b)] {
-                    match measure(kind, &job, args.timeout)? {
+                    match measure(kind, &job, args.timeout, auth)? {
                         Ok(outcome) => {
                             printer.outcome(&outcome);
                             clean &= outcome.is_clean();
@@ -502,7 +522,7 @@ fn run(args: &Args) -> Result<bool, String> {
             }
             comparisons.extend(report::compare(&a, &b));
         } else {
-            match measure(&target, &job, args.timeout)? {
+            match measure(&target, &job, args.timeout, auth)? {
                 Ok(outcome) => {
                     printer.outcome(&outcome);
                     clean &= outcome.is_clean();
@@ -552,6 +572,7 @@ fn measure(
     kind: &TargetKind,
     job: &Job,
     timeout: Duration,
+    auth: Option<&std::path::Path>,
 ) -> Result<Result<Outcome, String>, String> {
     if let Job::Restart { msgs, size } = job {
         return Ok(durable::run_restart(kind, *msgs, *size, timeout));
@@ -572,7 +593,7 @@ fn measure(
                 udp: job.needs_udp(),
                 web: job.needs_web(),
             };
-            Target::start(kind, job.connections() + 16, listeners)?
+            Target::start(kind, job.connections() + 16, listeners, auth)?
         }
     };
     Ok(job.run(&target, timeout).map_err(|message| {

@@ -86,17 +86,60 @@ pub struct Target {
     pub sync: SyncMethod,
     /// Where it takes datagrams, if it was started with a UDP port.
     pub udp_addr: Option<SocketAddr>,
+    /// Whether every connection must log in first (`bench --auth`): subscribers as
+    /// `bench`, publisher i as `pub<i>`, with the secret [`AUTH_SECRET`].
+    pub login: bool,
     child: Option<ChildGuard>,
+}
+
+/// The secret of every user `bench --auth` writes.
+pub const AUTH_SECRET: &str = "bench";
+
+/// Writes the auth file of `bench --auth` to the temporary directory, readable and
+/// writable by its owner only, and returns its path. Sixty students with a publish rule
+/// each come first, as in a lab, so that every publish check walks past them.
+pub fn write_auth_file() -> Result<PathBuf, String> {
+    use std::fmt::Write as _;
+    let mut text = String::from("# written by bench --auth\n");
+    for n in 1..=60 {
+        let _ = writeln!(
+            text,
+            "user student{n} secret{n}\nallow student{n} publish lab/student{n}/#"
+        );
+    }
+    let _ = writeln!(text, "user bench {AUTH_SECRET}\nallow * subscribe #");
+    for n in 0..256 {
+        let _ = writeln!(text, "user pub{n} {AUTH_SECRET}\nallow pub{n} publish #");
+    }
+    let path = std::env::temp_dir().join(format!("pubsub-lab-bench-{}.auth", std::process::id()));
+    std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("cannot restrict {}: {e}", path.display()))?;
+    Ok(path)
 }
 
 impl Target {
     /// Starts (or, for an address, finds) the target. `max_clients` is how many
     /// connections the run will open at once, which the broker must allow; `listeners`
-    /// says which of its other listeners it opens too, each on a free port.
+    /// says which of its other listeners it opens too, each on a free port; `auth`, an
+    /// auth file every connection must log in with.
     pub fn start(
         kind: &TargetKind,
         max_clients: usize,
         listeners: Listeners,
+        auth: Option<&Path>,
+    ) -> Result<Target, String> {
+        let mut target = Target::started(kind, max_clients, listeners, auth)?;
+        target.login = auth.is_some();
+        Ok(target)
+    }
+
+    fn started(
+        kind: &TargetKind,
+        max_clients: usize,
+        listeners: Listeners,
+        auth: Option<&Path>,
     ) -> Result<Target, String> {
         let web = listeners.web;
         match kind {
@@ -116,6 +159,10 @@ impl Target {
                     (true, _) => args.extend(["--http-port", "0"]),
                     (false, TargetKind::Broker) => args.push("--no-http"),
                     (false, _) => {}
+                }
+                let auth_file = auth.map(|path| path.display().to_string());
+                if let Some(path) = &auth_file {
+                    args.extend(["--auth-file", path.as_str()]);
                 }
                 let child = ChildGuard::spawn(broker, &args)?;
                 if web && child.web_addr.is_none() {
@@ -149,6 +196,7 @@ impl Target {
                     web_addr: None,
                     sync,
                     udp_addr: None,
+                    login: false,
                     child: None,
                 })
             }
@@ -191,6 +239,7 @@ impl Target {
             web_addr: child.web_addr,
             sync: SyncMethod::Ping,
             udp_addr: child.udp_addr,
+            login: false,
             child: Some(child),
         }
     }

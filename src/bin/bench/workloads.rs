@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use crate::measure::{nanos_since, parse_stamp, write_publish, Histogram, Tally};
 use crate::report::{Memory, Outcome, Progress};
-use crate::target::{sleep_until, SyncMethod, Target};
+use crate::target::{sleep_until, SyncMethod, Target, AUTH_SECRET};
 use pubsub_lab::web::client::WebSocketClient;
 use pubsub_lab::web::websocket::{self, Decoder, Message, Opcode};
 
@@ -122,6 +122,9 @@ pub struct Flow {
     pub rate: Option<f64>,
     /// The subscribers speak kn-sock's JSON lines.
     pub json: bool,
+    /// Where the publishers connect, if not to the target: another broker bridged to the
+    /// target through NATS (`--publish-addr`), to measure delivery across brokers.
+    pub publish_addr: Option<std::net::SocketAddr>,
 }
 
 impl Flow {
@@ -285,9 +288,15 @@ fn start_publishers(
     let mut threads = Vec::new();
     for topic in 0..flow.topics {
         for index in 0..flow.pubs {
-            let stream = TcpStream::connect(target.addr)
+            let stream = TcpStream::connect(flow.publish_addr.unwrap_or(target.addr))
                 .map_err(|e| format!("cannot connect publisher {index}: {e}"))?;
             let _ = stream.set_nodelay(true);
+            if target.login {
+                // The OK AUTH that answers it is never read: one short line.
+                (&stream)
+                    .write_all(format!("AUTH pub{index} {AUTH_SECRET}\n").as_bytes())
+                    .map_err(|e| format!("cannot log publisher {index} in: {e}"))?;
+            }
             sockets.push(clone_socket(&stream)?);
             let publisher = Publisher {
                 topics: flow.publish_topics(topic),
@@ -389,6 +398,9 @@ pub fn run_conns(
             .map_err(|e| format!("cannot connect the probe publisher: {e}"))?;
         let _ = publisher.set_nodelay(true);
         line.clear();
+        if target.login {
+            line.extend_from_slice(format!("AUTH pub0 {AUTH_SECRET}\n").as_bytes());
+        }
         let sent_ns = nanos_since(base);
         write_publish(&mut line, &topics[chosen], 0, seq, sent_ns, size);
         publisher
@@ -573,6 +585,10 @@ pub fn open_subscribers(
                 }
             };
             line.clear();
+            if target.login {
+                // Answered OK AUTH before the PONG, which the wait for the PONG skips.
+                line.extend_from_slice(format!("AUTH bench {AUTH_SECRET}\n").as_bytes());
+            }
             let (subscribe, ping) = if json {
                 (
                     format!("{{\"action\":\"subscribe\",\"topic\":\"{topic}\",\"id\":\"sub{index}\"}}\n"),

@@ -56,6 +56,10 @@ pub const LABS: &[Lab] = &[
         number: 10,
         sheet: "10-datagrams-and-dialects.md",
     },
+    Lab {
+        number: 11,
+        sheet: "11-many-brokers.md",
+    },
 ];
 
 impl Lab {

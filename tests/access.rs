@@ -1,0 +1,264 @@
+//! Access control on the wire (`--auth-file`): every rule as a student sees it in `nc`.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{start_broker, start_broker_with, stat, Raw};
+use pubsub_lab::access::FAILURE_DELAY;
+use pubsub_lab::{Broker, BrokerHandle, Config, StartError};
+
+const FILE: &str = "# the lab's users\n\
+    user alice s3cret\n\
+    user bob hunter2\n\
+    allow alice publish lab/alice/#\n\
+    allow * subscribe lab/#\n\
+    allow bob subscribe $SYS/#\n\
+    allow bob subscribe room/+\n";
+
+const REQUIRED: &str = "ERROR authentication required: send AUTH <user> <secret> first";
+
+static NEXT_FILE: AtomicU64 = AtomicU64::new(0);
+
+/// Writes `text` to a new file readable by its owner only, and returns its path.
+fn auth_file(text: &str, mode: u32) -> PathBuf {
+    let n = NEXT_FILE.fetch_add(1, Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("pubsub-lab-auth-{}-{n}", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path
+}
+
+fn locked_broker(auth_timeout: Duration) -> BrokerHandle {
+    start_broker_with(Config {
+        auth_file: Some(auth_file(FILE, 0o600)),
+        auth_timeout,
+        ..Config::default()
+    })
+}
+
+/// A connection that sent `AUTH` and got its `OK`.
+fn logged_in(broker: &BrokerHandle, user: &str, secret: &str) -> Raw {
+    let mut raw = Raw::connect(broker.addr());
+    raw.send(&format!("AUTH {user} {secret}\n"));
+    raw.expect(&format!("OK AUTH {user}"));
+    raw
+}
+
+#[test]
+fn before_auth_every_other_command_is_refused_and_after_it_they_work() {
+    let broker = locked_broker(Duration::from_secs(30));
+    let mut raw = Raw::connect(broker.addr());
+    for line in [
+        "SUBSCRIBE lab/x me",
+        "PUBLISH lab/alice/x hi alice",
+        "PING",
+        "HELP",
+        "STATS",
+        "QUIT",
+    ] {
+        raw.send(&format!("{line}\n"));
+        raw.expect(REQUIRED);
+    }
+    raw.send("AUTH alice s3cret\n");
+    raw.expect("OK AUTH alice");
+    raw.sync();
+    raw.send("AUTH alice s3cret\n");
+    raw.expect("ERROR already authenticated as alice: one AUTH per connection");
+    raw.send("HELP\n");
+    let mut help = Vec::new();
+    loop {
+        let line = raw.line();
+        if line == "END HELP" {
+            break;
+        }
+        help.push(line);
+    }
+    assert!(
+        help.last()
+            .unwrap()
+            .starts_with("HELP AUTH <user> <secret>"),
+        "a broker with access control lists AUTH: {help:#?}"
+    );
+}
+
+#[test]
+fn each_rule_applies_on_the_wire() {
+    let broker = locked_broker(Duration::from_secs(30));
+    let mut bob = logged_in(&broker, "bob", "hunter2");
+    bob.send("SUBSCRIBE lab/+/temp bob\nSUBSCRIBE room/+ bob\nSUBSCRIBE # bob\n");
+    bob.expect("ERROR not allowed: bob may not subscribe to #");
+    // room/+ allows one level below room, so not room/# (which is every level below).
+    bob.send("SUBSCRIBE room/# bob\nSUBSCRIBE other bob\n");
+    bob.expect("ERROR not allowed: bob may not subscribe to room/#");
+    bob.expect("ERROR not allowed: bob may not subscribe to other");
+    bob.send("PUBLISH lab/bob/temp 20 bob\n");
+    bob.expect("ERROR not allowed: bob may not publish to lab/bob/temp");
+    bob.sync();
+
+    let mut alice = logged_in(&broker, "alice", "s3cret");
+    alice.send("SUBSCRIBE $SYS/# alice\n");
+    alice.expect("ERROR not allowed: alice may not subscribe to $SYS/#");
+    alice.send("PUBLISH lab/alice/temp 21 alice\n");
+    alice.send("PUBLISH lab/alice/temp 22 alice:sensor1\n");
+    alice.send("PUBLISH lab/bob/temp 23 alice\n");
+    alice.expect("ERROR not allowed: alice may not publish to lab/bob/temp");
+    alice.sync();
+    assert_eq!(bob.delivery(), "DELIVER lab/alice/temp 21 alice");
+    assert_eq!(bob.delivery(), "DELIVER lab/alice/temp 22 alice:sensor1");
+    bob.sync();
+    // Retaining is publishing: the same rules.
+    alice.send("RETAIN lab/bob/temp 1 alice\nUNRETAIN lab/bob/temp alice\n");
+    alice.expect("ERROR not allowed: alice may not publish to lab/bob/temp");
+    alice.expect("ERROR not allowed: alice may not publish to lab/bob/temp");
+    alice.sync();
+}
+
+#[test]
+fn nobody_publishes_as_someone_else() {
+    let broker = locked_broker(Duration::from_secs(30));
+    let mut bob = logged_in(&broker, "bob", "hunter2");
+    bob.send("SUBSCRIBE lab/# bob\n");
+    bob.sync();
+    let mut alice = logged_in(&broker, "alice", "s3cret");
+    // Allowed once, to this topic as alice: the same topic under another id is not.
+    alice.send("PUBLISH lab/alice/news first alice\n");
+    assert_eq!(bob.delivery(), "DELIVER lab/alice/news first alice");
+    for forged in ["bob", "alicex", "bob:alice"] {
+        alice.send(&format!("PUBLISH lab/alice/news hi {forged}\n"));
+        alice.expect(&format!(
+            "ERROR not allowed: alice may not publish as {forged}"
+        ));
+    }
+    alice.sync();
+    bob.sync(); // nothing arrived before the PONG
+}
+
+#[test]
+fn wrong_secrets_are_answered_late_counted_and_do_not_say_which_part_was_wrong() {
+    let broker = locked_broker(Duration::from_secs(30));
+    let mut raw = Raw::connect(broker.addr());
+    for attempt in [
+        "AUTH alice hunter2",
+        "AUTH alice s3cre",
+        "AUTH carol s3cret",
+    ] {
+        let started = Instant::now();
+        raw.send(&format!("{attempt}\n"));
+        raw.expect("ERROR authentication failed: unknown user or wrong secret");
+        assert!(
+            started.elapsed() >= FAILURE_DELAY,
+            "{attempt} was answered after {:?}",
+            started.elapsed()
+        );
+    }
+    assert_eq!(stat(&broker, "auth_failures"), 3);
+    raw.send("PING\n");
+    raw.expect(REQUIRED);
+    raw.send("AUTH alice s3cret\n");
+    raw.expect("OK AUTH alice");
+}
+
+#[test]
+fn no_auth_within_the_timeout_closes_the_connection_even_one_that_keeps_talking() {
+    let broker = locked_broker(Duration::from_millis(300));
+    let mut chatty = Raw::connect(broker.addr());
+    let mut silent = Raw::connect(broker.addr());
+    let started = Instant::now();
+    let closing = "ERROR authentication timeout: no AUTH within 300ms, closing the connection";
+    // A client that sends a line every 50 ms never lets a read time out: the deadline is
+    // counted from the connection's start, not from its last line.
+    loop {
+        chatty.send("PING\n");
+        let line = chatty.line();
+        if line == closing {
+            break;
+        }
+        assert_eq!(line, REQUIRED);
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "still open after {:?}: the deadline moves with every line",
+            started.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(silent.read_to_eof(), format!("{closing}\n"));
+}
+
+#[test]
+fn without_an_auth_file_auth_is_refused_and_everything_works_as_before() {
+    let broker = start_broker();
+    let mut raw = Raw::connect(broker.addr());
+    raw.send("AUTH alice s3cret\n");
+    raw.expect(
+        "ERROR this broker has no access control (no --auth-file): send commands without AUTH",
+    );
+    raw.send("SUBSCRIBE anything me\nPUBLISH anything hi someone\n");
+    assert_eq!(raw.delivery(), "DELIVER anything hi someone");
+}
+
+#[test]
+fn a_bad_auth_file_is_refused_at_start_with_the_line_and_one_others_can_write_too() {
+    let start = |path: PathBuf| {
+        Broker::bind(
+            "127.0.0.1:0",
+            Config {
+                auth_file: Some(path),
+                ..Config::default()
+            },
+        )
+        .map(|_| ())
+    };
+    let bad = auth_file("user alice s3cret\nallow alice read lab/#\n", 0o600);
+    let Err(StartError::Config(error)) = start(bad) else {
+        panic!("a bad line was accepted");
+    };
+    assert_eq!(error.flag, "--auth-file");
+    assert!(
+        error.rule.starts_with("line 2: 'read' is not an action"),
+        "{}",
+        error.rule
+    );
+    let open = auth_file(FILE, 0o666);
+    let Err(StartError::Config(error)) = start(open) else {
+        panic!("a file anyone may write was accepted");
+    };
+    assert!(
+        error.rule.starts_with("others can write to it (mode 666)"),
+        "{}",
+        error.rule
+    );
+}
+
+#[test]
+fn the_clients_log_in_with_user_and_the_secret_from_the_environment() {
+    let broker = locked_broker(Duration::from_secs(30));
+    let mut bob = logged_in(&broker, "bob", "hunter2");
+    bob.send("SUBSCRIBE lab/# bob\n");
+    bob.sync();
+    let port = broker.addr().port().to_string();
+    let publish = |secret: &str| {
+        Command::new(env!("CARGO_BIN_EXE_publisher"))
+            .args(["alice", "--port", &port, "--user", "alice"])
+            .args(["--topic", "lab/alice/news", "hello", "class"])
+            .env("PUBSUB_SECRET", secret)
+            .output()
+            .unwrap()
+    };
+    let ok = publish("s3cret");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert_eq!(bob.delivery(), "DELIVER lab/alice/news hello class alice");
+    let refused = publish("wrong");
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("authentication failed"), "{stderr}");
+}
