@@ -293,6 +293,8 @@ pub struct Config {
     pub auth_file: Option<std::path::PathBuf>,
     /// How long a connection may take to send `AUTH` when there is an auth file.
     pub auth_timeout: Duration,
+    /// With an auth file: take datagrams all the same, from anyone, unchecked.
+    pub udp_allow_anonymous: bool,
 }
 
 impl Default for Config {
@@ -326,6 +328,7 @@ impl Default for Config {
             nats_prefix: DEFAULT_NATS_PREFIX.to_string(),
             auth_file: None,
             auth_timeout: DEFAULT_AUTH_TIMEOUT,
+            udp_allow_anonymous: false,
         }
     }
 }

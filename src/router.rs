@@ -31,7 +31,7 @@ use std::borrow::Cow;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 
-use crate::access::Access;
+use crate::access::{self, Access, Action};
 use crate::batch::Batch;
 use crate::clock::Clock;
 use crate::config::Config;
@@ -147,6 +147,47 @@ impl Router {
     /// `access` allows. Called once, before the router is shared.
     pub fn set_access(&mut self, access: Access) {
         self.access = Some(access);
+    }
+
+    /// Whether `user` may `action` `name` under the auth file's rules (always, on a broker
+    /// without access control).
+    ///
+    /// # Errors
+    /// [`ProtocolError::NotAllowed`], naming the user, the action and the name.
+    pub fn check_rule(&self, user: &str, action: Action, name: &str) -> Result<(), ProtocolError> {
+        match &self.access {
+            Some(access) if !access.may(user, action, name) => Err(ProtocolError::NotAllowed {
+                user: user.to_string(),
+                action: match action {
+                    Action::Publish => "publish to",
+                    Action::Subscribe => "subscribe to",
+                },
+                name: name.to_string(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether `user` may publish to `topic` as `publisher_id`: its own name as the id
+    /// (see [`access::may_publish_as`]), and a rule that allows the topic. Every ingress
+    /// that knows its user asks this.
+    ///
+    /// # Errors
+    /// [`ProtocolError::NotAllowed`].
+    pub fn check_publish_rules(
+        &self,
+        user: &str,
+        topic: &str,
+        publisher_id: &str,
+    ) -> Result<(), ProtocolError> {
+        if self.access.is_some() && !access::may_publish_as(user, publisher_id) {
+            return Err(ProtocolError::NotAllowed {
+                user: user.to_string(),
+                action: "publish as",
+                name: publisher_id.to_string(),
+            });
+        }
+        self.check_rule(user, Action::Publish, topic)
     }
 
     /// The access rules, if the broker has them.

@@ -671,8 +671,15 @@ impl Session {
         }
     }
 
-    /// No `AUTH` came in time: says so, and ends the connection.
-    fn auth_timed_out(&mut self) -> io::Result<()> {
+    /// How long this connection has left to send `AUTH`, while it must still send one:
+    /// for a WebSocket, whose reads are not this module's (see `read_loop` for TCP's).
+    pub(crate) fn auth_time_left(&self) -> Option<Duration> {
+        self.auth_deadline
+            .map(|deadline| deadline.saturating_duration_since(Instant::now()))
+    }
+
+    /// No `AUTH` came in time: says so; the connection is to be ended.
+    pub(crate) fn auth_timed_out(&mut self) -> io::Result<()> {
         let timeout = format_duration(self.router.config().auth_timeout);
         log::info!("#{} sent no AUTH within {timeout}", self.peer().conn());
         self.refuse(&ProtocolError::AuthTimeout(timeout));
@@ -683,24 +690,15 @@ impl Session {
     /// Whether this connection's user may `action` `name` (always, without access
     /// control).
     fn check_allowed(&self, action: Action, name: &str) -> Result<(), ProtocolError> {
-        let (Some(access), Some(user)) = (self.router.access(), &self.user) else {
-            return Ok(());
-        };
-        if access.may(user, action, name) {
-            return Ok(());
+        match &self.user {
+            Some(user) => self.router.check_rule(user, action, name),
+            None => Ok(()),
         }
-        Err(ProtocolError::NotAllowed {
-            user: user.to_string(),
-            action: match action {
-                Action::Publish => "publish to",
-                Action::Subscribe => "subscribe to",
-            },
-            name: name.to_string(),
-        })
     }
 
-    /// Whether this connection's user may publish to `topic` as `publisher_id`: the
-    /// rules, and its own name as id (see `access.rs`).
+    /// Whether this connection's user may publish to `topic` as `publisher_id` (see
+    /// `Router::check_publish_rules`). The last topic and id allowed are remembered, so a
+    /// burst to one topic is checked once.
     fn check_publisher(&mut self, topic: &str, publisher_id: &str) -> Result<(), ProtocolError> {
         let Some(user) = &self.user else {
             return Ok(());
@@ -712,14 +710,7 @@ impl Session {
         }
         // Names first, so that what an error repeats is printable text.
         self.router.check_names(topic, publisher_id)?;
-        if !access::may_publish_as(user, publisher_id) {
-            return Err(ProtocolError::NotAllowed {
-                user: user.to_string(),
-                action: "publish as",
-                name: publisher_id.to_string(),
-            });
-        }
-        self.check_allowed(Action::Publish, topic)?;
+        self.router.check_publish_rules(user, topic, publisher_id)?;
         self.allowed_publish = Some((topic.into(), publisher_id.into()));
         Ok(())
     }

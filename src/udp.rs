@@ -284,6 +284,11 @@ impl Ingress {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return; // nothing in it (the broker's own wake-up call is empty)
         }
+        if self.router.access().is_some() && !self.router.config().udp_allow_anonymous {
+            // A datagram's source address proves nothing, and there is no connection to
+            // hold an `AUTH`: on a broker with access control, UDP is shut unless asked.
+            return self.answer_error(from, &ProtocolError::UdpWithoutAuth);
+        }
         let client = ClientInfo::new(Transport::Udp, Some(from));
         // A lease is UDP's nearest thing to a connection: an address without one is asked
         // about afresh, datagram by datagram.

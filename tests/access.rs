@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::{start_broker, start_broker_with, stat, Raw};
 use pubsub_lab::access::FAILURE_DELAY;
+use pubsub_lab::web::base64;
 use pubsub_lab::{Broker, BrokerHandle, Config, StartError};
 
 const FILE: &str = "# the lab's users\n\
@@ -261,4 +262,158 @@ fn the_clients_log_in_with_user_and_the_secret_from_the_environment() {
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("authentication failed"), "{stderr}");
+}
+
+/// A broker with the auth file, the web and UDP, all on free ports.
+fn locked_broker_with_web_and_udp(udp_allow_anonymous: bool) -> BrokerHandle {
+    let config = Config {
+        auth_file: Some(auth_file(FILE, 0o600)),
+        udp_allow_anonymous,
+        ..Config::default()
+    };
+    Broker::builder()
+        .config(config)
+        .line("127.0.0.1:0")
+        .web("127.0.0.1:0")
+        .udp("127.0.0.1:0")
+        .bind()
+        .expect("bind 127.0.0.1:0 for TCP, the web and UDP")
+        .spawn()
+        .expect("start the broker")
+}
+
+/// `POST /publish` with JSON, and `Authorization: Basic` of `credentials` if given.
+fn post(broker: &BrokerHandle, credentials: Option<&str>, body: &str) -> common::Answer {
+    let authorization = credentials.map_or(String::new(), |pair| {
+        format!(
+            "Authorization: Basic {}\r\n",
+            base64::encode(pair.as_bytes())
+        )
+    });
+    common::RawHttp::connect(broker).ask(&format!(
+        "POST /publish HTTP/1.1\r\nHost: x\r\n{authorization}Content-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    ))
+}
+
+/// The web takes the same users: HTTP with `Authorization: Basic` (a `401` challenge
+/// without it, a late `401` for a wrong secret), the same rules for what and as whom a
+/// user publishes, and the user's name as the publisher id when the request gives none.
+#[test]
+fn the_web_takes_the_same_users_and_rules() {
+    let broker = locked_broker_with_web_and_udp(false);
+    let mut reader = logged_in(&broker, "bob", "hunter2");
+    reader.send("SUBSCRIBE lab/# bob\n");
+    reader.sync();
+    let message = r#"{"topic": "lab/alice/temp", "message": "21"}"#;
+
+    let answer = post(&broker, None, message);
+    assert_eq!(answer.status, 401, "{answer:?}");
+    assert_eq!(
+        answer.header("www-authenticate"),
+        Some("Basic realm=\"pubsub-lab\"")
+    );
+    assert!(
+        answer.body.starts_with("authentication required"),
+        "{}",
+        answer.body
+    );
+    let stats = common::RawHttp::connect(&broker)
+        .ask("GET /stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_eq!(stats.status, 401, "GET /stats needs a user too: {stats:?}");
+
+    let asked = Instant::now();
+    let answer = post(&broker, Some("alice:wrong"), message);
+    assert_eq!(answer.status, 401, "{answer:?}");
+    assert_eq!(
+        answer.body,
+        "authentication failed: unknown user or wrong secret"
+    );
+    assert!(
+        asked.elapsed() >= FAILURE_DELAY,
+        "a wrong secret is answered late"
+    );
+    assert_eq!(stat(&broker, "auth_failures"), 1);
+
+    let answer = post(&broker, Some("alice:s3cret"), message);
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(reader.delivery(), "DELIVER lab/alice/temp 21 alice");
+
+    let as_bob = r#"{"topic": "lab/alice/temp", "message": "21", "publisher": "bob"}"#;
+    let answer = post(&broker, Some("alice:s3cret"), as_bob);
+    assert_eq!(answer.status, 403, "{answer:?}");
+    assert_eq!(answer.body, "not allowed: alice may not publish as bob");
+    let elsewhere = r#"{"topic": "lab/bob/temp", "message": "21"}"#;
+    let answer = post(&broker, Some("alice:s3cret"), elsewhere);
+    assert_eq!(answer.status, 403, "{answer:?}");
+    assert_eq!(
+        answer.body,
+        "not allowed: alice may not publish to lab/bob/temp"
+    );
+    reader.sync(); // neither refused publish reached anyone
+}
+
+/// A WebSocket speaks the line protocol, so `AUTH` is its first frame, as over TCP; one
+/// that sends none within `--auth-timeout` is told so and closed with code 1008.
+#[test]
+fn a_websocket_sends_auth_first_or_is_closed() {
+    use pubsub_lab::web::client::{Received, WebSocketClient};
+    let broker = locked_broker_with_web_and_udp(false);
+    let web = broker.web_addr().unwrap();
+    let frame = |client: &mut WebSocketClient| match client.recv(common::TIMEOUT).unwrap() {
+        Some(Received::Text(text)) => text,
+        other => panic!("expected a text frame, got {other:?}"),
+    };
+    let mut client = WebSocketClient::connect(web, "/ws").unwrap();
+    client.send_text("SUBSCRIBE lab/# web").unwrap();
+    assert_eq!(frame(&mut client), REQUIRED);
+    client.send_text("AUTH bob hunter2").unwrap();
+    assert_eq!(frame(&mut client), "OK AUTH bob");
+    client.send_text("SUBSCRIBE # bob").unwrap();
+    assert_eq!(
+        frame(&mut client),
+        "ERROR not allowed: bob may not subscribe to #"
+    );
+
+    let short = start_short_timeout_web_broker();
+    let mut silent = WebSocketClient::connect(short.web_addr().unwrap(), "/ws").unwrap();
+    let told = frame(&mut silent);
+    assert!(
+        told.starts_with("ERROR authentication timeout: no AUTH within 300ms"),
+        "{told}"
+    );
+    match silent.recv(common::TIMEOUT).unwrap() {
+        Some(Received::Closed(Some((1008, _)))) => {}
+        other => panic!("expected a close frame with 1008, got {other:?}"),
+    }
+}
+
+fn start_short_timeout_web_broker() -> BrokerHandle {
+    common::start_web_broker_with(Config {
+        auth_file: Some(auth_file(FILE, 0o600)),
+        auth_timeout: Duration::from_millis(300),
+        ..Config::default()
+    })
+}
+
+/// Datagrams cannot say who sends them: with an auth file they are refused with a reason,
+/// unless the broker is started with `--udp-allow-anonymous`.
+#[test]
+fn datagrams_are_refused_unless_anonymous_ones_are_allowed() {
+    let broker = locked_broker_with_web_and_udp(false);
+    let udp = common::Udp::new(&broker);
+    udp.send("PUBLISH lab/alice/temp 21 alice");
+    assert_eq!(
+        udp.recv(),
+        "ERROR datagrams are refused on this broker (--auth-file): UDP cannot say who sends \
+         them; connect over TCP and send AUTH\n"
+    );
+
+    let open = locked_broker_with_web_and_udp(true);
+    let mut reader = logged_in(&open, "bob", "hunter2");
+    reader.send("SUBSCRIBE lab/# bob\n");
+    reader.sync();
+    common::Udp::new(&open).send("PUBLISH lab/alice/temp 21 ticker");
+    assert_eq!(reader.delivery(), "DELIVER lab/alice/temp 21 ticker");
 }

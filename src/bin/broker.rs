@@ -153,6 +153,10 @@ struct Args {
     /// closed (like 5s).
     #[arg(long, default_value_t = DurationArg(DEFAULT_AUTH_TIMEOUT))]
     auth_timeout: DurationArg,
+    /// With --auth-file and --udp-port: take datagrams all the same, from anyone, with no
+    /// check (UDP cannot say who sends them; without this flag they are refused).
+    #[arg(long)]
+    udp_allow_anonymous: bool,
     /// Show every line in and out, with connection number and client id.
     #[arg(long)]
     trace: bool,
@@ -198,6 +202,7 @@ fn run(args: &Args) -> Result<(), String> {
         nats_prefix: args.nats_prefix.clone(),
         auth_file: args.auth_file.clone(),
         auth_timeout: args.auth_timeout.0,
+        udp_allow_anonymous: args.udp_allow_anonymous,
         ..Config::default()
     };
     let mut builder = Broker::builder()

@@ -134,6 +134,9 @@ pub enum ProtocolError {
     AlreadyAuthenticated(String),
     /// No `AUTH` within `--auth-timeout`: the broker closes the connection after this.
     AuthTimeout(String),
+    /// A datagram, on a broker with access control that does not take anonymous ones
+    /// (`--udp-allow-anonymous`).
+    UdpWithoutAuth,
     /// A publish or subscribe the auth file's rules do not allow this user.
     NotAllowed {
         /// The user.
@@ -282,6 +285,11 @@ impl fmt::Display for ProtocolError {
             ProtocolError::AuthTimeout(timeout) => write!(
                 f,
                 "authentication timeout: no AUTH within {timeout}, closing the connection"
+            ),
+            ProtocolError::UdpWithoutAuth => write!(
+                f,
+                "datagrams are refused on this broker (--auth-file): UDP cannot say who sends \
+                 them; connect over TCP and send AUTH"
             ),
             ProtocolError::NotAllowed { user, action, name } => {
                 write!(f, "not allowed: {user} may not {action} {name}")

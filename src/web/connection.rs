@@ -17,8 +17,10 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use super::base64;
 use super::http::{self, Parse, Request, Response, Version, HTML, JSON, TEXT};
 use super::websocket::{self, Decoder, Message, Role, Violation};
+use crate::access;
 use crate::connections::Slot;
 use crate::hooks::{ClientInfo, Transport};
 use crate::json::{self, ObjectWriter, Value};
@@ -213,10 +215,17 @@ impl HttpConnection {
             "/ws" => handshake(request)
                 .and_then(|answer| self.admit(Transport::WebSocket).map(|()| answer))
                 .unwrap_or_else(|refusal| refusal),
-            "/publish" if request.method == "POST" => self.publish(request),
+            "/publish" if request.method == "POST" => match self.authenticated(request) {
+                Ok(user) => self.publish(request, user.as_deref()),
+                Err(refusal) => refusal,
+            },
             "/publish" => not_allowed(request, "POST"),
-            "/topics" => only_get(request).unwrap_or_else(|| self.topics(request)),
-            "/stats" => only_get(request).unwrap_or_else(|| self.stats()),
+            "/topics" => only_get(request)
+                .or_else(|| self.authenticated(request).err())
+                .unwrap_or_else(|| self.topics(request)),
+            "/stats" => only_get(request)
+                .or_else(|| self.authenticated(request).err())
+                .unwrap_or_else(|| self.stats()),
             "/healthz" => only_get(request).unwrap_or_else(|| Response::new(200, TEXT, "ok")),
             _ => Response::new(
                 404,
@@ -260,24 +269,85 @@ impl HttpConnection {
         self.outbox.push_bytes(&bytes);
     }
 
+    /// On a broker with access control (`--auth-file`), who sends `request`: the user of
+    /// its `Authorization: Basic` header (RFC 7617: base64 of `user:secret`), once the
+    /// secret is right; `Ok(None)` on a broker without. The refusal is `401` with a
+    /// `WWW-Authenticate` challenge, which makes a browser ask for the two; a wrong secret
+    /// is answered late and counted, as `AUTH` is.
+    fn authenticated(&self, request: &Request<'_>) -> Result<Option<String>, Response> {
+        let Some(access) = self.router.access() else {
+            return Ok(None);
+        };
+        let challenge = |body: String| {
+            Response::new(401, TEXT, body).header("WWW-Authenticate", "Basic realm=\"pubsub-lab\"")
+        };
+        let Some(credentials) = request
+            .header("Authorization")
+            .and_then(|value| value.strip_prefix("Basic "))
+        else {
+            return Err(challenge(
+                "authentication required: send your user and secret in an Authorization: \
+                 Basic header (curl -u user:secret)"
+                    .to_string(),
+            ));
+        };
+        let decoded = base64::decode(credentials.trim())
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .filter(|text| text.contains(':'));
+        let Some(decoded) = decoded else {
+            return Err(Response::new(
+                400,
+                TEXT,
+                "the Authorization header must be Basic and base64 of user:secret",
+            ));
+        };
+        let (user, secret) = decoded.split_once(':').unwrap_or_default();
+        match access.authenticate(user, secret) {
+            Some(name) => Ok(Some(name.to_string())),
+            None => {
+                self.router
+                    .stats()
+                    .auth_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(access::FAILURE_DELAY);
+                log::warn!(
+                    "{} failed to authenticate as {} (web)",
+                    self.outbox.peer(),
+                    escaped(user)
+                );
+                Err(challenge(ProtocolError::AuthFailed.to_string()))
+            }
+        }
+    }
+
     /// `POST /publish`: the Flask labsheet's answers, `200 Message published to topic
     /// '<t>'` when at least one subscriber took it and `404 Topic '<t>' does not exist`
     /// when none did; `400` with the line protocol's reason for what it would refuse, and
-    /// `403` with the hook's reason for what the program's hooks refuse.
-    fn publish(&mut self, request: &Request<'_>) -> Response {
+    /// `403` with the reason for what the program's hooks or the auth file's rules refuse.
+    /// `user` is who the request proved it is, on a broker with access control: the
+    /// publisher id is then its name unless the request gives one, and is held to the
+    /// same rules as over TCP.
+    fn publish(&mut self, request: &Request<'_>, user: Option<&str>) -> Response {
         let (topic, message, publisher_id) = match publish_fields(request) {
             Ok(fields) => fields,
             Err(refusal) => return refusal,
         };
+        let publisher_id = publisher_id
+            .or_else(|| user.map(str::to_string))
+            .unwrap_or_else(|| DEFAULT_PUBLISHER.to_string());
         let checked = self
             .router
             .check_publish_text(&topic, &message, &publisher_id)
+            .and_then(|()| match user {
+                Some(user) => self.router.check_publish_rules(user, &topic, &publisher_id),
+                None => Ok(()),
+            })
             .and_then(|()| self.publisher.publish(&topic, &message, &publisher_id));
         if let Err(error) = checked {
             // A hook's refusal is the program's rule, not a bad request: `403`, as for a
             // client the hooks do not let in.
             let status = match error {
-                ProtocolError::Refused(_) => 403,
+                ProtocolError::Refused(_) | ProtocolError::NotAllowed { .. } => 403,
                 _ => 400,
             };
             return Response::new(status, TEXT, error.to_string());
@@ -419,9 +489,9 @@ fn handshake(request: &Request<'_>) -> Result<Response, Response> {
     Ok(Response::new(101, TEXT, websocket::handshake_response(key)))
 }
 
-/// The topic, message and publisher id of a publish, from its body as its `Content-Type`
-/// says; the refusal (`400` or `415`) otherwise.
-fn publish_fields(request: &Request<'_>) -> Result<(String, String, String), Response> {
+/// The topic, message and publisher id (if it gives one) of a publish, from its body as
+/// its `Content-Type` says; the refusal (`400` or `415`) otherwise.
+fn publish_fields(request: &Request<'_>) -> Result<(String, String, Option<String>), Response> {
     let bad = |reason: String| Response::new(400, TEXT, reason);
     let query = |name: &str| http::form_value(request.query, name).map_err(|e| bad(e.to_string()));
     let text = || {
@@ -483,7 +553,6 @@ fn publish_fields(request: &Request<'_>) -> Result<(String, String, String), Res
     };
     let topic = topic.ok_or_else(|| missing("topic"))?;
     let message = message.ok_or_else(|| missing("message"))?;
-    let publisher = publisher.unwrap_or_else(|| DEFAULT_PUBLISHER.to_string());
     Ok((topic, message, publisher))
 }
 
@@ -573,7 +642,9 @@ fn websocket_session(
             outbox.wait_until_written();
         }
         Ending::Close(code, reason) => {
-            if code != websocket::NORMAL {
+            // An auth timeout is the session's to report (it has, in its log and its
+            // ERROR line); the others are frames that broke the protocol.
+            if code != websocket::NORMAL && code != websocket::POLICY_VIOLATION {
                 router.stats().errors.fetch_add(1, Ordering::Relaxed);
                 server.connections.log_event(
                     log::Level::Warn,
@@ -592,6 +663,12 @@ fn websocket_session(
         }
     }
     // `session` is dropped here: the line session's own cleanup.
+}
+
+/// No `AUTH` within `--auth-timeout`: the session's `ERROR` line, then a close frame.
+fn auth_timeout(session: &mut Session) -> Ending {
+    let _ = session.auth_timed_out();
+    Ending::Close(websocket::POLICY_VIOLATION, "authentication timeout")
 }
 
 /// Handles messages until the connection ends.
@@ -630,7 +707,18 @@ fn websocket_read_loop(session: &mut Session, decoder: &mut Decoder, outbox: &Ou
         }
         session.flush();
         session.rest();
+        // On a broker with access control, a client that has not sent `AUTH` may wait
+        // only until its deadline, as over TCP.
+        let must_auth = session.auth_time_left();
+        if let Some(left) = must_auth {
+            if left.is_zero() || outbox.socket().set_read_timeout(Some(left)).is_err() {
+                return auth_timeout(session);
+            }
+        }
         match decoder.read_from(outbox.socket()) {
+            Err(error) if must_auth.is_some() && is_timeout(&error) => {
+                return auth_timeout(session)
+            }
             Ok(0) | Err(_) => return Ending::Gone,
             Ok(_) => {}
         }
@@ -663,7 +751,7 @@ mod tests {
         );
         assert_eq!(
             publish_fields(&request(&json)).unwrap(),
-            ("weather".into(), "Rainy day".into(), "http".into())
+            ("weather".into(), "Rainy day".into(), None)
         );
         let form = post(
             "/publish?publisher=p2",
@@ -672,12 +760,12 @@ mod tests {
         );
         assert_eq!(
             publish_fields(&request(&form)).unwrap(),
-            ("news/tech".into(), "a b".into(), "p2".into())
+            ("news/tech".into(), "a b".into(), Some("p2".into()))
         );
         let plain = post("/publish?topic=t", "text/plain; charset=utf-8", "hi\n");
         assert_eq!(
             publish_fields(&request(&plain)).unwrap(),
-            ("t".into(), "hi".into(), "http".into())
+            ("t".into(), "hi".into(), None)
         );
     }
 

@@ -77,6 +77,9 @@ pub const PROTOCOL_ERROR: u16 = 1002;
 pub const UNSUPPORTED_DATA: u16 = 1003;
 /// Close code: a text message that is not UTF-8.
 pub const INVALID_DATA: u16 = 1007;
+/// Close code: a message that breaks this end's rules: here, no `AUTH` in time on a broker
+/// with access control.
+pub const POLICY_VIOLATION: u16 = 1008;
 /// Close code: a message bigger than this end takes.
 pub const TOO_BIG: u16 = 1009;
 
