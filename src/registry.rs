@@ -791,7 +791,14 @@ mod tests {
             .into_iter()
             .map(|change| (change.name.to_string(), change.subscribed))
             .collect();
-        let expected = [("t", true), ("f/#", true), ("t", false), ("f/#", false)];
+        // What was subscribed before the log began comes first: the uplink learns of it too.
+        let expected = [
+            ("before", true),
+            ("t", true),
+            ("f/#", true),
+            ("t", false),
+            ("f/#", false),
+        ];
         let expected: Vec<(String, bool)> =
             expected.iter().map(|(n, s)| (n.to_string(), *s)).collect();
         assert_eq!(log, expected);
