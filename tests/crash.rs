@@ -5,7 +5,8 @@
 //! The promise checked: every message the broker confirmed is delivered to the durable
 //! subscriber at least once, in per-publisher order, and no line is corrupt.
 //! `PUBSUB_CRASH_CYCLES` (default 3) and `PUBSUB_CRASH_MESSAGES` (confirmed messages per
-//! cycle before the kill, default 150) make a longer run.
+//! cycle before the kill, default 150) make a longer run; `PUBSUB_CRASH_FSYNC` picks the
+//! `--fsync` policy (default `always`: a kill -9 must lose nothing confirmed under any).
 
 mod common;
 

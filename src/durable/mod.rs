@@ -233,6 +233,7 @@ impl Durables {
                 "durable_dropped",
                 self.store.dropped.load(Ordering::Relaxed),
             ),
+            ("durable_fsyncs", self.store.fsyncs.load(Ordering::Relaxed)),
         ]
     }
 
