@@ -251,10 +251,17 @@ pub fn run_durable(
     let confirm_rate = msgs as f64 / (confirmed_at - started).as_secs_f64();
     let (bytes, files) = log_size(dir);
     let fsyncs = stat(target.addr, "durable_fsyncs", timeout).unwrap_or(0);
+    let fsynced = if fsyncs == 0 {
+        "no fsync during the run".to_string()
+    } else {
+        format!(
+            "{fsyncs} fsyncs ({:.0} messages each)",
+            msgs as f64 / fsyncs as f64
+        )
+    };
     outcome.notes.push(format!(
-        "{confirm_rate:.0} confirmed messages/s; every delivery acknowledged; {fsyncs} fsyncs \
-         ({:.0} messages each); log now {:.1} MiB in {files} segment(s)",
-        msgs as f64 / fsyncs.max(1) as f64,
+        "{confirm_rate:.0} confirmed messages/s; every delivery acknowledged; {fsynced}; log \
+         now {:.1} MiB in {files} segment(s)",
         bytes as f64 / (1024.0 * 1024.0)
     ));
     let _ = fs::remove_dir_all(dir);
