@@ -329,10 +329,13 @@ impl Session {
         if let Err(error) = checked {
             return self.refuse(&error);
         }
+        // One connection holds at most --max-subscriptions durable subscriptions too.
         let limit = self.router.config().max_subscriptions;
-        let held =
-            |d: &&Arc<Durable>| d.subscriber_id() == subscriber_id && &**d.filter() == filter;
-        if !self.durables.iter().any(|d| held(&d)) && self.durables.len() >= limit {
+        let holds_it = self
+            .durables
+            .iter()
+            .any(|d| d.subscriber_id() == subscriber_id && &**d.filter() == filter);
+        if !holds_it && self.durables.len() >= limit {
             return self.refuse(&ProtocolError::TooManySubscriptions { limit });
         }
         self.publisher.hand_out();

@@ -46,6 +46,7 @@ pub mod store;
 mod subscription;
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -274,8 +275,6 @@ impl fmt::Debug for Timer {
         f.write_str("Timer")
     }
 }
-
-use std::fmt;
 
 impl Timer {
     /// Starts the thread.
