@@ -341,7 +341,10 @@ impl Session {
         self.publisher.hand_out();
         // Confirms still waiting for the log go out before this reply.
         self.commit_and_release();
-        let (durable, created) = self.router.durables().get_or_create(filter, subscriber_id);
+        let (durable, created) = match self.router.durables().get_or_create(filter, subscriber_id) {
+            Ok(found) => found,
+            Err(error) => return self.refuse(&error),
+        };
         if created {
             let subscriber: Arc<dyn Subscriber> = Arc::clone(&durable) as Arc<dyn Subscriber>;
             if let Err(error) = self.router.subscribe(filter, &subscriber) {

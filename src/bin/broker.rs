@@ -23,7 +23,7 @@ use pubsub_lab::config::{
     DEFAULT_WRITE_TIMEOUT,
 };
 use pubsub_lab::config::{
-    FsyncPolicy, DEFAULT_ACK_TIMEOUT, DEFAULT_MAX_INFLIGHT, DEFAULT_MAX_QUEUED,
+    FsyncPolicy, DEFAULT_ACK_TIMEOUT, DEFAULT_MAX_DURABLE, DEFAULT_MAX_INFLIGHT, DEFAULT_MAX_QUEUED,
 };
 use pubsub_lab::error::describe;
 use pubsub_lab::{Broker, Config, StartError};
@@ -102,6 +102,9 @@ struct Args {
     /// oldest are dropped (counted in STATS).
     #[arg(long, default_value_t = DEFAULT_MAX_QUEUED)]
     max_queued: usize,
+    /// Most durable subscriptions the broker keeps in all; the next DURABLE is refused.
+    #[arg(long, default_value_t = DEFAULT_MAX_DURABLE)]
+    max_durable: usize,
     /// Show every line in and out, with connection number and client id.
     #[arg(long)]
     trace: bool,
@@ -139,6 +142,7 @@ fn run(args: &Args) -> Result<(), String> {
         max_inflight: args.max_inflight,
         ack_timeout: args.ack_timeout.0,
         max_queued: args.max_queued,
+        max_durable: args.max_durable,
         ..Config::default()
     };
     let broker =
