@@ -143,6 +143,11 @@ pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(30);
 /// cannot fill the broker's memory or disk.
 pub const DEFAULT_MAX_QUEUED: usize = 10_000;
 
+/// Default for `--max-durable`: the most durable subscriptions the broker keeps in all.
+/// Each may hold `--max-queued` messages while nobody reads it, so without a limit one
+/// client could start subscription after subscription and fill the broker's memory.
+pub const DEFAULT_MAX_DURABLE: usize = 1024;
+
 /// Default size of a log segment: the log starts a new file after this many bytes, and a
 /// file is deleted once everything in it is acknowledged. Small enough that acknowledged
 /// messages give their disk back soon, large enough that files are few.
@@ -281,6 +286,8 @@ pub struct Config {
     pub ack_timeout: Duration,
     /// Most messages one durable subscription holds; past it the oldest are dropped.
     pub max_queued: usize,
+    /// Most durable subscriptions in the broker.
+    pub max_durable: usize,
     /// Bytes after which the log starts a new segment file.
     pub segment_bytes: u64,
     /// NATS servers to bridge to (`nats://host:port`), tried in turn: the seeds of one
@@ -323,6 +330,7 @@ impl Default for Config {
             max_inflight: DEFAULT_MAX_INFLIGHT,
             ack_timeout: DEFAULT_ACK_TIMEOUT,
             max_queued: DEFAULT_MAX_QUEUED,
+            max_durable: DEFAULT_MAX_DURABLE,
             segment_bytes: DEFAULT_SEGMENT_BYTES,
             nats: Vec::new(),
             nats_prefix: DEFAULT_NATS_PREFIX.to_string(),
@@ -482,6 +490,11 @@ impl Config {
             "--max-queued",
             self.max_queued,
             "every durable subscription would drop every message",
+        )?;
+        at_least_one(
+            "--max-durable",
+            self.max_durable,
+            "no client could start a durable subscription",
         )?;
         if self.segment_bytes < 4096 {
             return Err(ConfigError {

@@ -502,16 +502,22 @@ impl Session {
         if let Err(error) = checked {
             return self.refuse(&error);
         }
+        // One connection holds at most --max-subscriptions durable subscriptions too.
         let limit = self.router.config().max_subscriptions;
-        let held =
-            |d: &&Arc<Durable>| d.subscriber_id() == subscriber_id && &**d.filter() == filter;
-        if !self.durables.iter().any(|d| held(&d)) && self.durables.len() >= limit {
+        let holds_it = self
+            .durables
+            .iter()
+            .any(|d| d.subscriber_id() == subscriber_id && &**d.filter() == filter);
+        if !holds_it && self.durables.len() >= limit {
             return self.refuse(&ProtocolError::TooManySubscriptions { limit });
         }
         self.publisher.hand_out();
         // Confirms still waiting for the log go out before this reply.
         self.commit_and_release();
-        let (durable, created) = self.router.durables().get_or_create(filter, subscriber_id);
+        let (durable, created) = match self.router.durables().get_or_create(filter, subscriber_id) {
+            Ok(found) => found,
+            Err(error) => return self.refuse(&error),
+        };
         if created {
             let subscriber: Arc<dyn Subscriber> = Arc::clone(&durable) as Arc<dyn Subscriber>;
             let client = self.client.with_id(subscriber_id);

@@ -325,3 +325,26 @@ fn the_client_api_resumes_acknowledges_and_cancels() {
     assert_eq!(stat(&broker, "durable_held"), 0);
     assert_eq!(subscriber.cancel("orders", "shop1").unwrap(), 0);
 }
+
+/// The broker keeps at most --max-durable durable subscriptions; resuming one is always
+/// allowed, and a cancelled one makes room.
+#[test]
+fn at_most_max_durable_subscriptions_are_kept() {
+    let broker = start_broker_with(Config {
+        max_durable: 2,
+        ..Config::default()
+    });
+    let mut client = Raw::connect(broker.addr());
+    client.send("DURABLE a me\nDURABLE b me\nDURABLE c me\n");
+    client.expect("OK DURABLE a 0");
+    client.expect("OK DURABLE b 0");
+    client.expect(
+        "ERROR the broker keeps at most 2 durable subscriptions: CANCEL one you no longer \
+         need, or use SUBSCRIBE",
+    );
+    client.send("DURABLE a me\nCANCEL b me\nDURABLE c me\n");
+    client.expect("OK DURABLE a 0");
+    client.expect("OK CANCEL b 0");
+    client.expect("OK DURABLE c 0");
+    assert_eq!(stat(&broker, "durable_subscriptions"), 2);
+}

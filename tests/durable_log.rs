@@ -245,3 +245,37 @@ fn a_flipped_byte_in_the_middle_of_the_log_stops_the_start_and_names_file_and_of
     );
     fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Under `--fsync interval`, the log reaches the disk within about a second, by the timer
+/// thread, with no confirm waiting for it; under `always`, each confirm's commit flushes.
+#[test]
+fn interval_flushes_the_log_about_once_a_second_and_always_at_every_confirm() {
+    for (policy, name) in [
+        (FsyncPolicy::Interval, "interval"),
+        (FsyncPolicy::Always, "always"),
+    ] {
+        let dir = fresh_dir(&format!("flushes-{name}"));
+        let broker = start_broker_with(Config {
+            fsync: policy,
+            ..config(&dir)
+        });
+        let mut holder = Raw::connect(broker.addr());
+        holder.send("DURABLE t me\n");
+        holder.expect("OK DURABLE t 0");
+        let before = stat(&broker, "durable_fsyncs");
+        let mut publisher = Raw::connect(broker.addr());
+        publish_confirmed(&mut publisher, "t", &["one"]);
+        if policy == FsyncPolicy::Always {
+            assert!(
+                stat(&broker, "durable_fsyncs") > before,
+                "--fsync always: the confirm came before any fsync"
+            );
+        } else {
+            common::wait_until("the timer thread flushes the log", || {
+                stat(&broker, "durable_fsyncs") > before
+            });
+        }
+        broker.stop();
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

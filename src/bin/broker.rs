@@ -28,7 +28,7 @@ use pubsub_lab::config::{
     DEFAULT_UDP_MAX_SUBSCRIBERS, DEFAULT_UDP_TOPIC, DEFAULT_WRITE_TIMEOUT,
 };
 use pubsub_lab::config::{
-    FsyncPolicy, DEFAULT_ACK_TIMEOUT, DEFAULT_MAX_INFLIGHT, DEFAULT_MAX_QUEUED,
+    FsyncPolicy, DEFAULT_ACK_TIMEOUT, DEFAULT_MAX_DURABLE, DEFAULT_MAX_INFLIGHT, DEFAULT_MAX_QUEUED,
 };
 use pubsub_lab::config::{DEFAULT_AUTH_TIMEOUT, DEFAULT_NATS_PREFIX};
 use pubsub_lab::error::describe;
@@ -135,6 +135,9 @@ struct Args {
     /// oldest are dropped (counted in STATS).
     #[arg(long, default_value_t = DEFAULT_MAX_QUEUED)]
     max_queued: usize,
+    /// Most durable subscriptions the broker keeps in all; the next DURABLE is refused.
+    #[arg(long, default_value_t = DEFAULT_MAX_DURABLE)]
+    max_durable: usize,
     /// A NATS server to bridge to (nats://host:port), so that every broker on the same
     /// NATS cluster sees every message. Repeat it for each seed server of a cluster; they
     /// are tried in turn.
@@ -198,6 +201,7 @@ fn run(args: &Args) -> Result<(), String> {
         max_inflight: args.max_inflight,
         ack_timeout: args.ack_timeout.0,
         max_queued: args.max_queued,
+        max_durable: args.max_durable,
         nats: args.nats.clone(),
         nats_prefix: args.nats_prefix.clone(),
         auth_file: args.auth_file.clone(),

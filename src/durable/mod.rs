@@ -46,6 +46,7 @@ pub mod store;
 mod subscription;
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -56,6 +57,7 @@ use parking_lot::{Condvar, Mutex};
 use self::log::{LogError, Record};
 use self::store::{Key, Store};
 use crate::config::{Config, FsyncPolicy};
+use crate::protocol::ProtocolError;
 use crate::text::escaped;
 
 pub use subscription::{Attached, Durable, Holder};
@@ -69,6 +71,8 @@ pub struct Limits {
     pub max_queued: usize,
     /// `--ack-timeout`.
     pub ack_timeout: Duration,
+    /// `--max-durable`.
+    pub max_durable: usize,
 }
 
 /// Every durable subscription of one broker, and the store they share.
@@ -163,11 +167,23 @@ impl Durables {
 
     /// The durable subscription of `subscriber_id` to `filter`, made now if there was
     /// none (then `true`: the caller registers it with the router).
-    pub fn get_or_create(&self, filter: &str, subscriber_id: &str) -> (Arc<Durable>, bool) {
+    ///
+    /// # Errors
+    /// [`ProtocolError::TooManyDurable`] if a new one would pass `--max-durable`.
+    pub fn get_or_create(
+        &self,
+        filter: &str,
+        subscriber_id: &str,
+    ) -> Result<(Arc<Durable>, bool), ProtocolError> {
         let key: Key = (subscriber_id.into(), filter.into());
         let mut subscriptions = self.subscriptions.lock();
         if let Some(durable) = subscriptions.get(&key) {
-            return (Arc::clone(durable), false);
+            return Ok((Arc::clone(durable), false));
+        }
+        if subscriptions.len() >= self.limits.max_durable {
+            return Err(ProtocolError::TooManyDurable {
+                limit: self.limits.max_durable,
+            });
         }
         self.store.append(&Record::Durable {
             subscriber_id,
@@ -185,7 +201,7 @@ impl Durables {
             escaped(subscriber_id),
             escaped(filter)
         );
-        (durable, true)
+        Ok((durable, true))
     }
 
     /// Ends the durable subscription of `subscriber_id` to `filter`, if there is one:
@@ -233,6 +249,7 @@ impl Durables {
                 "durable_dropped",
                 self.store.dropped.load(Ordering::Relaxed),
             ),
+            ("durable_fsyncs", self.store.fsyncs.load(Ordering::Relaxed)),
         ]
     }
 
@@ -258,6 +275,7 @@ fn limits(config: &Config) -> Limits {
         max_inflight: config.max_inflight,
         max_queued: config.max_queued,
         ack_timeout: config.ack_timeout,
+        max_durable: config.max_durable,
     }
 }
 
@@ -273,8 +291,6 @@ impl fmt::Debug for Timer {
         f.write_str("Timer")
     }
 }
-
-use std::fmt;
 
 impl Timer {
     /// Starts the thread.

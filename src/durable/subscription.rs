@@ -249,7 +249,7 @@ impl Subscriber for Durable {
                 timestamp: batch.timestamp(),
                 message: published.message,
             });
-            let mut line = Vec::with_capacity(batch.lines().len() / batch.len() + 24);
+            let mut line = Vec::with_capacity(batch.lines().len() / batch.len().max(1) + 24);
             write_message(
                 &mut line,
                 seq,

@@ -84,6 +84,11 @@ pub enum ProtocolError {
     /// `ACK` with a seq that no durable subscription held by this connection has in
     /// flight: acknowledged already, sent to another connection, or never sent.
     UnknownSeq(u64),
+    /// A new durable subscription would pass the broker's limit of them.
+    TooManyDurable {
+        /// The limit (`--max-durable`).
+        limit: usize,
+    },
     /// Sent to a connection that held a durable subscription when another connection
     /// resumed it: the newer one holds it now (MQTT's session takeover).
     TakenOver {
@@ -227,6 +232,11 @@ impl fmt::Display for ProtocolError {
                 f,
                 "no message {seq} is waiting for an ACK on this connection (acknowledged \
                  already, or sent on a durable subscription this connection does not hold)"
+            ),
+            ProtocolError::TooManyDurable { limit } => write!(
+                f,
+                "the broker keeps at most {limit} durable subscriptions: CANCEL one you no \
+                 longer need, or use SUBSCRIBE"
             ),
             ProtocolError::TakenOver {
                 filter,

@@ -84,6 +84,24 @@ impl Conn {
     }
 }
 
+/// One `STATS` counter of the broker at `addr`.
+fn stat(addr: SocketAddr, name: &str, timeout: Duration) -> io::Result<u64> {
+    let mut conn = Conn::open(addr, timeout)?;
+    conn.writer.write_all(b"STATS\n")?;
+    let prefix = format!("STATS {name} ");
+    let mut line = String::new();
+    let mut value = None;
+    loop {
+        conn.line(&mut line)?;
+        if line == "END STATS" {
+            return value.ok_or_else(|| io::Error::other(format!("no counter {name}")));
+        }
+        if let Some(rest) = line.strip_prefix(&prefix) {
+            value = rest.parse().ok();
+        }
+    }
+}
+
 fn failed(what: &str) -> impl Fn(io::Error) -> String + '_ {
     move |error| format!("{what}: {error}")
 }
@@ -192,7 +210,7 @@ pub fn run_durable(
 ) -> Result<Outcome, String> {
     let mut outcome = Outcome {
         workload: "durable",
-        setup: format!("1 pub (confirms) -> {subs} durable, fsync {policy}"),
+        setup: format!("{subs} durable subs, fsync {policy}"),
         target: target.label.clone(),
         published: msgs,
         expected: msgs * subs as u64,
@@ -233,9 +251,18 @@ pub fn run_durable(
     outcome.rate = Some(outcome.delivered as f64 / outcome.seconds);
     let confirm_rate = msgs as f64 / (confirmed_at - started).as_secs_f64();
     let (bytes, files) = log_size(dir);
+    let fsyncs = stat(target.addr, "durable_fsyncs", timeout).unwrap_or(0);
+    let fsynced = if fsyncs == 0 {
+        "no fsync during the run".to_string()
+    } else {
+        format!(
+            "{fsyncs} fsyncs ({:.0} messages each)",
+            msgs as f64 / fsyncs as f64
+        )
+    };
     outcome.notes.push(format!(
-        "{confirm_rate:.0} confirmed messages/s; every delivery acknowledged; log now {:.1} MiB \
-         in {files} segment(s)",
+        "{confirm_rate:.0} confirmed messages/s; every delivery acknowledged; {fsynced}; log \
+         now {:.1} MiB in {files} segment(s)",
         bytes as f64 / (1024.0 * 1024.0)
     ));
     let _ = fs::remove_dir_all(dir);
