@@ -495,9 +495,12 @@ fn run(args: &Args) -> Result<bool, String> {
         None => None,
     };
     // The suite measures the web only where both sides have one: a relay or a broker at an
-    // address has none this bench knows of.
-    let serves_web =
-        |kind: &TargetKind| matches!(kind, TargetKind::Broker | TargetKind::Baseline(_));
+    // address has none this bench knows of, and a build from before the web has none.
+    let serves_web = |kind: &TargetKind| match kind {
+        TargetKind::Broker => true,
+        TargetKind::Baseline(path) => knows_flag(path, "--http-port"),
+        TargetKind::Relay | TargetKind::Addr(_) => false,
+    };
     let web_everywhere = serves_web(&target) && other.as_ref().map_or(true, serves_web);
     for job in jobs_for(args.mode, args) {
         if args.mode == Mode::Suite && job.needs_web() && !web_everywhere {
@@ -544,6 +547,14 @@ fn data_dir(fsync: &str) -> std::path::PathBuf {
         "pubsub-lab-bench-durable-{fsync}-{}",
         std::process::id()
     ))
+}
+
+/// Whether the broker program at `path` takes `flag`, as its `--help` says.
+fn knows_flag(path: &std::path::Path, flag: &str) -> bool {
+    std::process::Command::new(path)
+        .arg("--help")
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains(flag))
 }
 
 fn chosen_target(args: &Args) -> Result<TargetKind, String> {
