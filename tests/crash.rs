@@ -47,6 +47,7 @@ fn start(dir: &Path) -> (Child, SocketAddr) {
         .args([
             "--port",
             "0",
+            "--no-http",
             "--sys-interval",
             "0",
             "--max-queued",

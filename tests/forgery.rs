@@ -257,7 +257,7 @@ fn the_subscriber_program_escapes_control_characters_on_a_terminal() {
 #[test]
 fn the_broker_log_and_trace_escape_client_text() {
     let mut broker = Command::new(env!("CARGO_BIN_EXE_broker"))
-        .args(["--port", "0", "--trace"])
+        .args(["--port", "0", "--no-http", "--trace"])
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

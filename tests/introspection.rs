@@ -175,7 +175,7 @@ struct TracedBroker {
 impl TracedBroker {
     fn start() -> TracedBroker {
         let mut child = Command::new(env!("CARGO_BIN_EXE_broker"))
-            .args(["--port", "0", "--trace"])
+            .args(["--port", "0", "--no-http", "--trace"])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
