@@ -190,6 +190,30 @@ impl Router {
         self.check_rule(user, Action::Publish, topic)
     }
 
+    /// Whether `user` may hold the durable subscription of `subscriber_id` to `filter`:
+    /// the id must be one the user goes by (as a publisher id must, see
+    /// [`access::may_publish_as`]), since a durable subscription belongs to its id and
+    /// whoever holds the id gets its messages; and the filter one the user may subscribe
+    /// to.
+    ///
+    /// # Errors
+    /// [`ProtocolError::NotAllowed`].
+    pub fn check_durable_rules(
+        &self,
+        user: &str,
+        filter: &str,
+        subscriber_id: &str,
+    ) -> Result<(), ProtocolError> {
+        if self.access.is_some() && !access::may_publish_as(user, subscriber_id) {
+            return Err(ProtocolError::NotAllowed {
+                user: user.to_string(),
+                action: "hold durable subscriptions as",
+                name: subscriber_id.to_string(),
+            });
+        }
+        self.check_rule(user, Action::Subscribe, filter)
+    }
+
     /// The access rules, if the broker has them.
     pub fn access(&self) -> Option<&Access> {
         self.access.as_ref()

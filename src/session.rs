@@ -495,11 +495,7 @@ impl Session {
     /// makes this connection its holder. The subscription itself sends `OK DURABLE`, then
     /// its messages, in that order (see `Durable::attach`).
     fn durable(&mut self, filter: &str, subscriber_id: &str) {
-        let checked = self
-            .router
-            .check_names(filter, subscriber_id)
-            .and_then(|()| self.router.check_subscribable(filter));
-        if let Err(error) = checked {
+        if let Err(error) = self.check_durable(filter, subscriber_id) {
             return self.refuse(&error);
         }
         // One connection holds at most --max-subscriptions durable subscriptions too.
@@ -568,11 +564,7 @@ impl Session {
     /// `CANCEL <filter> <id>`: ends the durable subscription, whoever holds it. Cancelling
     /// one that does not exist is not an error (as `UNSUBSCRIBE` is not).
     fn cancel(&mut self, filter: &str, subscriber_id: &str) {
-        let checked = self
-            .router
-            .check_names(filter, subscriber_id)
-            .and_then(|()| self.router.check_subscribable(filter));
-        if let Err(error) = checked {
+        if let Err(error) = self.check_durable(filter, subscriber_id) {
             return self.refuse(&error);
         }
         self.publisher.hand_out();
@@ -691,6 +683,18 @@ impl Session {
         self.refuse(&ProtocolError::AuthTimeout(timeout));
         self.flush();
         Ok(())
+    }
+
+    /// What `DURABLE` and `CANCEL` check before they touch a durable subscription: its
+    /// names and filter, and on a broker with access control, that this connection's user
+    /// may hold it (see `Router::check_durable_rules`).
+    fn check_durable(&self, filter: &str, subscriber_id: &str) -> Result<(), ProtocolError> {
+        self.router.check_names(filter, subscriber_id)?;
+        self.router.check_subscribable(filter)?;
+        match &self.user {
+            Some(user) => self.router.check_durable_rules(user, filter, subscriber_id),
+            None => Ok(()),
+        }
     }
 
     /// Whether this connection's user may `action` `name` (always, without access

@@ -417,3 +417,23 @@ fn datagrams_are_refused_unless_anonymous_ones_are_allowed() {
     common::Udp::new(&open).send("PUBLISH lab/alice/temp 21 ticker");
     assert_eq!(reader.delivery(), "DELIVER lab/alice/temp 21 ticker");
 }
+
+/// Durable subscriptions follow the same rules: the filter must be one the user may
+/// subscribe to, and the subscriber id one the user may go by (its name, or `name:...`),
+/// so nobody resumes, takes over or cancels a classmate's durable subscription.
+#[test]
+fn durable_subscriptions_follow_the_rules_and_belong_to_their_user() {
+    let broker = locked_broker(Duration::from_secs(30));
+    let mut alice = logged_in(&broker, "alice", "s3cret");
+    alice.send("DURABLE # alice\n");
+    alice.expect("ERROR not allowed: alice may not subscribe to #");
+    alice.send("DURABLE lab/# alice:phone\n");
+    alice.expect("OK DURABLE lab/# 0");
+    let mut bob = logged_in(&broker, "bob", "hunter2");
+    bob.send("DURABLE lab/# alice:phone\n");
+    bob.expect("ERROR not allowed: bob may not hold durable subscriptions as alice:phone");
+    bob.send("CANCEL lab/# alice:phone\n");
+    bob.expect("ERROR not allowed: bob may not hold durable subscriptions as alice:phone");
+    bob.sync();
+    alice.sync(); // still hers: no takeover ERROR came
+}
