@@ -144,8 +144,7 @@ impl Client {
     /// [`Error::InvalidArgument`] for a topic or id with spaces; [`Error::Io`] if the
     /// connection failed.
     pub fn subscribe(&mut self, topic: &str, subscriber_id: &str) -> Result<(), Error> {
-        check_word("topic", topic)?;
-        check_word("subscriber id", subscriber_id)?;
+        check_subscription(topic, subscriber_id)?;
         self.send(Command::Subscribe {
             topic,
             subscriber_id,
@@ -157,8 +156,7 @@ impl Client {
     /// # Errors
     /// As [`subscribe`](Self::subscribe).
     pub fn unsubscribe(&mut self, topic: &str, subscriber_id: &str) -> Result<(), Error> {
-        check_word("topic", topic)?;
-        check_word("subscriber id", subscriber_id)?;
+        check_subscription(topic, subscriber_id)?;
         self.send(Command::Unsubscribe {
             topic,
             subscriber_id,
@@ -544,6 +542,12 @@ fn is_stray_reply(line: &str) -> bool {
     line.starts_with("OK ") || line == "PONG" || line.starts_with("PONG ")
 }
 
+/// Checks what `SUBSCRIBE` and `UNSUBSCRIBE` send: two tokens.
+fn check_subscription(topic: &str, subscriber_id: &str) -> Result<(), Error> {
+    check_word("topic", topic)?;
+    check_word("subscriber id", subscriber_id)
+}
+
 /// Checks what `PUBLISH` and `RETAIN` send: two tokens, and a message on one line.
 fn check_publication(topic: &str, message: &str, publisher_id: &str) -> Result<(), Error> {
     check_word("topic", topic)?;
@@ -705,8 +709,7 @@ impl UdpClient {
     /// # Errors
     /// As [`Client::subscribe`].
     pub fn subscribe(&mut self, topic: &str, subscriber_id: &str) -> Result<(), Error> {
-        check_word("topic", topic)?;
-        check_word("subscriber id", subscriber_id)?;
+        check_subscription(topic, subscriber_id)?;
         self.send(Command::Subscribe {
             topic,
             subscriber_id,
