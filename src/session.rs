@@ -41,7 +41,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::access::{self, Action};
+use crate::auth;
 use crate::config::format_duration;
 use crate::connections::Slot;
 use crate::durable::{Durable, Holder};
@@ -50,6 +50,7 @@ use crate::hooks::{ClientInfo, Transport};
 use crate::keyed::KeyedList;
 use crate::outbox::Outbox;
 use crate::peer::Peer;
+use crate::protocol::grammar;
 use crate::protocol::{Command, Dialect, JsonRequest, ProtocolError, Reply};
 use crate::router::{Publisher, Router};
 use crate::subscriber::{Offer, Subscriber, SubscriberId};
@@ -103,8 +104,8 @@ pub(crate) struct Session {
     verbose: bool,
     /// The JSON line being executed asked for an acknowledgement (`"verbose": true`).
     asked_ack: bool,
-    /// Set by `QUIT`: stop reading after this line.
-    quitting: bool,
+    /// Why the connection is ending, once it is: stop reading after this line.
+    quitting: Option<Quit>,
     /// The id the client gave last, shared with the [`Peer`], kept here too so that the
     /// common case, the same id again, costs a comparison and not a lock.
     client_id: Option<Arc<str>>,
@@ -120,7 +121,9 @@ pub(crate) struct Session {
     acked: bool,
     /// Replies that wait for the log to be committed: the `OK PUBLISH` confirms (with
     /// `--data-dir`), and every reply after them, which must not overtake them.
-    after_commit: Vec<u8>,
+    after_commit: Vec<Deferred>,
+    /// How many `AUTH`s this connection got wrong (see `auth.rs`).
+    auth_failures: u32,
     /// The user this connection proved it is, with `AUTH` (see `access.rs`).
     user: Option<Arc<str>>,
     /// On a broker with access control, until `AUTH` succeeds: when the connection is
@@ -130,6 +133,29 @@ pub(crate) struct Session {
     /// to one topic is checked once, not once per line (the rules never change while the
     /// broker runs).
     allowed_publish: Option<(Box<str>, Box<str>)>,
+}
+
+/// Why a session ends before its client leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Quit {
+    /// The client sent `QUIT`.
+    Bye,
+    /// The program's hooks refused the client.
+    Refused,
+    /// No `AUTH` within `--auth-timeout`.
+    AuthTimeout,
+    /// Too many failed `AUTH`s on this connection.
+    AuthFailed,
+}
+
+/// A reply that waits for the log to be committed (see `Session::commit_and_release`):
+/// a confirm stays a value until then, since it becomes an `ERROR` if the log cannot be
+/// written, in the client's own dialect; a reply queued behind one is already encoded.
+enum Deferred {
+    /// `OK PUBLISH <topic> <deliveries>`, or its dialect's equivalent.
+    Confirm { topic: Box<str>, deliveries: usize },
+    /// Any other reply, as the dialect wrote it.
+    Encoded(Vec<u8>),
 }
 
 /// The connection's outbox is what holds its durable subscriptions.
@@ -160,6 +186,7 @@ impl Session {
             holder,
             acked: false,
             after_commit: Vec::new(),
+            auth_failures: 0,
             publisher: Publisher::for_connection(Arc::clone(&router), subscriber.id(), client),
             router,
             outbox,
@@ -169,7 +196,7 @@ impl Session {
             client,
             verbose: false,
             asked_ack: false,
-            quitting: false,
+            quitting: None,
             client_id: None,
             slot,
             bad_lines: Throttle::new(BAD_LINES_LOGGED, BAD_LINES_INTERVAL),
@@ -205,7 +232,7 @@ impl Session {
                         self.refuse(&ProtocolError::LineTooLong { limit });
                     }
                 }
-                if self.quitting {
+                if self.quitting.is_some() {
                     self.flush();
                     return Ok(());
                 }
@@ -284,7 +311,7 @@ impl Session {
                 format_args!("{} refused by the program's hook: {error}", self.peer()),
             );
             self.reply(Reply::Error(&error));
-            self.quitting = true;
+            self.quitting = Some(Quit::Refused);
             return false;
         }
         true
@@ -360,8 +387,16 @@ impl Session {
     /// The one place that decides what each command does.
     fn execute(&mut self, command: Command<'_>) {
         log::debug!("#{} {:?}", self.peer().conn(), command);
-        if self.auth_deadline.is_some() && !matches!(command, Command::Auth { .. }) {
-            return self.refuse(&ProtocolError::AuthRequired);
+        if let Some(deadline) = self.auth_deadline {
+            // Checked at every line, not only when the thread waits for input: a client
+            // that pipelines lines must not outstay the deadline.
+            if Instant::now() >= deadline {
+                let _ = self.auth_timed_out();
+                return;
+            }
+            if !matches!(command, Command::Auth { .. }) {
+                return self.refuse(&ProtocolError::AuthRequired);
+            }
         }
         match command {
             Command::Auth { user, secret } => self.auth(user, secret.0),
@@ -386,7 +421,7 @@ impl Session {
                 .check_publisher(topic, publisher_id)
                 .and_then(|()| self.router.unretain(topic, publisher_id))
             {
-                Ok(_) if self.verbose => self.reply(Reply::UnretainOk(topic)),
+                Ok(_) if self.acknowledge() => self.reply(Reply::UnretainOk(topic)),
                 Ok(_) => {}
                 Err(error) => self.refuse(&error),
             },
@@ -405,7 +440,7 @@ impl Session {
                 subscriber_id,
             } => self.cancel(filter, subscriber_id),
             Command::Ping { token } => self.reply(Reply::Pong(token)),
-            Command::Topics { filter } => match self.router.listing(filter) {
+            Command::Topics { filter } => match self.router.listing(self.user.as_deref(), filter) {
                 Ok(listing) => self.reply(Reply::Topics {
                     topics: &listing.topics,
                     more: listing.more,
@@ -422,7 +457,7 @@ impl Session {
             }
             Command::Quit => {
                 self.reply(Reply::Bye);
-                self.quitting = true;
+                self.quitting = Some(Quit::Bye);
             }
             Command::Help if self.router.access().is_some() => self.reply(Reply::HelpWithAuth),
             Command::Help => self.reply(Reply::Help),
@@ -435,8 +470,7 @@ impl Session {
     fn subscribe(&mut self, topic: &str, subscriber_id: &str) {
         let checked = self
             .router
-            .check_names(topic, subscriber_id)
-            .and_then(|()| self.check_allowed(Action::Subscribe, topic));
+            .check_subscribe(self.user.as_deref(), topic, subscriber_id);
         if let Err(error) = checked {
             return self.refuse(&error);
         }
@@ -467,10 +501,7 @@ impl Session {
     }
 
     fn unsubscribe(&mut self, topic: &str, subscriber_id: &str) {
-        let checked = self
-            .router
-            .check_names(topic, subscriber_id)
-            .and_then(|()| self.router.check_subscribable(topic));
+        let checked = grammar::check_subscription(topic, subscriber_id, self.router.limits());
         if let Err(error) = checked {
             return self.refuse(&error);
         }
@@ -553,7 +584,7 @@ impl Session {
         let me = self.subscriber.id();
         if self.durables.iter().any(|durable| durable.ack(seq, me)) {
             self.acked = true;
-            if self.verbose {
+            if self.acknowledge() {
                 self.reply(Reply::AckOk(seq));
             }
         } else {
@@ -586,7 +617,9 @@ impl Session {
             return self.refuse(&error);
         }
         match self.publisher.retain(topic, message, publisher_id) {
-            Ok(deliveries) if self.verbose => self.reply(Reply::RetainOk { topic, deliveries }),
+            Ok(deliveries) if self.acknowledge() => {
+                self.reply(Reply::RetainOk { topic, deliveries })
+            }
             Ok(_) => {}
             Err(error) => self.refuse(&error),
         }
@@ -622,7 +655,10 @@ impl Session {
             let deliveries = self.publisher.hand_out();
             if self.router.durables().on_disk() {
                 // Confirmed only once the log is committed: see `flush`.
-                Reply::PublishOk { topic, deliveries }.write_lines(&mut self.after_commit);
+                self.after_commit.push(Deferred::Confirm {
+                    topic: topic.into(),
+                    deliveries,
+                });
             } else {
                 self.reply(Reply::PublishOk { topic, deliveries });
             }
@@ -632,40 +668,46 @@ impl Session {
     /// `AUTH <user> <secret>`: on a broker with access control, the connection becomes
     /// that user, and from then on may send every other command.
     fn auth(&mut self, user: &str, secret: &str) {
-        let router = Arc::clone(&self.router);
-        let Some(access) = router.access() else {
+        if self.router.access().is_none() {
             return self.refuse(&ProtocolError::AuthOff);
-        };
+        }
         if let Some(known) = &self.user {
             let known = known.to_string();
             return self.refuse(&ProtocolError::AlreadyAuthenticated(known));
         }
-        match access.authenticate(user, secret) {
-            Some(name) => {
-                self.user = Some(Arc::from(name));
+        // What came before is answered before this thread waits out a failure's delay.
+        self.flush();
+        let router = Arc::clone(&self.router);
+        let from = self.peer().addr().ip();
+        match router.log_in(from, self.peer(), user, secret) {
+            Ok(name) => {
+                self.user = Some(Arc::from(name.as_str()));
                 self.auth_deadline = None;
                 if let Err(error) = self.outbox.socket().set_read_timeout(None) {
                     log::debug!("#{} read timeout not cleared: {error}", self.peer().conn());
                 }
                 log::info!("#{} authenticated as {name}", self.peer().conn());
-                self.reply(Reply::AuthOk(name));
+                self.reply(Reply::AuthOk(&name));
             }
-            None => {
-                self.router
-                    .stats()
-                    .auth_failures
-                    .fetch_add(1, Ordering::Relaxed);
-                // Only this connection's own thread waits: a guesser gets one answer per
-                // delay, everyone else is served as before.
-                self.flush();
-                std::thread::sleep(access::FAILURE_DELAY);
-                log::warn!(
-                    "{} failed to authenticate as {}",
-                    self.peer(),
-                    escaped(user)
-                );
-                self.refuse(&ProtocolError::AuthFailed);
-            }
+            Err(error) => self.auth_failed(error),
+        }
+    }
+
+    /// A failed `AUTH`: answered (`auth.rs` has logged and counted it already), and the
+    /// connection closed after [`auth::FAILURES_PER_CONNECTION`] of them, or at once if its
+    /// address is out of attempts (it could only be refused again).
+    fn auth_failed(&mut self, error: ProtocolError) {
+        self.router.stats().errors.fetch_add(1, Ordering::Relaxed);
+        self.auth_failures += 1;
+        if matches!(error, ProtocolError::TooManyFailures { .. }) {
+            self.reply(Reply::Error(&error));
+            self.quitting = Some(Quit::AuthFailed);
+        } else if self.auth_failures >= auth::FAILURES_PER_CONNECTION {
+            let failures = self.auth_failures;
+            self.reply(Reply::Error(&ProtocolError::AuthGaveUp { failures }));
+            self.quitting = Some(Quit::AuthFailed);
+        } else {
+            self.reply(Reply::Error(&error));
         }
     }
 
@@ -682,6 +724,7 @@ impl Session {
         log::info!("#{} sent no AUTH within {timeout}", self.peer().conn());
         self.refuse(&ProtocolError::AuthTimeout(timeout));
         self.flush();
+        self.quitting = Some(Quit::AuthTimeout);
         Ok(())
     }
 
@@ -689,38 +732,24 @@ impl Session {
     /// names and filter, and on a broker with access control, that this connection's user
     /// may hold it (see `Router::check_durable_rules`).
     fn check_durable(&self, filter: &str, subscriber_id: &str) -> Result<(), ProtocolError> {
-        self.router.check_names(filter, subscriber_id)?;
-        self.router.check_subscribable(filter)?;
-        match &self.user {
-            Some(user) => self.router.check_durable_rules(user, filter, subscriber_id),
-            None => Ok(()),
-        }
-    }
-
-    /// Whether this connection's user may `action` `name` (always, without access
-    /// control).
-    fn check_allowed(&self, action: Action, name: &str) -> Result<(), ProtocolError> {
-        match &self.user {
-            Some(user) => self.router.check_rule(user, action, name),
-            None => Ok(()),
-        }
+        self.router
+            .check_durable_rules(self.user.as_deref(), filter, subscriber_id)
     }
 
     /// Whether this connection's user may publish to `topic` as `publisher_id` (see
     /// `Router::check_publish_rules`). The last topic and id allowed are remembered, so a
     /// burst to one topic is checked once.
     fn check_publisher(&mut self, topic: &str, publisher_id: &str) -> Result<(), ProtocolError> {
-        let Some(user) = &self.user else {
+        if self.router.access().is_none() {
             return Ok(());
-        };
+        }
         if let Some((allowed_topic, allowed_id)) = &self.allowed_publish {
             if **allowed_topic == *topic && **allowed_id == *publisher_id {
                 return Ok(());
             }
         }
-        // Names first, so that what an error repeats is printable text.
-        self.router.check_names(topic, publisher_id)?;
-        self.router.check_publish_rules(user, topic, publisher_id)?;
+        self.router
+            .check_publish_rules(self.user.as_deref(), topic, publisher_id)?;
         self.allowed_publish = Some((topic.into(), publisher_id.into()));
         Ok(())
     }
@@ -735,7 +764,9 @@ impl Session {
             self.outbox
                 .push_with(|pending| dialect.write_reply(&reply, pending));
         } else {
-            dialect.write_reply(&reply, &mut self.after_commit);
+            let mut encoded = Vec::new();
+            dialect.write_reply(&reply, &mut encoded);
+            self.after_commit.push(Deferred::Encoded(encoded));
         }
     }
 
@@ -782,8 +813,8 @@ impl Session {
         self.publisher.release();
     }
 
-    /// Whether the client sent `QUIT`: the connection ends after its `BYE`.
-    pub(crate) fn is_quitting(&self) -> bool {
+    /// Why the connection is ending, if it is: a WebSocket says it in its close frame.
+    pub(crate) fn quit_reason(&self) -> Option<Quit> {
         self.quitting
     }
 
@@ -801,24 +832,22 @@ impl Session {
         if !confirming {
             return;
         }
-        let lines = std::mem::take(&mut self.after_commit);
-        match stored {
-            Ok(()) => {
-                self.outbox.push(&lines);
-            }
-            Err(why) => {
-                let error = ProtocolError::NotStored(why);
-                let mut out = Vec::new();
-                for line in lines.split_inclusive(|&b| b == b'\n') {
-                    if line.starts_with(b"OK PUBLISH ") {
-                        Reply::Error(&error).write_lines(&mut out);
-                    } else {
-                        out.extend_from_slice(line);
-                    }
+        let dialect = self.dialect.unwrap_or(Dialect::Line);
+        let not_stored = stored.err().map(ProtocolError::NotStored);
+        let mut out = Vec::new();
+        for deferred in std::mem::take(&mut self.after_commit) {
+            match (deferred, &not_stored) {
+                (Deferred::Confirm { topic, deliveries }, None) => {
+                    let topic = &topic;
+                    dialect.write_reply(&Reply::PublishOk { topic, deliveries }, &mut out);
                 }
-                self.outbox.push(&out);
+                (Deferred::Confirm { .. }, Some(error)) => {
+                    dialect.write_reply(&Reply::Error(error), &mut out);
+                }
+                (Deferred::Encoded(lines), _) => out.extend_from_slice(&lines),
             }
         }
+        self.outbox.push(&out);
     }
 
     /// Removes every subscription of this connection from the registry, under one lock, so

@@ -75,6 +75,7 @@ use crate::batch::Batch;
 use crate::config::format_duration;
 use crate::hooks::{ClientInfo, Transport};
 use crate::keyed::KeyedList;
+use crate::protocol::grammar;
 use crate::protocol::{Command, CommandSpec, ProtocolError, Reply};
 use crate::router::{Publisher, Router};
 use crate::server::{reachable, Listener, Server};
@@ -344,11 +345,7 @@ impl Ingress {
                 topic,
                 message,
                 publisher_id,
-            } => {
-                if let Err(error) = self.publisher.publish(topic, message, publisher_id) {
-                    self.answer_error(from, &error);
-                }
-            }
+            } => self.publish(from, topic, message, publisher_id),
             Command::Ping { token } => {
                 self.renew(from);
                 // As on TCP, a PONG comes after the deliveries of what came before it.
@@ -369,18 +366,25 @@ impl Ingress {
         if message.len() > limit {
             return self.answer_error(from, &ProtocolError::LineTooLong { limit });
         }
-        if let Some(character) = text::line_break_in(message) {
-            return self.answer_error(from, &ProtocolError::LineBreak(character));
-        }
         let topic = self.router.config().udp_topic.clone();
-        let publisher_id = format!("udp:{from}");
-        if let Err(error) = self.publisher.publish(&topic, message, &publisher_id) {
+        self.publish(from, &topic, message, &format!("udp:{from}"));
+    }
+
+    /// A publish from a datagram, under the auth file's rules for `anonymous` (a datagram
+    /// names no user).
+    fn publish(&mut self, from: SocketAddr, topic: &str, message: &str, publisher_id: &str) {
+        let published = self
+            .router
+            .check_publish_rules(None, topic, publisher_id)
+            .and_then(|()| self.publisher.publish(topic, message, publisher_id));
+        if let Err(error) = published {
             self.answer_error(from, &error);
         }
     }
 
     fn subscribe(&mut self, from: SocketAddr, topic: &str, id: &str) {
-        if let Err(error) = self.router.check_names(topic, id) {
+        // A datagram names no user: the auth file's rules for `anonymous` apply.
+        if let Err(error) = self.router.check_subscribe(None, topic, id) {
             return self.answer_error(from, &error);
         }
         // Deliveries still in the batch were published before this.
@@ -426,7 +430,7 @@ impl Ingress {
     }
 
     fn unsubscribe(&mut self, from: SocketAddr, topic: &str, id: &str) {
-        if let Err(error) = self.router.check_names(topic, id) {
+        if let Err(error) = grammar::check_subscription(topic, id, self.router.limits()) {
             return self.answer_error(from, &error);
         }
         self.publisher.hand_out();

@@ -641,10 +641,6 @@ fn deliver(
         .and_then(|topic| {
             let message = std::str::from_utf8(&msg.payload)
                 .map_err(|_| "a payload that is not UTF-8 text".to_string())?;
-            let router = publisher.router();
-            router
-                .check_publish_text(&topic, message, publisher_id)
-                .map_err(|error| error.to_string())?;
             publisher
                 .publish_stamped(&topic, message, publisher_id, timestamp)
                 .map_err(|error| error.to_string())

@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 use super::base64;
 use super::http::{self, Parse, Request, Response, Version, HTML, JSON, TEXT};
 use super::websocket::{self, Decoder, Message, Role, Violation};
-use crate::access;
 use crate::connections::Slot;
 use crate::hooks::{ClientInfo, Transport};
 use crate::json::{self, ObjectWriter, Value};
@@ -28,7 +27,7 @@ use crate::outbox::Outbox;
 use crate::protocol::{self, ProtocolError};
 use crate::router::{Publisher, Router};
 use crate::server::Server;
-use crate::session::Session;
+use crate::session::{Quit, Session};
 use crate::subscriber::Subscriber;
 use crate::text::escaped;
 
@@ -220,12 +219,15 @@ impl HttpConnection {
                 Err(refusal) => refusal,
             },
             "/publish" => not_allowed(request, "POST"),
-            "/topics" => only_get(request)
-                .or_else(|| self.authenticated(request).err())
-                .unwrap_or_else(|| self.topics(request)),
-            "/stats" => only_get(request)
-                .or_else(|| self.authenticated(request).err())
-                .unwrap_or_else(|| self.stats()),
+            "/topics" => only_get(request).unwrap_or_else(|| match self.authenticated(request) {
+                Ok(user) => self.topics(request, user.as_deref()),
+                Err(refusal) => refusal,
+            }),
+            "/stats" => only_get(request).unwrap_or_else(|| match self.authenticated(request) {
+                Ok(None) if self.router.access().is_some() => challenge(AUTH_REQUIRED),
+                Ok(_) => self.stats(),
+                Err(refusal) => refusal,
+            }),
             "/healthz" => only_get(request).unwrap_or_else(|| Response::new(200, TEXT, "ok")),
             _ => Response::new(
                 404,
@@ -271,27 +273,21 @@ impl HttpConnection {
 
     /// On a broker with access control (`--auth-file`), who sends `request`: the user of
     /// its `Authorization: Basic` header (RFC 7617: base64 of `user:secret`), once the
-    /// secret is right; `Ok(None)` on a broker without. The refusal is `401` with a
-    /// `WWW-Authenticate` challenge, which makes a browser ask for the two; a wrong secret
-    /// is answered late and counted, as `AUTH` is.
+    /// secret is right (`auth.rs` checks it, as it checks `AUTH`); `Ok(None)` for a request
+    /// without the header, which the rules then take for [`ANONYMOUS`](crate::access::ANONYMOUS), and on a
+    /// broker without access control. A wrong secret is a `401` with a
+    /// `WWW-Authenticate` challenge, which makes a browser ask again; an address out of
+    /// attempts, a `429`.
     fn authenticated(&self, request: &Request<'_>) -> Result<Option<String>, Response> {
-        let Some(access) = self.router.access() else {
+        if self.router.access().is_none() {
+            return Ok(None);
+        }
+        let Some(credentials) = request.header("Authorization") else {
             return Ok(None);
         };
-        let challenge = |body: String| {
-            Response::new(401, TEXT, body).header("WWW-Authenticate", "Basic realm=\"pubsub-lab\"")
-        };
-        let Some(credentials) = request
-            .header("Authorization")
-            .and_then(|value| value.strip_prefix("Basic "))
-        else {
-            return Err(challenge(
-                "authentication required: send your user and secret in an Authorization: \
-                 Basic header (curl -u user:secret)"
-                    .to_string(),
-            ));
-        };
-        let decoded = base64::decode(credentials.trim())
+        let decoded = credentials
+            .strip_prefix("Basic ")
+            .and_then(|encoded| base64::decode(encoded.trim()))
             .and_then(|bytes| String::from_utf8(bytes).ok())
             .filter(|text| text.contains(':'));
         let Some(decoded) = decoded else {
@@ -302,21 +298,14 @@ impl HttpConnection {
             ));
         };
         let (user, secret) = decoded.split_once(':').unwrap_or_default();
-        match access.authenticate(user, secret) {
-            Some(name) => Ok(Some(name.to_string())),
-            None => {
-                self.router
-                    .stats()
-                    .auth_failures
-                    .fetch_add(1, Ordering::Relaxed);
-                std::thread::sleep(access::FAILURE_DELAY);
-                log::warn!(
-                    "{} failed to authenticate as {} (web)",
-                    self.outbox.peer(),
-                    escaped(user)
-                );
-                Err(challenge(ProtocolError::AuthFailed.to_string()))
-            }
+        let peer = self.outbox.peer();
+        match self.router.log_in(peer.addr().ip(), peer, user, secret) {
+            Ok(name) => Ok(Some(name)),
+            Err(error @ ProtocolError::TooManyFailures { wait_secs }) => Err(closing(
+                Response::new(429, TEXT, error.to_string())
+                    .header("Retry-After", wait_secs.to_string()),
+            )),
+            Err(error) => Err(challenge(&error.to_string())),
         }
     }
 
@@ -337,20 +326,10 @@ impl HttpConnection {
             .unwrap_or_else(|| DEFAULT_PUBLISHER.to_string());
         let checked = self
             .router
-            .check_publish_text(&topic, &message, &publisher_id)
-            .and_then(|()| match user {
-                Some(user) => self.router.check_publish_rules(user, &topic, &publisher_id),
-                None => Ok(()),
-            })
+            .check_publish_rules(user, &topic, &publisher_id)
             .and_then(|()| self.publisher.publish(&topic, &message, &publisher_id));
         if let Err(error) = checked {
-            // A hook's refusal is the program's rule, not a bad request: `403`, as for a
-            // client the hooks do not let in.
-            let status = match error {
-                ProtocolError::Refused(_) | ProtocolError::NotAllowed { .. } => 403,
-                _ => 400,
-            };
-            return Response::new(status, TEXT, error.to_string());
+            return refusal(&error, user);
         }
         let takers = self.publisher.hand_out();
         log::debug!(
@@ -368,14 +347,14 @@ impl HttpConnection {
 
     /// `GET /topics[?filter=news/%23]`: `{"topics": [{"topic": ..., "subscribers": n}],
     /// "more": m}`, what `TOPICS` lists.
-    fn topics(&self, request: &Request<'_>) -> Response {
+    fn topics(&self, request: &Request<'_>, user: Option<&str>) -> Response {
         let filter = match http::form_value(request.query, "filter") {
             Ok(filter) => filter,
             Err(error) => return Response::new(400, TEXT, error.to_string()),
         };
         let listing = match self
             .router
-            .listing(filter.as_deref().filter(|f| !f.is_empty()))
+            .listing(user, filter.as_deref().filter(|f| !f.is_empty()))
         {
             Ok(listing) => listing,
             Err(error) => return Response::new(400, TEXT, error.to_string()),
@@ -425,6 +404,30 @@ impl Drop for HttpConnection {
                 format_args!("#{} disconnected (web)", self.outbox.peer().conn()),
             );
         }
+    }
+}
+
+/// What a request without credentials is told on a broker with access control.
+const AUTH_REQUIRED: &str = "authentication required: send your user and secret in an \
+                             Authorization: Basic header (curl -u user:secret)";
+
+/// A `401` with the challenge that makes a browser ask for a user and a secret.
+fn challenge(body: &str) -> Response {
+    Response::new(401, TEXT, body.to_string())
+        .header("WWW-Authenticate", "Basic realm=\"pubsub-lab\"")
+}
+
+/// The HTTP answer to a refused publish: `400` for what the grammar refuses; `403` for
+/// what the program's hooks or the auth file's rules refuse (as for a client the hooks do
+/// not let in), but `401` when the rules refuse a request that gave no credentials, so
+/// that a browser asks for them.
+fn refusal(error: &ProtocolError, user: Option<&str>) -> Response {
+    match error {
+        ProtocolError::NotAllowed { .. } if user.is_none() => challenge(AUTH_REQUIRED),
+        ProtocolError::Refused(_) | ProtocolError::NotAllowed { .. } => {
+            Response::new(403, TEXT, error.to_string())
+        }
+        _ => Response::new(400, TEXT, error.to_string()),
     }
 }
 
@@ -686,8 +689,23 @@ fn websocket_read_loop(session: &mut Session, decoder: &mut Decoder, outbox: &Ou
                     let line = text.strip_suffix('\n').unwrap_or(text);
                     let line = line.strip_suffix('\r').unwrap_or(line);
                     session.handle_line(line.as_bytes());
-                    if session.is_quitting() {
-                        return Ending::Close(websocket::NORMAL, "bye");
+                    match session.quit_reason() {
+                        None => {}
+                        Some(Quit::AuthTimeout) => {
+                            return Ending::Close(
+                                websocket::POLICY_VIOLATION,
+                                "authentication timeout",
+                            )
+                        }
+                        Some(Quit::AuthFailed) => {
+                            return Ending::Close(
+                                websocket::POLICY_VIOLATION,
+                                "authentication failed",
+                            )
+                        }
+                        Some(Quit::Bye | Quit::Refused) => {
+                            return Ending::Close(websocket::NORMAL, "bye")
+                        }
                     }
                 }
                 Message::Binary(_) => {
