@@ -75,21 +75,160 @@ pub(crate) fn serve(router: Arc<Router>, outbox: Arc<Outbox>, slot: Slot) {
     // A second `Arc` to the outbox, so the reader can borrow its socket while the session
     // owns the first one.
     let connection = Arc::clone(&outbox);
-    let mut reader = LineReader::new(connection.socket(), router.config().max_line_bytes);
-    let mut session = Session::new(router, outbox, slot);
-    if let Err(error) = session.read_loop(&mut reader) {
+    let socket = connection.socket();
+    let mut reader = LineReader::new(socket, router.config().max_line_bytes);
+    let client = ClientInfo::new(Transport::Line, Some(outbox.peer().addr()));
+    let link = Box::new(TcpLink::new(outbox, slot));
+    let mut session = Session::new(router, link, client, Entry::Login);
+    if let Err(error) = session.read_loop(socket, &mut reader) {
         log::debug!("#{conn} read failed: {error}");
     }
     // `session` is dropped here, and its Drop does the cleanup.
 }
 
-/// The state of one connection while its thread runs.
+/// What a way in gives the session core: who the client is, where its deliveries and
+/// replies go, and how to close it. The core (the [`Session`]) decides everything else, the
+/// same for every way in; a link only moves what it is handed, in its own dialect. See
+/// the module docs.
+pub(crate) trait Link {
+    /// The client, as logs name it.
+    fn peer(&self) -> &Peer;
+    /// The client as a subscriber: what the registry holds for its subscriptions.
+    fn subscriber(&self) -> Arc<dyn Subscriber>;
+    /// The client as the holder of durable subscriptions, if this way in can hold them.
+    fn holder(&self) -> Option<Arc<dyn Holder>>;
+    /// Whether this way in carries `command` at all (a datagram has no connection to
+    /// hold `VERBOSE` or an `AUTH`, say). Asked before the command is executed.
+    ///
+    /// # Errors
+    /// The refusal to answer with.
+    fn carries(&self, _command: &Command<'_>) -> Result<(), ProtocolError> {
+        Ok(())
+    }
+    /// From now on the client speaks `dialect` (decided by a TCP connection's first line).
+    fn speak(&self, _dialect: Dialect) {}
+    /// Queues a reply, in the client's dialect, to go out at the next [`flush`](Self::flush).
+    fn reply(&self, reply: &Reply<'_>);
+    /// Writes a reply, in the client's dialect, into `out`: for replies that must wait
+    /// behind a confirm (see `Session::commit_and_release`), later queued with
+    /// [`send`](Self::send).
+    fn encode(&self, reply: &Reply<'_>, out: &mut Vec<u8>);
+    /// Queues bytes [`encode`](Self::encode) wrote.
+    fn send(&self, bytes: &[u8]);
+    /// Writes out what was queued for the client.
+    fn flush(&self);
+    /// The client proved who it is: a deadline the way in set for that can go.
+    fn authenticated(&self) {}
+    /// Logs a warning about what the client sent (already throttled per client; the UDP
+    /// port throttles them across every address too).
+    fn warn(&self, level: log::Level, event: std::fmt::Arguments<'_>) {
+        log::log!(level, "{event}");
+    }
+    /// Logs an event of this client's connection (the TCP port throttles them).
+    fn log_event(&self, level: log::Level, event: std::fmt::Arguments<'_>) {
+        log::log!(level, "{event}");
+    }
+    /// The session is over: close the way in, give back what it holds.
+    fn close(&self);
+}
+
+/// How a new session starts, as for who its client is.
+#[derive(Debug, Clone)]
+pub(crate) enum Entry {
+    /// On a broker with access control, the client must send `AUTH` first, within
+    /// `--auth-timeout` (a TCP connection, a WebSocket).
+    Login,
+    /// The client cannot log in (a datagram): it is the user
+    /// [`ANONYMOUS`](crate::access::ANONYMOUS) to the rules.
+    Anonymous,
+    /// The way in proved who the client is already (HTTP's Basic credentials); `None` for
+    /// a request that gave none.
+    As(Option<Arc<str>>),
+}
+
+/// A TCP connection (the line protocol or the JSON dialect) or a WebSocket, as a link:
+/// its outbox takes replies as it takes deliveries, and its slot in the connection table
+/// is given back when the session ends.
+pub(crate) struct TcpLink {
+    outbox: Arc<Outbox>,
+    slot: Slot,
+    dialect: std::cell::Cell<Dialect>,
+}
+
+impl TcpLink {
+    /// The link of the connection whose outbox is `outbox`, holding `slot`.
+    pub(crate) fn new(outbox: Arc<Outbox>, slot: Slot) -> TcpLink {
+        TcpLink {
+            outbox,
+            slot,
+            dialect: std::cell::Cell::new(Dialect::Line),
+        }
+    }
+}
+
+impl Link for TcpLink {
+    fn peer(&self) -> &Peer {
+        self.outbox.peer()
+    }
+
+    fn subscriber(&self) -> Arc<dyn Subscriber> {
+        Arc::clone(&self.outbox) as Arc<dyn Subscriber>
+    }
+
+    fn holder(&self) -> Option<Arc<dyn Holder>> {
+        Some(Arc::clone(&self.outbox) as Arc<dyn Holder>)
+    }
+
+    fn speak(&self, dialect: Dialect) {
+        self.dialect.set(dialect);
+        self.outbox.set_dialect(dialect);
+    }
+
+    fn reply(&self, reply: &Reply<'_>) {
+        let dialect = self.dialect.get();
+        self.outbox
+            .push_with(|pending| dialect.write_reply(reply, pending));
+    }
+
+    fn encode(&self, reply: &Reply<'_>, out: &mut Vec<u8>) {
+        self.dialect.get().write_reply(reply, out);
+    }
+
+    fn send(&self, bytes: &[u8]) {
+        self.outbox.push(bytes);
+    }
+
+    fn flush(&self) {
+        Subscriber::flush(&*self.outbox);
+    }
+
+    fn authenticated(&self) {
+        if let Err(error) = self.outbox.socket().set_read_timeout(None) {
+            log::debug!("{} read timeout not cleared: {error}", self.peer().tag());
+        }
+    }
+
+    fn log_event(&self, level: log::Level, event: std::fmt::Arguments<'_>) {
+        self.slot.connections().log_event(level, event);
+    }
+
+    fn close(&self) {
+        self.outbox.close();
+        self.outbox.join_writer();
+        self.slot.connections().log_event(
+            log::Level::Info,
+            format_args!("{} disconnected", self.peer()),
+        );
+        // The slot itself is given back when the link is dropped, after this.
+    }
+}
+
+/// The state of one client while it is connected: the session core. See the module docs.
 pub(crate) struct Session {
     router: Arc<Router>,
-    /// This connection's outbox: our replies go through it, as other publishers'
-    /// deliveries do. It owns the socket that `serve` reads from.
-    outbox: Arc<Outbox>,
-    /// The same outbox as the registry holds it.
+    /// How the client is reached: its replies and deliveries go through it.
+    link: Box<dyn Link>,
+    /// The client as the registry holds it.
     subscriber: Arc<dyn Subscriber>,
     /// Where this connection's publishes go.
     publisher: Publisher,
@@ -109,14 +248,12 @@ pub(crate) struct Session {
     /// The id the client gave last, shared with the [`Peer`], kept here too so that the
     /// common case, the same id again, costs a comparison and not a lock.
     client_id: Option<Arc<str>>,
-    /// Our place in the connection table, given back when the session is dropped.
-    slot: Slot,
     /// Keeps the warnings about this client's bad lines to a few per interval.
     bad_lines: Throttle,
     /// The durable subscriptions this connection holds (see `durable/`).
     durables: Vec<Arc<Durable>>,
-    /// The same outbox as durable subscriptions see it.
-    holder: Arc<dyn Holder>,
+    /// The client as durable subscriptions see it, if its way in can hold them.
+    holder: Option<Arc<dyn Holder>>,
     /// An `ACK` was handled since the last flush: its record is to be written.
     acked: bool,
     /// Replies that wait for the log to be committed: the `OK PUBLISH` confirms (with
@@ -174,12 +311,21 @@ impl Holder for Outbox {
 }
 
 impl Session {
-    /// A session for the connection whose outbox is `outbox`, holding `slot`.
-    pub(crate) fn new(router: Arc<Router>, outbox: Arc<Outbox>, slot: Slot) -> Session {
-        let subscriber: Arc<dyn Subscriber> = Arc::clone(&outbox) as Arc<dyn Subscriber>;
-        let holder: Arc<dyn Holder> = Arc::clone(&outbox) as Arc<dyn Holder>;
-        let client = ClientInfo::new(Transport::Line, Some(outbox.peer().addr()));
-        let auth_deadline = router_auth_deadline(&router);
+    /// A session for the client behind `link`, which the hooks know as `client`, starting
+    /// as `entry` says.
+    pub(crate) fn new(
+        router: Arc<Router>,
+        link: Box<dyn Link>,
+        client: ClientInfo<'static>,
+        entry: Entry,
+    ) -> Session {
+        let subscriber = link.subscriber();
+        let holder = link.holder();
+        let (auth_deadline, user) = match entry {
+            Entry::Login => (router_auth_deadline(&router), None),
+            Entry::Anonymous => (None, None),
+            Entry::As(user) => (None, user),
+        };
         Session {
             auth_deadline,
             durables: Vec::new(),
@@ -189,7 +335,7 @@ impl Session {
             auth_failures: 0,
             publisher: Publisher::for_connection(Arc::clone(&router), subscriber.id(), client),
             router,
-            outbox,
+            link,
             subscriber,
             subscriptions: KeyedList::default(),
             dialect: None,
@@ -198,9 +344,8 @@ impl Session {
             asked_ack: false,
             quitting: None,
             client_id: None,
-            slot,
             bad_lines: Throttle::new(BAD_LINES_LOGGED, BAD_LINES_INTERVAL),
-            user: None,
+            user,
             allowed_publish: None,
         }
     }
@@ -210,19 +355,46 @@ impl Session {
     /// is just a bad command here), and the hooks know it as [`Transport::WebSocket`]. The
     /// web code asked them about this client at its handshake, so there is no greeting.
     pub(crate) fn websocket(router: Arc<Router>, outbox: Arc<Outbox>, slot: Slot) -> Session {
-        let mut session = Session::new(router, outbox, slot);
+        let client = ClientInfo::new(Transport::WebSocket, Some(outbox.peer().addr()));
+        let link = Box::new(TcpLink::new(outbox, slot));
+        let mut session = Session::new(router, link, client, Entry::Login);
         session.dialect = Some(Dialect::Line);
-        session.client = ClientInfo::new(Transport::WebSocket, Some(session.peer().addr()));
-        session.publisher.set_client(session.client);
         session
     }
 
-    fn peer(&self) -> &Peer {
-        self.outbox.peer()
+    /// A session for an address of the UDP port (see `udp.rs`): it speaks the line
+    /// protocol, cannot log in, and is [`ANONYMOUS`](crate::access::ANONYMOUS) to the
+    /// rules. The UDP port asked the hooks about it already.
+    pub(crate) fn datagrams(
+        router: Arc<Router>,
+        link: Box<dyn Link>,
+        client: ClientInfo<'static>,
+    ) -> Session {
+        let mut session = Session::new(router, link, client, Entry::Anonymous);
+        session.dialect = Some(Dialect::Line);
+        session
+    }
+
+    pub(crate) fn peer(&self) -> &Peer {
+        self.link.peer()
+    }
+
+    /// How many topics and filters the client is subscribed to.
+    pub(crate) fn subscription_count(&self) -> usize {
+        self.subscriptions.len()
+    }
+
+    /// The id the client gave last (`-` before it gave one).
+    pub(crate) fn client_id(&self) -> Arc<str> {
+        self.peer().client_id()
     }
 
     /// Handles lines until the client leaves, sends `QUIT`, or the socket fails.
-    fn read_loop(&mut self, reader: &mut LineReader<&TcpStream>) -> io::Result<()> {
+    fn read_loop(
+        &mut self,
+        socket: &TcpStream,
+        reader: &mut LineReader<&TcpStream>,
+    ) -> io::Result<()> {
         loop {
             while let Some(frame) = reader.next_line() {
                 match frame {
@@ -251,7 +423,7 @@ impl Session {
                 if left.is_zero() {
                     return self.auth_timed_out();
                 }
-                self.outbox.socket().set_read_timeout(Some(left))?;
+                socket.set_read_timeout(Some(left))?;
             }
             let filled = match reader.fill() {
                 Err(error) if self.auth_deadline.is_some() && is_timeout(&error) => {
@@ -295,7 +467,7 @@ impl Session {
     /// this client may go on (see `hooks.rs`); if not, it is told why and disconnected.
     fn greet(&mut self, dialect: Dialect) -> bool {
         self.dialect = Some(dialect);
-        self.outbox.set_dialect(dialect);
+        self.link.speak(dialect);
         let transport = match dialect {
             Dialect::Line => Transport::Line,
             Dialect::Json => Transport::Json,
@@ -303,10 +475,10 @@ impl Session {
         self.client = ClientInfo::new(transport, Some(self.peer().addr()));
         self.publisher.set_client(self.client);
         if dialect == Dialect::Json {
-            log::debug!("#{} speaks JSON lines", self.peer().conn());
+            log::debug!("{} speaks JSON lines", self.peer().tag());
         }
         if let Err(error) = self.router.admit(self.client) {
-            self.slot.connections().log_event(
+            self.link.log_event(
                 log::Level::Info,
                 format_args!("{} refused by the program's hook: {error}", self.peer()),
             );
@@ -370,9 +542,11 @@ impl Session {
                 if let Some(id) = command.client_id() {
                     self.learn_id(id);
                 }
-                self.asked_ack = request.verbose();
-                self.execute(command);
-                self.asked_ack = false;
+                if request.verbose() {
+                    self.execute_acknowledged(command);
+                } else {
+                    self.execute(command);
+                }
             }
             Err(error) => self.refuse(&error),
         }
@@ -385,8 +559,19 @@ impl Session {
     }
 
     /// The one place that decides what each command does.
-    fn execute(&mut self, command: Command<'_>) {
-        log::debug!("#{} {:?}", self.peer().conn(), command);
+    /// Executes `command` with an acknowledgement, whatever the mode: for a way in whose
+    /// request always wants an answer (a JSON line with `"verbose": true`, an HTTP request).
+    pub(crate) fn execute_acknowledged(&mut self, command: Command<'_>) {
+        self.asked_ack = true;
+        self.execute(command);
+        self.asked_ack = false;
+    }
+
+    pub(crate) fn execute(&mut self, command: Command<'_>) {
+        log::debug!("{} {:?}", self.peer().tag(), command);
+        if let Err(error) = self.link.carries(&command) {
+            return self.refuse(&error);
+        }
         if let Some(deadline) = self.auth_deadline {
             // Checked at every line, not only when the thread waits for input: a client
             // that pipelines lines must not outstay the deadline.
@@ -491,8 +676,8 @@ impl Session {
                 Err(error) => return self.refuse(&error),
             }
             log::info!(
-                "#{} {subscriber_id} subscribed to {topic}",
-                self.peer().conn()
+                "{} {subscriber_id} subscribed to {topic}",
+                self.peer().tag()
             );
         }
         if self.acknowledge() {
@@ -513,8 +698,8 @@ impl Session {
             }
             self.subscriptions.remove(topic);
             log::info!(
-                "#{} {subscriber_id} unsubscribed from {topic}",
-                self.peer().conn()
+                "{} {subscriber_id} unsubscribed from {topic}",
+                self.peer().tag()
             );
         }
         if self.acknowledge() {
@@ -526,6 +711,9 @@ impl Session {
     /// makes this connection its holder. The subscription itself sends `OK DURABLE`, then
     /// its messages, in that order (see `Durable::attach`).
     fn durable(&mut self, filter: &str, subscriber_id: &str) {
+        let Some(holder) = self.holder.clone() else {
+            return; // a link that cannot hold one refuses DURABLE (`Link::carries`)
+        };
         if let Err(error) = self.check_durable(filter, subscriber_id) {
             return self.refuse(&error);
         }
@@ -552,19 +740,19 @@ impl Session {
                 return self.refuse(&error);
             }
         }
-        let attached = durable.attach(Arc::clone(&self.holder));
+        let attached = durable.attach(holder);
         if let Some(old) = attached.taken_from {
             old.send();
             log::info!(
-                "#{} took durable subscription {} {} over from another connection",
-                self.peer().conn(),
+                "{} took durable subscription {} {} over from another connection",
+                self.peer().tag(),
                 escaped(subscriber_id),
                 escaped(filter)
             );
         }
         log::info!(
-            "#{} {} holds durable subscription {} ({} pending)",
-            self.peer().conn(),
+            "{} {} holds durable subscription {} ({} pending)",
+            self.peer().tag(),
             escaped(subscriber_id),
             escaped(filter),
             attached.pending
@@ -646,8 +834,8 @@ impl Session {
             Err(error) => return self.refuse(&error),
         };
         log::debug!(
-            "#{} {} published to {} ({receivers} subscribers)",
-            self.peer().conn(),
+            "{} {} published to {} ({receivers} subscribers)",
+            self.peer().tag(),
             escaped(publisher_id),
             escaped(topic)
         );
@@ -683,10 +871,8 @@ impl Session {
             Ok(name) => {
                 self.user = Some(Arc::from(name.as_str()));
                 self.auth_deadline = None;
-                if let Err(error) = self.outbox.socket().set_read_timeout(None) {
-                    log::debug!("#{} read timeout not cleared: {error}", self.peer().conn());
-                }
-                log::info!("#{} authenticated as {name}", self.peer().conn());
+                self.link.authenticated();
+                log::info!("{} authenticated as {name}", self.peer().tag());
                 self.reply(Reply::AuthOk(&name));
             }
             Err(error) => self.auth_failed(error),
@@ -721,7 +907,7 @@ impl Session {
     /// No `AUTH` came in time: says so; the connection is to be ended.
     pub(crate) fn auth_timed_out(&mut self) -> io::Result<()> {
         let timeout = format_duration(self.router.config().auth_timeout);
-        log::info!("#{} sent no AUTH within {timeout}", self.peer().conn());
+        log::info!("{} sent no AUTH within {timeout}", self.peer().tag());
         self.refuse(&ProtocolError::AuthTimeout(timeout));
         self.flush();
         self.quitting = Some(Quit::AuthTimeout);
@@ -759,13 +945,11 @@ impl Session {
     /// say) never overtakes them.
     fn reply(&mut self, reply: Reply<'_>) {
         self.publisher.hand_out();
-        let dialect = self.dialect.unwrap_or(Dialect::Line);
         if self.after_commit.is_empty() {
-            self.outbox
-                .push_with(|pending| dialect.write_reply(&reply, pending));
+            self.link.reply(&reply);
         } else {
             let mut encoded = Vec::new();
-            dialect.write_reply(&reply, &mut encoded);
+            self.link.encode(&reply, &mut encoded);
             self.after_commit.push(Deferred::Encoded(encoded));
         }
     }
@@ -775,7 +959,7 @@ impl Session {
     ///
     /// The warning in the log is throttled: a client that sends a flood of bad lines gets
     /// an `ERROR` for each, but the log shows only the first few per interval and a count.
-    fn refuse(&mut self, error: &ProtocolError) {
+    pub(crate) fn refuse(&mut self, error: &ProtocolError) {
         self.router.stats().errors.fetch_add(1, Ordering::Relaxed);
         // A hook's refusal is the program's rule at work, not a client breaking the
         // protocol: worth knowing, not worth a warning.
@@ -783,16 +967,15 @@ impl Session {
             ProtocolError::Refused(_) => (log::Level::Info, "was refused"),
             _ => (log::Level::Warn, "sent a bad line"),
         };
+        let peer = self.link.peer();
         match self.bad_lines.check(Instant::now()) {
-            Verdict::Log { left_out } => {
-                log::log!(
-                    level,
-                    "{} {what}: {error}{}",
-                    self.peer(),
-                    and_more(left_out)
-                );
-            }
-            Verdict::LogLast => log::log!(level, "{} {what}: {error}{QUIETING}", self.peer()),
+            Verdict::Log { left_out } => self.link.warn(
+                level,
+                format_args!("{peer} {what}: {error}{}", and_more(left_out)),
+            ),
+            Verdict::LogLast => self
+                .link
+                .warn(level, format_args!("{peer} {what}: {error}{QUIETING}")),
             Verdict::Quiet => {}
         }
         self.reply(Reply::Error(error));
@@ -804,7 +987,7 @@ impl Session {
     pub(crate) fn flush(&mut self) {
         self.publisher.flush();
         self.commit_and_release();
-        self.subscriber.flush();
+        self.link.flush();
     }
 
     /// No more input is waiting: give back the batch's memory, so that an idle connection
@@ -832,22 +1015,19 @@ impl Session {
         if !confirming {
             return;
         }
-        let dialect = self.dialect.unwrap_or(Dialect::Line);
         let not_stored = stored.err().map(ProtocolError::NotStored);
-        let mut out = Vec::new();
         for deferred in std::mem::take(&mut self.after_commit) {
             match (deferred, &not_stored) {
                 (Deferred::Confirm { topic, deliveries }, None) => {
                     let topic = &topic;
-                    dialect.write_reply(&Reply::PublishOk { topic, deliveries }, &mut out);
+                    self.link.reply(&Reply::PublishOk { topic, deliveries });
                 }
                 (Deferred::Confirm { .. }, Some(error)) => {
-                    dialect.write_reply(&Reply::Error(error), &mut out);
+                    self.link.reply(&Reply::Error(error));
                 }
-                (Deferred::Encoded(lines), _) => out.extend_from_slice(&lines),
+                (Deferred::Encoded(lines), _) => self.link.send(&lines),
             }
         }
-        self.outbox.push(&out);
     }
 
     /// Removes every subscription of this connection from the registry, under one lock, so
@@ -888,17 +1068,12 @@ impl Drop for Session {
         for durable in self.durables.drain(..) {
             durable.release(me);
         }
-        self.outbox.close();
-        self.outbox.join_writer();
         let left_out = self.bad_lines.left_out();
         if left_out > 0 {
             log::warn!("{} sent {left_out} more bad lines, not logged", self.peer());
         }
-        self.slot.connections().log_event(
-            log::Level::Info,
-            format_args!("{} disconnected", self.peer()),
-        );
-        // `slot` is dropped after this, giving back the connection's place.
+        self.link.close();
+        // `link` is dropped after this, giving back what it holds (a connection's slot).
     }
 }
 
@@ -944,7 +1119,9 @@ mod tests {
         let outbox = Outbox::new(peer, broker_side, rules).unwrap();
         let thread_router = Arc::clone(&router);
         let outcome = thread::spawn(move || {
-            let mut session = Session::new(thread_router, outbox, slot);
+            let client = ClientInfo::new(Transport::Line, Some(outbox.peer().addr()));
+            let link = Box::new(TcpLink::new(outbox, slot));
+            let mut session = Session::new(thread_router, link, client, Entry::Login);
             session.execute(Command::Subscribe {
                 topic: "a",
                 subscriber_id: "s",
