@@ -101,6 +101,7 @@ fn two_brokers_on_one_nats_server_exchange_messages_both_ways_exactly_once() {
     assert_eq!(stat(&a, "nats_received"), 2, "21 and the fence, once each");
     assert_eq!(stat(&a, "nats_forwarded"), 1);
     assert_eq!(stat(&b, "nats_forwarded"), 2);
+    assert_eq!(stat(&a, "nats_cluster_size"), 1, "a server alone");
 }
 
 #[test]
@@ -233,6 +234,11 @@ fn three_brokers_on_a_three_node_cluster_and_a_broker_that_fails_over_when_its_n
     let a = bridged(&[nodes[0].url(), nodes[1].url()]);
     let b = bridged(&[nodes[1].url()]);
     let c = bridged(&[nodes[2].url()]);
+    for broker in [&a, &b, &c] {
+        wait_until("the broker hears of three nodes", || {
+            stat(broker, "nats_cluster_size") == 3
+        });
+    }
     let mut subscribers: Vec<Raw> = [&a, &b, &c]
         .iter()
         .map(|broker| subscribed(broker.addr(), "campus/#", "sub"))
@@ -262,6 +268,12 @@ fn three_brokers_on_a_three_node_cluster_and_a_broker_that_fails_over_when_its_n
     wait_until("a is reconnected", || {
         stat(&a, "nats_reconnects") == 1 && stat(&a, "nats_connected") == 1
     });
+    // The nodes that stayed told their clients, in a new INFO, that the cluster shrank.
+    for broker in [&a, &b, &c] {
+        wait_until("the broker hears that two nodes are left", || {
+            stat(broker, "nats_cluster_size") == 2
+        });
+    }
     wait_until("a's node lists a's subscriptions", || {
         nodes[1..]
             .iter()
@@ -352,7 +364,7 @@ fn one_seed_each() -> OneSeedEach {
     let subscribing = bridged(&[nodes[1].url()]);
     for broker in [&publishing, &subscribing] {
         wait_until("the broker knows the three nodes from its one seed", || {
-            stat(broker, "nats_servers") == 3
+            stat(broker, "nats_cluster_size") == 3
         });
     }
     let subscriber = subscribed(subscribing.addr(), "beat", "sub");

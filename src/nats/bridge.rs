@@ -145,7 +145,7 @@ struct State {
 #[derive(Debug, Default)]
 struct Counts {
     connected: AtomicU64,
-    servers: AtomicU64,
+    cluster_size: AtomicU64,
     reconnects: AtomicU64,
     forwarded: AtomicU64,
     unforwarded: AtomicU64,
@@ -173,10 +173,7 @@ impl Bridge {
             ));
         }
         let shared = Arc::new(Shared {
-            counts: Counts {
-                servers: AtomicU64::new(pool.len() as u64),
-                ..Counts::default()
-            },
+            counts: Counts::default(),
             pool: Mutex::new(pool),
             prefix: config.nats_prefix.clone(),
             max_pending_bytes: config.max_pending_bytes,
@@ -229,14 +226,16 @@ impl Shared {
     /// Takes the servers a server announced (`connect_urls` of an `INFO`) into the pool,
     /// and says so when that changed what the bridge knows.
     fn learn(&self, connect_urls: &[String]) {
+        // A server alone announces nothing; a node of a cluster announces every node of the
+        // part of the cluster it is in, itself included.
+        self.counts
+            .cluster_size
+            .store(connect_urls.len().max(1) as u64, Ordering::Relaxed);
         let mut pool = self.pool.lock();
         if !pool.announced(connect_urls) {
             return;
         }
         let servers = escaped(&pool.urls().join(" ")).to_string();
-        self.counts
-            .servers
-            .store(pool.len() as u64, Ordering::Relaxed);
         drop(pool);
         log::info!(
             "nats bridge knows these NATS servers now, in the order it would try them: {servers}"
@@ -296,7 +295,7 @@ impl Uplink for Shared {
         let counts = &self.counts;
         vec![
             ("nats_connected", read(&counts.connected)),
-            ("nats_servers", read(&counts.servers)),
+            ("nats_cluster_size", read(&counts.cluster_size)),
             ("nats_reconnects", read(&counts.reconnects)),
             ("nats_subscriptions", read(&counts.subscriptions)),
             ("nats_forwarded", read(&counts.forwarded)),
@@ -560,6 +559,7 @@ impl Connection {
         drop(state);
         shared.counts.unforwarded.fetch_add(lost, Ordering::Relaxed);
         shared.counts.connected.store(0, Ordering::Relaxed);
+        shared.counts.cluster_size.store(0, Ordering::Relaxed);
         shared.counts.subscriptions.store(0, Ordering::Relaxed);
         why
     }

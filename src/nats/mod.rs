@@ -33,7 +33,7 @@
 //!   subscriber once, however many of its filters match.
 //! * **One seed finds the cluster.** A NATS server tells its clients where every node of
 //!   its cluster takes clients, and tells them again when a node joins or leaves; the
-//!   bridge keeps that list (`nats_servers` in `STATS`), and when its node dies it connects
+//!   bridge keeps that list (`nats_cluster_size` in `STATS` counts it), and when its node dies it connects
 //!   to another at once, so a broker given a single `--nats` loses milliseconds of
 //!   messages, not the time until the node is back.
 //! * **NATS down, the room goes on.** Local delivery never waits for NATS. The bridge logs
