@@ -84,6 +84,12 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// retry.
 pub const OUTAGE_REPORT_INTERVAL: Duration = Duration::from_secs(30);
 
+/// How long a connection must have lasted for its loss to start a fresh round of tries.
+/// A server that accepts the handshake and then drops the bridge at once (one that is
+/// shutting down, or refusing it for a reason it gives only after) counts as a failed try,
+/// so that even it is retried with backoff, not in a tight loop.
+pub const STABLE_CONNECTION: Duration = Duration::from_secs(1);
+
 /// How often the writer pings the server; two pings without a `PONG` and the connection
 /// is taken for dead. (A server that is killed closes its sockets, which the reader sees at
 /// once; the pings find one that froze or a network that went silent.)
@@ -317,13 +323,11 @@ fn run(shared: &Arc<Shared>, router: &Arc<Router>) {
     let mut failed_in_round = 0;
     while !shared.state.lock().stopping {
         wanted.update(router, None);
-        let Some(url) = shared.pool.lock().next() else {
+        let Some(url) = shared.pool.lock().next_to_try() else {
             return; // `Bridge::start` refuses an empty pool
         };
-        match Connection::open(&url) {
+        let failure = match Connection::open(&url) {
             Ok(connection) => {
-                failed_in_round = 0;
-                shared.pool.lock().connected();
                 if ever_connected {
                     shared.counts.reconnects.fetch_add(1, Ordering::Relaxed);
                 }
@@ -347,18 +351,25 @@ fn run(shared: &Arc<Shared>, router: &Arc<Router>) {
                     ..before
                 };
                 log::warn!("nats bridge lost {url}: {why}; local delivery goes on, reconnecting");
+                if before.since.elapsed() >= STABLE_CONNECTION {
+                    failed_in_round = 0;
+                    shared.pool.lock().connected();
+                    continue;
+                }
+                why
             }
             Err(error) => {
                 log::debug!("nats bridge cannot reach {url}: {error}");
-                failed_in_round += 1;
-                let servers = shared.pool.lock().len();
-                if failed_in_round >= servers {
-                    failed_in_round = 0;
-                    outage.report_ongoing(&shared.counts, &mut reports, servers, &error);
-                    let pause = shared.pool.lock().pause();
-                    wait(shared, router, &mut wanted, pause);
-                }
+                error
             }
+        };
+        failed_in_round += 1;
+        let servers = shared.pool.lock().len();
+        if failed_in_round >= servers {
+            failed_in_round = 0;
+            outage.report_ongoing(&shared.counts, &mut reports, servers, &failure);
+            let pause = shared.pool.lock().pause();
+            wait(shared, router, &mut wanted, pause);
         }
     }
 }
@@ -399,9 +410,9 @@ impl Outage {
     /// No server of the pool answered: says so, throttled, with what is lost so far.
     fn report_ongoing(&self, counts: &Counts, reports: &mut Throttle, servers: usize, error: &str) {
         let line = format!(
-            "nats bridge reaches none of the {servers} NATS servers it knows (the last said: \
-             {error}) for {:.1} s, {} messages not forwarded so far; local delivery goes on, \
-             retrying with backoff",
+            "nats bridge has no lasting connection to any of the {servers} NATS servers it \
+             knows (the last: {error}) for {:.1} s, {} messages not forwarded so far; local \
+             delivery goes on, retrying with backoff",
             self.since.elapsed().as_secs_f64(),
             self.unforwarded(counts)
         );

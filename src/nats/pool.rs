@@ -119,7 +119,7 @@ impl Pool {
     }
 
     /// The server to try now; it moves to the back, to be tried last next time.
-    pub fn next(&mut self) -> Option<String> {
+    pub fn next_to_try(&mut self) -> Option<String> {
         let server = self.servers.pop_front()?;
         let url = server.url.clone();
         self.servers.push_back(server);
@@ -212,7 +212,7 @@ impl Jitter {
         Jitter(hasher.finish() | 1)
     }
 
-    fn next(&mut self) -> u64 {
+    fn next_u64(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;
         x ^= x << 25;
@@ -226,7 +226,7 @@ impl Jitter {
         if n == 0 {
             return 0;
         }
-        (self.next() % n as u64) as usize
+        (self.next_u64() % n as u64) as usize
     }
 
     /// Somewhere between half of `wait` and all of it ("equal jitter": never less than
@@ -234,7 +234,7 @@ impl Jitter {
     fn spread(&mut self, wait: Duration) -> Duration {
         let half = wait / 2;
         let nanos = half.as_nanos().min(u128::from(u64::MAX - 1)) as u64;
-        half + Duration::from_nanos(self.next() % (nanos + 1))
+        half + Duration::from_nanos(self.next_u64() % (nanos + 1))
     }
 }
 
@@ -253,35 +253,35 @@ mod tests {
     #[test]
     fn seeds_are_tried_in_the_order_given_and_each_try_moves_a_server_to_the_back() {
         let mut pool = seeds(&["nats://a:1", "nats://b:2"]);
-        assert_eq!(pool.next().as_deref(), Some("nats://a:1"));
-        assert_eq!(pool.next().as_deref(), Some("nats://b:2"));
-        assert_eq!(pool.next().as_deref(), Some("nats://a:1"));
-        assert_eq!(seeds(&[]).next(), None);
+        assert_eq!(pool.next_to_try().as_deref(), Some("nats://a:1"));
+        assert_eq!(pool.next_to_try().as_deref(), Some("nats://b:2"));
+        assert_eq!(pool.next_to_try().as_deref(), Some("nats://a:1"));
+        assert_eq!(seeds(&[]).next_to_try(), None);
     }
 
     #[test]
     fn one_seed_learns_the_cluster_and_after_a_loss_tries_the_others_first() {
         let mut pool = seeds(&["nats://127.0.0.1:4222"]);
-        assert_eq!(pool.next().as_deref(), Some("nats://127.0.0.1:4222"));
+        assert_eq!(pool.next_to_try().as_deref(), Some("nats://127.0.0.1:4222"));
         // Connected to 4222, which announces itself and two more.
         let cluster = announced(&["127.0.0.1:4222", "127.0.0.1:4223", "127.0.0.1:4224"]);
         assert!(pool.announced(&cluster));
         assert_eq!(pool.len(), 3, "the seed is known by its address: not twice");
         assert!(!pool.announced(&cluster), "nothing new");
         // 4222 dies: the two announced servers come first, in some order, 4222 last.
-        let mut next_two = [pool.next().unwrap(), pool.next().unwrap()];
+        let mut next_two = [pool.next_to_try().unwrap(), pool.next_to_try().unwrap()];
         next_two.sort();
         assert_eq!(next_two, ["nats://127.0.0.1:4223", "nats://127.0.0.1:4224"]);
-        assert_eq!(pool.next().as_deref(), Some("nats://127.0.0.1:4222"));
+        assert_eq!(pool.next_to_try().as_deref(), Some("nats://127.0.0.1:4222"));
     }
 
     #[test]
     fn announced_servers_come_and_go_seeds_and_the_current_one_stay() {
         let mut pool = seeds(&["nats://n1:4222"]);
-        pool.next();
+        pool.next_to_try();
         pool.announced(&announced(&["n1:4222", "n2:4222", "n3:4222"]));
         // Connected to n2 now, which no longer lists n3 (it left the cluster), nor n1.
-        while pool.next().as_deref() != Some("nats://n2:4222") {}
+        while pool.next_to_try().as_deref() != Some("nats://n2:4222") {}
         assert!(pool.announced(&announced(&["n2:4222"])));
         let mut left = pool.urls();
         left.sort();
