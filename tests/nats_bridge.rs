@@ -12,11 +12,14 @@
 mod common;
 mod nats;
 
+use std::io::{ErrorKind, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use common::{start_broker_with, stat, subscribed, wait_until, Raw};
 use nats::{NatsServer, Options, RawNats};
+use pubsub_lab::nats::pool::MIN_BACKOFF;
 use pubsub_lab::{BrokerHandle, Config};
 
 /// A broker bridged to `urls`, once its bridge is connected.
@@ -423,4 +426,64 @@ fn one_seed_is_enough_when_the_subscribers_node_dies_the_broker_subscribes_on_an
     assert_eq!(stat(&cluster.subscribing, "nats_reconnects"), 1);
     assert_eq!(stat(&cluster.publishing, "nats_reconnects"), 0);
     assert_at_most_a_second_lost("subscriber's node killed", lost);
+}
+
+/// Plays a NATS server that takes one client's handshake (`INFO` out, up to `PING` in,
+/// `PONG` out) and hangs up at once; returns when the handshake began.
+fn handshake_and_hang_up(listener: &TcpListener) -> Instant {
+    let mut accepted: Option<TcpStream> = None;
+    wait_until("the bridge connects", || match listener.accept() {
+        Ok((socket, _)) => {
+            accepted = Some(socket);
+            true
+        }
+        Err(error) if error.kind() == ErrorKind::WouldBlock => false,
+        Err(error) => panic!("accept: {error}"),
+    });
+    let began = Instant::now();
+    let mut socket = accepted.unwrap();
+    socket.set_nonblocking(false).unwrap();
+    socket.set_read_timeout(Some(common::TIMEOUT)).unwrap();
+    socket
+        .write_all(b"INFO {\"server_id\":\"flaky\",\"version\":\"2.9.10\",\"headers\":true}\r\n")
+        .unwrap();
+    let mut seen = Vec::new();
+    while !seen.windows(6).any(|window| window == b"PING\r\n") {
+        let mut chunk = [0; 1024];
+        let read = socket
+            .read(&mut chunk)
+            .expect("the bridge's CONNECT and PING");
+        assert!(read > 0, "the bridge hung up during its handshake");
+        seen.extend_from_slice(&chunk[..read]);
+    }
+    socket.write_all(b"PONG\r\n").unwrap();
+    began
+}
+
+/// No nats-server hangs up on a client right after accepting it on purpose (one shutting
+/// down comes close), so a listener on port 0 plays that server. Each such connection
+/// counts as a failed try: four handshakes take at least the three backoff waits between
+/// them (half of 100, 200 and 400 ms at the least, with jitter), not a tight loop.
+#[test]
+fn a_server_that_hangs_up_after_every_handshake_is_retried_with_backoff() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let broker = start_broker_with(Config {
+        nats: vec![format!("nats://{}", listener.local_addr().unwrap())],
+        ..Config::default()
+    });
+    let first = handshake_and_hang_up(&listener);
+    for _ in 0..3 {
+        handshake_and_hang_up(&listener);
+    }
+    let fourth = first.elapsed();
+    // The least the three waits can be, less the polling of `wait_until` (5 ms each).
+    let least = MIN_BACKOFF * 7 / 2 - Duration::from_millis(20);
+    assert!(
+        fourth >= least,
+        "four handshakes within {fourth:?}: the bridge reconnected without backing off"
+    );
+    wait_until("the bridge counts its reconnections", || {
+        stat(&broker, "nats_reconnects") == 3
+    });
 }

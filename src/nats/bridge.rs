@@ -152,6 +152,9 @@ struct State {
 struct Counts {
     connected: AtomicU64,
     cluster_size: AtomicU64,
+    /// The last cluster size announced, kept while disconnected, to notice a cluster that
+    /// shrank.
+    cluster_size_before: AtomicU64,
     reconnects: AtomicU64,
     forwarded: AtomicU64,
     unforwarded: AtomicU64,
@@ -234,9 +237,20 @@ impl Shared {
     fn learn(&self, connect_urls: &[String]) {
         // A server alone announces nothing; a node of a cluster announces every node of the
         // part of the cluster it is in, itself included.
-        self.counts
-            .cluster_size
-            .store(connect_urls.len().max(1) as u64, Ordering::Relaxed);
+        let size = connect_urls.len().max(1) as u64;
+        self.counts.cluster_size.store(size, Ordering::Relaxed);
+        let before = self
+            .counts
+            .cluster_size_before
+            .swap(size, Ordering::Relaxed);
+        if size < before {
+            // The one sign a bridge has of a split: every node is up and takes clients,
+            // but the one it is on no longer announces the others.
+            log::warn!(
+                "nats bridge: the NATS cluster announced {before} servers, now {size}: a node \
+                 stopped, or the cluster is split (compare /routez on each node)"
+            );
+        }
         let mut pool = self.pool.lock();
         if !pool.announced(connect_urls) {
             return;
