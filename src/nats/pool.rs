@@ -26,7 +26,8 @@
 //!   the same node spread over the others rather than all landing on the same one. A seed
 //!   is never forgotten (the operator named it); an announced server is forgotten when the
 //!   next `INFO` no longer lists it.
-//! * **A round in which no server answered is followed by a wait** that doubles from
+//! * **A round in which no server answered** (or none kept the bridge for a second, the
+//!   bridge's `STABLE_CONNECTION`) **is followed by a wait** that doubles from
 //!   [`MIN_BACKOFF`] up to [`MAX_BACKOFF`], and is *jittered*: a random part of it, so that
 //!   a hundred brokers that lost NATS at the same instant do not all come back at the same
 //!   instant and knock a recovering server over again (a *thundering herd*). `nats.go` waits
@@ -101,8 +102,9 @@ impl Pool {
             jitter: Jitter::seeded(),
         };
         for seed in seeds {
-            if pool.servers.len() < MAX_SERVERS && !pool.knows(&Server::new(seed.clone(), true)) {
-                pool.servers.push_back(Server::new(seed.clone(), true));
+            let server = Server::new(seed.clone(), true);
+            if pool.servers.len() < MAX_SERVERS && !pool.knows(&server) {
+                pool.servers.push_back(server);
             }
         }
         pool
