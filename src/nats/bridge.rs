@@ -414,8 +414,9 @@ impl Outage {
         let lost = self.unforwarded(counts);
         if lost > 0 {
             log::warn!(
-                "nats bridge: {lost} messages published in the {:.3} s without NATS were not \
-                 forwarded (STATS nats_unforwarded counts them)",
+                "nats bridge: {lost} messages were not forwarded, those published in the {:.3} s \
+                 without NATS and those the lost connection still held (STATS nats_unforwarded \
+                 counts them)",
                 self.since.elapsed().as_secs_f64()
             );
         }
