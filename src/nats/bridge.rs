@@ -391,7 +391,8 @@ fn run(shared: &Arc<Shared>, router: &Arc<Router>) {
 /// A time without a connection to NATS, to say what it cost.
 struct Outage {
     since: Instant,
-    /// `nats_unforwarded` when it began.
+    /// `nats_unforwarded` when the connection before it was made (or the bridge started),
+    /// so that what that connection held when it was lost counts too.
     unforwarded_before: u64,
 }
 
