@@ -321,6 +321,8 @@ fn paced_stream(addr: std::net::SocketAddr) -> JoinHandle<()> {
 
 /// Reads the stream on `subscriber` up to `beat end`, calling `kill` once message
 /// [`KILL_AFTER`] is in. Returns how many messages never came, and the longest run of them.
+/// A bridge that never finds another node fails it here: no line comes within the read
+/// timeout.
 fn missing_from_stream(subscriber: &mut Raw, mut kill: impl FnMut()) -> (u64, u64) {
     let (mut next, mut missing, mut longest_gap) = (0, 0, 0);
     let mut killed = false;
