@@ -36,8 +36,8 @@
 //!   bridge keeps that list (`STATS` shows its length as `nats_cluster_size`, and the log
 //!   warns when it shrinks), and when its node dies it connects to another at once, so a
 //!   broker given a single `--nats` loses milliseconds of messages, not the time until
-//!   the node is back. What it cannot see is a cluster split in two with every node up:
-//!   only NATS's `/routez` shows that (lab 11).
+//!   the node is back. What it cannot tell apart is a node that stopped and a cluster
+//!   split in two with every node up: only NATS's `/routez` shows which (lab 11).
 //! * **NATS down, the room goes on.** Local delivery never waits for NATS. The bridge logs
 //!   the loss, retries with a jittered backoff through every server it knows, subscribes
 //!   again when it is back, and `STATS` counts what could not be forwarded meanwhile
