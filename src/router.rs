@@ -1,11 +1,15 @@
 //! The one road every message takes: "publish this to that topic", for every kind of
 //! publisher and every kind of subscriber.
 //!
-//! The [`Router`] owns the registry and the counters, checks topics and ids against the
-//! broker's limits, and asks the embedding program's hooks (`hooks.rs`), which is why the
-//! hooks hold for every transport: every one of them comes through here. Each place messages come in from (a TCP session today; the embedding
-//! API through [`BrokerHandle::publish`](crate::BrokerHandle::publish), the UDP port;
-//! later HTTP, other brokers) publishes through a [`Publisher`] of its own, which does the rest:
+//! The [`Router`] owns the registry and the counters, holds every publish and subscription
+//! to the grammar (`protocol/grammar.rs`) and the broker's limits, checks the auth file's
+//! rules for whoever asks (`access.rs`: a logged-in user, or `anonymous`), and asks the
+//! embedding program's hooks (`hooks.rs`). That is why each of those rules holds for every
+//! way in: every one of them comes through here. Each place messages come in from (every
+//! client's session, whatever its way in: TCP, the JSON dialect, WebSocket, UDP, HTTP; the
+//! embedding API through [`BrokerHandle::publish`](crate::BrokerHandle::publish); other
+//! brokers through the NATS bridge) publishes through a [`Publisher`] of its own, which does
+//! the rest:
 //!
 //! ```text
 //!   publish(topic, message, id) ─▶ same topic as the batch so far?
