@@ -104,14 +104,7 @@ impl Durables {
             return Ok(Durables::in_memory(config));
         };
         let (store, restored, report) = Store::open(config, dir)?;
-        if let Some((path, offset, bytes)) = &report.cut {
-            ::log::warn!(
-                "cut off a torn record at the end of the log: {} at offset {offset} ({bytes} \
-                 bytes), a write the broker was making when it stopped; it was never \
-                 confirmed, and is not delivered",
-                path.display()
-            );
-        }
+        log_what_was_left_out(&report);
         let store = Arc::new(store);
         let limits = limits(config);
         let mut messages = 0;
@@ -130,13 +123,16 @@ impl Durables {
             .collect();
         ::log::info!(
             "log {}: replayed {} records ({} bytes) from {} segment(s) in {} ms: {} durable \
-             subscription(s) holding {messages} message(s); fsync {}",
+             subscription(s) holding {messages} message(s), checkpointed into segment {} \
+             ({} bytes); fsync {}",
             dir.display(),
             report.records,
             report.bytes,
             report.segments,
             report.millis,
             subscriptions.len(),
+            report.checkpoint.0,
+            report.checkpoint.1,
             config.fsync
         );
         Ok(Durables {
@@ -267,6 +263,32 @@ impl Durables {
                 holder.send();
             }
         }
+    }
+}
+
+/// Warns about everything the replay did not apply: a torn end cut off, damaged bytes
+/// salvaged, files that are not segments. Each says what it was, as far as it is known.
+fn log_what_was_left_out(report: &store::Report) {
+    for ignored in &report.ignored {
+        ::log::warn!("{ignored}");
+    }
+    if let Some(cut) = &report.cut {
+        ::log::warn!(
+            "cut off the torn end of the log: {cut}; not delivered. It was never confirmed \
+             if the broker was killed or the log was written with --fsync always; after a \
+             power cut under --fsync interval or never it may have been"
+        );
+    }
+    for lost in &report.quarantined {
+        let moved_to = lost
+            .moved_to
+            .as_ref()
+            .map_or(String::new(), |path| path.display().to_string());
+        ::log::warn!(
+            "salvage: skipped damaged bytes of the log, {lost}, and moved them to \
+             {moved_to}. The records in them are lost: a lost MESSAGE is not delivered, a \
+             lost ACK delivers its message again, a lost CANCEL brings its subscription back"
+        );
     }
 }
 

@@ -22,13 +22,38 @@
 //! broker, the more records share each `fsync` (PostgreSQL, MySQL and NATS JetStream do the
 //! same).
 //!
-//! # Segments
+//! # Segments, and why a segment is deleted only from the oldest end
 //!
 //! The log is split into files of about `segment_bytes` (see `log.rs`). A new segment
 //! begins with a `START` record (the next seq) and a `DURABLE` record for every durable
 //! subscription, so that an older segment is needed only for its messages. The store
-//! counts, for each segment, the messages in it that are still held; once a segment that
-//! is not the newest holds none, it is deleted.
+//! counts, for each segment, the messages in it that are still held.
+//!
+//! A log of this kind has one trap: a record can *cancel* a record in an older segment.
+//! `ACK 17` in segment 5 cancels `MESSAGE 17` in segment 3; `CANCEL` in segment 5 ends a
+//! subscription whose `DURABLE` record and messages are in segment 3. Delete segment 5
+//! because it holds no message any more, keep segment 3 because it still does, and the
+//! next replay brings message 17 and the cancelled subscription back to life. So only the
+//! *oldest* segments are deleted, once they and every segment before them hold nothing: the
+//! records of a deleted segment then cancel only records that are gone too.
+//!
+//! That alone lets the log grow behind one message nobody acknowledges. So the store also
+//! *checkpoints* the log at every start: replay adds every record up to the state they
+//! describe (subscriptions, and the messages each holds), the state is written as records
+//! into a new segment, flushed, and then every older segment is deleted, oldest first.
+//! Nothing cancelling is needed after that, because nothing cancelled is left. This is
+//! Redis's AOF rewrite and SQLite's checkpoint; a crash in the middle of it is harmless,
+//! since replaying the old segments and then the checkpoint adds up to the same state.
+//!
+//! The other classic answer is *compaction* that copies the cancelling records forward
+//! into newer segments (as Kafka keeps a key's tombstone), or that rewrites a segment
+//! without what was cancelled. It keeps the log small while the broker runs, but every
+//! rule about which record may go needs its own proof; a checkpoint has one rule ("write
+//! what is live") and reuses replay to build it. The price: a start rewrites every message
+//! held, and a broker that runs for months with one message never acknowledged keeps every
+//! segment since it until the next start. Redis rewrites in the background for this
+//! reason; a production broker would checkpoint when the log has grown, not only at a
+//! start.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -38,7 +63,7 @@ use std::time::Instant;
 
 use parking_lot::Mutex;
 
-use super::log::{self, LogError, Record, Segment};
+use super::log::{self, Cut, LogError, Record, Segment};
 use super::queue::Queued;
 use crate::config::{Config, FsyncPolicy};
 use crate::protocol::write_message;
@@ -71,18 +96,19 @@ struct Disk {
 #[derive(Debug)]
 struct Appended {
     /// Records not yet written, each run with the segment it belongs in.
-    chunks: Vec<(u32, Vec<u8>)>,
+    chunks: Vec<(u64, Vec<u8>)>,
     /// Bytes appended since the start: the position a commit must reach.
     position: u64,
     /// The segment new records go in, and how many bytes it has.
-    segment: u32,
+    segment: u64,
     segment_bytes: u64,
-    /// For each segment: how many of its messages are still held by a subscription.
-    live: BTreeMap<u32, usize>,
+    /// For each segment from the oldest on: how many of its messages are still held by a
+    /// subscription.
+    live: BTreeMap<u64, usize>,
     /// Every durable subscription, for the `DURABLE` records a new segment begins with.
     subscriptions: BTreeSet<Key>,
     /// Segments that hold nothing any more, to be deleted by the next commit.
-    to_delete: Vec<u32>,
+    to_delete: Vec<u64>,
 }
 
 /// The file side: one commit at a time.
@@ -117,8 +143,119 @@ pub struct Report {
     pub bytes: u64,
     /// How long the replay took.
     pub millis: u128,
-    /// A torn last record cut off: file, offset, bytes.
-    pub cut: Option<(PathBuf, u64, u64)>,
+    /// The checkpoint written: its segment number and its bytes.
+    pub checkpoint: (u64, u64),
+    /// The torn end of the log, cut off.
+    pub cut: Option<Cut>,
+    /// Damaged bytes that `--salvage` moved aside.
+    pub quarantined: Vec<Cut>,
+    /// Files in the directory that are not segments, left alone: why, for each.
+    pub ignored: Vec<String>,
+}
+
+/// What replay has found live so far: the state the records add up to. The checkpoint
+/// writes it back as records.
+#[derive(Debug)]
+struct Live {
+    next_seq: u64,
+    subscriptions: BTreeSet<Key>,
+    /// Every message held, by seq: whose it is, and its record's payload, which the
+    /// checkpoint writes again as it is.
+    messages: BTreeMap<u64, (Key, Box<[u8]>)>,
+}
+
+impl Default for Live {
+    fn default() -> Live {
+        Live {
+            next_seq: 1,
+            subscriptions: BTreeSet::new(),
+            messages: BTreeMap::new(),
+        }
+    }
+}
+
+impl Live {
+    /// One record of the log, applied in order.
+    fn apply(&mut self, record: Record<'_>, payload: &[u8]) {
+        match record {
+            Record::Start { next_seq } => self.next_seq = self.next_seq.max(next_seq),
+            Record::Durable {
+                subscriber_id,
+                filter,
+            } => {
+                self.subscriptions
+                    .insert((subscriber_id.into(), filter.into()));
+            }
+            Record::Message {
+                seq,
+                subscriber_id,
+                filter,
+                ..
+            } => {
+                self.next_seq = self.next_seq.max(seq + 1);
+                let key: Key = (subscriber_id.into(), filter.into());
+                if self.subscriptions.contains(&key) {
+                    self.messages.insert(seq, (key, payload.into()));
+                }
+            }
+            Record::Ack { seq } => {
+                self.messages.remove(&seq);
+            }
+            Record::Cancel {
+                subscriber_id,
+                filter,
+            } => {
+                let key: Key = (subscriber_id.into(), filter.into());
+                self.subscriptions.remove(&key);
+                self.messages.retain(|_, (owner, _)| *owner != key);
+            }
+        }
+    }
+
+    /// The checkpoint, as segment `number`: the records that replay to this state (the
+    /// next seq, every subscription, every message held), the messages each subscription
+    /// holds, and how many in all.
+    fn checkpoint(&self, number: u64) -> (Vec<u8>, Vec<Restored>, usize) {
+        let mut out = Vec::new();
+        begin_segment(&mut out, self.next_seq, &self.subscriptions);
+        let mut restored: BTreeMap<&Key, Vec<Queued>> = self
+            .subscriptions
+            .iter()
+            .map(|key| (key, Vec::new()))
+            .collect();
+        let mut line = Vec::new();
+        for (key, payload) in self.messages.values() {
+            Record::write_payload_framed(payload, &mut out);
+            let Some(Record::Message {
+                seq,
+                topic,
+                publisher_id,
+                timestamp,
+                message,
+                ..
+            }) = Record::parse(payload)
+            else {
+                continue; // Replay parsed it already.
+            };
+            line.clear();
+            write_message(&mut line, seq, topic, message, publisher_id, timestamp);
+            if let Some(messages) = restored.get_mut(key) {
+                messages.push(Queued {
+                    seq,
+                    segment: number,
+                    line: line.as_slice().into(),
+                });
+            }
+        }
+        let restored: Vec<Restored> = restored
+            .into_iter()
+            .map(|(key, messages)| Restored {
+                key: key.clone(),
+                messages,
+            })
+            .collect();
+        (out, restored, self.messages.len())
+    }
 }
 
 impl Store {
@@ -133,7 +270,9 @@ impl Store {
     }
 
     /// Opens the log in `config.data_dir` (creating the directory if need be), replays
-    /// it, and starts a new segment for what comes next.
+    /// it (with `config.salvage`, past damage: see [`log::replay`]), and *checkpoints* it:
+    /// writes what is live into a new segment, flushes it, and deletes every older one.
+    /// See the module docs.
     ///
     /// # Errors
     /// A [`LogError`] for a damaged log or one that cannot be read or written.
@@ -144,103 +283,34 @@ impl Store {
             offset: None,
             what: error.to_string(),
         })?;
-        let mut next_seq = 1;
-        let mut subscriptions: BTreeSet<Key> = BTreeSet::new();
-        // Every message held, by seq: whose it is, and the message.
-        let mut messages: BTreeMap<u64, (Key, Queued)> = BTreeMap::new();
-        let mut live: BTreeMap<u32, usize> = BTreeMap::new();
-        let mut line = Vec::new();
-        let replayed = log::replay(dir, |segment, record| {
-            live.entry(segment).or_default();
-            match record {
-                Record::Start { next_seq: seq } => next_seq = next_seq.max(seq),
-                Record::Durable {
-                    subscriber_id,
-                    filter,
-                } => {
-                    subscriptions.insert((subscriber_id.into(), filter.into()));
-                }
-                Record::Message {
-                    seq,
-                    subscriber_id,
-                    filter,
-                    topic,
-                    publisher_id,
-                    timestamp,
-                    message,
-                } => {
-                    next_seq = next_seq.max(seq + 1);
-                    let key: Key = (subscriber_id.into(), filter.into());
-                    if !subscriptions.contains(&key) {
-                        return;
-                    }
-                    line.clear();
-                    write_message(&mut line, seq, topic, message, publisher_id, timestamp);
-                    let queued = Queued {
-                        seq,
-                        segment,
-                        line: line.as_slice().into(),
-                    };
-                    *live.entry(segment).or_default() += 1;
-                    messages.insert(seq, (key, queued));
-                }
-                Record::Ack { seq } => {
-                    if let Some((_, queued)) = messages.remove(&seq) {
-                        *live.entry(queued.segment).or_default() -= 1;
-                    }
-                }
-                Record::Cancel {
-                    subscriber_id,
-                    filter,
-                } => {
-                    let key: Key = (subscriber_id.into(), filter.into());
-                    subscriptions.remove(&key);
-                    messages.retain(|_, (owner, queued)| {
-                        let keep = *owner != key;
-                        if !keep {
-                            *live.entry(queued.segment).or_default() -= 1;
-                        }
-                        keep
-                    });
-                }
-            }
+        let mut live = Live::default();
+        let replayed = log::replay(dir, config.salvage, |record, payload| {
+            live.apply(record, payload);
         })?;
-        let mut restored: BTreeMap<Key, Vec<Queued>> = subscriptions
-            .iter()
-            .map(|key| (key.clone(), Vec::new()))
-            .collect();
-        for (_, (key, queued)) in messages {
-            restored.entry(key).or_default().push(queued);
-        }
-        let newest = replayed.segments.last().copied().unwrap_or(0);
-        let number = newest + 1;
-        // Segments that hold no message any more are not needed: the new one carries the
-        // subscriptions and the seq over.
-        let mut to_delete: Vec<u32> = live
-            .iter()
-            .filter(|(_, &count)| count == 0)
-            .map(|(&segment, _)| segment)
-            .collect();
-        for segment in &replayed.segments {
-            if !live.contains_key(segment) {
-                to_delete.push(*segment);
-            }
-        }
-        live.retain(|_, count| *count > 0);
-        live.insert(number, 0);
+        let number = replayed.highest.checked_add(1).ok_or_else(|| LogError {
+            path: dir.to_path_buf(),
+            offset: None,
+            what: "no segment number is left above the highest one: move the log away".into(),
+        })?;
+        let (checkpoint, restored, held) = live.checkpoint(number);
         let mut segment = Segment::create(dir, number)?;
-        let mut first = Vec::new();
-        begin_segment(&mut first, next_seq, &subscriptions);
         let io = |error: std::io::Error| LogError {
             path: log::segment_path(dir, number),
             offset: None,
             what: error.to_string(),
         };
-        segment.write(&first).map_err(io)?;
+        segment.write(&checkpoint).map_err(io)?;
         segment.sync().map_err(io)?;
-        let position = first.len() as u64;
+        // The checkpoint is on the disk: nothing older is needed. Oldest first, so that a
+        // crash in the middle leaves a log that still replays to the same state.
+        for &old in &replayed.segments {
+            if let Err(error) = log::delete(dir, old) {
+                ::log::warn!("could not delete log segment {old}: {error}; the next start will");
+            }
+        }
+        let position = checkpoint.len() as u64;
         let store = Store {
-            next_seq: AtomicU64::new(next_seq),
+            next_seq: AtomicU64::new(live.next_seq),
             dropped: AtomicU64::new(0),
             fsyncs: AtomicU64::new(0),
             disk: Some(Disk {
@@ -252,9 +322,9 @@ impl Store {
                     position,
                     segment: number,
                     segment_bytes: position,
-                    live,
-                    subscriptions,
-                    to_delete,
+                    live: BTreeMap::from([(number, held)]),
+                    subscriptions: live.subscriptions,
+                    to_delete: Vec::new(),
                 }),
                 files: Mutex::new(Files {
                     segment,
@@ -264,27 +334,17 @@ impl Store {
                 }),
             }),
         };
-        // Deletes the segments nobody needs now, rather than at the first commit.
-        store.commit(false).map_err(|what| LogError {
-            path: dir.to_path_buf(),
-            offset: None,
-            what,
-        })?;
         let report = Report {
             segments: replayed.segments.len(),
             records: replayed.records,
             bytes: replayed.bytes,
             millis: started.elapsed().as_millis(),
+            checkpoint: (number, position),
             cut: replayed.cut,
+            quarantined: replayed.quarantined,
+            ignored: replayed.ignored,
         };
-        Ok((
-            store,
-            restored
-                .into_iter()
-                .map(|(key, messages)| Restored { key, messages })
-                .collect(),
-            report,
-        ))
+        Ok((store, restored, report))
     }
 
     /// Where the log is, if there is one.
@@ -304,21 +364,17 @@ impl Store {
 
     /// Appends a record to the buffer (no I/O). Returns the segment it goes in (0 without
     /// a log). A `MESSAGE` record counts as held in its segment until [`done`](Self::done).
-    pub fn append(&self, record: &Record<'_>) -> u32 {
+    pub fn append(&self, record: &Record<'_>) -> u64 {
         let Some(disk) = &self.disk else {
             return 0;
         };
         let mut appended = disk.appended.lock();
         if appended.segment_bytes >= disk.segment_bytes {
             // A new segment: it begins with what a replay needs from the older ones.
-            let old = appended.segment;
             appended.segment += 1;
             let new = appended.segment;
             appended.live.insert(new, 0);
-            if appended.live.get(&old) == Some(&0) {
-                appended.live.remove(&old);
-                appended.to_delete.push(old);
-            }
+            appended.finish_segments();
             let mut first = Vec::new();
             begin_segment(
                 &mut first,
@@ -357,21 +413,17 @@ impl Store {
         appended.segment
     }
 
-    /// A message in `segment` is no longer held (acknowledged, dropped or cancelled). A
-    /// segment that is not the newest and holds nothing is deleted at the next commit.
-    pub fn done(&self, segment: u32) {
+    /// A message in `segment` is no longer held (acknowledged, dropped or cancelled). The
+    /// oldest segments, once they hold nothing, are deleted at the next commit.
+    pub fn done(&self, segment: u64) {
         let Some(disk) = &self.disk else {
             return;
         };
         let mut appended = disk.appended.lock();
-        let current = appended.segment;
         if let Some(count) = appended.live.get_mut(&segment) {
             *count = count.saturating_sub(1);
-            if *count == 0 && segment < current {
-                appended.live.remove(&segment);
-                appended.to_delete.push(segment);
-            }
         }
+        appended.finish_segments();
     }
 
     /// Writes everything appended so far to the log, and, if `durable` and the policy is
@@ -461,7 +513,7 @@ impl Disk {
     fn write(
         &self,
         files: &mut Files,
-        chunks: &[(u32, Vec<u8>)],
+        chunks: &[(u64, Vec<u8>)],
         sync: bool,
     ) -> std::io::Result<()> {
         for (segment, bytes) in chunks {
@@ -480,6 +532,22 @@ impl Disk {
             files.segment.sync()?;
         }
         Ok(())
+    }
+}
+
+impl Appended {
+    /// Moves the oldest segments that hold no message any more, up to the first that
+    /// does, to the list to delete. Only the oldest: a segment in the middle that holds
+    /// nothing may still hold the `ACK` or `CANCEL` records that cancel messages and
+    /// subscriptions of an older one, and deleting it would bring them back.
+    fn finish_segments(&mut self) {
+        while let Some((&oldest, &held)) = self.live.first_key_value() {
+            if held > 0 || oldest >= self.segment {
+                break;
+            }
+            self.live.remove(&oldest);
+            self.to_delete.push(oldest);
+        }
     }
 }
 
