@@ -192,6 +192,12 @@ impl Durables {
             Vec::new(),
         ));
         subscriptions.insert(key, Arc::clone(&durable));
+        drop(subscriptions);
+        // `OK DURABLE` promises a subscription that survives a crash even before anything
+        // is published to it: its record is written (and flushed under --fsync always)
+        // first. A log that cannot be written says so in the broker's log; the
+        // subscription lives on in memory.
+        let _ = self.store.commit(true);
         ::log::info!(
             "durable subscription {} {} started",
             escaped(subscriber_id),
