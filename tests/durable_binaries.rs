@@ -148,7 +148,12 @@ fn the_broker_starts_from_a_damaged_log_only_with_salvage_and_says_what_it_lost(
     child.kill().unwrap();
     child.wait().unwrap();
     let mut said = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut said).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut said)
+        .unwrap();
     assert!(first.contains("listening on"), "{first}\n{said}");
     assert!(
         said.contains("salvage: skipped damaged bytes of the log")

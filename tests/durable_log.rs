@@ -414,13 +414,18 @@ fn a_damaged_length_in_the_middle_of_the_newest_segment_is_damage_not_a_torn_end
     expected.remove(19);
     assert_eq!(held_lines(&broker), expected, "every intact record is kept");
     broker.stop();
-    let moved = dir.join("quarantine").join(format!("00000001.log.at-{offset}"));
+    let moved = dir
+        .join("quarantine")
+        .join(format!("00000001.log.at-{offset}"));
     assert_eq!(
         fs::read(&moved).unwrap(),
         &bytes[offset..offset + 8 + payload.len() + 1],
         "the damaged record's bytes, and only them, are kept aside"
     );
-    assert!(!segment.exists(), "the checkpoint replaced the damaged segment");
+    assert!(
+        !segment.exists(),
+        "the checkpoint replaced the damaged segment"
+    );
     // The salvaged log is whole again: it starts without --salvage.
     let broker = start_broker_with(config(&dir));
     assert_eq!(held_lines(&broker), expected);
@@ -483,7 +488,11 @@ fn files_that_are_not_segments_are_ignored_and_never_cut() {
         "the operator's notes"
     );
     let replayed = pubsub_lab::durable::log::replay(&dir, false, |_, _| {}).unwrap();
-    assert_eq!(replayed.segments, [100], "new segments go above the stray one");
+    assert_eq!(
+        replayed.segments,
+        [100],
+        "new segments go above the stray one"
+    );
     assert_eq!(replayed.ignored.len(), 2, "{:?}", replayed.ignored);
     fs::remove_dir_all(&dir).unwrap();
 }
@@ -507,4 +516,37 @@ fn segment_numbers_go_on_past_eight_digits() {
     broker.stop();
     assert!(dir.join("100000001.log").exists());
     fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The data directory deleted, or replaced by another, while the broker runs: the broker
+/// notices at the next write and confirms nothing more, rather than confirm into files no
+/// start will ever read.
+#[test]
+fn a_data_directory_deleted_or_replaced_while_the_broker_runs_stops_the_confirms() {
+    for replaced in [false, true] {
+        let dir = fresh_dir(&format!("deleted-{replaced}"));
+        let broker = start_broker_with(config(&dir));
+        let mut holder = Raw::connect(broker.addr());
+        holder.send("DURABLE t sub\n");
+        holder.expect("OK DURABLE t 0");
+        let mut publisher = Raw::connect(broker.addr());
+        publish_confirmed(&mut publisher, "t", &["kept"]);
+        fs::remove_dir_all(&dir).unwrap();
+        if replaced {
+            fs::create_dir_all(&dir).unwrap();
+        }
+        for text in ["lost-1", "lost-2"] {
+            publisher.send(&format!("PUBLISH t {text} pub1\n"));
+            let line = publisher.line();
+            assert!(
+                line.starts_with(
+                    "ERROR message not stored, not confirmed (the log's data \
+                                  directory "
+                ) && line.contains("was deleted, moved or replaced while the broker ran"),
+                "replaced: {replaced}: {line}"
+            );
+        }
+        broker.stop();
+        let _ = fs::remove_dir_all(&dir);
+    }
 }

@@ -679,6 +679,7 @@ pub struct Segment {
     pub number: u64,
     /// Bytes in it so far.
     pub bytes: u64,
+    path: PathBuf,
     file: File,
 }
 
@@ -699,8 +700,26 @@ impl Segment {
         Ok(Segment {
             number,
             bytes: 0,
+            path,
             file,
         })
+    }
+
+    /// Whether the file being written is still the one at its path in the data directory.
+    /// A directory deleted, moved or replaced while the broker runs does not stop its
+    /// writes: they go into a file that no name leads to any more, which no start will
+    /// ever replay. So the broker asks, after each write, before it confirms anything.
+    ///
+    /// # Errors
+    /// What the operating system said about the open file.
+    pub fn still_in_place(&self) -> io::Result<bool> {
+        let at_path = match fs::metadata(&self.path) {
+            Ok(metadata) => metadata,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(error) => return Err(error),
+        };
+        let open = self.file.metadata()?;
+        Ok(same_file(&at_path, &open))
     }
 
     /// Appends `bytes` (whole records) to the file: into the operating system's cache,
@@ -723,6 +742,19 @@ impl Segment {
         // `sync_data` is `fdatasync`: the data and the file's length, not its times.
         self.file.sync_data()
     }
+}
+
+/// Whether two metadata describe the same file: the same device and inode number. (Where
+/// there are no inodes, a file of that name is taken to be it.)
+#[cfg(unix)]
+fn same_file(a: &fs::Metadata, b: &fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    (a.dev(), a.ino()) == (b.dev(), b.ino())
+}
+
+#[cfg(not(unix))]
+fn same_file(_: &fs::Metadata, _: &fs::Metadata) -> bool {
+    true
 }
 
 /// Makes the directory's entries durable: a new file's name, or a deleted one's absence.

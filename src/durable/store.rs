@@ -455,9 +455,8 @@ impl Store {
                 std::mem::take(&mut appended.to_delete),
             )
         };
-        if let Err(error) = disk.write(&mut files, &chunks, sync) {
-            let why = format!("could not write the log in {}: {error}", disk.dir.display());
-            ::log::error!("{why}; nothing more will be confirmed until the broker restarts");
+        if let Err(why) = disk.write_in_place(&mut files, &chunks, sync) {
+            ::log::error!("{why}");
             files.broken = Some(why.clone());
             return Err(why);
         }
@@ -510,6 +509,38 @@ impl Store {
 }
 
 impl Disk {
+    /// Writes `chunks` (flushing them if `sync`), and checks that the log is still where
+    /// replay will look for it. On failure, the sentence for the operator: what went wrong,
+    /// that nothing more is confirmed, and what to do.
+    fn write_in_place(
+        &self,
+        files: &mut Files,
+        chunks: &[(u64, Vec<u8>)],
+        sync: bool,
+    ) -> Result<(), String> {
+        let dir = self.dir.display();
+        if let Err(error) = self.write(files, chunks, sync) {
+            return Err(format!(
+                "could not write the log in {dir}: {error}; nothing more will be confirmed \
+                 until the broker restarts"
+            ));
+        }
+        match files.segment.still_in_place() {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(format!(
+                "the log's data directory {dir} was deleted, moved or replaced while the broker \
+                 ran (segment {} is not there any more); nothing more will be confirmed: put \
+                 the directory back, or restart the broker to begin a new log there (what the \
+                 missing files held is lost)",
+                files.segment.number
+            )),
+            Err(error) => Err(format!(
+                "cannot check the log in {dir}: {error}; nothing more will be confirmed until \
+                 the broker restarts"
+            )),
+        }
+    }
+
     fn write(
         &self,
         files: &mut Files,
