@@ -37,7 +37,7 @@
 
 use std::io;
 use std::net::TcpStream;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -121,6 +121,9 @@ pub(crate) struct Session {
     /// Replies that wait for the log to be committed: the `OK PUBLISH` confirms (with
     /// `--data-dir`), and every reply after them, which must not overtake them.
     after_commit: Vec<u8>,
+    /// Batches of such replies handed to the log's committer and not sent yet (see
+    /// `durable/store.rs`): while there are any, later replies wait behind them too.
+    confirms_pending: Arc<AtomicUsize>,
     /// The user this connection proved it is, with `AUTH` (see `access.rs`).
     user: Option<Arc<str>>,
     /// On a broker with access control, until `AUTH` succeeds: when the connection is
@@ -160,6 +163,7 @@ impl Session {
             holder,
             acked: false,
             after_commit: Vec::new(),
+            confirms_pending: Arc::default(),
             publisher: Publisher::for_connection(Arc::clone(&router), subscriber.id(), client),
             router,
             outbox,
@@ -510,6 +514,7 @@ impl Session {
         self.publisher.hand_out();
         // Confirms still waiting for the log go out before this reply.
         self.commit_and_release();
+        self.settle();
         let (durable, created) = match self.router.durables().get_or_create(filter, subscriber_id) {
             Ok(found) => found,
             Err(error) => return self.refuse(&error),
@@ -731,7 +736,7 @@ impl Session {
     fn reply(&mut self, reply: Reply<'_>) {
         self.publisher.hand_out();
         let dialect = self.dialect.unwrap_or(Dialect::Line);
-        if self.after_commit.is_empty() {
+        if self.after_commit.is_empty() && self.confirms_pending.load(Ordering::Acquire) == 0 {
             self.outbox
                 .push_with(|pending| dialect.write_reply(&reply, pending));
         } else {
@@ -787,37 +792,37 @@ impl Session {
         self.quitting
     }
 
-    /// Group commit, this connection's part: writes what its publishes and `ACK`s appended
-    /// to the log (flushing it to the disk for confirms, if `--fsync always`), then queues
-    /// the replies that waited for that. If the log cannot be written, each confirm
-    /// becomes an `ERROR` saying so.
+    /// Group commit, this connection's part: writes what its `ACK`s appended to the log,
+    /// and hands the replies that wait for the log (the confirms of its publishes) to the
+    /// log, which sends them once the records are stored as the fsync policy promises
+    /// (under `--fsync always`, after the committer's next `fsync`, which carries every
+    /// connection's publishes at once). This thread does not wait for the disk: it goes
+    /// back to reading publishes. If the log cannot be written, each confirm becomes an
+    /// `ERROR` saying so.
     fn commit_and_release(&mut self) {
         if !self.acked && self.after_commit.is_empty() {
             return;
         }
         self.acked = false;
-        let confirming = !self.after_commit.is_empty();
-        let stored = self.router.durables().commit(confirming);
-        if !confirming {
+        if self.after_commit.is_empty() {
+            // Acknowledgements only: written, nobody waits for them.
+            let _ = self.router.durables().commit(false);
             return;
         }
         let lines = std::mem::take(&mut self.after_commit);
-        match stored {
-            Ok(()) => {
-                self.outbox.push(&lines);
-            }
-            Err(why) => {
-                let error = ProtocolError::NotStored(why);
-                let mut out = Vec::new();
-                for line in lines.split_inclusive(|&b| b == b'\n') {
-                    if line.starts_with(b"OK PUBLISH ") {
-                        Reply::Error(&error).write_lines(&mut out);
-                    } else {
-                        out.extend_from_slice(line);
-                    }
-                }
-                self.outbox.push(&out);
-            }
+        self.router
+            .durables()
+            .release_after_commit(lines, &self.holder, &self.confirms_pending);
+    }
+
+    /// Waits until every reply handed to the log has been sent: before a reply that does
+    /// not go through it (`OK DURABLE`), and before the connection closes.
+    fn settle(&mut self) {
+        if self.confirms_pending.load(Ordering::Acquire) > 0 {
+            // Whatever the committer thread is doing, this commit returns only once the
+            // disk has everything appended so far, and every waiter it covers is sent.
+            let _ = self.router.durables().commit(true);
+            self.subscriber.flush();
         }
     }
 
@@ -851,8 +856,10 @@ fn is_timeout(error: &io::Error) -> bool {
 impl Drop for Session {
     /// The one cleanup of a connection; see the module docs for why it lives in `Drop`.
     fn drop(&mut self) {
-        // Lines this thread queued for others are still owed to them.
+        // Lines this thread queued for others are still owed to them, and confirms to our
+        // own client.
         self.flush();
+        self.settle();
         self.leave_all_topics();
         // What was in flight to this connection waits for the next to resume.
         let me = self.subscriber.id();

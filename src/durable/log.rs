@@ -733,6 +733,14 @@ impl Segment {
         Ok(())
     }
 
+    /// A second handle on the file, for a thread that flushes it while others write.
+    ///
+    /// # Errors
+    /// What the operating system said.
+    pub fn handle(&self) -> io::Result<File> {
+        self.file.try_clone()
+    }
+
     /// Waits until everything written is on the disk itself (`fsync`): what survives a
     /// power cut.
     ///

@@ -227,12 +227,25 @@ impl Durables {
     }
 
     /// Writes what was appended to the log and, if `durable`, flushes it as the fsync
-    /// policy says (see `store.rs`).
+    /// policy says (see `store.rs`); the caller waits.
     ///
     /// # Errors
     /// Why the log cannot be written.
     pub fn commit(&self, durable: bool) -> Result<(), String> {
         self.store.commit(durable)
+    }
+
+    /// Sends `lines` (a connection's confirms, and the replies after them) to `holder`
+    /// once what was appended so far is stored as the fsync policy promises, without
+    /// making the caller wait for the disk: group commit (see `store.rs`). `pending` counts
+    /// the calls not released yet.
+    pub fn release_after_commit(
+        &self,
+        lines: Vec<u8>,
+        holder: &Arc<dyn Holder>,
+        pending: &Arc<std::sync::atomic::AtomicUsize>,
+    ) {
+        self.store.release_after_commit(lines, holder, Some(pending));
     }
 
     /// Whether publishes are stored on disk, so that a confirm must wait for the commit.
@@ -308,10 +321,13 @@ fn limits(config: &Config) -> Limits {
 }
 
 /// The thread named `durable`: sends again what waited `--ack-timeout` for its `ACK`, and
-/// under `--fsync interval` flushes the log to the disk once a second.
+/// under `--fsync interval` flushes the log to the disk once a second. Under `--fsync
+/// always`, also the thread named `log-commit`: the committer, which makes the `fsync`
+/// every waiting confirm rides (see `store.rs`).
 pub struct Timer {
     stop: Arc<(Mutex<bool>, Condvar)>,
     thread: JoinHandle<()>,
+    committer: Option<(Arc<Durables>, JoinHandle<()>)>,
 }
 
 impl fmt::Debug for Timer {
@@ -330,6 +346,15 @@ impl Timer {
         let stopping = Arc::clone(&stop);
         let tick = durables.tick();
         let interval = durables.store.policy() == Some(FsyncPolicy::Interval);
+        let committer = if durables.store.policy() == Some(FsyncPolicy::Always) {
+            let committing = Arc::clone(&durables);
+            let thread = thread::Builder::new()
+                .name("log-commit".to_string())
+                .spawn(move || committing.store.run_committer())?;
+            Some((Arc::clone(&durables), thread))
+        } else {
+            None
+        };
         let thread = thread::Builder::new()
             .name("durable".to_string())
             .spawn(move || {
@@ -355,16 +380,26 @@ impl Timer {
                 // What is in the buffer goes to the log before the broker stops.
                 durables.store.sync();
             })?;
-        Ok(Timer { stop, thread })
+        Ok(Timer {
+            stop,
+            thread,
+            committer,
+        })
     }
 
-    /// Stops the thread and waits for it.
+    /// Stops the threads and waits for them.
     pub fn stop(self) {
         let (stopped, wake) = &*self.stop;
         *stopped.lock() = true;
         wake.notify_all();
         if self.thread.join().is_err() {
             ::log::error!("the durable thread panicked");
+        }
+        if let Some((durables, committer)) = self.committer {
+            durables.store.stop_committer();
+            if committer.join().is_err() {
+                ::log::error!("the log-commit thread panicked");
+            }
         }
     }
 }

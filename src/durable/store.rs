@@ -57,16 +57,18 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::fmt;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 use super::log::{self, Cut, LogError, Record, Segment};
 use super::queue::Queued;
 use crate::config::{Config, FsyncPolicy};
-use crate::protocol::write_message;
+use super::Holder;
+use crate::protocol::{write_message, ProtocolError, Reply};
 
 /// A subscription's key: its subscriber id and its filter.
 pub type Key = (Arc<str>, Arc<str>);
@@ -90,6 +92,10 @@ struct Disk {
     segment_bytes: u64,
     appended: Mutex<Appended>,
     files: Mutex<Files>,
+    flushed: Mutex<Flushed>,
+    /// Signalled when an `fsync` ends and when a waiter is queued: followers and the
+    /// committer wait on it.
+    changed: Condvar,
 }
 
 /// Records appended and not yet written, and the bookkeeping of segments.
@@ -115,12 +121,23 @@ struct Appended {
 #[derive(Debug)]
 struct Files {
     segment: Segment,
-    /// The position written to the file, and the position flushed to the disk.
+    /// The position written to the file.
     written: u64,
-    synced: u64,
-    /// Set by a write that failed: the log's end is then unknown, and nothing more is
-    /// confirmed until the broker restarts.
+    /// Set by a write or a flush that failed, or a log that is no longer where it was:
+    /// the log's end is then unknown, and nothing more is confirmed until the broker
+    /// restarts.
     broken: Option<String>,
+}
+
+/// The flushing side: how far the disk has the log, whether a thread is in `fsync` now,
+/// and the replies waiting for the disk.
+#[derive(Debug, Default)]
+struct Flushed {
+    synced: u64,
+    syncing: bool,
+    waiters: Vec<Waiter>,
+    /// The committer thread is to end, once no waiter is left.
+    stopping: bool,
 }
 
 /// What replay found for one subscription: its messages, oldest first.
@@ -329,9 +346,13 @@ impl Store {
                 files: Mutex::new(Files {
                     segment,
                     written: position,
-                    synced: position,
                     broken: None,
                 }),
+                flushed: Mutex::new(Flushed {
+                    synced: position,
+                    ..Flushed::default()
+                }),
+                changed: Condvar::new(),
             }),
         };
         let report = Report {
@@ -428,7 +449,9 @@ impl Store {
 
     /// Writes everything appended so far to the log, and, if `durable` and the policy is
     /// `always`, flushes it to the disk: when this returns `Ok`, every record appended
-    /// before the call is stored as the policy promises. See the module docs.
+    /// before the call is stored as the policy promises. Then deletes the segments that
+    /// are finished. The caller waits; [`release_after_commit`](Self::release_after_commit)
+    /// is the way that does not.
     ///
     /// # Errors
     /// A sentence saying why the log could not be written; the log is then *broken*, and
@@ -437,45 +460,25 @@ impl Store {
         let Some(disk) = &self.disk else {
             return Ok(());
         };
-        let target = disk.appended.lock().position;
-        let sync = durable && disk.policy == FsyncPolicy::Always;
-        let mut files = disk.files.lock();
-        if let Some(broken) = &files.broken {
-            return Err(broken.clone());
+        let result = self.commit_to(disk, durable);
+        if let Err(why) = &result {
+            disk.release(Some(why));
         }
-        if files.written >= target && (!sync || files.synced >= target) {
-            // Someone else's commit took our records with theirs.
+        result
+    }
+
+    fn commit_to(&self, disk: &Disk, durable: bool) -> Result<(), String> {
+        let (position, to_delete) = disk.write_appended()?;
+        if durable && disk.policy == FsyncPolicy::Always {
+            disk.flush_to(position, &self.fsyncs)?;
+        }
+        if to_delete.is_empty() {
             return Ok(());
         }
-        let (chunks, position, to_delete) = {
-            let mut appended = disk.appended.lock();
-            (
-                std::mem::take(&mut appended.chunks),
-                appended.position,
-                std::mem::take(&mut appended.to_delete),
-            )
-        };
-        if let Err(why) = disk.write_in_place(&mut files, &chunks, sync) {
-            ::log::error!("{why}");
-            files.broken = Some(why.clone());
-            return Err(why);
-        }
-        files.written = position;
-        if sync {
-            files.synced = position;
-            self.fsyncs.fetch_add(1, Ordering::Relaxed);
-        }
-        if !to_delete.is_empty() && disk.policy != FsyncPolicy::Never && files.synced < position {
+        if disk.policy != FsyncPolicy::Never {
             // The newer segments carry what a replay needs from the ones deleted (their
             // subscriptions, the next seq): they reach the disk before the old ones go.
-            if files.segment.sync().is_ok() {
-                files.synced = position;
-                self.fsyncs.fetch_add(1, Ordering::Relaxed);
-            } else {
-                // Kept for now; the next start deletes them.
-                ::log::warn!("could not flush the log before deleting finished segments");
-                return Ok(());
-            }
+            disk.flush_to(position, &self.fsyncs)?;
         }
         for segment in to_delete {
             match log::delete(&disk.dir, segment) {
@@ -488,38 +491,259 @@ impl Store {
         Ok(())
     }
 
+    /// Sends `lines` (replies: the confirms of publishes) to `holder` once everything
+    /// appended so far is stored as the policy promises, then flushes `holder`: with
+    /// `--fsync always`, after the next `fsync`, which the committer thread (see the module
+    /// docs) makes for every waiting connection at once; the caller does not wait for it.
+    /// Under the other policies the records are written now, and the lines go at once.
+    ///
+    /// `pending`, if given, counts the calls not released yet: a connection holds its
+    /// other replies back while it is above zero, so that none overtakes a confirm. If the log cannot
+    /// be written, each `OK PUBLISH` in `lines` becomes an `ERROR` saying so.
+    pub fn release_after_commit(
+        &self,
+        lines: Vec<u8>,
+        holder: &Arc<dyn Holder>,
+        pending: Option<&Arc<AtomicUsize>>,
+    ) {
+        if let Some(pending) = pending {
+            pending.fetch_add(1, Ordering::AcqRel);
+        }
+        let waiter = Waiter {
+            target: 0,
+            holder: Arc::clone(holder),
+            lines,
+            pending: pending.cloned(),
+        };
+        match &self.disk {
+            Some(disk) if disk.policy == FsyncPolicy::Always => disk.enqueue(waiter),
+            _ => {
+                let stored = self.commit(false);
+                waiter.release(stored.as_ref().err().map(String::as_str));
+            }
+        }
+    }
+
+    /// The committer: the thread that makes every `fsync` the waiting connections need,
+    /// until [`stop_committer`](Self::stop_committer). Returns at once without a log, or
+    /// under a policy other than `always`.
+    pub fn run_committer(&self) {
+        let Some(disk) = &self.disk else {
+            return;
+        };
+        let mut flushed = disk.flushed.lock();
+        loop {
+            if !flushed.waiters.is_empty() {
+                // Whatever was appended until now rides this fsync: the publishes of every
+                // connection that wrote since the last one.
+                parking_lot::MutexGuard::unlocked(&mut flushed, || {
+                    let _ = self.commit(true);
+                });
+                continue;
+            }
+            if flushed.stopping {
+                return;
+            }
+            disk.changed.wait(&mut flushed);
+        }
+    }
+
+    /// Ends [`run_committer`](Self::run_committer), once it has released every waiter.
+    pub fn stop_committer(&self) {
+        if let Some(disk) = &self.disk {
+            disk.flushed.lock().stopping = true;
+            disk.changed.notify_all();
+        }
+    }
+
     /// Writes and flushes to the disk whatever is not there yet: `--fsync interval`'s
     /// once-a-second flush.
     pub fn sync(&self) {
         let Some(disk) = &self.disk else {
             return;
         };
-        let _ = self.commit(false);
-        let mut files = disk.files.lock();
-        if files.broken.is_none() && files.synced < files.written {
-            match files.segment.sync() {
-                Ok(()) => {
-                    files.synced = files.written;
-                    self.fsyncs.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(error) => ::log::error!("could not flush the log to the disk: {error}"),
-            }
+        let flushed = disk
+            .write_appended()
+            .and_then(|(position, _)| disk.flush_to(position, &self.fsyncs));
+        if let Err(why) = flushed {
+            ::log::error!("could not flush the log to the disk: {why}");
         }
     }
 }
 
+/// Replies that go out once the log is on the disk up to `target`.
+struct Waiter {
+    target: u64,
+    holder: Arc<dyn Holder>,
+    lines: Vec<u8>,
+    pending: Option<Arc<AtomicUsize>>,
+}
+
+impl fmt::Debug for Waiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Waiter {{ target: {}, {} bytes }}", self.target, self.lines.len())
+    }
+}
+
+impl Waiter {
+    /// Pushes the lines to the holder (as refusals if the log is `broken`), and counts the
+    /// waiter released. Returns the holder, to be flushed.
+    fn push(self, broken: Option<&str>) -> Arc<dyn Holder> {
+        match broken {
+            None => self.holder.push(&self.lines),
+            Some(why) => self.holder.push(&refuse_confirms(&self.lines, why)),
+        };
+        if let Some(pending) = &self.pending {
+            pending.fetch_sub(1, Ordering::AcqRel);
+        }
+        self.holder
+    }
+
+    fn release(self, broken: Option<&str>) {
+        self.push(broken).send();
+    }
+}
+
+/// `lines` with every `OK PUBLISH` confirm replaced by the `ERROR` that says the message
+/// was not stored, and why; other lines as they are.
+pub fn refuse_confirms(lines: &[u8], why: &str) -> Vec<u8> {
+    let error = ProtocolError::NotStored(why.to_string());
+    let mut out = Vec::new();
+    for line in lines.split_inclusive(|&b| b == b'\n') {
+        if line.starts_with(b"OK PUBLISH ") {
+            Reply::Error(&error).write_lines(&mut out);
+        } else {
+            out.extend_from_slice(line);
+        }
+    }
+    out
+}
+
 impl Disk {
-    /// Writes `chunks` (flushing them if `sync`), and checks that the log is still where
-    /// replay will look for it. On failure, the sentence for the operator: what went wrong,
-    /// that nothing more is confirmed, and what to do.
-    fn write_in_place(
-        &self,
-        files: &mut Files,
-        chunks: &[(u64, Vec<u8>)],
-        sync: bool,
-    ) -> Result<(), String> {
+    /// Writes what was appended to the segment file (no flush), under the files' lock,
+    /// which no `fsync` holds. Returns the position written, and the segments finished
+    /// meanwhile.
+    fn write_appended(&self) -> Result<(u64, Vec<u64>), String> {
+        let mut files = self.files.lock();
+        if let Some(broken) = &files.broken {
+            return Err(broken.clone());
+        }
+        let (chunks, position, to_delete) = {
+            let mut appended = self.appended.lock();
+            (
+                std::mem::take(&mut appended.chunks),
+                appended.position,
+                std::mem::take(&mut appended.to_delete),
+            )
+        };
+        if chunks.is_empty() {
+            return Ok((files.written, to_delete));
+        }
+        if let Err(why) = self.write_in_place(&mut files, &chunks) {
+            ::log::error!("{why}");
+            files.broken = Some(why.clone());
+            return Err(why);
+        }
+        files.written = position;
+        Ok((position, to_delete))
+    }
+
+    /// Group commit: returns once the log is on the disk up to `target`. One thread at a
+    /// time calls `fsync` (the *leader*); a thread that finds one at it waits for it (a
+    /// *follower*), and then either its records rode that `fsync`, or it leads the next,
+    /// which takes everything written meanwhile. After each `fsync` its leader releases
+    /// every waiter it covered.
+    fn flush_to(&self, target: u64, fsyncs: &AtomicU64) -> Result<(), String> {
+        let mut flushed = self.flushed.lock();
+        while flushed.synced < target {
+            if flushed.syncing {
+                self.changed.wait(&mut flushed);
+                continue;
+            }
+            flushed.syncing = true;
+            let synced = parking_lot::MutexGuard::unlocked(&mut flushed, || self.sync_written());
+            flushed.syncing = false;
+            self.changed.notify_all();
+            match synced {
+                Ok(position) => {
+                    flushed.synced = flushed.synced.max(position);
+                    fsyncs.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(why) => return Err(why),
+            }
+        }
+        drop(flushed);
+        self.release(None);
+        Ok(())
+    }
+
+    /// Flushes the segment file to the disk, without holding the files' lock: writers go
+    /// on meanwhile. Returns the position it covers.
+    fn sync_written(&self) -> Result<u64, String> {
+        let (position, file) = {
+            let files = self.files.lock();
+            if let Some(broken) = &files.broken {
+                return Err(broken.clone());
+            }
+            (files.written, files.segment.handle())
+        };
+        let synced = file.and_then(|file| file.sync_data());
+        match synced {
+            Ok(()) => Ok(position),
+            Err(error) => {
+                let why = format!(
+                    "could not flush the log in {} to the disk: {error}; nothing more will be \
+                     confirmed until the broker restarts",
+                    self.dir.display()
+                );
+                ::log::error!("{why}");
+                self.files.lock().broken = Some(why.clone());
+                Err(why)
+            }
+        }
+    }
+
+    /// Queues a waiter for the committer thread, and wakes it.
+    fn enqueue(&self, mut waiter: Waiter) {
+        waiter.target = self.appended.lock().position;
+        self.flushed.lock().waiters.push(waiter);
+        self.changed.notify_all();
+    }
+
+    /// Releases the waiters the disk now covers (every one, refused, if the log is
+    /// `broken`). The lines are pushed under the lock, so that the replies of one
+    /// connection keep their order whoever releases them; the holders are flushed after.
+    fn release(&self, broken: Option<&str>) {
+        let mut holders: Vec<Arc<dyn Holder>> = Vec::new();
+        {
+            let mut flushed = self.flushed.lock();
+            let synced = flushed.synced;
+            let waiters = std::mem::take(&mut flushed.waiters);
+            for waiter in waiters {
+                if broken.is_some() || waiter.target <= synced {
+                    let holder = waiter.push(broken);
+                    if !holders
+                        .iter()
+                        .any(|h| h.holder_id() == holder.holder_id())
+                    {
+                        holders.push(holder);
+                    }
+                } else {
+                    flushed.waiters.push(waiter);
+                }
+            }
+        }
+        for holder in holders {
+            holder.send();
+        }
+    }
+
+    /// Writes `chunks`, and checks that the log is still where replay will look for it.
+    /// On failure, the sentence for the operator: what went wrong, that nothing more is
+    /// confirmed, and what to do.
+    fn write_in_place(&self, files: &mut Files, chunks: &[(u64, Vec<u8>)]) -> Result<(), String> {
         let dir = self.dir.display();
-        if let Err(error) = self.write(files, chunks, sync) {
+        if let Err(error) = self.write(files, chunks) {
             return Err(format!(
                 "could not write the log in {dir}: {error}; nothing more will be confirmed \
                  until the broker restarts"
@@ -541,12 +765,7 @@ impl Disk {
         }
     }
 
-    fn write(
-        &self,
-        files: &mut Files,
-        chunks: &[(u64, Vec<u8>)],
-        sync: bool,
-    ) -> std::io::Result<()> {
+    fn write(&self, files: &mut Files, chunks: &[(u64, Vec<u8>)]) -> std::io::Result<()> {
         for (segment, bytes) in chunks {
             if *segment != files.segment.number {
                 // The old segment is finished: it goes to the disk before the new one
@@ -558,9 +777,6 @@ impl Disk {
                     .map_err(|error| std::io::Error::other(error.to_string()))?;
             }
             files.segment.write(bytes)?;
-        }
-        if sync {
-            files.segment.sync()?;
         }
         Ok(())
     }
