@@ -550,3 +550,30 @@ fn a_data_directory_deleted_or_replaced_while_the_broker_runs_stops_the_confirms
         let _ = fs::remove_dir_all(&dir);
     }
 }
+
+/// Confirms wait for the disk, and every reply after them waits behind them: a `PONG`, and
+/// an `OK DURABLE`, which the subscription sends itself, never overtake a confirm.
+#[test]
+fn replies_after_confirms_that_wait_for_the_disk_keep_their_order() {
+    let dir = fresh_dir("order");
+    let broker = start_broker_with(config(&dir));
+    let mut holder = Raw::connect(broker.addr());
+    holder.send("DURABLE t sub\n");
+    holder.expect("OK DURABLE t 0");
+    let mut client = Raw::connect(broker.addr());
+    client.send("VERBOSE on\n");
+    client.expect("OK VERBOSE on");
+    for round in 0..20 {
+        // The `PING` in a write of its own, so that it usually comes in a read of its own,
+        // while the confirms before it still wait for the disk.
+        client.send(&format!("PUBLISH t a{round} p\nPUBLISH t b{round} p\n"));
+        client.send(&format!("PING x{round}\n"));
+        client.send(&format!("DURABLE u{round} me\n"));
+        client.expect("OK PUBLISH t 1");
+        client.expect("OK PUBLISH t 1");
+        client.expect(&format!("PONG x{round}"));
+        client.expect(&format!("OK DURABLE u{round} 0"));
+    }
+    broker.stop();
+    fs::remove_dir_all(&dir).unwrap();
+}

@@ -245,7 +245,8 @@ impl Durables {
         holder: &Arc<dyn Holder>,
         pending: &Arc<std::sync::atomic::AtomicUsize>,
     ) {
-        self.store.release_after_commit(lines, holder, Some(pending));
+        self.store
+            .release_after_commit(lines, holder, Some(pending));
     }
 
     /// Whether publishes are stored on disk, so that a confirm must wait for the commit.
