@@ -238,10 +238,10 @@ fn a_flipped_byte_in_the_middle_of_the_log_stops_the_start_and_names_file_and_of
         error.to_string(),
         format!(
             "cannot start from the log: {} at offset {offset}: CRC-32 does not match: the log \
-             is damaged before its end (what looks like MESSAGE seq {seq}; the records around \
-             them are for seq {before} and seq {after}); start the broker with --salvage to \
-             keep every intact record and move the damaged bytes aside, or restore the file \
-             from a copy",
+             is damaged before its end (what looks like MESSAGE seq {seq}; around the damage: \
+             seq {before} before, seq {after} after); start the broker with --salvage to keep \
+             every intact record and move the damaged bytes aside, or restore the file from a \
+             copy",
             segment.display(),
             before = seq - 1,
             after = seq + 1,
@@ -457,8 +457,8 @@ fn salvage_says_what_it_moved_aside() {
     assert_eq!(
         lost.what,
         format!(
-            "CRC-32 does not match; they begin with what looks like MESSAGE seq {seq}; the \
-             records around them are for seq {} and seq {}",
+            "CRC-32 does not match; they begin with what looks like MESSAGE seq {seq}; around \
+             the damage: seq {} before, seq {} after",
             seq - 1,
             seq + 1
         )

@@ -610,17 +610,17 @@ fn next_record(bytes: &[u8], from: usize) -> Option<usize> {
     })
 }
 
-/// The records on either side of damage, by seq, for the report: "after seq 17, before
-/// seq 20" says which messages and acknowledgements may be in it.
+/// The records on either side of damage, by seq, for the report: "seq 17 before, seq 20
+/// after" says which messages and acknowledgements may have been in it.
 fn around(before: Option<u64>, after: Option<&[u8]>) -> String {
     let after = after.and_then(|bytes| match read_frame(bytes) {
         Frame::Whole { payload, .. } => Record::parse(payload).and_then(|r| r.seq()),
         _ => None,
     });
     match (before, after) {
-        (Some(a), Some(b)) => format!("; the records around them are for seq {a} and seq {b}"),
-        (Some(a), None) => format!("; the record before them is for seq {a}"),
-        (None, Some(b)) => format!("; the record after them is for seq {b}"),
+        (Some(a), Some(b)) => format!("; around the damage: seq {a} before, seq {b} after"),
+        (Some(a), None) => format!("; around the damage: seq {a} before"),
+        (None, Some(b)) => format!("; around the damage: seq {b} after"),
         (None, None) => String::new(),
     }
 }

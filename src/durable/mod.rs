@@ -294,9 +294,10 @@ fn log_what_was_left_out(report: &store::Report) {
     }
     if let Some(cut) = &report.cut {
         ::log::warn!(
-            "cut off the torn end of the log: {cut}; not delivered. It was never confirmed \
-             if the broker was killed or the log was written with --fsync always; after a \
-             power cut under --fsync interval or never it may have been"
+            "cut off the torn end of the log: {cut}; not delivered. Whether it had been \
+             confirmed cannot be known from the log: a kill -9, or a power cut under --fsync \
+             always, tears only a record not yet confirmed, but a power cut under --fsync \
+             interval or never, or a file cut short by other means, can tear a confirmed one"
         );
     }
     for lost in &report.quarantined {
