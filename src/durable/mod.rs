@@ -31,8 +31,8 @@
 //! | `mod.rs` | [`Durables`]: every durable subscription of a broker, by key; the timer thread |
 //! | `subscription.rs` | [`Durable`]: one subscription as a [`Subscriber`](crate::subscriber::Subscriber) |
 //! | `queue.rs` | [`Queue`](queue::Queue): waiting and in-flight messages, redelivery (no I/O) |
-//! | `store.rs` | [`Store`]: seqs, and the log with group commit |
-//! | `log.rs` | segment files, records framed with length and CRC-32, replay |
+//! | `store.rs` | [`Store`]: seqs, and the log: group commit, checkpoints, which segments may go |
+//! | `log.rs` | segment files, records framed with length and CRC-32, replay: torn or damaged, salvage |
 //! | `crc32.rs` | CRC-32, by hand |
 //!
 //! This module sits beside the registry, below the router: it knows subscribers, batches

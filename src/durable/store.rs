@@ -6,21 +6,35 @@
 //! `fsync` is slow: a few milliseconds on a laptop's SSD, ten on a disk that spins. One per
 //! message would cap a broker at a few hundred messages a second. So records are first
 //! *appended* to a buffer in memory (cheap, under a short lock, no I/O: what a subscriber's
-//! [`offer`](crate::subscriber::Subscriber::offer) may do), and later *committed*: written
-//! to the segment file and, under `--fsync always`, flushed to the disk, all at once.
+//! [`offer`](crate::subscriber::Subscriber::offer) may do), then *written* to the segment
+//! file (one `write` for everything appended meanwhile), and, under `--fsync always`,
+//! *flushed* to the disk by one `fsync` for every confirm that waits for it:
 //!
 //! ```text
-//!   publisher threads ── append ──▶ buffer ─┐  (one short lock each)
-//!                                           │
-//!   commit ──────── take everything ────────┘──▶ write() ──▶ fsync() ──▶ confirms go out
-//!           (one thread at a time; whoever comes next takes all that was appended meanwhile)
+//!   publisher threads ── append ──▶ buffer ── write ──▶ file      (no thread waits for the disk)
+//!          │
+//!          └── hand over confirms ──▶ waiters ──▶ committer: fsync ──▶ every waiter's confirms go out
+//!                                          (log-commit thread: one fsync for all that waited)
 //! ```
 //!
-//! A publisher commits once per burst of publishes it read together, before it sends their
-//! confirms. While one commit waits for its `fsync`, other publishers keep appending; the
-//! next commit takes all of their records and pays one `fsync` for them all. The busier the
-//! broker, the more records share each `fsync` (PostgreSQL, MySQL and NATS JetStream do the
-//! same).
+//! A connection that read a burst of publishes hands their confirms to the log
+//! ([`Store::release_after_commit`]) and goes back to reading; it does not wait for the
+//! disk. The committer thread, `log-commit`, takes every waiter there is, from every
+//! connection, calls `fsync` once, and sends each its confirms. While it waits for the disk
+//! the publishers keep appending and handing over, and the next `fsync` carries all of
+//! that: the busier the broker, the more confirms share each one. PostgreSQL, etcd and NATS
+//! JetStream do the same; so does a thread that must wait itself (one whose connection
+//! closes, say: [`Store::commit`]): one `fsync` runs at a time, the others wait for it
+//! and find their records covered, or lead the next one (`Disk::flush_to`).
+//!
+//! Two details keep the groups big. The `fsync` runs outside the lock that writes take, so
+//! records (and acknowledgements) are written while the disk is busy. And before each
+//! `fsync` the committer waits, a little, for as many confirms as the last round carried
+//! (`Disk::gather`): a publisher that keeps a window of publishes in flight sends its next
+//! ones as the last confirms come back, and one round then carries them all.
+//!
+//! Under `interval` and `never`, nothing waits for the disk: confirms go out once the
+//! records are written.
 //!
 //! # Segments, and why a segment is deleted only from the oldest end
 //!
