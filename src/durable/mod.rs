@@ -94,11 +94,13 @@ impl Durables {
     }
 
     /// Durable subscriptions as `config` says: in memory, or in the log in
-    /// `config.data_dir`, which is replayed now. Logs what the replay found in one line.
+    /// `config.data_dir`, which is replayed and checkpointed now (see `store.rs`). Logs
+    /// what the replay found in one line, and a warning for everything it left out: a torn
+    /// end, damage salvaged (with `config.salvage`), files that are not segments.
     ///
     /// # Errors
-    /// A [`LogError`] naming the file and the offset of a damaged record, or a log that
-    /// cannot be read or written.
+    /// A [`LogError`] naming the file and the offset of a damaged record (unless
+    /// `config.salvage`), or a log that cannot be read or written.
     pub fn open(config: &Config) -> Result<Durables, LogError> {
         let Some(dir) = &config.data_dir else {
             return Ok(Durables::in_memory(config));

@@ -263,7 +263,6 @@ impl Live {
             .collect();
         let mut line = Vec::new();
         for (key, payload) in self.messages.values() {
-            Record::write_payload_framed(payload, &mut out);
             let Some(Record::Message {
                 seq,
                 topic,
@@ -275,6 +274,7 @@ impl Live {
             else {
                 continue; // Replay parsed it already.
             };
+            Record::write_payload_framed(payload, &mut out);
             line.clear();
             write_message(&mut line, seq, topic, message, publisher_id, timestamp);
             if let Some(messages) = restored.get_mut(key) {
@@ -411,7 +411,8 @@ impl Store {
             return 0;
         };
         let mut appended = disk.appended.lock();
-        if appended.segment_bytes >= disk.segment_bytes {
+        // (A log at the last segment number there is stays in it: it cannot roll over.)
+        if appended.segment_bytes >= disk.segment_bytes && appended.segment < u64::MAX {
             // A new segment: it begins with what a replay needs from the older ones.
             appended.segment += 1;
             let new = appended.segment;
@@ -632,9 +633,14 @@ impl Waiter {
     /// waiter released. Returns the holder, to be flushed.
     fn push(self, broken: Option<&str>) -> Arc<dyn Holder> {
         match broken {
-            None => self.holder.push(&self.lines),
-            Some(why) => self.holder.push(&refuse_confirms(&self.lines, why)),
-        };
+            _ if self.lines.is_empty() => {}
+            None => {
+                self.holder.push(&self.lines);
+            }
+            Some(why) => {
+                self.holder.push(&refuse_confirms(&self.lines, why));
+            }
+        }
         if let Some(pending) = &self.pending {
             pending.fetch_sub(1, Ordering::AcqRel);
         }
