@@ -531,10 +531,17 @@ impl Store {
         if let Some(pending) = pending {
             pending.fetch_add(1, Ordering::AcqRel);
         }
+        // The lines a connection hands over are its confirms (and the replies behind
+        // them); a holder's flush carries none.
+        let confirms = match pending {
+            Some(_) => lines.iter().filter(|&&b| b == b'\n').count(),
+            None => 0,
+        };
         let waiter = Waiter {
             target: 0,
             holder: Arc::clone(holder),
             lines,
+            confirms,
             pending: pending.cloned(),
         };
         match &self.disk {
@@ -596,7 +603,7 @@ impl Store {
 
 /// Confirms waiting in `waiters`.
 fn waiting_confirms(waiters: &[Waiter]) -> usize {
-    waiters.iter().map(Waiter::confirms).sum()
+    waiters.iter().map(|waiter| waiter.confirms).sum()
 }
 
 /// Replies that go out once the log is on the disk up to `target`.
@@ -604,6 +611,8 @@ struct Waiter {
     target: u64,
     holder: Arc<dyn Holder>,
     lines: Vec<u8>,
+    /// How many of the lines are confirms, for `Disk::gather`.
+    confirms: usize,
     pending: Option<Arc<AtomicUsize>>,
 }
 
@@ -619,16 +628,6 @@ impl fmt::Debug for Waiter {
 }
 
 impl Waiter {
-    /// The confirms it carries: its lines, when a connection handed them (a holder's
-    /// flush carries none).
-    fn confirms(&self) -> usize {
-        if self.pending.is_some() {
-            self.lines.iter().filter(|&&b| b == b'\n').count()
-        } else {
-            0
-        }
-    }
-
     /// Pushes the lines to the holder (as refusals if the log is `broken`), and counts the
     /// waiter released. Returns the holder, to be flushed.
     fn push(self, broken: Option<&str>) -> Arc<dyn Holder> {
@@ -803,7 +802,7 @@ impl Disk {
             let mut released = 0;
             for waiter in waiters {
                 if broken.is_some() || waiter.target <= synced {
-                    released += waiter.confirms();
+                    released += waiter.confirms;
                     let holder = waiter.push(broken);
                     if !holders.iter().any(|h| h.holder_id() == holder.holder_id()) {
                         holders.push(holder);
