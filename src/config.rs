@@ -279,6 +279,10 @@ pub struct Config {
     pub data_dir: Option<PathBuf>,
     /// When the log is flushed to the disk itself.
     pub fsync: FsyncPolicy,
+    /// Start from a damaged log all the same (`--salvage`): keep every intact record, move
+    /// the damaged bytes aside to `quarantine/` in the data directory, and say what was
+    /// lost. Without it, damage stops the start.
+    pub salvage: bool,
     /// Most messages sent on one durable subscription and not yet acknowledged.
     pub max_inflight: usize,
     /// How long a message sent on a durable subscription waits for its `ACK` before it is
@@ -327,6 +331,7 @@ impl Default for Config {
             http_timeout: DEFAULT_HTTP_TIMEOUT,
             data_dir: None,
             fsync: FsyncPolicy::default(),
+            salvage: false,
             max_inflight: DEFAULT_MAX_INFLIGHT,
             ack_timeout: DEFAULT_ACK_TIMEOUT,
             max_queued: DEFAULT_MAX_QUEUED,

@@ -37,7 +37,7 @@
 
 use std::io;
 use std::net::TcpStream;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -51,7 +51,7 @@ use crate::keyed::KeyedList;
 use crate::outbox::Outbox;
 use crate::peer::Peer;
 use crate::protocol::grammar;
-use crate::protocol::{Command, Dialect, JsonRequest, ProtocolError, Reply};
+use crate::protocol::{Command, Dialect, Held, HeldReply, JsonRequest, ProtocolError, Reply};
 use crate::router::{Publisher, Router};
 use crate::subscriber::{Offer, Subscriber, SubscriberId};
 use crate::text::escaped;
@@ -258,7 +258,10 @@ pub(crate) struct Session {
     acked: bool,
     /// Replies that wait for the log to be committed: the `OK PUBLISH` confirms (with
     /// `--data-dir`), and every reply after them, which must not overtake them.
-    after_commit: Vec<Deferred>,
+    after_commit: Vec<HeldReply>,
+    /// Batches of such replies handed to the log's committer and not sent yet (see
+    /// `durable/store.rs`): while there are any, later replies wait behind them too.
+    confirms_pending: Arc<AtomicUsize>,
     /// How many `AUTH`s this connection got wrong (see `auth.rs`).
     auth_failures: u32,
     /// The user this connection proved it is, with `AUTH` (see `access.rs`).
@@ -283,16 +286,6 @@ pub(crate) enum Quit {
     AuthTimeout,
     /// Too many failed `AUTH`s on this connection.
     AuthFailed,
-}
-
-/// A reply that waits for the log to be committed (see `Session::commit_and_release`):
-/// a confirm stays a value until then, since it becomes an `ERROR` if the log cannot be
-/// written, in the client's own dialect; a reply queued behind one is already encoded.
-enum Deferred {
-    /// `OK PUBLISH <topic> <deliveries>`, or its dialect's equivalent.
-    Confirm { topic: Box<str>, deliveries: usize },
-    /// Any other reply, as the dialect wrote it.
-    Encoded(Vec<u8>),
 }
 
 /// The connection's outbox is what holds its durable subscriptions.
@@ -332,6 +325,7 @@ impl Session {
             holder,
             acked: false,
             after_commit: Vec::new(),
+            confirms_pending: Arc::default(),
             auth_failures: 0,
             publisher: Publisher::for_connection(Arc::clone(&router), subscriber.id(), client),
             router,
@@ -729,6 +723,7 @@ impl Session {
         self.publisher.hand_out();
         // Confirms still waiting for the log go out before this reply.
         self.commit_and_release();
+        self.settle();
         let (durable, created) = match self.router.durables().get_or_create(filter, subscriber_id) {
             Ok(found) => found,
             Err(error) => return self.refuse(&error),
@@ -843,7 +838,7 @@ impl Session {
             let deliveries = self.publisher.hand_out();
             if self.router.durables().on_disk() {
                 // Confirmed only once the log is committed: see `flush`.
-                self.after_commit.push(Deferred::Confirm {
+                self.after_commit.push(HeldReply::Confirm {
                     topic: topic.into(),
                     deliveries,
                 });
@@ -945,12 +940,12 @@ impl Session {
     /// say) never overtakes them.
     fn reply(&mut self, reply: Reply<'_>) {
         self.publisher.hand_out();
-        if self.after_commit.is_empty() {
+        if self.after_commit.is_empty() && self.confirms_pending.load(Ordering::Acquire) == 0 {
             self.link.reply(&reply);
         } else {
             let mut encoded = Vec::new();
             self.link.encode(&reply, &mut encoded);
-            self.after_commit.push(Deferred::Encoded(encoded));
+            self.after_commit.push(HeldReply::Written(encoded));
         }
     }
 
@@ -1001,32 +996,63 @@ impl Session {
         self.quitting
     }
 
-    /// Group commit, this connection's part: writes what its publishes and `ACK`s appended
-    /// to the log (flushing it to the disk for confirms, if `--fsync always`), then queues
-    /// the replies that waited for that. If the log cannot be written, each confirm
-    /// becomes an `ERROR` saying so.
+    /// Group commit, this connection's part: writes what its `ACK`s appended to the log,
+    /// and hands the replies that wait for the log (the confirms of its publishes) to the
+    /// log, which sends them once the records are stored as the fsync policy promises
+    /// (under `--fsync always`, after the committer's next `fsync`, which carries every
+    /// connection's publishes at once). This thread does not wait for the disk: it goes
+    /// back to reading publishes. If the log cannot be written, each confirm becomes an
+    /// `ERROR` saying so.
     fn commit_and_release(&mut self) {
         if !self.acked && self.after_commit.is_empty() {
             return;
         }
         self.acked = false;
-        let confirming = !self.after_commit.is_empty();
-        let stored = self.router.durables().commit(confirming);
-        if !confirming {
+        if self.after_commit.is_empty() {
+            // Acknowledgements only: written, nobody waits for them.
+            let _ = self.router.durables().commit(false);
             return;
         }
-        let not_stored = stored.err().map(ProtocolError::NotStored);
-        for deferred in std::mem::take(&mut self.after_commit) {
-            match (deferred, &not_stored) {
-                (Deferred::Confirm { topic, deliveries }, None) => {
-                    let topic = &topic;
-                    self.link.reply(&Reply::PublishOk { topic, deliveries });
-                }
-                (Deferred::Confirm { .. }, Some(error)) => {
-                    self.link.reply(&Reply::Error(error));
-                }
-                (Deferred::Encoded(lines), _) => self.link.send(&lines),
+        let held = Held {
+            dialect: self.dialect.unwrap_or(Dialect::Line),
+            replies: std::mem::take(&mut self.after_commit),
+        };
+        match &self.holder {
+            Some(holder) => {
+                self.router
+                    .durables()
+                    .release_after_commit(held, holder, &self.confirms_pending);
             }
+            None => {
+                // A way in that holds no connection between commands (a datagram, an
+                // HTTP request) waits for the disk itself, and its link takes the replies
+                // as values.
+                let stored = self.router.durables().commit(true);
+                let not_stored = stored.err().map(ProtocolError::NotStored);
+                for reply in held.replies {
+                    match (reply, &not_stored) {
+                        (HeldReply::Confirm { topic, deliveries }, None) => {
+                            let topic = &topic;
+                            self.link.reply(&Reply::PublishOk { topic, deliveries });
+                        }
+                        (HeldReply::Confirm { .. }, Some(error)) => {
+                            self.link.reply(&Reply::Error(error));
+                        }
+                        (HeldReply::Written(bytes), _) => self.link.send(&bytes),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits until every reply handed to the log has been sent: before a reply that does
+    /// not go through it (`OK DURABLE`), and before the connection closes.
+    fn settle(&mut self) {
+        if self.confirms_pending.load(Ordering::Acquire) > 0 {
+            // Whatever the committer thread is doing, this commit returns only once the
+            // disk has everything appended so far, and every waiter it covers is sent.
+            let _ = self.router.durables().commit(true);
+            self.link.flush();
         }
     }
 
@@ -1060,8 +1086,10 @@ fn is_timeout(error: &io::Error) -> bool {
 impl Drop for Session {
     /// The one cleanup of a connection; see the module docs for why it lives in `Drop`.
     fn drop(&mut self) {
-        // Lines this thread queued for others are still owed to them.
+        // Lines this thread queued for others are still owed to them, and confirms to our
+        // own client.
         self.flush();
+        self.settle();
         self.leave_all_topics();
         // What was in flight to this connection waits for the next to resume.
         let me = self.subscriber.id();

@@ -90,3 +90,80 @@ fn the_broker_refuses_an_unknown_fsync_policy() {
         "{said}"
     );
 }
+
+/// `broker --salvage`: a log damaged in the middle stops a plain start, naming the flag;
+/// with the flag the broker starts, keeps the intact records, and says what it moved where.
+#[test]
+fn the_broker_starts_from_a_damaged_log_only_with_salvage_and_says_what_it_lost() {
+    use std::io::{BufRead, BufReader, Read};
+    let dir = std::env::temp_dir().join(format!("pubsub-lab-salvage-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let segment = dir.join("00000001.log");
+    let mut bytes = Vec::new();
+    let mut starts = Vec::new();
+    for record in [
+        "START 1\n",
+        "DURABLE sub1 orders\n",
+        "MESSAGE 1 sub1 orders orders pub1 2025-03-14 10:30:00 one\n",
+        "MESSAGE 2 sub1 orders orders pub1 2025-03-14 10:30:00 two\n",
+        "MESSAGE 3 sub1 orders orders pub1 2025-03-14 10:30:00 three\n",
+    ] {
+        starts.push(bytes.len());
+        let crc = pubsub_lab::durable::crc32::crc32(record.as_bytes());
+        bytes.extend_from_slice(&(record.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&crc.to_le_bytes());
+        bytes.extend_from_slice(record.as_bytes());
+    }
+    bytes[starts[3] + 8 + 40] ^= 0x01; // inside MESSAGE 2's payload
+    std::fs::write(&segment, &bytes).unwrap();
+    let broker = env!("CARGO_BIN_EXE_broker");
+    let common = ["--port", "0", "--no-http", "--sys-interval", "0"];
+    let refused = Command::new(broker)
+        .args(common)
+        .arg("--data-dir")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let said = text(&refused.stderr);
+    assert!(!refused.status.success(), "{said}");
+    assert!(
+        said.contains("CRC-32 does not match") && said.contains("start the broker with --salvage"),
+        "{said}"
+    );
+
+    let mut child = Command::new(broker)
+        .args(common)
+        .arg("--data-dir")
+        .arg(&dir)
+        .arg("--salvage")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut said = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut said)
+        .unwrap();
+    assert!(first.contains("listening on"), "{first}\n{said}");
+    assert!(
+        said.contains("salvage: skipped damaged bytes of the log")
+            && said.contains("what looks like MESSAGE seq 2")
+            && said.contains("1 durable subscription(s) holding 2 message(s)")
+            && said.contains(&format!(
+                "{}",
+                dir.join("quarantine").join("00000001.log.at-").display()
+            )),
+        "{said}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

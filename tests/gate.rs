@@ -504,6 +504,10 @@ fn confirms_reach_a_json_client_in_json() {
         data_dir: Some(dir.clone()),
         ..Config::default()
     });
+    // A durable subscription, so that what is published to `t` is written to the log.
+    let mut holder = Raw::connect(broker.addr());
+    holder.send("DURABLE t holder\n");
+    holder.expect("OK DURABLE t 0");
     let mut json = Raw::connect(broker.addr());
     for (action, extra, ok) in [
         ("publish", r#", "message": "m""#, "publish"),
@@ -517,6 +521,17 @@ fn confirms_reach_a_json_client_in_json() {
         assert_eq!(member(&answer, "ok"), ok, "{action}: {answer:?}");
         assert_eq!(member(&answer, "topic"), "t", "{action}: {answer:?}");
     }
+    // The log can no longer be written (its directory is gone): the confirm becomes the
+    // error that says so, still in JSON.
+    std::fs::remove_dir_all(&dir).unwrap();
+    json.send(
+        "{\"action\": \"publish\", \"topic\": \"t\", \"message\": \"m\", \"verbose\": true}\n",
+    );
+    let answer = json_line(&mut json);
+    assert!(
+        member(&answer, "error").starts_with("message not stored, not confirmed"),
+        "{answer:?}"
+    );
     broker.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -123,6 +123,11 @@ struct Args {
     /// interval (once a second; a power cut loses up to a second), never (the OS decides).
     #[arg(long, default_value_t = FsyncPolicy::default())]
     fsync: FsyncPolicy,
+    /// Start from a damaged log all the same, as redis-check-aof --fix does: keep every
+    /// intact record, move the damaged bytes to DIR/quarantine/, and log what was lost.
+    /// Without it, a damaged log stops the start, naming the file and the offset.
+    #[arg(long, requires = "data_dir")]
+    salvage: bool,
     /// Most messages sent on one durable subscription and not yet acknowledged; the rest
     /// wait.
     #[arg(long, default_value_t = DEFAULT_MAX_INFLIGHT)]
@@ -198,6 +203,7 @@ fn run(args: &Args) -> Result<(), String> {
         http_timeout: args.http_timeout.0,
         data_dir: args.data_dir.clone(),
         fsync: args.fsync,
+        salvage: args.salvage,
         max_inflight: args.max_inflight,
         ack_timeout: args.ack_timeout.0,
         max_queued: args.max_queued,

@@ -31,8 +31,8 @@
 //! | `mod.rs` | [`Durables`]: every durable subscription of a broker, by key; the timer thread |
 //! | `subscription.rs` | [`Durable`]: one subscription as a [`Subscriber`](crate::subscriber::Subscriber) |
 //! | `queue.rs` | [`Queue`](queue::Queue): waiting and in-flight messages, redelivery (no I/O) |
-//! | `store.rs` | [`Store`]: seqs, and the log with group commit |
-//! | `log.rs` | segment files, records framed with length and CRC-32, replay |
+//! | `store.rs` | [`Store`]: seqs, and the log: group commit, checkpoints, which segments may go |
+//! | `log.rs` | segment files, records framed with length and CRC-32, replay: torn or damaged, salvage |
 //! | `crc32.rs` | CRC-32, by hand |
 //!
 //! This module sits beside the registry, below the router: it knows subscribers, batches
@@ -57,7 +57,7 @@ use parking_lot::{Condvar, Mutex};
 use self::log::{LogError, Record};
 use self::store::{Key, Store};
 use crate::config::{Config, FsyncPolicy};
-use crate::protocol::ProtocolError;
+use crate::protocol::{Held, ProtocolError};
 use crate::text::escaped;
 
 pub use subscription::{Attached, Durable, Holder};
@@ -94,24 +94,19 @@ impl Durables {
     }
 
     /// Durable subscriptions as `config` says: in memory, or in the log in
-    /// `config.data_dir`, which is replayed now. Logs what the replay found in one line.
+    /// `config.data_dir`, which is replayed and checkpointed now (see `store.rs`). Logs
+    /// what the replay found in one line, and a warning for everything it left out: a torn
+    /// end, damage salvaged (with `config.salvage`), files that are not segments.
     ///
     /// # Errors
-    /// A [`LogError`] naming the file and the offset of a damaged record, or a log that
-    /// cannot be read or written.
+    /// A [`LogError`] naming the file and the offset of a damaged record (unless
+    /// `config.salvage`), or a log that cannot be read or written.
     pub fn open(config: &Config) -> Result<Durables, LogError> {
         let Some(dir) = &config.data_dir else {
             return Ok(Durables::in_memory(config));
         };
         let (store, restored, report) = Store::open(config, dir)?;
-        if let Some((path, offset, bytes)) = &report.cut {
-            ::log::warn!(
-                "cut off a torn record at the end of the log: {} at offset {offset} ({bytes} \
-                 bytes), a write the broker was making when it stopped; it was never \
-                 confirmed, and is not delivered",
-                path.display()
-            );
-        }
+        log_what_was_left_out(&report);
         let store = Arc::new(store);
         let limits = limits(config);
         let mut messages = 0;
@@ -130,13 +125,16 @@ impl Durables {
             .collect();
         ::log::info!(
             "log {}: replayed {} records ({} bytes) from {} segment(s) in {} ms: {} durable \
-             subscription(s) holding {messages} message(s); fsync {}",
+             subscription(s) holding {messages} message(s), checkpointed into segment {} \
+             ({} bytes); fsync {}",
             dir.display(),
             report.records,
             report.bytes,
             report.segments,
             report.millis,
             subscriptions.len(),
+            report.checkpoint.0,
+            report.checkpoint.1,
             config.fsync
         );
         Ok(Durables {
@@ -196,6 +194,12 @@ impl Durables {
             Vec::new(),
         ));
         subscriptions.insert(key, Arc::clone(&durable));
+        drop(subscriptions);
+        // `OK DURABLE` promises a subscription that survives a crash even before anything
+        // is published to it: its record is written (and flushed under --fsync always)
+        // first. A log that cannot be written says so in the broker's log; the
+        // subscription lives on in memory.
+        let _ = self.store.commit(true);
         ::log::info!(
             "durable subscription {} {} started",
             escaped(subscriber_id),
@@ -225,12 +229,26 @@ impl Durables {
     }
 
     /// Writes what was appended to the log and, if `durable`, flushes it as the fsync
-    /// policy says (see `store.rs`).
+    /// policy says (see `store.rs`); the caller waits.
     ///
     /// # Errors
     /// Why the log cannot be written.
     pub fn commit(&self, durable: bool) -> Result<(), String> {
         self.store.commit(durable)
+    }
+
+    /// Sends `replies` (a connection's confirms, and the replies after them) to `holder`
+    /// once what was appended so far is stored as the fsync policy promises, without
+    /// making the caller wait for the disk: group commit (see `store.rs`). `pending` counts
+    /// the calls not released yet.
+    pub fn release_after_commit(
+        &self,
+        replies: Held,
+        holder: &Arc<dyn Holder>,
+        pending: &Arc<std::sync::atomic::AtomicUsize>,
+    ) {
+        self.store
+            .release_after_commit(replies, holder, Some(pending));
     }
 
     /// Whether publishes are stored on disk, so that a confirm must wait for the commit.
@@ -270,6 +288,33 @@ impl Durables {
     }
 }
 
+/// Warns about everything the replay did not apply: a torn end cut off, damaged bytes
+/// salvaged, files that are not segments. Each says what it was, as far as it is known.
+fn log_what_was_left_out(report: &store::Report) {
+    for ignored in &report.ignored {
+        ::log::warn!("{ignored}");
+    }
+    if let Some(cut) = &report.cut {
+        ::log::warn!(
+            "cut off the torn end of the log: {cut}; not delivered. Whether it had been \
+             confirmed cannot be known from the log: a kill -9, or a power cut under --fsync \
+             always, tears only a record not yet confirmed, but a power cut under --fsync \
+             interval or never, or a file cut short by other means, can tear a confirmed one"
+        );
+    }
+    for lost in &report.quarantined {
+        let moved_to = lost
+            .moved_to
+            .as_ref()
+            .map_or(String::new(), |path| path.display().to_string());
+        ::log::warn!(
+            "salvage: skipped damaged bytes of the log, {lost}, and moved them to \
+             {moved_to}. The records in them are lost: a lost MESSAGE is not delivered, a \
+             lost ACK delivers its message again, a lost CANCEL brings its subscription back"
+        );
+    }
+}
+
 fn limits(config: &Config) -> Limits {
     Limits {
         max_inflight: config.max_inflight,
@@ -280,10 +325,13 @@ fn limits(config: &Config) -> Limits {
 }
 
 /// The thread named `durable`: sends again what waited `--ack-timeout` for its `ACK`, and
-/// under `--fsync interval` flushes the log to the disk once a second.
+/// under `--fsync interval` flushes the log to the disk once a second. Under `--fsync
+/// always`, also the thread named `log-commit`: the committer, which makes the `fsync`
+/// every waiting confirm rides (see `store.rs`).
 pub struct Timer {
     stop: Arc<(Mutex<bool>, Condvar)>,
     thread: JoinHandle<()>,
+    committer: Option<(Arc<Durables>, JoinHandle<()>)>,
 }
 
 impl fmt::Debug for Timer {
@@ -302,6 +350,15 @@ impl Timer {
         let stopping = Arc::clone(&stop);
         let tick = durables.tick();
         let interval = durables.store.policy() == Some(FsyncPolicy::Interval);
+        let committer = if durables.store.policy() == Some(FsyncPolicy::Always) {
+            let committing = Arc::clone(&durables);
+            let thread = thread::Builder::new()
+                .name("log-commit".to_string())
+                .spawn(move || committing.store.run_committer())?;
+            Some((Arc::clone(&durables), thread))
+        } else {
+            None
+        };
         let thread = thread::Builder::new()
             .name("durable".to_string())
             .spawn(move || {
@@ -327,16 +384,26 @@ impl Timer {
                 // What is in the buffer goes to the log before the broker stops.
                 durables.store.sync();
             })?;
-        Ok(Timer { stop, thread })
+        Ok(Timer {
+            stop,
+            thread,
+            committer,
+        })
     }
 
-    /// Stops the thread and waits for it.
+    /// Stops the threads and waits for them.
     pub fn stop(self) {
         let (stopped, wake) = &*self.stop;
         *stopped.lock() = true;
         wake.notify_all();
         if self.thread.join().is_err() {
             ::log::error!("the durable thread panicked");
+        }
+        if let Some((durables, committer)) = self.committer {
+            durables.store.stop_committer();
+            if committer.join().is_err() {
+                ::log::error!("the log-commit thread panicked");
+            }
         }
     }
 }

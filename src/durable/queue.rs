@@ -25,7 +25,7 @@ pub struct Queued {
     pub seq: u64,
     /// The log segment its record is in (0 when nothing is stored on disk): the segment
     /// can only be deleted once every message in it is gone.
-    pub segment: u32,
+    pub segment: u64,
     /// The `MESSAGE` line, `\n` included, as it is sent every time.
     pub line: Box<[u8]>,
 }

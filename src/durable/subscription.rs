@@ -19,7 +19,7 @@ use super::queue::{Queue, Queued};
 use super::store::{Key, Store};
 use super::Limits;
 use crate::batch::Batch;
-use crate::protocol::{write_message, ProtocolError, Reply};
+use crate::protocol::{write_message, Held, ProtocolError, Reply};
 use crate::subscriber::{Offer, Subscriber, SubscriberId};
 use crate::text::escaped;
 
@@ -287,14 +287,19 @@ impl Subscriber for Durable {
         Offer::FlushNeeded
     }
 
-    /// Commits the log (see `store.rs`), then sends the holder what was pushed to it.
+    /// Writes the log (see `store.rs`), then has the holder sent what was pushed to it
+    /// once the records are stored as the policy promises: a message is not delivered
+    /// before it is stored, so its seq can never be given again to another after a crash.
+    /// Under `--fsync always` the committer thread sends it after its next `fsync`, and the
+    /// publisher's thread goes on meanwhile.
     fn flush(&self) {
-        // A failed commit is logged by the store, and refused to publishers that wait for
+        // A failed write is logged by the store, and refused to publishers that wait for
         // a confirm; the messages stay queued in memory.
-        let _ = self.store.commit(true);
+        let _ = self.store.commit(false);
         let holder = self.state.lock().holder.clone();
         if let Some(holder) = holder {
-            holder.send();
+            self.store
+                .release_after_commit(Held::nothing(), &holder, None);
         }
     }
 }

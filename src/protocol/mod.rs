@@ -14,6 +14,7 @@
 //! | `delivery.rs` | broker → subscribers | [`write_delivery`], the `DELIVER` line; [`Delivery`] |
 //! | `message.rs` | broker → durable subscribers | [`write_message`], the `MESSAGE` line; [`Message`] |
 //! | `error.rs` | broker → that client | [`ProtocolError`], the reason in an `ERROR` line |
+//! | `held.rs` | broker → that client | [`Held`]: replies that wait for the durable log, confirms kept as values until it answers |
 //! | `grammar.rs` | both | [`grammar`]: what a topic, filter, id and message may be, for every way in |
 //! | `dialect.rs` | both | [`Dialect`]: the same commands and replies as kn-sock's JSON lines |
 //!
@@ -36,6 +37,7 @@ mod delivery;
 mod dialect;
 mod error;
 pub mod grammar;
+mod held;
 mod message;
 mod reply;
 
@@ -43,5 +45,6 @@ pub use command::{Command, CommandSpec, Secret, AUTH, COMMANDS};
 pub use delivery::{write_delivery, Delivery, TIMESTAMP_FORMAT};
 pub use dialect::{listed_json, write_json_delivery, Dialect, JsonRequest, JSON_ACTIONS};
 pub use error::ProtocolError;
+pub use held::{Held, HeldReply};
 pub use message::{write_message, Message};
 pub use reply::{Listed, Reply, MORE_TOPICS};
