@@ -109,6 +109,13 @@ fn lab_07_topic_trees_replays() {
     replay_lab(LABS[6]);
 }
 
+/// Lab 8 (a durable subscription away and back, acknowledgements, a takeover) runs as
+/// written.
+#[test]
+fn lab_08_nothing_lost_replays() {
+    replay_lab(LABS[7]);
+}
+
 /// Lab 9 (publishing with curl, the WebSocket handshake) runs as written.
 #[test]
 fn lab_09_the_web_replays() {

@@ -8,11 +8,12 @@
 //! * `$ printf '...' | nc 127.0.0.1 9000`, or `$ (printf '...'; sleep 1; printf '...') | nc
 //!   ...`: the same bytes written with the same pauses, then everything read until the
 //!   broker closes (so, as for the student, the input must end with `QUIT`).
-//! * `$ printf '...' | nc -u -w0 127.0.0.1 9999`: one datagram per write, to the broker's
+//! * `$ printf '...' | nc -u -w1 127.0.0.1 9999`: one datagram per write, to the broker's
 //!   UDP port.
 //! * `$ curl ARGS`: the real `curl`, against the broker's web port.
 //! * `$ cargo run --bin NAME -- ARGS`: the binary the test suite built, run with stdout and
-//!   stderr merged as a terminal shows them; `> ` lines go to its stdin.
+//!   stderr merged as a terminal shows them; `> ` lines go to its stdin, or what a
+//!   `printf '...' |` before it writes.
 //!
 //! The lab's ports (9000 for the line protocol, 8080 for the web, 9999 for UDP) are
 //! replaced by the real ones on the way in, and the real ones by the lab's on the way out.
@@ -270,6 +271,14 @@ impl<'a> Group<'a> {
             return self.type_line(name, typed, line);
         }
         let at = self.at(line);
+        let unsynced = self.terminals.get(name).is_some_and(|t| {
+            t.unsynced && !t.quit && !t.closed && matches!(t.kind, Kind::Conn(_))
+        });
+        if trimmed == "^C" && unsynced {
+            // A student presses Ctrl-C some time after typing, once the broker has read
+            // what was typed: a hidden PING waits for that, not the clock.
+            self.sync(name, line)?;
+        }
         let terminal = self
             .terminals
             .get_mut(name)
@@ -502,7 +511,32 @@ impl<'a> Group<'a> {
                 send_datagrams(port, &steps, &tx);
                 Terminal::new(Kind::Pipe, None, rx)
             }
-            Parsed::Cargo { env, bin, args } => self.spawn_binary(&at, &env, &bin, args)?,
+            Parsed::Cargo {
+                env,
+                bin,
+                args,
+                input,
+            } => {
+                let mut terminal = self.spawn_binary(&at, &env, &bin, args)?;
+                if let Some(steps) = input {
+                    // What `printf ... |` writes, with its pauses, then the end of the
+                    // input, from a thread of its own: the program may read slowly.
+                    let mut stdin = terminal.input.take().expect("a program's input");
+                    thread::spawn(move || {
+                        for step in steps {
+                            match step {
+                                Step::Send(bytes) => {
+                                    if stdin.write_all(&bytes).and_then(|()| stdin.flush()).is_err() {
+                                        return;
+                                    }
+                                }
+                                Step::Sleep(pause) => thread::sleep(pause),
+                            }
+                        }
+                    });
+                }
+                terminal
+            }
             Parsed::Curl(args) => {
                 let port = self.need_port(&at, true)?;
                 let args: Vec<String> = args
@@ -620,9 +654,19 @@ impl<'a> Group<'a> {
         let mut terminal = Terminal::new(Kind::Process(child), Some(Box::new(stdin)), output);
         if is_broker {
             terminal.is_broker = true;
-            let first = terminal
-                .next_line(Instant::now() + LINE_WAIT)
-                .map_err(|why| format!("{at}: the broker printed no first line: {why}"))?;
+            // The line that says where it listens; log lines may come before it (what a
+            // broker found in its `--data-dir`). All of them stay for the lab to show.
+            let deadline = Instant::now() + LINE_WAIT;
+            let mut before = Vec::new();
+            let first = loop {
+                let line = terminal.next_line(deadline).map_err(|why| {
+                    format!("{at}: the broker never said where it listens: {why}")
+                })?;
+                if line.contains(" listening on ") {
+                    break line;
+                }
+                before.push(line);
+            };
             let port = first
                 .split_once("listening on ")
                 .and_then(|(_, rest)| rest.split(';').next())
@@ -642,7 +686,8 @@ impl<'a> Group<'a> {
                 .and_then(|(_, rest)| rest.split(';').next())
                 .and_then(|addr| addr.rsplit(':').next())
                 .and_then(|port| port.parse().ok());
-            terminal.lookahead.push_front(first);
+            terminal.lookahead.extend(before);
+            terminal.lookahead.push_back(first);
         }
         Ok(terminal)
     }
@@ -711,8 +756,8 @@ fn replace_number(line: &str, from: u16, to: u16) -> String {
     out
 }
 
-/// What `printf ... | nc -u -w0 127.0.0.1 9999` does: one datagram per write, and nothing
-/// shown (nc sends and exits).
+/// What `printf ... | nc -u -w1 127.0.0.1 9999` does: one datagram per write, and nothing
+/// shown (nc sends, waits its second and exits).
 fn send_datagrams(port: u16, steps: &[Step], tx: &Sender<Output>) {
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("a UDP socket");
     for step in steps {
@@ -803,14 +848,17 @@ enum Parsed {
         steps: Vec<Step>,
         web: bool,
     },
-    /// `printf ... | nc -u -w0 127.0.0.1 9999`: datagrams to the UDP port.
+    /// `printf ... | nc -u -w1 127.0.0.1 9999`: datagrams to the UDP port.
     Datagrams(Vec<Step>),
     /// `curl ARGS`, against the web port.
     Curl(Vec<String>),
+    /// `[VAR=value] cargo run --bin NAME -- ARGS`, with what a `printf ... |` before it
+    /// writes to its input (`None`: the student types into it).
     Cargo {
         env: Vec<(String, String)>,
         bin: String,
         args: Vec<String>,
+        input: Option<Vec<Step>>,
     },
 }
 
@@ -828,18 +876,20 @@ fn parse_command(command: &str) -> Result<Parsed, String> {
         format!(
             "cannot replay `{command}`: replayed blocks may use `nc 127.0.0.1 9000`, \
              `printf '...' | nc ...`, `(printf ...; sleep N; ...) | nc ...`, `printf '...' | \
-             nc -u -w0 127.0.0.1 9999` (datagrams), `curl ...` (port 8080 is the web) and \
-             `[VAR=value] cargo run [--release] --bin NAME [-- ARGS]`; leave other blocks \
-             unmarked"
+             nc -u -w1 127.0.0.1 9999` (datagrams), `curl ...` (port 8080 is the web) and \
+             `[printf '...' |] [VAR=value] cargo run [--release] --bin NAME [-- ARGS]`; leave \
+             other blocks unmarked"
         )
     };
     if let Some(bar) = tokens.iter().position(|t| *t == Token::Op('|')) {
         let (producer, consumer) = (&tokens[..bar], &tokens[bar + 1..]);
         let udp = is_nc_udp(consumer);
         let port = nc_port(consumer);
-        if port.is_none() && !udp {
-            return Err(unsupported());
-        }
+        let program = if port.is_none() && !udp {
+            Some(parse_cargo(&words_of(consumer).ok_or_else(unsupported)?).ok_or_else(unsupported)?)
+        } else {
+            None
+        };
         let inner = match producer {
             [Token::Op('('), inner @ .., Token::Op(')')] => inner,
             simple => simple,
@@ -866,6 +916,14 @@ fn parse_command(command: &str) -> Result<Parsed, String> {
                 _ => return Err(unsupported()),
             }
         }
+        if let Some(Parsed::Cargo { env, bin, args, .. }) = program {
+            return Ok(Parsed::Cargo {
+                env,
+                bin,
+                args,
+                input: Some(steps),
+            });
+        }
         return Ok(if udp {
             Parsed::Datagrams(steps)
         } else {
@@ -880,15 +938,30 @@ fn parse_command(command: &str) -> Result<Parsed, String> {
             web: port == LAB_WEB_PORT,
         });
     }
-    let mut words = Vec::new();
-    for token in tokens {
-        match token {
-            Token::Word(w) => words.push(w),
-            Token::Op(_) => return Err(unsupported()),
+    let words = words_of(&tokens).ok_or_else(unsupported)?;
+    if let [curl, args @ ..] = words.as_slice() {
+        if curl == "curl" {
+            return Ok(Parsed::Curl(args.to_vec()));
         }
     }
+    parse_cargo(&words).ok_or_else(unsupported)
+}
+
+/// The tokens as plain words; `None` if there is an operator among them.
+fn words_of(tokens: &[Token]) -> Option<Vec<String>> {
+    tokens
+        .iter()
+        .map(|token| match token {
+            Token::Word(w) => Some(w.clone()),
+            Token::Op(_) => None,
+        })
+        .collect()
+}
+
+/// `[VAR=value] cargo run [--release] --bin NAME [-- ARGS]`, its input not given yet.
+fn parse_cargo(words: &[String]) -> Option<Parsed> {
     let mut env = Vec::new();
-    let mut rest = words.as_slice();
+    let mut rest = words;
     while let Some((first, tail)) = rest.split_first() {
         match first.split_once('=') {
             Some((key, value)) if key.chars().all(|c| c.is_ascii_uppercase() || c == '_') => {
@@ -898,16 +971,11 @@ fn parse_command(command: &str) -> Result<Parsed, String> {
             _ => break,
         }
     }
-    if let [curl, args @ ..] = rest {
-        if curl == "curl" && env.is_empty() {
-            return Ok(Parsed::Curl(args.to_vec()));
-        }
-    }
     let [cargo, run, tail @ ..] = rest else {
-        return Err(unsupported());
+        return None;
     };
     if cargo != "cargo" || run != "run" {
-        return Err(unsupported());
+        return None;
     }
     // Like cargo: its own flags first; `--` or the first plain word starts the program's.
     let mut bin = None;
@@ -924,21 +992,23 @@ fn parse_command(command: &str) -> Result<Parsed, String> {
                 break;
             }
             word if !word.starts_with('-') => break,
-            _ => return Err(unsupported()),
+            _ => return None,
         }
     }
-    let bin = bin.ok_or_else(unsupported)?;
-    Ok(Parsed::Cargo {
+    Some(Parsed::Cargo {
         env,
-        bin,
+        bin: bin?,
         args: tail[i..].to_vec(),
+        input: None,
     })
 }
 
-/// `nc -u -w0 127.0.0.1 9999`: datagrams, sent and forgotten.
+/// `nc -u -w1 127.0.0.1 9999`: datagrams, sent and forgotten. (`-w1`: nc waits for its
+/// input, then a second for an answer that never comes. With `-w0` it polls its input
+/// without waiting and may exit before `printf` has written anything.)
 fn is_nc_udp(tokens: &[Token]) -> bool {
     matches!(tokens, [Token::Word(nc), Token::Word(u), Token::Word(w), Token::Word(host), Token::Word(port)]
-        if nc == "nc" && u == "-u" && w == "-w0" && (host == "127.0.0.1" || host == "localhost")
+        if nc == "nc" && u == "-u" && w == "-w1" && (host == "127.0.0.1" || host == "localhost")
             && port.parse::<u16>().is_ok())
 }
 
