@@ -119,7 +119,10 @@ fn lab_08_nothing_lost_replays() {
 /// Lab 9 (publishing with curl, the WebSocket handshake) runs as written.
 #[test]
 fn lab_09_the_web_replays() {
-    if !common::require_tool(common::Tool::Program("curl"), "sudo apt-get install -y curl") {
+    if !common::require_tool(
+        common::Tool::Program("curl"),
+        "sudo apt-get install -y curl",
+    ) {
         return;
     }
     replay_lab(LABS[8]);
@@ -129,6 +132,22 @@ fn lab_09_the_web_replays() {
 #[test]
 fn lab_10_datagrams_and_dialects_replays() {
     replay_lab(LABS[9]);
+}
+
+/// Lab 11 (a three-node NATS cluster, three bridged brokers, a node that dies) runs as
+/// written, against real nats-servers.
+#[test]
+fn lab_11_many_brokers_replays() {
+    if !common::require_tool(
+        common::Tool::Program("nats-server"),
+        "sudo apt-get install -y nats-server",
+    ) || !common::require_tool(
+        common::Tool::Program("curl"),
+        "sudo apt-get install -y curl",
+    ) {
+        return;
+    }
+    replay_lab(LABS[10]);
 }
 
 /// Every lab has the parts the labsheet promises a student: objectives, time, what you

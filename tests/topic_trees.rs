@@ -10,8 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::{
-    find_program, require_tool, start_broker, start_broker_with, subscribed, wait_until, Raw,
-    Tool, TIMEOUT,
+    find_program, require_tool, start_broker, start_broker_with, subscribed, wait_until, Raw, Tool,
+    TIMEOUT,
 };
 use pubsub_lab::Config;
 
@@ -206,8 +206,10 @@ fn mosquitto_verdicts() -> Vec<bool> {
 /// asked of a real Mosquitto.
 #[test]
 fn mosquitto_agrees_with_every_case() {
-    if !require_tool(Tool::Program("mosquitto"), "sudo apt-get install -y mosquitto")
-        || !require_tool(Tool::Python(&["paho.mqtt.client"]), "pip install paho-mqtt")
+    if !require_tool(
+        Tool::Program("mosquitto"),
+        "sudo apt-get install -y mosquitto",
+    ) || !require_tool(Tool::Python(&["paho.mqtt.client"]), "pip install paho-mqtt")
     {
         return;
     }

@@ -105,7 +105,10 @@ fn an_independent_websocket_client_passes() {
 /// publish reaches kn-sock's client; a TCP subscriber sees the same.
 #[test]
 fn datagrams_and_kn_sock_reach_a_websocket_and_back() {
-    if !common::require_tool(Tool::Python(&["websocket", "kn_sock", "requests"]), "pip install websocket-client requests && pip install --no-deps kn-sock==0.3.0") {
+    if !common::require_tool(
+        Tool::Python(&["websocket", "kn_sock", "requests"]),
+        "pip install websocket-client requests && pip install --no-deps kn-sock==0.3.0",
+    ) {
         return;
     }
     let broker = pubsub_lab::Broker::builder()

@@ -89,7 +89,9 @@ fn main() -> ExitCode {
         }
     };
     let addr = broker.local_addr();
-    let udp = broker.local_udp_addr().expect("the classroom takes datagrams");
+    let udp = broker
+        .local_udp_addr()
+        .expect("the classroom takes datagrams");
     println!(
         "classroom broker listening on {addr}; UDP on {udp}; connect with: nc {} {}",
         addr.ip(),
