@@ -16,7 +16,9 @@
 //! * `$ COMMAND | grep [-c] [-AN] WORD`: the lines of the command's output holding `WORD`.
 //! * `$ cargo run --bin NAME -- ARGS`: the binary the test suite built, run with stdout and
 //!   stderr merged as a terminal shows them; `> ` lines go to its stdin, or what a
-//!   `printf '...' |` before it writes.
+//!   `printf '...' |` before it writes. A program the block types into runs on a
+//!   terminal (under `script`), as for a student: a program may greet a person and not a
+//!   pipe, and the terminal's echo of each typed line is the lab's `> ` line.
 //!
 //! The lab's ports (9000 for the line protocol, 8080 for the web, 9999 for UDP, and any
 //! other a broker or nats-server is given) are replaced by the real ones on the way in,
@@ -107,6 +109,10 @@ struct Terminal {
     skipping: bool,
     /// A server (a broker, a nats-server): it runs until the group ends.
     is_broker: bool,
+    /// A program on a terminal: lines typed into it come back as the terminal's echo,
+    /// which the lab shows as the `> ` line itself. The ones not seen yet.
+    echoes: VecDeque<String>,
+    on_a_terminal: bool,
 }
 
 impl Terminal {
@@ -124,11 +130,24 @@ impl Terminal {
             closed: false,
             skipping: false,
             is_broker: false,
+            echoes: VecDeque::new(),
+            on_a_terminal: false,
         }
     }
 
     /// The next output line, raw, or why there is none before `deadline`.
     fn next_line(&mut self, deadline: Instant) -> Result<String, String> {
+        loop {
+            let line = self.next_raw_line(deadline)?;
+            if self.echoes.front() == Some(&line) {
+                self.echoes.pop_front();
+                continue;
+            }
+            return Ok(line);
+        }
+    }
+
+    fn next_raw_line(&mut self, deadline: Instant) -> Result<String, String> {
         if let Some(line) = self.lookahead.pop_front() {
             return Ok(line);
         }
@@ -207,6 +226,8 @@ struct Group<'a> {
     monitors: Vec<u16>,
     /// The output lines the lab shows right after the line being replayed.
     shown_next: Vec<String>,
+    /// The line being replayed is a command the block then types into.
+    typed_into: bool,
 }
 
 impl<'a> Group<'a> {
@@ -235,6 +256,7 @@ impl<'a> Group<'a> {
             more_ports: Vec::new(),
             monitors: Vec::new(),
             shown_next: Vec::new(),
+            typed_into: false,
         })
     }
 
@@ -244,6 +266,7 @@ impl<'a> Group<'a> {
             let name = terminal_name(block);
             for (at, (line, text)) in block.lines.iter().enumerate() {
                 self.shown_next = shown_after(&block.lines[at + 1..]);
+                self.typed_into = typed_after(&block.lines[at + 1..]);
                 self.step(&name, *line, text.trim_end())?;
             }
             let used_later = blocks[index + 1..].iter().any(|b| terminal_name(b) == name);
@@ -420,6 +443,9 @@ impl<'a> Group<'a> {
             .write_all(format!("{typed}\n").as_bytes())
             .and_then(|()| input.flush())
             .map_err(|error| format!("{at}: typing into terminal `{name}` failed: {error}"))?;
+        if terminal.on_a_terminal {
+            terminal.echoes.push_back(typed.to_string());
+        }
         if matches!(terminal.kind, Kind::Conn(_)) {
             terminal.unsynced = true;
             if terminal.json.is_none() && !typed.trim().is_empty() {
@@ -814,11 +840,27 @@ impl<'a> Group<'a> {
                 args.extend(["--http-port".to_string(), "0".to_string()]);
             }
         }
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg("exec \"$0\" \"$@\" 2>&1")
-            .arg(exe)
-            .args(&args)
+        // A program the student types into has the terminal for its input and output
+        // (some programs greet a person, not a pipe): `script` gives it one.
+        let on_a_terminal = self.typed_into;
+        let mut command = if on_a_terminal {
+            let line: Vec<String> = std::iter::once(exe.to_string())
+                .chain(args.iter().cloned())
+                .map(|word| shell_quoted(&word))
+                .collect();
+            let mut command = Command::new("script");
+            command.args(["-qec", &format!("exec {}", line.join(" ")), "/dev/null"]);
+            command
+        } else {
+            let mut command = Command::new("sh");
+            command
+                .arg("-c")
+                .arg("exec \"$0\" \"$@\" 2>&1")
+                .arg(exe)
+                .args(&args);
+            command
+        };
+        let mut child = command
             .env_remove("RUST_LOG")
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
@@ -829,6 +871,7 @@ impl<'a> Group<'a> {
         let stdin = child.stdin.take().expect("piped");
         let output = pump(child.stdout.take().expect("piped"), true);
         let mut terminal = Terminal::new(Kind::Process(child), Some(Box::new(stdin)), output);
+        terminal.on_a_terminal = on_a_terminal;
         if is_broker {
             terminal.is_broker = true;
             // The line that says where it listens; log lines may come before it (what a
@@ -1222,6 +1265,20 @@ fn shown_after(lines: &[(usize, String)]) -> Vec<String> {
         .filter(|text| !text.trim().is_empty())
         .map(str::to_string)
         .collect()
+}
+
+/// Whether the lines after a command type into it before the next command.
+fn typed_after(lines: &[(usize, String)]) -> bool {
+    lines
+        .iter()
+        .map(|(_, text)| text.trim_end())
+        .take_while(|text| !text.starts_with("$ "))
+        .any(|text| text.starts_with("> "))
+}
+
+/// `word` quoted for `sh`.
+fn shell_quoted(word: &str) -> String {
+    format!("'{}'", word.replace('\'', "'\\''"))
 }
 
 /// A port that was free a moment ago, for a program the lab starts on a fixed port.
