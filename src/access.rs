@@ -15,10 +15,15 @@
 //! ```
 //!
 //! * `user <name> <secret>`: a user and the secret it proves itself with.
-//! * `allow <name|*> publish|subscribe <filter>`: `<name>` (or `*`, any user) may publish
-//!   to every topic `<filter>` matches, or subscribe to every filter it *covers* (see
-//!   [`covers`]). What no rule allows is refused: a file with users and no rules lets
-//!   everyone connect and do nothing.
+//! * `allow <name|*|anonymous> publish|subscribe <filter>`: `<name>` (or `*`, any user
+//!   who logged in) may publish to every topic `<filter>` matches, or subscribe to every
+//!   filter it *covers* (see [`covers`]). What no rule allows is refused: a file with users
+//!   and no rules lets everyone connect and do nothing.
+//! * [`ANONYMOUS`] is the user of a client that gave no name: a datagram (with
+//!   `--udp-allow-anonymous`), an HTTP request without credentials. It is a user like any
+//!   other in the rules, so every way in follows the same ones; `*` does not include it
+//!   (what strangers may do is always written out), and nobody can log in as it. It may
+//!   publish under any id that is not a user's (see [`Access::may_publish_as`]).
 //!
 //! The rules of the wire (see `session.rs`): until `AUTH` succeeds, every other command is
 //! answered `ERROR authentication required: send AUTH <user> <secret> first`; no `AUTH`
@@ -42,6 +47,9 @@ use crate::topic::{self, ALL_LEVELS, LEVEL_SEPARATOR, ONE_LEVEL};
 /// then takes seconds per guess, not microseconds. (Only the guessing connection waits: it
 /// has a thread of its own.)
 pub const FAILURE_DELAY: Duration = Duration::from_millis(500);
+
+/// The name rules use for a client that did not say who it is (see the module docs).
+pub const ANONYMOUS: &str = "anonymous";
 
 /// What a rule allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,6 +149,12 @@ impl Access {
                             "* means any user: it cannot be a user's name".to_string(),
                         ));
                     }
+                    if *name == ANONYMOUS {
+                        return Err(error(format!(
+                            "{ANONYMOUS} is the user of clients that give no name: nobody \
+                             can log in as it; write allow {ANONYMOUS} ... lines for them"
+                        )));
+                    }
                     access.users.push((name.to_string(), secret.to_string()));
                 }
                 ["allow", who, action, filter] => {
@@ -158,6 +172,7 @@ impl Access {
                         .map_err(|problem| error(format!("bad filter {filter}: {problem}")))?;
                     let user = match *who {
                         "*" => None,
+                        ANONYMOUS => Some(ANONYMOUS.to_string()),
                         name if access.users.iter().any(|(known, _)| known == name) => {
                             Some(name.to_string())
                         }
@@ -175,8 +190,8 @@ impl Access {
                 }
                 _ => {
                     return Err(error(
-                        "expected 'user <name> <secret>' or 'allow <name|*> publish|subscribe \
-                         <filter>' (or a # comment)"
+                        "expected 'user <name> <secret>' or 'allow <name|*|anonymous> \
+                         publish|subscribe <filter>' (or a # comment)"
                             .to_string(),
                     ))
                 }
@@ -242,7 +257,7 @@ impl Access {
         self.rules.iter().any(|rule| {
             let for_user = match &rule.user {
                 Some(user) => user == name,
-                None => true,
+                None => name != ANONYMOUS,
             };
             for_user
                 && rule.action == action
@@ -251,6 +266,16 @@ impl Access {
                     Action::Subscribe => covers(&rule.filter, what),
                 }
         })
+    }
+
+    /// Whether `user` may publish (or hold a durable subscription) as `id`: a user as its
+    /// own name or `name:...` (see [`may_publish_as`]); [`ANONYMOUS`] as any id that is
+    /// not a user's, so that a stranger cannot speak for alice.
+    pub fn may_publish_as(&self, user: &str, id: &str) -> bool {
+        if user == ANONYMOUS {
+            return !self.users.iter().any(|(name, _)| may_publish_as(name, id));
+        }
+        may_publish_as(user, id)
     }
 
     /// How many users the file declares.
@@ -409,6 +434,29 @@ mod tests {
         assert!(may_publish_as("alice", "alice:sensor1"));
         assert!(!may_publish_as("alice", "alicex"));
         assert!(!may_publish_as("alice", "bob"));
+    }
+
+    /// `anonymous` is a user of the rules that nobody can log in as; `*` leaves it out,
+    /// and it may go by any id that is not a user's.
+    #[test]
+    fn anonymous_has_only_the_rules_written_for_it() {
+        let access = Access::parse(
+            "user alice s3cret\n\
+             allow * subscribe lab/#\n\
+             allow anonymous publish lab/sensors/#\n",
+        )
+        .unwrap();
+        assert!(access.may("alice", Action::Subscribe, "lab/x"));
+        assert!(!access.may(ANONYMOUS, Action::Subscribe, "lab/x"));
+        assert!(access.may(ANONYMOUS, Action::Publish, "lab/sensors/t"));
+        assert!(access.may_publish_as(ANONYMOUS, "ticker"));
+        assert!(!access.may_publish_as(ANONYMOUS, "alice"));
+        assert!(!access.may_publish_as(ANONYMOUS, "alice:phone"));
+        assert!(access.may_publish_as(ANONYMOUS, "alicex"));
+        assert_eq!(access.authenticate(ANONYMOUS, ""), None);
+        let error = Access::parse("user anonymous x\n").unwrap_err();
+        assert_eq!(error.line, 1);
+        assert!(error.reason.contains("nobody can log in as it"), "{error}");
     }
 
     #[test]

@@ -479,7 +479,6 @@ impl BrokerHandle {
         publisher_id: &str,
     ) -> Result<usize, ProtocolError> {
         let router = &self.server.router;
-        router.check_publish_text(topic, message, publisher_id)?;
         let mut publisher = Publisher::new(Arc::clone(router));
         publisher.publish(topic, message, publisher_id)?;
         let receivers = publisher.hand_out();

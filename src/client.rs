@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use crate::error::Error;
 use crate::framing::{Filled, Frame, LineReader};
-use crate::protocol::{Command, Delivery, Message, MORE_TOPICS};
+use crate::protocol::grammar::{self, Limits};
+use crate::protocol::{Command, Delivery, Message, ProtocolError, MORE_TOPICS};
 
 /// How long the extension requests wait for their answer.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -200,8 +201,7 @@ impl Client {
     /// [`Error::InvalidArgument`] for a filter or id with spaces; [`Error::Refused`] for
     /// a filter the broker refuses; [`Error::Timeout`] without an answer.
     pub fn durable(&mut self, filter: &str, subscriber_id: &str) -> Result<usize, Error> {
-        check_word("topic filter", filter)?;
-        check_word("subscriber id", subscriber_id)?;
+        check_subscription(filter, subscriber_id)?;
         self.send(Command::Durable {
             filter,
             subscriber_id,
@@ -231,8 +231,7 @@ impl Client {
     /// # Errors
     /// As [`durable`](Self::durable).
     pub fn cancel(&mut self, filter: &str, subscriber_id: &str) -> Result<usize, Error> {
-        check_word("topic filter", filter)?;
-        check_word("subscriber id", subscriber_id)?;
+        check_subscription(filter, subscriber_id)?;
         self.send(Command::Cancel {
             filter,
             subscriber_id,
@@ -542,46 +541,41 @@ fn is_stray_reply(line: &str) -> bool {
     line.starts_with("OK ") || line == "PONG" || line.starts_with("PONG ")
 }
 
-/// Checks what `SUBSCRIBE` and `UNSUBSCRIBE` send: two tokens.
+/// What the grammar refuses (see `protocol/grammar.rs`), as the client library reports
+/// it: the broker's own reason, found before anything is sent. The client checks with no
+/// limits, since only the broker knows its own (`--max-topic-bytes` and the rest).
+fn unsendable(error: ProtocolError) -> Error {
+    Error::InvalidArgument(error.to_string())
+}
+
+/// Checks what `SUBSCRIBE` and `UNSUBSCRIBE` send: a filter and a subscriber id.
 fn check_subscription(topic: &str, subscriber_id: &str) -> Result<(), Error> {
-    check_word("topic", topic)?;
-    check_word("subscriber id", subscriber_id)
+    grammar::check_subscription(topic, subscriber_id, &Limits::NONE).map_err(unsendable)
 }
 
-/// Checks what `PUBLISH` and `RETAIN` send: two tokens, and a message on one line.
+/// Checks what `PUBLISH` and `RETAIN` send, as the broker would: a message it would
+/// change (padded with spaces) or could not deliver (a line break) is refused, never sent
+/// changed.
 fn check_publication(topic: &str, message: &str, publisher_id: &str) -> Result<(), Error> {
-    check_word("topic", topic)?;
-    check_word("publisher id", publisher_id)?;
-    let blank = message.trim_matches(|c| c == ' ' || c == '\t').is_empty();
-    if blank || message.contains(['\n', '\r']) {
-        return Err(Error::InvalidArgument(
-            "a message must be non-empty and on one line".to_string(),
-        ));
-    }
-    Ok(())
+    grammar::check_publish(topic, message, publisher_id, &Limits::NONE).map_err(unsendable)
 }
 
-/// Checks that `value` can be sent as one token (a topic or an id): not empty, no spaces or
-/// line breaks. `what` names it in the error (`publisher id`).
+/// Checks that `value` can be sent as one word (a topic, an id, a user's name): the
+/// grammar's rule. `what` names it in the error (`publisher id`).
 ///
 /// ```
 /// use pubsub_lab::client::check_word;
 /// assert!(check_word("publisher id", "pub1").is_ok());
 /// assert_eq!(
 ///     check_word("publisher id", "two words").unwrap_err().to_string(),
-///     "cannot send this: a publisher id must be one word with no spaces, got 'two words'"
+///     "cannot send this: a publisher id must be one word, with no spaces or line breaks"
 /// );
 /// ```
 ///
 /// # Errors
 /// [`Error::InvalidArgument`] saying what is wrong.
-pub fn check_word(what: &str, value: &str) -> Result<(), Error> {
-    if value.is_empty() || value.contains(char::is_whitespace) {
-        return Err(Error::InvalidArgument(format!(
-            "a {what} must be one word with no spaces, got '{value}'"
-        )));
-    }
-    Ok(())
+pub fn check_word(what: &'static str, value: &str) -> Result<(), Error> {
+    grammar::check_word(what, value).map_err(unsendable)
 }
 
 fn parse_pair<T: std::str::FromStr>(line: &str) -> Result<(String, T), Error> {

@@ -124,6 +124,7 @@
 //! ```
 
 pub mod access;
+pub mod auth;
 pub mod batch;
 pub mod broker;
 pub mod cli;

@@ -622,25 +622,23 @@ impl Outbox {
     /// second at a time. The time limit runs per chunk taken, not per system call, so a
     /// client that lets a few bytes through now and then does not restart the clock.
     fn write_backlog(&self, mut bytes: &[u8]) -> io::Result<()> {
-        let mut deadline = Instant::now() + self.rules.write_timeout;
-        let mut towards_chunk = 0;
+        let mut clock = ChunkClock::start(Instant::now(), self.rules.write_timeout);
         while !bytes.is_empty() {
+            let mut written = 0;
             match (&self.socket).write(bytes) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(written) => {
-                    bytes = &bytes[written..];
-                    towards_chunk += written;
+                Ok(len) => {
+                    bytes = &bytes[len..];
+                    written = len;
                 }
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) if is_timeout(&error) => {}
                 Err(error) => return Err(error),
             }
-            if towards_chunk >= WRITE_CHUNK || bytes.is_empty() {
-                self.chunk_written(towards_chunk);
-                towards_chunk = 0;
-                deadline = Instant::now() + self.rules.write_timeout;
-            } else if Instant::now() >= deadline {
-                return Err(io::ErrorKind::TimedOut.into());
+            match clock.wrote(written, bytes.is_empty(), Instant::now()) {
+                Progress::Chunk(len) => self.chunk_written(len),
+                Progress::Waiting => {}
+                Progress::TimedOut => return Err(io::ErrorKind::TimedOut.into()),
             }
         }
         Ok(())
@@ -775,10 +773,87 @@ impl Close for Outbox {
     }
 }
 
+/// Rule 1's clock, for one backlog being written: the write timeout runs from the last
+/// whole [`WRITE_CHUNK`] taken, not from the last byte, so that a client that lets a few
+/// bytes through now and then cannot keep a stalled connection alive.
+#[derive(Debug)]
+struct ChunkClock {
+    timeout: Duration,
+    deadline: Instant,
+    towards_chunk: usize,
+}
+
+/// What a write meant for [`ChunkClock`].
+#[derive(Debug, PartialEq, Eq)]
+enum Progress {
+    /// A whole chunk (or the last of the backlog) is out: this many bytes since the last.
+    Chunk(usize),
+    /// Not a chunk yet, and still within the timeout.
+    Waiting,
+    /// No whole chunk within the timeout: the subscriber is stalled.
+    TimedOut,
+}
+
+impl ChunkClock {
+    fn start(now: Instant, timeout: Duration) -> ChunkClock {
+        ChunkClock {
+            timeout,
+            deadline: now + timeout,
+            towards_chunk: 0,
+        }
+    }
+
+    /// `written` more bytes went out at `now` (`done`: they were the backlog's last).
+    fn wrote(&mut self, written: usize, done: bool, now: Instant) -> Progress {
+        self.towards_chunk += written;
+        if self.towards_chunk >= WRITE_CHUNK || done {
+            let len = std::mem::take(&mut self.towards_chunk);
+            self.deadline = now + self.timeout;
+            Progress::Chunk(len)
+        } else if now >= self.deadline {
+            Progress::TimedOut
+        } else {
+            Progress::Waiting
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Read;
+
+    /// Rule 1, on its own clock (no socket, no real time): a trickle of bytes that never
+    /// makes a whole chunk within the timeout is a stall, however often a byte goes out;
+    /// a steady reader's chunks each restart the clock. The end-to-end test is
+    /// `a_trickling_reader_is_cut_off_like_a_stalled_one` in `tests/slow_consumers.rs`.
+    #[test]
+    fn a_trickle_of_bytes_does_not_restart_the_clock() {
+        let start = Instant::now();
+        let timeout = Duration::from_millis(500);
+        let mut trickle = ChunkClock::start(start, timeout);
+        let mut verdict = Progress::Waiting;
+        let mut at = start;
+        for _ in 0..20 {
+            at += Duration::from_millis(100);
+            verdict = trickle.wrote(1024, false, at);
+            if verdict != Progress::Waiting {
+                break;
+            }
+        }
+        assert_eq!(verdict, Progress::TimedOut);
+        assert_eq!(at, start + timeout);
+
+        let mut steady = ChunkClock::start(start, timeout);
+        for step in 1..=20 {
+            let at = start + Duration::from_millis(400) * step;
+            assert_eq!(
+                steady.wrote(WRITE_CHUNK, false, at),
+                Progress::Chunk(WRITE_CHUNK)
+            );
+        }
+        assert_eq!(steady.wrote(10, true, start), Progress::Chunk(10));
+    }
     use std::net::TcpListener;
 
     fn outbox() -> (Arc<Outbox>, TcpStream) {

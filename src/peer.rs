@@ -18,6 +18,7 @@ pub type ConnId = u64;
 /// (which learns the client's id from its commands) and whoever writes to it.
 #[derive(Debug)]
 pub struct Peer {
+    /// The connection's number; 0 for a UDP address, which has no connection.
     conn: ConnId,
     addr: SocketAddr,
     /// The id the client gave in its latest command, `None` before its first. Behind a
@@ -37,9 +38,20 @@ impl Peer {
         }
     }
 
-    /// The connection's number.
+    /// A UDP client: an address, with no connection and so no number.
+    pub fn datagrams(addr: SocketAddr) -> Peer {
+        Peer::new(0, addr)
+    }
+
+    /// The connection's number (0 for a UDP address).
     pub fn conn(&self) -> ConnId {
         self.conn
+    }
+
+    /// How a log line names the client in few words: `#3` for connection 3,
+    /// `udp 127.0.0.1:5000` for datagrams from that address.
+    pub fn tag(&self) -> Tag<'_> {
+        Tag(self)
     }
 
     /// The client's address.
@@ -65,10 +77,25 @@ impl Peer {
 }
 
 impl fmt::Display for Peer {
-    /// `#3 sub1 (127.0.0.1:53422)`.
+    /// `#3 sub1 (127.0.0.1:53422)`; `udp ticker (127.0.0.1:53422)` for datagrams.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let client_id = self.client_id.lock();
         let id = escaped(client_id.as_deref().unwrap_or("-"));
-        write!(f, "#{} {id} ({})", self.conn, self.addr)
+        match self.conn {
+            0 => write!(f, "udp {id} ({})", self.addr),
+            conn => write!(f, "#{conn} {id} ({})", self.addr),
+        }
+    }
+}
+
+/// A client named in few words: see [`Peer::tag`].
+pub struct Tag<'a>(&'a Peer);
+
+impl fmt::Display for Tag<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.conn {
+            0 => write!(f, "udp {}", self.0.addr),
+            conn => write!(f, "#{conn}"),
+        }
     }
 }

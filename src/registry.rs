@@ -311,7 +311,7 @@ impl Registry {
 
     /// Every topic and filter with its number of subscribers, sorted by name.
     pub fn topic_counts(&self) -> Vec<(String, usize)> {
-        self.listing(None, usize::MAX)
+        self.listing(every_topic, usize::MAX)
             .topics
             .into_iter()
             .filter(|listed| listed.subscribers > 0)
@@ -319,8 +319,9 @@ impl Registry {
             .collect()
     }
 
-    /// The names `filter` matches (all but `$` topics if `None`), sorted, at most `limit` of them, and how
-    /// many more matched: for `TOPICS`. A name is a topic with subscribers, a wildcard
+    /// The names `wanted` accepts, sorted, at most `limit` of them, and how many more
+    /// matched: for `TOPICS` (the router decides what is wanted: a filter, and what the
+    /// asking user may see). A name is a topic with subscribers, a wildcard
     /// filter with subscribers (`news/+`, which `news/#` matches as it would a topic of
     /// that name), or a topic with a retained message.
     ///
@@ -330,9 +331,7 @@ impl Registry {
     /// on after the last name seen. The listing is then not one instant's picture: a
     /// topic added or removed during the walk may or may not be in it, which for a listing
     /// is fine.
-    pub fn listing(&self, filter: Option<&str>, limit: usize) -> Listing {
-        // No filter lists what `#` matches: everything but the broker's own `$SYS` topics.
-        let wanted = |name: &str| topic::matches(filter.unwrap_or(topic::ALL_LEVELS), name);
+    pub fn listing(&self, wanted: impl Fn(&str) -> bool, limit: usize) -> Listing {
         let mut matched = 0;
         let mut lists: [Vec<Listed>; 3] = Default::default();
         let mut keep = |list: &mut Vec<Listed>, listed: Listed| {
@@ -582,6 +581,11 @@ impl Inner {
     }
 }
 
+/// What `#` matches: every name but the broker's own `$SYS` ones.
+pub fn every_topic(name: &str) -> bool {
+    topic::matches(topic::ALL_LEVELS, name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -822,7 +826,7 @@ mod tests {
             subscribers,
             retained,
         };
-        let all = registry.listing(None, 10);
+        let all = registry.listing(every_topic, 10);
         assert_eq!(
             all.topics,
             [
@@ -832,7 +836,7 @@ mod tests {
                 line("d", 0, true),
             ]
         );
-        let first_two = registry.listing(None, 2);
+        let first_two = registry.listing(every_topic, 2);
         assert_eq!(first_two.topics.len(), 2);
         assert_eq!(first_two.more, 2);
     }

@@ -32,12 +32,14 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 
 use crate::access::{self, Access, Action};
+use crate::auth::Logins;
 use crate::batch::Batch;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::durable::Durables;
 use crate::hooks::{self, ClientInfo, Hooks, Publish, PublishVerdict, Refusal, Transport};
-use crate::protocol::{self, ProtocolError};
+use crate::protocol::grammar::{self, Limits};
+use crate::protocol::ProtocolError;
 use crate::registry::{Listing, Registry, RetainLimits, RetainRefused, Subscribers};
 use crate::stats::Stats;
 use crate::subscriber::{Offer, Subscriber, SubscriberId};
@@ -54,6 +56,8 @@ pub const FLUSH_THRESHOLD: usize = 32 * 1024;
 /// docs.
 pub struct Router {
     config: Config,
+    /// The limits on names, from `config`, as the grammar takes them (see `grammar.rs`).
+    limits: Limits,
     registry: Registry,
     stats: Arc<Stats>,
     /// The embedding program's hooks, if it gave any (see `hooks.rs`). Without them, each
@@ -64,7 +68,7 @@ pub struct Router {
     /// Where local publishes also go, if anywhere (see `uplink.rs`): set once, at start.
     uplink: OnceLock<Arc<dyn Uplink>>,
     /// Who may do what, if the broker has an auth file (see `access.rs`).
-    access: Option<Access>,
+    logins: Option<Logins>,
 }
 
 impl std::fmt::Debug for Router {
@@ -73,7 +77,7 @@ impl std::fmt::Debug for Router {
             .field("config", &self.config)
             .field("hooks", &self.hooks.is_some())
             .field("uplink", &self.uplink.get().is_some())
-            .field("access", &self.access.is_some())
+            .field("access", &self.logins.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -106,19 +110,23 @@ impl Router {
         durables: Arc<Durables>,
     ) -> Router {
         let router = Router {
+            limits: Limits {
+                topic_bytes: config.max_topic_bytes,
+                id_bytes: config.max_id_bytes,
+                topic_levels: config.max_topic_levels,
+            },
             config,
             registry: Registry::default(),
             stats: Arc::new(Stats::default()),
             hooks,
             durables,
             uplink: OnceLock::new(),
-            access: None,
+            logins: None,
         };
         for durable in router.durables.all() {
             let filter = Arc::clone(durable.filter());
             let subscriber: Arc<dyn Subscriber> = durable;
-            let restored = router
-                .check_subscribable(&filter)
+            let restored = grammar::check_filter(&filter, &router.limits)
                 .map(|()| router.add_subscriber(&filter, &subscriber));
             if let Err(error) = restored {
                 log::warn!("durable subscription to {filter} not restored: {error}");
@@ -146,77 +154,136 @@ impl Router {
     /// Puts access control in force: every client must `AUTH` first, then do only what
     /// `access` allows. Called once, before the router is shared.
     pub fn set_access(&mut self, access: Access) {
-        self.access = Some(access);
+        self.logins = Some(Logins::new(access));
     }
 
-    /// Whether `user` may `action` `name` under the auth file's rules (always, on a broker
-    /// without access control).
+    /// Whether the client that logged in as `user` (`None`: it gave no name, and is
+    /// [`access::ANONYMOUS`] to the rules) may `action` `name`; always, on a broker without
+    /// an auth file. Every way in asks this one function, so a rule holds for all of them.
     ///
     /// # Errors
     /// [`ProtocolError::NotAllowed`], naming the user, the action and the name.
-    pub fn check_rule(&self, user: &str, action: Action, name: &str) -> Result<(), ProtocolError> {
-        match &self.access {
-            Some(access) if !access.may(user, action, name) => Err(ProtocolError::NotAllowed {
-                user: user.to_string(),
-                action: match action {
-                    Action::Publish => "publish to",
-                    Action::Subscribe => "subscribe to",
-                },
-                name: name.to_string(),
-            }),
-            _ => Ok(()),
+    pub fn check_rule(
+        &self,
+        user: Option<&str>,
+        action: Action,
+        name: &str,
+    ) -> Result<(), ProtocolError> {
+        let Some(access) = self.access() else {
+            return Ok(());
+        };
+        let user = user.unwrap_or(access::ANONYMOUS);
+        if access.may(user, action, name) {
+            return Ok(());
         }
+        Err(ProtocolError::NotAllowed {
+            user: user.to_string(),
+            action: match action {
+                Action::Publish => "publish to",
+                Action::Subscribe => "subscribe to",
+            },
+            name: name.to_string(),
+        })
     }
 
-    /// Whether `user` may publish to `topic` as `publisher_id`: its own name as the id
-    /// (see [`access::may_publish_as`]), and a rule that allows the topic. Every ingress
-    /// that knows its user asks this.
+    /// Checks a subscription a client asks for: the grammar's rules for the filter and the
+    /// id, then whether `user` (as for [`check_rule`](Self::check_rule)) may subscribe to
+    /// the filter. Names come first, so that what a refusal repeats is printable text.
     ///
     /// # Errors
-    /// [`ProtocolError::NotAllowed`].
+    /// What the grammar refuses, or [`ProtocolError::NotAllowed`].
+    pub fn check_subscribe(
+        &self,
+        user: Option<&str>,
+        filter: &str,
+        subscriber_id: &str,
+    ) -> Result<(), ProtocolError> {
+        grammar::check_subscription(filter, subscriber_id, &self.limits)?;
+        self.check_rule(user, Action::Subscribe, filter)
+    }
+
+    /// Whether `user` (as for [`check_rule`](Self::check_rule)) may publish to `topic` as
+    /// `publisher_id`: an id it may go by (see [`Access::may_publish_as`]), and a rule that
+    /// allows the topic.
+    ///
+    /// The grammar's rules for the topic and the id come first, so that what a refusal
+    /// repeats is printable text.
+    ///
+    /// # Errors
+    /// What the grammar refuses, or [`ProtocolError::NotAllowed`].
     pub fn check_publish_rules(
         &self,
-        user: &str,
+        user: Option<&str>,
         topic: &str,
         publisher_id: &str,
     ) -> Result<(), ProtocolError> {
-        if self.access.is_some() && !access::may_publish_as(user, publisher_id) {
-            return Err(ProtocolError::NotAllowed {
-                user: user.to_string(),
-                action: "publish as",
-                name: publisher_id.to_string(),
-            });
-        }
+        grammar::check_topic(topic, &self.limits)?;
+        grammar::check_id("publisher id", publisher_id, &self.limits)?;
+        self.check_goes_by(user, publisher_id, "publish as")?;
         self.check_rule(user, Action::Publish, topic)
     }
 
     /// Whether `user` may hold the durable subscription of `subscriber_id` to `filter`:
-    /// the id must be one the user goes by (as a publisher id must, see
-    /// [`access::may_publish_as`]), since a durable subscription belongs to its id and
-    /// whoever holds the id gets its messages; and the filter one the user may subscribe
-    /// to.
+    /// the id must be one the user goes by (as a publisher id must), since a durable
+    /// subscription belongs to its id and whoever holds the id gets its messages; and the
+    /// filter one the user may subscribe to.
     ///
     /// # Errors
-    /// [`ProtocolError::NotAllowed`].
+    /// What the grammar refuses, or [`ProtocolError::NotAllowed`].
     pub fn check_durable_rules(
         &self,
-        user: &str,
+        user: Option<&str>,
         filter: &str,
         subscriber_id: &str,
     ) -> Result<(), ProtocolError> {
-        if self.access.is_some() && !access::may_publish_as(user, subscriber_id) {
-            return Err(ProtocolError::NotAllowed {
-                user: user.to_string(),
-                action: "hold durable subscriptions as",
-                name: subscriber_id.to_string(),
-            });
-        }
+        grammar::check_subscription(filter, subscriber_id, &self.limits)?;
+        self.check_goes_by(user, subscriber_id, "hold durable subscriptions as")?;
         self.check_rule(user, Action::Subscribe, filter)
+    }
+
+    /// Whether `user` may go by `id`; `action` says what for, in the refusal.
+    fn check_goes_by(
+        &self,
+        user: Option<&str>,
+        id: &str,
+        action: &'static str,
+    ) -> Result<(), ProtocolError> {
+        let Some(access) = self.access() else {
+            return Ok(());
+        };
+        let user = user.unwrap_or(access::ANONYMOUS);
+        if access.may_publish_as(user, id) {
+            return Ok(());
+        }
+        Err(ProtocolError::NotAllowed {
+            user: user.to_string(),
+            action,
+            name: id.to_string(),
+        })
     }
 
     /// The access rules, if the broker has them.
     pub fn access(&self) -> Option<&Access> {
-        self.access.as_ref()
+        self.logins.as_ref().map(Logins::access)
+    }
+
+    /// Checks `user`'s `secret` for a client at `from` (named `who` in the log): every way
+    /// in that carries a secret hands it here (see `auth.rs`).
+    ///
+    /// # Errors
+    /// [`ProtocolError::AuthOff`] on a broker without an auth file, or what
+    /// [`Logins::log_in`] refuses.
+    pub fn log_in(
+        &self,
+        from: std::net::IpAddr,
+        who: &dyn std::fmt::Display,
+        user: &str,
+        secret: &str,
+    ) -> Result<String, ProtocolError> {
+        let Some(logins) = &self.logins else {
+            return Err(ProtocolError::AuthOff);
+        };
+        logins.log_in(from, who, user, secret, &self.stats)
     }
 
     /// Sends every local publish on to `uplink` too, and tells it about local interest
@@ -242,94 +309,9 @@ impl Router {
         }
     }
 
-    /// Checks a topic and an id against the broker's limits.
-    ///
-    /// # Errors
-    /// [`ProtocolError::ControlCharacter`], [`ProtocolError::TopicTooLong`] or
-    /// [`ProtocolError::IdTooLong`].
-    pub fn check_names(&self, topic: &str, id: &str) -> Result<(), ProtocolError> {
-        for (what, text) in [("topic", topic), ("subscriber or publisher id", id)] {
-            if let Some(character) = text::control_in(text) {
-                return Err(ProtocolError::ControlCharacter { what, character });
-            }
-        }
-        if topic.len() > self.config.max_topic_bytes {
-            return Err(ProtocolError::TopicTooLong {
-                limit: self.config.max_topic_bytes,
-            });
-        }
-        if id.len() > self.config.max_id_bytes {
-            return Err(ProtocolError::IdTooLong {
-                limit: self.config.max_id_bytes,
-            });
-        }
-        Ok(())
-    }
-
-    /// Checks that `filter` can be subscribed to: within `--max-topic-levels`, and with
-    /// wildcards only where they are allowed (see `topic.rs`). Every topic name is also a
-    /// filter, one that matches only itself.
-    ///
-    /// # Errors
-    /// [`ProtocolError::TooManyLevels`] or [`ProtocolError::BadFilter`].
-    pub fn check_subscribable(&self, filter: &str) -> Result<(), ProtocolError> {
-        self.check_levels(filter)?;
-        topic::check_filter(filter).map_err(ProtocolError::BadFilter)
-    }
-
-    /// Checks that a client may publish to `topic`: within `--max-topic-levels`, with no
-    /// wildcard (a publish goes to one topic), and not one of the broker's own `$SYS`
-    /// topics.
-    ///
-    /// # Errors
-    /// [`ProtocolError::TooManyLevels`], [`ProtocolError::WildcardInName`] or
-    /// [`ProtocolError::ReservedTopic`].
-    pub fn check_publishable(&self, topic: &str) -> Result<(), ProtocolError> {
-        self.check_levels(topic)?;
-        if topic::has_wildcard(topic) {
-            return Err(ProtocolError::WildcardInName);
-        }
-        if topic::is_reserved(topic) {
-            return Err(ProtocolError::ReservedTopic);
-        }
-        Ok(())
-    }
-
-    fn check_levels(&self, text: &str) -> Result<(), ProtocolError> {
-        let limit = self.config.max_topic_levels;
-        if topic::levels(text) > limit {
-            return Err(ProtocolError::TooManyLevels { limit });
-        }
-        Ok(())
-    }
-
-    /// Checks a topic that did not come through the line protocol's parser (the embedding
-    /// API, other wire formats): one word, and within the limit.
-    ///
-    /// # Errors
-    /// [`ProtocolError::NotOneWord`] or [`ProtocolError::TopicTooLong`].
-    pub fn check_topic_text(&self, topic: &str) -> Result<(), ProtocolError> {
-        protocol::check_word("topic", topic)?;
-        self.check_names(topic, "")
-    }
-
-    /// Checks what the line protocol's grammar guarantees for a parsed `PUBLISH`, for text
-    /// that did not come through the parser: topic and id are single words, and the message
-    /// is one line that a `DELIVER` line can carry and give back unchanged. Then checks the
-    /// limits.
-    ///
-    /// # Errors
-    /// [`ProtocolError::NotOneWord`], [`ProtocolError::BadMessage`], or a limit.
-    pub fn check_publish_text(
-        &self,
-        topic: &str,
-        message: &str,
-        publisher_id: &str,
-    ) -> Result<(), ProtocolError> {
-        protocol::check_word("topic", topic)?;
-        protocol::check_word("publisher id", publisher_id)?;
-        protocol::check_message(message)?;
-        self.check_names(topic, publisher_id)
+    /// The limits on names, for the grammar (see `grammar.rs`).
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// Asks the hooks whether a new client may go on (see
@@ -353,7 +335,7 @@ impl Router {
     /// it, or `None` if it was already subscribed.
     ///
     /// # Errors
-    /// A filter that [`check_subscribable`](Self::check_subscribable) refuses, or
+    /// A filter or subscriber id (`client.id`) the grammar refuses (see `grammar.rs`), or
     /// [`ProtocolError::Refused`] with the hook's reason.
     pub fn subscribe(
         &self,
@@ -361,7 +343,10 @@ impl Router {
         filter: &str,
         subscriber: &Arc<dyn Subscriber>,
     ) -> Result<Option<Arc<str>>, ProtocolError> {
-        self.check_subscribable(filter)?;
+        grammar::check_filter(filter, &self.limits)?;
+        if let Some(id) = client.id {
+            grammar::check_id("subscriber id", id, &self.limits)?;
+        }
         if let Some(hooks) = &self.hooks {
             hooks::guarded("subscribe", client, Err, || {
                 hooks.on_subscribe(client, filter)
@@ -424,11 +409,10 @@ impl Router {
     /// Returns whether there was one.
     ///
     /// # Errors
-    /// A topic the client may not publish to (see
-    /// [`check_publishable`](Self::check_publishable)).
+    /// A topic or id the grammar refuses (see `grammar.rs`).
     pub fn unretain(&self, topic: &str, publisher_id: &str) -> Result<bool, ProtocolError> {
-        self.check_names(topic, publisher_id)?;
-        self.check_publishable(topic)?;
+        grammar::check_topic(topic, &self.limits)?;
+        grammar::check_id("publisher id", publisher_id, &self.limits)?;
         Ok(self.registry.unretain(topic))
     }
 
@@ -445,23 +429,33 @@ impl Router {
         self.registry.topic_counts()
     }
 
-    /// What `TOPICS [filter]` lists: at most `--max-topics-listed` topics, and how many
-    /// more there were.
+    /// What `TOPICS [filter]` lists for `user` (as for [`check_rule`](Self::check_rule)):
+    /// at most `--max-topics-listed` topics, and how many more there were. With an auth
+    /// file, only names the user may subscribe to: a listing must not tell a student the
+    /// names of a classmate's private topics.
     ///
     /// # Errors
-    /// [`ProtocolError::BadFilter`] for a filter that breaks the rules of `topic.rs`.
-    pub fn listing(&self, filter: Option<&str>) -> Result<Listing, ProtocolError> {
+    /// A filter the grammar refuses.
+    pub fn listing(
+        &self,
+        user: Option<&str>,
+        filter: Option<&str>,
+    ) -> Result<Listing, ProtocolError> {
         if let Some(filter) = filter {
-            topic::check_filter(filter).map_err(ProtocolError::BadFilter)?;
+            grammar::check_filter(filter, &self.limits)?;
         }
-        Ok(self.registry.listing(filter, self.config.max_topics_listed))
+        // No filter lists what `#` matches: everything but the broker's own `$SYS` topics.
+        let filter = filter.unwrap_or(topic::ALL_LEVELS);
+        let visible = |name: &str| self.check_rule(user, Action::Subscribe, name).is_ok();
+        let wanted = |name: &str| topic::matches(filter, name) && visible(name);
+        Ok(self.registry.listing(wanted, self.config.max_topics_listed))
     }
 
     /// Every counter, as `STATS` lists them.
     pub fn counters(&self) -> Vec<(&'static str, u64)> {
         let mut counters = self.stats.snapshot(self.registry.totals());
         counters.extend(self.durables.counters());
-        if self.access.is_some() {
+        if self.logins.is_some() {
             let failures = self.stats.auth_failures.load(Ordering::Relaxed);
             counters.push(("auth_failures", failures));
         }
@@ -588,12 +582,13 @@ impl Publisher {
         publisher_id: &str,
         timestamp: Option<&str>,
     ) -> Result<usize, ProtocolError> {
-        self.router.check_names(topic, publisher_id)?;
+        grammar::check_id("publisher id", publisher_id, &self.router.limits)?;
+        grammar::check_message(message)?;
         let same_stamp = timestamp.is_none() || timestamp == Some(self.batch.timestamp());
         let batching = self.receivers.is_some() && self.batch.topic() == topic && same_stamp;
         if !batching {
-            // A topic that is already the batch's passed these checks when it started it.
-            self.router.check_publishable(topic)?;
+            // A topic that is already the batch's passed this check when it started it.
+            grammar::check_topic(topic, &self.router.limits)?;
         }
         let message = self.ask_publish_hook(topic, message, publisher_id)?;
         self.router.stats.published.fetch_add(1, Ordering::Relaxed);
@@ -636,8 +631,7 @@ impl Publisher {
         message: &str,
         publisher_id: &str,
     ) -> Result<usize, ProtocolError> {
-        self.router.check_names(topic, publisher_id)?;
-        self.router.check_publishable(topic)?;
+        grammar::check_publish(topic, message, publisher_id, &self.router.limits)?;
         let message = self.ask_publish_hook(topic, message, publisher_id)?;
         let receivers = self.retain_unchecked(topic, &message, publisher_id)?;
         self.router.stats.published.fetch_add(1, Ordering::Relaxed);
@@ -799,7 +793,7 @@ fn checked_rewrite(message: String) -> Result<String, ProtocolError> {
     let broken = text::line_break_in(&message)
         .map(|c| format!("a {}", text::describe(c)))
         .or_else(|| {
-            protocol::check_message(&message)
+            grammar::check_message(&message)
                 .err()
                 .map(|_| "an empty or padded message".to_string())
         });

@@ -41,7 +41,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::access::{self, Action};
+use crate::auth;
 use crate::config::format_duration;
 use crate::connections::Slot;
 use crate::durable::{Durable, Holder};
@@ -50,6 +50,7 @@ use crate::hooks::{ClientInfo, Transport};
 use crate::keyed::KeyedList;
 use crate::outbox::Outbox;
 use crate::peer::Peer;
+use crate::protocol::grammar;
 use crate::protocol::{Command, Dialect, JsonRequest, ProtocolError, Reply};
 use crate::router::{Publisher, Router};
 use crate::subscriber::{Offer, Subscriber, SubscriberId};
@@ -74,21 +75,160 @@ pub(crate) fn serve(router: Arc<Router>, outbox: Arc<Outbox>, slot: Slot) {
     // A second `Arc` to the outbox, so the reader can borrow its socket while the session
     // owns the first one.
     let connection = Arc::clone(&outbox);
-    let mut reader = LineReader::new(connection.socket(), router.config().max_line_bytes);
-    let mut session = Session::new(router, outbox, slot);
-    if let Err(error) = session.read_loop(&mut reader) {
+    let socket = connection.socket();
+    let mut reader = LineReader::new(socket, router.config().max_line_bytes);
+    let client = ClientInfo::new(Transport::Line, Some(outbox.peer().addr()));
+    let link = Box::new(TcpLink::new(outbox, slot));
+    let mut session = Session::new(router, link, client, Entry::Login);
+    if let Err(error) = session.read_loop(socket, &mut reader) {
         log::debug!("#{conn} read failed: {error}");
     }
     // `session` is dropped here, and its Drop does the cleanup.
 }
 
-/// The state of one connection while its thread runs.
+/// What a way in gives the session core: who the client is, where its deliveries and
+/// replies go, and how to close it. The core (the [`Session`]) decides everything else, the
+/// same for every way in; a link only moves what it is handed, in its own dialect. See
+/// the module docs.
+pub(crate) trait Link {
+    /// The client, as logs name it.
+    fn peer(&self) -> &Peer;
+    /// The client as a subscriber: what the registry holds for its subscriptions.
+    fn subscriber(&self) -> Arc<dyn Subscriber>;
+    /// The client as the holder of durable subscriptions, if this way in can hold them.
+    fn holder(&self) -> Option<Arc<dyn Holder>>;
+    /// Whether this way in carries `command` at all (a datagram has no connection to
+    /// hold `VERBOSE` or an `AUTH`, say). Asked before the command is executed.
+    ///
+    /// # Errors
+    /// The refusal to answer with.
+    fn carries(&self, _command: &Command<'_>) -> Result<(), ProtocolError> {
+        Ok(())
+    }
+    /// From now on the client speaks `dialect` (decided by a TCP connection's first line).
+    fn speak(&self, _dialect: Dialect) {}
+    /// Queues a reply, in the client's dialect, to go out at the next [`flush`](Self::flush).
+    fn reply(&self, reply: &Reply<'_>);
+    /// Writes a reply, in the client's dialect, into `out`: for replies that must wait
+    /// behind a confirm (see `Session::commit_and_release`), later queued with
+    /// [`send`](Self::send).
+    fn encode(&self, reply: &Reply<'_>, out: &mut Vec<u8>);
+    /// Queues bytes [`encode`](Self::encode) wrote.
+    fn send(&self, bytes: &[u8]);
+    /// Writes out what was queued for the client.
+    fn flush(&self);
+    /// The client proved who it is: a deadline the way in set for that can go.
+    fn authenticated(&self) {}
+    /// Logs a warning about what the client sent (already throttled per client; the UDP
+    /// port throttles them across every address too).
+    fn warn(&self, level: log::Level, event: std::fmt::Arguments<'_>) {
+        log::log!(level, "{event}");
+    }
+    /// Logs an event of this client's connection (the TCP port throttles them).
+    fn log_event(&self, level: log::Level, event: std::fmt::Arguments<'_>) {
+        log::log!(level, "{event}");
+    }
+    /// The session is over: close the way in, give back what it holds.
+    fn close(&self);
+}
+
+/// How a new session starts, as for who its client is.
+#[derive(Debug, Clone)]
+pub(crate) enum Entry {
+    /// On a broker with access control, the client must send `AUTH` first, within
+    /// `--auth-timeout` (a TCP connection, a WebSocket).
+    Login,
+    /// The client cannot log in (a datagram): it is the user
+    /// [`ANONYMOUS`](crate::access::ANONYMOUS) to the rules.
+    Anonymous,
+    /// The way in proved who the client is already (HTTP's Basic credentials); `None` for
+    /// a request that gave none.
+    As(Option<Arc<str>>),
+}
+
+/// A TCP connection (the line protocol or the JSON dialect) or a WebSocket, as a link:
+/// its outbox takes replies as it takes deliveries, and its slot in the connection table
+/// is given back when the session ends.
+pub(crate) struct TcpLink {
+    outbox: Arc<Outbox>,
+    slot: Slot,
+    dialect: std::cell::Cell<Dialect>,
+}
+
+impl TcpLink {
+    /// The link of the connection whose outbox is `outbox`, holding `slot`.
+    pub(crate) fn new(outbox: Arc<Outbox>, slot: Slot) -> TcpLink {
+        TcpLink {
+            outbox,
+            slot,
+            dialect: std::cell::Cell::new(Dialect::Line),
+        }
+    }
+}
+
+impl Link for TcpLink {
+    fn peer(&self) -> &Peer {
+        self.outbox.peer()
+    }
+
+    fn subscriber(&self) -> Arc<dyn Subscriber> {
+        Arc::clone(&self.outbox) as Arc<dyn Subscriber>
+    }
+
+    fn holder(&self) -> Option<Arc<dyn Holder>> {
+        Some(Arc::clone(&self.outbox) as Arc<dyn Holder>)
+    }
+
+    fn speak(&self, dialect: Dialect) {
+        self.dialect.set(dialect);
+        self.outbox.set_dialect(dialect);
+    }
+
+    fn reply(&self, reply: &Reply<'_>) {
+        let dialect = self.dialect.get();
+        self.outbox
+            .push_with(|pending| dialect.write_reply(reply, pending));
+    }
+
+    fn encode(&self, reply: &Reply<'_>, out: &mut Vec<u8>) {
+        self.dialect.get().write_reply(reply, out);
+    }
+
+    fn send(&self, bytes: &[u8]) {
+        self.outbox.push(bytes);
+    }
+
+    fn flush(&self) {
+        Subscriber::flush(&*self.outbox);
+    }
+
+    fn authenticated(&self) {
+        if let Err(error) = self.outbox.socket().set_read_timeout(None) {
+            log::debug!("{} read timeout not cleared: {error}", self.peer().tag());
+        }
+    }
+
+    fn log_event(&self, level: log::Level, event: std::fmt::Arguments<'_>) {
+        self.slot.connections().log_event(level, event);
+    }
+
+    fn close(&self) {
+        self.outbox.close();
+        self.outbox.join_writer();
+        self.slot.connections().log_event(
+            log::Level::Info,
+            format_args!("{} disconnected", self.peer()),
+        );
+        // The slot itself is given back when the link is dropped, after this.
+    }
+}
+
+/// The state of one client while it is connected: the session core. See the module docs.
 pub(crate) struct Session {
     router: Arc<Router>,
-    /// This connection's outbox: our replies go through it, as other publishers'
-    /// deliveries do. It owns the socket that `serve` reads from.
-    outbox: Arc<Outbox>,
-    /// The same outbox as the registry holds it.
+    /// How the client is reached: its replies and deliveries go through it.
+    link: Box<dyn Link>,
+    /// The client as the registry holds it.
     subscriber: Arc<dyn Subscriber>,
     /// Where this connection's publishes go.
     publisher: Publisher,
@@ -103,24 +243,24 @@ pub(crate) struct Session {
     verbose: bool,
     /// The JSON line being executed asked for an acknowledgement (`"verbose": true`).
     asked_ack: bool,
-    /// Set by `QUIT`: stop reading after this line.
-    quitting: bool,
+    /// Why the connection is ending, once it is: stop reading after this line.
+    quitting: Option<Quit>,
     /// The id the client gave last, shared with the [`Peer`], kept here too so that the
     /// common case, the same id again, costs a comparison and not a lock.
     client_id: Option<Arc<str>>,
-    /// Our place in the connection table, given back when the session is dropped.
-    slot: Slot,
     /// Keeps the warnings about this client's bad lines to a few per interval.
     bad_lines: Throttle,
     /// The durable subscriptions this connection holds (see `durable/`).
     durables: Vec<Arc<Durable>>,
-    /// The same outbox as durable subscriptions see it.
-    holder: Arc<dyn Holder>,
+    /// The client as durable subscriptions see it, if its way in can hold them.
+    holder: Option<Arc<dyn Holder>>,
     /// An `ACK` was handled since the last flush: its record is to be written.
     acked: bool,
     /// Replies that wait for the log to be committed: the `OK PUBLISH` confirms (with
     /// `--data-dir`), and every reply after them, which must not overtake them.
-    after_commit: Vec<u8>,
+    after_commit: Vec<Deferred>,
+    /// How many `AUTH`s this connection got wrong (see `auth.rs`).
+    auth_failures: u32,
     /// The user this connection proved it is, with `AUTH` (see `access.rs`).
     user: Option<Arc<str>>,
     /// On a broker with access control, until `AUTH` succeeds: when the connection is
@@ -130,6 +270,29 @@ pub(crate) struct Session {
     /// to one topic is checked once, not once per line (the rules never change while the
     /// broker runs).
     allowed_publish: Option<(Box<str>, Box<str>)>,
+}
+
+/// Why a session ends before its client leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Quit {
+    /// The client sent `QUIT`.
+    Bye,
+    /// The program's hooks refused the client.
+    Refused,
+    /// No `AUTH` within `--auth-timeout`.
+    AuthTimeout,
+    /// Too many failed `AUTH`s on this connection.
+    AuthFailed,
+}
+
+/// A reply that waits for the log to be committed (see `Session::commit_and_release`):
+/// a confirm stays a value until then, since it becomes an `ERROR` if the log cannot be
+/// written, in the client's own dialect; a reply queued behind one is already encoded.
+enum Deferred {
+    /// `OK PUBLISH <topic> <deliveries>`, or its dialect's equivalent.
+    Confirm { topic: Box<str>, deliveries: usize },
+    /// Any other reply, as the dialect wrote it.
+    Encoded(Vec<u8>),
 }
 
 /// The connection's outbox is what holds its durable subscriptions.
@@ -148,32 +311,41 @@ impl Holder for Outbox {
 }
 
 impl Session {
-    /// A session for the connection whose outbox is `outbox`, holding `slot`.
-    pub(crate) fn new(router: Arc<Router>, outbox: Arc<Outbox>, slot: Slot) -> Session {
-        let subscriber: Arc<dyn Subscriber> = Arc::clone(&outbox) as Arc<dyn Subscriber>;
-        let holder: Arc<dyn Holder> = Arc::clone(&outbox) as Arc<dyn Holder>;
-        let client = ClientInfo::new(Transport::Line, Some(outbox.peer().addr()));
-        let auth_deadline = router_auth_deadline(&router);
+    /// A session for the client behind `link`, which the hooks know as `client`, starting
+    /// as `entry` says.
+    pub(crate) fn new(
+        router: Arc<Router>,
+        link: Box<dyn Link>,
+        client: ClientInfo<'static>,
+        entry: Entry,
+    ) -> Session {
+        let subscriber = link.subscriber();
+        let holder = link.holder();
+        let (auth_deadline, user) = match entry {
+            Entry::Login => (router_auth_deadline(&router), None),
+            Entry::Anonymous => (None, None),
+            Entry::As(user) => (None, user),
+        };
         Session {
             auth_deadline,
             durables: Vec::new(),
             holder,
             acked: false,
             after_commit: Vec::new(),
+            auth_failures: 0,
             publisher: Publisher::for_connection(Arc::clone(&router), subscriber.id(), client),
             router,
-            outbox,
+            link,
             subscriber,
             subscriptions: KeyedList::default(),
             dialect: None,
             client,
             verbose: false,
             asked_ack: false,
-            quitting: false,
+            quitting: None,
             client_id: None,
-            slot,
             bad_lines: Throttle::new(BAD_LINES_LOGGED, BAD_LINES_INTERVAL),
-            user: None,
+            user,
             allowed_publish: None,
         }
     }
@@ -183,19 +355,46 @@ impl Session {
     /// is just a bad command here), and the hooks know it as [`Transport::WebSocket`]. The
     /// web code asked them about this client at its handshake, so there is no greeting.
     pub(crate) fn websocket(router: Arc<Router>, outbox: Arc<Outbox>, slot: Slot) -> Session {
-        let mut session = Session::new(router, outbox, slot);
+        let client = ClientInfo::new(Transport::WebSocket, Some(outbox.peer().addr()));
+        let link = Box::new(TcpLink::new(outbox, slot));
+        let mut session = Session::new(router, link, client, Entry::Login);
         session.dialect = Some(Dialect::Line);
-        session.client = ClientInfo::new(Transport::WebSocket, Some(session.peer().addr()));
-        session.publisher.set_client(session.client);
         session
     }
 
-    fn peer(&self) -> &Peer {
-        self.outbox.peer()
+    /// A session for an address of the UDP port (see `udp.rs`): it speaks the line
+    /// protocol, cannot log in, and is [`ANONYMOUS`](crate::access::ANONYMOUS) to the
+    /// rules. The UDP port asked the hooks about it already.
+    pub(crate) fn datagrams(
+        router: Arc<Router>,
+        link: Box<dyn Link>,
+        client: ClientInfo<'static>,
+    ) -> Session {
+        let mut session = Session::new(router, link, client, Entry::Anonymous);
+        session.dialect = Some(Dialect::Line);
+        session
+    }
+
+    pub(crate) fn peer(&self) -> &Peer {
+        self.link.peer()
+    }
+
+    /// How many topics and filters the client is subscribed to.
+    pub(crate) fn subscription_count(&self) -> usize {
+        self.subscriptions.len()
+    }
+
+    /// The id the client gave last (`-` before it gave one).
+    pub(crate) fn client_id(&self) -> Arc<str> {
+        self.peer().client_id()
     }
 
     /// Handles lines until the client leaves, sends `QUIT`, or the socket fails.
-    fn read_loop(&mut self, reader: &mut LineReader<&TcpStream>) -> io::Result<()> {
+    fn read_loop(
+        &mut self,
+        socket: &TcpStream,
+        reader: &mut LineReader<&TcpStream>,
+    ) -> io::Result<()> {
         loop {
             while let Some(frame) = reader.next_line() {
                 match frame {
@@ -205,7 +404,7 @@ impl Session {
                         self.refuse(&ProtocolError::LineTooLong { limit });
                     }
                 }
-                if self.quitting {
+                if self.quitting.is_some() {
                     self.flush();
                     return Ok(());
                 }
@@ -224,7 +423,7 @@ impl Session {
                 if left.is_zero() {
                     return self.auth_timed_out();
                 }
-                self.outbox.socket().set_read_timeout(Some(left))?;
+                socket.set_read_timeout(Some(left))?;
             }
             let filled = match reader.fill() {
                 Err(error) if self.auth_deadline.is_some() && is_timeout(&error) => {
@@ -268,7 +467,7 @@ impl Session {
     /// this client may go on (see `hooks.rs`); if not, it is told why and disconnected.
     fn greet(&mut self, dialect: Dialect) -> bool {
         self.dialect = Some(dialect);
-        self.outbox.set_dialect(dialect);
+        self.link.speak(dialect);
         let transport = match dialect {
             Dialect::Line => Transport::Line,
             Dialect::Json => Transport::Json,
@@ -276,15 +475,15 @@ impl Session {
         self.client = ClientInfo::new(transport, Some(self.peer().addr()));
         self.publisher.set_client(self.client);
         if dialect == Dialect::Json {
-            log::debug!("#{} speaks JSON lines", self.peer().conn());
+            log::debug!("{} speaks JSON lines", self.peer().tag());
         }
         if let Err(error) = self.router.admit(self.client) {
-            self.slot.connections().log_event(
+            self.link.log_event(
                 log::Level::Info,
                 format_args!("{} refused by the program's hook: {error}", self.peer()),
             );
             self.reply(Reply::Error(&error));
-            self.quitting = true;
+            self.quitting = Some(Quit::Refused);
             return false;
         }
         true
@@ -343,9 +542,11 @@ impl Session {
                 if let Some(id) = command.client_id() {
                     self.learn_id(id);
                 }
-                self.asked_ack = request.verbose();
-                self.execute(command);
-                self.asked_ack = false;
+                if request.verbose() {
+                    self.execute_acknowledged(command);
+                } else {
+                    self.execute(command);
+                }
             }
             Err(error) => self.refuse(&error),
         }
@@ -358,10 +559,29 @@ impl Session {
     }
 
     /// The one place that decides what each command does.
-    fn execute(&mut self, command: Command<'_>) {
-        log::debug!("#{} {:?}", self.peer().conn(), command);
-        if self.auth_deadline.is_some() && !matches!(command, Command::Auth { .. }) {
-            return self.refuse(&ProtocolError::AuthRequired);
+    /// Executes `command` with an acknowledgement, whatever the mode: for a way in whose
+    /// request always wants an answer (a JSON line with `"verbose": true`, an HTTP request).
+    pub(crate) fn execute_acknowledged(&mut self, command: Command<'_>) {
+        self.asked_ack = true;
+        self.execute(command);
+        self.asked_ack = false;
+    }
+
+    pub(crate) fn execute(&mut self, command: Command<'_>) {
+        log::debug!("{} {:?}", self.peer().tag(), command);
+        if let Err(error) = self.link.carries(&command) {
+            return self.refuse(&error);
+        }
+        if let Some(deadline) = self.auth_deadline {
+            // Checked at every line, not only when the thread waits for input: a client
+            // that pipelines lines must not outstay the deadline.
+            if Instant::now() >= deadline {
+                let _ = self.auth_timed_out();
+                return;
+            }
+            if !matches!(command, Command::Auth { .. }) {
+                return self.refuse(&ProtocolError::AuthRequired);
+            }
         }
         match command {
             Command::Auth { user, secret } => self.auth(user, secret.0),
@@ -386,7 +606,7 @@ impl Session {
                 .check_publisher(topic, publisher_id)
                 .and_then(|()| self.router.unretain(topic, publisher_id))
             {
-                Ok(_) if self.verbose => self.reply(Reply::UnretainOk(topic)),
+                Ok(_) if self.acknowledge() => self.reply(Reply::UnretainOk(topic)),
                 Ok(_) => {}
                 Err(error) => self.refuse(&error),
             },
@@ -405,7 +625,7 @@ impl Session {
                 subscriber_id,
             } => self.cancel(filter, subscriber_id),
             Command::Ping { token } => self.reply(Reply::Pong(token)),
-            Command::Topics { filter } => match self.router.listing(filter) {
+            Command::Topics { filter } => match self.router.listing(self.user.as_deref(), filter) {
                 Ok(listing) => self.reply(Reply::Topics {
                     topics: &listing.topics,
                     more: listing.more,
@@ -422,7 +642,7 @@ impl Session {
             }
             Command::Quit => {
                 self.reply(Reply::Bye);
-                self.quitting = true;
+                self.quitting = Some(Quit::Bye);
             }
             Command::Help if self.router.access().is_some() => self.reply(Reply::HelpWithAuth),
             Command::Help => self.reply(Reply::Help),
@@ -435,8 +655,7 @@ impl Session {
     fn subscribe(&mut self, topic: &str, subscriber_id: &str) {
         let checked = self
             .router
-            .check_names(topic, subscriber_id)
-            .and_then(|()| self.check_allowed(Action::Subscribe, topic));
+            .check_subscribe(self.user.as_deref(), topic, subscriber_id);
         if let Err(error) = checked {
             return self.refuse(&error);
         }
@@ -457,8 +676,8 @@ impl Session {
                 Err(error) => return self.refuse(&error),
             }
             log::info!(
-                "#{} {subscriber_id} subscribed to {topic}",
-                self.peer().conn()
+                "{} {subscriber_id} subscribed to {topic}",
+                self.peer().tag()
             );
         }
         if self.acknowledge() {
@@ -467,10 +686,7 @@ impl Session {
     }
 
     fn unsubscribe(&mut self, topic: &str, subscriber_id: &str) {
-        let checked = self
-            .router
-            .check_names(topic, subscriber_id)
-            .and_then(|()| self.router.check_subscribable(topic));
+        let checked = grammar::check_subscription(topic, subscriber_id, self.router.limits());
         if let Err(error) = checked {
             return self.refuse(&error);
         }
@@ -482,8 +698,8 @@ impl Session {
             }
             self.subscriptions.remove(topic);
             log::info!(
-                "#{} {subscriber_id} unsubscribed from {topic}",
-                self.peer().conn()
+                "{} {subscriber_id} unsubscribed from {topic}",
+                self.peer().tag()
             );
         }
         if self.acknowledge() {
@@ -495,6 +711,9 @@ impl Session {
     /// makes this connection its holder. The subscription itself sends `OK DURABLE`, then
     /// its messages, in that order (see `Durable::attach`).
     fn durable(&mut self, filter: &str, subscriber_id: &str) {
+        let Some(holder) = self.holder.clone() else {
+            return; // a link that cannot hold one refuses DURABLE (`Link::carries`)
+        };
         if let Err(error) = self.check_durable(filter, subscriber_id) {
             return self.refuse(&error);
         }
@@ -521,19 +740,19 @@ impl Session {
                 return self.refuse(&error);
             }
         }
-        let attached = durable.attach(Arc::clone(&self.holder));
+        let attached = durable.attach(holder);
         if let Some(old) = attached.taken_from {
             old.send();
             log::info!(
-                "#{} took durable subscription {} {} over from another connection",
-                self.peer().conn(),
+                "{} took durable subscription {} {} over from another connection",
+                self.peer().tag(),
                 escaped(subscriber_id),
                 escaped(filter)
             );
         }
         log::info!(
-            "#{} {} holds durable subscription {} ({} pending)",
-            self.peer().conn(),
+            "{} {} holds durable subscription {} ({} pending)",
+            self.peer().tag(),
             escaped(subscriber_id),
             escaped(filter),
             attached.pending
@@ -553,7 +772,7 @@ impl Session {
         let me = self.subscriber.id();
         if self.durables.iter().any(|durable| durable.ack(seq, me)) {
             self.acked = true;
-            if self.verbose {
+            if self.acknowledge() {
                 self.reply(Reply::AckOk(seq));
             }
         } else {
@@ -586,7 +805,9 @@ impl Session {
             return self.refuse(&error);
         }
         match self.publisher.retain(topic, message, publisher_id) {
-            Ok(deliveries) if self.verbose => self.reply(Reply::RetainOk { topic, deliveries }),
+            Ok(deliveries) if self.acknowledge() => {
+                self.reply(Reply::RetainOk { topic, deliveries })
+            }
             Ok(_) => {}
             Err(error) => self.refuse(&error),
         }
@@ -613,8 +834,8 @@ impl Session {
             Err(error) => return self.refuse(&error),
         };
         log::debug!(
-            "#{} {} published to {} ({receivers} subscribers)",
-            self.peer().conn(),
+            "{} {} published to {} ({receivers} subscribers)",
+            self.peer().tag(),
             escaped(publisher_id),
             escaped(topic)
         );
@@ -622,7 +843,10 @@ impl Session {
             let deliveries = self.publisher.hand_out();
             if self.router.durables().on_disk() {
                 // Confirmed only once the log is committed: see `flush`.
-                Reply::PublishOk { topic, deliveries }.write_lines(&mut self.after_commit);
+                self.after_commit.push(Deferred::Confirm {
+                    topic: topic.into(),
+                    deliveries,
+                });
             } else {
                 self.reply(Reply::PublishOk { topic, deliveries });
             }
@@ -632,40 +856,44 @@ impl Session {
     /// `AUTH <user> <secret>`: on a broker with access control, the connection becomes
     /// that user, and from then on may send every other command.
     fn auth(&mut self, user: &str, secret: &str) {
-        let router = Arc::clone(&self.router);
-        let Some(access) = router.access() else {
+        if self.router.access().is_none() {
             return self.refuse(&ProtocolError::AuthOff);
-        };
+        }
         if let Some(known) = &self.user {
             let known = known.to_string();
             return self.refuse(&ProtocolError::AlreadyAuthenticated(known));
         }
-        match access.authenticate(user, secret) {
-            Some(name) => {
-                self.user = Some(Arc::from(name));
+        // What came before is answered before this thread waits out a failure's delay.
+        self.flush();
+        let router = Arc::clone(&self.router);
+        let from = self.peer().addr().ip();
+        match router.log_in(from, self.peer(), user, secret) {
+            Ok(name) => {
+                self.user = Some(Arc::from(name.as_str()));
                 self.auth_deadline = None;
-                if let Err(error) = self.outbox.socket().set_read_timeout(None) {
-                    log::debug!("#{} read timeout not cleared: {error}", self.peer().conn());
-                }
-                log::info!("#{} authenticated as {name}", self.peer().conn());
-                self.reply(Reply::AuthOk(name));
+                self.link.authenticated();
+                log::info!("{} authenticated as {name}", self.peer().tag());
+                self.reply(Reply::AuthOk(&name));
             }
-            None => {
-                self.router
-                    .stats()
-                    .auth_failures
-                    .fetch_add(1, Ordering::Relaxed);
-                // Only this connection's own thread waits: a guesser gets one answer per
-                // delay, everyone else is served as before.
-                self.flush();
-                std::thread::sleep(access::FAILURE_DELAY);
-                log::warn!(
-                    "{} failed to authenticate as {}",
-                    self.peer(),
-                    escaped(user)
-                );
-                self.refuse(&ProtocolError::AuthFailed);
-            }
+            Err(error) => self.auth_failed(error),
+        }
+    }
+
+    /// A failed `AUTH`: answered (`auth.rs` has logged and counted it already), and the
+    /// connection closed after [`auth::FAILURES_PER_CONNECTION`] of them, or at once if its
+    /// address is out of attempts (it could only be refused again).
+    fn auth_failed(&mut self, error: ProtocolError) {
+        self.router.stats().errors.fetch_add(1, Ordering::Relaxed);
+        self.auth_failures += 1;
+        if matches!(error, ProtocolError::TooManyFailures { .. }) {
+            self.reply(Reply::Error(&error));
+            self.quitting = Some(Quit::AuthFailed);
+        } else if self.auth_failures >= auth::FAILURES_PER_CONNECTION {
+            let failures = self.auth_failures;
+            self.reply(Reply::Error(&ProtocolError::AuthGaveUp { failures }));
+            self.quitting = Some(Quit::AuthFailed);
+        } else {
+            self.reply(Reply::Error(&error));
         }
     }
 
@@ -679,9 +907,10 @@ impl Session {
     /// No `AUTH` came in time: says so; the connection is to be ended.
     pub(crate) fn auth_timed_out(&mut self) -> io::Result<()> {
         let timeout = format_duration(self.router.config().auth_timeout);
-        log::info!("#{} sent no AUTH within {timeout}", self.peer().conn());
+        log::info!("{} sent no AUTH within {timeout}", self.peer().tag());
         self.refuse(&ProtocolError::AuthTimeout(timeout));
         self.flush();
+        self.quitting = Some(Quit::AuthTimeout);
         Ok(())
     }
 
@@ -689,38 +918,24 @@ impl Session {
     /// names and filter, and on a broker with access control, that this connection's user
     /// may hold it (see `Router::check_durable_rules`).
     fn check_durable(&self, filter: &str, subscriber_id: &str) -> Result<(), ProtocolError> {
-        self.router.check_names(filter, subscriber_id)?;
-        self.router.check_subscribable(filter)?;
-        match &self.user {
-            Some(user) => self.router.check_durable_rules(user, filter, subscriber_id),
-            None => Ok(()),
-        }
-    }
-
-    /// Whether this connection's user may `action` `name` (always, without access
-    /// control).
-    fn check_allowed(&self, action: Action, name: &str) -> Result<(), ProtocolError> {
-        match &self.user {
-            Some(user) => self.router.check_rule(user, action, name),
-            None => Ok(()),
-        }
+        self.router
+            .check_durable_rules(self.user.as_deref(), filter, subscriber_id)
     }
 
     /// Whether this connection's user may publish to `topic` as `publisher_id` (see
     /// `Router::check_publish_rules`). The last topic and id allowed are remembered, so a
     /// burst to one topic is checked once.
     fn check_publisher(&mut self, topic: &str, publisher_id: &str) -> Result<(), ProtocolError> {
-        let Some(user) = &self.user else {
+        if self.router.access().is_none() {
             return Ok(());
-        };
+        }
         if let Some((allowed_topic, allowed_id)) = &self.allowed_publish {
             if **allowed_topic == *topic && **allowed_id == *publisher_id {
                 return Ok(());
             }
         }
-        // Names first, so that what an error repeats is printable text.
-        self.router.check_names(topic, publisher_id)?;
-        self.router.check_publish_rules(user, topic, publisher_id)?;
+        self.router
+            .check_publish_rules(self.user.as_deref(), topic, publisher_id)?;
         self.allowed_publish = Some((topic.into(), publisher_id.into()));
         Ok(())
     }
@@ -730,12 +945,12 @@ impl Session {
     /// say) never overtakes them.
     fn reply(&mut self, reply: Reply<'_>) {
         self.publisher.hand_out();
-        let dialect = self.dialect.unwrap_or(Dialect::Line);
         if self.after_commit.is_empty() {
-            self.outbox
-                .push_with(|pending| dialect.write_reply(&reply, pending));
+            self.link.reply(&reply);
         } else {
-            dialect.write_reply(&reply, &mut self.after_commit);
+            let mut encoded = Vec::new();
+            self.link.encode(&reply, &mut encoded);
+            self.after_commit.push(Deferred::Encoded(encoded));
         }
     }
 
@@ -744,7 +959,7 @@ impl Session {
     ///
     /// The warning in the log is throttled: a client that sends a flood of bad lines gets
     /// an `ERROR` for each, but the log shows only the first few per interval and a count.
-    fn refuse(&mut self, error: &ProtocolError) {
+    pub(crate) fn refuse(&mut self, error: &ProtocolError) {
         self.router.stats().errors.fetch_add(1, Ordering::Relaxed);
         // A hook's refusal is the program's rule at work, not a client breaking the
         // protocol: worth knowing, not worth a warning.
@@ -752,16 +967,15 @@ impl Session {
             ProtocolError::Refused(_) => (log::Level::Info, "was refused"),
             _ => (log::Level::Warn, "sent a bad line"),
         };
+        let peer = self.link.peer();
         match self.bad_lines.check(Instant::now()) {
-            Verdict::Log { left_out } => {
-                log::log!(
-                    level,
-                    "{} {what}: {error}{}",
-                    self.peer(),
-                    and_more(left_out)
-                );
-            }
-            Verdict::LogLast => log::log!(level, "{} {what}: {error}{QUIETING}", self.peer()),
+            Verdict::Log { left_out } => self.link.warn(
+                level,
+                format_args!("{peer} {what}: {error}{}", and_more(left_out)),
+            ),
+            Verdict::LogLast => self
+                .link
+                .warn(level, format_args!("{peer} {what}: {error}{QUIETING}")),
             Verdict::Quiet => {}
         }
         self.reply(Reply::Error(error));
@@ -773,7 +987,7 @@ impl Session {
     pub(crate) fn flush(&mut self) {
         self.publisher.flush();
         self.commit_and_release();
-        self.subscriber.flush();
+        self.link.flush();
     }
 
     /// No more input is waiting: give back the batch's memory, so that an idle connection
@@ -782,8 +996,8 @@ impl Session {
         self.publisher.release();
     }
 
-    /// Whether the client sent `QUIT`: the connection ends after its `BYE`.
-    pub(crate) fn is_quitting(&self) -> bool {
+    /// Why the connection is ending, if it is: a WebSocket says it in its close frame.
+    pub(crate) fn quit_reason(&self) -> Option<Quit> {
         self.quitting
     }
 
@@ -801,22 +1015,17 @@ impl Session {
         if !confirming {
             return;
         }
-        let lines = std::mem::take(&mut self.after_commit);
-        match stored {
-            Ok(()) => {
-                self.outbox.push(&lines);
-            }
-            Err(why) => {
-                let error = ProtocolError::NotStored(why);
-                let mut out = Vec::new();
-                for line in lines.split_inclusive(|&b| b == b'\n') {
-                    if line.starts_with(b"OK PUBLISH ") {
-                        Reply::Error(&error).write_lines(&mut out);
-                    } else {
-                        out.extend_from_slice(line);
-                    }
+        let not_stored = stored.err().map(ProtocolError::NotStored);
+        for deferred in std::mem::take(&mut self.after_commit) {
+            match (deferred, &not_stored) {
+                (Deferred::Confirm { topic, deliveries }, None) => {
+                    let topic = &topic;
+                    self.link.reply(&Reply::PublishOk { topic, deliveries });
                 }
-                self.outbox.push(&out);
+                (Deferred::Confirm { .. }, Some(error)) => {
+                    self.link.reply(&Reply::Error(error));
+                }
+                (Deferred::Encoded(lines), _) => self.link.send(&lines),
             }
         }
     }
@@ -859,17 +1068,12 @@ impl Drop for Session {
         for durable in self.durables.drain(..) {
             durable.release(me);
         }
-        self.outbox.close();
-        self.outbox.join_writer();
         let left_out = self.bad_lines.left_out();
         if left_out > 0 {
             log::warn!("{} sent {left_out} more bad lines, not logged", self.peer());
         }
-        self.slot.connections().log_event(
-            log::Level::Info,
-            format_args!("{} disconnected", self.peer()),
-        );
-        // `slot` is dropped after this, giving back the connection's place.
+        self.link.close();
+        // `link` is dropped after this, giving back what it holds (a connection's slot).
     }
 }
 
@@ -915,7 +1119,9 @@ mod tests {
         let outbox = Outbox::new(peer, broker_side, rules).unwrap();
         let thread_router = Arc::clone(&router);
         let outcome = thread::spawn(move || {
-            let mut session = Session::new(thread_router, outbox, slot);
+            let client = ClientInfo::new(Transport::Line, Some(outbox.peer().addr()));
+            let link = Box::new(TcpLink::new(outbox, slot));
+            let mut session = Session::new(thread_router, link, client, Entry::Login);
             session.execute(Command::Subscribe {
                 topic: "a",
                 subscriber_id: "s",

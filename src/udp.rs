@@ -61,6 +61,7 @@
 //! `STATS` counts `udp_datagrams_in`, `udp_datagrams_out`, `udp_datagrams_dropped` and
 //! `udp_subscribers`; `bench udp` measures loss at a given rate.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -73,11 +74,13 @@ use parking_lot::Mutex;
 
 use crate::batch::Batch;
 use crate::config::format_duration;
+use crate::durable::Holder;
 use crate::hooks::{ClientInfo, Transport};
-use crate::keyed::KeyedList;
+use crate::peer::Peer;
 use crate::protocol::{Command, CommandSpec, ProtocolError, Reply};
-use crate::router::{Publisher, Router};
+use crate::router::Router;
 use crate::server::{reachable, Listener, Server};
+use crate::session::{Link, Session};
 use crate::stats::Stats;
 use crate::subscriber::{Offer, Subscriber, SubscriberId};
 use crate::text;
@@ -172,48 +175,172 @@ impl Listener for UdpListener {
     fn serve(self: Box<Self>, server: Arc<Server>) {
         let lease = self.router.config().udp_lease;
         let tick = (lease / 4).clamp(MIN_TICK, MAX_TICK);
+        let shared = Arc::new(Shared {
+            socket: Arc::clone(&self.socket),
+            stats: Arc::clone(self.router.stats()),
+            answered: Mutex::new(Throttle::new(
+                ERRORS_ANSWERED_PER_SECOND,
+                Duration::from_secs(1),
+            )),
+            warnings: Mutex::new(Throttle::new(LOGGED_PER_INTERVAL, LOG_INTERVAL)),
+        });
         let mut ingress = Ingress {
-            publisher: Publisher::for_ingress(
-                Arc::clone(&self.router),
-                ClientInfo::new(Transport::Udp, None),
-            ),
             socket: self.socket,
             router: self.router,
-            leases: HashMap::new(),
+            sessions: HashMap::new(),
             tick,
             next_check: Instant::now() + tick,
-            bad: Throttle::new(LOGGED_PER_INTERVAL, LOG_INTERVAL),
             expiries: Throttle::new(LOGGED_PER_INTERVAL, LOG_INTERVAL),
-            answered: Throttle::new(ERRORS_ANSWERED_PER_SECOND, Duration::from_secs(1)),
+            shared,
         };
         ingress.run(&server);
     }
 }
 
-/// The listener thread's state: the lease table is its alone, so it needs no lock.
+/// The listener thread's state: the table of addresses is its alone, so it needs no lock.
 struct Ingress {
     socket: Arc<UdpSocket>,
     router: Arc<Router>,
-    /// Every datagram's publishes go through this one publisher, which batches them.
-    publisher: Publisher,
-    leases: HashMap<SocketAddr, Lease>,
+    /// A session per address: every one that holds a lease, and those that sent a
+    /// datagram in the current burst (until its end).
+    sessions: HashMap<SocketAddr, Lease>,
     tick: Duration,
     next_check: Instant,
-    bad: Throttle,
     expiries: Throttle,
-    /// Keeps `ERROR` answers within [`ERRORS_ANSWERED_PER_SECOND`].
-    answered: Throttle,
+    /// What every address's link shares.
+    shared: Arc<Shared>,
 }
 
-/// One address's subscription: its handle, its topics, and when it ends.
+/// One address: its session, the core every client has (see `session.rs`), and when its
+/// lease ends, if it holds one.
 struct Lease {
+    session: Session,
+    /// `None` while it holds no subscription: then it lasts until the end of the burst.
+    expires: Option<Instant>,
+}
+
+/// What the links of every address share. Budgets and throttles are the listener's, not
+/// each address's: a datagram's source address is whatever its sender wrote, so a flood
+/// from a million forged addresses must meet the same limits as one from a single one.
+#[derive(Debug)]
+struct Shared {
+    socket: Arc<UdpSocket>,
+    stats: Arc<Stats>,
+    /// Keeps `ERROR` answers within [`ERRORS_ANSWERED_PER_SECOND`].
+    answered: Mutex<Throttle>,
+    /// Keeps the warnings about bad datagrams to a few per interval.
+    warnings: Mutex<Throttle>,
+}
+
+impl Shared {
+    /// Sends one answer datagram; an `ERROR` only within the budget.
+    fn answer(&self, to: SocketAddr, reply: &Reply<'_>) {
+        if matches!(reply, Reply::Error(_))
+            && self.answered.lock().check(Instant::now()) == Verdict::Quiet
+        {
+            self.stats
+                .udp_datagrams_dropped
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let mut datagram = Vec::new();
+        reply.write_lines(&mut datagram);
+        let counter = match self.socket.send_to(&datagram, to) {
+            Ok(_) => &self.stats.udp_datagrams_out,
+            Err(_) => &self.stats.udp_datagrams_dropped,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn warn(&self, level: log::Level, event: std::fmt::Arguments<'_>) {
+        let verdict = self.warnings.lock().check(Instant::now());
+        match verdict {
+            Verdict::Log { left_out } => log::log!(level, "{event}{}", and_more(left_out)),
+            Verdict::LogLast => log::log!(level, "{event}{QUIETING}"),
+            Verdict::Quiet => {}
+        }
+    }
+}
+
+/// An address, as the session core sees it: its deliveries are datagrams
+/// ([`UdpSubscriber`]), and so is each answer, sent when the session flushes (after the
+/// deliveries of what came before it, as over TCP).
+struct UdpLink {
+    peer: Peer,
     subscriber: Arc<UdpSubscriber>,
-    /// The same subscriber, as the registry holds it.
-    handle: Arc<dyn Subscriber>,
-    topics: KeyedList<Arc<str>, ()>,
-    expires: Instant,
-    /// The id it gave last, for the logs.
-    id: String,
+    shared: Arc<Shared>,
+    /// Answers waiting for the next flush.
+    answers: RefCell<Vec<Vec<u8>>>,
+}
+
+impl Link for UdpLink {
+    fn peer(&self) -> &Peer {
+        &self.peer
+    }
+
+    fn subscriber(&self) -> Arc<dyn Subscriber> {
+        Arc::clone(&self.subscriber) as Arc<dyn Subscriber>
+    }
+
+    fn holder(&self) -> Option<Arc<dyn Holder>> {
+        None
+    }
+
+    /// What an address can do: subscribe and unsubscribe (its lease), publish, and ping.
+    /// The rest needs a connection: `VERBOSE`, `QUIT` and `AUTH` have nothing to hold them,
+    /// durable subscriptions nobody to resume them, and the listings would be many
+    /// datagrams to an address nobody proved is the sender's.
+    fn carries(&self, command: &Command<'_>) -> Result<(), ProtocolError> {
+        match command {
+            Command::Subscribe { .. }
+            | Command::Unsubscribe { .. }
+            | Command::UnsubscribeAll
+            | Command::Publish { .. }
+            | Command::Ping { .. } => Ok(()),
+            other => Err(ProtocolError::NotOverUdp(other.spec())),
+        }
+    }
+
+    fn reply(&self, reply: &Reply<'_>) {
+        let mut datagram = Vec::new();
+        self.encode(reply, &mut datagram);
+        if let Reply::Error(_) = reply {
+            // Sent at once, through the budget; the rest wait for the flush.
+            self.shared.answer(self.peer.addr(), reply);
+            return;
+        }
+        self.answers.borrow_mut().push(datagram);
+    }
+
+    fn encode(&self, reply: &Reply<'_>, out: &mut Vec<u8>) {
+        reply.write_lines(out);
+    }
+
+    fn send(&self, bytes: &[u8]) {
+        self.answers.borrow_mut().push(bytes.to_vec());
+    }
+
+    fn flush(&self) {
+        // Its own deliveries first (the session's publisher leaves them to us), then the
+        // answers, which must not overtake them.
+        Subscriber::flush(&*self.subscriber);
+        let stats = &self.shared.stats;
+        for datagram in self.answers.borrow_mut().drain(..) {
+            let counter = match self.shared.socket.send_to(&datagram, self.peer.addr()) {
+                Ok(_) => &stats.udp_datagrams_out,
+                Err(_) => &stats.udp_datagrams_dropped,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn warn(&self, level: log::Level, event: std::fmt::Arguments<'_>) {
+        self.shared.warn(level, event);
+    }
+
+    fn close(&self) {
+        self.subscriber.close();
+    }
 }
 
 impl Ingress {
@@ -241,8 +368,8 @@ impl Ingress {
                     self.datagram(&buffer[..len], from);
                     self.rest_of_burst(&mut buffer);
                     // The end of a burst: deliver what it published, one write per
-                    // subscriber for the whole burst.
-                    self.publisher.flush();
+                    // subscriber for the whole burst, then the answers.
+                    self.end_of_burst();
                 }
                 Err(error) if is_timeout(&error) => {}
                 Err(error) => {
@@ -279,7 +406,8 @@ impl Ingress {
         let _ = self.socket.set_nonblocking(false);
     }
 
-    /// One datagram: protocol lines, or one message for `--udp-topic`.
+    /// One datagram: protocol lines, or one message for `--udp-topic`, handled by the
+    /// session of the address it came from.
     fn datagram(&mut self, bytes: &[u8], from: SocketAddr) {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return; // nothing in it (the broker's own wake-up call is empty)
@@ -287,213 +415,133 @@ impl Ingress {
         if self.router.access().is_some() && !self.router.config().udp_allow_anonymous {
             // A datagram's source address proves nothing, and there is no connection to
             // hold an `AUTH`: on a broker with access control, UDP is shut unless asked.
-            return self.answer_error(from, &ProtocolError::UdpWithoutAuth);
+            let error = ProtocolError::UdpWithoutAuth;
+            self.shared.warn(
+                log::Level::Warn,
+                format_args!("udp {from} sent a bad datagram: {error}"),
+            );
+            self.stats().errors.fetch_add(1, Ordering::Relaxed);
+            return self.shared.answer(from, &Reply::Error(&error));
         }
-        let client = ClientInfo::new(Transport::Udp, Some(from));
-        // A lease is UDP's nearest thing to a connection: an address without one is asked
-        // about afresh, datagram by datagram.
-        if !self.leases.contains_key(&from) {
-            if let Err(error) = self.router.admit(client) {
-                return self.answer_error(from, &error);
-            }
-        }
-        self.publisher.set_client(client);
-        if is_command(bytes) {
-            for line in bytes.split(|&b| b == b'\n') {
-                let line = line.strip_suffix(b"\r").unwrap_or(line);
-                self.line(line, from);
-            }
-        } else {
-            self.event(bytes, from);
-        }
-    }
-
-    /// One line of a datagram of commands.
-    fn line(&mut self, line: &[u8], from: SocketAddr) {
-        let limit = self.router.config().max_line_bytes;
-        if line.len() > limit {
-            return self.answer_error(from, &ProtocolError::LineTooLong { limit });
-        }
-        match Command::parse(line) {
-            Ok(Some(command)) => self.execute(command, from),
-            Ok(None) => {}
-            Err(error) => self.answer_error(from, &error),
-        }
-    }
-
-    fn execute(&mut self, command: Command<'_>, from: SocketAddr) {
-        log::debug!("udp {from} {command:?}");
-        match command {
-            Command::Subscribe {
-                topic,
-                subscriber_id,
-            } => self.subscribe(from, topic, subscriber_id),
-            Command::Unsubscribe {
-                topic,
-                subscriber_id,
-            } => self.unsubscribe(from, topic, subscriber_id),
-            Command::UnsubscribeAll => {
-                self.publisher.hand_out();
-                if let Some(lease) = self.leases.remove(&from) {
-                    self.end(&lease);
-                    log::info!("udp {from} {} unsubscribed from every topic", lease.id);
-                }
-                self.keep_count();
-            }
-            Command::Publish {
-                topic,
-                message,
-                publisher_id,
-            } => {
-                if let Err(error) = self.publisher.publish(topic, message, publisher_id) {
-                    self.answer_error(from, &error);
-                }
-            }
-            Command::Ping { token } => {
-                self.renew(from);
-                // As on TCP, a PONG comes after the deliveries of what came before it.
-                self.publisher.flush();
-                self.answer(from, &Reply::Pong(token));
-            }
-            other => self.answer_error(from, &ProtocolError::NotOverUdp(other.spec())),
-        }
-    }
-
-    /// A datagram that is not a command: published whole, as the tutorial's ticker needs.
-    fn event(&mut self, bytes: &[u8], from: SocketAddr) {
-        let Ok(text) = std::str::from_utf8(bytes) else {
-            return self.answer_error(from, &ProtocolError::NotUtf8);
-        };
-        let message = text.trim_matches(|c: char| c.is_ascii_whitespace());
-        let limit = self.router.config().max_line_bytes;
-        if message.len() > limit {
-            return self.answer_error(from, &ProtocolError::LineTooLong { limit });
-        }
-        if let Some(character) = text::line_break_in(message) {
-            return self.answer_error(from, &ProtocolError::LineBreak(character));
-        }
-        let topic = self.router.config().udp_topic.clone();
-        let publisher_id = format!("udp:{from}");
-        if let Err(error) = self.publisher.publish(&topic, message, &publisher_id) {
-            self.answer_error(from, &error);
-        }
-    }
-
-    fn subscribe(&mut self, from: SocketAddr, topic: &str, id: &str) {
-        if let Err(error) = self.router.check_names(topic, id) {
-            return self.answer_error(from, &error);
-        }
-        // Deliveries still in the batch were published before this.
-        self.publisher.hand_out();
-        let config = self.router.config();
-        let (limit, max_topics, lease_for) = (
-            config.udp_max_subscribers,
-            config.max_subscriptions,
-            config.udp_lease,
-        );
-        if !self.leases.contains_key(&from) && self.leases.len() >= limit {
-            return self.answer_error(from, &ProtocolError::TooManyUdpSubscribers { limit });
-        }
-        let mut lease = match self.leases.remove(&from) {
-            Some(lease) => lease,
-            None => self.new_lease(from),
-        };
-        let outcome = if lease.topics.contains(topic) {
-            Ok(())
-        } else if lease.topics.len() >= max_topics {
-            Err(ProtocolError::TooManySubscriptions { limit: max_topics })
-        } else {
-            let client = ClientInfo::new(Transport::Udp, Some(from)).with_id(id);
-            self.router
-                .subscribe(client, topic, &lease.handle)
-                .map(|name| {
-                    if let Some(name) = name {
-                        lease.topics.insert(name, ());
-                    }
-                    log::info!(
-                        "udp {from} {id} subscribed to {topic} (lease {})",
-                        format_duration(lease_for)
-                    );
-                })
-        };
-        lease.expires = Instant::now() + lease_for;
-        lease.id.clear();
-        lease.id.push_str(id);
-        self.keep(from, lease);
-        if let Err(error) = outcome {
-            self.answer_error(from, &error);
-        }
-    }
-
-    fn unsubscribe(&mut self, from: SocketAddr, topic: &str, id: &str) {
-        if let Err(error) = self.router.check_names(topic, id) {
-            return self.answer_error(from, &error);
-        }
-        self.publisher.hand_out();
-        let Some(mut lease) = self.leases.remove(&from) else {
+        let Some(mut lease) = self.lease_of(from) else {
             return;
         };
-        let mut outcome = Ok(());
-        if lease.topics.contains(topic) {
-            let client = ClientInfo::new(Transport::Udp, Some(from)).with_id(id);
-            outcome = self
-                .router
-                .unsubscribe(client, topic, lease.handle.id())
-                .map(|_| {
-                    lease.topics.remove(topic);
-                    log::info!("udp {from} {id} unsubscribed from {topic}");
-                });
-        }
-        self.keep(from, lease);
-        if let Err(error) = outcome {
-            self.answer_error(from, &error);
-        }
-    }
-
-    fn new_lease(&self, from: SocketAddr) -> Lease {
-        let config = self.router.config();
-        let subscriber = Arc::new(UdpSubscriber {
-            id: SubscriberId::next(),
-            addr: from,
-            socket: Arc::clone(&self.socket),
-            stats: Arc::clone(self.router.stats()),
-            max_pending: config.max_pending_bytes,
-            pending: Mutex::new(Pending::default()),
-            sending: Mutex::new(()),
-            warned_too_big: AtomicBool::new(false),
-        });
-        Lease {
-            handle: Arc::clone(&subscriber) as Arc<dyn Subscriber>,
-            subscriber,
-            topics: KeyedList::default(),
-            expires: Instant::now(),
-            id: String::new(),
-        }
-    }
-
-    /// Puts a lease back in the table, or ends it if it holds no topic any more.
-    fn keep(&mut self, from: SocketAddr, lease: Lease) {
-        if lease.topics.is_empty() {
-            lease.subscriber.close();
+        let renews = if is_command(bytes) {
+            let mut renews = false;
+            for line in bytes.split(|&b| b == b'\n') {
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                renews |= self.line(&mut lease, line);
+            }
+            renews
         } else {
-            self.leases.insert(from, lease);
+            event(&mut lease.session, bytes, &self.router);
+            false
+        };
+        if renews && lease.session.subscription_count() > 0 {
+            lease.expires = Some(Instant::now() + self.router.config().udp_lease);
+        }
+        self.sessions.insert(from, lease);
+    }
+
+    /// The session of `from`: its lease's, or a new one, if the hooks let it in (an
+    /// address without a lease is asked about afresh, datagram by datagram).
+    fn lease_of(&mut self, from: SocketAddr) -> Option<Lease> {
+        if let Some(lease) = self.sessions.remove(&from) {
+            return Some(lease);
+        }
+        let client = ClientInfo::new(Transport::Udp, Some(from));
+        if let Err(error) = self.router.admit(client) {
+            self.stats().errors.fetch_add(1, Ordering::Relaxed);
+            self.shared.warn(
+                log::Level::Info,
+                format_args!("udp {from} was refused: {error}"),
+            );
+            self.shared.answer(from, &Reply::Error(&error));
+            return None;
+        }
+        let link = UdpLink {
+            peer: Peer::datagrams(from),
+            subscriber: Arc::new(UdpSubscriber::new(from, &self.shared, &self.router)),
+            shared: Arc::clone(&self.shared),
+            answers: RefCell::new(Vec::new()),
+        };
+        let session = Session::datagrams(Arc::clone(&self.router), Box::new(link), client);
+        Some(Lease {
+            session,
+            expires: None,
+        })
+    }
+
+    /// One line of a datagram of commands. Returns whether it renews the address's lease
+    /// (`SUBSCRIBE` and `PING` do).
+    fn line(&mut self, lease: &mut Lease, line: &[u8]) -> bool {
+        let limit = self.router.config().max_line_bytes;
+        if line.len() > limit {
+            lease.session.refuse(&ProtocolError::LineTooLong { limit });
+            return false;
+        }
+        let word = line
+            .split(u8::is_ascii_whitespace)
+            .find(|word| !word.is_empty())
+            .unwrap_or_default();
+        let subscribe = word.eq_ignore_ascii_case(b"SUBSCRIBE");
+        if subscribe && lease.session.subscription_count() == 0 {
+            // A new lease: within --udp-max-subscribers?
+            let limit = self.router.config().udp_max_subscribers;
+            if self.lease_count() >= limit {
+                lease
+                    .session
+                    .refuse(&ProtocolError::TooManyUdpSubscribers { limit });
+                return false;
+            }
+        }
+        lease.session.handle_line(line);
+        subscribe || word.eq_ignore_ascii_case(b"PING")
+    }
+
+    /// How many addresses hold a lease.
+    fn lease_count(&self) -> usize {
+        self.sessions
+            .values()
+            .filter(|lease| lease.session.subscription_count() > 0)
+            .count()
+    }
+
+    /// The burst is over: the sessions that hold no subscription (any more) end, and every
+    /// session writes what it queued. (The count of leases is kept first, so that an
+    /// answer never comes before the figure it changed.)
+    fn end_of_burst(&mut self) {
+        let ending: Vec<SocketAddr> = self
+            .sessions
+            .iter()
+            .filter(|(_, lease)| lease.session.subscription_count() == 0)
+            .map(|(from, _)| *from)
+            .collect();
+        let ended: Vec<(SocketAddr, Lease)> = ending
+            .into_iter()
+            .filter_map(|from| self.sessions.remove_entry(&from))
+            .collect();
+        let renewed = Instant::now() + self.router.config().udp_lease;
+        for lease in self.sessions.values_mut() {
+            lease.expires.get_or_insert(renewed);
         }
         self.keep_count();
+        for lease in self.sessions.values_mut() {
+            lease.session.flush();
+        }
+        for (from, lease) in ended {
+            if lease.expires.is_some() {
+                log::info!("udp {from} left every topic: its lease ends");
+            }
+            // Dropping the session writes out what it queued.
+        }
     }
 
     /// `udp_subscribers` follows the lease table.
     fn keep_count(&self) {
         self.stats()
             .udp_subscribers
-            .store(self.leases.len() as u64, Ordering::Relaxed);
-    }
-
-    /// `PING` renews the lease of the address it came from, if it holds one.
-    fn renew(&mut self, from: SocketAddr) {
-        let lease_for = self.router.config().udp_lease;
-        if let Some(lease) = self.leases.get_mut(&from) {
-            lease.expires = Instant::now() + lease_for;
-        }
+            .store(self.lease_count() as u64, Ordering::Relaxed);
     }
 
     /// Removes the leases that ran out, at most once per tick.
@@ -503,22 +551,24 @@ impl Ingress {
         }
         self.next_check = now + self.tick;
         let expired: Vec<SocketAddr> = self
-            .leases
+            .sessions
             .iter()
-            .filter(|(_, lease)| lease.expires <= now)
+            .filter(|(_, lease)| lease.expires.is_some_and(|at| at <= now))
             .map(|(addr, _)| *addr)
             .collect();
         let lease_for = format_duration(self.router.config().udp_lease);
         for addr in expired {
-            let Some(lease) = self.leases.remove(&addr) else {
+            let Some(lease) = self.sessions.remove(&addr) else {
                 continue;
             };
-            let topics = lease.topics.len();
-            self.end(&lease);
+            let topics = lease.session.subscription_count();
+            let id = lease.session.client_id();
+            // Dropping the session takes it out of every topic it holds.
+            drop(lease);
             let event = format!(
                 "udp subscriber {addr} {} expired: no SUBSCRIBE or PING for {lease_for}; \
                  removed from {topics} topic(s)",
-                text::escaped(&lease.id)
+                text::escaped(&id)
             );
             match self.expiries.check(now) {
                 Verdict::Log { left_out } => log::info!("{event}{}", and_more(left_out)),
@@ -526,62 +576,33 @@ impl Ingress {
                 Verdict::Quiet => {}
             }
         }
-        self.stats()
-            .udp_subscribers
-            .store(self.leases.len() as u64, Ordering::Relaxed);
-    }
-
-    /// Takes a lease's subscriber out of every topic it holds.
-    fn end(&self, lease: &Lease) {
-        let topics = lease.topics.iter().map(|(topic, ())| topic);
-        self.router.unsubscribe_all(topics, lease.handle.id());
-        lease.subscriber.close();
+        self.keep_count();
     }
 
     /// The broker is stopping: every lease ends.
     fn leave_all(&mut self) {
-        self.publisher.flush();
-        for (_, lease) in self.leases.drain() {
-            let topics = lease.topics.iter().map(|(topic, ())| topic);
-            self.router.unsubscribe_all(topics, lease.handle.id());
-            lease.subscriber.close();
-        }
+        self.sessions.clear();
         self.stats().udp_subscribers.store(0, Ordering::Relaxed);
     }
+}
 
-    /// Answers the sender with one datagram.
-    fn answer(&self, to: SocketAddr, reply: &Reply<'_>) {
-        let mut datagram = Vec::new();
-        reply.write_lines(&mut datagram);
-        let counter = match self.socket.send_to(&datagram, to) {
-            Ok(_) => &self.stats().udp_datagrams_out,
-            Err(_) => &self.stats().udp_datagrams_dropped,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+/// A datagram that is not a command: published whole, as the tutorial's ticker needs,
+/// to `--udp-topic`, as `udp:<address>`.
+fn event(session: &mut Session, bytes: &[u8], router: &Router) {
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return session.refuse(&ProtocolError::NotUtf8);
+    };
+    let message = text.trim_matches(|c: char| c.is_ascii_whitespace());
+    let limit = router.config().max_line_bytes;
+    if message.len() > limit {
+        return session.refuse(&ProtocolError::LineTooLong { limit });
     }
-
-    /// Answers a bad datagram, or a refused one, with `ERROR <reason>`.
-    fn answer_error(&mut self, to: SocketAddr, error: &ProtocolError) {
-        self.stats().errors.fetch_add(1, Ordering::Relaxed);
-        let (level, what) = match error {
-            ProtocolError::Refused(_) => (log::Level::Info, "was refused"),
-            _ => (log::Level::Warn, "sent a bad datagram"),
-        };
-        match self.bad.check(Instant::now()) {
-            Verdict::Log { left_out } => {
-                log::log!(level, "udp {to} {what}: {error}{}", and_more(left_out));
-            }
-            Verdict::LogLast => log::log!(level, "udp {to} {what}: {error}{QUIETING}"),
-            Verdict::Quiet => {}
-        }
-        if self.answered.check(Instant::now()) == Verdict::Quiet {
-            self.stats()
-                .udp_datagrams_dropped
-                .fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        self.answer(to, &Reply::Error(error));
-    }
+    let publisher_id = format!("udp:{}", session.peer().addr());
+    session.execute(Command::Publish {
+        topic: &router.config().udp_topic,
+        message,
+        publisher_id: &publisher_id,
+    });
 }
 
 /// Whether a datagram is protocol lines: its first word is a command word (in any case).
@@ -637,6 +658,19 @@ struct Pending {
 }
 
 impl UdpSubscriber {
+    fn new(addr: SocketAddr, shared: &Shared, router: &Router) -> UdpSubscriber {
+        UdpSubscriber {
+            id: SubscriberId::next(),
+            addr,
+            socket: Arc::clone(&shared.socket),
+            stats: Arc::clone(&shared.stats),
+            max_pending: router.config().max_pending_bytes,
+            pending: Mutex::new(Pending::default()),
+            sending: Mutex::new(()),
+            warned_too_big: AtomicBool::new(false),
+        }
+    }
+
     /// The address it receives at.
     pub fn addr(&self) -> SocketAddr {
         self.addr

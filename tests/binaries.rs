@@ -367,7 +367,7 @@ fn a_publisher_id_with_a_space_is_refused_before_anything_is_sent() {
     let stderr = text(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(
-        stderr.contains("a publisher id must be one word with no spaces, got 'two words'"),
+        stderr.contains("a publisher id must be one word, with no spaces or line breaks"),
         "{stderr}"
     );
     assert!(

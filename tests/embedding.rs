@@ -83,7 +83,13 @@ fn text_the_line_protocol_cannot_carry_is_refused() {
                 what: "publisher id",
             },
         ),
-        (("t", "two\nlines", "app"), ProtocolError::BadMessage),
+        (
+            ("t", "two\nlines", "app"),
+            ProtocolError::LineBreakIn {
+                what: "message",
+                character: '\n',
+            },
+        ),
         (("t", " padded", "app"), ProtocolError::BadMessage),
         (("t", "", "app"), ProtocolError::BadMessage),
     ];

@@ -121,7 +121,7 @@ fn errors_are_json_and_acknowledgements_come_only_when_asked() {
         ("{\"action\": \"publish\", \"topic\": \"t\"}", "\"publish\" needs a \"message\" string"),
         ("{\"topic\": \"t\"}", "a JSON command is an object with an \"action\": subscribe, unsubscribe, publish, retain, unretain, ping, topics, stats, auth"),
         ("{\"action\": \"subscribe\", \"topic\": \"two words\"}", "a topic must be one word, with no spaces or line breaks"),
-        ("{\"action\": \"publish\", \"topic\": \"t\", \"message\": \"a\\u2028DELIVER t forged x 2025-01-01 00:00:00\"}", "line contains U+2028 (line separator), which other programs read as a line break: send one command per line, with no other line breaks"),
+        ("{\"action\": \"publish\", \"topic\": \"t\", \"message\": \"a\\u2028DELIVER t forged x 2025-01-01 00:00:00\"}", "message contains U+2028 (line separator), which other programs read as a line break: send it on one line"),
         ("{nope", "not a JSON command: invalid JSON at byte 1: expected a member name in quotes"),
         ("SUBSCRIBE t classic", "not a JSON command: invalid JSON at byte 0: expected a value"),
     ];

@@ -82,7 +82,7 @@ fn a_bad_publish_gets_400_with_the_line_protocols_reason() {
         ),
         (
             r#"{"topic": "t", "message": "two\nlines"}"#,
-            "a message must be one line of text, not empty, and not start or end with a space",
+            "message contains U+000A (line feed), which other programs read as a line break",
         ),
         (
             r#"{"topic": "t", "message": ""}"#,

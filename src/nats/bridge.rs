@@ -9,15 +9,26 @@
 //!  local subscribers ◀── publish ── nats-reader ◀── MSG / HMSG / PING ── nats-server
 //! ```
 //!
-//! * The thread **`nats`** owns the connection: it connects (trying each `--nats` seed in
-//!   turn, with a backoff that doubles after each round that failed), says `CONNECT`, and
-//!   then is the only one that *writes* to the socket: pending publishes, `SUB` and `UNSUB`
-//!   as local interest changes, `PING` every [`PING_INTERVAL`], and the `PONG`s the reader
+//! * The thread **`nats`** owns the connection: it connects (to the servers of the
+//!   [`Pool`]: the `--nats` seeds and the servers the cluster announced, the one just lost
+//!   last, with a jittered backoff after each round that failed), says `CONNECT`, and then
+//!   is the only one that *writes* to the socket: pending publishes, `SUB` and `UNSUB` as
+//!   local interest changes, `PING` every [`PING_INTERVAL`], and the `PONG`s the reader
 //!   owes. When the connection is lost it counts what could not be written, and starts
-//!   again.
+//!   again at once with the next server.
 //! * The thread **`nats-reader`**, one per connection, is the only one that *reads*: it
 //!   publishes each message that comes in to the local subscribers, through a publisher of
-//!   its own that never offers them back to NATS, and asks the writer to answer `PING`s.
+//!   its own that never offers them back to NATS, asks the writer to answer `PING`s, and
+//!   hands each `INFO` the server sends when its cluster changes to the pool.
+//!
+//! # What is lost, and what is said about it
+//!
+//! Nothing is kept for later (see the [module docs](super)): a publish offered while there
+//! is no connection is counted in `nats_unforwarded` and dropped. A blackout therefore
+//! lasts from the loss to the next successful handshake, which with a cluster is one
+//! connect to another node: milliseconds. The log says when the connection was lost, when
+//! no server at all answers (throttled: at most twice per [`OUTAGE_REPORT_INTERVAL`]), and,
+//! when the bridge is back, how long it was out and how many messages it could not forward.
 //!
 //! Publishers never touch the socket. Their [`offer`](Uplink::offer) appends `HPUB`s to a
 //! pending buffer, bounded by `--max-pending-bytes`, and wakes the writer: a slow or absent
@@ -44,6 +55,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
+use super::pool::Pool;
 use super::protocol::{self, Connect, Info, Msg, ServerOp, MAX_CONTROL_LINE};
 use super::subject::{self, subject_of, subjects_of_filter, topic_of};
 use crate::batch::Batch;
@@ -67,13 +79,16 @@ pub const ANONYMOUS_PUBLISHER: &str = "nats";
 /// How long one attempt to reach a server may take, and the handshake after it.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The first wait after a round of seeds that all failed; it doubles after each such
-/// round, up to [`MAX_BACKOFF`]. Short, so that a server restarted at once is back at once.
-pub const MIN_BACKOFF: Duration = Duration::from_millis(100);
+/// How often, at most, a broker that reaches no NATS server at all says so again, with what
+/// it could not forward meanwhile: an instructor sees the outage go on without a line per
+/// retry.
+pub const OUTAGE_REPORT_INTERVAL: Duration = Duration::from_secs(30);
 
-/// The longest wait between rounds: a broker whose NATS is down for an hour tries again
-/// every few seconds, not a thousand times a second.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How long a connection must have lasted for its loss to start a fresh round of tries.
+/// A server that accepts the handshake and then drops the bridge at once (one that is
+/// shutting down, or refusing it for a reason it gives only after) counts as a failed try,
+/// so that even it is retried with backoff, not in a tight loop.
+pub const STABLE_CONNECTION: Duration = Duration::from_secs(1);
 
 /// How often the writer pings the server; two pings without a `PONG` and the connection
 /// is taken for dead. (A server that is killed closes its sockets, which the reader sees at
@@ -98,7 +113,9 @@ pub struct Bridge {
 /// [`Uplink`].
 #[derive(Debug)]
 struct Shared {
-    servers: Vec<String>,
+    /// The servers to try: taken by the `nats` thread to connect, by the reader when an
+    /// `INFO` announces a change. Its own lock, never held with `state`'s.
+    pool: Mutex<Pool>,
     prefix: String,
     max_pending_bytes: usize,
     state: Mutex<State>,
@@ -134,6 +151,10 @@ struct State {
 #[derive(Debug, Default)]
 struct Counts {
     connected: AtomicU64,
+    cluster_size: AtomicU64,
+    /// The last cluster size announced, kept while disconnected, to notice a cluster that
+    /// shrank.
+    cluster_size_before: AtomicU64,
     reconnects: AtomicU64,
     forwarded: AtomicU64,
     unforwarded: AtomicU64,
@@ -149,16 +170,24 @@ impl Bridge {
     /// and local delivery works whether or not it ever succeeds.
     ///
     /// # Errors
-    /// The thread could not be started, or the router has an uplink already.
+    /// The router has no NATS server to connect to (`--nats` not given), the thread could
+    /// not be started, or the router has an uplink already.
     pub fn start(router: Arc<Router>) -> io::Result<Bridge> {
         let config = router.config();
+        let pool = Pool::new(&config.nats);
+        if pool.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no NATS server to bridge to",
+            ));
+        }
         let shared = Arc::new(Shared {
-            servers: config.nats.clone(),
+            counts: Counts::default(),
+            pool: Mutex::new(pool),
             prefix: config.nats_prefix.clone(),
             max_pending_bytes: config.max_pending_bytes,
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
-            counts: Counts::default(),
         });
         router
             .set_uplink(Arc::clone(&shared) as Arc<dyn Uplink>)
@@ -199,6 +228,38 @@ impl Bridge {
 impl Drop for Bridge {
     fn drop(&mut self) {
         self.shut_down();
+    }
+}
+
+impl Shared {
+    /// Takes the servers a server announced (`connect_urls` of an `INFO`) into the pool,
+    /// and says so when that changed what the bridge knows.
+    fn learn(&self, connect_urls: &[String]) {
+        // A server alone announces nothing; a node of a cluster announces every node of the
+        // part of the cluster it is in, itself included.
+        let size = connect_urls.len().max(1) as u64;
+        self.counts.cluster_size.store(size, Ordering::Relaxed);
+        let before = self
+            .counts
+            .cluster_size_before
+            .swap(size, Ordering::Relaxed);
+        if size < before {
+            // The one sign a bridge has of a split: every node is up and takes clients,
+            // but the one it is on no longer announces the others.
+            log::warn!(
+                "nats bridge: the NATS cluster announced {before} servers, now {size}: a node \
+                 stopped, or the cluster is split (compare /routez on each node)"
+            );
+        }
+        let mut pool = self.pool.lock();
+        if !pool.announced(connect_urls) {
+            return;
+        }
+        let servers = escaped(&pool.urls().join(" ")).to_string();
+        drop(pool);
+        log::info!(
+            "nats bridge knows these NATS servers now, in the order it would try them: {servers}"
+        );
     }
 }
 
@@ -254,6 +315,7 @@ impl Uplink for Shared {
         let counts = &self.counts;
         vec![
             ("nats_connected", read(&counts.connected)),
+            ("nats_cluster_size", read(&counts.cluster_size)),
             ("nats_reconnects", read(&counts.reconnects)),
             ("nats_subscriptions", read(&counts.subscriptions)),
             ("nats_forwarded", read(&counts.forwarded)),
@@ -264,22 +326,22 @@ impl Uplink for Shared {
     }
 }
 
-/// The `nats` thread: connect, serve, lose, wait, connect again, until the broker stops.
+/// The `nats` thread: connect, serve, lose, connect again (at once, to the next server of
+/// the pool; after a pause when a whole round of them failed), until the broker stops.
 fn run(shared: &Arc<Shared>, router: &Arc<Router>) {
     let mut wanted = Wanted::default();
-    let mut next_seed = 0;
-    let mut failures = 0;
-    let mut backoff = MIN_BACKOFF;
-    let mut down_logged = false;
     let mut ever_connected = false;
+    // Before the first connection nothing is forwarded either: that is an outage too.
+    let mut outage = Outage::from_now(&shared.counts);
+    let mut reports = Throttle::new(1, OUTAGE_REPORT_INTERVAL);
+    let mut failed_in_round = 0;
     while !shared.state.lock().stopping {
         wanted.update(router, None);
-        let url = &shared.servers[next_seed % shared.servers.len()];
-        next_seed += 1;
-        match Connection::open(url) {
+        let Some(url) = shared.pool.lock().next_to_try() else {
+            return; // `Bridge::start` refuses an empty pool
+        };
+        let failure = match Connection::open(&url) {
             Ok(connection) => {
-                failures = 0;
-                backoff = MIN_BACKOFF;
                 if ever_connected {
                     shared.counts.reconnects.fetch_add(1, Ordering::Relaxed);
                 }
@@ -290,29 +352,90 @@ fn run(shared: &Arc<Shared>, router: &Arc<Router>) {
                     escaped(&connection.info.server_id),
                     shared.prefix
                 );
+                outage.report_end(&shared.counts);
+                shared.learn(&connection.info.connect_urls);
+                let before = Outage::from_now(&shared.counts);
                 let why = connection.serve(shared, router, &mut wanted);
                 if shared.state.lock().stopping {
                     break;
                 }
+                // What the connection could not write counts in this outage.
+                outage = Outage {
+                    since: Instant::now(),
+                    ..before
+                };
                 log::warn!("nats bridge lost {url}: {why}; local delivery goes on, reconnecting");
-                down_logged = true;
+                if before.since.elapsed() >= STABLE_CONNECTION {
+                    failed_in_round = 0;
+                    shared.pool.lock().connected();
+                    continue;
+                }
+                why
             }
             Err(error) => {
-                if down_logged {
-                    log::debug!("nats bridge: {url}: {error}");
-                } else {
-                    log::warn!(
-                        "nats bridge cannot reach {url}: {error}; local delivery goes on, \
-                         retrying with backoff (logged once)"
-                    );
-                    down_logged = true;
-                }
-                failures += 1;
-                if failures % shared.servers.len() == 0 {
-                    wait(shared, router, &mut wanted, backoff);
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                }
+                log::debug!("nats bridge cannot reach {url}: {error}");
+                error
             }
+        };
+        failed_in_round += 1;
+        let servers = shared.pool.lock().len();
+        if failed_in_round >= servers {
+            failed_in_round = 0;
+            outage.report_ongoing(&shared.counts, &mut reports, servers, &failure);
+            let pause = shared.pool.lock().pause();
+            wait(shared, router, &mut wanted, pause);
+        }
+    }
+}
+
+/// A time without a connection to NATS, to say what it cost.
+struct Outage {
+    since: Instant,
+    /// `nats_unforwarded` when the connection before it was made (or the bridge started),
+    /// so that what that connection held when it was lost counts too.
+    unforwarded_before: u64,
+}
+
+impl Outage {
+    fn from_now(counts: &Counts) -> Outage {
+        Outage {
+            since: Instant::now(),
+            unforwarded_before: counts.unforwarded.load(Ordering::Relaxed),
+        }
+    }
+
+    fn unforwarded(&self, counts: &Counts) -> u64 {
+        let now = counts.unforwarded.load(Ordering::Relaxed);
+        now.saturating_sub(self.unforwarded_before)
+    }
+
+    /// The bridge is connected again: says what the outage cost, if anything. Not
+    /// throttled: it comes once per connection made, and the pool's backoff bounds those.
+    fn report_end(&self, counts: &Counts) {
+        let lost = self.unforwarded(counts);
+        if lost > 0 {
+            log::warn!(
+                "nats bridge: {lost} messages were not forwarded, those published in the {:.3} s \
+                 without NATS and those the lost connection still held (STATS nats_unforwarded \
+                 counts them)",
+                self.since.elapsed().as_secs_f64()
+            );
+        }
+    }
+
+    /// No server of the pool answered: says so, throttled, with what is lost so far.
+    fn report_ongoing(&self, counts: &Counts, reports: &mut Throttle, servers: usize, error: &str) {
+        let line = format!(
+            "nats bridge has no lasting connection to any of the {servers} NATS servers it \
+             knows (the last: {error}) for {:.1} s, {} messages not forwarded so far; local \
+             delivery goes on, retrying with backoff",
+            self.since.elapsed().as_secs_f64(),
+            self.unforwarded(counts)
+        );
+        match reports.check(Instant::now()) {
+            Verdict::Quiet => {}
+            Verdict::Log { left_out } => log::warn!("{line}{}", and_more(left_out)),
+            Verdict::LogLast => log::warn!("{line}{}", crate::throttle::QUIETING),
         }
     }
 }
@@ -463,6 +586,7 @@ impl Connection {
         drop(state);
         shared.counts.unforwarded.fetch_add(lost, Ordering::Relaxed);
         shared.counts.connected.store(0, Ordering::Relaxed);
+        shared.counts.cluster_size.store(0, Ordering::Relaxed);
         shared.counts.subscriptions.store(0, Ordering::Relaxed);
         why
     }
@@ -601,7 +725,9 @@ fn read_loop(
                         ServerOp::Err(text) => {
                             log::warn!("nats server says: -ERR {}", escaped(&text));
                         }
-                        ServerOp::Info(_) | ServerOp::Ok => {}
+                        // The cluster changed: a node joined or left.
+                        ServerOp::Info(info) => shared.learn(&info.connect_urls),
+                        ServerOp::Ok => {}
                     }
                 }
                 Ok(None) => break,
@@ -641,10 +767,6 @@ fn deliver(
         .and_then(|topic| {
             let message = std::str::from_utf8(&msg.payload)
                 .map_err(|_| "a payload that is not UTF-8 text".to_string())?;
-            let router = publisher.router();
-            router
-                .check_publish_text(&topic, message, publisher_id)
-                .map_err(|error| error.to_string())?;
             publisher
                 .publish_stamped(&topic, message, publisher_id, timestamp)
                 .map_err(|error| error.to_string())

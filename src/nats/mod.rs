@@ -17,7 +17,8 @@
 //! |---|---|
 //! | [`protocol`] | the NATS client protocol: `INFO`, `CONNECT`, `PUB`/`HPUB`, `SUB`/`UNSUB`, `MSG`/`HMSG`, `PING`/`PONG`, `-ERR`, read and written, no I/O |
 //! | [`subject`] | topics ↔ subjects: levels become tokens, `+` → `*`, `#` → `>`, the characters a subject cannot carry escaped reversibly |
-//! | [`bridge`] | the connection: its two threads, reconnecting with backoff through the seed servers, interest, exactly-once delivery of what comes back |
+//! | [`pool`] | the servers to connect to: the seeds, and those the cluster announces (`connect_urls`); the order to try them, the jittered backoff |
+//! | [`bridge`] | the connection: its two threads, reconnecting through the pool, interest, exactly-once delivery of what comes back |
 //!
 //! What the bridge promises:
 //!
@@ -30,11 +31,18 @@
 //! * **Once per subscriber.** A remote message is published locally once, however many of
 //!   the broker's NATS subscriptions it matched, and the local registry hands it to each
 //!   subscriber once, however many of its filters match.
+//! * **One seed finds the cluster.** A NATS server tells its clients where every node of
+//!   its cluster takes clients, and tells them again when a node joins or leaves; the
+//!   bridge keeps that list (`STATS` shows its length as `nats_cluster_size`, and the log
+//!   warns when it shrinks), and when its node dies it connects to another at once, so a
+//!   broker given a single `--nats` loses milliseconds of messages, not the time until
+//!   the node is back. What it cannot tell apart is a node that stopped and a cluster
+//!   split in two with every node up: only NATS's `/routez` shows which (lab 11).
 //! * **NATS down, the room goes on.** Local delivery never waits for NATS. The bridge logs
-//!   the loss once, retries with backoff through the seeds, subscribes again when it is
-//!   back, and `STATS` counts what could not be forwarded meanwhile
-//!   (`nats_unforwarded`): messages are not buffered for later, as the broker promises
-//!   *at most once* everywhere.
+//!   the loss, retries with a jittered backoff through every server it knows, subscribes
+//!   again when it is back, and `STATS` counts what could not be forwarded meanwhile
+//!   (`nats_unforwarded`; the log says it too, when the bridge is back): messages are not
+//!   buffered for later, as the broker promises *at most once* everywhere.
 //!
 //! What stays local: **retained messages** (a `RETAIN` is forwarded as an ordinary
 //! message; other brokers deliver it to their subscribers of the moment but do not keep
@@ -48,6 +56,7 @@
 //! That is a larger protocol (JSON requests to `$JS.API.…` subjects), left for later.
 
 pub mod bridge;
+pub mod pool;
 pub mod protocol;
 pub mod subject;
 

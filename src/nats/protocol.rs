@@ -26,7 +26,7 @@
 //!
 //! | from | line | meaning |
 //! |---|---|---|
-//! | server | `INFO <json>` | who the server is and what it supports; sent first, and again when the cluster changes |
+//! | server | `INFO <json>` | who the server is and what it supports, and (`connect_urls`) where the other servers of its cluster take clients; sent first, and again when the cluster changes |
 //! | client | `CONNECT <json>` | who we are and what we want (`"echo":false`, which clients call *no echo*: never send us our own publishes) |
 //! | client | `PUB <subject> <#bytes>` + payload | a message |
 //! | client | `HPUB <subject> <#header bytes> <#total bytes>` + headers + payload | a message with headers |
@@ -69,6 +69,10 @@ pub struct Info {
     pub headers: bool,
     /// The largest payload it accepts.
     pub max_payload: usize,
+    /// Where the servers of its cluster take clients, itself included, as `host:port`
+    /// (`connect_urls`; empty for a server alone). Every NATS client library adds them to
+    /// the servers it was given, so that one seed is enough to find the whole cluster.
+    pub connect_urls: Vec<String>,
 }
 
 /// A message the server delivers (`MSG` or `HMSG`).
@@ -222,6 +226,14 @@ fn parse_info(json_text: &str) -> Result<Info, NatsError> {
         Some(json::Value::Number(n)) if *n >= 1.0 => *n as usize,
         _ => DEFAULT_MAX_PAYLOAD,
     };
+    let connect_urls = match value.get("connect_urls") {
+        Some(json::Value::Array(urls)) => urls
+            .iter()
+            .filter_map(json::Value::as_str)
+            .map(str::to_string)
+            .collect(),
+        _ => Vec::new(),
+    };
     Ok(Info {
         server_id: text("server_id").to_string(),
         version: text("version").to_string(),
@@ -230,6 +242,7 @@ fn parse_info(json_text: &str) -> Result<Info, NatsError> {
             .and_then(json::Value::as_bool)
             .unwrap_or(false),
         max_payload,
+        connect_urls,
     })
 }
 
@@ -403,9 +416,28 @@ mod tests {
                 version: "2.9.10".to_string(),
                 headers: true,
                 max_payload: 1_048_576,
+                connect_urls: Vec::new(),
             })
         );
         assert_eq!(used, 91);
+    }
+
+    #[test]
+    fn info_of_a_cluster_node_names_where_every_node_takes_clients() {
+        // As nats-server 2.9.10 sends it, in a cluster of three.
+        let (ServerOp::Info(info), _) = one(
+            b"INFO {\"server_id\":\"N2\",\"version\":\"2.9.10\",\"headers\":true,\"cluster\":\"lab\",\"connect_urls\":[\"127.0.0.1:4223\",\"127.0.0.1:4222\",\"127.0.0.1:4224\"]} \r\n",
+        ) else {
+            panic!("an INFO")
+        };
+        assert_eq!(
+            info.connect_urls,
+            ["127.0.0.1:4223", "127.0.0.1:4222", "127.0.0.1:4224"]
+        );
+        let (ServerOp::Info(odd), _) = one(b"INFO {\"connect_urls\":\"x\"}\r\n") else {
+            panic!("an INFO")
+        };
+        assert!(odd.connect_urls.is_empty(), "not a list: nothing learned");
     }
 
     #[test]

@@ -517,41 +517,6 @@ fn split_first_token(text: &str) -> (&str, &str) {
     }
 }
 
-/// Checks what the grammar guarantees a topic or id parsed from a line: one word, not
-/// empty. For text that did not come through [`Command::parse`] (the embedding API, the
-/// JSON dialect). `what` names it in the error: `topic`, `publisher id`.
-///
-/// # Errors
-/// [`ProtocolError::NotOneWord`].
-pub fn check_word(what: &'static str, word: &str) -> Result<(), ProtocolError> {
-    if word.is_empty() || word.contains([' ', '\t', '\n', '\r']) {
-        return Err(ProtocolError::NotOneWord { what });
-    }
-    Ok(())
-}
-
-/// Checks what the grammar guarantees a message parsed from a `PUBLISH` line: one line,
-/// not empty, not starting or ending with a separator, so that a `DELIVER` line carries it
-/// and gives it back unchanged. For text that did not come through [`Command::parse`].
-///
-/// # Errors
-/// [`ProtocolError::BadMessage`].
-pub fn check_message(message: &str) -> Result<(), ProtocolError> {
-    let one_line = !message.contains(['\n', '\r']);
-    if message.is_empty()
-        || !one_line
-        || message.starts_with(is_separator_char)
-        || message.ends_with(is_separator_char)
-    {
-        return Err(ProtocolError::BadMessage);
-    }
-    Ok(())
-}
-
-fn is_separator_char(c: char) -> bool {
-    c.is_ascii() && is_separator(c as u8)
-}
-
 fn tokens(text: &str) -> impl Iterator<Item = &str> {
     text.split([' ', '\t']).filter(|token| !token.is_empty())
 }

@@ -35,11 +35,11 @@
 //! and any of them `verbose`? (`true` for an acknowledgement). A missing id is the
 //! client's address, `json:<ip>:<port>`. Unknown members are ignored.
 
-use super::command::{check_message, check_word, Command, Secret};
+use super::command::{Command, Secret};
 use super::error::{shorten, ProtocolError};
+use super::grammar::{check_message, check_word};
 use super::reply::{Listed, Reply};
 use crate::json::{self, ObjectWriter, Value};
-use crate::text;
 
 /// The actions of the JSON dialect, in the order errors list them.
 pub const JSON_ACTIONS: [&str; 9] = [
@@ -194,9 +194,9 @@ impl JsonRequest {
     }
 }
 
-/// What [`Command::parse`] guarantees of a line's command, for one built from JSON: no
-/// line breaks anywhere (reported as the line protocol would), one-word topics, ids and
-/// tokens, and a message a `DELIVER` line can carry.
+/// What [`Command::parse`] guarantees of a line's command, for one built from JSON: the
+/// grammar's words (one word, no line break, no control character) for topics, ids and
+/// tokens, and a message a `DELIVER` line can carry (see `grammar.rs`).
 fn check_grammar(command: &Command<'_>) -> Result<(), ProtocolError> {
     let (words, message): (&[(&'static str, Option<&str>)], Option<&str>) = match *command {
         Command::Subscribe {
@@ -240,12 +240,6 @@ fn check_grammar(command: &Command<'_>) -> Result<(), ProtocolError> {
         Command::Topics { filter } => (&[("filter", filter)], None),
         _ => (&[], None),
     };
-    let texts = words.iter().filter_map(|(_, text)| *text).chain(message);
-    for text in texts {
-        if let Some(character) = text::line_break_in(text) {
-            return Err(ProtocolError::LineBreak(character));
-        }
-    }
     for (what, text) in words {
         if let Some(text) = text {
             check_word(what, text)?;
@@ -456,7 +450,10 @@ mod tests {
         );
         assert_eq!(
             command(r#"{"action": "publish", "topic": "t", "message": "a\rDELIVER t forged"}"#),
-            Err(ProtocolError::LineBreak('\r'))
+            Err(ProtocolError::LineBreakIn {
+                what: "message",
+                character: '\r'
+            })
         );
         assert_eq!(
             command(r#"{"action": "publish", "topic": "t", "message": " padded"}"#),

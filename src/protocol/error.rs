@@ -27,6 +27,16 @@ pub enum ProtocolError {
     /// `\r`, U+2028, ...; see `text::is_line_break`): relayed, it would show other programs
     /// a line nobody sent. Holds the character.
     LineBreak(char),
+    /// A topic, id or message from outside the line protocol's parser (a JSON string, a
+    /// form field, the embedding API) with a character that some line reader takes for a
+    /// line break (see `text::is_line_break`): relayed, it would show other programs a line
+    /// nobody sent.
+    LineBreakIn {
+        /// What it was: `topic`, `publisher id`, `message`.
+        what: &'static str,
+        /// The character.
+        character: char,
+    },
     /// A topic or id with a control character (an escape sequence, say): topics and ids
     /// name things in logs and on screens, where they must print as they are.
     ControlCharacter {
@@ -133,6 +143,17 @@ pub enum ProtocolError {
     /// `AUTH` with a user that does not exist or a wrong secret (which of the two is not
     /// said: that would tell a guesser which names exist). Answered after a delay.
     AuthFailed,
+    /// `AUTH` from an address that failed too often lately (see `auth.rs`): refused
+    /// without a look at the secret until its window ends.
+    TooManyFailures {
+        /// About how many seconds are left of the window.
+        wait_secs: u64,
+    },
+    /// The last of the failed `AUTH`s one connection may make: it is closed after this.
+    AuthGaveUp {
+        /// How many failures that was.
+        failures: u32,
+    },
     /// `AUTH` on a broker without `--auth-file`: nothing to prove; carry on without it.
     AuthOff,
     /// A second `AUTH` on a connection that proved who it is already.
@@ -179,6 +200,12 @@ impl fmt::Display for ProtocolError {
                 f,
                 "line contains {}, which other programs read as a line break: \
                  send one command per line, with no other line breaks",
+                text::describe(*character)
+            ),
+            ProtocolError::LineBreakIn { what, character } => write!(
+                f,
+                "{what} contains {}, which other programs read as a line break: \
+                 send it on one line",
                 text::describe(*character)
             ),
             ProtocolError::ControlCharacter { what, character } => write!(
@@ -285,6 +312,16 @@ impl fmt::Display for ProtocolError {
             ProtocolError::AuthFailed => {
                 write!(f, "authentication failed: unknown user or wrong secret")
             }
+            ProtocolError::TooManyFailures { wait_secs } => write!(
+                f,
+                "too many failed logins from your address: wait {wait_secs}s, then check your \
+                 user and secret"
+            ),
+            ProtocolError::AuthGaveUp { failures } => write!(
+                f,
+                "authentication failed {failures} times: closing the connection; check your \
+                 user and secret and connect again"
+            ),
             ProtocolError::AuthOff => write!(
                 f,
                 "this broker has no access control (no --auth-file): send commands without AUTH"

@@ -14,6 +14,7 @@
 //! | `delivery.rs` | broker → subscribers | [`write_delivery`], the `DELIVER` line; [`Delivery`] |
 //! | `message.rs` | broker → durable subscribers | [`write_message`], the `MESSAGE` line; [`Message`] |
 //! | `error.rs` | broker → that client | [`ProtocolError`], the reason in an `ERROR` line |
+//! | `grammar.rs` | both | [`grammar`]: what a topic, filter, id and message may be, for every way in |
 //! | `dialect.rs` | both | [`Dialect`]: the same commands and replies as kn-sock's JSON lines |
 //!
 //! Version 1 is the protocol of the classic classroom broker (port 9000), byte for byte:
@@ -34,10 +35,11 @@ mod command;
 mod delivery;
 mod dialect;
 mod error;
+pub mod grammar;
 mod message;
 mod reply;
 
-pub use command::{check_message, check_word, Command, CommandSpec, Secret, AUTH, COMMANDS};
+pub use command::{Command, CommandSpec, Secret, AUTH, COMMANDS};
 pub use delivery::{write_delivery, Delivery, TIMESTAMP_FORMAT};
 pub use dialect::{listed_json, write_json_delivery, Dialect, JsonRequest, JSON_ACTIONS};
 pub use error::ProtocolError;

@@ -11,8 +11,10 @@
 //! unread bytes in it makes the kernel send a reset, which can destroy the answer on its
 //! way to the client.
 
+use std::cell::RefCell;
 use std::io::{self, Read};
 use std::net::{Shutdown, TcpStream};
+use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -20,15 +22,16 @@ use std::time::{Duration, Instant};
 use super::base64;
 use super::http::{self, Parse, Request, Response, Version, HTML, JSON, TEXT};
 use super::websocket::{self, Decoder, Message, Role, Violation};
-use crate::access;
-use crate::connections::Slot;
+use crate::connections::{Connections, Slot};
+use crate::durable::Holder;
 use crate::hooks::{ClientInfo, Transport};
 use crate::json::{self, ObjectWriter, Value};
 use crate::outbox::Outbox;
-use crate::protocol::{self, ProtocolError};
-use crate::router::{Publisher, Router};
+use crate::peer::Peer;
+use crate::protocol::{self, Command, ProtocolError, Reply};
+use crate::router::Router;
 use crate::server::Server;
-use crate::session::Session;
+use crate::session::{Entry, Link, Quit, Session};
 use crate::subscriber::Subscriber;
 use crate::text::escaped;
 
@@ -65,13 +68,13 @@ pub(super) fn serve(server: &Arc<Server>, outbox: Arc<Outbox>, slot: Slot) {
         ),
     );
     let router = Arc::clone(&server.router);
-    let client = ClientInfo::new(Transport::Http, Some(outbox.peer().addr()));
     let mut connection = HttpConnection {
-        publisher: Publisher::for_ingress(Arc::clone(&router), client),
+        connections: Arc::clone(&server.connections),
         router,
         outbox,
         slot: Some(slot),
         admitted: false,
+        counted: false,
     };
     let Some(leftover) = connection.serve() else {
         return;
@@ -97,12 +100,14 @@ enum Next {
 struct HttpConnection {
     router: Arc<Router>,
     outbox: Arc<Outbox>,
-    /// Where this connection's publishes go.
-    publisher: Publisher,
+    /// The broker's table of connections, whose throttle the log lines go through.
+    connections: Arc<Connections>,
     /// The connection's place in the table: `None` once handed to a WebSocket session.
     slot: Option<Slot>,
     /// The program's hooks let this connection in, at its first request.
     admitted: bool,
+    /// The last response was the session core's refusal, which it counted in `errors`.
+    counted: bool,
 }
 
 impl HttpConnection {
@@ -139,12 +144,9 @@ impl HttpConnection {
                 }
             }
             input.drain(..start);
-            // About to block: deliver what this connection published, then its answers.
-            self.publisher.flush();
+            // About to block: write the answers. (What a request published was delivered
+            // when its session ended, before its answer was queued.)
             self.outbox.flush();
-            if input.is_empty() {
-                self.publisher.release();
-            }
             let left = deadline.saturating_duration_since(Instant::now());
             match read_some(self.socket(), &mut input, left) {
                 Ok(0) => return None,
@@ -182,7 +184,8 @@ impl HttpConnection {
         };
         let upgrading = response.status == 101;
         let normal_404 = request.path == "/publish" && response.status == 404;
-        if response.status >= 400 && !normal_404 {
+        let counted = std::mem::take(&mut self.counted);
+        if response.status >= 400 && !normal_404 && !counted {
             self.router.stats().errors.fetch_add(1, Ordering::Relaxed);
         }
         log::debug!(
@@ -220,12 +223,15 @@ impl HttpConnection {
                 Err(refusal) => refusal,
             },
             "/publish" => not_allowed(request, "POST"),
-            "/topics" => only_get(request)
-                .or_else(|| self.authenticated(request).err())
-                .unwrap_or_else(|| self.topics(request)),
-            "/stats" => only_get(request)
-                .or_else(|| self.authenticated(request).err())
-                .unwrap_or_else(|| self.stats()),
+            "/topics" => only_get(request).unwrap_or_else(|| match self.authenticated(request) {
+                Ok(user) => self.topics(request, user.as_deref()),
+                Err(refusal) => refusal,
+            }),
+            "/stats" => only_get(request).unwrap_or_else(|| match self.authenticated(request) {
+                Ok(None) if self.router.access().is_some() => challenge(AUTH_REQUIRED),
+                Ok(user) => self.stats(user.as_deref()),
+                Err(refusal) => refusal,
+            }),
             "/healthz" => only_get(request).unwrap_or_else(|| Response::new(200, TEXT, "ok")),
             _ => Response::new(
                 404,
@@ -271,27 +277,21 @@ impl HttpConnection {
 
     /// On a broker with access control (`--auth-file`), who sends `request`: the user of
     /// its `Authorization: Basic` header (RFC 7617: base64 of `user:secret`), once the
-    /// secret is right; `Ok(None)` on a broker without. The refusal is `401` with a
-    /// `WWW-Authenticate` challenge, which makes a browser ask for the two; a wrong secret
-    /// is answered late and counted, as `AUTH` is.
+    /// secret is right (`auth.rs` checks it, as it checks `AUTH`); `Ok(None)` for a request
+    /// without the header, which the rules then take for [`ANONYMOUS`](crate::access::ANONYMOUS), and on a
+    /// broker without access control. A wrong secret is a `401` with a
+    /// `WWW-Authenticate` challenge, which makes a browser ask again; an address out of
+    /// attempts, a `429`.
     fn authenticated(&self, request: &Request<'_>) -> Result<Option<String>, Response> {
-        let Some(access) = self.router.access() else {
+        if self.router.access().is_none() {
+            return Ok(None);
+        }
+        let Some(credentials) = request.header("Authorization") else {
             return Ok(None);
         };
-        let challenge = |body: String| {
-            Response::new(401, TEXT, body).header("WWW-Authenticate", "Basic realm=\"pubsub-lab\"")
-        };
-        let Some(credentials) = request
-            .header("Authorization")
-            .and_then(|value| value.strip_prefix("Basic "))
-        else {
-            return Err(challenge(
-                "authentication required: send your user and secret in an Authorization: \
-                 Basic header (curl -u user:secret)"
-                    .to_string(),
-            ));
-        };
-        let decoded = base64::decode(credentials.trim())
+        let decoded = credentials
+            .strip_prefix("Basic ")
+            .and_then(|encoded| base64::decode(encoded.trim()))
             .and_then(|bytes| String::from_utf8(bytes).ok())
             .filter(|text| text.contains(':'));
         let Some(decoded) = decoded else {
@@ -302,21 +302,14 @@ impl HttpConnection {
             ));
         };
         let (user, secret) = decoded.split_once(':').unwrap_or_default();
-        match access.authenticate(user, secret) {
-            Some(name) => Ok(Some(name.to_string())),
-            None => {
-                self.router
-                    .stats()
-                    .auth_failures
-                    .fetch_add(1, Ordering::Relaxed);
-                std::thread::sleep(access::FAILURE_DELAY);
-                log::warn!(
-                    "{} failed to authenticate as {} (web)",
-                    self.outbox.peer(),
-                    escaped(user)
-                );
-                Err(challenge(ProtocolError::AuthFailed.to_string()))
-            }
+        let peer = self.outbox.peer();
+        match self.router.log_in(peer.addr().ip(), peer, user, secret) {
+            Ok(name) => Ok(Some(name)),
+            Err(error @ ProtocolError::TooManyFailures { wait_secs }) => Err(closing(
+                Response::new(429, TEXT, error.to_string())
+                    .header("Retry-After", wait_secs.to_string()),
+            )),
+            Err(error) => Err(challenge(&error.to_string())),
         }
     }
 
@@ -335,78 +328,63 @@ impl HttpConnection {
         let publisher_id = publisher_id
             .or_else(|| user.map(str::to_string))
             .unwrap_or_else(|| DEFAULT_PUBLISHER.to_string());
-        let checked = self
-            .router
-            .check_publish_text(&topic, &message, &publisher_id)
-            .and_then(|()| match user {
-                Some(user) => self.router.check_publish_rules(user, &topic, &publisher_id),
-                None => Ok(()),
-            })
-            .and_then(|()| self.publisher.publish(&topic, &message, &publisher_id));
-        if let Err(error) = checked {
-            // A hook's refusal is the program's rule, not a bad request: `403`, as for a
-            // client the hooks do not let in.
-            let status = match error {
-                ProtocolError::Refused(_) | ProtocolError::NotAllowed { .. } => 403,
-                _ => 400,
-            };
-            return Response::new(status, TEXT, error.to_string());
-        }
-        let takers = self.publisher.hand_out();
-        log::debug!(
-            "#{} {} published to {} over HTTP ({takers} subscribers)",
-            self.outbox.peer().conn(),
-            escaped(&publisher_id),
-            escaped(&topic)
-        );
-        if takers == 0 {
-            Response::new(404, TEXT, format!("Topic '{topic}' does not exist"))
-        } else {
-            Response::new(200, TEXT, format!("Message published to topic '{topic}'"))
-        }
+        self.through_the_core(
+            user,
+            Command::Publish {
+                topic: &topic,
+                message: &message,
+                publisher_id: &publisher_id,
+            },
+        )
+    }
+
+    /// Runs one command through the session core (`session.rs`), as the user the request
+    /// proved it is (or anonymous), and turns the core's reply into the response (see
+    /// [`HttpLink`]). A request is a session of one command: its checks, its access rules,
+    /// its hooks and its confirm (after the log, with `--data-dir`) are every other
+    /// client's.
+    fn through_the_core(&mut self, user: Option<&str>, command: Command<'_>) -> Response {
+        let answer = Rc::new(RefCell::new(None));
+        let link = HttpLink {
+            outbox: Arc::clone(&self.outbox),
+            connections: Arc::clone(&self.connections),
+            user: user.is_some(),
+            answer: Rc::clone(&answer),
+        };
+        let client = ClientInfo::new(Transport::Http, Some(self.outbox.peer().addr()));
+        let entry = Entry::As(user.map(Arc::from));
+        let mut session = Session::new(Arc::clone(&self.router), Box::new(link), client, entry);
+        session.execute_acknowledged(command);
+        session.flush();
+        drop(session);
+        let answered = answer.borrow_mut().take();
+        self.counted = answered
+            .as_ref()
+            .is_some_and(|response| response.status >= 400 && response.status != 404);
+        answered.unwrap_or_else(|| {
+            Response::new(500, TEXT, "the broker gave no answer to this request")
+        })
     }
 
     /// `GET /topics[?filter=news/%23]`: `{"topics": [{"topic": ..., "subscribers": n}],
     /// "more": m}`, what `TOPICS` lists.
-    fn topics(&self, request: &Request<'_>) -> Response {
+    fn topics(&mut self, request: &Request<'_>, user: Option<&str>) -> Response {
         let filter = match http::form_value(request.query, "filter") {
             Ok(filter) => filter,
             Err(error) => return Response::new(400, TEXT, error.to_string()),
         };
-        let listing = match self
-            .router
-            .listing(filter.as_deref().filter(|f| !f.is_empty()))
-        {
-            Ok(listing) => listing,
-            Err(error) => return Response::new(400, TEXT, error.to_string()),
-        };
-        let mut topics = String::from("[");
-        for (i, listed) in listing.topics.iter().enumerate() {
-            if i > 0 {
-                topics.push(',');
-            }
-            topics.push_str(&protocol::listed_json(listed));
-        }
-        topics.push(']');
-        let mut body = ObjectWriter::new();
-        body.raw("topics", &topics)
-            .number("more", listing.more as f64);
-        json_response(body.finish())
+        let filter = filter.as_deref().filter(|f| !f.is_empty());
+        self.through_the_core(user, Command::Topics { filter })
     }
 
     /// `GET /stats`: every `STATS` counter as a member of one object.
-    fn stats(&self) -> Response {
-        let mut body = ObjectWriter::new();
-        for (name, value) in self.router.counters() {
-            body.number(name, value as f64);
-        }
-        json_response(body.finish())
+    fn stats(&mut self, user: Option<&str>) -> Response {
+        self.through_the_core(user, Command::Stats)
     }
 
     /// Writes the last answer out, shuts the sending side, and reads what the client
     /// still sends for a moment: the lingering close of the module docs.
     fn close_gracefully(&mut self) -> Option<Vec<u8>> {
-        self.publisher.flush();
         self.outbox.wait_until_written();
         linger(self.socket());
         None
@@ -415,8 +393,6 @@ impl HttpConnection {
 
 impl Drop for HttpConnection {
     fn drop(&mut self) {
-        // Publishes handed out are owed to their subscribers even if the client left.
-        self.publisher.flush();
         if let Some(slot) = self.slot.take() {
             self.outbox.close();
             self.outbox.join_writer();
@@ -425,6 +401,116 @@ impl Drop for HttpConnection {
                 format_args!("#{} disconnected (web)", self.outbox.peer().conn()),
             );
         }
+    }
+}
+
+/// An HTTP request, as the session core sees it: the core's one reply to it becomes the
+/// response. `POST /publish` is a `PUBLISH` with an acknowledgement: `OK PUBLISH` with its
+/// count of deliveries becomes the Flask labsheet's `200` (someone took it) or `404`
+/// (nobody did), an `ERROR` a `400`, `401` or `403` (see [`refusal`]). `GET /topics` and
+/// `GET /stats` are `TOPICS` and `STATS`, written as JSON.
+struct HttpLink {
+    outbox: Arc<Outbox>,
+    connections: Arc<Connections>,
+    /// Whether the request gave credentials (a refusal then is a `403`, not a `401`).
+    user: bool,
+    /// The response, once the core replied.
+    answer: Rc<RefCell<Option<Response>>>,
+}
+
+impl Link for HttpLink {
+    fn peer(&self) -> &Peer {
+        self.outbox.peer()
+    }
+
+    fn subscriber(&self) -> Arc<dyn Subscriber> {
+        Arc::clone(&self.outbox) as Arc<dyn Subscriber>
+    }
+
+    fn holder(&self) -> Option<Arc<dyn Holder>> {
+        None
+    }
+
+    fn carries(&self, command: &Command<'_>) -> Result<(), ProtocolError> {
+        match command {
+            Command::Publish { .. } | Command::Topics { .. } | Command::Stats => Ok(()),
+            // Nothing else is sent by this module.
+            other => Err(ProtocolError::WrongArguments(other.spec())),
+        }
+    }
+
+    fn reply(&self, reply: &Reply<'_>) {
+        let response = match reply {
+            Reply::PublishOk {
+                topic,
+                deliveries: 0,
+            } => Response::new(404, TEXT, format!("Topic '{topic}' does not exist")),
+            Reply::PublishOk { topic, .. } => {
+                Response::new(200, TEXT, format!("Message published to topic '{topic}'"))
+            }
+            Reply::Topics { topics, more } => {
+                let listed: Vec<String> = topics.iter().map(protocol::listed_json).collect();
+                let mut body = ObjectWriter::new();
+                body.raw("topics", &format!("[{}]", listed.join(",")))
+                    .number("more", *more as f64);
+                json_response(body.finish())
+            }
+            Reply::Stats(counters) => {
+                let mut body = ObjectWriter::new();
+                for (name, value) in counters.iter() {
+                    body.number(name, *value as f64);
+                }
+                json_response(body.finish())
+            }
+            Reply::Error(error) => refusal(error, self.user),
+            other => {
+                let mut line = Vec::new();
+                other.write_lines(&mut line);
+                Response::new(200, TEXT, String::from_utf8_lossy(&line).into_owned())
+            }
+        };
+        *self.answer.borrow_mut() = Some(response);
+    }
+
+    fn encode(&self, reply: &Reply<'_>, out: &mut Vec<u8>) {
+        reply.write_lines(out);
+    }
+
+    fn send(&self, _bytes: &[u8]) {
+        // Only replies queued behind a confirm come here; a request has one command, so
+        // its one reply is the confirm itself, which comes through `reply`.
+    }
+
+    fn flush(&self) {}
+
+    fn warn(&self, level: log::Level, event: std::fmt::Arguments<'_>) {
+        self.connections.log_event(level, event);
+    }
+
+    fn close(&self) {}
+}
+
+/// What a request without credentials is told on a broker with access control.
+const AUTH_REQUIRED: &str = "authentication required: send your user and secret in an \
+                             Authorization: Basic header (curl -u user:secret)";
+
+/// A `401` with the challenge that makes a browser ask for a user and a secret.
+fn challenge(body: &str) -> Response {
+    Response::new(401, TEXT, body.to_string())
+        .header("WWW-Authenticate", "Basic realm=\"pubsub-lab\"")
+}
+
+/// The HTTP answer to a refused publish: `400` for what the grammar refuses; `403` for
+/// what the program's hooks or the auth file's rules refuse (as for a client the hooks do
+/// not let in), but `401` when the rules refuse a request that gave no credentials, so
+/// that a browser asks for them.
+fn refusal(error: &ProtocolError, user: bool) -> Response {
+    match error {
+        ProtocolError::NotAllowed { .. } if !user => challenge(AUTH_REQUIRED),
+        ProtocolError::Refused(_) | ProtocolError::NotAllowed { .. } => {
+            Response::new(403, TEXT, error.to_string())
+        }
+        _ => Response::new(400, TEXT, error.to_string()),
     }
 }
 
@@ -686,8 +772,23 @@ fn websocket_read_loop(session: &mut Session, decoder: &mut Decoder, outbox: &Ou
                     let line = text.strip_suffix('\n').unwrap_or(text);
                     let line = line.strip_suffix('\r').unwrap_or(line);
                     session.handle_line(line.as_bytes());
-                    if session.is_quitting() {
-                        return Ending::Close(websocket::NORMAL, "bye");
+                    match session.quit_reason() {
+                        None => {}
+                        Some(Quit::AuthTimeout) => {
+                            return Ending::Close(
+                                websocket::POLICY_VIOLATION,
+                                "authentication timeout",
+                            )
+                        }
+                        Some(Quit::AuthFailed) => {
+                            return Ending::Close(
+                                websocket::POLICY_VIOLATION,
+                                "authentication failed",
+                            )
+                        }
+                        Some(Quit::Bye | Quit::Refused) => {
+                            return Ending::Close(websocket::NORMAL, "bye")
+                        }
                     }
                 }
                 Message::Binary(_) => {
