@@ -14,6 +14,8 @@
 //!   monitoring port (asked again until its answer is the one the lab shows).
 //! * `$ nats-server ARGS`: a real one (lab 11), each port it is given replaced by a free one.
 //! * `$ COMMAND | grep [-c] [-AN] WORD`: the lines of the command's output holding `WORD`.
+//! * `$ printf '...' > PATH` and `$ chmod MODE PATH`: a file the lab then names (an
+//!   `--auth-file`), written into a folder of the group's own.
 //! * `$ cargo run --bin NAME -- ARGS`: the binary the test suite built, run with stdout and
 //!   stderr merged as a terminal shows them; `> ` lines go to its stdin, or what a
 //!   `printf '...' |` before it writes. A program the block types into runs on a
@@ -228,6 +230,9 @@ struct Group<'a> {
     shown_next: Vec<String>,
     /// The line being replayed is a command the block then types into.
     typed_into: bool,
+    /// Where the files the lab writes (`printf ... > target/lab11.auth`) are written
+    /// instead, each under its own path; removed when the group ends.
+    files: Files,
 }
 
 impl<'a> Group<'a> {
@@ -257,6 +262,7 @@ impl<'a> Group<'a> {
             monitors: Vec::new(),
             shown_next: Vec::new(),
             typed_into: false,
+            files: Files::default(),
         })
     }
 
@@ -587,6 +593,23 @@ impl<'a> Group<'a> {
         let (command, mut filter) = split_grep(command);
         let parsed = parse_command(command).map_err(|why| format!("{at}: {why}"))?;
         let mut terminal = match parsed {
+            Parsed::WriteFile { path, bytes } => {
+                let real = self.files.place(&path);
+                std::fs::write(&real, bytes)
+                    .map_err(|e| format!("{at}: could not write {path}: {e}"))?;
+                done()
+            }
+            Parsed::Chmod { mode, path } => {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = u32::from_str_radix(&mode, 8)
+                    .map_err(|_| format!("{at}: chmod takes an octal mode here, not {mode}"))?;
+                std::fs::set_permissions(
+                    self.files.place(&path),
+                    std::fs::Permissions::from_mode(mode),
+                )
+                .map_err(|e| format!("{at}: could not chmod {path}: {e}"))?;
+                done()
+            }
             Parsed::Nc { port } => {
                 let port = self.need_port(&at, port)?;
                 let stream = TcpStream::connect(("127.0.0.1", port))
@@ -793,6 +816,9 @@ impl<'a> Group<'a> {
         for arg in args.iter_mut() {
             if arg.starts_with("nats://") {
                 *arg = self.to_real(arg);
+            }
+            if let Some(real) = self.files.written(arg) {
+                *arg = real;
             }
         }
         let udp = args.iter().any(|arg| arg == "--udp");
@@ -1076,6 +1102,10 @@ enum Parsed {
     Pipe { steps: Vec<Step>, port: u16 },
     /// `nats-server ARGS`: a real one, on free ports standing for the lab's.
     NatsServer(Vec<String>),
+    /// `printf '...' > PATH`: a file the lab writes (into the group's own folder).
+    WriteFile { path: String, bytes: Vec<u8> },
+    /// `chmod MODE PATH`, of a file the lab wrote.
+    Chmod { mode: String, path: String },
     /// `printf ... | nc -u -w1 127.0.0.1 9999`: datagrams to the UDP port.
     Datagrams(Vec<Step>),
     /// `curl ARGS`, against the web port.
@@ -1169,6 +1199,18 @@ fn parse_command(command: &str) -> Result<Parsed, String> {
     }
     let words = words_of(&tokens).ok_or_else(unsupported)?;
     match words.as_slice() {
+        [printf, format, to, path] if printf == "printf" && to == ">" => {
+            return Ok(Parsed::WriteFile {
+                path: path.clone(),
+                bytes: self::printf(format),
+            })
+        }
+        [chmod, mode, path] if chmod == "chmod" => {
+            return Ok(Parsed::Chmod {
+                mode: mode.clone(),
+                path: path.clone(),
+            })
+        }
         [curl, args @ ..] if curl == "curl" => return Ok(Parsed::Curl(args.to_vec())),
         [nats, args @ ..] if nats == "nats-server" => return Ok(Parsed::NatsServer(args.to_vec())),
         _ => {}
@@ -1265,6 +1307,64 @@ fn shown_after(lines: &[(usize, String)]) -> Vec<String> {
         .filter(|text| !text.trim().is_empty())
         .map(str::to_string)
         .collect()
+}
+
+/// A terminal whose command is done and showed nothing.
+fn done() -> Terminal {
+    let (tx, rx) = mpsc::channel();
+    let _ = tx.send(Output::End("the command ended".to_string()));
+    Terminal::new(Kind::Pipe, None, rx)
+}
+
+/// The files a group's lab writes, kept in a folder of the group's own so that nothing
+/// lands in the repository (or another replay's way), removed when the group ends.
+#[derive(Default)]
+struct Files {
+    dir: Option<std::path::PathBuf>,
+    /// The lab's paths, and where each really is.
+    written: Vec<(String, std::path::PathBuf)>,
+}
+
+impl Files {
+    /// Where the lab's `path` really is: in the group's folder, made on first use.
+    fn place(&mut self, path: &str) -> std::path::PathBuf {
+        if let Some((_, real)) = self.written.iter().find(|(p, _)| p == path) {
+            return real.clone();
+        }
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let dir = self
+            .dir
+            .get_or_insert_with(|| {
+                std::env::temp_dir().join(format!(
+                    "pubsub-lab-replay-{}-{}",
+                    std::process::id(),
+                    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                ))
+            })
+            .clone();
+        let real = dir.join(path.trim_start_matches('/'));
+        if let Some(parent) = real.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        self.written.push((path.to_string(), real.clone()));
+        real
+    }
+
+    /// Where a file the lab wrote at `path` really is, if it wrote one there.
+    fn written(&self, path: &str) -> Option<String> {
+        self.written
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, real)| real.display().to_string())
+    }
+}
+
+impl Drop for Files {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }
 
 /// Whether the lines after a command type into it before the next command.
