@@ -14,8 +14,9 @@
 //!   monitoring port (asked again until its answer is the one the lab shows).
 //! * `$ nats-server ARGS`: a real one (lab 11), each port it is given replaced by a free one.
 //! * `$ COMMAND | grep [-c] [-AN] WORD`: the lines of the command's output holding `WORD`.
-//! * `$ printf '...' > PATH` and `$ chmod MODE PATH`: a file the lab then names (an
-//!   `--auth-file`), written into a folder of the group's own.
+//! * `$ printf '...' > PATH`, `$ chmod MODE PATH`, `$ rm -rf PATH`: a file or folder the
+//!   lab then names (an `--auth-file`, a `--data-dir`), in a folder of the group's own.
+//! * `$ kill -9 $(pgrep -u "$USER" -nx broker)`: the group's newest broker, killed.
 //! * `$ cargo run --bin NAME -- ARGS`: the binary the test suite built, run with stdout and
 //!   stderr merged as a terminal shows them; `> ` lines go to its stdin, or what a
 //!   `printf '...' |` before it writes. A program the block types into runs on a
@@ -50,6 +51,8 @@ use crate::pattern;
 const LINE_WAIT: Duration = Duration::from_secs(30);
 /// How long a command the lab runs to completion may take (the benchmark is the slowest).
 const FINISH_WAIT: Duration = Duration::from_secs(180);
+/// What labs write for the process id of the student's newest broker.
+const NEWEST_BROKER: &str = "$(pgrep -u \"$USER\" -nx broker)";
 /// The start of the token of the replay's hidden PINGs.
 const SYNC_TOKEN: &str = "replay-sync-";
 /// The port the labs are written for.
@@ -230,6 +233,8 @@ struct Group<'a> {
     shown_next: Vec<String>,
     /// The line being replayed is a command the block then types into.
     typed_into: bool,
+    /// The terminals that started brokers, the newest last.
+    brokers: Vec<String>,
     /// Where the files the lab writes (`printf ... > target/lab11.auth`) are written
     /// instead, each under its own path; removed when the group ends.
     files: Files,
@@ -263,6 +268,7 @@ impl<'a> Group<'a> {
             shown_next: Vec::new(),
             typed_into: false,
             files: Files::default(),
+            brokers: Vec::new(),
         })
     }
 
@@ -293,6 +299,12 @@ impl<'a> Group<'a> {
             web: self.web_port,
             udp: self.udp_port,
             more: self.more_ports.clone(),
+            paths: self
+                .files
+                .written
+                .iter()
+                .map(|(lab, real)| (lab.clone(), real.display().to_string()))
+                .collect(),
         }
     }
 
@@ -599,6 +611,25 @@ impl<'a> Group<'a> {
                     .map_err(|e| format!("{at}: could not write {path}: {e}"))?;
                 done()
             }
+            Parsed::Remove(path) => {
+                let real = self.files.place(&path);
+                let _ = std::fs::remove_dir_all(&real);
+                let _ = std::fs::remove_file(&real);
+                done()
+            }
+            Parsed::KillNewestBroker => {
+                let newest = self.brokers.last().cloned();
+                let broker = newest
+                    .as_ref()
+                    .and_then(|name| self.terminals.get_mut(name))
+                    .ok_or_else(|| format!("{at}: no broker runs in this group to kill"))?;
+                if let Kind::Process(child) = &mut broker.kind {
+                    // SIGKILL, as kill -9: no cleanup, no flushing.
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+                done()
+            }
             Parsed::Chmod { mode, path } => {
                 use std::os::unix::fs::PermissionsExt;
                 let mode = u32::from_str_radix(&mode, 8)
@@ -639,7 +670,7 @@ impl<'a> Group<'a> {
                 args,
                 input,
             } => {
-                let mut terminal = self.spawn_binary(&at, &env, &bin, args)?;
+                let mut terminal = self.spawn_binary(name, &at, &env, &bin, args)?;
                 if let Some(steps) = input {
                     // What `printf ... |` writes, with its pauses, then the end of the
                     // input, from a thread of its own: the program may read slowly.
@@ -797,6 +828,7 @@ impl<'a> Group<'a> {
 
     fn spawn_binary(
         &mut self,
+        name: &str,
         at: &str,
         env: &[(String, String)],
         bin: &str,
@@ -813,6 +845,12 @@ impl<'a> Group<'a> {
             .find(|pair| pair[0] == "--port")
             .and_then(|pair| pair[1].parse::<u16>().ok())
             .unwrap_or(LAB_PORT);
+        // A data directory is the broker's to make: only where it goes is the replay's.
+        for i in 1..args.len() {
+            if args[i - 1] == "--data-dir" {
+                args[i] = self.files.place(&args[i]).display().to_string();
+            }
+        }
         for arg in args.iter_mut() {
             if arg.starts_with("nats://") {
                 *arg = self.to_real(arg);
@@ -899,6 +937,8 @@ impl<'a> Group<'a> {
         let mut terminal = Terminal::new(Kind::Process(child), Some(Box::new(stdin)), output);
         terminal.on_a_terminal = on_a_terminal;
         if is_broker {
+            self.brokers.retain(|b| b != name);
+            self.brokers.push(name.to_string());
             terminal.is_broker = true;
             // The line that says where it listens; log lines may come before it (what a
             // broker found in its `--data-dir`). All of them stay for the lab to show.
@@ -972,6 +1012,8 @@ struct Ports {
     web: Option<u16>,
     udp: Option<u16>,
     more: Vec<(u16, u16)>,
+    /// The files and folders the lab named, and where they really are: `(lab, real)`.
+    paths: Vec<(String, String)>,
 }
 
 /// Shows the real ports as the lab's 9000 (the line protocol), 8080 (the web) and 9999
@@ -979,6 +1021,9 @@ struct Ports {
 /// port.
 fn normalize(line: &str, ports: &Ports) -> String {
     let mut line = line.to_string();
+    for (lab, real) in &ports.paths {
+        line = line.replace(real.as_str(), lab);
+    }
     let more = ports.more.iter().map(|&(lab, real)| (Some(real), lab));
     for (real, lab) in [(ports.web, LAB_WEB_PORT), (ports.udp, LAB_UDP_PORT)]
         .into_iter()
@@ -1106,6 +1151,11 @@ enum Parsed {
     WriteFile { path: String, bytes: Vec<u8> },
     /// `chmod MODE PATH`, of a file the lab wrote.
     Chmod { mode: String, path: String },
+    /// `rm -rf PATH`, in the group's own folder.
+    Remove(String),
+    /// `kill -9 $(pgrep -u "$USER" -nx broker)`: the newest broker the student started,
+    /// the group's, killed with SIGKILL.
+    KillNewestBroker,
     /// `printf ... | nc -u -w1 127.0.0.1 9999`: datagrams to the UDP port.
     Datagrams(Vec<Step>),
     /// `curl ARGS`, against the web port.
@@ -1129,6 +1179,9 @@ enum Token {
 /// The commands a replayed block may use; anything else is an error that tells the author
 /// to leave the block unmarked.
 fn parse_command(command: &str) -> Result<Parsed, String> {
+    if command.trim() == format!("kill -9 {NEWEST_BROKER}") {
+        return Ok(Parsed::KillNewestBroker);
+    }
     let tokens = tokenize(command)?;
     let unsupported = || {
         format!(
@@ -1205,6 +1258,7 @@ fn parse_command(command: &str) -> Result<Parsed, String> {
                 bytes: self::printf(format),
             })
         }
+        [rm, rf, path] if rm == "rm" && rf == "-rf" => return Ok(Parsed::Remove(path.clone())),
         [chmod, mode, path] if chmod == "chmod" => {
             return Ok(Parsed::Chmod {
                 mode: mode.clone(),
@@ -1590,6 +1644,7 @@ mod tests {
                     web: Some(40003),
                     udp: Some(40002),
                     more: Vec::new(),
+                    paths: Vec::new(),
                 }
             ),
             "on 127.0.0.1:9000; UDP on 127.0.0.1:9999; nc 127.0.0.1 9000 (x); open http://127.0.0.1:8080/"
