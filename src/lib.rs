@@ -11,7 +11,8 @@
 //! ## What it teaches, and what it leaves out on purpose
 //!
 //! It is built the simplest way that is still solid: blocking `std::net` sockets, a thread
-//! per connection, one mutex around the topic registry. No async runtime. A classic
+//! per connection, one mutex around the topic registry (and a few small ones elsewhere,
+//! each guarding one thing: see "Locks" below). No async runtime. A classic
 //! subscription is *at most once* (a message published to a topic nobody subscribes to is
 //! gone; a subscriber that disconnects misses what is published while it is away); a
 //! durable one (`DURABLE`, see [`durable`]) is *at least once*, with acknowledgements and,
@@ -31,27 +32,28 @@
 //! | | [`keyed`] | a list that finds its entries by key: searched while short, indexed once long |
 //! | | [`throttle`] | logs in proportion to time, not to input |
 //! | | [`topic`] | topic names and filters: levels, `+`, `#`, MQTT's rules |
-//! | | [`access`] | the auth file: users, secrets compared in constant time, allow rules |
+//! | | [`access`] | the auth file: users (and `anonymous`), secrets compared in constant time, allow rules |
 //! | bytes | [`framing`] | buffers a TCP stream and cuts it at `\n`, capping line length |
-//! | messages | [`protocol`] | lines ↔ values: the command table, parsing, replies, `DELIVER`, and the same as kn-sock's JSON lines; no I/O |
+//! | messages | [`protocol`] | lines ↔ values: the command table, parsing, replies, `DELIVER`, and the same as kn-sock's JSON lines; the one grammar of topics, ids and messages ([`protocol::grammar`]); no I/O |
 //! | | [`json`] | JSON read and written by hand, for the dialects that speak it |
+//! | | [`auth`] | logging in, once for every way in: failures delayed, counted, budgeted per address |
 //! | routing | [`batch`] | consecutive publishes to one topic, formatted once |
 //! | | [`hooks`] | the embedding program's hooks: asked on connect, subscribe, unsubscribe and publish |
 //! | | [`subscriber`] | the [`Subscriber`](subscriber::Subscriber) handle every kind of subscriber implements |
 //! | | [`tree`] | wildcard filters in a tree of levels, and the walk that finds those a topic matches |
 //! | | [`registry`] | topic → subscribers, the one shared map behind one mutex; retained messages |
 //! | | [`durable`] | durable subscriptions: acknowledgements, redelivery, the log on disk |
-//! | | [`router`] | the one road of every message: look up, batch, hand out, flush; asks the hooks |
+//! | | [`router`] | the one road of every message: look up, batch, hand out, flush; the grammar, the access rules and the hooks applied to every way in |
 //! | | [`subscription`] | the in-process subscriber, for programs that embed the broker |
 //! | | [`uplink`] | where local messages go beyond this broker, and the interest it is told of |
 //! | sessions | [`outbox`] | a TCP connection as a subscriber: pending lines, write timeout, cut-off |
 //! | | [`connections`] | slots (`--max-clients`), and closing every connection at stop |
-//! | | `session` (private) | one connection: TCP (line protocol or JSON) or a WebSocket (line protocol); read, parse, execute, cleanup |
+//! | | `session` (private) | the session core every client has, whatever its way in (a `Link`): who it is, what each command does, its subscriptions, limits, replies and confirms, its cleanup; and the TCP connection's read loop |
 //! | bridges | [`nats`] | a NATS client by hand, and the bridge that joins brokers through a NATS cluster |
 //! | server | `server` (private) | listeners, each on its accept thread; admitting connections |
 //! | | `sys` (private) | the broker's own figures, published as retained `$SYS/broker/...` messages |
-//! | | [`udp`] | the UDP port: datagrams in, one datagram per delivery out, leases |
-//! | | [`web`] | the web listener: HTTP/1.1, WebSocket carrying the line protocol, the live view |
+//! | | [`udp`] | the UDP port: a session per address; datagrams in, one datagram per delivery out, leases |
+//! | | [`web`] | the web listener: HTTP/1.1 (each request a session of one command), WebSocket carrying the line protocol, the live view |
 //! | | [`broker`] | [`Broker`] and [`BrokerHandle`]: start, stop, publish and subscribe in-process |
 //! | clients | [`client`], [`error`] | the blocking client used by the binaries, benchmark and tests |
 //! | | [`cli`] | what the binaries in `src/bin/` share (logging); no module above uses it |
@@ -59,18 +61,23 @@
 //! ## The life of a PUBLISH
 //!
 //! One message, from the publisher's socket to a subscriber's, all on the publisher's
-//! connection thread:
+//! connection thread (every function named is one call on the way: 14 per line once the
+//! batch for its topic is open, 29 from the accept to the write):
 //!
 //! | step | function | file |
 //! |---|---|---|
-//! | 1 | `LineListener::serve` accepts; `admit` gives the connection a slot, an [`Outbox`](outbox::Outbox) and a thread | `server.rs` |
-//! | 2 | `session::serve` → `Session::read_loop`: [`LineReader::fill`](framing::LineReader::fill) reads bytes, [`LineReader::next_line`](framing::LineReader::next_line) cuts a line | `session.rs`, `framing.rs` |
-//! | 3 | [`Command::parse`] turns it into `Command::Publish` | `protocol/command.rs` |
-//! | 4 | `Session::execute` → `Session::publish` hands it to the connection's publisher | `session.rs` |
-//! | 5 | [`Publisher::publish`](router::Publisher::publish): the hooks' say, if the program gave any; one [`Registry::subscribers`](registry::Registry::subscribers) lookup and one [`Clock::now`](clock::Clock::now) per batch | `router.rs`, `registry.rs` |
-//! | 6 | [`Batch::add`](batch::Batch::add) → [`write_delivery`](protocol::write_delivery): the `DELIVER` line, formatted once | `batch.rs`, `protocol/delivery.rs` |
-//! | 7 | [`Publisher::hand_out`](router::Publisher::hand_out) → `fan_out` → [`Subscriber::offer`](subscriber::Subscriber::offer): each subscriber's outbox copies the lines | `router.rs`, `outbox.rs` |
-//! | 8 | no line left to handle: [`Publisher::flush`](router::Publisher::flush) → each outbox's [`flush`](subscriber::Subscriber::flush) writes them, one `write` per subscriber | `router.rs`, `outbox.rs` |
+//! | 1 | `LineListener::serve` accepts; `admit` gives the connection a slot, an [`Outbox`](outbox::Outbox) and a thread that runs `session::serve` | `server.rs` |
+//! | 2 | `Session::read_loop`: [`LineReader::fill`](framing::LineReader::fill) reads bytes, [`LineReader::next_line`](framing::LineReader::next_line) cuts a line | `session.rs`, `framing.rs` |
+//! | 3 | `Session::handle_line` → `handle_command_line` → [`Command::parse`] turns it into `Command::Publish` | `session.rs`, `protocol/command.rs` |
+//! | 4 | `Session::execute` (what the way in carries, the `AUTH` deadline) → `Session::publish` → `check_publisher` (the auth file's rules; returns at once without one) | `session.rs`, `router.rs` |
+//! | 5 | [`Publisher::publish`](router::Publisher::publish) → `publish_stamped`: the grammar's [`check_id`](protocol::grammar::check_id) and [`check_message`](protocol::grammar::check_message); for a new batch [`check_topic`](protocol::grammar::check_topic), one [`Registry::subscribers`](registry::Registry::subscribers) lookup (the registry's lock, taken and given back) and one [`Clock::now`](clock::Clock::now); the hooks' say, only if the program gave any | `router.rs`, `protocol/grammar.rs`, `registry.rs`, `clock.rs` |
+//! | 6 | [`Batch::start`](batch::Batch::start), [`Batch::add`](batch::Batch::add) → [`write_delivery`](protocol::write_delivery): the `DELIVER` line, formatted once | `batch.rs`, `protocol/delivery.rs` |
+//! | 7 | [`Publisher::hand_out`](router::Publisher::hand_out) → `fan_out` → [`Subscriber::deliver`](subscriber::Subscriber::deliver) (a big batch, written in place to a subscriber that keeps up) or [`Subscriber::offer`](subscriber::Subscriber::offer) (copied into its outbox) | `router.rs`, `outbox.rs` |
+//! | 8 | no line left: `Session::flush` → [`Publisher::flush`](router::Publisher::flush) → each outbox's [`flush`](subscriber::Subscriber::flush) writes its lines, one `write` per subscriber; then the connection's own replies | `session.rs`, `router.rs`, `outbox.rs` |
+//!
+//! Every other way in joins this road at step 4: a WebSocket frame, a datagram, an HTTP
+//! request and a JSON line are each turned into a [`Command`] by their own codec and
+//! executed by the same `Session::execute`.
 //!
 //! ## Threads, and who reads and writes each socket
 //!
@@ -90,13 +97,34 @@
 //!   ┌──────────────────────┐           │                      │
 //!   │ Registry (one Mutex) │── subscribers of "weather" ──────┘
 //!   └──────────────────────┘
-//!   client-1 writes the DELIVER line to sockets 2 and 3 itself, outside the registry lock.
+//!   client-1 writes the DELIVER line to sockets 2 and 3 itself, outside the registry lock,
+//!   as long as each keeps up; one that falls behind gets a `writer-<n>` thread of its own
+//!   until it has caught up (see `outbox.rs`).
 //! ```
 //!
 //! The web listener (`accept-web`) starts a `web-<n>` thread per connection the same way;
 //! a browser's WebSocket is then one more reader of its own socket, and one more outbox.
 //! The UDP port has no connections to accept: one thread (`udp-<port>`) reads every
-//! datagram and writes every datagram out.
+//! datagram, keeps a session per address, and sends every answer; deliveries to an
+//! address leave from the thread that publishes them.
+//!
+//! ## Locks
+//!
+//! Every mutex guards one thing, and its field's doc says which. No lock is held while
+//! writing to a socket, and a thread holds two at once only in the orders below (each
+//! pair is taken left to right, never the other way, which is what rules out a deadlock):
+//!
+//! | lock | guards | taken with |
+//! |---|---|---|
+//! | `Registry::leaving` | the turn of a subscriber leaving many topics | then `Registry::inner` |
+//! | `Registry::inner` | topics, filters, retained messages | then a new subscriber's own lock, to offer it the retained messages (see `Registry::subscribe`) |
+//! | `Durable::state` | one durable subscription's queue and holder | then its holder's `Outbox::state`, to queue what it sends |
+//! | `Outbox::state` | one connection's pending bytes and phase | nothing after it |
+//! | `Durables::subscriptions` | the durable subscriptions by filter and id | nothing after it |
+//! | `Connections::table`, `Connections::events` | slots per address; the log throttle | not with each other |
+//! | `Logins::windows`, `Logins::warnings` | failed logins per address; their log throttle | not with each other |
+//! | `Peer::client_id`, `UdpSubscriber::pending`, `UdpSubscriber::sending` | the last id a client gave; an address's queued deliveries; its turn to send | `sending`, then `pending` |
+//! | the NATS bridge's `state`, `pool`, `sids`; the durable log's locks | see `nats/bridge.rs` and `durable/store.rs` | as each says |
 //!
 //! ## Using it as a library
 //!

@@ -1,11 +1,15 @@
 //! The one road every message takes: "publish this to that topic", for every kind of
 //! publisher and every kind of subscriber.
 //!
-//! The [`Router`] owns the registry and the counters, checks topics and ids against the
-//! broker's limits, and asks the embedding program's hooks (`hooks.rs`), which is why the
-//! hooks hold for every transport: every one of them comes through here. Each place messages come in from (a TCP session today; the embedding
-//! API through [`BrokerHandle::publish`](crate::BrokerHandle::publish), the UDP port;
-//! later HTTP, other brokers) publishes through a [`Publisher`] of its own, which does the rest:
+//! The [`Router`] owns the registry and the counters, holds every publish and subscription
+//! to the grammar (`protocol/grammar.rs`) and the broker's limits, checks the auth file's
+//! rules for whoever asks (`access.rs`: a logged-in user, or `anonymous`), and asks the
+//! embedding program's hooks (`hooks.rs`). That is why each of those rules holds for every
+//! way in: every one of them comes through here. Each place messages come in from (every
+//! client's session, whatever its way in: TCP, the JSON dialect, WebSocket, UDP, HTTP; the
+//! embedding API through [`BrokerHandle::publish`](crate::BrokerHandle::publish); other
+//! brokers through the NATS bridge) publishes through a [`Publisher`] of its own, which does
+//! the rest:
 //!
 //! ```text
 //!   publish(topic, message, id) ─▶ same topic as the batch so far?
@@ -26,12 +30,15 @@
 //! before any of them was sent is in the snapshot. A publisher's own `SUBSCRIBE` hands the
 //! batch out first (see the session), so it is seen by the very next publish; and the
 //! timestamp, read once per batch, is at most one burst's handling time old.
+//!
+//! Who may do what (the auth file's rules, logging in, what a listing shows) is the
+//! router's too, in `router/rules.rs`.
 
 use std::borrow::Cow;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 
-use crate::access::{self, Access, Action};
+use crate::access::Action;
 use crate::auth::Logins;
 use crate::batch::Batch;
 use crate::clock::Clock;
@@ -46,6 +53,8 @@ use crate::subscriber::{Offer, Subscriber, SubscriberId};
 use crate::text;
 use crate::topic;
 use crate::uplink::{Interest, Uplink};
+
+mod rules;
 
 /// A batch at least this large is sent at once, without waiting for the end of the burst.
 /// It bounds the memory one publisher's pending deliveries can take, and is large enough
@@ -149,141 +158,6 @@ impl Router {
     /// events (a slow consumer cut off).
     pub fn stats(&self) -> &Arc<Stats> {
         &self.stats
-    }
-
-    /// Puts access control in force: every client must `AUTH` first, then do only what
-    /// `access` allows. Called once, before the router is shared.
-    pub fn set_access(&mut self, access: Access) {
-        self.logins = Some(Logins::new(access));
-    }
-
-    /// Whether the client that logged in as `user` (`None`: it gave no name, and is
-    /// [`access::ANONYMOUS`] to the rules) may `action` `name`; always, on a broker without
-    /// an auth file. Every way in asks this one function, so a rule holds for all of them.
-    ///
-    /// # Errors
-    /// [`ProtocolError::NotAllowed`], naming the user, the action and the name.
-    pub fn check_rule(
-        &self,
-        user: Option<&str>,
-        action: Action,
-        name: &str,
-    ) -> Result<(), ProtocolError> {
-        let Some(access) = self.access() else {
-            return Ok(());
-        };
-        let user = user.unwrap_or(access::ANONYMOUS);
-        if access.may(user, action, name) {
-            return Ok(());
-        }
-        Err(ProtocolError::NotAllowed {
-            user: user.to_string(),
-            action: match action {
-                Action::Publish => "publish to",
-                Action::Subscribe => "subscribe to",
-            },
-            name: name.to_string(),
-        })
-    }
-
-    /// Checks a subscription a client asks for: the grammar's rules for the filter and the
-    /// id, then whether `user` (as for [`check_rule`](Self::check_rule)) may subscribe to
-    /// the filter. Names come first, so that what a refusal repeats is printable text.
-    ///
-    /// # Errors
-    /// What the grammar refuses, or [`ProtocolError::NotAllowed`].
-    pub fn check_subscribe(
-        &self,
-        user: Option<&str>,
-        filter: &str,
-        subscriber_id: &str,
-    ) -> Result<(), ProtocolError> {
-        grammar::check_subscription(filter, subscriber_id, &self.limits)?;
-        self.check_rule(user, Action::Subscribe, filter)
-    }
-
-    /// Whether `user` (as for [`check_rule`](Self::check_rule)) may publish to `topic` as
-    /// `publisher_id`: an id it may go by (see [`Access::may_publish_as`]), and a rule that
-    /// allows the topic.
-    ///
-    /// The grammar's rules for the topic and the id come first, so that what a refusal
-    /// repeats is printable text.
-    ///
-    /// # Errors
-    /// What the grammar refuses, or [`ProtocolError::NotAllowed`].
-    pub fn check_publish_rules(
-        &self,
-        user: Option<&str>,
-        topic: &str,
-        publisher_id: &str,
-    ) -> Result<(), ProtocolError> {
-        grammar::check_topic(topic, &self.limits)?;
-        grammar::check_id("publisher id", publisher_id, &self.limits)?;
-        self.check_goes_by(user, publisher_id, "publish as")?;
-        self.check_rule(user, Action::Publish, topic)
-    }
-
-    /// Whether `user` may hold the durable subscription of `subscriber_id` to `filter`:
-    /// the id must be one the user goes by (as a publisher id must), since a durable
-    /// subscription belongs to its id and whoever holds the id gets its messages; and the
-    /// filter one the user may subscribe to.
-    ///
-    /// # Errors
-    /// What the grammar refuses, or [`ProtocolError::NotAllowed`].
-    pub fn check_durable_rules(
-        &self,
-        user: Option<&str>,
-        filter: &str,
-        subscriber_id: &str,
-    ) -> Result<(), ProtocolError> {
-        grammar::check_subscription(filter, subscriber_id, &self.limits)?;
-        self.check_goes_by(user, subscriber_id, "hold durable subscriptions as")?;
-        self.check_rule(user, Action::Subscribe, filter)
-    }
-
-    /// Whether `user` may go by `id`; `action` says what for, in the refusal.
-    fn check_goes_by(
-        &self,
-        user: Option<&str>,
-        id: &str,
-        action: &'static str,
-    ) -> Result<(), ProtocolError> {
-        let Some(access) = self.access() else {
-            return Ok(());
-        };
-        let user = user.unwrap_or(access::ANONYMOUS);
-        if access.may_publish_as(user, id) {
-            return Ok(());
-        }
-        Err(ProtocolError::NotAllowed {
-            user: user.to_string(),
-            action,
-            name: id.to_string(),
-        })
-    }
-
-    /// The access rules, if the broker has them.
-    pub fn access(&self) -> Option<&Access> {
-        self.logins.as_ref().map(Logins::access)
-    }
-
-    /// Checks `user`'s `secret` for a client at `from` (named `who` in the log): every way
-    /// in that carries a secret hands it here (see `auth.rs`).
-    ///
-    /// # Errors
-    /// [`ProtocolError::AuthOff`] on a broker without an auth file, or what
-    /// [`Logins::log_in`] refuses.
-    pub fn log_in(
-        &self,
-        from: std::net::IpAddr,
-        who: &dyn std::fmt::Display,
-        user: &str,
-        secret: &str,
-    ) -> Result<String, ProtocolError> {
-        let Some(logins) = &self.logins else {
-            return Err(ProtocolError::AuthOff);
-        };
-        logins.log_in(from, who, user, secret, &self.stats)
     }
 
     /// Sends every local publish on to `uplink` too, and tells it about local interest

@@ -16,10 +16,14 @@
 //! client, because there are no clients in the TCP sense: only datagrams, each with the
 //! address it came from. A datagram is either:
 //!
-//! * **protocol lines** (its first word is a command): each line is executed as on TCP.
-//!   `PUBLISH` and `PING` as usual; `SUBSCRIBE` subscribes the *sender's address*;
-//!   commands that need a connection (`VERBOSE`, `QUIT`, and the listings, whose answers
-//!   would be many datagrams to an address nobody proved is the sender's) are refused;
+//! * **protocol lines** (its first word is a command): each line is executed as on TCP,
+//!   by the same session core (`session.rs`): each address has a session of its own, whose
+//!   link (`udp/link.rs`) sends its answers as datagrams. `PUBLISH` and `PING` as usual;
+//!   `SUBSCRIBE` subscribes the *sender's address*; commands that need a connection
+//!   (`VERBOSE`, `QUIT`, `AUTH`, durable subscriptions, and the listings, whose answers
+//!   would be many datagrams to an address nobody proved is the sender's) are refused.
+//!   A datagram names no user: on a broker with an auth file (and `--udp-allow-anonymous`)
+//!   its sender is `anonymous` to the rules;
 //! * **anything else**, published whole to `--udp-topic` (`udp`) with the publisher id
 //!   `udp:<ip>:<port>`. So the tutorial's ticker works unchanged, and its events reach
 //!   TCP subscribers of `udp` as ordinary `DELIVER` lines.
@@ -28,7 +32,8 @@
 //!
 //! # Egress: leases
 //!
-//! A UDP subscriber is an address ([`UdpSubscriber`]); each delivery is one datagram per
+//! A UDP subscriber is an address ([`UdpSubscriber`], in `udp/subscriber.rs`); each
+//! delivery is one datagram per
 //! `DELIVER` line, sent from the broker's UDP port with `send_to`. But an address cannot
 //! say it has gone: a subscriber that quits sends nothing, and the broker would send to
 //! its address for ever. So a UDP subscription is a **lease**: it lasts `--udp-lease`
@@ -65,26 +70,29 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::batch::Batch;
 use crate::config::format_duration;
-use crate::durable::Holder;
 use crate::hooks::{ClientInfo, Transport};
 use crate::peer::Peer;
 use crate::protocol::{Command, CommandSpec, ProtocolError, Reply};
 use crate::router::Router;
 use crate::server::{reachable, Listener, Server};
-use crate::session::{Link, Session};
+use crate::session::Session;
 use crate::stats::Stats;
-use crate::subscriber::{Offer, Subscriber, SubscriberId};
 use crate::text;
 use crate::throttle::{and_more, Throttle, Verdict, QUIETING};
+
+mod link;
+mod subscriber;
+
+use link::{Shared, UdpLink};
+pub use subscriber::UdpSubscriber;
 
 /// The largest UDP payload over IPv4: 65,535 bytes of IP packet, less 20 of IP header and
 /// 8 of UDP header. A `DELIVER` line longer than this cannot be sent as one datagram.
@@ -217,130 +225,6 @@ struct Lease {
     session: Session,
     /// `None` while it holds no subscription: then it lasts until the end of the burst.
     expires: Option<Instant>,
-}
-
-/// What the links of every address share. Budgets and throttles are the listener's, not
-/// each address's: a datagram's source address is whatever its sender wrote, so a flood
-/// from a million forged addresses must meet the same limits as one from a single one.
-#[derive(Debug)]
-struct Shared {
-    socket: Arc<UdpSocket>,
-    stats: Arc<Stats>,
-    /// Keeps `ERROR` answers within [`ERRORS_ANSWERED_PER_SECOND`].
-    answered: Mutex<Throttle>,
-    /// Keeps the warnings about bad datagrams to a few per interval.
-    warnings: Mutex<Throttle>,
-}
-
-impl Shared {
-    /// Sends one answer datagram; an `ERROR` only within the budget.
-    fn answer(&self, to: SocketAddr, reply: &Reply<'_>) {
-        if matches!(reply, Reply::Error(_))
-            && self.answered.lock().check(Instant::now()) == Verdict::Quiet
-        {
-            self.stats
-                .udp_datagrams_dropped
-                .fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        let mut datagram = Vec::new();
-        reply.write_lines(&mut datagram);
-        let counter = match self.socket.send_to(&datagram, to) {
-            Ok(_) => &self.stats.udp_datagrams_out,
-            Err(_) => &self.stats.udp_datagrams_dropped,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn warn(&self, level: log::Level, event: std::fmt::Arguments<'_>) {
-        let verdict = self.warnings.lock().check(Instant::now());
-        match verdict {
-            Verdict::Log { left_out } => log::log!(level, "{event}{}", and_more(left_out)),
-            Verdict::LogLast => log::log!(level, "{event}{QUIETING}"),
-            Verdict::Quiet => {}
-        }
-    }
-}
-
-/// An address, as the session core sees it: its deliveries are datagrams
-/// ([`UdpSubscriber`]), and so is each answer, sent when the session flushes (after the
-/// deliveries of what came before it, as over TCP).
-struct UdpLink {
-    peer: Peer,
-    subscriber: Arc<UdpSubscriber>,
-    shared: Arc<Shared>,
-    /// Answers waiting for the next flush.
-    answers: RefCell<Vec<Vec<u8>>>,
-}
-
-impl Link for UdpLink {
-    fn peer(&self) -> &Peer {
-        &self.peer
-    }
-
-    fn subscriber(&self) -> Arc<dyn Subscriber> {
-        Arc::clone(&self.subscriber) as Arc<dyn Subscriber>
-    }
-
-    fn holder(&self) -> Option<Arc<dyn Holder>> {
-        None
-    }
-
-    /// What an address can do: subscribe and unsubscribe (its lease), publish, and ping.
-    /// The rest needs a connection: `VERBOSE`, `QUIT` and `AUTH` have nothing to hold them,
-    /// durable subscriptions nobody to resume them, and the listings would be many
-    /// datagrams to an address nobody proved is the sender's.
-    fn carries(&self, command: &Command<'_>) -> Result<(), ProtocolError> {
-        match command {
-            Command::Subscribe { .. }
-            | Command::Unsubscribe { .. }
-            | Command::UnsubscribeAll
-            | Command::Publish { .. }
-            | Command::Ping { .. } => Ok(()),
-            other => Err(ProtocolError::NotOverUdp(other.spec())),
-        }
-    }
-
-    fn reply(&self, reply: &Reply<'_>) {
-        let mut datagram = Vec::new();
-        self.encode(reply, &mut datagram);
-        if let Reply::Error(_) = reply {
-            // Sent at once, through the budget; the rest wait for the flush.
-            self.shared.answer(self.peer.addr(), reply);
-            return;
-        }
-        self.answers.borrow_mut().push(datagram);
-    }
-
-    fn encode(&self, reply: &Reply<'_>, out: &mut Vec<u8>) {
-        reply.write_lines(out);
-    }
-
-    fn send(&self, bytes: &[u8]) {
-        self.answers.borrow_mut().push(bytes.to_vec());
-    }
-
-    fn flush(&self) {
-        // Its own deliveries first (the session's publisher leaves them to us), then the
-        // answers, which must not overtake them.
-        Subscriber::flush(&*self.subscriber);
-        let stats = &self.shared.stats;
-        for datagram in self.answers.borrow_mut().drain(..) {
-            let counter = match self.shared.socket.send_to(&datagram, self.peer.addr()) {
-                Ok(_) => &stats.udp_datagrams_out,
-                Err(_) => &stats.udp_datagrams_dropped,
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    fn warn(&self, level: log::Level, event: std::fmt::Arguments<'_>) {
-        self.shared.warn(level, event);
-    }
-
-    fn close(&self) {
-        self.subscriber.close();
-    }
 }
 
 impl Ingress {
@@ -628,120 +512,6 @@ fn is_timeout(error: &io::Error) -> bool {
         error.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
     )
-}
-
-/// A subscriber that is an address: each `DELIVER` line is one datagram to it. See the
-/// module docs for its lease and what bounds it.
-#[derive(Debug)]
-pub struct UdpSubscriber {
-    id: SubscriberId,
-    addr: SocketAddr,
-    /// The broker's UDP port, shared with the listener: replies and deliveries come from
-    /// the port the subscriber sent to, which is what lets them back through a NAT or a
-    /// firewall that let the subscriber's datagrams out.
-    socket: Arc<UdpSocket>,
-    stats: Arc<Stats>,
-    /// `--max-pending-bytes`: the most lines queued between two flushes.
-    max_pending: usize,
-    pending: Mutex<Pending>,
-    /// Held while sending, so that two publishers flushing at once cannot interleave (and
-    /// so reorder) their datagrams; offers only take `pending`'s lock and go on meanwhile.
-    sending: Mutex<()>,
-    /// A line too big for a datagram was reported once for this subscriber.
-    warned_too_big: AtomicBool,
-}
-
-#[derive(Debug, Default)]
-struct Pending {
-    lines: Vec<u8>,
-    closed: bool,
-}
-
-impl UdpSubscriber {
-    fn new(addr: SocketAddr, shared: &Shared, router: &Router) -> UdpSubscriber {
-        UdpSubscriber {
-            id: SubscriberId::next(),
-            addr,
-            socket: Arc::clone(&shared.socket),
-            stats: Arc::clone(&shared.stats),
-            max_pending: router.config().max_pending_bytes,
-            pending: Mutex::new(Pending::default()),
-            sending: Mutex::new(()),
-            warned_too_big: AtomicBool::new(false),
-        }
-    }
-
-    /// The address it receives at.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Ends it: it takes no more deliveries.
-    fn close(&self) {
-        let mut pending = self.pending.lock();
-        pending.closed = true;
-        pending.lines = Vec::new();
-    }
-
-    fn send(&self, datagram: &[u8]) {
-        if datagram.len() > MAX_DATAGRAM {
-            if !self.warned_too_big.swap(true, Ordering::Relaxed) {
-                log::warn!(
-                    "a DELIVER line of {} bytes is too big for a datagram (the most is \
-                     {MAX_DATAGRAM}): dropped for UDP subscriber {}, and others will be",
-                    datagram.len(),
-                    self.addr
-                );
-            }
-            self.count(&self.stats.udp_datagrams_dropped);
-            return;
-        }
-        match self.socket.send_to(datagram, self.addr) {
-            Ok(_) => self.count(&self.stats.udp_datagrams_out),
-            Err(_) => self.count(&self.stats.udp_datagrams_dropped),
-        }
-    }
-
-    fn count(&self, counter: &std::sync::atomic::AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-impl Subscriber for UdpSubscriber {
-    fn id(&self) -> SubscriberId {
-        self.id
-    }
-
-    fn offer(&self, batch: &Batch) -> Offer {
-        let mut pending = self.pending.lock();
-        if pending.closed {
-            return Offer::Closed;
-        }
-        let lines = batch.lines();
-        if pending.lines.len() + lines.len() > self.max_pending {
-            // UDP promises nothing, and a subscriber this far behind is not waited for:
-            // the batch is dropped, and counted.
-            self.stats
-                .udp_datagrams_dropped
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            return Offer::Queued;
-        }
-        let was_empty = pending.lines.is_empty();
-        pending.lines.extend_from_slice(lines);
-        if was_empty {
-            Offer::FlushNeeded
-        } else {
-            Offer::Queued
-        }
-    }
-
-    fn flush(&self) {
-        let _turn = self.sending.lock();
-        let lines = std::mem::take(&mut self.pending.lock().lines);
-        for line in lines.split_inclusive(|&b| b == b'\n') {
-            self.send(line);
-        }
-    }
 }
 
 #[cfg(test)]
