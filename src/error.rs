@@ -43,8 +43,9 @@ impl fmt::Display for Error {
             Error::Connect { addr, source } => write!(
                 f,
                 "could not connect to {addr}: {}. Is the broker running? \
-                 Start it with: cargo run --bin broker",
-                describe(source)
+                 Start it with: {}",
+                describe(source),
+                start_command(addr)
             ),
             Error::Closed => write!(f, "the broker closed the connection"),
             Error::Refused(reason) => write!(f, "the broker refused the command: {reason}"),
@@ -68,6 +69,21 @@ impl std::error::Error for Error {
 impl From<io::Error> for Error {
     fn from(error: io::Error) -> Error {
         Error::Io(error)
+    }
+}
+
+/// The command that starts a broker where `addr` (as [`Error::Connect`] holds it) points:
+/// with `--port` unless it is the default one, so that following the hint starts the
+/// broker that was asked for, not one on port 9000.
+fn start_command(addr: &str) -> String {
+    let port = addr
+        .rsplit_once(':')
+        .and_then(|(_, port)| port.parse::<u16>().ok());
+    match port {
+        Some(port) if port != crate::config::DEFAULT_PORT => {
+            format!("cargo run --bin broker -- --port {port}")
+        }
+        _ => "cargo run --bin broker".to_string(),
     }
 }
 

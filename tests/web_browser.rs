@@ -222,6 +222,12 @@ fn page_state(devtools: &mut DevTools) -> (String, Vec<Vec<String>>) {
 /// and one published over HTTP, newest first.
 #[test]
 fn the_live_view_shows_what_is_published_over_tcp_and_http() {
+    if !common::require_tool(
+        common::Tool::Program("chromium"),
+        "sudo apt-get install -y chromium",
+    ) {
+        return;
+    }
     let broker = Broker::builder()
         .config(Config::default())
         .line("127.0.0.1:0")

@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::subscribed;
+use common::{subscribed, Tool};
 use pubsub_lab::Config;
 
 fn script(name: &str) -> String {
@@ -30,6 +30,9 @@ fn python() -> Command {
 /// subscriber receives its message.
 #[test]
 fn the_flask_labsheets_publisher_works_unchanged() {
+    if !common::require_tool(Tool::Python(&["requests"]), "pip install requests") {
+        return;
+    }
     let broker = common::start_web_broker();
     let base = format!("http://{}", broker.web_addr().unwrap());
     let run = || {
@@ -60,6 +63,9 @@ fn the_flask_labsheets_publisher_works_unchanged() {
 /// handshake, the size limit, and a delivery from a TCP publisher.
 #[test]
 fn an_independent_websocket_client_passes() {
+    if !common::require_tool(Tool::Python(&["websocket"]), "pip install websocket-client") {
+        return;
+    }
     let broker = common::start_web_broker_with(Config {
         max_line_bytes: 4096,
         ..Config::default()
@@ -99,6 +105,12 @@ fn an_independent_websocket_client_passes() {
 /// publish reaches kn-sock's client; a TCP subscriber sees the same.
 #[test]
 fn datagrams_and_kn_sock_reach_a_websocket_and_back() {
+    if !common::require_tool(
+        Tool::Python(&["websocket", "kn_sock", "requests"]),
+        "pip install websocket-client requests && pip install --no-deps kn-sock==0.3.0",
+    ) {
+        return;
+    }
     let broker = pubsub_lab::Broker::builder()
         .line("127.0.0.1:0")
         .udp("127.0.0.1:0")

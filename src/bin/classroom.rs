@@ -2,13 +2,15 @@
 //! on every transport, to the classroom's naming rule: `team<N>/<name>[/<name>...]`.
 //!
 //! ```text
-//! cargo run --bin classroom                 # listens on 127.0.0.1:9000, UDP on 9999
+//! cargo run --bin classroom                 # listens on 127.0.0.1:9000 and UDP 9999
 //! nc 127.0.0.1 9000                         # then: SUBSCRIBE homework alice
 //! ERROR topics are named team<N>/<name>, like team3/news: 'homework' is not
 //! ```
 //!
 //! Everything but `check_topic` is the embedding itself: a type implementing
 //! [`Hooks`], a builder, and `run`. Lab 10 has students write `check_topic`.
+
+use std::process::ExitCode;
 
 use pubsub_lab::hooks::{ClientInfo, Hooks, Publish, PublishVerdict, Refusal};
 use pubsub_lab::{Broker, Config, StartError};
@@ -67,7 +69,7 @@ pub fn classroom(host: &str, port: u16, udp_port: u16) -> Result<Broker, StartEr
 }
 
 #[allow(dead_code)] // the lab's checks include this file as a module, without main
-fn main() -> Result<(), StartError> {
+fn main() -> ExitCode {
     // `--port N` picks the TCP port; UDP is on 9999, or on a free port with `--port 0`.
     let args: Vec<String> = std::env::args().collect();
     let port = args
@@ -75,7 +77,31 @@ fn main() -> Result<(), StartError> {
         .position(|arg| arg == "--port")
         .and_then(|at| args.get(at + 1)?.parse().ok())
         .unwrap_or(9000);
-    let broker = classroom("127.0.0.1", port, if port == 0 { 0 } else { 9999 })?;
-    println!("classroom broker listening on {};", broker.local_addr());
-    broker.run()
+    let broker = match classroom("127.0.0.1", port, if port == 0 { 0 } else { 9999 }) {
+        Ok(broker) => broker,
+        // The error's own words, not its Debug form: a taken port is the usual one.
+        Err(error) => {
+            eprintln!(
+                "classroom: {error}. Is another broker already running there? Stop it, or \
+                 pick another port with --port"
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = broker.local_addr();
+    let udp = broker
+        .local_udp_addr()
+        .expect("the classroom takes datagrams");
+    println!(
+        "classroom broker listening on {addr}; UDP on {udp}; connect with: nc {} {}",
+        addr.ip(),
+        addr.port()
+    );
+    match broker.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("classroom: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }

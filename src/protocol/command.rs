@@ -28,6 +28,17 @@ pub struct CommandSpec {
 }
 
 impl CommandSpec {
+    /// The words a command that takes one of a few takes (`on|off`: `on`, `off`); none for
+    /// the others.
+    pub fn choices(&self) -> Vec<&'static str> {
+        let fixed = self.arguments.contains('|') && !self.arguments.contains(['<', '[', ' ']);
+        if fixed {
+            self.arguments.split('|').collect()
+        } else {
+            Vec::new()
+        }
+    }
+
     /// The whole syntax: `SUBSCRIBE <topic> <subscriber_id>`.
     pub fn syntax(&self) -> String {
         if self.arguments.is_empty() {
@@ -390,6 +401,14 @@ impl<'a> Command<'a> {
         };
         match (spec.parse)(rest) {
             Some(command) => Ok(Some(command)),
+            // One word where the command takes one of a few (`VERBOSE yes`): the count was
+            // right, the word was not, and the answer says which words there are.
+            None if !spec.choices().is_empty() && tokens(rest).count() == 1 => {
+                Err(ProtocolError::NotAChoice {
+                    spec,
+                    given: shorten(rest),
+                })
+            }
             None => Err(ProtocolError::WrongArguments(spec)),
         }
     }
@@ -730,6 +749,24 @@ mod tests {
     }
 
     #[test]
+    fn a_word_verbose_does_not_take_gets_the_words_it_takes() {
+        let refusal = parse("VERBOSE yes").unwrap_err();
+        assert_eq!(
+            refusal,
+            ProtocolError::NotAChoice {
+                spec: spec("VERBOSE"),
+                given: "yes".to_string()
+            }
+        );
+        assert_eq!(
+            refusal.to_string(),
+            "VERBOSE takes on or off, not 'yes': send VERBOSE on or VERBOSE off"
+        );
+        assert!(spec("PING").choices().is_empty());
+        assert!(spec("SUBSCRIBE").choices().is_empty());
+    }
+
+    #[test]
     fn wrong_token_counts_say_what_was_expected() {
         let expect = |line, word| {
             assert_eq!(
@@ -744,13 +781,13 @@ mod tests {
         expect("PUBLISH weather pub1", "PUBLISH");
         expect("PUBLISH", "PUBLISH");
         expect("PING a b", "PING");
-        expect("VERBOSE maybe", "VERBOSE");
         expect("TOPICS a b", "TOPICS");
         expect("QUIT now", "QUIT");
         expect("DURABLE orders", "DURABLE");
         expect("ACK", "ACK");
         expect("ACK 1 2", "ACK");
         expect("CANCEL orders", "CANCEL");
+        expect("VERBOSE on off", "VERBOSE");
         let reason = ProtocolError::WrongArguments(spec("SUBSCRIBE")).to_string();
         assert_eq!(
             reason,

@@ -21,6 +21,14 @@ pub enum ProtocolError {
     UnknownCommand(String),
     /// A known command with too few or too many tokens; the reply shows its syntax.
     WrongArguments(&'static CommandSpec),
+    /// A command that takes one of a few words (`VERBOSE on|off`) given another one; the
+    /// reply lists the words it takes.
+    NotAChoice {
+        /// The command.
+        spec: &'static CommandSpec,
+        /// The word given, shortened like a command word.
+        given: String,
+    },
     /// The line is not UTF-8 text (a binary file pasted into `nc`, say).
     NotUtf8,
     /// The line holds a character that some line reader takes for a line break (a bare
@@ -192,6 +200,20 @@ impl fmt::Display for ProtocolError {
             }
             ProtocolError::WrongArguments(spec) => {
                 write!(f, "wrong number of arguments: expected {}", spec.syntax())
+            }
+            ProtocolError::NotAChoice { spec, given } => {
+                let commands: Vec<String> = spec
+                    .choices()
+                    .iter()
+                    .map(|choice| format!("{} {choice}", spec.word))
+                    .collect();
+                write!(
+                    f,
+                    "{} takes {}, not '{given}': send {}",
+                    spec.word,
+                    spec.choices().join(" or "),
+                    commands.join(" or ")
+                )
             }
             ProtocolError::NotUtf8 => {
                 write!(f, "line is not valid UTF-8 text: send commands as plain text")

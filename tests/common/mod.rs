@@ -11,6 +11,8 @@
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -19,6 +21,72 @@ use pubsub_lab::{Broker, BrokerHandle, Config};
 
 /// The longest any single wait in a test may take before the test fails.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Something a test needs from outside Rust.
+pub enum Tool {
+    /// A program, found by [`find_program`].
+    Program(&'static str),
+    /// Python 3 with these modules, by the names `import` takes.
+    Python(&'static [&'static str]),
+}
+
+/// Whether `tool` is on this machine, for a test that needs it (a real `nats-server`, a
+/// browser, Mosquitto, a Python client). If it is not, the test should return at once: this
+/// prints one line, `skipped: <test>: <what is missing>; install it with <install>`, straight
+/// to the terminal (past the test harness, which would hide it) and returns `false`. So
+/// `cargo test` passes on a machine with only Rust and says what it did not test.
+///
+/// With `PUBSUB_LAB_REQUIRE_TOOLS=1` (`.ci/run` sets it) a missing tool fails the test
+/// instead: CI never skips.
+pub fn require_tool(tool: Tool, install: &str) -> bool {
+    let missing = match tool {
+        Tool::Program(name) => find_program(name)
+            .is_none()
+            .then(|| format!("{name} is not installed")),
+        Tool::Python(modules) => {
+            let imports = modules.join(", ");
+            let imported = find_program("python3").is_some_and(|python| {
+                Command::new(python)
+                    .args(["-c", &format!("import {imports}")])
+                    // Not the crate root, where a folder could pass for a module.
+                    .current_dir(std::env::temp_dir())
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|status| status.success())
+            });
+            (!imported).then(|| format!("python3 cannot import {imports}"))
+        }
+    };
+    let Some(missing) = missing else {
+        return true;
+    };
+    let current = std::thread::current();
+    let test = current.name().unwrap_or("a test");
+    let line = format!("{test}: {missing}; install it with {install}");
+    if std::env::var("PUBSUB_LAB_REQUIRE_TOOLS").is_ok_and(|v| v == "1") {
+        panic!("{line} (PUBSUB_LAB_REQUIRE_TOOLS=1: nothing may be skipped)");
+    }
+    let _ = writeln!(std::io::stderr(), "skipped: {line}");
+    false
+}
+
+/// Where the program `name` is: on `PATH`, or in the `sbin` folders where Debian installs
+/// servers such as `nats-server` and `mosquitto`, which are not on every user's `PATH`.
+/// Only an executable file counts.
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/local/sbin", "/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|candidate| is_executable(candidate))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
 
 /// A broker with the default configuration on 127.0.0.1, on a port the OS picked.
 pub fn start_broker() -> BrokerHandle {

@@ -2,7 +2,8 @@
 //! picks itself (`-p -1`, read back from its log), killed when dropped.
 //!
 //! `nats-server` comes from Debian's package (`apt-get install nats-server`), which
-//! `.ci/run` installs where it is missing.
+//! `.ci/run` installs where it is missing. A test that needs one starts with
+//! `if !nats::installed() { return; }`, so it is skipped, and says so, where there is none.
 
 #![allow(dead_code)]
 
@@ -13,7 +14,7 @@ use std::sync::mpsc::{self, Receiver};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::common::TIMEOUT;
+use crate::common::{find_program, require_tool, Tool, TIMEOUT};
 
 /// A running `nats-server`.
 pub struct NatsServer {
@@ -43,14 +44,13 @@ pub struct Options {
     pub name: String,
 }
 
-fn executable() -> String {
-    for candidate in ["/usr/sbin/nats-server", "/usr/bin/nats-server"] {
-        if std::path::Path::new(candidate).exists() {
-            return candidate.to_string();
-        }
-    }
-    "nats-server".to_string()
+/// Whether `nats-server` is here; if not, the calling test is skipped (see
+/// [`require_tool`]).
+pub fn installed() -> bool {
+    require_tool(Tool::Program("nats-server"), INSTALL)
 }
+
+const INSTALL: &str = "sudo apt-get install -y nats-server";
 
 impl NatsServer {
     /// A server alone, on a port it picks.
@@ -92,15 +92,15 @@ impl NatsServer {
                 args.extend(["--routes".to_string(), urls.join(",")]);
             }
         }
-        let mut child = Command::new(executable())
+        let executable = find_program("nats-server")
+            .unwrap_or_else(|| panic!("nats-server is not installed: {INSTALL}"));
+        let mut child = Command::new(executable)
             .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|error| {
-                panic!("cannot start nats-server ({error}): install it with apt-get install nats-server")
-            });
+            .unwrap_or_else(|error| panic!("cannot start nats-server: {error}"));
         let stderr = child.stderr.take().unwrap();
         let (sender, log) = mpsc::channel();
         thread::spawn(move || {
