@@ -484,7 +484,16 @@ impl Session {
     }
 
     /// Remembers the id the client gave in a command, for the logs.
+    ///
+    /// On a broker with access control, only an id the client may go by: one refused as a
+    /// forgery (`PUBLISH ... alice` from bob) must not make the log name bob's connection
+    /// alice.
     fn learn_id(&mut self, id: &str) {
+        if let (Some(access), Some(user)) = (self.router.access(), &self.user) {
+            if !access.may_publish_as(user, id) {
+                return;
+            }
+        }
         if self.client_id.as_deref() != Some(id) {
             let shared: Arc<str> = Arc::from(id);
             self.peer().set_client_id(Arc::clone(&shared));
