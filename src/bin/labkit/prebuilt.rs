@@ -14,8 +14,9 @@
 //! The big compiled libraries (`deps/`) are hard links, which cost no disk; cargo replaces
 //! such a file rather than writing into it, so a rebuild in one folder cannot change the
 //! other. The small records cargo does rewrite in place (`.fingerprint/`, and build script
-//! results in `build/`) are copied. If anything goes wrong the starter is simply left to
-//! build its dependencies itself: sharing is a shortcut, never a requirement.
+//! results in `build/`) are copied, keeping their modification times, which cargo compares
+//! to decide what to rebuild. If anything goes wrong the starter is simply left to build
+//! its dependencies itself: sharing is a shortcut, never a requirement.
 //!
 //! Tools such as sccache go further and share any compiler output by a hash of its inputs,
 //! across projects and machines; a course needs only this one case, without a daemon.
@@ -135,8 +136,25 @@ fn share_path(from: &Path, to: &Path, how: Share) -> io::Result<()> {
     }
     match how {
         Share::Link => fs::hard_link(from, to),
-        Share::Copy => fs::copy(from, to).map(|_| ()),
+        Share::Copy => copy_with_time(from, to),
     }
+}
+
+/// Copies `from` to `to` and gives the copy the original's modification time.
+///
+/// Cargo decides what to rebuild partly by comparing times: a crate whose build is older
+/// than one of its dependencies' is built again. A plain copy is stamped with the time of
+/// copying, so a build script's recorded result in `build/` would look newer than the
+/// library compiled from it, which is linked and keeps its old time: cargo then reports
+/// `Dirty proc-macro2 … was rebuilt` and compiles that crate and everything above it
+/// again. Keeping the times keeps the order cargo saw when it built them.
+fn copy_with_time(from: &Path, to: &Path) -> io::Result<()> {
+    let modified = fs::metadata(from)?.modified()?;
+    fs::copy(from, to)?;
+    fs::File::options()
+        .write(true)
+        .open(to)?
+        .set_modified(modified)
 }
 
 #[cfg(test)]
