@@ -259,5 +259,6 @@ fn check(root: &Path, lab: Lab, verbose: bool) -> Result<bool, String> {
         println!();
     }
     println!("Lab {}: {}", lab.code(), lab.sheet_path());
-    Ok(verdict::print(lab, &declared, &run))
+    let region = checks::region_named(root, lab);
+    Ok(verdict::print(lab, &declared, &run, region.as_deref()))
 }
