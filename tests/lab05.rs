@@ -11,7 +11,9 @@ mod common;
 mod labcheck;
 
 use std::net::SocketAddr;
-use std::sync::{mpsc, Mutex};
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -29,8 +31,17 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 /// One flood message: big, so the stalled subscriber's buffers fill after a few megabytes.
 const PAYLOAD_BYTES: usize = 32 * 1024;
 
+/// How many flood messages go out between two looks at STATS: 256 KiB, a small step
+/// next to the megabytes the stalled subscriber's socket buffers take.
+const BATCH: usize = 8;
+
 /// The most the flood sends before giving up: far more than any socket buffers hold.
 const FLOOD_LIMIT_BYTES: usize = 256 * 1024 * 1024;
+
+/// How long the flood goes on once a subscriber is behind without a cut-off before it gives
+/// up: ten write timeouts, where one is due. (Only a broker that never cuts off gets
+/// here; a correct one is never near it, on however busy a machine.)
+const BEHIND_LIMIT: Duration = Duration::from_secs(10);
 
 /// Where the work of this lab is; `labcheck`'s failure messages point there too.
 const REGION: &str = "Outbox::cut_off in src/outbox.rs";
@@ -159,6 +170,8 @@ struct Stall {
     observer: Peer,
     /// The lines the reading subscriber receives, except the flood.
     healthy: mpsc::Receiver<String>,
+    /// How many lines the reading subscriber has received, the flood included.
+    received: Arc<AtomicUsize>,
 }
 
 impl Stall {
@@ -173,27 +186,58 @@ impl Stall {
         let mut stalled = Peer::connect(&broker, "stalled");
         stalled.send("SUBSCRIBE weather stalled\n");
         stalled.sync("its SUBSCRIBE");
-        let healthy = reading_subscriber(&broker);
+        let received = Arc::new(AtomicUsize::new(0));
+        let healthy = reading_subscriber(&broker, Arc::clone(&received));
         Stall {
             stalled,
             publisher: Peer::connect(&broker, "pub1"),
             observer: Peer::connect(&broker, "observer"),
             healthy,
+            received,
             _broker: broker,
         }
     }
 
     /// Publishes big messages until STATS reports the cut-off; fails if it never does.
+    ///
+    /// Each batch is followed by a PING, and the flood goes on once its PONG proves the
+    /// broker handled the batch. How long that takes depends on the machine: the broker
+    /// waits for the reading subscriber to drain (backpressure), and a busy machine runs
+    /// that reader slowly. So the PONG is waited for as long as the broker shows progress
+    /// (more publishes handled, or the reader receiving), not for a fixed time.
     fn flood(&mut self) {
         let line = format!("PUBLISH weather {} pub1\n", "x".repeat(PAYLOAD_BYTES));
-        let batch = line.repeat(32);
+        let batch = line.repeat(BATCH);
         let mut sent = 0;
+        let mut behind_since: Option<Instant> = None;
         while sent < FLOOD_LIMIT_BYTES {
             self.publisher.send(&batch);
             sent += batch.len();
-            self.publisher.sync("a batch of big publishes");
+            self.publisher.send("PING flood\n");
+            let (observer, received) = (&mut self.observer, &self.received);
+            let mut seen = (observer.stat("messages_published"), received.load(Relaxed));
+            let line = self
+                .publisher
+                .line_while("the PONG after a batch of publishes", || {
+                    let now = (observer.stat("messages_published"), received.load(Relaxed));
+                    std::mem::replace(&mut seen, now) != now
+                });
+            assert_eq!(line, "PONG flood", "pub1 expected only a PONG");
             if self.observer.stat("slow_consumers_disconnected") > 0 {
                 return;
+            }
+            if self.observer.stat("subscribers_behind") == 0 {
+                behind_since = None;
+            } else if behind_since.get_or_insert_with(Instant::now).elapsed() > BEHIND_LIMIT {
+                panic!(
+                    "a subscriber has been behind for {BEHIND_LIMIT:?} (STATS \
+                     subscribers_behind), {} MiB into the flood, and STATS \
+                     slow_consumers_disconnected is still 0, with a write timeout of \
+                     {WRITE_TIMEOUT:?}: a write that times out must count as a slow \
+                     consumer in {REGION} (is_timeout(error) tells a subscriber that \
+                     stopped reading from one that went away)",
+                    sent >> 20
+                );
             }
         }
         panic!(
@@ -206,9 +250,9 @@ impl Stall {
     }
 }
 
-/// Subscribes a client that reads everything on a thread of its own, and passes on the
-/// lines that are not part of the flood.
-fn reading_subscriber(broker: &BrokerHandle) -> mpsc::Receiver<String> {
+/// Subscribes a client that reads everything on a thread of its own, counts the lines in
+/// `received`, and passes on the ones that are not part of the flood.
+fn reading_subscriber(broker: &BrokerHandle, counted: Arc<AtomicUsize>) -> mpsc::Receiver<String> {
     let mut peer = Peer::connect(broker, "reader");
     peer.send("SUBSCRIBE weather reader\n");
     peer.sync("its SUBSCRIBE");
@@ -216,6 +260,7 @@ fn reading_subscriber(broker: &BrokerHandle) -> mpsc::Receiver<String> {
     thread::spawn(move || {
         // Ends when the broker closes the connection or nothing comes for a while.
         while let Some(line) = peer.next_line() {
+            counted.fetch_add(1, Relaxed);
             if !line.starts_with("DELIVER weather xxx") && lines.send(line).is_err() {
                 return;
             }
