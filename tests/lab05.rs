@@ -38,6 +38,9 @@ const BATCH: usize = 8;
 /// The most the flood sends before giving up: far more than any socket buffers hold.
 const FLOOD_LIMIT_BYTES: usize = 256 * 1024 * 1024;
 
+/// How many subscribers go away in turn, in the check that they are not slow consumers.
+const GONE_TRIES: usize = 8;
+
 /// How long the flood goes on once a subscriber is behind without a cut-off before it gives
 /// up: ten write timeouts, where one is due. (Only a broker that never cuts off gets
 /// here; a correct one is never near it, on however busy a machine.)
@@ -160,6 +163,82 @@ fn the_other_subscribers_keep_receiving() {
             ),
         }
     }
+}
+
+/// A subscriber that goes away while it is behind (its socket reset while the broker
+/// writes to it) is not a slow consumer: the write fails with an error other than a
+/// timeout, which is not counted and not warned about; the broker forgets it all the same.
+#[test]
+fn a_subscriber_that_goes_away_is_not_a_slow_consumer() {
+    LOG.install();
+    let broker = common::start_broker_with(Config {
+        // Never reached here: only going away may end these subscribers.
+        write_timeout: Duration::from_secs(600),
+        max_pending_bytes: 1 << 30,
+        ..Config::default()
+    });
+    let mut publisher = Peer::connect(&broker, "pub1");
+    let mut observer = Peer::connect(&broker, "observer");
+    let line = format!("PUBLISH gone {} pub1\n", "x".repeat(PAYLOAD_BYTES));
+    let batch = line.repeat(BATCH);
+    // Several times: the reset reaches the broker's writer and the subscriber's own
+    // thread at once, and which of them gets there first differs from run to run (only
+    // the writer's failed write reaches the code of this lab).
+    let mut addresses = Vec::new();
+    for _ in 0..GONE_TRIES {
+        let mut gone = Peer::connect(&broker, "gone");
+        gone.send("SUBSCRIBE gone gone\n");
+        gone.sync("its SUBSCRIBE");
+        addresses.push(gone.local_addr());
+        let mut sent = 0;
+        while observer.stat("subscribers_behind") == 0 {
+            assert!(
+                sent < FLOOD_LIMIT_BYTES,
+                "published {} MiB to a subscriber that never reads, and it never fell \
+                 behind (STATS subscribers_behind stayed 0)",
+                sent >> 20
+            );
+            publisher.send(&batch);
+            sent += batch.len();
+            publisher.sync("a batch of big publishes");
+        }
+        // Closing a socket with unread bytes resets the connection: the broker's next
+        // write to it fails at once, with an error that is not a timeout.
+        drop(gone);
+        let deadline = Instant::now() + WAIT;
+        while observer.stat("subscribers_behind") > 0 || observer.stat("subscriptions") > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "a subscriber that was behind reset its connection, and {WAIT:?} later \
+                 STATS still counts it (subscribers_behind or subscriptions): for an \
+                 error that is not a timeout, {REGION} must still shut the outbox"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+        if observer.stat("slow_consumers_disconnected") > 0 {
+            break;
+        }
+    }
+    let counted = observer.stat("slow_consumers_disconnected");
+    assert_eq!(
+        counted, 0,
+        "subscribers went away (reset their connections) while behind, and STATS \
+         slow_consumers_disconnected is {counted}: a write that fails with another error \
+         than a timeout is a client lost, not a slow consumer; in {REGION} only \
+         is_timeout(error) is counted"
+    );
+    let warned: Vec<String> = addresses
+        .iter()
+        .flat_map(|address| LOG.about(*address))
+        .filter(|(level, _)| *level == Level::Warn)
+        .map(|(_, text)| text)
+        .collect();
+    assert!(
+        warned.is_empty(),
+        "subscribers that went away were logged as warnings: {warned:?}; a client lost \
+         while writing to it is logged at info level, only a timeout is a warning (look \
+         at the other branch of {REGION})"
+    );
 }
 
 /// A broker, a subscriber that never reads, one that does, a publisher and an observer.
