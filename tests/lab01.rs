@@ -136,7 +136,7 @@ fn each_delivery_is_one_line() {
     for expected in ["DELIVER news first pub1", "DELIVER news second pub1"] {
         let line = sub.line("a DELIVER line for each of pub1's two messages");
         let got = strip_timestamp(&line);
-        let why = if expected.ends_with("first") && got == "DELIVER news second pub1" {
+        let why = if expected.ends_with("first pub1") && got == "DELIVER news second pub1" {
             // Both publishes went into one batch: the second call to write_delivery
             // wrote over the first one's line.
             format!(
