@@ -159,7 +159,49 @@ fn copy_with_time(from: &Path, to: &Path) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::crate_of;
+    use super::{crate_of, share};
+    use std::fs;
+    use std::time::{Duration, SystemTime};
+
+    /// The records are copied with the times cargo saw, not the time of copying: a build
+    /// script's result newer than the library built after it makes cargo rebuild the
+    /// library and everything that uses it.
+    #[test]
+    fn shared_records_keep_their_modification_times() {
+        let dir = std::env::temp_dir().join(format!("labkit-prebuilt-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let (root, from, to) = (dir.join("project"), dir.join("from"), dir.join("to"));
+        let files = [
+            "debug/deps/libdep-0a1b2c3d4e5f6a7b.rlib",
+            "debug/build/dep-0a1b2c3d4e5f6a7b/output",
+            "debug/.fingerprint/dep-0a1b2c3d4e5f6a7b/lib-dep",
+        ];
+        let built = SystemTime::now() - Duration::from_secs(3600);
+        for file in files {
+            let path = from.join(file);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(&path, file).unwrap();
+            fs::File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_modified(built)
+                .unwrap();
+        }
+        fs::create_dir_all(&root).unwrap();
+        fs::write(root.join("Cargo.toml"), "[package]\nname = \"project\"\n").unwrap();
+        fs::write(
+            root.join("Cargo.lock"),
+            "[[package]]\nname = \"dep\"\n\n[[package]]\nname = \"project\"\n",
+        )
+        .unwrap();
+        assert_eq!(share(&root, &from, &to), Ok(3));
+        for file in files {
+            let modified = fs::metadata(to.join(file)).unwrap().modified().unwrap();
+            assert_eq!(modified, built, "{file} keeps the time it was built");
+        }
+        fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn build_outputs_are_told_apart_by_the_crate_they_belong_to() {
