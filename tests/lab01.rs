@@ -53,11 +53,28 @@ fn write_delivery_appends_to_the_buffer() {
     let mut out = b"earlier bytes\n".to_vec();
     write_delivery(&mut out, "t", "one", "p", "2025-03-14 10:30:00");
     write_delivery(&mut out, "t", "two", "p", "2025-03-14 10:30:01");
-    assert_eq!(
-        String::from_utf8_lossy(&out),
-        "earlier bytes\nDELIVER t one p 2025-03-14 10:30:00\nDELIVER t two p 2025-03-14 10:30:01\n",
-        "{REGION} must append to `out` (extend it), not replace what is already there"
-    );
+    let got = String::from_utf8_lossy(&out);
+    let expected =
+        "earlier bytes\nDELIVER t one p 2025-03-14 10:30:00\nDELIVER t two p 2025-03-14 10:30:01\n";
+    let why = if !got.starts_with("earlier bytes\n") {
+        format!(
+            "what `out` held before the call is gone: {REGION} must append to `out` (extend \
+             it), not clear it or replace it"
+        )
+    } else if !got.contains(" one ") {
+        format!(
+            "the first call's line is gone after the second call: {REGION} must append to \
+             `out`, not replace what the first call wrote"
+        )
+    } else {
+        let lines = got.strip_prefix("earlier bytes\n").unwrap_or(&got);
+        let wanted = expected.strip_prefix("earlier bytes\n").unwrap_or(expected);
+        format!(
+            "{REGION} appends, but the lines are wrong; {}",
+            diagnose(lines, wanted, "p", "2025-03-14 10:30:01")
+        )
+    };
+    assert_eq!(got, expected, "{why}");
 }
 
 /// A subscriber receives the line over TCP, and the subscriber program can read it back.
@@ -118,12 +135,22 @@ fn each_delivery_is_one_line() {
     publisher.send("PUBLISH news first pub1\nPUBLISH news second pub1\n");
     for expected in ["DELIVER news first pub1", "DELIVER news second pub1"] {
         let line = sub.line("a DELIVER line for each of pub1's two messages");
-        assert_eq!(
-            strip_timestamp(&line),
-            expected,
-            "each DELIVER line must end with exactly one `\\n` (not `\\r\\n`, not none): \
-             look at the end of {REGION}"
-        );
+        let got = strip_timestamp(&line);
+        let why = if expected.ends_with("first pub1") && got == "DELIVER news second pub1" {
+            // Both publishes went into one batch: the second call to write_delivery
+            // wrote over the first one's line.
+            format!(
+                "the first message's line never arrived, the second's did: the broker writes \
+                 both lines into one buffer, so {REGION} must append to `out`, not clear or \
+                 replace what it holds"
+            )
+        } else {
+            format!(
+                "each DELIVER line must end with exactly one `\\n` (not `\\r\\n`, not none): \
+                 look at the end of {REGION}"
+            )
+        };
+        assert_eq!(got, expected, "{why}");
     }
     sub.send("PING after\n");
     let line = sub.line("the PONG after the two deliveries");

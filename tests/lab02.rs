@@ -7,6 +7,16 @@
 mod common;
 mod labcheck;
 
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use pubsub_lab::batch::Batch;
+use pubsub_lab::hooks::{ClientInfo, Transport};
+use pubsub_lab::router::{Publisher, Router};
+use pubsub_lab::subscriber::{Offer, Subscriber, SubscriberId};
+use pubsub_lab::Config;
+
 use labcheck::Peer;
 
 /// Where the work of this lab is; `labcheck`'s failure messages point there too.
@@ -22,11 +32,15 @@ fn every_subscriber_gets_the_message_once() {
         .collect();
     let mut publisher = Peer::connect(&broker, "pub1");
     publisher.send("PUBLISH weather Rainy day pub1\n");
-    for sub in &mut subs {
-        let line = sub.line(
-            "the DELIVER line of pub1's message, which fan_out must offer to every \
-             subscriber of weather, not only the first",
-        );
+    for (index, sub) in subs.iter_mut().enumerate() {
+        let line = sub.line(if index == 0 {
+            "the DELIVER line of pub1's message (lines offered to a subscriber go out only \
+             when it is flushed: does fan_out remember, in self.to_flush, each subscriber \
+             whose offer said Offer::FlushNeeded?)"
+        } else {
+            "the DELIVER line of pub1's message, which the first subscriber got: fan_out \
+             must offer the batch to every subscriber of weather, not only the first"
+        });
         assert!(
             line.starts_with("DELIVER weather Rainy day pub1 "),
             "{} expected `DELIVER weather Rainy day pub1 <time>`, got {line:?}",
@@ -112,4 +126,94 @@ fn a_publisher_receives_its_own_message() {
         "echo1 subscribed to chat and published to it, so it must receive its own message; \
          got {line:?}"
     );
+}
+
+/// Each of the three answers of `Offer` gets its own treatment: `FlushNeeded` is counted
+/// and flushed once, `Queued` is counted (someone else flushes it), and `Closed` (a
+/// subscriber that is gone) is not counted.
+#[test]
+fn each_answer_of_offer_is_handled_as_its_doc_says() {
+    let router = Arc::new(Router::new(Config::default()));
+    let fakes: Vec<Arc<Fake>> = [Offer::FlushNeeded, Offer::Queued, Offer::Closed]
+        .into_iter()
+        .map(Fake::answering)
+        .collect();
+    let client = ClientInfo::new(
+        Transport::Line,
+        Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 1))),
+    );
+    for fake in &fakes {
+        let subscriber: Arc<dyn Subscriber> = Arc::clone(fake) as Arc<dyn Subscriber>;
+        router
+            .subscribe(client, "weather", &subscriber)
+            .expect("subscribe a subscriber of the check's own");
+    }
+    let mut publisher = Publisher::new(Arc::clone(&router));
+    publisher
+        .publish("weather", "Rainy day", "pub1")
+        .expect("publish");
+    let took = publisher.hand_out();
+    let offers: Vec<usize> = fakes
+        .iter()
+        .map(|fake| fake.offers.load(Ordering::SeqCst))
+        .collect();
+    assert_eq!(
+        offers,
+        [1, 1, 1],
+        "three subscribers of weather were each offered the batch {offers:?} times (in the \
+         order FlushNeeded, Queued, Closed): {REGION} must offer it to every subscriber once"
+    );
+    assert_eq!(
+        took, 2,
+        "of three subscribers, one answered Offer::FlushNeeded, one Offer::Queued and one \
+         Offer::Closed (it is gone: nothing was queued), so {REGION} must return 2: count \
+         FlushNeeded and Queued, not Closed"
+    );
+    publisher.flush();
+    let flushes: Vec<usize> = fakes
+        .iter()
+        .map(|fake| fake.flushes.load(Ordering::SeqCst))
+        .collect();
+    assert_eq!(
+        flushes[0], 1,
+        "the subscriber that answered Offer::FlushNeeded was flushed {} times after the \
+         publisher's flush(), not once: {REGION} must remember it in self.to_flush",
+        flushes[0]
+    );
+}
+
+/// A subscriber of the check's own that gives one answer to every offer, and counts the
+/// offers and flushes it gets.
+#[derive(Debug)]
+struct Fake {
+    id: SubscriberId,
+    answer: Offer,
+    offers: AtomicUsize,
+    flushes: AtomicUsize,
+}
+
+impl Fake {
+    fn answering(answer: Offer) -> Arc<Fake> {
+        Arc::new(Fake {
+            id: SubscriberId::next(),
+            answer,
+            offers: AtomicUsize::new(0),
+            flushes: AtomicUsize::new(0),
+        })
+    }
+}
+
+impl Subscriber for Fake {
+    fn id(&self) -> SubscriberId {
+        self.id
+    }
+
+    fn offer(&self, _batch: &Batch) -> Offer {
+        self.offers.fetch_add(1, Ordering::SeqCst);
+        self.answer
+    }
+
+    fn flush(&self) {
+        self.flushes.fetch_add(1, Ordering::SeqCst);
+    }
 }

@@ -11,7 +11,9 @@ mod common;
 mod labcheck;
 
 use std::net::SocketAddr;
-use std::sync::{mpsc, Mutex};
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -29,8 +31,20 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 /// One flood message: big, so the stalled subscriber's buffers fill after a few megabytes.
 const PAYLOAD_BYTES: usize = 32 * 1024;
 
+/// How many flood messages go out between two looks at STATS: 256 KiB, a small step
+/// next to the megabytes the stalled subscriber's socket buffers take.
+const BATCH: usize = 8;
+
 /// The most the flood sends before giving up: far more than any socket buffers hold.
 const FLOOD_LIMIT_BYTES: usize = 256 * 1024 * 1024;
+
+/// How many subscribers go away in turn, in the check that they are not slow consumers.
+const GONE_TRIES: usize = 8;
+
+/// How long the flood goes on once a subscriber is behind without a cut-off before it gives
+/// up: ten write timeouts, where one is due. (Only a broker that never cuts off gets
+/// here; a correct one is never near it, on however busy a machine.)
+const BEHIND_LIMIT: Duration = Duration::from_secs(10);
 
 /// Where the work of this lab is; `labcheck`'s failure messages point there too.
 const REGION: &str = "Outbox::cut_off in src/outbox.rs";
@@ -151,6 +165,85 @@ fn the_other_subscribers_keep_receiving() {
     }
 }
 
+/// A subscriber that goes away while it is behind (its socket reset while the broker
+/// writes to it) is not a slow consumer: the write fails with an error other than a
+/// timeout, which is not counted and not warned about; the broker forgets it all the same.
+#[test]
+fn a_subscriber_that_goes_away_is_not_a_slow_consumer() {
+    LOG.install();
+    // First the other branch, on a broker of its own: without it, a cut_off that does
+    // nothing at all (or is still todo!()) would pass what follows.
+    Stall::start().flood();
+    let broker = common::start_broker_with(Config {
+        // Never reached here: only going away may end these subscribers.
+        write_timeout: Duration::from_secs(600),
+        max_pending_bytes: 1 << 30,
+        ..Config::default()
+    });
+    let mut publisher = Peer::connect(&broker, "pub1");
+    let mut observer = Peer::connect(&broker, "observer");
+    let line = format!("PUBLISH gone {} pub1\n", "x".repeat(PAYLOAD_BYTES));
+    let batch = line.repeat(BATCH);
+    // Several times: the reset reaches the broker's writer and the subscriber's own
+    // thread at once, and which of them gets there first differs from run to run (only
+    // the writer's failed write reaches the code of this lab).
+    let mut addresses = Vec::new();
+    for _ in 0..GONE_TRIES {
+        let mut gone = Peer::connect(&broker, "gone");
+        gone.send("SUBSCRIBE gone gone\n");
+        gone.sync("its SUBSCRIBE");
+        addresses.push(gone.local_addr());
+        let mut sent = 0;
+        while observer.stat("subscribers_behind") == 0 {
+            assert!(
+                sent < FLOOD_LIMIT_BYTES,
+                "published {} MiB to a subscriber that never reads, and it never fell \
+                 behind (STATS subscribers_behind stayed 0)",
+                sent >> 20
+            );
+            publisher.send(&batch);
+            sent += batch.len();
+            publisher.sync("a batch of big publishes");
+        }
+        // Closing a socket with unread bytes resets the connection: the broker's next
+        // write to it fails at once, with an error that is not a timeout.
+        drop(gone);
+        let deadline = Instant::now() + WAIT;
+        while observer.stat("subscribers_behind") > 0 || observer.stat("subscriptions") > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "a subscriber that was behind reset its connection, and {WAIT:?} later \
+                 STATS still counts it (subscribers_behind or subscriptions): for an \
+                 error that is not a timeout, {REGION} must still shut the outbox"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+        if observer.stat("slow_consumers_disconnected") > 0 {
+            break;
+        }
+    }
+    let counted = observer.stat("slow_consumers_disconnected");
+    assert_eq!(
+        counted, 0,
+        "subscribers went away (reset their connections) while behind, and STATS \
+         slow_consumers_disconnected is {counted}: a write that fails with another error \
+         than a timeout is a client lost, not a slow consumer; in {REGION} only \
+         is_timeout(error) is counted"
+    );
+    let warned: Vec<String> = addresses
+        .iter()
+        .flat_map(|address| LOG.about(*address))
+        .filter(|(level, _)| *level == Level::Warn)
+        .map(|(_, text)| text)
+        .collect();
+    assert!(
+        warned.is_empty(),
+        "subscribers that went away were logged as warnings: {warned:?}; a client lost \
+         while writing to it is logged at info level, only a timeout is a warning (look \
+         at the other branch of {REGION})"
+    );
+}
+
 /// A broker, a subscriber that never reads, one that does, a publisher and an observer.
 struct Stall {
     _broker: BrokerHandle,
@@ -159,6 +252,8 @@ struct Stall {
     observer: Peer,
     /// The lines the reading subscriber receives, except the flood.
     healthy: mpsc::Receiver<String>,
+    /// How many lines the reading subscriber has received, the flood included.
+    received: Arc<AtomicUsize>,
 }
 
 impl Stall {
@@ -173,27 +268,58 @@ impl Stall {
         let mut stalled = Peer::connect(&broker, "stalled");
         stalled.send("SUBSCRIBE weather stalled\n");
         stalled.sync("its SUBSCRIBE");
-        let healthy = reading_subscriber(&broker);
+        let received = Arc::new(AtomicUsize::new(0));
+        let healthy = reading_subscriber(&broker, Arc::clone(&received));
         Stall {
             stalled,
             publisher: Peer::connect(&broker, "pub1"),
             observer: Peer::connect(&broker, "observer"),
             healthy,
+            received,
             _broker: broker,
         }
     }
 
     /// Publishes big messages until STATS reports the cut-off; fails if it never does.
+    ///
+    /// Each batch is followed by a PING, and the flood goes on once its PONG proves the
+    /// broker handled the batch. How long that takes depends on the machine: the broker
+    /// waits for the reading subscriber to drain (backpressure), and a busy machine runs
+    /// that reader slowly. So the PONG is waited for as long as the broker shows progress
+    /// (more publishes handled, or the reader receiving), not for a fixed time.
     fn flood(&mut self) {
         let line = format!("PUBLISH weather {} pub1\n", "x".repeat(PAYLOAD_BYTES));
-        let batch = line.repeat(32);
+        let batch = line.repeat(BATCH);
         let mut sent = 0;
+        let mut behind_since: Option<Instant> = None;
         while sent < FLOOD_LIMIT_BYTES {
             self.publisher.send(&batch);
             sent += batch.len();
-            self.publisher.sync("a batch of big publishes");
+            self.publisher.send("PING flood\n");
+            let (observer, received) = (&mut self.observer, &self.received);
+            let mut seen = (observer.stat("messages_published"), received.load(Relaxed));
+            let line = self
+                .publisher
+                .line_while("the PONG after a batch of publishes", || {
+                    let now = (observer.stat("messages_published"), received.load(Relaxed));
+                    std::mem::replace(&mut seen, now) != now
+                });
+            assert_eq!(line, "PONG flood", "pub1 expected only a PONG");
             if self.observer.stat("slow_consumers_disconnected") > 0 {
                 return;
+            }
+            if self.observer.stat("subscribers_behind") == 0 {
+                behind_since = None;
+            } else if behind_since.get_or_insert_with(Instant::now).elapsed() > BEHIND_LIMIT {
+                panic!(
+                    "a subscriber has been behind for {BEHIND_LIMIT:?} (STATS \
+                     subscribers_behind), {} MiB into the flood, and STATS \
+                     slow_consumers_disconnected is still 0, with a write timeout of \
+                     {WRITE_TIMEOUT:?}: a write that times out must count as a slow \
+                     consumer in {REGION} (is_timeout(error) tells a subscriber that \
+                     stopped reading from one that went away)",
+                    sent >> 20
+                );
             }
         }
         panic!(
@@ -206,9 +332,9 @@ impl Stall {
     }
 }
 
-/// Subscribes a client that reads everything on a thread of its own, and passes on the
-/// lines that are not part of the flood.
-fn reading_subscriber(broker: &BrokerHandle) -> mpsc::Receiver<String> {
+/// Subscribes a client that reads everything on a thread of its own, counts the lines in
+/// `received`, and passes on the ones that are not part of the flood.
+fn reading_subscriber(broker: &BrokerHandle, counted: Arc<AtomicUsize>) -> mpsc::Receiver<String> {
     let mut peer = Peer::connect(broker, "reader");
     peer.send("SUBSCRIBE weather reader\n");
     peer.sync("its SUBSCRIBE");
@@ -216,6 +342,7 @@ fn reading_subscriber(broker: &BrokerHandle) -> mpsc::Receiver<String> {
     thread::spawn(move || {
         // Ends when the broker closes the connection or nothing comes for a while.
         while let Some(line) = peer.next_line() {
+            counted.fetch_add(1, Relaxed);
             if !line.starts_with("DELIVER weather xxx") && lines.send(line).is_err() {
                 return;
             }

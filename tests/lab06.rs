@@ -10,6 +10,7 @@ mod common;
 mod labcheck;
 
 use std::collections::BTreeSet;
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -129,6 +130,64 @@ fn the_clock_moves_on_with_the_second() {
          before) but the time is {}: the cached text must be made again when the Unix \
          second changes; look at what {REGION} compares",
         text_of(end)
+    );
+}
+
+/// The time zone the checks of local time are run in again: 5 h 45 min ahead of UTC
+/// (Nepal's offset, which no machine is in by accident), written as a POSIX rule so that
+/// no time-zone database is needed.
+const ZONE: &str = "<+0545>-05:45";
+
+/// The checks run again in [`ZONE`].
+const IN_ZONE: [&str; 3] = [
+    "timestamps_are_local_in_a_zone_that_is_not_utc",
+    "deliver_timestamps_are_the_local_time",
+    "the_clock_is_steady_within_a_second",
+];
+
+/// In a time zone that is not UTC, the broker still stamps the local time. The machine
+/// that runs the checks is often set to UTC, where a clock that gives UTC looks right; so
+/// this runs the checks of local time again, in a test program of their own, with `TZ`
+/// set to 5:45 ahead of UTC.
+#[test]
+fn timestamps_are_local_in_a_zone_that_is_not_utc() {
+    if std::env::var("TZ").as_deref() == Ok(ZONE) {
+        // In the program started below: make sure the zone took, or this proves nothing.
+        let offset = Local::now().offset().local_minus_utc();
+        assert_eq!(
+            offset,
+            5 * 3600 + 45 * 60,
+            "with TZ={ZONE}, chrono's Local is {offset} s from UTC, not 5:45: the zone did \
+             not take, so this check cannot test {REGION}"
+        );
+        return;
+    }
+    let program = std::env::current_exe().expect("the test program's path");
+    let output = Command::new(program)
+        .args(IN_ZONE)
+        .args(["--exact", "--test-threads=1"])
+        .env("TZ", ZONE)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("run the checks again in another time zone");
+    if output.status.success() {
+        return;
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let said: Vec<&str> = stdout
+        .lines()
+        .skip_while(|line| !line.contains("panicked at"))
+        .skip(1)
+        .take_while(|line| !line.is_empty() && !line.starts_with("note: "))
+        .collect();
+    panic!(
+        "with the time zone set 5:45 ahead of UTC (TZ={ZONE}), a check of local time \
+         failed: {}",
+        if said.is_empty() {
+            stdout.to_string()
+        } else {
+            said.join("\n")
+        }
     );
 }
 

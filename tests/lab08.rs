@@ -12,7 +12,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use pubsub_lab::durable::crc32::crc32;
-use pubsub_lab::durable::log::{read_frame, segment_path, Frame, Record, HEADER_BYTES};
+use pubsub_lab::durable::log::{
+    read_frame, segment_path, Frame, Record, HEADER_BYTES, MAX_PAYLOAD,
+};
 use pubsub_lab::durable::Durables;
 use pubsub_lab::{Broker, Config};
 
@@ -120,7 +122,8 @@ fn a_record_cut_at_any_byte_is_torn() {
     }
 }
 
-/// A flipped byte anywhere in the payload, or in the stored CRC, is damage.
+/// A flipped byte anywhere in the payload, or in the stored CRC, is damage, with the
+/// record's size, header included, as its length field says.
 #[test]
 fn a_flipped_byte_is_damage() {
     let bytes = framed(&sample()[2..3]);
@@ -134,24 +137,66 @@ fn a_flipped_byte_is_damage() {
              Frame::Damaged: compare crc32(payload) with the CRC stored in bytes 4..8, and \
              accept nothing that does not match"
         );
+        let Frame::Damaged { size, .. } = frame else {
+            unreachable!("just checked")
+        };
+        assert_eq!(
+            size,
+            Some(bytes.len()),
+            "with byte {at} of a {}-byte record flipped, {REGION} returned Damaged with \
+             size {size:?}: for a CRC that does not match, the doc of Frame::Damaged asks \
+             for the size its length field says, header included (the broker uses it to \
+             tell a damaged last record from damage in the middle)",
+            bytes.len()
+        );
     }
 }
 
-/// A length of zero, or longer than any record can be, is damage, not a torn record: it
-/// is garbage, and taking it for the end of the log would silently drop what follows.
+/// A length of zero is damage, not an empty record: every record has a payload, and
+/// garbage that starts with four zero bytes (and the CRC of nothing) must not be read as
+/// one.
 #[test]
-fn an_impossible_length_is_damage_not_a_torn_record() {
-    for length in [0u32, u32::MAX] {
-        let mut bytes = length.to_le_bytes().to_vec();
+fn a_length_of_zero_is_damage_not_an_empty_record() {
+    let mut bytes = 0u32.to_le_bytes().to_vec();
+    bytes.extend_from_slice(&crc32(b"").to_le_bytes());
+    bytes.extend_from_slice(b"ACK 1\n");
+    let frame = read_frame(&bytes);
+    assert!(
+        matches!(frame, Frame::Damaged { size: None, .. }),
+        "a length field of 0 (with the CRC-32 of no bytes after it) is impossible, but \
+         {REGION} returned {frame:?}: the exercise says a length of 0 is Damaged, with no \
+         size (the doc of Frame::Damaged: `None` for an impossible length). Check \
+         `length == 0` before reading a payload"
+    );
+}
+
+/// A length longer than any record can be is damage, not a torn record: it is garbage,
+/// and taking it for the end of the log would silently drop what follows. Exactly
+/// `MAX_PAYLOAD` is possible.
+#[test]
+fn a_length_over_max_payload_is_damage_not_a_torn_record() {
+    for length in [MAX_PAYLOAD + 1, u32::MAX as usize] {
+        let mut bytes = (length as u32).to_le_bytes().to_vec();
         bytes.extend_from_slice(&crc32(b"").to_le_bytes());
         bytes.extend_from_slice(b"ACK 1\n");
         let frame = read_frame(&bytes);
         assert!(
             matches!(frame, Frame::Damaged { size: None, .. }),
-            "a length field of {length} is impossible (see MAX_PAYLOAD), but {REGION} \
-             returned {frame:?}: check the length before comparing it with what is left"
+            "a length field of {length} is more than MAX_PAYLOAD ({MAX_PAYLOAD}), so \
+             impossible, but {REGION} returned {frame:?}: it must be Damaged with no size. \
+             Check the length against MAX_PAYLOAD before comparing it with what is left"
         );
     }
+    let mut bytes = (MAX_PAYLOAD as u32).to_le_bytes().to_vec();
+    bytes.extend_from_slice(&crc32(b"").to_le_bytes());
+    bytes.extend_from_slice(b"ACK 1\n");
+    let frame = read_frame(&bytes);
+    assert_eq!(
+        frame,
+        Frame::Torn,
+        "a length field of exactly MAX_PAYLOAD ({MAX_PAYLOAD}) is possible (only more is \
+         not), and the bytes given stop long before it, so {REGION} must say Torn"
+    );
 }
 
 /// A broker starts from a log whose last record is torn, without it.

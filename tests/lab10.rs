@@ -65,6 +65,9 @@ fn topics_that_follow_the_rule_are_accepted() {
         "team12/weather/today",
         "team1/week-2",
         "team07/a/b/c9",
+        // Each name is one or more of a-z, 0-9 and `-`, in any order.
+        "team3/2025",
+        "team3/-",
     ] {
         accepted(&mut alice, topic);
     }
@@ -109,6 +112,16 @@ fn the_team_is_team_and_a_number() {
             "starts with `team` but is not team<digits>: checking only the prefix?",
         ),
         ("team3a/news", "has a letter after the team number"),
+        (
+            "team\u{663}/news",
+            "has an Arabic-Indic digit three: the rule's digits are 0-9 \
+             (is_ascii_digit, not is_numeric or is_digit of a char)",
+        ),
+        (
+            "team\u{b2}/news",
+            "has a superscript two: the rule's digits are 0-9 (is_ascii_digit, not \
+             is_numeric)",
+        ),
         ("Team3/news", "has an upper-case T: the rule is lowercase"),
         (
             "news/team3",
@@ -164,6 +177,15 @@ fn every_name_follows_the_rule() {
         (
             "team3/caf\u{e9}",
             "has a non-ASCII letter: the rule is a-z, 0-9 and -",
+        ),
+        (
+            "team3/week\u{b2}",
+            "has a superscript two: the rule's digits are 0-9 (is_ascii_digit, not \
+             is_numeric)",
+        ),
+        (
+            "team3/\u{3a9}mega",
+            "has a Greek capital letter: the rule is lowercase a-z",
         ),
     ] {
         refused(&mut alice, topic, mistake);

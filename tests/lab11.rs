@@ -79,6 +79,16 @@ fn a_plain_rule_covers_only_itself() {
         !allowed(&broker, "lab/bob/temp"),
         "the rule lab/alice/temp allowed lab/bob/temp: plain levels must be equal"
     );
+    for filter in ["lab/+/temp", "lab/#", "lab/alice/+"] {
+        assert!(
+            !allowed(&broker, filter),
+            "the rule lab/alice/temp allowed the filter {filter}, which also matches \
+             topics of other users (lab/bob/temp): a plain level in the rule covers only \
+             itself, never a wildcard in the filter. Did {REGION} match the rule against \
+             the filter the wrong way round (the filter's wildcards matching the rule's \
+             levels)?"
+        );
+    }
 }
 
 /// `+` in a rule covers any one level, `+` included, but not `#`, which stands for many.
@@ -133,6 +143,17 @@ fn a_wildcard_rule_does_not_cover_sys() {
         "the rule # allowed $SYS/#: as in topic matching, a rule starting with + or # does \
          not reach topics starting with $ ({REGION} must refuse a $ filter for such a rule \
          before comparing levels)"
+    );
+    let broker = broker_with_rule("+/broker/+");
+    assert!(
+        allowed(&broker, "node/broker/uptime"),
+        "the rule +/broker/+ refused node/broker/uptime"
+    );
+    assert!(
+        !allowed(&broker, "$SYS/broker/uptime"),
+        "the rule +/broker/+ allowed $SYS/broker/uptime: a rule starting with + does not \
+         reach topics starting with $ either, not only one starting with # ({REGION} must \
+         refuse a $ filter for a rule that starts with + or #)"
     );
     let broker = broker_with_rule("$SYS/#");
     assert!(

@@ -226,6 +226,52 @@ fn prove_reports_who_caught_each_wrong_answer_and_fails_on_one_nobody_catches() 
     );
 }
 
+/// `check` on a starter names the function that is still `todo!()`, even when the
+/// `todo!()` is reached again from a `Drop` while the first panic unwinds, which aborts
+/// the whole test program: the check that aborts it is run on its own, and said so.
+#[test]
+fn check_names_the_todo_even_when_the_test_program_aborts() {
+    let project = Project::new();
+    project.write(
+        "src/lib.rs",
+        "pub struct Guard;\n\nimpl Drop for Guard {\n    fn drop(&mut self) {\n        \
+         cleanup();\n    }\n}\n\npub fn cleanup() {\n    // lab:begin 04 cleanup\n    \
+         // lab:end 04\n}\n",
+    );
+    project.write(
+        "tests/lab04.rs",
+        "const REGION: &str = \"cleanup in src/lib.rs\";\n\n\
+         /// Cleanup runs, also from Drop.\n#[test]\nfn cleanup_from_drop() {\n    \
+         let _guard = tiny::Guard;\n    tiny::cleanup();\n}\n\n\
+         /// Cleanup runs.\n#[test]\nfn cleanup_alone() {\n    tiny::cleanup();\n    \
+         assert!(!REGION.is_empty());\n}\n",
+    );
+    let out = project.scratch("starter04");
+    success(&project.labkit(&["starter", "04", "--out", out.to_str().unwrap()]));
+    let output = Command::new(env!("CARGO_BIN_EXE_labkit"))
+        .args(["check", "04"])
+        .current_dir(&out)
+        .output()
+        .expect("run labkit");
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "the checks fail on a starter"
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        stdout
+            .matches("cleanup in src/lib.rs is still todo!()")
+            .count(),
+        2,
+        "each check names the todo!() it reached:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("the test program aborted: \"panic in a destructor during cleanup\""),
+        "the check that aborts the program says so:\n{stdout}"
+    );
+}
+
 /// A known wrong answer for a region that does not exist is reported, not ignored.
 #[test]
 fn a_wrong_answer_for_no_region_is_reported() {

@@ -29,9 +29,10 @@ impl Hooks for NamingRule {
 }
 
 /// `Ok` for a topic that follows the rule: at least two levels separated by `/`, the first
-/// `team` and then one or more digits (`team3`), each other level one or more lowercase
-/// letters, digits or `-` (`news`, `week-2`). Otherwise a refusal whose reason states the
-/// rule, an example, and the topic refused, so the student who sent it can fix it.
+/// `team` and then one or more digits `0`-`9` (`team3`), each other level one or more
+/// lowercase letters `a`-`z`, digits `0`-`9` or `-` (`news`, `week-2`): ASCII only, so
+/// neither `café` nor `²` nor `٣`. Otherwise a refusal whose reason states the rule, an
+/// example, and the topic refused, so the student who sent it can fix it.
 pub fn check_topic(topic: &str) -> Result<(), Refusal> {
     // lab:begin 10 the topic naming rule
     let mut levels = topic.split('/');

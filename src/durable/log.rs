@@ -274,8 +274,10 @@ pub enum Frame<'a> {
     Damaged {
         /// Why it is not a record, for the error.
         why: &'static str,
-        /// How many bytes the length field says it takes with its header, if that fits
-        /// in the bytes given.
+        /// For a CRC that does not match: how many bytes the record takes with its header,
+        /// as its length field says (they are all in the bytes given, or it would be
+        /// torn). `None` for an impossible length (0, or more than [`MAX_PAYLOAD`]): such
+        /// a field is garbage, and says nothing about where anything ends.
         size: Option<usize>,
     },
 }

@@ -117,6 +117,34 @@ impl Peer {
         }
     }
 
+    /// Reads one line like [`Peer::line`], for a reply that comes only after work whose
+    /// length depends on the machine's speed (a flood of publishes and the subscribers
+    /// draining it). Each time [`WAIT`] passes without the line, `moved` is asked whether
+    /// the broker got anywhere meanwhile, in what a client can see (more publishes
+    /// handled, more lines delivered); the wait fails only once it says nothing moved. A
+    /// busy machine makes the wait longer, never the check fail.
+    #[track_caller]
+    pub fn line_while(&mut self, waiting_for: &str, mut moved: impl FnMut() -> bool) -> String {
+        let mut line = String::new();
+        loop {
+            match self.reader.read_line(&mut line) {
+                Ok(0) => panic!(
+                    "{} waited for {waiting_for}, but the broker closed the connection; did \
+                     it panic? (look for a `client-N` thread panic, and at {REGION})",
+                    self.name
+                ),
+                Ok(_) => return line.strip_suffix('\n').unwrap_or(&line).to_string(),
+                // A timeout keeps what came of the line so far in `line`: read on.
+                Err(_) if moved() => {}
+                Err(_) => panic!(
+                    "{} waited {WAIT:?} for {waiting_for}, and in that time the broker \
+                     handled no more publishes and delivered nothing; look at {REGION}",
+                    self.name
+                ),
+            }
+        }
+    }
+
     /// The next line, or `None` once the broker has closed the connection or sent nothing
     /// for [`WAIT`]. For a reader on a thread of its own, where a failure would go unseen.
     pub fn next_line(&mut self) -> Option<String> {

@@ -1,6 +1,6 @@
 // region: reading a record
 // mistake: does not check that the length is possible, so garbage with a huge length is taken for a torn tail and cut off silently
-// hint: check the length before comparing it with what is left
+// hint: Check the length against MAX_PAYLOAD before comparing it with what is left
     if bytes.len() < HEADER_BYTES {
         return Frame::Torn;
     }

@@ -107,6 +107,9 @@ pub struct LabRun {
     pub results: Vec<(String, bool)>,
     /// The captured output of each failed test.
     pub failures: HashMap<String, String>,
+    /// What the test program printed when it aborted while running a check on its own
+    /// (see [`rerun_lost`]), for each check that never reported because of that.
+    pub aborted: HashMap<String, String>,
 }
 
 impl LabRun {
@@ -156,6 +159,7 @@ pub fn run_lab(
             run: None,
             results: Vec::new(),
             failures: HashMap::new(),
+            aborted: HashMap::new(),
         });
     }
     if progress == Progress::Shown {
@@ -169,12 +173,82 @@ pub fn run_lab(
         Progress::Hidden,
     )?;
     let (results, failures) = parse_report(&run.stdout);
-    Ok(LabRun {
+    let mut lab_run = LabRun {
         build,
         run: Some(run),
         results,
         failures,
-    })
+        aborted: HashMap::new(),
+    };
+    rerun_lost(dir, lab, target_dir, &mut lab_run)?;
+    Ok(lab_run)
+}
+
+/// Whether a test program's report reached its end (`test result: …`). It does not when
+/// the program aborted: a panic inside a `Drop` that runs while another panic unwinds
+/// ("panic in a destructor during cleanup") ends the whole process at once, with every
+/// check still running, and the output libtest had captured for the failed ones, lost.
+fn finished(stdout: &str) -> bool {
+    stdout.lines().any(|line| line.starts_with("test result: "))
+}
+
+/// After a test program aborted, runs each check that lost its result or its output to
+/// the abort again, on its own, so that every other check still gets its own verdict and
+/// message, and the check that aborts the program is known, with what it printed. A
+/// `todo!()` in a function that `Drop` calls does that: the first call panics, and the
+/// call from `Drop`, during the unwinding, panics again.
+fn rerun_lost(
+    dir: &Path,
+    lab: Lab,
+    target_dir: Option<&Path>,
+    lab_run: &mut LabRun,
+) -> Result<(), String> {
+    let Some(run) = &lab_run.run else {
+        return Ok(());
+    };
+    if run.timed_out || finished(&run.stdout) {
+        return Ok(());
+    }
+    let lost: Vec<String> = declared(dir, lab)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|check| check.name)
+        .filter(|name| lab_run.passed(name) != Some(true) && !lab_run.failures.contains_key(name))
+        .collect();
+    let target = lab.test_target();
+    for name in lost {
+        let alone = cargo(
+            dir,
+            &["test", "--test", &target, "--", "--exact", &name],
+            target_dir,
+            RUN_LIMIT,
+            Progress::Hidden,
+        )?;
+        let (results, failures) = parse_report(&alone.stdout);
+        lab_run.results.retain(|(test, _)| *test != name);
+        match results.into_iter().find(|(test, _)| *test == name) {
+            Some(result) if finished(&alone.stdout) => {
+                lab_run.results.push(result);
+                lab_run.failures.extend(failures);
+            }
+            _ => {
+                lab_run
+                    .aborted
+                    .insert(name, format!("{}{}", alone.stdout, alone.stderr));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Why a test program aborted, in the words Rust printed, if it says.
+pub fn abort_reason(output: &str) -> Option<&str> {
+    let reasons = [
+        "panic in a destructor during cleanup",
+        "panic in a function that cannot unwind",
+        "thread caused non-unwinding panic. aborting.",
+    ];
+    reasons.into_iter().find(|reason| output.contains(reason))
 }
 
 /// Runs cargo with `args` in `dir`, capturing its output, stopping it after `limit`.

@@ -14,8 +14,9 @@
 //! The big compiled libraries (`deps/`) are hard links, which cost no disk; cargo replaces
 //! such a file rather than writing into it, so a rebuild in one folder cannot change the
 //! other. The small records cargo does rewrite in place (`.fingerprint/`, and build script
-//! results in `build/`) are copied. If anything goes wrong the starter is simply left to
-//! build its dependencies itself: sharing is a shortcut, never a requirement.
+//! results in `build/`) are copied, keeping their modification times, which cargo compares
+//! to decide what to rebuild. If anything goes wrong the starter is simply left to build
+//! its dependencies itself: sharing is a shortcut, never a requirement.
 //!
 //! Tools such as sccache go further and share any compiler output by a hash of its inputs,
 //! across projects and machines; a course needs only this one case, without a daemon.
@@ -135,13 +136,72 @@ fn share_path(from: &Path, to: &Path, how: Share) -> io::Result<()> {
     }
     match how {
         Share::Link => fs::hard_link(from, to),
-        Share::Copy => fs::copy(from, to).map(|_| ()),
+        Share::Copy => copy_with_time(from, to),
     }
+}
+
+/// Copies `from` to `to` and gives the copy the original's modification time.
+///
+/// Cargo decides what to rebuild partly by comparing times: a crate whose build is older
+/// than one of its dependencies' is built again. A plain copy is stamped with the time of
+/// copying, so a build script's recorded result in `build/` would look newer than the
+/// library compiled from it, which is linked and keeps its old time: cargo then reports
+/// `Dirty proc-macro2 … was rebuilt` and compiles that crate and everything above it
+/// again. Keeping the times keeps the order cargo saw when it built them.
+fn copy_with_time(from: &Path, to: &Path) -> io::Result<()> {
+    let modified = fs::metadata(from)?.modified()?;
+    fs::copy(from, to)?;
+    fs::File::options()
+        .write(true)
+        .open(to)?
+        .set_modified(modified)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::crate_of;
+    use super::{crate_of, share};
+    use std::fs;
+    use std::time::{Duration, SystemTime};
+
+    /// The records are copied with the times cargo saw, not the time of copying: a build
+    /// script's result newer than the library built after it makes cargo rebuild the
+    /// library and everything that uses it.
+    #[test]
+    fn shared_records_keep_their_modification_times() {
+        let dir = std::env::temp_dir().join(format!("labkit-prebuilt-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let (root, from, to) = (dir.join("project"), dir.join("from"), dir.join("to"));
+        let files = [
+            "debug/deps/libdep-0a1b2c3d4e5f6a7b.rlib",
+            "debug/build/dep-0a1b2c3d4e5f6a7b/output",
+            "debug/.fingerprint/dep-0a1b2c3d4e5f6a7b/lib-dep",
+        ];
+        let built = SystemTime::now() - Duration::from_secs(3600);
+        for file in files {
+            let path = from.join(file);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(&path, file).unwrap();
+            fs::File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_modified(built)
+                .unwrap();
+        }
+        fs::create_dir_all(&root).unwrap();
+        fs::write(root.join("Cargo.toml"), "[package]\nname = \"project\"\n").unwrap();
+        fs::write(
+            root.join("Cargo.lock"),
+            "[[package]]\nname = \"dep\"\n\n[[package]]\nname = \"project\"\n",
+        )
+        .unwrap();
+        assert_eq!(share(&root, &from, &to), Ok(3));
+        for file in files {
+            let modified = fs::metadata(to.join(file)).unwrap().modified().unwrap();
+            assert_eq!(modified, built, "{file} keeps the time it was built");
+        }
+        fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn build_outputs_are_told_apart_by_the_crate_they_belong_to() {

@@ -1,14 +1,16 @@
 //! What `labkit check` prints: one line per check, and for a failed one what it checks,
 //! what went wrong, and where the broker panicked if it did.
 
-use crate::checks::{panics, Check, LabRun};
+use crate::checks::{abort_reason, panics, Check, LabRun, Panic};
 use crate::labs::Lab;
 
 /// The most lines of one failure message shown; the rest is in `--verbose`.
 const MESSAGE_LINES: usize = 8;
 
-/// Prints the verdict of a run and returns whether every check passed.
-pub fn print(lab: Lab, declared: &[Check], run: &LabRun) -> bool {
+/// Prints the verdict of a run and returns whether every check passed. `region` is where
+/// the lab's checks send the student (`Session::leave_all_topics in src/session.rs`), if
+/// its test file says.
+pub fn print(lab: Lab, declared: &[Check], run: &LabRun, region: Option<&str>) -> bool {
     if !run.built() {
         print_build_failure(lab, run);
         return false;
@@ -23,7 +25,7 @@ pub fn print(lab: Lab, declared: &[Check], run: &LabRun) -> bool {
             }
             outcome => {
                 println!("  ✗ {}", check.name);
-                print_failure(check, outcome.is_none(), run);
+                print_failure(check, outcome.is_none(), run, region);
             }
         }
     }
@@ -45,24 +47,27 @@ fn all_checks(declared: &[Check], run: &LabRun) -> Vec<Check> {
     checks
 }
 
-fn print_failure(check: &Check, never_reported: bool, run: &LabRun) {
+fn print_failure(check: &Check, never_reported: bool, run: &LabRun, region: Option<&str>) {
     if !check.story.is_empty() {
         println!("      checks: {}", check.story);
     }
     if never_reported {
-        println!("      did not finish: the test program stopped before this check reported");
-        println!("      (run with --verbose to see everything it printed)");
+        print_unreported(check, run, region);
         return;
     }
     let output = run.failures.get(&check.name).map_or("", String::as_str);
     let found = panics(output);
+    // A `todo!()` reached is the reason, whatever the check then waited for in vain.
+    let todo = print_todo(&found, region);
     let (own, broker): (Vec<_>, Vec<_>) = found
         .iter()
+        .filter(|panic| !is_todo(panic))
         .partition(|panic| panic.thread == check.name || check.name.ends_with(&panic.thread));
     for panic in own {
         let mut lines = panic.message.iter().take(MESSAGE_LINES);
         if let Some(first) = lines.next() {
-            println!("      wrong:  {}", plain(first));
+            let label = if todo { "then:  " } else { "wrong: " };
+            println!("      {label} {first}");
         }
         for line in lines {
             println!("              {line}");
@@ -77,22 +82,63 @@ fn print_failure(check: &Check, never_reported: bool, run: &LabRun) {
         let place = (panic.location.as_str(), first);
         if !seen.contains(&place) {
             println!(
-                "      broker thread `{}` panicked at {}: {}",
-                panic.thread,
-                panic.location,
-                plain(first)
+                "      broker thread `{}` panicked at {}: {first}",
+                panic.thread, panic.location,
             );
             seen.push(place);
         }
     }
 }
 
-/// A `todo!()` panics with "not yet implemented: …"; say it the way the starter does.
-fn plain(message: &str) -> String {
-    match message.strip_prefix("not yet implemented: ") {
-        Some(rest) => format!("still todo!(): {rest}"),
-        None => message.to_string(),
+/// A check with no result: the test program aborted while it ran (it was then run on its
+/// own, see `checks::rerun_lost`), or stopped some other way.
+fn print_unreported(check: &Check, run: &LabRun, region: Option<&str>) {
+    let Some(output) = run.aborted.get(&check.name) else {
+        println!("      did not finish: the test program stopped before this check reported");
+        println!("      (run with --verbose to see everything it printed)");
+        return;
+    };
+    print_todo(&panics(output), region);
+    match abort_reason(output) {
+        Some(reason) => {
+            println!("      then:   the test program aborted: \"{reason}\"");
+            println!("              (code that runs while a panic unwinds, a Drop, panicked");
+            println!("              again, and Rust then stops the whole program)");
+        }
+        None => println!("      the test program stopped before this check reported"),
     }
+}
+
+/// Says, once for each, which `todo!()` the run reached; returns whether it reached one.
+fn print_todo(found: &[Panic], region: Option<&str>) -> bool {
+    let mut seen: Vec<&str> = Vec::new();
+    for panic in found.iter().filter(|panic| is_todo(panic)) {
+        let first = panic.message.first().map_or("", String::as_str);
+        if seen.contains(&first) {
+            continue;
+        }
+        seen.push(first);
+        let what = first.strip_prefix(TODO).unwrap_or(first);
+        let file = panic.location.split(':').next().unwrap_or_default();
+        match region.filter(|region| !file.is_empty() && region.contains(file)) {
+            Some(region) => println!("      wrong:  {region} is still todo!() ({what})"),
+            None => println!(
+                "      wrong:  the code at {} is still todo!() ({what})",
+                panic.location
+            ),
+        }
+    }
+    !seen.is_empty()
+}
+
+/// How `todo!()` starts its panic message.
+const TODO: &str = "not yet implemented: ";
+
+fn is_todo(panic: &Panic) -> bool {
+    panic
+        .message
+        .first()
+        .is_some_and(|line| line.starts_with(TODO))
 }
 
 fn print_build_failure(lab: Lab, run: &LabRun) {
