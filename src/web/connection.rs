@@ -20,6 +20,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::base64;
+use super::engineio_server::Answer;
 use super::http::{self, Parse, Request, Response, Version, HTML, JSON, TEXT};
 use super::websocket::{self, Decoder, Message, Role, Violation};
 use crate::connections::{Connections, Slot};
@@ -69,6 +70,8 @@ pub(super) fn serve(server: &Arc<Server>, outbox: Arc<Outbox>, slot: Slot) {
     );
     let router = Arc::clone(&server.router);
     let mut connection = HttpConnection {
+        server: Arc::clone(server),
+        engine_upgrade: None,
         connections: Arc::clone(&server.connections),
         router,
         outbox,
@@ -79,6 +82,14 @@ pub(super) fn serve(server: &Arc<Server>, outbox: Arc<Outbox>, slot: Slot) {
     let Some(leftover) = connection.serve() else {
         return;
     };
+    if let Some(upgrade) = connection.engine_upgrade.take() {
+        // A Socket.IO client's WebSocket: Engine.IO's, to its end; the connection's own
+        // cleanup (its Drop) follows.
+        server
+            .socketio
+            .run_websocket(upgrade, &connection.outbox, &leftover);
+        return;
+    }
     // The slot goes to the WebSocket session, which does the cleanup from now on.
     if let Some(slot) = connection.slot.take() {
         let outbox = Arc::clone(&connection.outbox);
@@ -98,6 +109,10 @@ enum Next {
 
 /// The HTTP part of a connection.
 struct HttpConnection {
+    server: Arc<Server>,
+    /// The `101` answered was Engine.IO's: the WebSocket that follows is a Socket.IO
+    /// client's (see `socketio_session.rs`), not the line protocol's.
+    engine_upgrade: Option<super::engineio_server::Upgrade>,
     router: Arc<Router>,
     outbox: Arc<Outbox>,
     /// The broker's table of connections, whose throttle the log lines go through.
@@ -233,6 +248,13 @@ impl HttpConnection {
                 Err(refusal) => refusal,
             }),
             "/healthz" => only_get(request).unwrap_or_else(|| Response::new(200, TEXT, "ok")),
+            "/socket.io/" => match self.server.socketio.answer(request, self.outbox.peer()) {
+                Answer::Respond(response) => response,
+                Answer::WebSocket(response, upgrade) => {
+                    self.engine_upgrade = Some(upgrade);
+                    response
+                }
+            },
             _ => Response::new(
                 404,
                 TEXT,
@@ -543,7 +565,7 @@ fn not_allowed(request: &Request<'_>, allowed: &'static str) -> Response {
 
 /// The WebSocket handshake: the `101` (its bytes as the body, to be sent as they are), or
 /// the refusal that says what was missing.
-fn handshake(request: &Request<'_>) -> Result<Response, Response> {
+pub(super) fn handshake(request: &Request<'_>) -> Result<Response, Response> {
     if request.method != "GET" {
         return Err(not_allowed(request, "GET"));
     }

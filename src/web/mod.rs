@@ -49,8 +49,12 @@
 pub mod base64;
 pub mod client;
 mod connection;
+pub mod engineio;
+pub mod engineio_server;
 pub mod http;
 pub mod sha1;
+pub mod socketio;
+pub(crate) mod socketio_session;
 pub mod websocket;
 
 use std::io;
