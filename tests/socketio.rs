@@ -425,3 +425,40 @@ fn a_websocket_client_that_stops_reading_is_cut_off() {
     });
     assert_eq!(stat(&broker, "slow_consumers_disconnected"), 1);
 }
+
+/// `--ws-broadcast chat`: the Go tutorial's page works unchanged. Each frame a page sends
+/// reaches every page, the sender too, as the same text, and a TCP subscriber of the
+/// topic; what a TCP client publishes there reaches the pages. No `ERROR` anywhere.
+#[test]
+fn the_go_tutorials_page_talks_in_a_broadcast_room() {
+    if !require_tool(
+        "Python's websocket-client",
+        Command::new("python3")
+            .args(["-c", "import websocket"])
+            .output()
+            .is_ok_and(|out| out.status.success()),
+        "pip install websocket-client, as .ci/run does",
+    ) {
+        return;
+    }
+    let broker = start_broker(Config {
+        ws_broadcast: Some("chat".to_string()),
+        ..Config::default()
+    });
+    let mut tcp = subscribed(broker.addr(), "chat", "tcp1");
+    let url = format!("ws://{}/ws", broker.web_addr().unwrap());
+    let mut command = Command::new("python3");
+    command.arg(scripts().join("go_page.py")).arg(&url);
+    let mut pages = Client::start(command);
+    for name in ["A", "B"] {
+        let frame = format!(r#"{{"email": "{}@example.com", "content": "hello from {name}"}}"#, name.to_lowercase());
+        assert_eq!(pages.line(), format!("A {frame}"));
+        assert_eq!(pages.line(), format!("B {frame}"));
+        assert!(tcp.delivery().starts_with(&format!("DELIVER chat {frame} ws-")));
+    }
+    assert_eq!(pages.line(), "waiting");
+    Raw::connect(broker.addr()).send("PUBLISH chat {\"content\":\"from tcp\"} tcp2\n");
+    pages.tell("go on");
+    assert_eq!(pages.line(), r#"A {"content":"from tcp"}"#);
+    assert_eq!(pages.line(), r#"B {"content":"from tcp"}"#);
+}

@@ -20,6 +20,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::base64;
+use super::broadcast::Room;
 use super::engineio_server::Answer;
 use super::http::{self, Parse, Request, Response, Version, HTML, JSON, TEXT};
 use super::websocket::{self, Decoder, Message, Role, Violation};
@@ -737,8 +738,14 @@ fn websocket_session(
         log::Level::Info,
         format_args!("#{conn} speaks WebSocket now"),
     );
-    let mut session = Session::websocket(Arc::clone(&router), Arc::clone(&outbox), slot);
-    let ending = websocket_read_loop(&mut session, &mut decoder, &outbox);
+    let (mut session, room) = match &router.config().ws_broadcast {
+        Some(topic) => {
+            let (session, room) = Room::join(Arc::clone(&router), Arc::clone(&outbox), slot, topic);
+            (session, Some(room))
+        }
+        None => (Session::websocket(Arc::clone(&router), Arc::clone(&outbox), slot), None),
+    };
+    let ending = websocket_read_loop(&mut session, room.as_ref(), &mut decoder, &outbox);
     let mut frame = Vec::new();
     match ending {
         Ending::Gone => {}
@@ -779,8 +786,14 @@ fn auth_timeout(session: &mut Session) -> Ending {
     Ending::Close(websocket::POLICY_VIOLATION, "authentication timeout")
 }
 
-/// Handles messages until the connection ends.
-fn websocket_read_loop(session: &mut Session, decoder: &mut Decoder, outbox: &Outbox) -> Ending {
+/// Handles messages until the connection ends: each text frame a line of the line
+/// protocol, or, in a broadcast room (`--ws-broadcast`), a message to it.
+fn websocket_read_loop(
+    session: &mut Session,
+    room: Option<&Room>,
+    decoder: &mut Decoder,
+    outbox: &Outbox,
+) -> Ending {
     loop {
         loop {
             let message = match decoder.next_message() {
@@ -789,6 +802,11 @@ fn websocket_read_loop(session: &mut Session, decoder: &mut Decoder, outbox: &Ou
                 Err(Violation { code, reason }) => return Ending::Close(code, reason),
             };
             match message {
+                Message::Text(text) if room.is_some() => {
+                    if let Some(room) = room {
+                        room.say(session, text);
+                    }
+                }
                 Message::Text(text) => {
                     // One command per frame; a line's end after it is not part of it.
                     let line = text.strip_suffix('\n').unwrap_or(text);

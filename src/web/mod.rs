@@ -47,6 +47,7 @@
 //! on this machine opens may talk to it, as any program may talk to port 9000.
 
 pub mod base64;
+mod broadcast;
 pub mod client;
 mod connection;
 pub mod engineio;
