@@ -75,6 +75,10 @@ pub enum Answer {
 /// WebSocket).
 pub struct Upgrade {
     joins: Option<Arc<Channel>>,
+    /// The session it names is upgrading or upgraded already: this one is closed at once.
+    /// (After its `101`, as the Node server does: a client library takes a refused
+    /// handshake for an error, and a closed WebSocket for what it is.)
+    refused: bool,
 }
 
 /// One session, shared by its thread, its requests, its WebSocket and its publishers.
@@ -96,6 +100,8 @@ struct State {
     polling: bool,
     transport: Carrier,
     closed: bool,
+    /// When the pong to the last ping is due, while it is awaited.
+    pong_due: Option<Instant>,
 }
 
 /// What carries the packets to the client now.
@@ -183,6 +189,12 @@ impl EngineIo {
         let Some(channel) = self.table.lock().get(&sid).cloned() else {
             return Err(error(1, "Session ID unknown"));
         };
+        if channel.missed_its_pong() {
+            // Its thread is about to close it: a request that comes after the deadline
+            // must not find it open, however late that thread wakes.
+            channel.close();
+            return Err(error(1, "Session ID unknown"));
+        }
         match (websocket, request.method) {
             (true, _) => self.websocket(request, Some(channel)),
             (false, "GET") => Ok(Answer::Respond(channel.poll(&self.settings))),
@@ -203,6 +215,7 @@ impl EngineIo {
                 polling: false,
                 transport: carrier,
                 closed: false,
+                pong_due: None,
             }),
             changed: Condvar::new(),
             inbox,
@@ -241,13 +254,11 @@ impl EngineIo {
     /// A WebSocket: a new session, or the upgrade of a polling one (refused if it is
     /// already upgrading or upgraded).
     fn websocket(&self, request: &Request<'_>, joins: Option<Arc<Channel>>) -> Result<Answer, Response> {
-        if let Some(channel) = &joins {
-            if !matches!(channel.state.lock().transport, Carrier::Polling) {
-                return Err(error(3, "Bad request: the session is upgrading or upgraded"));
-            }
-        }
+        let refused = joins
+            .as_ref()
+            .is_some_and(|channel| !matches!(channel.state.lock().transport, Carrier::Polling));
         let response = super::connection::handshake(request)?;
-        Ok(Answer::WebSocket(response, Upgrade { joins }))
+        Ok(Answer::WebSocket(response, Upgrade { joins, refused }))
     }
 
     /// Runs a WebSocket to its end, on the thread of the connection that sent the `101`.
@@ -256,6 +267,10 @@ impl EngineIo {
         // The `101` is still queued: the client waits for it before it sends a frame.
         Subscriber::flush(&**outbox);
         let _ = outbox.socket().set_read_timeout(None);
+        if upgrade.refused {
+            close_frame(outbox, websocket::POLICY_VIOLATION, "the session has a WebSocket");
+            return;
+        }
         let mut decoder = Decoder::new(Role::Server, self.settings.max_payload);
         decoder.extend(leftover);
         let (channel, mut upgraded) = match upgrade.joins {
@@ -420,6 +435,12 @@ impl Channel {
         }
     }
 
+    /// Whether the pong to the last ping is overdue.
+    fn missed_its_pong(&self) -> bool {
+        let state = self.state.lock();
+        state.pong_due.is_some_and(|due| Instant::now() >= due)
+    }
+
     /// A packet from the client, for the session's thread; `false` if it has ended.
     fn deliver(&self, packet: Packet) -> bool {
         self.inbox.send(packet).is_ok()
@@ -442,7 +463,9 @@ impl Channel {
             return error(3, "Bad request: a poll is already waiting");
         }
         state.polling = true;
-        let deadline = Instant::now() + settings.ping_interval + settings.ping_timeout;
+        // The session's thread pings or closes it within the interval and the timeout:
+        // this bound, twice that, only frees the thread should that thread be stuck.
+        let deadline = Instant::now() + 2 * (settings.ping_interval + settings.ping_timeout);
         while state.queue.is_empty() && !state.closed {
             if self.changed.wait_until(&mut state, deadline).timed_out() {
                 break;
@@ -543,8 +566,19 @@ impl Socket {
     /// Waits for the client's next message, pinging it meanwhile: `None` once the session
     /// has ended (the client closed it, broke the protocol, or missed a pong).
     pub fn recv(&mut self) -> Option<Incoming> {
+        self.recv_until(None)
+    }
+
+    /// As [`recv`](Self::recv), but if no message comes by `deadline`, closes the session
+    /// and gives `None`: for a layer above that waits for a first packet only so long.
+    pub fn recv_until(&mut self, deadline: Option<Instant>) -> Option<Incoming> {
         loop {
             let now = Instant::now();
+            if deadline.is_some_and(|deadline| now >= deadline) {
+                log::debug!("Engine.IO session {} sent nothing in time", self.channel.sid);
+                self.channel.close();
+                return None;
+            }
             if self.pong_due.is_some_and(|due| now >= due) {
                 log::debug!("Engine.IO session {} missed its pong", self.channel.sid);
                 self.channel.close();
@@ -554,12 +588,15 @@ impl Socket {
                 self.channel.send(&[Packet::Ping(String::new())]);
                 self.channel.flush();
                 self.pong_due = Some(now + self.settings.ping_timeout);
+                self.channel.state.lock().pong_due = self.pong_due;
             }
-            let wake = self.pong_due.unwrap_or(self.next_ping);
+            let heartbeat = self.pong_due.unwrap_or(self.next_ping);
+            let wake = deadline.map_or(heartbeat, |deadline| deadline.min(heartbeat));
             let wait = wake.saturating_duration_since(now).max(Duration::from_millis(1));
             match self.inbox.recv_timeout(wait) {
                 Ok(Packet::Pong(_)) => {
                     self.pong_due = None;
+                    self.channel.state.lock().pong_due = None;
                     self.next_ping = Instant::now() + self.settings.ping_interval;
                 }
                 Ok(Packet::Message(text)) => return Some(Incoming::Text(text)),

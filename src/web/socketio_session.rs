@@ -32,6 +32,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::thread;
+use std::time::{Duration, Instant};
 
 use super::engineio::{Packet as EnginePacket, Settings};
 use super::engineio_server::{Channel, EngineIo, Incoming, Opener, Socket};
@@ -47,6 +48,11 @@ use crate::router::Router;
 use crate::server::CLIENT_STACK_SIZE;
 use crate::session::{Entry, Link, Session};
 use crate::subscriber::{Offer, Subscriber, SubscriberId};
+
+/// How long a new session may take to join the main namespace (`CONNECT`) before it is
+/// closed: the Node server's default `connectTimeout`. Without it, a client that opened a
+/// session and answered pings but never connected would hold a thread for ever.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(45);
 
 /// The broker's Engine.IO sessions, as its flags set them: each new one a Socket.IO
 /// client of `router`. Their number is bounded by `--max-clients`, their payloads by
@@ -108,7 +114,12 @@ fn serve(router: Arc<Router>, mut socket: Socket, peer: Peer) {
         connected: false,
     };
     let mut assembler = Assembler::default();
-    while let Some(incoming) = socket.recv() {
+    // Until its first `CONNECT`, the client has CONNECT_TIMEOUT.
+    let mut connect_by = Some(Instant::now() + CONNECT_TIMEOUT);
+    loop {
+        let Some(incoming) = socket.recv_until(connect_by) else {
+            break;
+        };
         let packet = match incoming {
             Incoming::Text(text) => assembler.text(&text),
             Incoming::Binary(bytes) => assembler.binary(bytes),
@@ -120,6 +131,9 @@ fn serve(router: Arc<Router>, mut socket: Socket, peer: Peer) {
                 log::debug!("{} sent a {bad}", client.session.peer());
                 break;
             }
+        }
+        if client.connected {
+            connect_by = None;
         }
         client.session.flush();
         client.session.rest();
