@@ -71,15 +71,24 @@ fn main() {
         }
     };
     let (path, opener): (&str, fn(Socket, &Peer)) = match layer.as_str() {
-        "engineio" => ("/engine.io/", |socket, _| spawn("echo", move || echo(socket))),
-        _ => ("/socket.io/", |socket, _| spawn("socketio", move || socket_io(socket))),
+        "engineio" => ("/engine.io/", |socket, _| {
+            spawn("echo", move || echo(socket))
+        }),
+        _ => ("/socket.io/", |socket, _| {
+            spawn("socketio", move || socket_io(socket))
+        }),
     };
     let rules = Arc::new(Rules {
         write_timeout: Duration::from_secs(2),
         max_pending_bytes: 8 * SETTINGS.max_payload,
         stats: Arc::new(Stats::default()),
     });
-    let engine = Arc::new(EngineIo::new(SETTINGS, Arc::clone(&rules), 1000, Box::new(opener)));
+    let engine = Arc::new(EngineIo::new(
+        SETTINGS,
+        Arc::clone(&rules),
+        1000,
+        Box::new(opener),
+    ));
     println!("{layer} test server on http://localhost:{port}{path}");
     for (conn, stream) in (1..).zip(listener.incoming()) {
         let Ok(stream) = stream else { continue };
@@ -210,7 +219,12 @@ fn answer(packet: &Packet, joined: &mut HashSet<String>, sid: &str) -> Vec<Packe
                 "message".into(),
                 Value::String("Invalid namespace".into()),
             )]);
-            vec![Packet::new(Kind::ConnectError, namespace, None, Some(reason))]
+            vec![Packet::new(
+                Kind::ConnectError,
+                namespace,
+                None,
+                Some(reason),
+            )]
         }
         Kind::Disconnect => {
             joined.remove(namespace);

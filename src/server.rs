@@ -46,9 +46,6 @@ pub(crate) struct Server {
     pub(crate) connections: Arc<Connections>,
     /// What every TCP subscriber's outbox shares: the write timeout and the backlog limit.
     pub(crate) outbox_rules: Arc<Rules>,
-    /// The Socket.IO clients' Engine.IO sessions, which outlive the web requests that
-    /// carry them (see `web/engineio_server.rs`).
-    pub(crate) socketio: crate::web::engineio_server::EngineIo,
     stopping: AtomicBool,
     /// The number of the next connection, for every listener: `#1`, `#2`, … in the logs.
     next_conn: AtomicU64,
@@ -67,11 +64,9 @@ impl Server {
             max_pending_bytes: config.max_pending_bytes,
             stats: Arc::clone(router.stats()),
         });
-        let socketio = crate::web::socketio_session::engine(&router, &outbox_rules);
         Server {
             router,
             connections,
-            socketio,
             outbox_rules,
             stopping: AtomicBool::new(false),
             next_conn: AtomicU64::new(1),

@@ -176,7 +176,9 @@ fn the_flask_labsheets_subscriber_runs_on_python_socketio() {
     let broker = start_broker(Config::default());
     let url = format!("http://{}", broker.web_addr().unwrap());
     let mut command = Command::new("python3");
-    command.arg(scripts().join("subscriber.py")).args([&url, "news", "weather"]);
+    command
+        .arg(scripts().join("subscriber.py"))
+        .args([&url, "news", "weather"]);
     let mut python = Client::start(command);
     assert_eq!(python.until("ready"), "ready websocket", "it upgraded");
     assert_eq!(subscribers(&broker, "news"), 1);
@@ -201,15 +203,25 @@ fn the_flask_labsheets_subscriber_runs_on_python_socketio() {
     udp_sub.send("SUBSCRIBE news udp2");
     udp_sub.sync();
     python.tell("publish news from socket.io");
-    assert_eq!(python.until("published"), "published {'ok': 'OK PUBLISH news 4'}");
-    assert!(line_sub.delivery().starts_with("DELIVER news from socket.io socketio-"));
+    assert_eq!(
+        python.until("published"),
+        "published {'ok': 'OK PUBLISH news 4'}"
+    );
+    assert!(line_sub
+        .delivery()
+        .starts_with("DELIVER news from socket.io socketio-"));
     assert!(json_sub.line().contains("from socket.io"));
-    assert!(udp_sub.recv().starts_with("DELIVER news from socket.io socketio-"));
+    assert!(udp_sub
+        .recv()
+        .starts_with("DELIVER news from socket.io socketio-"));
 
     assert_eq!(publish_over_http(&broker, "weather", "sunny").status, 200);
     python.until("Received message on weather: sunny");
     let own = "Received message on news: from socket.io";
-    assert!(python.skipped.iter().any(|line| line == own), "its own, too");
+    assert!(
+        python.skipped.iter().any(|line| line == own),
+        "its own, too"
+    );
     python.tell("unsubscribe weather");
     python.until("unsubscribed");
     assert_eq!(publish_over_http(&broker, "weather", "rain").status, 404);
@@ -241,8 +253,13 @@ fn nodes_socket_io_client_works_on_websocket_alone_and_on_polling_alone() {
         assert_eq!(node.line(), format!("message news to-{transport}"));
         assert!(tcp.delivery().contains(&format!("to-{transport}")));
         node.tell("publish news from node");
-        assert!(tcp.delivery().starts_with("DELIVER news from node socketio-"));
-        assert_eq!(node.until("published"), r#"published {"ok":"OK PUBLISH news 2"}"#);
+        assert!(tcp
+            .delivery()
+            .starts_with("DELIVER news from node socketio-"));
+        assert_eq!(
+            node.until("published"),
+            r#"published {"ok":"OK PUBLISH news 2"}"#
+        );
         node.tell("quit");
         node.until("bye");
         wait_until("the client left", || subscribers(&broker, "news") == 1);
@@ -268,11 +285,21 @@ fn open(broker: &BrokerHandle) -> String {
 }
 
 fn poll(broker: &BrokerHandle, sid: &str) -> Answer {
-    engine_request(broker, "GET", &format!("EIO=4&transport=polling&sid={sid}"), "")
+    engine_request(
+        broker,
+        "GET",
+        &format!("EIO=4&transport=polling&sid={sid}"),
+        "",
+    )
 }
 
 fn post(broker: &BrokerHandle, sid: &str, payload: &str) -> Answer {
-    engine_request(broker, "POST", &format!("EIO=4&transport=polling&sid={sid}"), payload)
+    engine_request(
+        broker,
+        "POST",
+        &format!("EIO=4&transport=polling&sid={sid}"),
+        payload,
+    )
 }
 
 /// A long-polling Socket.IO client subscribed to `topic`: its session id.
@@ -281,7 +308,9 @@ fn polling_subscriber(broker: &BrokerHandle, topic: &str) -> String {
     let subscribe = format!("40\x1e42[\"subscribe\",{{\"topic\":\"{topic}\"}}]");
     assert_eq!(post(broker, &sid, &subscribe).body, "ok");
     assert!(poll(broker, &sid).body.starts_with("40{\"sid\":"));
-    wait_until("the client is subscribed", || subscribers(broker, topic) == 1);
+    wait_until("the client is subscribed", || {
+        subscribers(broker, topic) == 1
+    });
     sid
 }
 
@@ -291,15 +320,23 @@ fn the_handshake_and_its_refusals() {
     let broker = start_broker(quick_pings());
     let answer = engine_request(&broker, "GET", "EIO=4&transport=polling", "");
     assert!(answer.body.starts_with("0{\"sid\":\""), "{}", answer.body);
-    assert!(answer
-        .body
-        .ends_with(r#""upgrades":["websocket"],"pingInterval":100,"pingTimeout":100,"maxPayload":65536}"#));
+    assert!(answer.body.ends_with(
+        r#""upgrades":["websocket"],"pingInterval":100,"pingTimeout":100,"maxPayload":65536}"#
+    ));
     for (method, query, reason) in [
-        ("GET", "EIO=3&transport=polling", "Unsupported protocol version"),
+        (
+            "GET",
+            "EIO=3&transport=polling",
+            "Unsupported protocol version",
+        ),
         ("GET", "transport=polling", "Unsupported protocol version"),
         ("GET", "EIO=4&transport=carrier-pigeon", "Transport unknown"),
         ("POST", "EIO=4&transport=polling", "Bad handshake method"),
-        ("GET", "EIO=4&transport=polling&sid=nope", "Session ID unknown"),
+        (
+            "GET",
+            "EIO=4&transport=polling&sid=nope",
+            "Session ID unknown",
+        ),
     ] {
         let answer = engine_request(&broker, method, query, "");
         assert_eq!(answer.status, 400, "{query}");
@@ -324,7 +361,9 @@ fn two_polls_at_once_close_the_session() {
     answers.sort();
     assert_eq!(answers[0], (200, "1".to_string()));
     assert_eq!(answers[1].0, 400);
-    wait_until("the subscription is gone", || subscribers(&broker, "news") == 0);
+    wait_until("the subscription is gone", || {
+        subscribers(&broker, "news") == 0
+    });
     assert_eq!(poll(&broker, &sid).status, 400);
 }
 
@@ -335,7 +374,9 @@ fn a_client_that_misses_its_pong_is_closed() {
     let broker = start_broker(quick_pings());
     let sid = polling_subscriber(&broker, "news");
     assert_eq!(poll(&broker, &sid).body, "2", "the server pings");
-    wait_until("the session is closed", || subscribers(&broker, "news") == 0);
+    wait_until("the session is closed", || {
+        subscribers(&broker, "news") == 0
+    });
     assert_eq!(poll(&broker, &sid).status, 400);
 }
 
@@ -361,7 +402,9 @@ fn a_client_that_disappears_mid_poll_is_closed() {
         "GET /socket.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\nHost: test\r\n\r\n"
     ));
     drop(vanishing);
-    wait_until("the session is closed", || subscribers(&broker, "news") == 0);
+    wait_until("the session is closed", || {
+        subscribers(&broker, "news") == 0
+    });
     assert_eq!(poll(&broker, &sid).status, 400);
 }
 
@@ -394,7 +437,8 @@ fn a_websocket_client_that_stops_reading_is_cut_off() {
     let mut stream = TcpStream::connect(broker.web_addr().unwrap()).unwrap();
     stream.set_read_timeout(Some(TIMEOUT)).unwrap();
     let key = websocket::random_key();
-    let request = websocket::handshake_request("test", "/socket.io/?EIO=4&transport=websocket", &key);
+    let request =
+        websocket::handshake_request("test", "/socket.io/?EIO=4&transport=websocket", &key);
     stream.write_all(request.as_bytes()).unwrap();
     let mut decoder = Decoder::new(Role::Client, 1 << 20);
     let mut head = Vec::new();
@@ -413,7 +457,12 @@ fn a_websocket_client_that_stops_reading_is_cut_off() {
     assert!(text(&mut stream, &mut decoder).starts_with("0{\"sid\""));
     for packet in ["40", "42[\"subscribe\",{\"topic\":\"news\"}]"] {
         let mut frame = Vec::new();
-        websocket::write_frame(&mut frame, Opcode::Text, packet.as_bytes(), Some(websocket::random_mask()));
+        websocket::write_frame(
+            &mut frame,
+            Opcode::Text,
+            packet.as_bytes(),
+            Some(websocket::random_mask()),
+        );
         stream.write_all(&frame).unwrap();
     }
     assert!(text(&mut stream, &mut decoder).starts_with("40{\"sid\""));
@@ -451,10 +500,15 @@ fn the_go_tutorials_page_talks_in_a_broadcast_room() {
     command.arg(scripts().join("go_page.py")).arg(&url);
     let mut pages = Client::start(command);
     for name in ["A", "B"] {
-        let frame = format!(r#"{{"email": "{}@example.com", "content": "hello from {name}"}}"#, name.to_lowercase());
+        let frame = format!(
+            r#"{{"email": "{}@example.com", "content": "hello from {name}"}}"#,
+            name.to_lowercase()
+        );
         assert_eq!(pages.line(), format!("A {frame}"));
         assert_eq!(pages.line(), format!("B {frame}"));
-        assert!(tcp.delivery().starts_with(&format!("DELIVER chat {frame} ws-")));
+        assert!(tcp
+            .delivery()
+            .starts_with(&format!("DELIVER chat {frame} ws-")));
     }
     assert_eq!(pages.line(), "waiting");
     Raw::connect(broker.addr()).send("PUBLISH chat {\"content\":\"from tcp\"} tcp2\n");

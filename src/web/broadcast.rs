@@ -99,7 +99,10 @@ mod tests {
         let line = br#"DELIVER chat {"email":"a@x","content":"hi there"} ws-3 2026-12-06 10:30:00"#;
         write_room_frame(line, &mut out);
         let mut expected = Vec::new();
-        super::super::websocket::write_text_line(br#"{"email":"a@x","content":"hi there"}"#, &mut expected);
+        super::super::websocket::write_text_line(
+            br#"{"email":"a@x","content":"hi there"}"#,
+            &mut expected,
+        );
         assert_eq!(out, expected);
     }
 }

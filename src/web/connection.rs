@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use super::base64;
 use super::broadcast::Room;
-use super::engineio_server::Answer;
+use super::engineio_server::{Answer, EngineIo};
 use super::http::{self, Parse, Request, Response, Version, HTML, JSON, TEXT};
 use super::websocket::{self, Decoder, Message, Role, Violation};
 use crate::connections::{Connections, Slot};
@@ -60,7 +60,12 @@ fn page() -> &'static str {
 }
 
 /// Runs one web connection to its end.
-pub(super) fn serve(server: &Arc<Server>, outbox: Arc<Outbox>, slot: Slot) {
+pub(super) fn serve(
+    server: &Arc<Server>,
+    socketio: &Arc<EngineIo>,
+    outbox: Arc<Outbox>,
+    slot: Slot,
+) {
     slot.connections().log_event(
         log::Level::Info,
         format_args!(
@@ -71,7 +76,7 @@ pub(super) fn serve(server: &Arc<Server>, outbox: Arc<Outbox>, slot: Slot) {
     );
     let router = Arc::clone(&server.router);
     let mut connection = HttpConnection {
-        server: Arc::clone(server),
+        socketio: Arc::clone(socketio),
         engine_upgrade: None,
         connections: Arc::clone(&server.connections),
         router,
@@ -86,9 +91,7 @@ pub(super) fn serve(server: &Arc<Server>, outbox: Arc<Outbox>, slot: Slot) {
     if let Some(upgrade) = connection.engine_upgrade.take() {
         // A Socket.IO client's WebSocket: Engine.IO's, to its end; the connection's own
         // cleanup (its Drop) follows.
-        server
-            .socketio
-            .run_websocket(upgrade, &connection.outbox, &leftover);
+        socketio.run_websocket(upgrade, &connection.outbox, &leftover);
         return;
     }
     // The slot goes to the WebSocket session, which does the cleanup from now on.
@@ -110,7 +113,8 @@ enum Next {
 
 /// The HTTP part of a connection.
 struct HttpConnection {
-    server: Arc<Server>,
+    /// The Socket.IO clients' Engine.IO sessions (see `engineio_server.rs`).
+    socketio: Arc<EngineIo>,
     /// The `101` answered was Engine.IO's: the WebSocket that follows is a Socket.IO
     /// client's (see `socketio_session.rs`), not the line protocol's.
     engine_upgrade: Option<super::engineio_server::Upgrade>,
@@ -249,7 +253,7 @@ impl HttpConnection {
                 Err(refusal) => refusal,
             }),
             "/healthz" => only_get(request).unwrap_or_else(|| Response::new(200, TEXT, "ok")),
-            "/socket.io/" => match self.server.socketio.answer(request, self.outbox.peer()) {
+            "/socket.io/" => match self.socketio.answer(request, self.outbox.peer()) {
                 Answer::Respond(response) => response,
                 Answer::WebSocket(response, upgrade) => {
                     self.engine_upgrade = Some(upgrade);
@@ -743,7 +747,10 @@ fn websocket_session(
             let (session, room) = Room::join(Arc::clone(&router), Arc::clone(&outbox), slot, topic);
             (session, Some(room))
         }
-        None => (Session::websocket(Arc::clone(&router), Arc::clone(&outbox), slot), None),
+        None => (
+            Session::websocket(Arc::clone(&router), Arc::clone(&outbox), slot),
+            None,
+        ),
     };
     let ending = websocket_read_loop(&mut session, room.as_ref(), &mut decoder, &outbox);
     let mut frame = Vec::new();

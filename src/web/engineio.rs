@@ -101,7 +101,8 @@ impl Packet {
             '5' => Packet::Upgrade,
             '6' => Packet::Noop,
             'b' => Packet::Binary(
-                base64::decode(data).ok_or_else(|| BadPacket("binary data is not base64".into()))?,
+                base64::decode(data)
+                    .ok_or_else(|| BadPacket("binary data is not base64".into()))?,
             ),
             other => return Err(BadPacket(format!("unknown packet type {other:?}"))),
         })

@@ -144,7 +144,12 @@ fn error(code: u8, message: &str) -> Response {
 impl EngineIo {
     /// The sessions of a server with these settings, at most `max_sessions` at once; each
     /// new one is handed to `opener`. `rules` bound what waits for a client that polls.
-    pub fn new(settings: Settings, rules: Arc<Rules>, max_sessions: usize, opener: Opener) -> EngineIo {
+    pub fn new(
+        settings: Settings,
+        rules: Arc<Rules>,
+        max_sessions: usize,
+        opener: Opener,
+    ) -> EngineIo {
         EngineIo {
             settings,
             rules,
@@ -154,9 +159,13 @@ impl EngineIo {
         }
     }
 
-    /// How many sessions are open.
-    pub fn sessions(&self) -> usize {
-        self.table.lock().len()
+    /// Closes every session: the server is stopping. Each session's thread then ends at
+    /// once, its `recv` returning `None`.
+    pub fn close_all(&self) {
+        let channels: Vec<Arc<Channel>> = self.table.lock().values().cloned().collect();
+        for channel in channels {
+            channel.close();
+        }
     }
 
     /// Answers one request to the Engine.IO path, from `client`. A poll waits here for
@@ -253,7 +262,11 @@ impl EngineIo {
 
     /// A WebSocket: a new session, or the upgrade of a polling one (refused if it is
     /// already upgrading or upgraded).
-    fn websocket(&self, request: &Request<'_>, joins: Option<Arc<Channel>>) -> Result<Answer, Response> {
+    fn websocket(
+        &self,
+        request: &Request<'_>,
+        joins: Option<Arc<Channel>>,
+    ) -> Result<Answer, Response> {
         let refused = joins
             .as_ref()
             .is_some_and(|channel| !matches!(channel.state.lock().transport, Carrier::Polling));
@@ -268,7 +281,11 @@ impl EngineIo {
         Subscriber::flush(&**outbox);
         let _ = outbox.socket().set_read_timeout(None);
         if upgrade.refused {
-            close_frame(outbox, websocket::POLICY_VIOLATION, "the session has a WebSocket");
+            close_frame(
+                outbox,
+                websocket::POLICY_VIOLATION,
+                "the session has a WebSocket",
+            );
             return;
         }
         let mut decoder = Decoder::new(Role::Server, self.settings.max_payload);
@@ -384,7 +401,10 @@ impl Channel {
         if state.queued_bytes > self.rules.max_pending_bytes {
             let backlog = state.queued_bytes;
             drop(state);
-            self.rules.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
+            self.rules
+                .stats
+                .slow_consumers
+                .fetch_add(1, Ordering::Relaxed);
             log::warn!(
                 "Engine.IO session {} cut off: {backlog} bytes waited for its polls, over \
                  --max-pending-bytes {}",
@@ -575,7 +595,10 @@ impl Socket {
         loop {
             let now = Instant::now();
             if deadline.is_some_and(|deadline| now >= deadline) {
-                log::debug!("Engine.IO session {} sent nothing in time", self.channel.sid);
+                log::debug!(
+                    "Engine.IO session {} sent nothing in time",
+                    self.channel.sid
+                );
                 self.channel.close();
                 return None;
             }
@@ -592,7 +615,9 @@ impl Socket {
             }
             let heartbeat = self.pong_due.unwrap_or(self.next_ping);
             let wake = deadline.map_or(heartbeat, |deadline| deadline.min(heartbeat));
-            let wait = wake.saturating_duration_since(now).max(Duration::from_millis(1));
+            let wait = wake
+                .saturating_duration_since(now)
+                .max(Duration::from_millis(1));
             match self.inbox.recv_timeout(wait) {
                 Ok(Packet::Pong(_)) => {
                     self.pong_due = None;
@@ -614,16 +639,6 @@ impl Socket {
                 Err(RecvTimeoutError::Timeout) => {}
             }
         }
-    }
-
-    /// Sends a text message.
-    pub fn send_text(&self, text: String) -> Offer {
-        self.channel.send(&[Packet::Message(text)])
-    }
-
-    /// Ends the session.
-    pub fn close(&self) {
-        self.channel.close();
     }
 }
 

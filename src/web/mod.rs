@@ -67,6 +67,7 @@ use crate::connections::Close;
 use crate::outbox::{Encoding, Outbox};
 use crate::peer::Peer;
 use crate::server::{self, Listener, Server};
+use engineio_server::EngineIo;
 
 /// The web's listener: HTTP and WebSocket, one thread per connection.
 pub(crate) struct WebListener {
@@ -93,15 +94,22 @@ impl Listener for WebListener {
     }
 
     fn serve(self: Box<Self>, server: Arc<Server>) {
+        // The Socket.IO clients' sessions outlive the requests that carry them: the
+        // listener keeps them, for every connection it serves.
+        let socketio = Arc::new(socketio_session::engine(
+            &server.router,
+            &server.outbox_rules,
+        ));
         for incoming in self.listener.incoming() {
             if server.is_stopping() {
                 break;
             }
             match incoming {
-                Ok(stream) => admit(&server, stream),
+                Ok(stream) => admit(&server, &socketio, stream),
                 Err(error) => server::back_off(&error),
             }
         }
+        socketio.close_all();
     }
 }
 
@@ -109,7 +117,7 @@ impl Listener for WebListener {
 /// full. The connection gets an [`Outbox`] at once, as a line connection does: its HTTP
 /// responses go out through it (a client that does not read them is cut off by the usual
 /// rules), and if it becomes a WebSocket, the same outbox is its subscriber handle.
-fn admit(server: &Arc<Server>, stream: TcpStream) {
+fn admit(server: &Arc<Server>, socketio: &Arc<EngineIo>, stream: TcpStream) {
     let conn = server.next_conn();
     let Ok(addr) = stream.peer_addr() else {
         log::debug!("#{conn} left before it could be served");
@@ -151,10 +159,11 @@ fn admit(server: &Arc<Server>, stream: TcpStream) {
     };
     let thread_server = Arc::clone(server);
     let thread_outbox = Arc::clone(&outbox);
+    let socketio = Arc::clone(socketio);
     let spawned = thread::Builder::new()
         .name(format!("web-{conn}"))
         .stack_size(server::CLIENT_STACK_SIZE)
-        .spawn(move || connection::serve(&thread_server, thread_outbox, slot));
+        .spawn(move || connection::serve(&thread_server, &socketio, thread_outbox, slot));
     match spawned {
         Ok(thread) => server.connections.adopt(thread),
         Err(error) => {

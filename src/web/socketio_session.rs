@@ -116,10 +116,7 @@ fn serve(router: Arc<Router>, mut socket: Socket, peer: Peer) {
     let mut assembler = Assembler::default();
     // Until its first `CONNECT`, the client has CONNECT_TIMEOUT.
     let mut connect_by = Some(Instant::now() + CONNECT_TIMEOUT);
-    loop {
-        let Some(incoming) = socket.recv_until(connect_by) else {
-            break;
-        };
+    while let Some(incoming) = socket.recv_until(connect_by) {
         let packet = match incoming {
             Incoming::Text(text) => assembler.text(&text),
             Incoming::Binary(bytes) => assembler.binary(bytes),
@@ -249,7 +246,10 @@ fn reply_packet(reply: &Reply<'_>, ack: Option<u64>) -> Option<Packet> {
             ("ok", text.trim_end().to_string())
         }
     };
-    let object = Value::Object(vec![(answer.0.to_string(), Value::String(answer.1.clone()))]);
+    let object = Value::Object(vec![(
+        answer.0.to_string(),
+        Value::String(answer.1.clone()),
+    )]);
     match ack {
         Some(id) => Some(Packet::new(
             Kind::Ack,
@@ -372,10 +372,7 @@ mod tests {
     #[test]
     fn a_delivery_is_the_event_named_after_the_topic() {
         let packet = delivery_event("news/tech", "say \"hi\"");
-        assert_eq!(
-            packet.text(),
-            r#"42["news/tech",{"message":"say \"hi\""}]"#
-        );
+        assert_eq!(packet.text(), r#"42["news/tech",{"message":"say \"hi\""}]"#);
     }
 
     #[test]
@@ -399,6 +396,10 @@ mod tests {
         assert_eq!(ok.text(), r#"34[{"ok":"OK SUBSCRIBE news"}]"#);
         assert!(reply_packet(&Reply::SubscribeOk("news"), None).is_none());
         let refused = reply_packet(&Reply::Error(&ProtocolError::NoAction), None).unwrap();
-        assert!(refused.text().starts_with(r#"2["error",{"message":"#), "{}", refused.text());
+        assert!(
+            refused.text().starts_with(r#"2["error",{"message":"#),
+            "{}",
+            refused.text()
+        );
     }
 }
