@@ -7,6 +7,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
@@ -515,4 +516,87 @@ fn the_go_tutorials_page_talks_in_a_broadcast_room() {
     pages.tell("go on");
     assert_eq!(pages.line(), r#"A {"content":"from tcp"}"#);
     assert_eq!(pages.line(), r#"B {"content":"from tcp"}"#);
+}
+
+/// Posts a payload to a long-polling session and answers what the next poll brings.
+fn exchange(broker: &BrokerHandle, sid: &str, payload: &str) -> String {
+    assert_eq!(post(broker, sid, payload).body, "ok");
+    poll(broker, sid).body
+}
+
+/// The same gate as every client: on a broker with an auth file, the `CONNECT`'s auth data
+/// is the client's `AUTH`, and the rules decide what it may subscribe to; without it, the
+/// client is anonymous until it logs in.
+#[test]
+fn a_socket_io_client_passes_the_same_access_rules() {
+    let path = std::env::temp_dir().join(format!("pubsub-lab-socketio-{}", std::process::id()));
+    std::fs::write(&path, "user alice s3cret\nallow alice subscribe lab/#\n").unwrap();
+    // The broker refuses an auth file others may read.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let broker = start_broker(Config {
+        auth_file: Some(path.clone()),
+        ..Config::default()
+    });
+    let sid = open(&broker);
+    let connected = exchange(&broker, &sid, r#"40{"user":"alice","secret":"s3cret"}"#);
+    assert!(connected.starts_with("40{\"sid\":"), "{connected}");
+    let refused = exchange(&broker, &sid, r#"421["subscribe",{"topic":"private/x"}]"#);
+    assert_eq!(
+        refused,
+        r#"431[{"error":"not allowed: alice may not subscribe to private/x"}]"#
+    );
+    let allowed = exchange(&broker, &sid, r#"422["subscribe",{"topic":"lab/x"}]"#);
+    assert_eq!(allowed, r#"432[{"ok":"OK SUBSCRIBE lab/x"}]"#);
+
+    let anonymous = open(&broker);
+    exchange(&broker, &anonymous, "40");
+    let refused = exchange(&broker, &anonymous, r#"421["subscribe",{"topic":"lab/x"}]"#);
+    assert!(
+        refused.starts_with(r#"431[{"error":"authentication required"#),
+        "{refused}"
+    );
+    let _ = std::fs::remove_file(path);
+}
+
+/// The program's hooks see a Socket.IO client as one, at its `CONNECT`, and their refusal
+/// is the protocol's `CONNECT_ERROR` with their reason.
+#[test]
+fn the_hooks_see_a_socket_io_client_and_may_refuse_it() {
+    struct NoSocketIo;
+    impl pubsub_lab::hooks::Hooks for NoSocketIo {
+        fn on_connect(
+            &self,
+            client: pubsub_lab::hooks::ClientInfo<'_>,
+        ) -> Result<(), pubsub_lab::hooks::Refusal> {
+            match client.transport {
+                pubsub_lab::hooks::Transport::SocketIo => {
+                    Err(pubsub_lab::hooks::Refusal::new("no Socket.IO today"))
+                }
+                _ => Ok(()),
+            }
+        }
+    }
+    // Pings often (so that a poll is answered soon), patient with pongs.
+    let config = Config {
+        socketio_ping_interval: Duration::from_millis(100),
+        socketio_ping_timeout: TIMEOUT,
+        ..Config::default()
+    };
+    let broker = Broker::builder()
+        .config(config)
+        .line("127.0.0.1:0")
+        .web("127.0.0.1:0")
+        .hooks(NoSocketIo)
+        .bind()
+        .expect("bind 127.0.0.1:0")
+        .spawn()
+        .expect("start the broker");
+    let sid = open(&broker);
+    assert_eq!(
+        exchange(&broker, &sid, "40"),
+        r#"44{"message":"no Socket.IO today"}"#
+    );
+    let ignored = exchange(&broker, &sid, r#"42["subscribe",{"topic":"news"}]"#);
+    assert_eq!(ignored, "2", "only the next ping: nothing was subscribed");
+    assert_eq!(subscribers(&broker, "news"), 0);
 }

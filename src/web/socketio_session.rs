@@ -116,7 +116,12 @@ fn serve(router: Arc<Router>, mut socket: Socket, peer: Peer) {
     let mut assembler = Assembler::default();
     // Until its first `CONNECT`, the client has CONNECT_TIMEOUT.
     let mut connect_by = Some(Instant::now() + CONNECT_TIMEOUT);
-    while let Some(incoming) = socket.recv_until(connect_by) {
+    // On a broker with access control, a client must also log in within `--auth-timeout`.
+    let wait_until = |connect_by: Option<Instant>, session: &Session| {
+        let must_auth = session.auth_time_left().map(|left| Instant::now() + left);
+        connect_by.into_iter().chain(must_auth).min()
+    };
+    while let Some(incoming) = socket.recv_until(wait_until(connect_by, &client.session)) {
         let packet = match incoming {
             Incoming::Text(text) => assembler.text(&text),
             Incoming::Binary(bytes) => assembler.binary(bytes),
@@ -131,6 +136,13 @@ fn serve(router: Arc<Router>, mut socket: Socket, peer: Peer) {
         }
         if client.connected {
             connect_by = None;
+        }
+        if let Some(reason) = client.session.quit_reason() {
+            // No `AUTH` in time, or too many wrong ones: the core says so, and the
+            // session ends, as a TCP connection would.
+            log::debug!("{} is done: {reason:?}", client.session.peer());
+            client.session.flush();
+            break;
         }
         client.session.flush();
         client.session.rest();
