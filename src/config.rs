@@ -490,6 +490,22 @@ impl Config {
                 ),
             });
         }
+        if let Some(topic) = &self.ws_broadcast {
+            // Every page subscribes and publishes to it: a name the grammar refuses would
+            // make every frame an `ERROR`, so it is refused here, once.
+            let limits = crate::protocol::grammar::Limits {
+                topic_bytes: self.max_topic_bytes,
+                id_bytes: self.max_id_bytes,
+                topic_levels: self.max_topic_levels,
+            };
+            if let Err(error) = crate::protocol::grammar::check_topic(topic, &limits) {
+                return Err(ConfigError {
+                    flag: "--ws-broadcast",
+                    value: topic.clone(),
+                    rule: format!("must be a topic a client may publish to: {error}"),
+                });
+            }
+        }
         for (flag, value) in [
             ("--socketio-ping-interval", self.socketio_ping_interval),
             ("--socketio-ping-timeout", self.socketio_ping_timeout),
@@ -893,6 +909,38 @@ mod tests {
         for (flag, config) in bad {
             assert_eq!(config.validate().unwrap_err().flag, flag);
         }
+    }
+
+    #[test]
+    fn a_broadcast_room_must_be_a_topic_one_may_publish_to() {
+        for topic in ["chat/#", "two words", "$SYS/chat", ""] {
+            let config = Config {
+                ws_broadcast: Some(topic.to_string()),
+                ..Config::default()
+            };
+            assert_eq!(
+                config.validate().unwrap_err().flag,
+                "--ws-broadcast",
+                "{topic}"
+            );
+        }
+        let chat = Config {
+            ws_broadcast: Some("chat".to_string()),
+            ..Config::default()
+        };
+        assert!(chat.validate().is_ok());
+    }
+
+    #[test]
+    fn socketio_pings_outside_their_range_are_refused() {
+        let config = Config {
+            socketio_ping_timeout: Duration::ZERO,
+            ..Config::default()
+        };
+        assert_eq!(
+            config.validate().unwrap_err().flag,
+            "--socketio-ping-timeout"
+        );
     }
 
     #[test]

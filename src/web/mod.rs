@@ -38,8 +38,19 @@
 //! | `http.rs` | requests parsed with limits, responses written |
 //! | `websocket.rs` | the handshake, frames, masking, the close codes |
 //! | `sha1.rs`, `base64.rs` | what the handshake's `Sec-WebSocket-Accept` is made of |
+//! | `engineio.rs` | Engine.IO 4: the packets under Socket.IO, and long-polling payloads |
+//! | `engineio_server.rs` | its transports: long-polling, the WebSocket, the upgrade, the heartbeat |
+//! | `socketio.rs` | Socket.IO 5: namespaces, events, acknowledgements, binary attachments |
+//! | `socketio_session.rs` | a Socket.IO client (at `/socket.io/`) as a session of the core and a subscriber |
+//! | `broadcast.rs` | `/ws` as a broadcast room on one topic (`--ws-broadcast`) |
 //! | `client.rs` | a small blocking WebSocket client, for the benchmark and tests |
 //! | `page.html`, `page.css`, `page.js` | the live view, compiled into the binary |
+//!
+//! Socket.IO is the same again, one layer up: its clients' events become the session
+//! core's commands and its deliveries their events (`socketio_session.rs`), whether the
+//! client long-polls or has upgraded to a WebSocket. A long-polling client's session
+//! outlives the HTTP requests that carry it, so the listener keeps the sessions
+//! ([`engineio_server::EngineIo`]), each with a thread of its own.
 //!
 //! What a production web server does beyond this: HTTP/2 and TLS, compression
 //! (`permessage-deflate` for WebSocket), an `Origin` check so that only its own pages may
