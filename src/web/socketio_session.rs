@@ -284,12 +284,13 @@ fn reply_packet(reply: &Reply<'_>, ack: Option<u64>) -> Option<Packet> {
 ///   42["news",{"message":"hi"}]
 /// ```
 fn delivery_event(topic: &str, message: &str) -> EnginePacket {
-    let data = ObjectWriter::new().string("message", message).finish();
-    let mut text = String::from("2[");
+    // Written in one go: each subscriber formats each delivery, so this is the hot path.
+    let mut text = String::with_capacity(topic.len() + message.len() + 24);
+    text.push_str("2[");
     json::write_string(&mut text, topic);
-    text.push(',');
-    text.push_str(&data);
-    text.push(']');
+    text.push_str(",{\"message\":");
+    json::write_string(&mut text, message);
+    text.push_str("}]");
     EnginePacket::Message(text)
 }
 
