@@ -75,6 +75,14 @@ pub const DEFAULT_MAX_TOPICS_LISTED: usize = 10_000;
 /// cannot hold a thread for longer.
 pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Default for `--socketio-ping-interval`: the Node Socket.IO server's, so that its clients
+/// see what they expect (their own timeout is the interval plus the ping timeout).
+pub const DEFAULT_SOCKETIO_PING_INTERVAL: Duration = Duration::from_secs(25);
+
+/// Default for `--socketio-ping-timeout`: the Node server's. A Socket.IO client that
+/// vanished holds its session (and its thread) for at most the interval plus this.
+pub const DEFAULT_SOCKETIO_PING_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// Default capacity of an in-process [`Subscription`](crate::Subscription): about a second
 /// of a busy topic. A program that embeds the broker and falls further behind than this is
 /// cut off, as a slow TCP subscriber is.
@@ -306,6 +314,14 @@ pub struct Config {
     pub auth_timeout: Duration,
     /// With an auth file: take datagrams all the same, from anyone, unchecked.
     pub udp_allow_anonymous: bool,
+    /// How often the broker pings a Socket.IO client (Engine.IO's `pingInterval`).
+    pub socketio_ping_interval: Duration,
+    /// How long a Socket.IO client has to answer a ping before its session is closed.
+    pub socketio_ping_timeout: Duration,
+    /// `--ws-broadcast`: `/ws` is a broadcast room on this topic (every text frame is
+    /// published to it as it is, every delivery sent as the raw frame) instead of the line
+    /// protocol. `None`: `/ws` speaks the line protocol.
+    pub ws_broadcast: Option<String>,
 }
 
 impl Default for Config {
@@ -329,6 +345,9 @@ impl Default for Config {
             udp_lease: DEFAULT_UDP_LEASE,
             udp_max_subscribers: DEFAULT_UDP_MAX_SUBSCRIBERS,
             http_timeout: DEFAULT_HTTP_TIMEOUT,
+            socketio_ping_interval: DEFAULT_SOCKETIO_PING_INTERVAL,
+            socketio_ping_timeout: DEFAULT_SOCKETIO_PING_TIMEOUT,
+            ws_broadcast: None,
             data_dir: None,
             fsync: FsyncPolicy::default(),
             salvage: false,
@@ -475,6 +494,37 @@ impl Config {
                     format_duration(MAX_UDP_LEASE)
                 ),
             });
+        }
+        if let Some(topic) = &self.ws_broadcast {
+            // Every page subscribes and publishes to it: a name the grammar refuses would
+            // make every frame an `ERROR`, so it is refused here, once.
+            let limits = crate::protocol::grammar::Limits {
+                topic_bytes: self.max_topic_bytes,
+                id_bytes: self.max_id_bytes,
+                topic_levels: self.max_topic_levels,
+            };
+            if let Err(error) = crate::protocol::grammar::check_topic(topic, &limits) {
+                return Err(ConfigError {
+                    flag: "--ws-broadcast",
+                    value: topic.clone(),
+                    rule: format!("must be a topic a client may publish to: {error}"),
+                });
+            }
+        }
+        for (flag, value) in [
+            ("--socketio-ping-interval", self.socketio_ping_interval),
+            ("--socketio-ping-timeout", self.socketio_ping_timeout),
+        ] {
+            if value < Duration::from_millis(1) || value > MAX_WRITE_TIMEOUT {
+                return Err(ConfigError {
+                    flag,
+                    value: format_duration(value),
+                    rule: format!(
+                        "must be between 1ms and {} (zero would ping without pause)",
+                        format_duration(MAX_WRITE_TIMEOUT)
+                    ),
+                });
+            }
         }
         if self.http_timeout < Duration::from_millis(1) || self.http_timeout > MAX_WRITE_TIMEOUT {
             return Err(ConfigError {
@@ -864,6 +914,38 @@ mod tests {
         for (flag, config) in bad {
             assert_eq!(config.validate().unwrap_err().flag, flag);
         }
+    }
+
+    #[test]
+    fn a_broadcast_room_must_be_a_topic_one_may_publish_to() {
+        for topic in ["chat/#", "two words", "$SYS/chat", ""] {
+            let config = Config {
+                ws_broadcast: Some(topic.to_string()),
+                ..Config::default()
+            };
+            assert_eq!(
+                config.validate().unwrap_err().flag,
+                "--ws-broadcast",
+                "{topic}"
+            );
+        }
+        let chat = Config {
+            ws_broadcast: Some("chat".to_string()),
+            ..Config::default()
+        };
+        assert!(chat.validate().is_ok());
+    }
+
+    #[test]
+    fn socketio_pings_outside_their_range_are_refused() {
+        let config = Config {
+            socketio_ping_timeout: Duration::ZERO,
+            ..Config::default()
+        };
+        assert_eq!(
+            config.validate().unwrap_err().flag,
+            "--socketio-ping-timeout"
+        );
     }
 
     #[test]

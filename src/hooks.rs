@@ -106,6 +106,8 @@ pub enum Transport {
     Http,
     /// A WebSocket on the web port (`GET /ws`), carrying the line protocol.
     WebSocket,
+    /// A Socket.IO client on the web port (`/socket.io/`), over long-polling or WebSocket.
+    SocketIo,
     /// The program itself, through [`BrokerHandle`](crate::BrokerHandle).
     InProcess,
 }
@@ -118,6 +120,7 @@ impl fmt::Display for Transport {
             Transport::Udp => "udp",
             Transport::Http => "http",
             Transport::WebSocket => "websocket",
+            Transport::SocketIo => "socketio",
             Transport::InProcess => "in-process",
         })
     }

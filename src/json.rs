@@ -380,6 +380,56 @@ pub fn write_string(out: &mut String, text: &str) {
     out.push('"');
 }
 
+/// Appends `value` as JSON text: what [`parse`] reads, written back (members in their
+/// order, whole numbers without a fraction, as [`ObjectWriter::number`] writes them).
+///
+/// ```
+/// use pubsub_lab::json::{parse, write_value};
+/// let text = r#"["message",1,"2",{"3":[true,null]}]"#;
+/// let mut out = String::new();
+/// write_value(&mut out, &parse(text).unwrap());
+/// assert_eq!(out, text);
+/// ```
+pub fn write_value(out: &mut String, value: &Value) {
+    match value {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => write_number(out, *n),
+        Value::String(text) => write_string(out, text),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_value(out, item);
+            }
+            out.push(']');
+        }
+        Value::Object(members) => {
+            out.push('{');
+            for (i, (key, item)) in members.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_string(out, key);
+                out.push(':');
+                write_value(out, item);
+            }
+            out.push('}');
+        }
+    }
+}
+
+/// A number, without a fraction when it is a whole one (`2`, not `2.0`).
+fn write_number(out: &mut String, value: f64) {
+    if value.fract() == 0.0 && value.abs() < 1e15 {
+        out.push_str(&format!("{}", value as i64));
+    } else {
+        out.push_str(&format!("{value}"));
+    }
+}
+
 /// An object written member by member: `{"a":1,"b":"x"}`.
 ///
 /// ```
@@ -414,12 +464,7 @@ impl ObjectWriter {
 
     /// Adds a number member (written without a fraction when it is a whole number).
     pub fn number(&mut self, key: &str, value: f64) -> &mut Self {
-        let out = self.key(key);
-        if value.fract() == 0.0 && value.abs() < 1e15 {
-            out.push_str(&format!("{}", value as i64));
-        } else {
-            out.push_str(&format!("{value}"));
-        }
+        write_number(self.key(key), value);
         self
     }
 

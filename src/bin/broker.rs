@@ -24,7 +24,8 @@ use pubsub_lab::config::{
     DEFAULT_MAX_CLIENTS_PER_IP, DEFAULT_MAX_ID_BYTES, DEFAULT_MAX_LINE_BYTES,
     DEFAULT_MAX_PENDING_BYTES, DEFAULT_MAX_RETAINED, DEFAULT_MAX_RETAINED_BYTES,
     DEFAULT_MAX_SUBSCRIPTIONS, DEFAULT_MAX_TOPICS_LISTED, DEFAULT_MAX_TOPIC_BYTES,
-    DEFAULT_MAX_TOPIC_LEVELS, DEFAULT_PORT, DEFAULT_SYS_INTERVAL, DEFAULT_UDP_LEASE,
+    DEFAULT_MAX_TOPIC_LEVELS, DEFAULT_PORT, DEFAULT_SOCKETIO_PING_INTERVAL,
+    DEFAULT_SOCKETIO_PING_TIMEOUT, DEFAULT_SYS_INTERVAL, DEFAULT_UDP_LEASE,
     DEFAULT_UDP_MAX_SUBSCRIBERS, DEFAULT_UDP_TOPIC, DEFAULT_WRITE_TIMEOUT,
 };
 use pubsub_lab::config::{
@@ -115,6 +116,19 @@ struct Args {
     /// keep-alive connection is closed after as long.
     #[arg(long, default_value_t = DurationArg(DEFAULT_HTTP_TIMEOUT))]
     http_timeout: DurationArg,
+    /// How often Socket.IO clients (at /socket.io/ on the web port) are pinged; one that
+    /// does not answer within --socketio-ping-timeout is disconnected.
+    #[arg(long, default_value_t = DurationArg(DEFAULT_SOCKETIO_PING_INTERVAL))]
+    socketio_ping_interval: DurationArg,
+    /// How long a Socket.IO client has to answer a ping.
+    #[arg(long, default_value_t = DurationArg(DEFAULT_SOCKETIO_PING_TIMEOUT))]
+    socketio_ping_timeout: DurationArg,
+    /// Make /ws a broadcast room on this topic, for pages that send JSON text frames (the
+    /// Go WebSocket tutorial's): each frame is published to TOPIC as it is, and every
+    /// delivery on TOPIC goes to every page, the sender too, as the raw frame. Without it,
+    /// /ws speaks the line protocol.
+    #[arg(long, value_name = "TOPIC")]
+    ws_broadcast: Option<String>,
     /// Keep durable subscriptions in a log in this directory, so that they survive
     /// restarts and crashes (without it they live in memory only).
     #[arg(long, value_name = "DIR")]
@@ -201,6 +215,9 @@ fn run(args: &Args) -> Result<(), String> {
         udp_lease: args.udp_lease.0,
         udp_max_subscribers: args.udp_max_subscribers,
         http_timeout: args.http_timeout.0,
+        socketio_ping_interval: args.socketio_ping_interval.0,
+        socketio_ping_timeout: args.socketio_ping_timeout.0,
+        ws_broadcast: args.ws_broadcast.clone(),
         data_dir: args.data_dir.clone(),
         fsync: args.fsync,
         salvage: args.salvage,

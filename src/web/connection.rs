@@ -18,6 +18,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::base64;
+use super::engineio_server::{Answer, EngineIo};
 use super::http::{self, Parse, Request, Response, HTML, JSON, TEXT};
 use crate::connections::{Connections, Slot};
 use crate::hooks::{ClientInfo, Transport};
@@ -32,7 +33,8 @@ mod requests;
 mod ws_session;
 
 use requests::{challenge, AUTH_REQUIRED};
-use ws_session::{handshake, websocket_session};
+pub(in crate::web) use ws_session::handshake;
+use ws_session::websocket_session;
 
 /// The publisher id of an HTTP publish that names none.
 pub const DEFAULT_PUBLISHER: &str = "http";
@@ -57,7 +59,12 @@ fn page() -> &'static str {
 }
 
 /// Runs one web connection to its end.
-pub(super) fn serve(server: &Arc<Server>, outbox: Arc<Outbox>, slot: Slot) {
+pub(super) fn serve(
+    server: &Arc<Server>,
+    socketio: &Arc<EngineIo>,
+    outbox: Arc<Outbox>,
+    slot: Slot,
+) {
     slot.connections().log_event(
         log::Level::Info,
         format_args!(
@@ -68,6 +75,8 @@ pub(super) fn serve(server: &Arc<Server>, outbox: Arc<Outbox>, slot: Slot) {
     );
     let router = Arc::clone(&server.router);
     let mut connection = HttpConnection {
+        socketio: Arc::clone(socketio),
+        engine_upgrade: None,
         connections: Arc::clone(&server.connections),
         router,
         outbox,
@@ -78,6 +87,12 @@ pub(super) fn serve(server: &Arc<Server>, outbox: Arc<Outbox>, slot: Slot) {
     let Some(leftover) = connection.serve() else {
         return;
     };
+    if let Some(upgrade) = connection.engine_upgrade.take() {
+        // A Socket.IO client's WebSocket: Engine.IO's, to its end; the connection's own
+        // cleanup (its Drop) follows.
+        socketio.run_websocket(upgrade, &connection.outbox, &leftover);
+        return;
+    }
     // The slot goes to the WebSocket session, which does the cleanup from now on.
     if let Some(slot) = connection.slot.take() {
         let outbox = Arc::clone(&connection.outbox);
@@ -97,6 +112,11 @@ enum Next {
 
 /// The HTTP part of a connection.
 struct HttpConnection {
+    /// The Socket.IO clients' Engine.IO sessions (see `engineio_server.rs`).
+    socketio: Arc<EngineIo>,
+    /// The `101` answered was Engine.IO's: the WebSocket that follows is a Socket.IO
+    /// client's (see `socketio_session.rs`), not the line protocol's.
+    engine_upgrade: Option<super::engineio_server::Upgrade>,
     router: Arc<Router>,
     outbox: Arc<Outbox>,
     /// The broker's table of connections, whose throttle the log lines go through.
@@ -232,6 +252,13 @@ impl HttpConnection {
                 Err(refusal) => refusal,
             }),
             "/healthz" => only_get(request).unwrap_or_else(|| Response::new(200, TEXT, "ok")),
+            "/socket.io/" => match self.socketio.answer(request, self.outbox.peer()) {
+                Answer::Respond(response) => response,
+                Answer::WebSocket(response, upgrade) => {
+                    self.engine_upgrade = Some(upgrade);
+                    response
+                }
+            },
             _ => Response::new(
                 404,
                 TEXT,

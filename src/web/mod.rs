@@ -38,8 +38,19 @@
 //! | `http.rs` | requests parsed with limits, responses written |
 //! | `websocket.rs` | the handshake, frames, masking, the close codes |
 //! | `sha1.rs`, `base64.rs` | what the handshake's `Sec-WebSocket-Accept` is made of |
+//! | `engineio.rs` | Engine.IO 4: the packets under Socket.IO, and long-polling payloads |
+//! | `engineio_server.rs` | its transports: long-polling, the WebSocket, the upgrade, the heartbeat |
+//! | `socketio.rs` | Socket.IO 5: namespaces, events, acknowledgements, binary attachments |
+//! | `socketio_session.rs` | a Socket.IO client (at `/socket.io/`) as a session of the core and a subscriber |
+//! | `broadcast.rs` | `/ws` as a broadcast room on one topic (`--ws-broadcast`) |
 //! | `client.rs` | a small blocking WebSocket client, for the benchmark and tests |
 //! | `page.html`, `page.css`, `page.js` | the live view, compiled into the binary |
+//!
+//! Socket.IO is the same again, one layer up: its clients' events become the session
+//! core's commands and its deliveries their events (`socketio_session.rs`), whether the
+//! client long-polls or has upgraded to a WebSocket. A long-polling client's session
+//! outlives the HTTP requests that carry it, so the listener keeps the sessions
+//! ([`engineio_server::EngineIo`]), each with a thread of its own.
 //!
 //! What a production web server does beyond this: HTTP/2 and TLS, compression
 //! (`permessage-deflate` for WebSocket), an `Origin` check so that only its own pages may
@@ -47,10 +58,15 @@
 //! on this machine opens may talk to it, as any program may talk to port 9000.
 
 pub mod base64;
+mod broadcast;
 pub mod client;
 mod connection;
+pub mod engineio;
+pub mod engineio_server;
 pub mod http;
 pub mod sha1;
+pub mod socketio;
+pub(crate) mod socketio_session;
 pub mod websocket;
 
 use std::io;
@@ -62,6 +78,7 @@ use crate::connections::Close;
 use crate::outbox::{Encoding, Outbox};
 use crate::peer::Peer;
 use crate::server::{self, Listener, Server};
+use engineio_server::EngineIo;
 
 /// The web's listener: HTTP and WebSocket, one thread per connection.
 pub(crate) struct WebListener {
@@ -88,15 +105,22 @@ impl Listener for WebListener {
     }
 
     fn serve(self: Box<Self>, server: Arc<Server>) {
+        // The Socket.IO clients' sessions outlive the requests that carry them: the
+        // listener keeps them, for every connection it serves.
+        let socketio = Arc::new(socketio_session::engine(
+            &server.router,
+            &server.outbox_rules,
+        ));
         for incoming in self.listener.incoming() {
             if server.is_stopping() {
                 break;
             }
             match incoming {
-                Ok(stream) => admit(&server, stream),
+                Ok(stream) => admit(&server, &socketio, stream),
                 Err(error) => server::back_off(&error),
             }
         }
+        socketio.close_all();
     }
 }
 
@@ -104,7 +128,7 @@ impl Listener for WebListener {
 /// full. The connection gets an [`Outbox`] at once, as a line connection does: its HTTP
 /// responses go out through it (a client that does not read them is cut off by the usual
 /// rules), and if it becomes a WebSocket, the same outbox is its subscriber handle.
-fn admit(server: &Arc<Server>, stream: TcpStream) {
+fn admit(server: &Arc<Server>, socketio: &Arc<EngineIo>, stream: TcpStream) {
     let conn = server.next_conn();
     let Ok(addr) = stream.peer_addr() else {
         log::debug!("#{conn} left before it could be served");
@@ -146,10 +170,11 @@ fn admit(server: &Arc<Server>, stream: TcpStream) {
     };
     let thread_server = Arc::clone(server);
     let thread_outbox = Arc::clone(&outbox);
+    let socketio = Arc::clone(socketio);
     let spawned = thread::Builder::new()
         .name(format!("web-{conn}"))
         .stack_size(server::CLIENT_STACK_SIZE)
-        .spawn(move || connection::serve(&thread_server, thread_outbox, slot));
+        .spawn(move || connection::serve(&thread_server, &socketio, thread_outbox, slot));
     match spawned {
         Ok(thread) => server.connections.adopt(thread),
         Err(error) => {

@@ -28,6 +28,13 @@ pub enum Tool {
     Program(&'static str),
     /// Python 3 with these modules, by the names `import` takes.
     Python(&'static [&'static str]),
+    /// Node with this package installed in the folder `node_modules` is in (by `npm ci`).
+    Node {
+        /// The package, as `require` names it.
+        package: &'static str,
+        /// The folder whose `node_modules` holds it.
+        folder: PathBuf,
+    },
 }
 
 /// Whether `tool` is on this machine, for a test that needs it (a real `nats-server`, a
@@ -57,6 +64,14 @@ pub fn require_tool(tool: Tool, install: &str) -> bool {
                     .is_ok_and(|status| status.success())
             });
             (!imported).then(|| format!("python3 cannot import {imports}"))
+        }
+        Tool::Node { package, folder } => {
+            if find_program("node").is_none() {
+                Some("node is not installed".to_string())
+            } else {
+                let installed = folder.join("node_modules").join(package).is_dir();
+                (!installed).then(|| format!("{package} is not in {}", folder.display()))
+            }
         }
     };
     let Some(missing) = missing else {

@@ -12,6 +12,7 @@
 //! cargo run --release --bin bench -- latency --addr 127.0.0.1:9000   # any running broker
 //! cargo run --release --bin bench -- http        # HTTP publishes/s, one keep-alive client
 //! cargo run --release --bin bench -- wsfanout    # fan-out to 100 WebSocket subscribers
+//! cargo run --release --bin bench -- siofanout   # the same, Socket.IO subscribers
 //! cargo run --release --bin bench -- suite --quick   # the same in a few seconds
 //! cargo run --release --bin bench -- json-fanout      # fan-out in both dialects, side by side
 //! cargo run --release --bin bench -- udp --rate 20000 # datagrams in: publishes/s and loss
@@ -151,6 +152,8 @@ enum Mode {
     Http,
     /// Like fanout, but the --subs subscribers are WebSockets at the web port.
     Wsfanout,
+    /// Like wsfanout, but the subscribers are Socket.IO clients (over WebSocket).
+    Siofanout,
     /// The standard set: fanout, fanin, pairs, latency, conns, http and wsfanout.
     Suite,
     /// --stalled subscribers that never read, and a healthy one, on one topic: how long
@@ -244,7 +247,7 @@ impl Job {
     /// Whether the job needs the broker's web listener.
     fn needs_web(&self) -> bool {
         match self {
-            Job::Flow(flow) => flow.workload == Workload::WsFanout,
+            Job::Flow(flow) => matches!(flow.workload, Workload::WsFanout | Workload::SioFanout),
             Job::Http { .. } => true,
             _ => false,
         }
@@ -359,6 +362,7 @@ fn jobs_for(mode: Mode, args: &Args) -> Vec<Job> {
         Some(rate),
     );
     let wsfanout = flow(Workload::WsFanout, 1, 1, subs, 20_000, None);
+    let siofanout = flow(Workload::SioFanout, 1, 1, subs, 20_000, None);
     let http = Job::Http {
         msgs: args.msgs.unwrap_or_else(|| scale(20_000)),
         size: args.size,
@@ -377,6 +381,7 @@ fn jobs_for(mode: Mode, args: &Args) -> Vec<Job> {
         Mode::Conns => vec![conns],
         Mode::Http => vec![http],
         Mode::Wsfanout => vec![wsfanout],
+        Mode::Siofanout => vec![siofanout],
         Mode::Suite => vec![fanout, fanin, pairs, latency, conns, http, wsfanout],
         Mode::Stalled => vec![Job::Stalled {
             stalled: args.stalled.unwrap_or(10),

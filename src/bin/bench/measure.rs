@@ -82,7 +82,14 @@ pub struct Stamp {
 /// forwarded `PUBLISH <topic> <payload> ...`. Any other line gives `None`.
 pub fn parse_stamp(line: &[u8]) -> Option<Stamp> {
     const JSON_MESSAGE: &[u8] = b"\",\"message\":\"";
-    let mut payload = if let Some(json) = line.strip_prefix(b"{\"topic\":\"") {
+    const SOCKETIO_MESSAGE: &[u8] = b"\",{\"message\":\"";
+    let mut payload = if let Some(event) = line.strip_prefix(b"42[\"") {
+        // A Socket.IO delivery: `42["<topic>",{"message":"<payload>"}]`.
+        let at = event
+            .windows(SOCKETIO_MESSAGE.len())
+            .position(|window| window == SOCKETIO_MESSAGE)?;
+        &event[at + SOCKETIO_MESSAGE.len()..]
+    } else if let Some(json) = line.strip_prefix(b"{\"topic\":\"") {
         // The bench's topics and payloads need no escapes, so the message starts right
         // after the topic's closing quote.
         let at = json

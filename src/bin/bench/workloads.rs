@@ -81,6 +81,8 @@ pub enum Workload {
     Udp,
     /// Fan-out to WebSocket subscribers.
     WsFanout,
+    /// Fan-out to Socket.IO subscribers, over WebSocket.
+    SioFanout,
 }
 
 impl Workload {
@@ -96,6 +98,7 @@ impl Workload {
             Workload::JsonFanout => "json-fan",
             Workload::Udp => "udp",
             Workload::WsFanout => "wsfanout",
+            Workload::SioFanout => "siofanout",
         }
     }
 }
@@ -140,6 +143,7 @@ impl Flow {
             Workload::Pairs => format!("{} pairs", self.topics),
             _ if self.json => format!("{} JSON subs", self.subs),
             Workload::WsFanout => format!("{} WebSocket subs", self.subs),
+            Workload::SioFanout => format!("{} Socket.IO subs", self.subs),
             _ => format!("{} subs", self.subs),
         };
         let rate = self
@@ -189,6 +193,7 @@ pub fn run_flow(target: &Target, flow: &Flow, timeout: Duration) -> Result<Outco
         .collect();
     let via = match flow.workload {
         Workload::WsFanout => Via::WebSocket,
+        Workload::SioFanout => Via::SocketIo,
         _ if flow.json => Via::Json,
         _ => Via::Lines,
     };
@@ -543,6 +548,8 @@ pub enum Via {
     Json,
     /// The line protocol over a WebSocket at the target's web port.
     WebSocket,
+    /// Socket.IO over a WebSocket at the target's web port (`/socket.io/`).
+    SocketIo,
 }
 
 /// Connects one subscriber per entry of `topics` (to that topic), the way `via` says, and
@@ -567,10 +574,12 @@ pub fn open_subscribers(
             .take(window_end)
             .skip(window_start)
         {
-            let opened = if via == Via::WebSocket {
-                open_websocket(target)
-            } else {
-                TcpStream::connect(target.addr).map(|stream| Reader::Lines(Lines::new(stream)))
+            let opened = match via {
+                Via::WebSocket => open_websocket(target, "/ws"),
+                Via::SocketIo => open_websocket(target, SOCKETIO_PATH),
+                Via::Lines | Via::Json => {
+                    TcpStream::connect(target.addr).map(|stream| Reader::Lines(Lines::new(stream)))
+                }
             };
             let mut reader = match opened {
                 Ok(reader) => reader,
@@ -585,6 +594,17 @@ pub fn open_subscribers(
                 }
             };
             line.clear();
+            if via == Via::SocketIo {
+                if let Err(e) = socketio_subscribe(&mut reader, target, topic, index) {
+                    readers.truncate(window_start);
+                    return Err((
+                        readers,
+                        format!("cannot subscribe connection {}: {e}", index + 1),
+                    ));
+                }
+                readers.push(reader);
+                continue;
+            }
             if target.login {
                 // Answered OK AUTH before the PONG, which the wait for the PONG skips.
                 line.extend_from_slice(format!("AUTH bench {AUTH_SECRET}\n").as_bytes());
@@ -615,7 +635,13 @@ pub fn open_subscribers(
         }
         if target.sync == SyncMethod::Ping {
             for index in window_start..readers.len() {
-                if let Err(message) = wait_for_pong(&mut readers[index], index, json, deadline) {
+                let pong = match via {
+                    Via::Json => format!("{{\"pong\":\"s{index}\"}}"),
+                    // The acknowledgement of the `ping` event, with the core's reply in it.
+                    Via::SocketIo => format!("431[{{\"ok\":\"PONG s{index}\"}}]"),
+                    Via::Lines | Via::WebSocket => format!("PONG s{index}"),
+                };
+                if let Err(message) = wait_for_pong(&mut readers[index], index, &pong, deadline) {
                     readers.truncate(index);
                     return Err((readers, message));
                 }
@@ -634,14 +660,9 @@ pub fn open_subscribers(
 fn wait_for_pong(
     reader: &mut Reader,
     index: usize,
-    json: bool,
+    expected: &str,
     deadline: Instant,
 ) -> Result<(), String> {
-    let expected = if json {
-        format!("{{\"pong\":\"s{index}\"}}")
-    } else {
-        format!("PONG s{index}")
-    };
     let mut seen = Vec::new();
     let found = read_until(reader, deadline, |line| {
         if line == expected.as_bytes() {
@@ -783,7 +804,16 @@ impl Reader {
     fn next_line(&mut self) -> Option<&[u8]> {
         match self {
             Reader::Lines(lines) => lines.next_line(),
-            Reader::Frames { decoder, .. } => match decoder.next_message() {
+            Reader::Frames { stream, decoder } => match decoder.next_message() {
+                Ok(Some(Message::Text("2"))) => {
+                    // An Engine.IO ping (Socket.IO subscribers only): answer it, or the
+                    // broker closes the session after its ping timeout.
+                    let mut pong = Vec::new();
+                    let mask = Some(websocket::random_mask());
+                    websocket::write_frame(&mut pong, Opcode::Text, b"3", mask);
+                    let _ = (&*stream).write_all(&pong);
+                    Some(b"")
+                }
                 Ok(Some(Message::Text(text))) => Some(text.as_bytes()),
                 Ok(Some(_)) => Some(b""),
                 Ok(None) | Err(_) => None,
@@ -819,15 +849,42 @@ impl Reader {
     }
 }
 
-/// Opens a WebSocket to the target's web port.
-fn open_websocket(target: &Target) -> io::Result<Reader> {
+/// Where a Socket.IO client opens its WebSocket (no long-polling first).
+const SOCKETIO_PATH: &str = "/socket.io/?EIO=4&transport=websocket";
+
+/// A Socket.IO subscriber's first frames: `CONNECT` (with the bench's user as its auth
+/// data, if the target wants a login), the `subscribe` event, and a `ping` event whose
+/// acknowledgement tells it is subscribed.
+fn socketio_subscribe(
+    reader: &mut Reader,
+    target: &Target,
+    topic: &str,
+    index: usize,
+) -> io::Result<()> {
+    let connect = if target.login {
+        format!("40{{\"user\":\"bench\",\"secret\":\"{AUTH_SECRET}\"}}")
+    } else {
+        "40".to_string()
+    };
+    let subscribe = format!("42[\"subscribe\",{{\"topic\":\"{topic}\",\"id\":\"sub{index}\"}}]");
+    let ping = format!("421[\"ping\",{{\"token\":\"s{index}\"}}]");
+    let mut lines = Vec::new();
+    for packet in [connect, subscribe, ping] {
+        lines.extend_from_slice(packet.as_bytes());
+        lines.push(b'\n');
+    }
+    reader.send_lines(&lines)
+}
+
+/// Opens a WebSocket to the target's web port, at `path`.
+fn open_websocket(target: &Target, path: &str) -> io::Result<Reader> {
     let addr = target.web_addr.ok_or_else(|| {
         io::Error::new(
             ErrorKind::Unsupported,
             "the target serves no web (start it with --http-port)",
         )
     })?;
-    let (stream, decoder) = WebSocketClient::connect(addr, "/ws")?.into_parts();
+    let (stream, decoder) = WebSocketClient::connect(addr, path)?.into_parts();
     Ok(Reader::Frames { stream, decoder })
 }
 

@@ -10,12 +10,13 @@ use crate::outbox::Outbox;
 use crate::router::Router;
 use crate::server::Server;
 use crate::session::{Quit, Session};
+use crate::web::broadcast::Room;
 use crate::web::http::{Request, Response, Version, TEXT};
 use crate::web::websocket::{self, Decoder, Message, Role, Violation};
 
 /// The WebSocket handshake: the `101` (its bytes as the body, to be sent as they are), or
 /// the refusal that says what was missing.
-pub(super) fn handshake(request: &Request<'_>) -> Result<Response, Response> {
+pub(in crate::web) fn handshake(request: &Request<'_>) -> Result<Response, Response> {
     if request.method != "GET" {
         return Err(not_allowed(request, "GET"));
     }
@@ -76,8 +77,17 @@ pub(super) fn websocket_session(
         log::Level::Info,
         format_args!("#{conn} speaks WebSocket now"),
     );
-    let mut session = Session::websocket(Arc::clone(&router), Arc::clone(&outbox), slot);
-    let ending = websocket_read_loop(&mut session, &mut decoder, &outbox);
+    let (mut session, room) = match &router.config().ws_broadcast {
+        Some(topic) => {
+            let (session, room) = Room::join(Arc::clone(&router), Arc::clone(&outbox), slot, topic);
+            (session, Some(room))
+        }
+        None => (
+            Session::websocket(Arc::clone(&router), Arc::clone(&outbox), slot),
+            None,
+        ),
+    };
+    let ending = websocket_read_loop(&mut session, room.as_ref(), &mut decoder, &outbox);
     let mut frame = Vec::new();
     match ending {
         Ending::Gone => {}
@@ -118,8 +128,14 @@ fn auth_timeout(session: &mut Session) -> Ending {
     Ending::Close(websocket::POLICY_VIOLATION, "authentication timeout")
 }
 
-/// Handles messages until the connection ends.
-fn websocket_read_loop(session: &mut Session, decoder: &mut Decoder, outbox: &Outbox) -> Ending {
+/// Handles messages until the connection ends: each text frame a line of the line
+/// protocol, or, in a broadcast room (`--ws-broadcast`), a message to it.
+fn websocket_read_loop(
+    session: &mut Session,
+    room: Option<&Room>,
+    decoder: &mut Decoder,
+    outbox: &Outbox,
+) -> Ending {
     loop {
         loop {
             let message = match decoder.next_message() {
@@ -128,6 +144,11 @@ fn websocket_read_loop(session: &mut Session, decoder: &mut Decoder, outbox: &Ou
                 Err(Violation { code, reason }) => return Ending::Close(code, reason),
             };
             match message {
+                Message::Text(text) if room.is_some() => {
+                    if let Some(room) = room {
+                        room.say(session, text);
+                    }
+                }
                 Message::Text(text) => {
                     // One command per frame; a line's end after it is not part of it.
                     let line = text.strip_suffix('\n').unwrap_or(text);
