@@ -1,4 +1,24 @@
-//! One line-protocol connection, from its first byte to its cleanup: the *behaviour* layer.
+//! The session core: one client, from its first command to its cleanup, whatever way it
+//! came in. This is the *behaviour* layer, and the one gate every client passes.
+//!
+//! A way in is a *codec* (bytes, frames, datagrams or HTTP requests to [`Command`]s, and
+//! replies back in its own dialect) plus a [`Link`] (`session/link.rs`): who the client
+//! is, where its replies and deliveries go, which commands the way in carries at all. Each
+//! client is a [`Session`] over its link, and `Session::execute` is the one place that
+//! decides what a command does: who the client is (its user, or `anonymous`), access
+//! rules, limits, subscription bookkeeping, confirms, and the reason of every refusal. So a
+//! rule written here holds for every way in, and a new way in is a codec and a link:
+//!
+//! | way in | codec | link |
+//! |---|---|---|
+//! | TCP, line protocol or kn-sock's JSON | `read_loop` and `handle_line`, below | [`TcpLink`] |
+//! | WebSocket (line protocol) | `web/connection/ws_session.rs`, a line per text frame | [`TcpLink`] |
+//! | UDP | `udp.rs`, a session per address | `udp/link.rs` |
+//! | HTTP `/publish`, `/topics`, `/stats` | `web/connection/requests.rs`, a session per request | its `HttpLink` |
+//! | Socket.IO | `web/socketio_session.rs`, events as kn-sock's JSON actions | its link |
+//!
+//! Replies stay typed values ([`Reply`]) until the link writes them, so a confirm or an
+//! error always reaches a client in its own dialect.
 //!
 //! The broker gives every TCP connection a thread that runs [`serve`]. The thread is the
 //! only one that reads the connection's socket (others only write to it, through its
@@ -16,24 +36,19 @@
 //! The connection's first line decides its *dialect* for good: the line protocol, or
 //! kn-sock's JSON lines if it starts with `{` (see `protocol/dialect.rs`). The two differ
 //! only in how a line is parsed (`handle_command_line`, `handle_json_line`) and how replies
-//! and deliveries are written (`Session::reply`, and the outbox's dialect); from the
-//! parsed [`Command`] on, they share every line of this file.
+//! and deliveries are written (the link's dialect); from the parsed [`Command`] on, they
+//! share every line of this file.
 //!
 //! Executing a `PUBLISH` is the router's business: the session hands it to its
 //! [`Publisher`], which batches it with the publishes around it and delivers the batch
-//! (see `router.rs`). The session's own job is the connection: its subscriptions, its
+//! (see `router.rs`). The session's own job is the client: its subscriptions, its
 //! replies, its mode (`VERBOSE`), and the moment it is about to block, when it tells the
 //! publisher to flush and then writes its own replies.
 //!
-//! A browser's WebSocket connection is a session too (see `web/`): its frames carry the same
-//! lines (the line protocol only; the JSON dialect is the TCP port's), so the web code
-//! drives a [`Session`] with lines it reads from frames, and every command, reply, hook and
-//! cleanup is this file's, whatever the transport.
-//!
-//! Everything a connection owns in the broker (its subscriptions, its slot in the
-//! connection table, its count in `STATS`) is given back in one place: the `Drop` of
-//! [`Session`]. Rust runs it however the thread ends: end of file, a reset, a failed write,
-//! even a panic. So no path can forget the cleanup.
+//! Everything a client owns in the broker (its subscriptions, its durable subscriptions'
+//! holder, its slot in the connection table, its count in `STATS`) is given back in one
+//! place: the `Drop` of [`Session`]. Rust runs it however the thread ends: end of file, a
+//! reset, a failed write, even a panic. So no path can forget the cleanup.
 
 use std::io;
 use std::net::TcpStream;
@@ -57,6 +72,10 @@ use crate::subscriber::{Offer, Subscriber, SubscriberId};
 use crate::text::escaped;
 use crate::throttle::{and_more, Throttle, Verdict, QUIETING};
 use crate::trace::{self, Direction};
+
+mod link;
+
+pub(crate) use link::{Entry, Link, TcpLink};
 
 /// How many warnings about one client's bad lines are logged per [`BAD_LINES_INTERVAL`].
 const BAD_LINES_LOGGED: u32 = 5;
@@ -84,143 +103,6 @@ pub(crate) fn serve(router: Arc<Router>, outbox: Arc<Outbox>, slot: Slot) {
         log::debug!("#{conn} read failed: {error}");
     }
     // `session` is dropped here, and its Drop does the cleanup.
-}
-
-/// What a way in gives the session core: who the client is, where its deliveries and
-/// replies go, and how to close it. The core (the [`Session`]) decides everything else, the
-/// same for every way in; a link only moves what it is handed, in its own dialect. See
-/// the module docs.
-pub(crate) trait Link {
-    /// The client, as logs name it.
-    fn peer(&self) -> &Peer;
-    /// The client as a subscriber: what the registry holds for its subscriptions.
-    fn subscriber(&self) -> Arc<dyn Subscriber>;
-    /// The client as the holder of durable subscriptions, if this way in can hold them.
-    fn holder(&self) -> Option<Arc<dyn Holder>>;
-    /// Whether this way in carries `command` at all (a datagram has no connection to
-    /// hold `VERBOSE` or an `AUTH`, say). Asked before the command is executed.
-    ///
-    /// # Errors
-    /// The refusal to answer with.
-    fn carries(&self, _command: &Command<'_>) -> Result<(), ProtocolError> {
-        Ok(())
-    }
-    /// From now on the client speaks `dialect` (decided by a TCP connection's first line).
-    fn speak(&self, _dialect: Dialect) {}
-    /// Queues a reply, in the client's dialect, to go out at the next [`flush`](Self::flush).
-    fn reply(&self, reply: &Reply<'_>);
-    /// Writes a reply, in the client's dialect, into `out`: for replies that must wait
-    /// behind a confirm (see `Session::commit_and_release`), later queued with
-    /// [`send`](Self::send).
-    fn encode(&self, reply: &Reply<'_>, out: &mut Vec<u8>);
-    /// Queues bytes [`encode`](Self::encode) wrote.
-    fn send(&self, bytes: &[u8]);
-    /// Writes out what was queued for the client.
-    fn flush(&self);
-    /// The client proved who it is: a deadline the way in set for that can go.
-    fn authenticated(&self) {}
-    /// Logs a warning about what the client sent (already throttled per client; the UDP
-    /// port throttles them across every address too).
-    fn warn(&self, level: log::Level, event: std::fmt::Arguments<'_>) {
-        log::log!(level, "{event}");
-    }
-    /// Logs an event of this client's connection (the TCP port throttles them).
-    fn log_event(&self, level: log::Level, event: std::fmt::Arguments<'_>) {
-        log::log!(level, "{event}");
-    }
-    /// The session is over: close the way in, give back what it holds.
-    fn close(&self);
-}
-
-/// How a new session starts, as for who its client is.
-#[derive(Debug, Clone)]
-pub(crate) enum Entry {
-    /// On a broker with access control, the client must send `AUTH` first, within
-    /// `--auth-timeout` (a TCP connection, a WebSocket).
-    Login,
-    /// The client cannot log in (a datagram): it is the user
-    /// [`ANONYMOUS`](crate::access::ANONYMOUS) to the rules.
-    Anonymous,
-    /// The way in proved who the client is already (HTTP's Basic credentials); `None` for
-    /// a request that gave none.
-    As(Option<Arc<str>>),
-}
-
-/// A TCP connection (the line protocol or the JSON dialect) or a WebSocket, as a link:
-/// its outbox takes replies as it takes deliveries, and its slot in the connection table
-/// is given back when the session ends.
-pub(crate) struct TcpLink {
-    outbox: Arc<Outbox>,
-    slot: Slot,
-    dialect: std::cell::Cell<Dialect>,
-}
-
-impl TcpLink {
-    /// The link of the connection whose outbox is `outbox`, holding `slot`.
-    pub(crate) fn new(outbox: Arc<Outbox>, slot: Slot) -> TcpLink {
-        TcpLink {
-            outbox,
-            slot,
-            dialect: std::cell::Cell::new(Dialect::Line),
-        }
-    }
-}
-
-impl Link for TcpLink {
-    fn peer(&self) -> &Peer {
-        self.outbox.peer()
-    }
-
-    fn subscriber(&self) -> Arc<dyn Subscriber> {
-        Arc::clone(&self.outbox) as Arc<dyn Subscriber>
-    }
-
-    fn holder(&self) -> Option<Arc<dyn Holder>> {
-        Some(Arc::clone(&self.outbox) as Arc<dyn Holder>)
-    }
-
-    fn speak(&self, dialect: Dialect) {
-        self.dialect.set(dialect);
-        self.outbox.set_dialect(dialect);
-    }
-
-    fn reply(&self, reply: &Reply<'_>) {
-        let dialect = self.dialect.get();
-        self.outbox
-            .push_with(|pending| dialect.write_reply(reply, pending));
-    }
-
-    fn encode(&self, reply: &Reply<'_>, out: &mut Vec<u8>) {
-        self.dialect.get().write_reply(reply, out);
-    }
-
-    fn send(&self, bytes: &[u8]) {
-        self.outbox.push(bytes);
-    }
-
-    fn flush(&self) {
-        Subscriber::flush(&*self.outbox);
-    }
-
-    fn authenticated(&self) {
-        if let Err(error) = self.outbox.socket().set_read_timeout(None) {
-            log::debug!("{} read timeout not cleared: {error}", self.peer().tag());
-        }
-    }
-
-    fn log_event(&self, level: log::Level, event: std::fmt::Arguments<'_>) {
-        self.slot.connections().log_event(level, event);
-    }
-
-    fn close(&self) {
-        self.outbox.close();
-        self.outbox.join_writer();
-        self.slot.connections().log_event(
-            log::Level::Info,
-            format_args!("{} disconnected", self.peer()),
-        );
-        // The slot itself is given back when the link is dropped, after this.
-    }
 }
 
 /// The state of one client while it is connected: the session core. See the module docs.
