@@ -2,13 +2,11 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{start_broker, start_broker_with, stat, Raw};
+use common::{auth_file, start_broker, start_broker_with, stat, Raw};
 use pubsub_lab::access::FAILURE_DELAY;
 use pubsub_lab::web::base64;
 use pubsub_lab::{Broker, BrokerHandle, Config, StartError};
@@ -23,17 +21,6 @@ const FILE: &str = "# the lab's users\n\
     allow anonymous publish lab/sensors/#\n";
 
 const REQUIRED: &str = "ERROR authentication required: send AUTH <user> <secret> first";
-
-static NEXT_FILE: AtomicU64 = AtomicU64::new(0);
-
-/// Writes `text` to a new file readable by its owner only, and returns its path.
-fn auth_file(text: &str, mode: u32) -> PathBuf {
-    let n = NEXT_FILE.fetch_add(1, Ordering::Relaxed);
-    let path = std::env::temp_dir().join(format!("pubsub-lab-auth-{}-{n}", std::process::id()));
-    std::fs::write(&path, text).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
-    path
-}
 
 fn locked_broker(auth_timeout: Duration) -> BrokerHandle {
     start_broker_with(Config {
@@ -269,20 +256,11 @@ fn the_clients_log_in_with_user_and_the_secret_from_the_environment() {
 
 /// A broker with the auth file, the web and UDP, all on free ports.
 fn locked_broker_with_web_and_udp(udp_allow_anonymous: bool) -> BrokerHandle {
-    let config = Config {
+    common::start_full_broker(Config {
         auth_file: Some(auth_file(FILE, 0o600)),
         udp_allow_anonymous,
         ..Config::default()
-    };
-    Broker::builder()
-        .config(config)
-        .line("127.0.0.1:0")
-        .web("127.0.0.1:0")
-        .udp("127.0.0.1:0")
-        .bind()
-        .expect("bind 127.0.0.1:0 for TCP, the web and UDP")
-        .spawn()
-        .expect("start the broker")
+    })
 }
 
 /// `POST /publish` with JSON, and `Authorization: Basic` of `credentials` if given.

@@ -5,14 +5,11 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use common::{json_line, member, Raw, RawHttp, Udp};
+use common::{auth_file, json_line, member, start_full_broker, Raw, RawHttp, Udp};
 use pubsub_lab::web::client::{Received, WebSocketClient};
-use pubsub_lab::{Broker, BrokerHandle, Client, Config, Error};
+use pubsub_lab::{BrokerHandle, Client, Config, Error};
 
 /// Every character some widespread line reader ends a line at, but `\n` (which ends the
 /// line on every way in that reads lines, so it cannot sit inside a field there).
@@ -177,23 +174,11 @@ fn refused_line(raw: &mut Raw) -> Result<(), String> {
     Err(first)
 }
 
-fn web_and_udp_broker(config: Config) -> BrokerHandle {
-    Broker::builder()
-        .config(config)
-        .line("127.0.0.1:0")
-        .web("127.0.0.1:0")
-        .udp("127.0.0.1:0")
-        .bind()
-        .expect("bind 127.0.0.1:0 for TCP, the web and UDP")
-        .spawn()
-        .expect("start the broker")
-}
-
 /// A line break in any field of a publish is refused on every way in, each in its own
 /// dialect; no subscriber sees any of it; and every way in carries on.
 #[test]
 fn a_line_break_in_any_field_is_refused_on_every_way_in() {
-    let broker = web_and_udp_broker(Config::default());
+    let broker = start_full_broker(Config::default());
     let mut watcher = Raw::connect(broker.addr());
     watcher.send("SUBSCRIBE # watcher\n");
     watcher.sync();
@@ -226,7 +211,7 @@ fn a_line_break_in_any_field_is_refused_on_every_way_in() {
 /// before sending, with the broker's own reason.
 #[test]
 fn a_padded_message_is_refused_on_every_way_in_with_one_reason() {
-    let broker = web_and_udp_broker(Config::default());
+    let broker = start_full_broker(Config::default());
     let reason = broker
         .publish("t", "  padded  ", "p")
         .expect_err("the embedding API refuses it")
@@ -245,7 +230,7 @@ fn a_padded_message_is_refused_on_every_way_in_with_one_reason() {
 /// the broker, whose `ERROR` it then reads like any other.)
 #[test]
 fn the_limits_hold_on_every_way_in_with_one_reason() {
-    let broker = web_and_udp_broker(Config {
+    let broker = start_full_broker(Config {
         max_topic_bytes: 16,
         max_id_bytes: 8,
         ..Config::default()
@@ -269,17 +254,6 @@ fn the_limits_hold_on_every_way_in_with_one_reason() {
     }
 }
 
-static NEXT_FILE: AtomicU64 = AtomicU64::new(0);
-
-/// An auth file for the tests below, readable by its owner only.
-fn auth_file(text: &str) -> PathBuf {
-    let n = NEXT_FILE.fetch_add(1, Ordering::Relaxed);
-    let path = std::env::temp_dir().join(format!("pubsub-lab-gate-{}-{n}", std::process::id()));
-    std::fs::write(&path, text).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    path
-}
-
 const FILE: &str = "user alice s3cret\n\
     user bob hunter2\n\
     user carol c4rol\n\
@@ -291,8 +265,8 @@ const FILE: &str = "user alice s3cret\n\
     allow anonymous publish lab/#\n";
 
 fn locked(config: Config) -> BrokerHandle {
-    web_and_udp_broker(Config {
-        auth_file: Some(auth_file(FILE)),
+    start_full_broker(Config {
+        auth_file: Some(auth_file(FILE, 0o600)),
         udp_allow_anonymous: true,
         ..config
     })

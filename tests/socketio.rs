@@ -7,7 +7,6 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
@@ -15,7 +14,8 @@ use std::thread;
 use std::time::Duration;
 
 use common::{
-    post_json, require_tool, stat, subscribed, wait_until, Answer, Raw, RawHttp, Tool, Udp, TIMEOUT,
+    auth_file, post_json, require_tool, start_full_broker, stat, subscribed, wait_until, Answer,
+    Raw, RawHttp, Tool, Udp, TIMEOUT,
 };
 use pubsub_lab::web::websocket::{self, Decoder, Message, Opcode, Role};
 use pubsub_lab::{Broker, BrokerHandle, Config};
@@ -39,19 +39,6 @@ fn has_node_client() -> bool {
         },
         "apt-get install nodejs npm, then npm ci in tests/socketio, as .ci/run does",
     )
-}
-
-/// A broker that speaks everything: the line protocol, the web (with Socket.IO), and UDP.
-fn start_broker(config: Config) -> BrokerHandle {
-    Broker::builder()
-        .config(config)
-        .line("127.0.0.1:0")
-        .web("127.0.0.1:0")
-        .udp("127.0.0.1:0")
-        .bind()
-        .expect("bind 127.0.0.1:0")
-        .spawn()
-        .expect("start the broker")
 }
 
 /// Short heartbeats, so that what waits for a missed pong waits a moment.
@@ -153,7 +140,7 @@ fn the_flask_labsheets_subscriber_runs_on_python_socketio() {
     if !has_python_socketio() {
         return;
     }
-    let broker = start_broker(Config::default());
+    let broker = start_full_broker(Config::default());
     let url = format!("http://{}", broker.web_addr().unwrap());
     let mut command = Command::new("python3");
     command
@@ -219,7 +206,7 @@ fn nodes_socket_io_client_works_on_websocket_alone_and_on_polling_alone() {
     if !has_node_client() {
         return;
     }
-    let broker = start_broker(Config::default());
+    let broker = start_full_broker(Config::default());
     let url = format!("http://{}", broker.web_addr().unwrap());
     for transport in ["websocket", "polling"] {
         let mut command = Command::new("node");
@@ -297,7 +284,7 @@ fn polling_subscriber(broker: &BrokerHandle, topic: &str) -> String {
 /// The handshake, and a `400` with the reason for a bad `EIO`, transport, method or sid.
 #[test]
 fn the_handshake_and_its_refusals() {
-    let broker = start_broker(quick_pings());
+    let broker = start_full_broker(quick_pings());
     let answer = engine_request(&broker, "GET", "EIO=4&transport=polling", "");
     assert!(answer.body.starts_with("0{\"sid\":\""), "{}", answer.body);
     assert!(answer.body.ends_with(
@@ -328,7 +315,7 @@ fn the_handshake_and_its_refusals() {
 /// other `400`, and the session (its subscription too) is gone.
 #[test]
 fn two_polls_at_once_close_the_session() {
-    let broker = start_broker(Config::default());
+    let broker = start_full_broker(Config::default());
     let sid = polling_subscriber(&broker, "news");
     let request =
         format!("GET /socket.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\nHost: test\r\n\r\n");
@@ -351,7 +338,7 @@ fn two_polls_at_once_close_the_session() {
 /// subscription goes with it.
 #[test]
 fn a_client_that_misses_its_pong_is_closed() {
-    let broker = start_broker(quick_pings());
+    let broker = start_full_broker(quick_pings());
     let sid = polling_subscriber(&broker, "news");
     assert_eq!(poll(&broker, &sid).body, "2", "the server pings");
     wait_until("the session is closed", || {
@@ -363,7 +350,7 @@ fn a_client_that_misses_its_pong_is_closed() {
 /// A client that answers its pings keeps its session past many ping timeouts.
 #[test]
 fn a_client_that_answers_its_pings_stays() {
-    let broker = start_broker(quick_pings());
+    let broker = start_full_broker(quick_pings());
     let sid = polling_subscriber(&broker, "news");
     for _ in 0..5 {
         assert_eq!(poll(&broker, &sid).body, "2");
@@ -375,7 +362,7 @@ fn a_client_that_answers_its_pings_stays() {
 /// A client that vanishes while its poll waits: the broker learns it from the missed pong.
 #[test]
 fn a_client_that_disappears_mid_poll_is_closed() {
-    let broker = start_broker(quick_pings());
+    let broker = start_full_broker(quick_pings());
     let sid = polling_subscriber(&broker, "news");
     let mut vanishing = RawHttp::connect(&broker);
     vanishing.send(&format!(
@@ -392,7 +379,7 @@ fn a_client_that_disappears_mid_poll_is_closed() {
 /// `--max-pending-bytes` wait for it.
 #[test]
 fn a_client_that_stops_polling_is_cut_off() {
-    let broker = start_broker(Config {
+    let broker = start_full_broker(Config {
         max_pending_bytes: 64 * 1024,
         ..Config::default()
     });
@@ -409,7 +396,7 @@ fn a_client_that_stops_polling_is_cut_off() {
 /// outbox's rules, as any subscriber.
 #[test]
 fn a_websocket_client_that_stops_reading_is_cut_off() {
-    let broker = start_broker(Config {
+    let broker = start_full_broker(Config {
         max_pending_bytes: 256 * 1024,
         write_timeout: Duration::from_millis(200),
         ..Config::default()
@@ -466,7 +453,7 @@ fn the_go_tutorials_page_talks_in_a_broadcast_room() {
     ) {
         return;
     }
-    let broker = start_broker(Config {
+    let broker = start_full_broker(Config {
         ws_broadcast: Some("chat".to_string()),
         ..Config::default()
     });
@@ -504,11 +491,8 @@ fn exchange(broker: &BrokerHandle, sid: &str, payload: &str) -> String {
 /// client is anonymous until it logs in.
 #[test]
 fn a_socket_io_client_passes_the_same_access_rules() {
-    let path = std::env::temp_dir().join(format!("pubsub-lab-socketio-{}", std::process::id()));
-    std::fs::write(&path, "user alice s3cret\nallow alice subscribe lab/#\n").unwrap();
-    // The broker refuses an auth file others may read.
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let broker = start_broker(Config {
+    let path = auth_file("user alice s3cret\nallow alice subscribe lab/#\n", 0o600);
+    let broker = start_full_broker(Config {
         auth_file: Some(path.clone()),
         ..Config::default()
     });

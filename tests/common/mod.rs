@@ -335,6 +335,33 @@ pub fn flood(publisher: &Raw, topic: &str, count: usize) -> JoinHandle<()> {
     })
 }
 
+/// A broker with `config` on every way in: the line protocol, the web (HTTP, WebSocket,
+/// Socket.IO) and UDP, each on a port the OS picked.
+pub fn start_full_broker(config: Config) -> BrokerHandle {
+    Broker::builder()
+        .config(config)
+        .line("127.0.0.1:0")
+        .web("127.0.0.1:0")
+        .udp("127.0.0.1:0")
+        .bind()
+        .expect("bind 127.0.0.1:0 for TCP, the web and UDP")
+        .spawn()
+        .expect("start the broker")
+}
+
+static NEXT_FILE: AtomicU64 = AtomicU64::new(0);
+
+/// Writes `text` to a new auth file with permissions `mode` (the broker refuses one that
+/// others may write to), and returns its path.
+pub fn auth_file(text: &str, mode: u32) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let n = NEXT_FILE.fetch_add(1, Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("pubsub-lab-auth-{}-{n}", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path
+}
+
 /// A broker with `config` that also takes datagrams, both on ports the OS picked.
 pub fn start_udp_broker(config: Config) -> BrokerHandle {
     Broker::builder()
