@@ -9,6 +9,10 @@ use std::time::Duration;
 
 use crate::config::{format_duration, parse_duration};
 
+mod logging;
+
+pub use logging::{LogGuard, QUEUED_RECORDS};
+
 /// A duration flag whose default `--help` shows as people write it (`2s`): clap needs a
 /// type that prints and parses itself for `default_value_t`, and [`Duration`] does neither.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,11 +70,16 @@ impl AuthArgs {
 }
 
 /// Starts env_logger: `RUST_LOG` if set, else `default_filter` (such as `info`). With
-/// `trace`, the trace view ([`crate::trace`]) is switched on as well.
+/// `trace`, the trace view ([`crate::trace`]) is switched on as well. Keep the guard until
+/// the program ends: dropping it lets the last records out.
 ///
 /// Records go to stderr, so stdout stays the program's own output, as one line each:
 /// local time, level, message. Trace records leave the level out so the arrows line up.
-pub fn init_logging(default_filter: &str, trace: bool) {
+/// They go through a bounded queue to a thread of their own (`cli/logging.rs`), so a
+/// terminal that stops reading never holds up the thread that logs: past
+/// [`QUEUED_RECORDS`] waiting, records are dropped and counted.
+#[must_use = "the last log records are written only while the guard lives"]
+pub fn init_logging(default_filter: &str, trace: bool) -> Option<LogGuard> {
     use std::io::Write;
     let mut builder =
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_filter));
@@ -85,7 +94,16 @@ pub fn init_logging(default_filter: &str, trace: bool) {
             writeln!(out, "{time} {:<5} {}", record.level(), record.args())
         }
     });
+    let guard = match logging::queue_to(std::io::stderr()) {
+        Ok((queued, guard)) => {
+            builder.target(env_logger::Target::Pipe(Box::new(queued)));
+            Some(guard)
+        }
+        // No thread for the writer: log straight to stderr, as before.
+        Err(_) => None,
+    };
     builder.init();
+    guard
 }
 
 /// Whether an I/O error means our reader went away (`subscriber | head -3`): the program

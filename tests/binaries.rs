@@ -702,3 +702,37 @@ fn the_start_line_and_help_name_every_listener_once() {
         assert_eq!(listed, 1, "{flag} in --help:\n{help}");
     }
 }
+
+/// A paused terminal (here, a stderr pipe nobody reads, with `RUST_LOG=debug` so that
+/// every command logs) holds up no client: far more log than the pipe can take is written
+/// meanwhile, and a new client's `PING` is still answered at once. The records that did
+/// not fit are dropped and counted (see `cli/logging.rs`).
+#[test]
+fn a_terminal_that_stops_reading_delays_no_client() {
+    let child = Command::new(env!("CARGO_BIN_EXE_broker"))
+        .args(["--port", "0", "--no-http"])
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped()) // never read
+        .spawn()
+        .expect("start broker");
+    let mut running = Running { child };
+    let mut first = String::new();
+    BufReader::new(running.child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let port: u16 = first
+        .split("127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split(';').next())
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {first:?}"));
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    // Each line logs at debug: 5,000 lines are some 400 KB of log, six times what a pipe
+    // holds.
+    let mut chatty = Raw::connect(addr);
+    chatty.send(&"PUBLISH lab/news a-message-to-log pub1\n".repeat(5_000));
+    chatty.sync();
+    let mut newcomer = Raw::connect(addr);
+    newcomer.sync();
+}

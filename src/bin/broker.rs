@@ -18,7 +18,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
 
 use clap::Parser;
-use pubsub_lab::cli::{init_logging, DurationArg};
+use pubsub_lab::cli::{init_logging, DurationArg, LogGuard};
 use pubsub_lab::config::{
     format_duration, DEFAULT_HOST, DEFAULT_HTTP_PORT, DEFAULT_HTTP_TIMEOUT, DEFAULT_MAX_CLIENTS,
     DEFAULT_MAX_CLIENTS_PER_IP, DEFAULT_MAX_ID_BYTES, DEFAULT_MAX_LINE_BYTES,
@@ -186,8 +186,11 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    init_logging("info", args.trace);
-    match run(&args) {
+    let log = init_logging("info", args.trace);
+    let outcome = run(&args, log.as_ref());
+    // The log's last records come before what is said about the outcome.
+    drop(log);
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("broker: {message}");
@@ -196,7 +199,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: &Args) -> Result<(), String> {
+fn run(args: &Args, log: Option<&LogGuard>) -> Result<(), String> {
     let config = Config {
         max_clients: args.max_clients,
         max_clients_per_ip: args.max_clients_per_ip,
@@ -287,6 +290,10 @@ fn run(args: &Args) -> Result<(), String> {
         Some(web) => format!("; live view: open http://{}/", openable(web)),
         None => String::new(),
     };
+    // What the broker logged while starting comes first on a terminal that shows both.
+    if let Some(log) = log {
+        log.settle();
+    }
     println!(
         "pubsub-lab broker listening on {addr};{udp} connect with: nc {} {} (or: cargo run --bin subscriber sub1{port_flag}){live_view}",
         addr.ip(),

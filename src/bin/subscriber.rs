@@ -118,8 +118,11 @@ struct Shared {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    init_logging("warn", false);
-    match run(&args) {
+    let log = init_logging("warn", false);
+    let outcome = run(&args);
+    // The log's last records come before what is said about the outcome.
+    drop(log);
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("subscriber {}: {message}", args.id);

@@ -1,0 +1,178 @@
+//! Log records on their way to the terminal, without ever making the broker wait for it.
+//!
+//! A terminal can stop reading: Ctrl-S pauses it, a tmux pane scrolled back holds its
+//! output, a pipe into `less` waits for a key. A program that writes its log straight to
+//! stderr then blocks in `write` on whichever thread logs next, holding up that client's
+//! `PING`, a publisher's burst, even the accept loop. So records go through a bounded
+//! queue to one thread, `log-writer`, that alone writes stderr. When the queue is full the
+//! record is dropped and counted, and once the terminal reads again the writer says how
+//! many were lost, in a line of its own. syslog and journald drop messages the same way
+//! when their reader falls behind ("N messages suppressed").
+
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How many log records may wait for the terminal: a few seconds of a busy broker's
+/// `info` log, a fraction of a second of `trace`.
+pub const QUEUED_RECORDS: usize = 4096;
+
+/// How long a program that ends waits for its last records to be written.
+const LAST_WORDS: Duration = Duration::from_secs(1);
+
+/// The writing side, for env_logger: each `write` is one formatted record, queued.
+pub struct Queued {
+    records: SyncSender<Vec<u8>>,
+    counts: Arc<Counts>,
+}
+
+/// What both sides count.
+#[derive(Debug, Default)]
+struct Counts {
+    /// Records queued and not written yet.
+    waiting: AtomicU64,
+    /// Records dropped since the writer last said so.
+    dropped: AtomicU64,
+}
+
+/// Kept by `main` while the program runs; dropped at its end, it lets the writer finish
+/// what is queued (for at most a second).
+#[derive(Debug)]
+pub struct LogGuard {
+    counts: Arc<Counts>,
+}
+
+/// The queue, and the `log-writer` thread that empties it into `out`.
+///
+/// # Errors
+/// The thread could not be started.
+pub fn queue_to(out: impl Write + Send + 'static) -> io::Result<(Queued, LogGuard)> {
+    let (records, queue) = mpsc::sync_channel(QUEUED_RECORDS);
+    let counts = Arc::new(Counts::default());
+    let writer_counts = Arc::clone(&counts);
+    thread::Builder::new()
+        .name("log-writer".to_string())
+        .spawn(move || write_out(queue, out, &writer_counts))?;
+    let guard = LogGuard {
+        counts: Arc::clone(&counts),
+    };
+    Ok((Queued { records, counts }, guard))
+}
+
+impl Write for Queued {
+    fn write(&mut self, record: &[u8]) -> io::Result<usize> {
+        match self.records.try_send(record.to_vec()) {
+            Ok(()) => {
+                self.counts.waiting.fetch_add(1, Ordering::AcqRel);
+            }
+            // The terminal is not reading (or the writer is gone): drop, count, go on.
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.counts.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(record.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The `log-writer` thread: writes each record, then, if any were dropped meanwhile, says
+/// how many. It ends when the program does.
+fn write_out(queue: Receiver<Vec<u8>>, mut out: impl Write, counts: &Counts) {
+    for record in queue {
+        // A terminal that went away for good: nothing to do but keep the queue moving.
+        let _ = out.write_all(&record);
+        counts.waiting.fetch_sub(1, Ordering::AcqRel);
+        let dropped = counts.dropped.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            let time = chrono::Local::now().format("%H:%M:%S%.3f");
+            let _ = writeln!(
+                out,
+                "{time} WARN  {dropped} log record(s) dropped while the terminal was not \
+                 reading"
+            );
+        }
+        let _ = out.flush();
+    }
+}
+
+impl LogGuard {
+    /// Waits (for at most a second) until what was logged so far is written: before a
+    /// program prints to stdout a line that must come after it on a terminal that shows
+    /// both (the broker's `listening on` line, after its start-up records).
+    pub fn settle(&self) {
+        let deadline = Instant::now() + LAST_WORDS;
+        while self.counts.waiting.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        self.settle();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// A terminal that takes nothing until told to, then everything.
+    #[derive(Clone, Default)]
+    struct Paused {
+        open: Arc<(Mutex<bool>, std::sync::Condvar)>,
+        seen: Arc<Mutex<Vec<u8>>>,
+    }
+
+    impl Write for Paused {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            let (open, changed) = &*self.open;
+            let mut guard = open.lock().unwrap();
+            while !*guard {
+                guard = changed.wait(guard).unwrap();
+            }
+            self.seen.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// While the terminal is paused, logging returns at once and the overflow is counted;
+    /// once it reads again, the count is said.
+    #[test]
+    fn a_paused_terminal_drops_and_counts_never_blocks() {
+        let terminal = Paused::default();
+        let (mut queued, guard) = queue_to(terminal.clone()).unwrap();
+        let total = QUEUED_RECORDS + 100;
+        for n in 0..total {
+            // Would block forever here if a write waited for the terminal.
+            queued
+                .write_all(format!("record {n}\n").as_bytes())
+                .unwrap();
+        }
+        // The writer holds one record in hand; the queue holds the next QUEUED_RECORDS.
+        let dropped = queued.counts.dropped.load(Ordering::Relaxed);
+        assert!((99..=100).contains(&dropped), "{dropped} dropped");
+        {
+            let (open, changed) = &*terminal.open;
+            *open.lock().unwrap() = true;
+            changed.notify_all();
+        }
+        drop(guard); // waits for the queue to be written out
+        let seen = String::from_utf8(terminal.seen.lock().unwrap().clone()).unwrap();
+        assert!(seen.starts_with("record 0\n"), "{}", &seen[..40]);
+        assert!(
+            seen.contains(&format!("WARN  {dropped} log record(s) dropped")),
+            "no count of the dropped records"
+        );
+    }
+}
