@@ -425,3 +425,46 @@ fn durable_subscriptions_follow_the_rules_and_belong_to_their_user() {
     bob.sync();
     alice.sync(); // still hers: no takeover ERROR came
 }
+
+/// A page of another site cannot act with the credentials a browser cached for the broker:
+/// with an auth file, `POST /publish` and the WebSocket refuse a request whose `Origin` is
+/// not the broker's own (`403`), while a page the broker served, and a program that sends
+/// no `Origin` (curl), go on.
+#[test]
+fn a_page_of_another_site_cannot_act_with_cached_credentials() {
+    let broker = locked_broker_with_web_and_udp(false);
+    let web = broker.web_addr().unwrap();
+    let mut reader = logged_in(&broker, "bob", "hunter2");
+    reader.send("SUBSCRIBE lab/# bob\n");
+    reader.sync();
+    let body = r#"{"topic": "lab/alice/temp", "message": "21"}"#;
+    let publish = |origin: &str| {
+        common::RawHttp::connect(&broker).ask(&format!(
+            "POST /publish HTTP/1.1\r\nHost: {web}\r\n{origin}Authorization: Basic {}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            base64::encode(b"alice:s3cret"),
+            body.len()
+        ))
+    };
+    let forged = publish("Origin: http://evil.example\r\n");
+    assert_eq!(forged.status, 403, "{forged:?}");
+    assert!(
+        forged
+            .body
+            .starts_with("cross-site request refused: a page of http://evil.example"),
+        "{}",
+        forged.body
+    );
+    let websocket = common::RawHttp::connect(&broker).ask(&format!(
+        "GET /ws HTTP/1.1\r\nHost: {web}\r\nOrigin: http://evil.example\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    ));
+    assert_eq!(websocket.status, 403, "{websocket:?}");
+    // The broker's own page, and a program with no Origin, publish as before.
+    assert_eq!(publish(&format!("Origin: http://{web}\r\n")).status, 200);
+    assert_eq!(publish("").status, 200);
+    assert_eq!(reader.delivery(), "DELIVER lab/alice/temp 21 alice");
+    assert_eq!(reader.delivery(), "DELIVER lab/alice/temp 21 alice");
+    reader.sync(); // the forged one never arrived
+}

@@ -230,6 +230,9 @@ impl HttpConnection {
 
     /// The answer to a request from a client the hooks let in.
     fn route(&mut self, request: &Request<'_>) -> Response {
+        if let Some(refusal) = self.cross_site(request) {
+            return refusal;
+        }
         match request.path {
             "/" => only_get(request).unwrap_or_else(|| {
                 Response::new(200, HTML, page()).header("Cache-Control", "no-cache")
@@ -266,6 +269,39 @@ impl HttpConnection {
                  GET /stats, GET /healthz, and a WebSocket at /ws",
             ),
         }
+    }
+
+    /// On a broker with access control, the `403` for a request that acts (`POST
+    /// /publish`, the WebSocket at `/ws`) sent by a page of another site. A browser adds
+    /// the credentials it has cached for this broker (HTTP Basic) to any request any page
+    /// makes to it, and a cross-site form POST needs no JavaScript: without this check,
+    /// any page the instructor opens could publish as the instructor (cross-site request
+    /// forgery). The browser names the page's site in `Origin`; a program (curl, Python's
+    /// requests) sends none, and is not a browser holding someone else's credentials.
+    /// Production servers do the same (Django's CSRF check, RFC 6455's advice for
+    /// WebSocket servers).
+    fn cross_site(&self, request: &Request<'_>) -> Option<Response> {
+        self.router.access()?;
+        if !matches!(request.path, "/publish" | "/ws") {
+            return None;
+        }
+        let origin = request.header("Origin")?;
+        let host = request.header("Host").unwrap_or_default();
+        let same_site = origin
+            .split_once("://")
+            .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host));
+        (!same_site).then(|| {
+            closing(Response::new(
+                403,
+                TEXT,
+                format!(
+                    "cross-site request refused: a page of {} may not act on this broker \
+                     with your credentials; open the page from this broker, or use a client \
+                     that is not a browser",
+                    escaped(origin)
+                ),
+            ))
+        })
     }
 
     /// Asks the program's hooks whether this client may go on (see `hooks.rs`): at the
