@@ -826,9 +826,10 @@ impl Session {
         Ok(())
     }
 
-    /// Sends a reply to this connection's own client, through its outbox like any line.
+    /// Sends a reply to this session's own client, through its link, in its dialect.
     /// Deliveries of earlier publishes are handed out first, so that a reply (a `PONG`,
-    /// say) never overtakes them.
+    /// say) never overtakes them; while confirms wait for the log, the reply waits behind
+    /// them, already written.
     fn reply(&mut self, reply: Reply<'_>) {
         self.publisher.hand_out();
         if self.after_commit.is_empty() && self.confirms_pending.load(Ordering::Acquire) == 0 {
