@@ -1,0 +1,21 @@
+//! `RETAIN <topic> <message> <publisher_id>`: publish, and keep the message for later
+//! subscribers (MQTT's retained messages).
+
+use crate::protocol::Reply;
+use crate::session::Session;
+
+impl Session {
+    /// Publishes as `PUBLISH` does, and keeps the message as the topic's retained one.
+    pub(super) fn retain(&mut self, topic: &str, message: &str, publisher_id: &str) {
+        if let Err(error) = self.check_publisher(topic, publisher_id) {
+            return self.refuse(&error);
+        }
+        match self.publisher.retain(topic, message, publisher_id) {
+            Ok(deliveries) if self.acknowledge() => {
+                self.reply(Reply::RetainOk { topic, deliveries })
+            }
+            Ok(_) => {}
+            Err(error) => self.refuse(&error),
+        }
+    }
+}
