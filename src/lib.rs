@@ -48,7 +48,7 @@
 //! | | [`uplink`] | where local messages go beyond this broker, and the interest it is told of |
 //! | sessions | [`outbox`] | a TCP connection as a subscriber: pending lines, write timeout, cut-off |
 //! | | [`connections`] | slots (`--max-clients`), and closing every connection at stop |
-//! | | `session` (private) | the session core every client has, whatever its way in (a `Link`): who it is, what each command does, its subscriptions, limits, replies and confirms, its cleanup; and the TCP connection's read loop |
+//! | | `session` (private) | the session core every client has, whatever its way in (a `Link`): who it is, what each command does (`session/commands/`, one file per command), its subscriptions, limits, replies and confirms, its cleanup; and the TCP connection's read loop |
 //! | bridges | [`nats`] | a NATS client by hand, and the bridge that joins brokers through a NATS cluster |
 //! | server | `server` (private) | listeners, each on its accept thread; admitting connections |
 //! | | `sys` (private) | the broker's own figures, published as retained `$SYS/broker/...` messages |
