@@ -61,8 +61,8 @@
 //! ## The life of a PUBLISH
 //!
 //! One message, from the publisher's socket to a subscriber's, all on the publisher's
-//! connection thread (every function named is one call on the way: 17 per line once the
-//! batch for its topic is open, 32 from the accept to the write):
+//! connection thread (every function named is one call on the way: 18 per line once the
+//! batch for its topic is open, 33 from the accept to the write):
 //!
 //! | step | function | file |
 //! |---|---|---|
