@@ -86,24 +86,29 @@ pub fn init_logging(default_filter: &str, trace: bool) -> Option<LogGuard> {
     if trace {
         builder.filter_module(crate::trace::TARGET, log::LevelFilter::Trace);
     }
-    builder.format(|out, record| {
-        let time = chrono::Local::now().format("%H:%M:%S%.3f");
-        if record.target() == crate::trace::TARGET {
-            writeln!(out, "{time}  {}", record.args())
-        } else {
-            writeln!(out, "{time} {:<5} {}", record.level(), record.args())
+    match logging::queue_to(std::io::stderr()) {
+        Ok((queue, guard)) => {
+            let filter = builder.build();
+            log::set_max_level(filter.filter());
+            match log::set_boxed_logger(Box::new(logging::Queued::new(filter, queue))) {
+                Ok(()) => Some(guard),
+                Err(_) => None, // a logger was set already: keep it
+            }
         }
-    });
-    let guard = match logging::queue_to(std::io::stderr()) {
-        Ok((queued, guard)) => {
-            builder.target(env_logger::Target::Pipe(Box::new(queued)));
-            Some(guard)
+        // No thread for the writer: log straight to stderr, in the same format.
+        Err(_) => {
+            builder.format(|out, record| {
+                let time = chrono::Local::now().format("%H:%M:%S%.3f");
+                if record.target() == crate::trace::TARGET {
+                    writeln!(out, "{time}  {}", record.args())
+                } else {
+                    writeln!(out, "{time} {:<5} {}", record.level(), record.args())
+                }
+            });
+            let _ = builder.try_init();
+            None
         }
-        // No thread for the writer: log straight to stderr, as before.
-        Err(_) => None,
-    };
-    builder.init();
-    guard
+    }
 }
 
 /// Whether an I/O error means our reader went away (`subscriber | head -3`): the program

@@ -8,13 +8,20 @@
 //! record is dropped and counted, and once the terminal reads again the writer says how
 //! many were lost, in a line of its own. syslog and journald drop messages the same way
 //! when their reader falls behind ("N messages suppressed").
+//!
+//! The thread that logs does as little as it can: it keeps the time as the clock gives it
+//! and the message as text, and the writer adds the local time, the level and the line
+//! end. Turning a time into local time means reading the time zone, and a formatter that
+//! styles its output goes deep into the stack; a client's thread keeps every stack page it
+//! ever touched for as long as it lives, so a broker with five thousand idle connections
+//! would pay for that depth five thousand times.
 
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// How many log records may wait for the terminal: a few seconds of a busy broker's
 /// `info` log, a fraction of a second of `trace`.
@@ -23,10 +30,39 @@ pub const QUEUED_RECORDS: usize = 4096;
 /// How long a program that ends waits for its last records to be written.
 const LAST_WORDS: Duration = Duration::from_secs(1);
 
-/// The writing side, for env_logger: each `write` is one formatted record, queued.
+/// The logging side: a [`log::Log`] that filters as `RUST_LOG` says (env_logger's filter)
+/// and queues each record that passes.
 pub struct Queued {
-    records: SyncSender<Vec<u8>>,
+    filter: env_logger::Logger,
+    queue: Queue,
+}
+
+/// The queue's sending end.
+pub struct Queue {
+    records: SyncSender<Record>,
     counts: Arc<Counts>,
+}
+
+/// One record on its way: what the logging thread knew, not yet a line.
+struct Record {
+    /// When it was logged, as the clock gives it.
+    at: SystemTime,
+    /// Its level; `None` for the trace view, whose lines leave the level out so that the
+    /// arrows line up.
+    level: Option<log::Level>,
+    /// The message.
+    text: String,
+}
+
+impl Record {
+    /// The line the terminal shows: local time, level, message.
+    fn write_line(&self, out: &mut impl Write) -> io::Result<()> {
+        let time = chrono::DateTime::<chrono::Local>::from(self.at).format("%H:%M:%S%.3f");
+        match self.level {
+            Some(level) => writeln!(out, "{time} {level:<5} {}", self.text),
+            None => writeln!(out, "{time}  {}", self.text),
+        }
+    }
 }
 
 /// What both sides count.
@@ -49,7 +85,7 @@ pub struct LogGuard {
 ///
 /// # Errors
 /// The thread could not be started.
-pub fn queue_to(out: impl Write + Send + 'static) -> io::Result<(Queued, LogGuard)> {
+pub fn queue_to(out: impl Write + Send + 'static) -> io::Result<(Queue, LogGuard)> {
     let (records, queue) = mpsc::sync_channel(QUEUED_RECORDS);
     let counts = Arc::new(Counts::default());
     let writer_counts = Arc::clone(&counts);
@@ -59,34 +95,57 @@ pub fn queue_to(out: impl Write + Send + 'static) -> io::Result<(Queued, LogGuar
     let guard = LogGuard {
         counts: Arc::clone(&counts),
     };
-    Ok((Queued { records, counts }, guard))
+    Ok((Queue { records, counts }, guard))
 }
 
-impl Write for Queued {
-    fn write(&mut self, record: &[u8]) -> io::Result<usize> {
-        match self.records.try_send(record.to_vec()) {
+impl Queued {
+    /// Logs what `filter` lets through into `queue`.
+    pub fn new(filter: env_logger::Logger, queue: Queue) -> Queued {
+        Queued { filter, queue }
+    }
+}
+
+impl Queue {
+    /// Queues one record, or drops and counts it when the queue is full: the terminal is
+    /// not reading (or the writer is gone).
+    fn push(&self, record: Record) {
+        match self.records.try_send(record) {
             Ok(()) => {
                 self.counts.waiting.fetch_add(1, Ordering::AcqRel);
             }
-            // The terminal is not reading (or the writer is gone): drop, count, go on.
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.counts.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
-        Ok(record.len())
+    }
+}
+
+impl log::Log for Queued {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        self.filter.enabled(metadata)
     }
 
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+    fn log(&self, record: &log::Record<'_>) {
+        if !self.filter.matches(record) {
+            return;
+        }
+        let trace = record.target() == crate::trace::TARGET;
+        self.queue.push(Record {
+            at: SystemTime::now(),
+            level: (!trace).then_some(record.level()),
+            text: record.args().to_string(),
+        });
     }
+
+    fn flush(&self) {}
 }
 
 /// The `log-writer` thread: writes each record, then, if any were dropped meanwhile, says
 /// how many. It ends when the program does.
-fn write_out(queue: Receiver<Vec<u8>>, mut out: impl Write, counts: &Counts) {
+fn write_out(queue: Receiver<Record>, mut out: impl Write, counts: &Counts) {
     for record in queue {
         // A terminal that went away for good: nothing to do but keep the queue moving.
-        let _ = out.write_all(&record);
+        let _ = record.write_line(&mut out);
         counts.waiting.fetch_sub(1, Ordering::AcqRel);
         let dropped = counts.dropped.swap(0, Ordering::Relaxed);
         if dropped > 0 {
@@ -151,13 +210,15 @@ mod tests {
     #[test]
     fn a_paused_terminal_drops_and_counts_never_blocks() {
         let terminal = Paused::default();
-        let (mut queued, guard) = queue_to(terminal.clone()).unwrap();
+        let (queued, guard) = queue_to(terminal.clone()).unwrap();
         let total = QUEUED_RECORDS + 100;
         for n in 0..total {
-            // Would block forever here if a write waited for the terminal.
-            queued
-                .write_all(format!("record {n}\n").as_bytes())
-                .unwrap();
+            // Would block forever here if a push waited for the terminal.
+            queued.push(Record {
+                at: SystemTime::now(),
+                level: Some(log::Level::Info),
+                text: format!("record {n}"),
+            });
         }
         // The writer holds one record in hand; the queue holds the next QUEUED_RECORDS.
         let dropped = queued.counts.dropped.load(Ordering::Relaxed);
@@ -169,7 +230,8 @@ mod tests {
         }
         drop(guard); // waits for the queue to be written out
         let seen = String::from_utf8(terminal.seen.lock().unwrap().clone()).unwrap();
-        assert!(seen.starts_with("record 0\n"), "{}", &seen[..40]);
+        let first = seen.lines().next().unwrap_or_default();
+        assert!(first.ends_with(" INFO  record 0"), "{first}");
         assert!(
             seen.contains(&format!("WARN  {dropped} log record(s) dropped")),
             "no count of the dropped records"
