@@ -145,6 +145,14 @@ pub enum ProtocolError {
         /// The limit.
         limit: usize,
     },
+    /// The sender's IP address holds as many UDP leases as one address may
+    /// (`udp::MAX_LEASES_PER_IP`). Subscribe over TCP, or end a lease first.
+    TooManyUdpSubscribersFrom {
+        /// The address.
+        ip: std::net::IpAddr,
+        /// The limit per address.
+        limit: usize,
+    },
     /// A command other than `AUTH` before `AUTH` succeeded, on a broker with
     /// `--auth-file`. Send `AUTH <user> <secret>` first.
     AuthRequired,
@@ -326,6 +334,10 @@ impl fmt::Display for ProtocolError {
             ProtocolError::TooManyUdpSubscribers { limit } => write!(
                 f,
                 "too many UDP subscribers (limit {limit}): subscribe over TCP, or try later"
+            ),
+            ProtocolError::TooManyUdpSubscribersFrom { ip, limit } => write!(
+                f,
+                "too many UDP subscribers from {ip} (limit {limit}): subscribe over TCP, or end a lease"
             ),
             ProtocolError::AuthRequired => write!(
                 f,
