@@ -19,7 +19,8 @@
 //! * **protocol lines** (its first word is a command): each line is executed as on TCP,
 //!   by the same session core (`session.rs`): each address has a session of its own, whose
 //!   link (`udp/link.rs`) sends its answers as datagrams. `PUBLISH` and `PING` as usual;
-//!   `SUBSCRIBE` subscribes the *sender's address*; commands that need a connection
+//!   `SUBSCRIBE` subscribes the *sender's address*, once it has proven it receives (a
+//!   cookie, below); commands that need a connection
 //!   (`VERBOSE`, `QUIT`, `AUTH`, durable subscriptions, and the listings, whose answers
 //!   would be many datagrams to an address nobody proved is the sender's) are refused.
 //!   A datagram names no user: on a broker with an auth file (and `--udp-allow-anonymous`)
@@ -28,7 +29,38 @@
 //!   `udp:<ip>:<port>`. So the tutorial's ticker works unchanged, and its events reach
 //!   TCP subscribers of `udp` as ordinary `DELIVER` lines.
 //!
-//! Answers (`PONG`, `ERROR <reason>`) go back to the sender as one datagram each.
+//! Answers (`PONG`, `ERROR <reason>`, `COOKIE <token>`) go back to the sender as one
+//! datagram each, at most [`MAX_ANSWERS`] for one datagram.
+//!
+//! # Proof before a lease: cookies
+//!
+//! UDP does not check source addresses: a datagram "from" a victim's address is as easy
+//! to send as one from your own. A broker that subscribed whatever address a `SUBSCRIBE`
+//! claimed would send a victim every delivery and the whole retained store (a 13-byte
+//! datagram bought 1.05 MB: ×80,538). So:
+//!
+//! ```text
+//! client -> broker   SUBSCRIBE news ear         (padded with blank lines to 24 bytes)
+//! broker -> client   COOKIE 3f1c9a0b7d2e4f56
+//! client -> broker   COOKIE 3f1c9a0b7d2e4f56
+//!                    SUBSCRIBE news ear         (one datagram: the lease starts)
+//! ```
+//!
+//! * An address **proves itself** by sending a datagram whose first line is
+//!   `COOKIE <token>`, with the token the broker sent it: only an address that receives
+//!   could know it. The token is a keyed hash of the address and the minute
+//!   (`udp/cookie.rs`), so the broker keeps nothing for an address until it is proven.
+//! * A `SUBSCRIBE` that would start a lease, from an address not proven, is answered with
+//!   `COOKIE <token>` and otherwise ignored. The address holding a lease is proven for
+//!   the lease's life: renewing needs no cookie.
+//! * **An address that has not proven itself is sent at most the bytes it sent**, in
+//!   answer to each datagram: a `PONG` (as long as its `PING`), the `COOKIE` only if the
+//!   datagram was at least its 24 bytes (so a client pads its first `SUBSCRIBE`, as QUIC
+//!   pads its first packet), an `ERROR` only if it fits. What does not fit is withheld and
+//!   counted (`udp_withheld`). Amplification is then at most ×1, whoever is the target.
+//!
+//! The tutorial's ticker only sends, and a `PUBLISH` gets no answer: neither needs a
+//! cookie. `UdpClient` (and so `subscriber --udp`) does the exchange by itself.
 //!
 //! # Egress: leases
 //!
@@ -44,11 +76,15 @@
 //!
 //! UDP subscribers take no connection slot (`--max-clients`): they hold no thread, no
 //! socket and no buffer while idle, only an entry in the lease table. What bounds them is
-//! `--udp-max-subscribers`: anyone can send a `SUBSCRIBE` with any source address (UDP
-//! does not check it), and without a limit a hostile classroom could make the broker send
-//! every message to a million addresses, or to a victim that never asked (a *reflection*
-//! attack; a production protocol would first send a cookie to the address and subscribe
-//! it only once the cookie comes back, as QUIC and DTLS do).
+//! `--udp-max-subscribers`, and [`MAX_LEASES_PER_IP`] for one machine: each of its ports
+//! can prove itself, and without a share per machine one student could take every lease.
+//!
+//! Deliveries to a lease never cost its publisher a system call: a publisher copies the
+//! `DELIVER` lines into the lease's buffer, and one thread, `udp-send-<port>`
+//! (`udp/sender.rs`), sends every datagram of the port from a bounded queue that drops and
+//! counts (`udp_queue_dropped`), within a budget per address (1,000 datagrams and 1 MiB a
+//! second) for everything it is sent, answers and deliveries alike. A retained message is
+//! replayed once per subscription: a `SUBSCRIBE` that renews a lease replays nothing.
 //!
 //! # What is lost, and where
 //!
@@ -63,8 +99,13 @@
 //!   buffer, and the kernel drops those that do not fit. UDP has no way to tell the
 //!   sender to slow down: that is the difference.
 //!
-//! `STATS` counts `udp_datagrams_in`, `udp_datagrams_out`, `udp_datagrams_dropped` and
-//! `udp_subscribers`; `bench udp` measures loss at a given rate.
+//! * Past an address's budget, past [`MAX_ANSWERS`] answers to one datagram, or past the
+//!   bytes an unproven address sent, datagrams are withheld (`udp_withheld`); past the
+//!   sender's queue, dropped (`udp_queue_dropped`).
+//!
+//! `STATS` counts `udp_datagrams_in`, `udp_datagrams_out`, `udp_datagrams_dropped`,
+//! `udp_subscribers`, `udp_withheld` and `udp_queue_dropped`; `bench udp` measures loss at
+//! a given rate.
 
 use std::cell::RefCell;
 use std::collections::HashMap;

@@ -64,7 +64,8 @@ fn a_subscribe_from_an_address_that_never_echoes_gets_no_more_than_it_sent() {
     // Many of them, and many victims: still nothing but cookies, and no state.
     for _ in 0..20 {
         let victim = Udp::unproven(&broker);
-        let (sent, received) = sent_and_received(&victim, &[with_a_wrong_cookie.clone()]);
+        let (sent, received) =
+            sent_and_received(&victim, std::slice::from_ref(&with_a_wrong_cookie));
         assert!(received <= sent);
     }
     assert_eq!(stat(&broker, "udp_subscribers"), 0);
@@ -144,7 +145,7 @@ fn a_proven_address_is_sent_no_more_than_its_budget() {
                 + stat(&broker, "udp_withheld")
                 + stat(&broker, "udp_queue_dropped")
                 + stat(&broker, "udp_datagrams_dropped")
-                >= replayed + 1
+                > replayed
         },
     );
     let seconds = started.elapsed().as_secs_f64().ceil() as usize;
