@@ -64,6 +64,9 @@ pub struct Stats {
     /// `AUTH` commands with an unknown user or a wrong secret (listed by `STATS` only on a
     /// broker with access control).
     pub auth_failures: AtomicU64,
+    /// `AUTH` attempts refused without a look at the secret, because the address's or the
+    /// user's failures used up their budget (see `auth.rs`; listed with `auth_failures`).
+    pub auth_locked_out: AtomicU64,
 }
 
 impl Default for Stats {
@@ -87,6 +90,7 @@ impl Default for Stats {
             udp_withheld: AtomicU64::new(0),
             udp_queue_dropped: AtomicU64::new(0),
             auth_failures: AtomicU64::new(0),
+            auth_locked_out: AtomicU64::new(0),
         }
     }
 }

@@ -165,6 +165,13 @@ pub enum ProtocolError {
         /// About how many seconds are left of the window.
         wait_secs: u64,
     },
+    /// `AUTH` as a user whose failed logins, from every address together, used up their
+    /// budget in the current window (`auth::FAILURES_PER_USER`). Wait, then check the
+    /// user and the secret.
+    UserOutOfAttempts {
+        /// About how many seconds are left of the window.
+        wait_secs: u64,
+    },
     /// The last of the failed `AUTH`s one connection may make: it is closed after this.
     AuthGaveUp {
         /// How many failures that was.
@@ -350,6 +357,11 @@ impl fmt::Display for ProtocolError {
                 f,
                 "too many failed logins from your address: wait {wait_secs}s, then check your \
                  user and secret"
+            ),
+            ProtocolError::UserOutOfAttempts { wait_secs } => write!(
+                f,
+                "too many failed logins as this user: wait {wait_secs}s, then check your user \
+                 and secret"
             ),
             ProtocolError::AuthGaveUp { failures } => write!(
                 f,
