@@ -93,7 +93,7 @@
 //!   1472 bytes are also split into IP fragments, and losing one fragment loses the whole.
 //! * A receiver that reads slowly loses datagrams in its own kernel once its socket
 //!   buffer is full: the broker cannot know, and does not wait. Nor does it queue for a
-//!   UDP subscriber more than `--max-pending-bytes`; past it, deliveries are dropped.
+//!   UDP subscriber more than 256 KiB (`udp/subscriber.rs`); past it, deliveries are dropped.
 //! * The one ingress thread publishes each datagram as it comes; while it waits for a
 //!   slow TCP subscriber (backpressure, `outbox.rs`), datagrams queue in the UDP socket's
 //!   buffer, and the kernel drops those that do not fit. UDP has no way to tell the

@@ -22,6 +22,13 @@ use crate::router::Router;
 use crate::stats::Stats;
 use crate::subscriber::{Offer, Subscriber, SubscriberId};
 
+/// The most bytes of lines that wait for the sender for one address (or
+/// `--max-pending-bytes`, if that is less). The sender sends an address at most 1 MiB a
+/// second (`udp/sender.rs`), so more would only wait to be withheld; and with 1,024 leases
+/// this bounds what UDP deliveries can hold in the broker to 256 MiB, where
+/// `--max-pending-bytes` alone would allow 8 GiB.
+pub const MAX_PENDING_BYTES: usize = 256 * 1024;
+
 /// A subscriber that is an address: each `DELIVER` line is one datagram to it. See the
 /// module docs for its lease and what bounds it.
 #[derive(Debug)]
@@ -33,7 +40,8 @@ pub struct UdpSubscriber {
     /// a firewall that let the subscriber's datagrams out).
     shared: Arc<Shared>,
     stats: Arc<Stats>,
-    /// `--max-pending-bytes`: the most bytes of lines waiting for the sender.
+    /// The most bytes of lines waiting for the sender: [`MAX_PENDING_BYTES`], or
+    /// `--max-pending-bytes` if less.
     max_pending: usize,
     /// Lines waiting for the sender, shared with it through the token in its queue.
     pending: Arc<Mutex<Pending>>,
@@ -55,7 +63,7 @@ impl UdpSubscriber {
             addr,
             shared: Arc::clone(shared),
             stats: Arc::clone(&shared.stats),
-            max_pending: router.config().max_pending_bytes,
+            max_pending: router.config().max_pending_bytes.min(MAX_PENDING_BYTES),
             pending: Arc::new(Mutex::new(Pending::default())),
             warned_too_big: AtomicBool::new(false),
         }
