@@ -381,12 +381,9 @@ impl Ingress {
         let held = self.sessions.get(&from).is_some_and(|lease| lease.proven);
         let (subscribes, only_subscribes) = subscribes_in(bytes);
         if commands && !echoed && !held && subscribes {
-            // Not proven, and it wants a lease: it is sent a cookie to echo, if that is no
-            // bigger than what it sent, and nothing else is kept of it. Its other lines,
-            // if any, are still handled, below.
-            let answer = format!("COOKIE {}\n", self.cookies.token(from)).into_bytes();
-            let allowance = Allowance::for_datagram(received, false);
-            self.shared.answer_bytes(from, answer, &allowance);
+            // Not proven, and it wants a lease: nothing is kept of its SUBSCRIBEs. Its
+            // other lines, if any, are still handled, below.
+            self.send_cookie(from, received);
             if only_subscribes {
                 return;
             }
@@ -426,6 +423,14 @@ impl Ingress {
             lease.expires = Some(Instant::now() + self.router.config().udp_lease);
         }
         self.sessions.insert(from, lease);
+    }
+
+    /// Answers `COOKIE <token>` to an address that asked for a lease without proving
+    /// itself, if that is no bigger than the `received` bytes of its datagram.
+    fn send_cookie(&self, from: SocketAddr, received: usize) {
+        let answer = format!("COOKIE {}\n", self.cookies.token(from)).into_bytes();
+        let allowance = Allowance::for_datagram(received, false);
+        self.shared.answer_bytes(from, answer, &allowance);
     }
 
     /// The session of `from`: its lease's, or a new one, if the hooks let it in (an
