@@ -261,6 +261,7 @@ impl Listener for UdpListener {
             socket: self.socket,
             router: self.router,
             sessions: HashMap::new(),
+            touched: Vec::new(),
             tick,
             next_check: Instant::now() + tick,
             expiries: Throttle::new(LOGGED_PER_INTERVAL, LOG_INTERVAL),
@@ -281,6 +282,9 @@ struct Ingress {
     /// A session per address: every one that holds a lease, and those that sent a
     /// datagram in the current burst (until its end).
     sessions: HashMap<SocketAddr, Lease>,
+    /// The addresses that sent a datagram in the current burst: only their sessions have
+    /// anything to flush or end at its end, however many leases there are.
+    touched: Vec<SocketAddr>,
     tick: Duration,
     next_check: Instant,
     expiries: Throttle,
@@ -423,6 +427,7 @@ impl Ingress {
             lease.expires = Some(Instant::now() + self.router.config().udp_lease);
         }
         self.sessions.insert(from, lease);
+        self.touched.push(from);
     }
 
     /// Answers `COOKIE <token>` to an address that asked for a lease without proving
@@ -522,24 +527,37 @@ impl Ingress {
     /// session writes what it queued. (The count of leases is kept first, so that an
     /// answer never comes before the figure it changed.)
     fn end_of_burst(&mut self) {
-        let ending: Vec<SocketAddr> = self
-            .sessions
+        let mut touched = std::mem::take(&mut self.touched);
+        touched.sort_unstable();
+        touched.dedup();
+        let ending: Vec<SocketAddr> = touched
             .iter()
-            .filter(|(_, lease)| lease.session.subscription_count() == 0)
-            .map(|(from, _)| *from)
+            .filter(|from| {
+                self.sessions
+                    .get(from)
+                    .is_some_and(|lease| lease.session.subscription_count() == 0)
+            })
+            .copied()
             .collect();
         let ended: Vec<(SocketAddr, Lease)> = ending
             .into_iter()
             .filter_map(|from| self.sessions.remove_entry(&from))
             .collect();
         let renewed = Instant::now() + self.router.config().udp_lease;
-        for lease in self.sessions.values_mut() {
-            lease.expires.get_or_insert(renewed);
+        for from in &touched {
+            if let Some(lease) = self.sessions.get_mut(from) {
+                lease.expires.get_or_insert(renewed);
+            }
         }
         self.keep_count();
-        for lease in self.sessions.values_mut() {
-            lease.session.flush();
+        for from in &touched {
+            if let Some(lease) = self.sessions.get_mut(from) {
+                lease.session.flush();
+            }
         }
+        // The buffer is kept for the next burst.
+        touched.clear();
+        self.touched = touched;
         for (from, lease) in ended {
             if lease.expires.is_some() {
                 log::info!("udp {from} left every topic: its lease ends");

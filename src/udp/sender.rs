@@ -189,28 +189,39 @@ impl Sender {
     fn run(mut self, jobs: &Receiver<Job>) {
         loop {
             match jobs.recv() {
-                Ok(Job::Answer { to, datagram }) => self.send(to, &datagram),
+                Ok(Job::Answer { to, datagram }) => self.send(to, &[datagram]),
                 Ok(Job::Pending { to, pending }) => {
                     // Taken out under the lock, sent outside it: publishers go on
                     // offering meanwhile.
                     let lines = std::mem::take(&mut pending.lock().lines);
-                    for line in lines.split_inclusive(|&b| b == b'\n') {
-                        self.send(to, line);
-                    }
+                    let datagrams: Vec<&[u8]> = lines.split_inclusive(|&b| b == b'\n').collect();
+                    self.send(to, &datagrams);
                 }
                 Ok(Job::Stop) | Err(_) => return,
             }
         }
     }
 
-    fn send(&mut self, to: SocketAddr, datagram: &[u8]) {
+    /// Sends `datagrams` to `to`, as many as its budget allows; the rest are withheld and
+    /// counted (the budget is looked up once for them all).
+    fn send<D: AsRef<[u8]>>(&mut self, to: SocketAddr, datagrams: &[D]) {
         let now = Instant::now();
-        if !self.budget(to, now).take(datagram.len(), now) {
-            return self.count(&self.stats.udp_withheld);
+        let budget = self.budget(to, now);
+        let allowed = datagrams
+            .iter()
+            .take_while(|datagram| budget.take(datagram.as_ref().len(), now))
+            .count();
+        let withheld = datagrams.len() - allowed;
+        if withheld > 0 {
+            self.stats
+                .udp_withheld
+                .fetch_add(withheld as u64, Ordering::Relaxed);
         }
-        match self.socket.send_to(datagram, to) {
-            Ok(_) => self.count(&self.stats.udp_datagrams_out),
-            Err(_) => self.count(&self.stats.udp_datagrams_dropped),
+        for datagram in &datagrams[..allowed] {
+            match self.socket.send_to(datagram.as_ref(), to) {
+                Ok(_) => self.count(&self.stats.udp_datagrams_out),
+                Err(_) => self.count(&self.stats.udp_datagrams_dropped),
+            }
         }
     }
 
