@@ -1,5 +1,5 @@
 //! Logging in, once for every way in: a secret checked, a failure made slow, counted,
-//! budgeted per address and logged at a throttled rate.
+//! budgeted per address and per user, and logged at a throttled rate.
 //!
 //! A client proves who it is with `AUTH <user> <secret>` on the line protocol (TCP, the
 //! JSON dialect, a WebSocket) or an `Authorization: Basic` header over HTTP. Each of those
@@ -13,15 +13,23 @@
 //!   its attempts are refused at once, without looking at the secret, until the window
 //!   ends. Opening more connections does not buy more guesses. (sshd's `MaxStartups` and
 //!   fail2ban do this for SSH; Mosquitto leaves it to the operator's firewall.)
+//! * One user may be failed [`FAILURES_PER_USER`] times per [`FAILURE_WINDOW`], from every
+//!   address together; past that, attempts to log in as that user are refused at once,
+//!   right secret or not, until the window ends. Guessers on all sixty machines of a lab
+//!   together get no more guesses at one user's secret than that. The price: a guesser
+//!   can keep a user out, a minute at a time. sshd has no such limit; Windows' account lockout and
+//!   most web sites do, and pay the same price. Attempts refused for a spent budget, of
+//!   an address or a user, are counted in `STATS` (`auth_locked_out`).
 //! * A connection is closed after [`FAILURES_PER_CONNECTION`] failures (see `session.rs`),
 //!   as sshd's `MaxAuthTries` closes a session.
 //! * The log gets a few lines per interval and a count of the rest: a flood of guesses
 //!   cannot flood the instructor's terminal.
 //!
-//! What is remembered per address is bounded: old windows are forgotten, and at most
-//! [`MAX_ADDRESSES`] addresses are tracked at once.
+//! What is remembered per address and per user is bounded: old windows are forgotten, and
+//! at most [`MAX_ADDRESSES`] addresses (and as many user names) are tracked at once.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -42,7 +50,12 @@ pub const FAILURES_PER_CONNECTION: u32 = 3;
 /// minute, while a student who mistypes a secret a few times never meets the limit.
 pub const FAILURES_PER_ADDRESS: u32 = 10;
 
-/// The window of [`FAILURES_PER_ADDRESS`].
+/// How many failed attempts to log in as one user are allowed per [`FAILURE_WINDOW`],
+/// from every address together: three classrooms' worth of typos, and a distributed
+/// guesser's whole allowance.
+pub const FAILURES_PER_USER: u32 = 30;
+
+/// The window of [`FAILURES_PER_ADDRESS`] and [`FAILURES_PER_USER`].
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 
 /// The most addresses whose failures are remembered at once. A lab network has a few
@@ -61,11 +74,55 @@ struct Window {
     failures: u32,
 }
 
+/// Failures per key (an address, a user name) in the current window, each key within a
+/// budget of `limit`.
+#[derive(Debug)]
+struct Budgets<K> {
+    limit: u32,
+    windows: Mutex<HashMap<K, Window>>,
+}
+
+impl<K: Hash + Eq + Clone> Budgets<K> {
+    fn new(limit: u32) -> Budgets<K> {
+        Budgets {
+            limit,
+            windows: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// How long `key` must still wait, if it has used up its failures in this window.
+    fn spent(&self, key: &K, now: Instant) -> Option<Duration> {
+        let windows = self.windows.lock();
+        let window = windows.get(key)?;
+        let ends = window.started + FAILURE_WINDOW;
+        (window.failures >= self.limit && now < ends).then(|| ends - now)
+    }
+
+    fn count(&self, key: &K, now: Instant) {
+        let mut windows = self.windows.lock();
+        if windows.len() >= MAX_ADDRESSES && !windows.contains_key(key) {
+            forget_oldest(&mut windows, now);
+        }
+        let window = windows.entry(key.clone()).or_insert(Window {
+            started: now,
+            failures: 0,
+        });
+        if now >= window.started + FAILURE_WINDOW {
+            *window = Window {
+                started: now,
+                failures: 0,
+            };
+        }
+        window.failures += 1;
+    }
+}
+
 /// The users, and what is remembered of failed attempts. One per broker, in the router.
 #[derive(Debug)]
 pub struct Logins {
     access: Access,
-    windows: Mutex<HashMap<IpAddr, Window>>,
+    addresses: Budgets<IpAddr>,
+    users: Budgets<String>,
     warnings: Mutex<Throttle>,
 }
 
@@ -74,7 +131,8 @@ impl Logins {
     pub fn new(access: Access) -> Logins {
         Logins {
             access,
-            windows: Mutex::new(HashMap::new()),
+            addresses: Budgets::new(FAILURES_PER_ADDRESS),
+            users: Budgets::new(FAILURES_PER_USER),
             warnings: Mutex::new(Throttle::new(LOGGED_PER_INTERVAL, LOG_INTERVAL)),
         }
     }
@@ -89,8 +147,9 @@ impl Logins {
     /// counted in `stats`.
     ///
     /// # Errors
-    /// [`ProtocolError::AuthFailed`], or [`ProtocolError::TooManyFailures`] for an address
-    /// that used up its budget.
+    /// [`ProtocolError::AuthFailed`], [`ProtocolError::TooManyFailures`] for an address
+    /// that used up its budget, or [`ProtocolError::UserOutOfAttempts`] for a user whose
+    /// budget is used up.
     pub fn log_in(
         &self,
         from: IpAddr,
@@ -100,9 +159,24 @@ impl Logins {
         stats: &Stats,
     ) -> Result<String, ProtocolError> {
         let now = Instant::now();
-        if let Some(wait) = self.budget_spent(from, now) {
+        if let Some(wait) = self.addresses.spent(&from, now) {
+            stats.auth_locked_out.fetch_add(1, Ordering::Relaxed);
             self.warn(now, format_args!("{who} is out of login attempts"));
             return Err(ProtocolError::TooManyFailures {
+                wait_secs: wait.as_secs().max(1),
+            });
+        }
+        let user_key = user.to_string();
+        if let Some(wait) = self.users.spent(&user_key, now) {
+            stats.auth_locked_out.fetch_add(1, Ordering::Relaxed);
+            self.warn(
+                now,
+                format_args!(
+                    "{who} tried to log in as {}, who is out of login attempts",
+                    escaped(user)
+                ),
+            );
+            return Err(ProtocolError::UserOutOfAttempts {
                 wait_secs: wait.as_secs().max(1),
             });
         }
@@ -110,7 +184,8 @@ impl Logins {
             return Ok(name.to_string());
         }
         stats.auth_failures.fetch_add(1, Ordering::Relaxed);
-        self.count_failure(from, now);
+        self.addresses.count(&from, now);
+        self.users.count(&user_key, now);
         // Only this client's own thread waits: a guesser gets one answer per delay,
         // everyone else is served as before.
         std::thread::sleep(FAILURE_DELAY);
@@ -119,32 +194,6 @@ impl Logins {
             format_args!("{who} failed to authenticate as {}", escaped(user)),
         );
         Err(ProtocolError::AuthFailed)
-    }
-
-    /// How long `from` must still wait, if it has used up its failures in this window.
-    fn budget_spent(&self, from: IpAddr, now: Instant) -> Option<Duration> {
-        let windows = self.windows.lock();
-        let window = windows.get(&from)?;
-        let ends = window.started + FAILURE_WINDOW;
-        (window.failures >= FAILURES_PER_ADDRESS && now < ends).then(|| ends - now)
-    }
-
-    fn count_failure(&self, from: IpAddr, now: Instant) {
-        let mut windows = self.windows.lock();
-        if windows.len() >= MAX_ADDRESSES && !windows.contains_key(&from) {
-            forget_oldest(&mut windows, now);
-        }
-        let window = windows.entry(from).or_insert(Window {
-            started: now,
-            failures: 0,
-        });
-        if now >= window.started + FAILURE_WINDOW {
-            *window = Window {
-                started: now,
-                failures: 0,
-            };
-        }
-        window.failures += 1;
     }
 
     fn warn(&self, now: Instant, event: std::fmt::Arguments<'_>) {
@@ -158,15 +207,15 @@ impl Logins {
 }
 
 /// Makes room in a full table: every window that ended goes; if none has, the oldest.
-fn forget_oldest(windows: &mut HashMap<IpAddr, Window>, now: Instant) {
+fn forget_oldest<K: Hash + Eq + Clone>(windows: &mut HashMap<K, Window>, now: Instant) {
     windows.retain(|_, window| now < window.started + FAILURE_WINDOW);
     if windows.len() >= MAX_ADDRESSES {
         let oldest = windows
             .iter()
             .min_by_key(|(_, window)| window.started)
-            .map(|(addr, _)| *addr);
-        if let Some(addr) = oldest {
-            windows.remove(&addr);
+            .map(|(key, _)| key.clone());
+        if let Some(key) = oldest {
+            windows.remove(&key);
         }
     }
 }
@@ -185,10 +234,10 @@ mod tests {
         let from: IpAddr = "10.0.0.7".parse().unwrap();
         let now = Instant::now();
         for _ in 0..FAILURES_PER_ADDRESS {
-            assert!(logins.budget_spent(from, now).is_none());
-            logins.count_failure(from, now);
+            assert!(logins.addresses.spent(&from, now).is_none());
+            logins.addresses.count(&from, now);
         }
-        assert!(logins.budget_spent(from, now).is_some());
+        assert!(logins.addresses.spent(&from, now).is_some());
         let stats = Stats::default();
         let refused = logins.log_in(from, &"#1", "alice", "s3cret", &stats);
         assert!(matches!(
@@ -202,7 +251,45 @@ mod tests {
         );
         // The window ends, and the address may try again.
         let later = now + FAILURE_WINDOW;
-        assert!(logins.budget_spent(from, later).is_none());
+        assert!(logins.addresses.spent(&from, later).is_none());
+        assert_eq!(stats.auth_locked_out.load(Ordering::Relaxed), 1);
+    }
+
+    /// Guesses at one user's secret from many addresses (each within its own budget) use
+    /// up the user's: then even the right secret is refused, from anywhere, until the
+    /// window ends; other users are not affected.
+    #[test]
+    fn a_user_out_of_attempts_is_refused_from_every_address() {
+        let logins = Logins::new(Access::parse("user alice s3cret\nuser bob b0b\n").unwrap());
+        let stats = Stats::default();
+        let now = Instant::now();
+        for n in 0..FAILURES_PER_USER {
+            let from = IpAddr::from([10, 0, 1, (n % 200) as u8]);
+            assert!(logins.users.spent(&"alice".to_string(), now).is_none());
+            assert!(logins.addresses.spent(&from, now).is_none());
+            logins.addresses.count(&from, now);
+            logins.users.count(&"alice".to_string(), now);
+        }
+        let fresh: IpAddr = "10.0.2.1".parse().unwrap();
+        let refused = logins.log_in(fresh, &"#9", "alice", "s3cret", &stats);
+        assert!(
+            matches!(refused, Err(ProtocolError::UserOutOfAttempts { wait_secs }) if wait_secs <= 60),
+            "{refused:?}"
+        );
+        assert_eq!(
+            logins.log_in(fresh, &"#10", "bob", "b0b", &stats),
+            Ok("bob".to_string())
+        );
+        assert_eq!(stats.auth_locked_out.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            stats.auth_failures.load(Ordering::Relaxed),
+            0,
+            "nothing was checked"
+        );
+        assert!(logins
+            .users
+            .spent(&"alice".to_string(), now + FAILURE_WINDOW)
+            .is_none());
     }
 
     #[test]
@@ -210,8 +297,10 @@ mod tests {
         let logins = logins();
         let now = Instant::now();
         for n in 0..(MAX_ADDRESSES as u32 + 10) {
-            logins.count_failure(IpAddr::from(n.to_be_bytes()), now);
+            logins.addresses.count(&IpAddr::from(n.to_be_bytes()), now);
+            logins.users.count(&format!("user{n}"), now);
         }
-        assert_eq!(logins.windows.lock().len(), MAX_ADDRESSES);
+        assert_eq!(logins.addresses.windows.lock().len(), MAX_ADDRESSES);
+        assert_eq!(logins.users.windows.lock().len(), MAX_ADDRESSES);
     }
 }

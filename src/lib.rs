@@ -106,8 +106,9 @@
 //! The web listener (`accept-web`) starts a `web-<n>` thread per connection the same way;
 //! a browser's WebSocket is then one more reader of its own socket, and one more outbox.
 //! The UDP port has no connections to accept: one thread (`udp-<port>`) reads every
-//! datagram, keeps a session per address, and sends every answer; deliveries to an
-//! address leave from the thread that publishes them.
+//! datagram and keeps a session per address, and one more (`udp-send-<port>`) sends every
+//! datagram, answers and deliveries alike; a publisher only copies its lines into each
+//! address's buffer (see `udp/sender.rs`).
 //!
 //! ## Locks
 //!
@@ -124,7 +125,7 @@
 //! | `Durables::subscriptions` | the durable subscriptions by filter and id | nothing after it |
 //! | `Connections::table`, `Connections::events` | slots per address; the log throttle | not with each other |
 //! | `Logins::windows`, `Logins::warnings` | failed logins per address; their log throttle | not with each other |
-//! | `Peer::client_id`, `UdpSubscriber::pending`, `UdpSubscriber::sending` | the last id a client gave; an address's queued deliveries; its turn to send | `sending`, then `pending` |
+//! | `Peer::client_id`, `UdpSubscriber::pending` | the last id a client gave; an address's deliveries waiting for the UDP sender | nothing after it (the sender's queue is a channel) |
 //! | the NATS bridge's `state`, `pool`, `sids`; the durable log's locks | see `nats/bridge.rs` and `durable/store.rs` | as each says |
 //!
 //! ## Using it as a library

@@ -332,6 +332,8 @@ impl Router {
         if self.logins.is_some() {
             let failures = self.stats.auth_failures.load(Ordering::Relaxed);
             counters.push(("auth_failures", failures));
+            let locked_out = self.stats.auth_locked_out.load(Ordering::Relaxed);
+            counters.push(("auth_locked_out", locked_out));
         }
         if let Some(uplink) = self.uplink.get() {
             counters.extend(uplink.counters());

@@ -55,9 +55,18 @@ pub struct Stats {
     pub udp_datagrams_dropped: AtomicU64,
     /// Addresses holding a UDP lease right now.
     pub udp_subscribers: AtomicU64,
+    /// Datagrams the broker chose not to send: past an address's budget, past the answers
+    /// one datagram may get, or more bytes than an address that has not proven itself sent
+    /// (see `udp.rs`).
+    pub udp_withheld: AtomicU64,
+    /// Datagrams dropped because the UDP sender's queue was full (see `udp/sender.rs`).
+    pub udp_queue_dropped: AtomicU64,
     /// `AUTH` commands with an unknown user or a wrong secret (listed by `STATS` only on a
     /// broker with access control).
     pub auth_failures: AtomicU64,
+    /// `AUTH` attempts refused without a look at the secret, because the address's or the
+    /// user's failures used up their budget (see `auth.rs`; listed with `auth_failures`).
+    pub auth_locked_out: AtomicU64,
 }
 
 impl Default for Stats {
@@ -78,7 +87,10 @@ impl Default for Stats {
             udp_datagrams_out: AtomicU64::new(0),
             udp_datagrams_dropped: AtomicU64::new(0),
             udp_subscribers: AtomicU64::new(0),
+            udp_withheld: AtomicU64::new(0),
+            udp_queue_dropped: AtomicU64::new(0),
             auth_failures: AtomicU64::new(0),
+            auth_locked_out: AtomicU64::new(0),
         }
     }
 }
@@ -109,6 +121,8 @@ impl Stats {
                 ("udp_datagrams_out", read(&self.udp_datagrams_out)),
                 ("udp_datagrams_dropped", read(&self.udp_datagrams_dropped)),
                 ("udp_subscribers", read(&self.udp_subscribers)),
+                ("udp_withheld", read(&self.udp_withheld)),
+                ("udp_queue_dropped", read(&self.udp_queue_dropped)),
             ]);
         }
         counters

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use common::{start_broker, start_broker_with, stat, wait_until, Raw, TIMEOUT};
+use common::{start_broker, start_broker_with, start_udp_broker, stat, wait_until, Raw, TIMEOUT};
 use pubsub_lab::{BrokerHandle, Config};
 
 /// A finished troublemaker run.
@@ -34,9 +34,14 @@ impl Drop for Running {
 }
 
 fn start(broker: &BrokerHandle, args: &[&str]) -> (Running, [JoinHandle<String>; 2]) {
+    start_on(broker.addr().port(), args)
+}
+
+/// As [`start`], against `port` (the broker's UDP port, for the udp-* modes).
+fn start_on(port: u16, args: &[&str]) -> (Running, [JoinHandle<String>; 2]) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_troublemaker"))
         .args(args)
-        .args(["--port", &broker.addr().port().to_string()])
+        .args(["--port", &port.to_string()])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -295,4 +300,50 @@ fn a_mode_stops_by_itself_after_its_duration() {
     let started = Instant::now();
     run(&broker, "stall", &["--duration", "500ms"]);
     assert!(started.elapsed() >= Duration::from_millis(500));
+}
+
+/// udp-reflect plays a forged source against a broker with a retained store: it gets
+/// cookies back, never the store, and never more bytes than it sent; no lease starts.
+#[test]
+fn udp_reflect_gets_no_more_than_it_sent() {
+    let broker = start_udp_broker(Config::default());
+    let mut keeper = Raw::connect(broker.addr());
+    let body = "x".repeat(10_000);
+    for n in 0..50 {
+        keeper.send(&format!("RETAIN r/{n} {body} keeper\n"));
+    }
+    keeper.sync();
+    let port = broker.udp_addr().unwrap().port();
+    let (running, output) = start_on(port, &["udp-reflect", "--count", "10"]);
+    let run = finish(running, output, TIMEOUT);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stdout.contains(
+            "udp-reflect: done: sent 12380 bytes in 30 datagrams; received 480 bytes \
+             (x0.04): 20 COOKIE, 0 DELIVER"
+        ),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(stat(&broker, "udp_subscribers"), 0);
+    assert_broker_works(broker.addr());
+}
+
+/// udp-flood sends datagrams of 13,000 PINGs from a proven address: each gets 8 PONGs.
+#[test]
+fn udp_flood_gets_a_few_pongs_per_datagram() {
+    let broker = start_udp_broker(Config::default());
+    let port = broker.udp_addr().unwrap().port();
+    let (running, output) = start_on(port, &["udp-flood", "--count", "3"]);
+    let run = finish(running, output, TIMEOUT);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stdout.contains(
+            "udp-flood: done: sent 3 datagrams of 13,000 PINGs; 24 PONGs came back (8.0 per \
+             datagram)"
+        ),
+        "{}",
+        run.stdout
+    );
+    assert_broker_works(broker.addr());
 }

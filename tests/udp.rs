@@ -32,7 +32,8 @@ fn the_tutorials_ticker_reaches_a_tcp_subscriber() {
             ticker.addr()
         )
     );
-    assert_eq!(stat(&broker, "udp_datagrams_in"), 2);
+    // Two events, and the ticker's request for a cookie (see `Udp::new`).
+    assert_eq!(stat(&broker, "udp_datagrams_in"), 3);
 }
 
 /// `--udp-topic` moves the tutorial's events elsewhere.
@@ -174,9 +175,9 @@ fn a_line_too_big_for_a_datagram_is_dropped_and_counted() {
     let listener = Udp::new(&broker);
     listener.send("SUBSCRIBE big ear\n");
     listener.sync();
-    // The PONG of the sync is counted just after it is sent.
-    wait_until("the PONG is counted", || {
-        stat(&broker, "udp_datagrams_out") == 1
+    // The COOKIE, then the PONG of the sync: each counted just after it is sent.
+    wait_until("the COOKIE and the PONG are counted", || {
+        stat(&broker, "udp_datagrams_out") == 2
     });
     let huge = "x".repeat(65_500);
     let mut publisher = Raw::connect(broker.addr());
@@ -187,7 +188,7 @@ fn a_line_too_big_for_a_datagram_is_dropped_and_counted() {
     assert!(listener.recv().starts_with("DELIVER big small pub1 "));
     assert_eq!(stat(&broker, "udp_datagrams_dropped"), 1);
     wait_until("the small delivery is counted", || {
-        stat(&broker, "udp_datagrams_out") == 2
+        stat(&broker, "udp_datagrams_out") == 3
     });
 }
 
@@ -227,9 +228,9 @@ fn stats_count_datagrams_and_only_when_udp_is_on() {
     assert_eq!(client.recv(), "PONG a\n");
     client.send("hello");
     client.sync();
-    // Each datagram is counted just after it is sent.
+    // Each datagram is counted just after it is sent: the COOKIE and two PONGs.
     wait_until("both PONGs are counted", || {
-        stat(&broker, "udp_datagrams_out") == 2
+        stat(&broker, "udp_datagrams_out") == 3
     });
     let mut observer = Raw::connect(broker.addr());
     observer.send("STATS\n");
@@ -242,11 +243,11 @@ fn stats_count_datagrams_and_only_when_udp_is_on() {
         lines.push(line);
     }
     assert!(
-        lines.contains(&"STATS udp_datagrams_in 3".to_string()),
+        lines.contains(&"STATS udp_datagrams_in 4".to_string()),
         "{lines:?}"
     );
     assert!(
-        lines.contains(&"STATS udp_datagrams_out 2".to_string()),
+        lines.contains(&"STATS udp_datagrams_out 3".to_string()),
         "{lines:?}"
     );
     assert!(lines.contains(&"STATS udp_datagrams_dropped 0".to_string()));
@@ -309,4 +310,79 @@ fn a_flood_of_bad_datagrams_is_not_answered_in_full() {
     wait_until("the unanswered ones are counted", || {
         stat(&broker, "udp_datagrams_dropped") == 250 - answers.len() as u64
     });
+}
+
+/// The cookie exchange, on the wire: an address that has not proven itself is answered
+/// `COOKIE <token>` (if its datagram was at least as long as that answer), and subscribed
+/// only when a datagram starts with that line.
+#[test]
+fn a_lease_starts_only_when_the_cookie_comes_back() {
+    let broker = start_udp_broker(Config::default());
+    let client = Udp::unproven(&broker);
+    // Shorter than the answer would be: no answer at all, and no lease.
+    client.send("SUBSCRIBE news ear\n");
+    assert!(client.sync().is_empty());
+    // Padded: a cookie, 16 hex digits, and still no lease.
+    client.send("SUBSCRIBE news ear\n\n\n\n\n\n");
+    let answers = client.sync();
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    let token = answers[0]
+        .strip_prefix("COOKIE ")
+        .and_then(|rest| rest.strip_suffix('\n'))
+        .expect("COOKIE <token>");
+    assert_eq!(token.len(), 16);
+    assert!(token.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert!(broker.topic_counts().is_empty());
+    // A wrong token is no proof: another cookie comes instead.
+    client.send("COOKIE 0000000000000000\nSUBSCRIBE news ear\n");
+    assert!(client.sync()[0].starts_with("COOKIE "));
+    assert!(broker.topic_counts().is_empty());
+    // Echoed: the lease starts, and renewing it needs no cookie.
+    client.send(&format!("COOKIE {token}\nSUBSCRIBE news ear\n"));
+    assert!(client.sync().is_empty());
+    assert_eq!(broker.topic_counts(), [("news".to_string(), 1)]);
+    client.send("SUBSCRIBE news ear\n");
+    assert!(client.sync().is_empty());
+    broker.publish("news", "proven", "app").unwrap();
+    assert!(client.recv().starts_with("DELIVER news proven app "));
+    // Another port of the same machine cannot use that token.
+    let other = Udp::unproven(&broker);
+    other.send(&format!("COOKIE {token}\nSUBSCRIBE news ear\n"));
+    assert!(other.sync()[0].starts_with("COOKIE "));
+    assert_eq!(broker.topic_counts(), [("news".to_string(), 1)]);
+}
+
+/// An address that has not proven itself gets no answer longer than its datagram: a
+/// short bad datagram's `ERROR` is withheld (and counted), a `PONG` is not.
+#[test]
+fn an_unproven_address_is_sent_no_more_than_it_sent() {
+    let broker = start_udp_broker(Config::default());
+    let client = Udp::unproven(&broker);
+    client.send("PUBLISH oops");
+    assert!(
+        client.sync().is_empty(),
+        "the ERROR is longer than the datagram"
+    );
+    assert_eq!(stat(&broker, "errors"), 1, "it is still counted");
+    wait_until("the withheld ERROR is counted", || {
+        stat(&broker, "udp_withheld") == 1
+    });
+    // A PONG is as long as its PING with a line end; without one, it is a byte longer.
+    client.send("PING a\n");
+    assert_eq!(client.recv(), "PONG a\n");
+    client.send("PING b");
+    assert!(client.sync().is_empty());
+}
+
+/// The subscriber program's client does the cookie exchange by itself.
+#[test]
+fn the_udp_client_proves_its_address_by_itself() {
+    let broker = start_udp_broker(Config::default());
+    let mut client = pubsub_lab::client::UdpClient::connect(broker.udp_addr().unwrap()).unwrap();
+    client.subscribe("a", "s").unwrap();
+    client.ping().unwrap();
+    assert_eq!(broker.topic_counts(), [("a".to_string(), 1)]);
+    broker.publish("a", "hello", "app").unwrap();
+    let delivery = client.recv_timeout(TIMEOUT).unwrap().expect("a delivery");
+    assert_eq!(delivery.message, "hello");
 }

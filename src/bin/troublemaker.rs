@@ -21,12 +21,14 @@
 //! | `garbage` | sends random bytes (reproducible with `--seed`) |
 //! | `churn` | subscribes and unsubscribes in a tight loop |
 //! | `dupid` | several connections that all use the same id |
+//! | `udp-reflect` | a forged source: asks for the whole retained store over UDP, never echoes the cookie |
+//! | `udp-flood` | datagrams of 64 KiB packed with `PING` lines, from an address that proved itself |
 //!
 //! Every mode prints what it does on stdout and stops by itself after `--duration` (or
 //! `--count`, where a count makes sense), so it can run unattended in a test or a lab.
 
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -35,7 +37,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, ValueEnum};
 use pubsub_lab::client::Incoming;
-use pubsub_lab::config::{format_duration, parse_duration, DEFAULT_PORT};
+use pubsub_lab::config::{format_duration, parse_duration, DEFAULT_PORT, DEFAULT_UDP_PORT};
+use pubsub_lab::udp::cookie;
 
 use pubsub_lab::{Client, Error};
 
@@ -58,9 +61,12 @@ struct Args {
     /// The broker's host.
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
-    /// The broker's port.
-    #[arg(long, default_value_t = DEFAULT_PORT)]
-    port: u16,
+    /// The broker's port (9000, or 9999 with --udp).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Play against the broker's UDP port (the udp-* modes always do).
+    #[arg(long)]
+    udp: bool,
     /// The topic to misbehave on.
     #[arg(long, default_value = "weather")]
     topic: String,
@@ -108,6 +114,13 @@ enum Mode {
     Churn,
     /// Open several connections that all use the same id.
     Dupid,
+    /// A forged source address over UDP: `SUBSCRIBE #` datagrams (13 bytes, padded, and
+    /// 1,200 bytes of SUBSCRIBE/UNSUBSCRIBE pairs) from an address that never echoes the
+    /// broker's cookie. Counts the bytes that come back: what a victim would receive.
+    UdpReflect,
+    /// Datagrams of 64 KiB, each packed with 13,000 `PING` lines, from an address that
+    /// proved itself. Counts the `PONG`s that come back.
+    UdpFlood,
 }
 
 fn main() -> ExitCode {
@@ -122,7 +135,9 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<(), Error> {
-    let addr = resolve(&args.host, args.port)?;
+    let udp = args.udp || matches!(args.mode, Mode::UdpReflect | Mode::UdpFlood);
+    let default_port = if udp { DEFAULT_UDP_PORT } else { DEFAULT_PORT };
+    let addr = resolve(&args.host, args.port.unwrap_or(default_port))?;
     let plan = Plan::new(args);
     match args.mode {
         Mode::Stall => stall(addr, &plan),
@@ -132,6 +147,8 @@ fn run(args: &Args) -> Result<(), Error> {
         Mode::Garbage => garbage(addr, &plan),
         Mode::Churn => churn(addr, &plan),
         Mode::Dupid => dupid(addr, &plan),
+        Mode::UdpReflect => udp_reflect(addr, &plan),
+        Mode::UdpFlood => udp_flood(addr, &plan),
     }
 }
 
@@ -157,6 +174,8 @@ impl Plan {
             Mode::Garbage => "garbage",
             Mode::Churn => "churn",
             Mode::Dupid => "dupid",
+            Mode::UdpReflect => "udp-reflect",
+            Mode::UdpFlood => "udp-flood",
         };
         let conns = args.conns.unwrap_or(match args.mode {
             Mode::Dupid => 3,
@@ -828,4 +847,126 @@ fn per_second(count: u64, since: Instant) -> f64 {
 
 fn is_timeout(error: &io::Error) -> bool {
     matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
+}
+
+// ---------------------------------------------------------------------------------------
+// udp-reflect and udp-flood
+
+/// A UDP socket for the broker at `addr`, that waits at most [`REPLY_TIMEOUT`] to read.
+fn udp_socket(addr: SocketAddr) -> Result<UdpSocket, Error> {
+    let local: SocketAddr = if addr.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let connect_error = |source| Error::Connect {
+        addr: format!("{addr} (UDP)"),
+        source,
+    };
+    let socket = UdpSocket::bind(local).map_err(connect_error)?;
+    socket.connect(addr).map_err(connect_error)?;
+    socket.set_read_timeout(Some(REPLY_TIMEOUT))?;
+    Ok(socket)
+}
+
+/// Sends `PING <token>` (with `prefix` before it) and reads up to its `PONG`; returns the
+/// datagrams that came before it. On one path datagrams keep their order (mostly), so the
+/// `PONG` comes after the answers to everything sent before the `PING`.
+fn udp_sync(socket: &UdpSocket, prefix: &str, token: &str) -> Result<Vec<Vec<u8>>, Error> {
+    socket.send(format!("{prefix}PING {token}\n").as_bytes())?;
+    let pong = format!("PONG {token}\n");
+    let mut before = Vec::new();
+    let mut buffer = vec![0u8; 65_536];
+    loop {
+        let len = socket
+            .recv(&mut buffer)
+            .map_err(|error| match error.kind() {
+                ErrorKind::WouldBlock | ErrorKind::TimedOut => Error::Timeout,
+                _ => Error::Io(error),
+            })?;
+        if buffer[..len] == *pong.as_bytes() {
+            return Ok(before);
+        }
+        before.push(buffer[..len].to_vec());
+    }
+}
+
+/// Plays a forged source: each round sends three `SUBSCRIBE #` datagrams and never echoes
+/// the cookie the broker answers with, then counts what came back. Against a broker that
+/// subscribed any address, the retained store would come back, ×80,000 the bytes sent.
+fn udp_reflect(addr: SocketAddr, plan: &Plan) -> Result<(), Error> {
+    let socket = udp_socket(addr)?;
+    say!(
+        "udp-reflect: a source that never echoes the broker's cookie sends SUBSCRIBE # \
+         datagrams to {addr}, {}",
+        plan.limits()
+    );
+    let mut pairs = Vec::new();
+    while pairs.len() + 30 <= 1_200 {
+        pairs.extend_from_slice(b"SUBSCRIBE # a\nUNSUBSCRIBE # a\n");
+    }
+    let round: [&[u8]; 3] = [
+        b"SUBSCRIBE # a",
+        b"SUBSCRIBE # a\n\n\n\n\n\n\n\n\n\n\n\n",
+        &pairs,
+    ];
+    let (mut sent, mut datagrams_sent, mut received, mut cookies, mut deliveries) = (0, 0, 0, 0, 0);
+    let mut rounds = 0;
+    while !plan.over() && !plan.counted_out(rounds) {
+        for datagram in round {
+            socket.send(datagram)?;
+            sent += datagram.len();
+            datagrams_sent += 1;
+        }
+        for answer in udp_sync(&socket, "", &format!("reflect{rounds}"))? {
+            received += answer.len();
+            cookies += usize::from(answer.starts_with(b"COOKIE "));
+            deliveries += usize::from(answer.starts_with(b"DELIVER "));
+        }
+        rounds += 1;
+    }
+    say!(
+        "udp-reflect: done: sent {sent} bytes in {datagrams_sent} datagrams; received {received} \
+         bytes (x{:.2}): {cookies} COOKIE, {deliveries} DELIVER",
+        received as f64 / sent.max(1) as f64
+    );
+    Ok(())
+}
+
+/// Proves its address (asks for a cookie, echoes it), then sends datagrams of 64 KiB,
+/// each 13,000 `PING` lines, and counts the `PONG`s that come back for each.
+fn udp_flood(addr: SocketAddr, plan: &Plan) -> Result<(), Error> {
+    let socket = udp_socket(addr)?;
+    let mut probe = b"SUBSCRIBE # a".to_vec();
+    probe.resize(cookie::ANSWER_BYTES, b'\n');
+    socket.send(&probe)?;
+    let cookie_line = udp_sync(&socket, "", "flood-cookie")?
+        .into_iter()
+        .find_map(|answer| {
+            let text = String::from_utf8(answer).ok()?;
+            text.starts_with("COOKIE ").then_some(text)
+        })
+        .ok_or_else(|| Error::Unexpected(format!("{addr} sent no COOKIE")))?;
+    say!(
+        "udp-flood: proved its address (echoed the broker's COOKIE); now datagrams of 13,000 \
+         PINGs to {addr}, {}",
+        plan.limits()
+    );
+    let mut datagram = cookie_line.into_bytes();
+    datagram.extend_from_slice("PING\n".repeat(13_000).as_bytes());
+    let (mut datagrams, mut pongs) = (0, 0);
+    while !plan.over() && !plan.counted_out(datagrams) {
+        socket.send(&datagram)?;
+        datagrams += 1;
+        pongs += udp_sync(&socket, "", &format!("flood{datagrams}"))?
+            .iter()
+            .filter(|answer| answer.starts_with(b"PONG"))
+            .count();
+    }
+    say!(
+        "udp-flood: done: sent {datagrams} datagrams of 13,000 PINGs; {pongs} PONGs came back \
+         ({:.1} per datagram)",
+        pongs as f64 / datagrams.max(1) as f64
+    );
+    Ok(())
 }

@@ -1,5 +1,7 @@
 //! The UDP client: each command one datagram to the broker's UDP port, each datagram from
-//! it one line. The same checks before sending as the TCP [`Client`](super::Client)'s.
+//! it one line. The same checks before sending as the TCP [`Client`](super::Client)'s,
+//! and the cookie exchange that proves this client's address before it may subscribe
+//! (`udp/cookie.rs`), done for you.
 
 use std::collections::VecDeque;
 use std::io;
@@ -9,6 +11,7 @@ use std::time::{Duration, Instant};
 use super::{check_publication, check_subscription, is_timeout, Incoming, REPLY_TIMEOUT};
 use crate::error::Error;
 use crate::protocol::{Command, Delivery};
+use crate::udp::cookie;
 
 /// A client of the broker's UDP port (`--udp-port`): each command is one datagram, each
 /// datagram from the broker one line. Nothing is resent and nothing is waited for unless
@@ -17,6 +20,11 @@ use crate::protocol::{Command, Delivery};
 /// The socket is *connected* to the broker's address: it then takes datagrams from that
 /// address only, and when nothing listens there the kernel's ICMP "port unreachable"
 /// comes back as [`Error::Connect`] on the next call, instead of silence.
+///
+/// Subscribing needs a proven address: the broker answers the first
+/// [`subscribe`](UdpClient::subscribe) with `COOKIE <token>`, and the client, as it reads
+/// that line, sends its subscriptions again with the token. The caller sees none of it;
+/// a [`ping`](UdpClient::ping) after subscribing waits until they are in.
 ///
 /// ```
 /// use pubsub_lab::client::UdpClient;
@@ -40,6 +48,13 @@ pub struct UdpClient {
     queued: VecDeque<Delivery>,
     /// `ERROR` reasons that arrived while waiting for a `PONG`.
     refused: Vec<String>,
+    /// The broker's cookie for this client's address, once it sent one.
+    cookie: Option<String>,
+    /// Every `(topic, subscriber id)` given to [`subscribe`](Self::subscribe): sent again
+    /// when a cookie comes.
+    subscriptions: Vec<(String, String)>,
+    /// A cookie came, and the subscriptions were sent again, since the last `PING` went.
+    resubscribed: bool,
 }
 
 impl UdpClient {
@@ -74,6 +89,9 @@ impl UdpClient {
             out: Vec::new(),
             queued: VecDeque::new(),
             refused: Vec::new(),
+            cookie: None,
+            subscriptions: Vec::new(),
+            resubscribed: false,
         })
     }
 
@@ -107,16 +125,50 @@ impl UdpClient {
     }
 
     /// Sends `SUBSCRIBE <topic> <subscriber_id>`: the lease of this client's address
-    /// starts, or is renewed.
+    /// starts, or is renewed. Until the broker has sent a cookie, the datagram is padded
+    /// with blank lines to the length of the `COOKIE` answer, which the broker sends an
+    /// unproven address only if it is no longer than what it received; after, the
+    /// datagram starts with `COOKIE <token>`.
     ///
     /// # Errors
     /// As [`Client::subscribe`](super::Client::subscribe).
     pub fn subscribe(&mut self, topic: &str, subscriber_id: &str) -> Result<(), Error> {
         check_subscription(topic, subscriber_id)?;
-        self.send(Command::Subscribe {
+        let pair = (topic.to_string(), subscriber_id.to_string());
+        if !self.subscriptions.contains(&pair) {
+            self.subscriptions.push(pair);
+        }
+        self.send_subscribe(topic, subscriber_id)
+    }
+
+    fn send_subscribe(&mut self, topic: &str, subscriber_id: &str) -> Result<(), Error> {
+        let mut datagram = Vec::new();
+        if let Some(token) = &self.cookie {
+            datagram.extend_from_slice(format!("COOKIE {token}\n").as_bytes());
+        }
+        Command::Subscribe {
             topic,
             subscriber_id,
-        })
+        }
+        .write_line(&mut datagram);
+        if datagram.len() < cookie::ANSWER_BYTES {
+            datagram.resize(cookie::ANSWER_BYTES, b'\n');
+        }
+        self.send_raw(&datagram)
+    }
+
+    /// A `COOKIE <token>` line from the broker: kept, and every subscription sent again
+    /// with it. Returns whether the line was one.
+    fn take_cookie(&mut self, line: &str) -> Result<bool, Error> {
+        let Some(token) = cookie::parse_line(line.as_bytes()) else {
+            return Ok(false);
+        };
+        self.cookie = Some(token.to_string());
+        for (topic, subscriber_id) in self.subscriptions.clone() {
+            self.send_subscribe(&topic, &subscriber_id)?;
+        }
+        self.resubscribed = true;
+        Ok(true)
     }
 
     /// Sends `PUBLISH <topic> <message> <publisher_id>`.
@@ -141,17 +193,23 @@ impl UdpClient {
         if let Some(delivery) = self.queued.pop_front() {
             return Ok(Some(Incoming::Deliver(delivery)));
         }
-        // A zero timeout would mean "wait for ever" to the operating system.
-        let timeout = timeout.max(Duration::from_millis(1));
-        self.socket.set_read_timeout(Some(timeout))?;
+        let deadline = Instant::now() + timeout;
         let mut buffer = vec![0u8; 65_536];
-        match self.socket.recv(&mut buffer) {
-            Ok(len) => {
-                let text = String::from_utf8_lossy(&buffer[..len]);
-                Ok(Some(Incoming::parse(text.trim_end_matches(['\n', '\r']))))
+        loop {
+            // A zero timeout would mean "wait for ever" to the operating system.
+            let left = deadline.saturating_duration_since(Instant::now());
+            self.socket
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
+            let len = match self.socket.recv(&mut buffer) {
+                Ok(len) => len,
+                Err(error) if is_timeout(&error) => return Ok(None),
+                Err(error) => return Err(self.unreachable_or(error)),
+            };
+            let text = String::from_utf8_lossy(&buffer[..len]);
+            let line = text.trim_end_matches(['\n', '\r']).to_string();
+            if !self.take_cookie(&line)? {
+                return Ok(Some(Incoming::parse(&line)));
             }
-            Err(error) if is_timeout(&error) => Ok(None),
-            Err(error) => Err(self.unreachable_or(error)),
         }
     }
 
@@ -178,11 +236,22 @@ impl UdpClient {
     /// Sends `PING <n>` and waits up to [`REPLY_TIMEOUT`] for `PONG <n>`. Over UDP a
     /// lost `PING` or `PONG` looks the same as a broker that is not there. Renews this
     /// address's lease. `ERROR`s that arrive meanwhile are kept for
-    /// [`take_refusals`](Self::take_refusals).
+    /// [`take_refusals`](Self::take_refusals). If a cookie came meanwhile, the
+    /// subscriptions went again after the `PING`, so it pings once more: its `PONG` then
+    /// proves they arrived.
     ///
     /// # Errors
     /// [`Error::Timeout`] if no `PONG` came; [`Error::Connect`] if nothing listens.
     pub fn ping(&mut self) -> Result<Duration, Error> {
+        self.resubscribed = false;
+        let rtt = self.ping_once()?;
+        if std::mem::take(&mut self.resubscribed) {
+            return self.ping_once();
+        }
+        Ok(rtt)
+    }
+
+    fn ping_once(&mut self) -> Result<Duration, Error> {
         let token = self.next_ping.to_string();
         self.next_ping += 1;
         let started = Instant::now();

@@ -144,6 +144,14 @@ pub enum ProtocolError {
         /// The limit.
         limit: usize,
     },
+    /// The sender's IP address holds as many UDP leases as one address may
+    /// (`udp::MAX_LEASES_PER_IP`). Subscribe over TCP, or end a lease first.
+    TooManyUdpSubscribersFrom {
+        /// The address.
+        ip: std::net::IpAddr,
+        /// The limit per address.
+        limit: usize,
+    },
     /// A command other than `AUTH` before `AUTH` succeeded, on a broker with
     /// `--auth-file`. Send `AUTH <user> <secret>` first.
     AuthRequired,
@@ -153,6 +161,13 @@ pub enum ProtocolError {
     /// `AUTH` from an address that failed too often lately (see `auth.rs`): refused
     /// without a look at the secret until its window ends.
     TooManyFailures {
+        /// About how many seconds are left of the window.
+        wait_secs: u64,
+    },
+    /// `AUTH` as a user whose failed logins, from every address together, used up their
+    /// budget in the current window (`auth::FAILURES_PER_USER`). Wait, then check the
+    /// user and the secret.
+    UserOutOfAttempts {
         /// About how many seconds are left of the window.
         wait_secs: u64,
     },
@@ -326,6 +341,10 @@ impl fmt::Display for ProtocolError {
                 f,
                 "too many UDP subscribers (limit {limit}): subscribe over TCP, or try later"
             ),
+            ProtocolError::TooManyUdpSubscribersFrom { ip, limit } => write!(
+                f,
+                "too many UDP subscribers from {ip} (limit {limit}): subscribe over TCP, or end a lease"
+            ),
             ProtocolError::AuthRequired => write!(
                 f,
                 "authentication required: send AUTH <user> <secret> first"
@@ -337,6 +356,11 @@ impl fmt::Display for ProtocolError {
                 f,
                 "too many failed logins from your address: wait {wait_secs}s, then check your \
                  user and secret"
+            ),
+            ProtocolError::UserOutOfAttempts { wait_secs } => write!(
+                f,
+                "too many failed logins as this user: wait {wait_secs}s, then check your user \
+                 and secret"
             ),
             ProtocolError::AuthGaveUp { failures } => write!(
                 f,

@@ -1,6 +1,15 @@
-//! A UDP subscriber: an address, to which each `DELIVER` line is one datagram.
+//! A UDP subscriber: an address, to which each `DELIVER` line is one datagram, sent by
+//! the UDP port's sender thread (`udp/sender.rs`), never by the publisher.
+//!
+//! A publisher offering a batch only copies its lines into the subscriber's pending
+//! buffer, and, if that buffer was empty, pushes one token onto the sender's queue: "this
+//! address has lines waiting". The sender takes them all when it comes to the token. So
+//! a publisher pays a copy per lease, and a queue push only when the sender has caught up
+//! with that lease; a sender that is behind means fewer pushes, not more. This is how NATS
+//! treats its clients: append to the client's outbound buffer, and signal its writer only
+//! when the buffer was empty.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -13,43 +22,49 @@ use crate::router::Router;
 use crate::stats::Stats;
 use crate::subscriber::{Offer, Subscriber, SubscriberId};
 
+/// The most bytes of lines that wait for the sender for one address (or
+/// `--max-pending-bytes`, if that is less). The sender sends an address at most 1 MiB a
+/// second (`udp/sender.rs`), so more would only wait to be withheld; and with 1,024 leases
+/// this bounds what UDP deliveries can hold in the broker to 256 MiB, where
+/// `--max-pending-bytes` alone would allow 8 GiB.
+pub const MAX_PENDING_BYTES: usize = 256 * 1024;
+
 /// A subscriber that is an address: each `DELIVER` line is one datagram to it. See the
 /// module docs for its lease and what bounds it.
 #[derive(Debug)]
 pub struct UdpSubscriber {
     id: SubscriberId,
     addr: SocketAddr,
-    /// The broker's UDP port, shared with the listener: replies and deliveries come from
-    /// the port the subscriber sent to, which is what lets them back through a NAT or a
-    /// firewall that let the subscriber's datagrams out.
-    socket: Arc<UdpSocket>,
+    /// The UDP port's shared state: its sender's queue, through which deliveries leave
+    /// from the port the subscriber sent to (which is what lets them back through a NAT or
+    /// a firewall that let the subscriber's datagrams out).
+    shared: Arc<Shared>,
     stats: Arc<Stats>,
-    /// `--max-pending-bytes`: the most lines queued between two flushes.
+    /// The most bytes of lines waiting for the sender: [`MAX_PENDING_BYTES`], or
+    /// `--max-pending-bytes` if less.
     max_pending: usize,
-    pending: Mutex<Pending>,
-    /// Held while sending, so that two publishers flushing at once cannot interleave (and
-    /// so reorder) their datagrams; offers only take `pending`'s lock and go on meanwhile.
-    sending: Mutex<()>,
+    /// Lines waiting for the sender, shared with it through the token in its queue.
+    pending: Arc<Mutex<Pending>>,
     /// A line too big for a datagram was reported once for this subscriber.
     warned_too_big: AtomicBool,
 }
 
+/// What waits for the sender: `DELIVER` lines, one datagram each.
 #[derive(Debug, Default)]
-struct Pending {
-    lines: Vec<u8>,
+pub(super) struct Pending {
+    pub(super) lines: Vec<u8>,
     closed: bool,
 }
 
 impl UdpSubscriber {
-    pub(super) fn new(addr: SocketAddr, shared: &Shared, router: &Router) -> UdpSubscriber {
+    pub(super) fn new(addr: SocketAddr, shared: &Arc<Shared>, router: &Router) -> UdpSubscriber {
         UdpSubscriber {
             id: SubscriberId::next(),
             addr,
-            socket: Arc::clone(&shared.socket),
+            shared: Arc::clone(shared),
             stats: Arc::clone(&shared.stats),
-            max_pending: router.config().max_pending_bytes,
-            pending: Mutex::new(Pending::default()),
-            sending: Mutex::new(()),
+            max_pending: router.config().max_pending_bytes.min(MAX_PENDING_BYTES),
+            pending: Arc::new(Mutex::new(Pending::default())),
             warned_too_big: AtomicBool::new(false),
         }
     }
@@ -66,27 +81,24 @@ impl UdpSubscriber {
         pending.lines = Vec::new();
     }
 
-    fn send(&self, datagram: &[u8]) {
-        if datagram.len() > MAX_DATAGRAM {
-            if !self.warned_too_big.swap(true, Ordering::Relaxed) {
-                log::warn!(
-                    "a DELIVER line of {} bytes is too big for a datagram (the most is \
-                     {MAX_DATAGRAM}): dropped for UDP subscriber {}, and others will be",
-                    datagram.len(),
-                    self.addr
-                );
-            }
-            self.count(&self.stats.udp_datagrams_dropped);
-            return;
+    /// Whether `line` fits in a datagram; a line that does not is dropped and counted,
+    /// and said once per subscriber.
+    fn fits(&self, line: &[u8]) -> bool {
+        if line.len() <= MAX_DATAGRAM {
+            return true;
         }
-        match self.socket.send_to(datagram, self.addr) {
-            Ok(_) => self.count(&self.stats.udp_datagrams_out),
-            Err(_) => self.count(&self.stats.udp_datagrams_dropped),
+        if !self.warned_too_big.swap(true, Ordering::Relaxed) {
+            log::warn!(
+                "a DELIVER line of {} bytes is too big for a datagram (the most is \
+                 {MAX_DATAGRAM}): dropped for UDP subscriber {}, and others will be",
+                line.len(),
+                self.addr
+            );
         }
-    }
-
-    fn count(&self, counter: &std::sync::atomic::AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .udp_datagrams_dropped
+            .fetch_add(1, Ordering::Relaxed);
+        false
     }
 }
 
@@ -110,19 +122,32 @@ impl Subscriber for UdpSubscriber {
             return Offer::Queued;
         }
         let was_empty = pending.lines.is_empty();
-        pending.lines.extend_from_slice(lines);
-        if was_empty {
-            Offer::FlushNeeded
+        if lines.len() > MAX_DATAGRAM {
+            // Rare: only then is it worth looking for a line too big.
+            for line in lines.split_inclusive(|&b| b == b'\n') {
+                if self.fits(line) {
+                    pending.lines.extend_from_slice(line);
+                }
+            }
         } else {
-            Offer::Queued
+            pending.lines.extend_from_slice(lines);
         }
+        if was_empty && !pending.lines.is_empty() {
+            // Still under the lock: the sender cannot take the lines before the token is
+            // queued, nor find the buffer empty with a token on its way.
+            if !self
+                .shared
+                .outbox
+                .pending(self.addr, &self.pending, &pending.lines)
+            {
+                // The queue is full (and counted): these lines would wait for a token
+                // that never comes.
+                pending.lines.clear();
+            }
+        }
+        Offer::Queued
     }
 
-    fn flush(&self) {
-        let _turn = self.sending.lock();
-        let lines = std::mem::take(&mut self.pending.lock().lines);
-        for line in lines.split_inclusive(|&b| b == b'\n') {
-            self.send(line);
-        }
-    }
+    /// Nothing to do: the sender takes the pending lines when it comes to their token.
+    fn flush(&self) {}
 }

@@ -367,7 +367,10 @@ impl HttpConnection {
         let peer = self.outbox.peer();
         match self.router.log_in(peer.addr().ip(), peer, user, secret) {
             Ok(name) => Ok(Some(name)),
-            Err(error @ ProtocolError::TooManyFailures { wait_secs }) => Err(closing(
+            Err(
+                error @ (ProtocolError::TooManyFailures { wait_secs }
+                | ProtocolError::UserOutOfAttempts { wait_secs }),
+            ) => Err(closing(
                 Response::new(429, TEXT, error.to_string())
                     .header("Retry-After", wait_secs.to_string()),
             )),

@@ -391,16 +391,35 @@ pub fn start_web_broker_with(config: Config) -> BrokerHandle {
 pub struct Udp {
     socket: std::net::UdpSocket,
     broker: SocketAddr,
+    /// The broker's cookie for this address: every datagram sent starts with
+    /// `COOKIE <token>`, which proves the address (see `src/udp/cookie.rs`).
+    cookie: Option<String>,
 }
 
 impl Udp {
-    /// A socket on 127.0.0.1 with a read timeout of [`TIMEOUT`], for `broker`'s UDP port.
+    /// A socket on 127.0.0.1 with a read timeout of [`TIMEOUT`], for `broker`'s UDP port,
+    /// that has proven its address: it asked for a cookie, and echoes it in every datagram
+    /// it sends (the broker strips it before it looks at the rest).
     pub fn new(broker: &BrokerHandle) -> Udp {
+        let mut udp = Udp::unproven(broker);
+        udp.send("SUBSCRIBE cookie please\n\n\n");
+        let answer = udp.recv();
+        let token = answer
+            .strip_prefix("COOKIE ")
+            .and_then(|rest| rest.strip_suffix('\n'))
+            .unwrap_or_else(|| panic!("expected COOKIE <token>, got {answer:?}"));
+        udp.cookie = Some(token.to_string());
+        udp
+    }
+
+    /// As [`Udp::new`], without the cookie: an address the broker has no proof of.
+    pub fn unproven(broker: &BrokerHandle) -> Udp {
         let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a UDP socket");
         socket.set_read_timeout(Some(TIMEOUT)).unwrap();
         Udp {
             socket,
             broker: broker.udp_addr().expect("the broker takes datagrams"),
+            cookie: None,
         }
     }
 
@@ -414,10 +433,15 @@ impl Udp {
         self.send_bytes(text.as_bytes());
     }
 
-    /// Sends one datagram holding exactly `bytes`.
+    /// Sends one datagram holding exactly `bytes` (after the cookie line, if it has one).
     pub fn send_bytes(&self, bytes: &[u8]) {
+        let mut datagram = Vec::new();
+        if let Some(token) = &self.cookie {
+            datagram.extend_from_slice(format!("COOKIE {token}\n").as_bytes());
+        }
+        datagram.extend_from_slice(bytes);
         self.socket
-            .send_to(bytes, self.broker)
+            .send_to(&datagram, self.broker)
             .expect("send a datagram");
     }
 
