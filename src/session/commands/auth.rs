@@ -36,11 +36,14 @@ impl Session {
 
     /// A failed `AUTH`: answered (`auth.rs` has logged and counted it already), and the
     /// connection closed after [`auth::FAILURES_PER_CONNECTION`] of them, or at once if its
-    /// address is out of attempts (it could only be refused again).
+    /// address, or the user it named, is out of attempts (it could only be refused again).
     fn auth_failed(&mut self, error: ProtocolError) {
         self.router.stats().errors.fetch_add(1, Ordering::Relaxed);
         self.auth_failures += 1;
-        if matches!(error, ProtocolError::TooManyFailures { .. }) {
+        if matches!(
+            error,
+            ProtocolError::TooManyFailures { .. } | ProtocolError::UserOutOfAttempts { .. }
+        ) {
             self.reply(Reply::Error(&error));
             self.quitting = Some(Quit::AuthFailed);
         } else if self.auth_failures >= auth::FAILURES_PER_CONNECTION {
