@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::thread;
@@ -272,6 +272,17 @@ fn the_broker_log_and_trace_escape_client_text() {
         .and_then(|rest| rest.split(';').next())
         .and_then(|port| port.parse().ok())
         .unwrap_or_else(|| panic!("no port in {line:?}"));
+    // The log is read as it comes: the broker writes it from a thread of its own, and is
+    // stopped only once the lines this test looks for are there.
+    let (lines, log_lines) = std::sync::mpsc::channel();
+    let pipe = broker.stderr.take().unwrap();
+    thread::spawn(move || {
+        for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
     let addr = ([127, 0, 0, 1], port).into();
     let mut subscriber = subscribed(addr, "news", "me");
     let mut client = Raw::connect(addr);
@@ -282,15 +293,20 @@ fn the_broker_log_and_trace_escape_client_text() {
     subscriber.delivery();
     client.send("QUIT\n");
     let _ = client.read_to_eof();
+    let mut log = String::new();
+    let deadline = Instant::now() + TIMEOUT;
+    while !(log.contains("pwned") && log.contains("topic contains U+001B")) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match log_lines.recv_timeout(left) {
+            Ok(line) => {
+                log.push_str(&line);
+                log.push('\n');
+            }
+            Err(_) => break,
+        }
+    }
     let _ = broker.kill();
     let _ = broker.wait();
-    let mut log = String::new();
-    broker
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut log)
-        .unwrap();
     assert!(
         log.contains("\\u{1b}]0;pwned\\u{7}\\u{1b}[2K"),
         "the trace does not show the message escaped: {log}"
