@@ -57,6 +57,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::auth;
+use crate::clients::Registered;
 use crate::config::format_duration;
 use crate::connections::Slot;
 use crate::durable::{Durable, Holder};
@@ -66,7 +67,9 @@ use crate::keyed::KeyedList;
 use crate::outbox::Outbox;
 use crate::peer::Peer;
 use crate::protocol::grammar;
-use crate::protocol::{Command, Dialect, Held, HeldReply, JsonRequest, ProtocolError, Reply};
+use crate::protocol::{
+    Command, CommandSpec, Dialect, Held, HeldReply, JsonRequest, ProtocolError, Reply,
+};
 use crate::router::{Publisher, Router};
 use crate::subscriber::{Offer, Subscriber, SubscriberId};
 use crate::text::escaped;
@@ -155,6 +158,23 @@ pub(crate) struct Session {
     /// to one topic is checked once, not once per line (the rules never change while the
     /// broker runs).
     allowed_publish: Option<(Box<str>, Box<str>)>,
+    /// The client's entry in the client table (see `clients.rs`); `None` for an HTTP
+    /// request, which is a session of one command, not a client that stays.
+    listed: Option<Registered>,
+    /// What this burst of lines adds to the entry's figures, in plain fields: added to it
+    /// once per burst, at `flush`, so a publish pays no atomic for them.
+    burst: Burst,
+}
+
+/// What one burst of lines adds to a client's figures. See `Session::burst`.
+#[derive(Debug, Default)]
+struct Burst {
+    /// Messages published.
+    messages: u64,
+    /// Bytes of the lines, `\n` included.
+    bytes: u64,
+    /// The last command executed.
+    last: Option<&'static CommandSpec>,
 }
 
 /// Why a session ends before its client leaves.
@@ -196,6 +216,11 @@ impl Session {
     ) -> Session {
         let subscriber = link.subscriber();
         let holder = link.holder();
+        let listed = (client.transport != Transport::Http).then(|| {
+            let peer = link.peer();
+            let clients = router.clients();
+            clients.register(peer.conn(), peer.addr(), client.transport, link.probe())
+        });
         let (auth_deadline, user) = match entry {
             Entry::Login => (router_auth_deadline(&router), None),
             Entry::Anonymous => (None, None),
@@ -223,6 +248,8 @@ impl Session {
             bad_lines: Throttle::new(BAD_LINES_LOGGED, BAD_LINES_INTERVAL),
             user,
             allowed_publish: None,
+            listed,
+            burst: Burst::default(),
         }
     }
 
@@ -320,6 +347,7 @@ impl Session {
     /// Handles one line in this connection's dialect (the first line decides it): parses
     /// it and executes it, or answers it with `ERROR` or its dialect's equivalent.
     pub(crate) fn handle_line(&mut self, line: &[u8]) {
+        self.burst.bytes += line.len() as u64 + 1;
         let dialect = match self.dialect {
             Some(dialect) => dialect,
             None => match Dialect::of_first_line(line) {
@@ -350,6 +378,9 @@ impl Session {
         };
         self.client = ClientInfo::new(transport, Some(self.peer().addr()));
         self.publisher.set_client(self.client);
+        if let Some(listed) = &self.listed {
+            listed.set_way_in(transport);
+        }
         if dialect == Dialect::Json {
             log::debug!("{} speaks JSON lines", self.peer().tag());
         }
@@ -379,6 +410,9 @@ impl Session {
         if self.client_id.as_deref() != Some(id) {
             let shared: Arc<str> = Arc::from(id);
             self.peer().set_client_id(Arc::clone(&shared));
+            if let Some(listed) = &self.listed {
+                listed.used_id(Arc::clone(&shared));
+            }
             self.client_id = Some(shared);
         }
     }
@@ -454,6 +488,7 @@ impl Session {
 
     pub(crate) fn execute(&mut self, command: Command<'_>) {
         log::debug!("{} {:?}", self.peer().tag(), command);
+        self.burst.last = Some(command.spec());
         if let Err(error) = self.link.carries(&command) {
             return self.refuse(&error);
         }
@@ -517,6 +552,14 @@ impl Session {
                 }),
                 Err(error) => self.refuse(&error),
             },
+            Command::Clients { filter } => {
+                let (clients, more) = self.router.client_listing(self.user.as_deref(), filter);
+                self.reply(Reply::Clients {
+                    clients: &clients,
+                    more,
+                });
+            }
+            Command::Kick { client } => self.kick(client),
             Command::Stats => {
                 let counters = self.router.counters();
                 self.reply(Reply::Stats(&counters));
@@ -555,6 +598,9 @@ impl Session {
             let client = self.client.with_id(subscriber_id);
             match self.router.subscribe(client, topic, &self.subscriber) {
                 Ok(Some(name)) => {
+                    if let Some(listed) = &self.listed {
+                        listed.subscribed(Arc::clone(&name));
+                    }
                     self.subscriptions.insert(name, ());
                 }
                 Ok(None) => {}
@@ -582,6 +628,9 @@ impl Session {
                 return self.refuse(&error);
             }
             self.subscriptions.remove(topic);
+            if let Some(listed) = &self.listed {
+                listed.unsubscribed(topic);
+            }
             log::info!(
                 "{} {subscriber_id} unsubscribed from {topic}",
                 self.peer().tag()
@@ -690,7 +739,11 @@ impl Session {
         if let Err(error) = self.check_publisher(topic, publisher_id) {
             return self.refuse(&error);
         }
-        match self.publisher.retain(topic, message, publisher_id) {
+        let retained = self.publisher.retain(topic, message, publisher_id);
+        if retained.is_ok() {
+            self.burst.messages += 1;
+        }
+        match retained {
             Ok(deliveries) if self.acknowledge() => {
                 self.reply(Reply::RetainOk { topic, deliveries })
             }
@@ -719,6 +772,7 @@ impl Session {
             Ok(receivers) => receivers,
             Err(error) => return self.refuse(&error),
         };
+        self.burst.messages += 1;
         log::debug!(
             "{} {} published to {} ({receivers} subscribers)",
             self.peer().tag(),
@@ -756,6 +810,9 @@ impl Session {
         match router.log_in(from, self.peer(), user, secret) {
             Ok(name) => {
                 self.user = Some(Arc::from(name.as_str()));
+                if let (Some(listed), Some(user)) = (&self.listed, &self.user) {
+                    listed.set_user(Arc::clone(user));
+                }
                 self.auth_deadline = None;
                 self.link.authenticated();
                 log::info!("{} authenticated as {name}", self.peer().tag());
@@ -875,6 +932,44 @@ impl Session {
         self.publisher.flush();
         self.commit_and_release();
         self.link.flush();
+        self.add_burst();
+    }
+
+    /// Adds this burst's figures to the client's entry (see `clients.rs`): once per
+    /// burst, so the clock is read once per burst too, not once per line.
+    fn add_burst(&mut self) {
+        if self.burst.bytes == 0 && self.burst.last.is_none() {
+            return;
+        }
+        let burst = std::mem::take(&mut self.burst);
+        if let Some(listed) = &self.listed {
+            listed.add_burst(burst.messages, burst.bytes, burst.last, Instant::now());
+        }
+    }
+
+    /// `KICK <client>`: tells that client why and closes its connection, for an
+    /// instructor (see `Router::check_kick` for who that is without an auth file). Logged
+    /// with who did it, since a student will ask.
+    fn kick(&mut self, client: &str) {
+        let from = self.peer().addr().ip();
+        if let Err(error) = self.router.check_kick(self.user.as_deref(), from) {
+            return self.refuse(&error);
+        }
+        let Ok(number) = client.strip_prefix('#').unwrap_or(client).parse::<u64>() else {
+            let shown: String = client.chars().take(32).collect();
+            return self.refuse(&ProtocolError::BadClientNumber(escaped(&shown).to_string()));
+        };
+        let by = match &self.user {
+            Some(user) => user.to_string(),
+            None => format!("#{} ({from})", self.peer().conn()),
+        };
+        let target = self.router.clients().find(number);
+        let kicked = ProtocolError::Kicked { by: by.clone() };
+        if !target.is_some_and(|target| target.kick(&kicked)) {
+            return self.refuse(&ProtocolError::NoSuchClient(number));
+        }
+        log::warn!("#{number} kicked by {by} ({})", self.peer());
+        self.reply(Reply::KickOk(number));
     }
 
     /// No more input is waiting: give back the batch's memory, so that an idle connection
@@ -955,6 +1050,9 @@ impl Session {
         let topics = self.subscriptions.iter().map(|(topic, ())| topic);
         self.router.unsubscribe_all(topics, self.subscriber.id());
         self.subscriptions.clear();
+        if let Some(listed) = &self.listed {
+            listed.unsubscribed_all();
+        }
         // lab:end 04
     }
 }
@@ -978,6 +1076,8 @@ fn is_timeout(error: &io::Error) -> bool {
 impl Drop for Session {
     /// The one cleanup of a connection; see the module docs for why it lives in `Drop`.
     fn drop(&mut self) {
+        // Taken out first, so that the cleanup below does not change what it lists.
+        let listed = self.listed.take();
         // Lines this thread queued for others are still owed to them, and confirms to our
         // own client.
         self.flush();
@@ -993,6 +1093,10 @@ impl Drop for Session {
             log::warn!("{} sent {left_out} more bad lines, not logged", self.peer());
         }
         self.link.close();
+        // Out of the client table before the slot is given back, so that a client no
+        // longer counted in `STATS` is no longer listed either; with its subscriptions as
+        // they were, for the line a cut-off client leaves behind (see `clients.rs`).
+        drop(listed);
         // `link` is dropped after this, giving back what it holds (a connection's slot).
     }
 }

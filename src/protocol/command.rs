@@ -70,7 +70,7 @@ impl PartialEq for CommandSpec {
 impl Eq for CommandSpec {}
 
 /// Every command, in the order `HELP` lists them. See the module docs.
-pub const COMMANDS: [CommandSpec; 14] = [
+pub const COMMANDS: [CommandSpec; 16] = [
     CommandSpec {
         word: "SUBSCRIBE",
         arguments: "<topic> <subscriber_id>",
@@ -140,6 +140,20 @@ pub const COMMANDS: [CommandSpec; 14] = [
         summary: "list topics (matching [filter]) with their subscribers",
         classic: false,
         parse: parse_topics,
+    },
+    CommandSpec {
+        word: "CLIENTS",
+        arguments: "[filter]",
+        summary: "list clients (matching a #number, state, id or topic) and what each does",
+        classic: false,
+        parse: |rest| one_optional(rest).map(|filter| Command::Clients { filter }),
+    },
+    CommandSpec {
+        word: "KICK",
+        arguments: "<client>",
+        summary: "close client <client> (its CLIENTS number), telling it why: instructors",
+        classic: false,
+        parse: |rest| one_optional(rest)?.map(|client| Command::Kick { client }),
     },
     CommandSpec {
         word: "STATS",
@@ -331,6 +345,27 @@ pub enum Command<'a> {
         /// Only topics this filter matches (see `topic.rs`).
         filter: Option<&'a str>,
     },
+    /// List the connected clients and what each is doing, all of them or those a filter
+    /// picks (extension; see `clients.rs`): `#3` for a number, `behind` for a state, else
+    /// an id a client used or a topic it receives. With an auth file, only an instructor
+    /// sees other users' clients.
+    ///
+    /// ```text
+    /// CLIENTS behind
+    /// ```
+    Clients {
+        /// Which clients.
+        filter: Option<&'a str>,
+    },
+    /// Close a client's connection, telling it why (extension; instructors only).
+    ///
+    /// ```text
+    /// KICK 3
+    /// ```
+    Kick {
+        /// Its number, as `CLIENTS` lists it (`3` or `#3`; checked by the session).
+        client: &'a str,
+    },
     /// Show the broker's counters (extension).
     ///
     /// ```text
@@ -426,6 +461,8 @@ impl<'a> Command<'a> {
             Command::Cancel { .. } => "CANCEL",
             Command::Ping { .. } => "PING",
             Command::Topics { .. } => "TOPICS",
+            Command::Clients { .. } => "CLIENTS",
+            Command::Kick { .. } => "KICK",
             Command::Stats => "STATS",
             Command::Verbose { .. } => "VERBOSE",
             Command::Quit => "QUIT",
@@ -492,7 +529,10 @@ impl<'a> Command<'a> {
                 topic,
                 publisher_id,
             } => [Some(topic), Some(publisher_id), None],
-            Command::Ping { token } | Command::Topics { filter: token } => [token, None, None],
+            Command::Ping { token }
+            | Command::Topics { filter: token }
+            | Command::Clients { filter: token } => [token, None, None],
+            Command::Kick { client } => [Some(client), None, None],
             Command::Verbose { on } => [Some(if on { "on" } else { "off" }), None, None],
             Command::Auth { user, secret } => [Some(user), Some(secret.0), None],
             Command::UnsubscribeAll | Command::Stats | Command::Quit | Command::Help => [None; 3],
@@ -635,9 +675,14 @@ fn parse_ack(rest: &str) -> Option<Command<'_>> {
 }
 
 fn parse_topics(rest: &str) -> Option<Command<'_>> {
+    one_optional(rest).map(|filter| Command::Topics { filter })
+}
+
+/// At most one token: `Some(None)` for none, `Some(Some(token))` for one, `None` for more.
+fn one_optional(rest: &str) -> Option<Option<&str>> {
     let mut parts = tokens(rest);
     match (parts.next(), parts.next()) {
-        (filter, None) => Some(Command::Topics { filter }),
+        (token, None) => Some(token),
         _ => None,
     }
 }
@@ -895,6 +940,11 @@ mod tests {
             Command::Topics {
                 filter: Some("a/+"),
             },
+            Command::Clients { filter: None },
+            Command::Clients {
+                filter: Some("behind"),
+            },
+            Command::Kick { client: "3" },
             Command::Stats,
             Command::Verbose { on: true },
             Command::Verbose { on: false },

@@ -38,11 +38,11 @@
 use super::command::{Command, Secret};
 use super::error::{shorten, ProtocolError};
 use super::grammar::{check_message, check_word};
-use super::reply::{Listed, Reply};
+use super::reply::{Listed, ListedClient, Reply};
 use crate::json::{self, ObjectWriter, Value};
 
 /// The actions of the JSON dialect, in the order errors list them.
-pub const JSON_ACTIONS: [&str; 9] = [
+pub const JSON_ACTIONS: [&str; 11] = [
     "subscribe",
     "unsubscribe",
     "publish",
@@ -50,6 +50,8 @@ pub const JSON_ACTIONS: [&str; 9] = [
     "unretain",
     "ping",
     "topics",
+    "clients",
+    "kick",
     "stats",
     "auth",
 ];
@@ -182,6 +184,12 @@ impl JsonRequest {
             "topics" => Command::Topics {
                 filter: field("filter"),
             },
+            "clients" => Command::Clients {
+                filter: field("filter"),
+            },
+            "kick" => Command::Kick {
+                client: required("kick", "client")?,
+            },
             "stats" => Command::Stats,
             "auth" => Command::Auth {
                 user: required("auth", "user")?,
@@ -237,7 +245,8 @@ fn check_grammar(command: &Command<'_>) -> Result<(), ProtocolError> {
             (&[("user", Some(user)), ("secret", Some(secret.0))], None)
         }
         Command::Ping { token } => (&[("token", token)], None),
-        Command::Topics { filter } => (&[("filter", filter)], None),
+        Command::Topics { filter } | Command::Clients { filter } => (&[("filter", filter)], None),
+        Command::Kick { client } => (&[("client", Some(client))], None),
         _ => (&[], None),
     };
     for (what, text) in words {
@@ -290,6 +299,42 @@ pub fn listed_json(listed: &Listed) -> String {
     if listed.retained {
         object.raw("retained", "true");
     }
+    object.finish()
+}
+
+/// One client of a listing as a JSON object, its fields named as on a `CLIENTS` line
+/// (`{"number":3,"way":"line",...,"state":"behind"}`): the JSON dialect's `clients` reply
+/// and the web's `GET /clients` both list clients this way.
+pub fn client_json(client: &ListedClient) -> String {
+    let strings = |items: &[String]| {
+        let mut list = String::from("[");
+        for (n, item) in items.iter().enumerate() {
+            if n > 0 {
+                list.push(',');
+            }
+            json::write_string(&mut list, item);
+        }
+        list.push(']');
+        list
+    };
+    let mut object = ObjectWriter::new();
+    object
+        .number("number", client.number as f64)
+        .string("way", client.way_in)
+        .string("addr", &client.addr)
+        .string("user", &client.user)
+        .raw("ids", &strings(&client.ids))
+        .number("age", client.connected_seconds as f64)
+        .number("subs", client.subscriptions as f64)
+        .raw("filters", &strings(&client.filters))
+        .number("msgs_in", client.messages_in as f64)
+        .number("bytes_in", client.bytes_in as f64)
+        .number("msgs_out", client.messages_out as f64)
+        .number("bytes_out", client.bytes_out as f64)
+        .number("pending", client.pending_bytes as f64)
+        .string("state", client.state.word())
+        .string("last", client.last_command)
+        .number("idle", client.idle_seconds as f64);
     object.finish()
 }
 
@@ -377,6 +422,15 @@ fn write_json_reply(reply: &Reply<'_>, out: &mut Vec<u8>) {
             }
             list.push(']');
             object.raw("topics", &list).number("more", *more as f64);
+        }
+        Reply::Clients { clients, more } => {
+            let listed: Vec<String> = clients.iter().map(client_json).collect();
+            object
+                .raw("clients", &format!("[{}]", listed.join(",")))
+                .number("more", *more as f64);
+        }
+        Reply::KickOk(number) => {
+            object.string("ok", "kick").number("client", *number as f64);
         }
         Reply::Stats(counters) => {
             let mut stats = ObjectWriter::new();

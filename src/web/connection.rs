@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use super::base64;
 use super::engineio_server::{Answer, EngineIo};
-use super::http::{self, Parse, Request, Response, HTML, JSON, TEXT};
+use super::http::{self, Parse, Request, Response, HTML, JSON, METRICS, TEXT};
+use super::metrics;
 use crate::connections::{Connections, Slot};
 use crate::hooks::{ClientInfo, Transport};
 use crate::outbox::Outbox;
@@ -254,6 +255,20 @@ impl HttpConnection {
                 Ok(user) => self.stats(user.as_deref()),
                 Err(refusal) => refusal,
             }),
+            "/clients" => only_get(request).unwrap_or_else(|| match self.authenticated(request) {
+                Ok(None) if self.router.access().is_some() => challenge(AUTH_REQUIRED),
+                Ok(user) => self.clients(request, user.as_deref()),
+                Err(refusal) => refusal,
+            }),
+            // The figures of `/stats`, in the format monitoring systems scrape; on a
+            // broker with access control, for any user (Prometheus sends Basic
+            // credentials: `basic_auth` in its scrape config).
+            "/metrics" => only_get(request).unwrap_or_else(|| match self.authenticated(request) {
+                Ok(None) if self.router.access().is_some() => challenge(AUTH_REQUIRED),
+                Ok(_) => Response::new(200, METRICS, metrics::page(&self.router))
+                    .header("Cache-Control", "no-store"),
+                Err(refusal) => refusal,
+            }),
             "/healthz" => only_get(request).unwrap_or_else(|| Response::new(200, TEXT, "ok")),
             "/socket.io/" => match self.socketio.answer(request, self.outbox.peer()) {
                 Answer::Respond(response) => response,
@@ -265,8 +280,9 @@ impl HttpConnection {
             _ => Response::new(
                 404,
                 TEXT,
-                "no such page: the live view is at /; also POST /publish, GET /topics, \
-                 GET /stats, GET /healthz, and a WebSocket at /ws",
+                "no such page: the live view is at / (the class picture at /class); also \
+                 POST /publish, GET /topics, GET /clients, GET /stats, GET /metrics, \
+                 GET /healthz, and a WebSocket at /ws",
             ),
         }
     }
