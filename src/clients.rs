@@ -409,7 +409,10 @@ impl Registered {
         }
         client.bytes_in.fetch_add(bytes, Ordering::Relaxed);
         if let Some(spec) = last {
-            let index = COMMANDS.iter().position(|s| s == spec).unwrap_or(COMMANDS.len());
+            let index = COMMANDS
+                .iter()
+                .position(|s| s == spec)
+                .unwrap_or(COMMANDS.len());
             client.last_command.store(index, Ordering::Relaxed);
         }
         let at = self.clients.millis_since_start(at);
@@ -446,13 +449,21 @@ mod tests {
         let entry = clients.register(7, addr(), Transport::Line, None);
         entry.used_id(Arc::from("sub1"));
         entry.subscribed(Arc::from("news/#"));
-        entry.add_burst(2, 60, COMMANDS.iter().find(|s| s.word == "PING"), Instant::now());
+        entry.add_burst(
+            2,
+            60,
+            COMMANDS.iter().find(|s| s.word == "PING"),
+            Instant::now(),
+        );
         let (rows, more) = clients.listing(|_| true, 10);
         assert_eq!((rows.len(), more), (1, 0));
         let row = &rows[0];
         assert_eq!((row.number, row.way_in), (7, "line"));
         assert_eq!((row.messages_in, row.bytes_in), (2, 60));
-        assert_eq!((row.ids.clone(), row.last_command), (vec!["sub1".into()], "PING"));
+        assert_eq!(
+            (row.ids.clone(), row.last_command),
+            (vec!["sub1".into()], "PING")
+        );
         assert!(Wanted::parse(Some("news/today")).matches(row));
         assert!(Wanted::parse(Some("#7")).matches(row));
         assert!(Wanted::parse(Some("keeping-up")).matches(row));

@@ -22,7 +22,10 @@ fn clients(raw: &mut Raw, command: &str) -> Vec<String> {
             return lines;
         }
         let rest = line.strip_prefix("CLIENTS ");
-        lines.push(rest.unwrap_or_else(|| panic!("not a CLIENTS line: {line:?}")).to_string());
+        lines.push(
+            rest.unwrap_or_else(|| panic!("not a CLIENTS line: {line:?}"))
+                .to_string(),
+        );
     }
 }
 
@@ -209,7 +212,10 @@ fn kick_closes_a_connection_and_tells_it_why() {
         .line()
         .starts_with("ERROR 'everyone' is not a client number"));
     teacher.send("KICK\n");
-    assert_eq!(teacher.line(), "ERROR wrong number of arguments: expected KICK <client>");
+    assert_eq!(
+        teacher.line(),
+        "ERROR wrong number of arguments: expected KICK <client>"
+    );
 }
 
 const FILE: &str = "user alice a1\nuser bob b2\nuser carol c3\n\

@@ -99,7 +99,11 @@ impl ListedClient {
     /// LIST` writes them, so a `grep state=behind` finds the slow ones. Lists are joined
     /// with commas (no topic or id holds a space, and a comma only rarely).
     pub fn write_fields(&self, out: &mut Vec<u8>) {
-        let user = if self.user.is_empty() { "-" } else { &self.user };
+        let user = if self.user.is_empty() {
+            "-"
+        } else {
+            &self.user
+        };
         let ids = if self.ids.is_empty() {
             "-".to_string()
         } else {

@@ -9,8 +9,8 @@ use std::net::IpAddr;
 use super::Router;
 use crate::access::{self, Access, Action};
 use crate::auth::Logins;
-use crate::protocol::grammar;
 use crate::clients::Wanted;
+use crate::protocol::grammar;
 use crate::protocol::{ListedClient, ProtocolError};
 
 impl Router {
@@ -165,8 +165,10 @@ impl Router {
             Some(access) => user.is_some_and(|user| access.is_instructor(user)),
         };
         let visible = |client: &ListedClient| sees_all || user == Some(client.user.as_str());
-        self.clients
-            .listing(|c| visible(c) && wanted.matches(c), self.config.max_topics_listed)
+        self.clients.listing(
+            |c| visible(c) && wanted.matches(c),
+            self.config.max_topics_listed,
+        )
     }
 
     /// Whether the client logged in as `user`, at `from`, may `KICK`: with an auth file,
