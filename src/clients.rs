@@ -322,7 +322,7 @@ impl Clients {
             pending_bytes: outward.pending,
             state: outward.state,
             last_command: COMMANDS
-                .iter()
+                .into_iter()
                 .chain([&AUTH])
                 .nth(last_command)
                 .map_or("-", |spec| spec.word),
@@ -411,7 +411,7 @@ impl Registered {
         if let Some(spec) = last {
             let index = COMMANDS
                 .iter()
-                .position(|s| s == spec)
+                .position(|s| *s == spec)
                 .unwrap_or(COMMANDS.len());
             client.last_command.store(index, Ordering::Relaxed);
         }
@@ -449,12 +449,7 @@ mod tests {
         let entry = clients.register(7, addr(), Transport::Line, None);
         entry.used_id(Arc::from("sub1"));
         entry.subscribed(Arc::from("news/#"));
-        entry.add_burst(
-            2,
-            60,
-            COMMANDS.iter().find(|s| s.word == "PING"),
-            Instant::now(),
-        );
+        entry.add_burst(2, 60, CommandSpec::find("PING"), Instant::now());
         let (rows, more) = clients.listing(|_| true, 10);
         assert_eq!((rows.len(), more), (1, 0));
         let row = &rows[0];

@@ -62,15 +62,15 @@
 //! ## The life of a PUBLISH
 //!
 //! One message, from the publisher's socket to a subscriber's, all on the publisher's
-//! connection thread (every function named is one call on the way: 14 per line once the
-//! batch for its topic is open, 29 from the accept to the write):
+//! connection thread (every function named is one call on the way: 17 per line once the
+//! batch for its topic is open, 32 from the accept to the write):
 //!
 //! | step | function | file |
 //! |---|---|---|
 //! | 1 | `LineListener::serve` accepts; `admit` gives the connection a slot, an [`Outbox`](outbox::Outbox) and a thread that runs `session::serve` | `server.rs` |
 //! | 2 | `Session::read_loop`: [`LineReader::fill`](framing::LineReader::fill) reads bytes, [`LineReader::next_line`](framing::LineReader::next_line) cuts a line | `session.rs`, `framing.rs` |
-//! | 3 | `Session::handle_line` → `handle_command_line` → [`Command::parse`] turns it into `Command::Publish` | `session.rs`, `protocol/command.rs` |
-//! | 4 | `Session::execute` (what the way in carries, the `AUTH` deadline) → `Session::publish` → `check_publisher` (the auth file's rules; returns at once without one) | `session.rs`, `router.rs` |
+//! | 3 | `Session::handle_line` → `handle_command_line` → [`Command::parse`]: [`CommandSpec::find`](protocol::CommandSpec::find) looks the word up in the table, `split` cuts the arguments by their shapes, [`build`](protocol::CommandSpec::build) makes `Command::Publish` | `session.rs`, `protocol/command.rs` |
+//! | 4 | `Session::execute`, the gate (what the way in carries, the `AUTH` deadline) → `Session::apply`, the one `match` → `Session::publish` → `check_publisher` (the auth file's rules; returns at once without one) | `session.rs`, `session/commands/mod.rs`, `session/commands/publish.rs` |
 //! | 5 | [`Publisher::publish`](router::Publisher::publish) → `publish_stamped`: the grammar's [`check_id`](protocol::grammar::check_id) and [`check_message`](protocol::grammar::check_message); for a new batch [`check_topic`](protocol::grammar::check_topic), one [`Registry::subscribers`](registry::Registry::subscribers) lookup (the registry's lock, taken and given back) and one [`Clock::now`](clock::Clock::now); the hooks' say, only if the program gave any | `router.rs`, `protocol/grammar.rs`, `registry.rs`, `clock.rs` |
 //! | 6 | [`Batch::start`](batch::Batch::start), [`Batch::add`](batch::Batch::add) → [`write_delivery`](protocol::write_delivery): the `DELIVER` line, formatted once | `batch.rs`, `protocol/delivery.rs` |
 //! | 7 | [`Publisher::hand_out`](router::Publisher::hand_out) → `fan_out` → [`Subscriber::deliver`](subscriber::Subscriber::deliver) (a big batch, written in place to a subscriber that keeps up) or [`Subscriber::offer`](subscriber::Subscriber::offer) (copied into its outbox) | `router.rs`, `outbox.rs` |
@@ -78,7 +78,8 @@
 //!
 //! Every other way in joins this road at step 4: a WebSocket frame, a datagram, an HTTP
 //! request and a JSON line are each turned into a [`Command`] by their own codec and
-//! executed by the same `Session::execute`.
+//! executed by the same `Session::execute`. What each command does is one file in
+//! `session/commands/`.
 //!
 //! ## Threads, and who reads and writes each socket
 //!

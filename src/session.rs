@@ -4,8 +4,9 @@
 //! A way in is a *codec* (bytes, frames, datagrams or HTTP requests to [`Command`]s, and
 //! replies back in its own dialect) plus a [`Link`] (`session/link.rs`): who the client
 //! is, where its replies and deliveries go, which commands the way in carries at all. Each
-//! client is a [`Session`] over its link, and `Session::execute` is the one place that
-//! decides what a command does: who the client is (its user, or `anonymous`), access
+//! client is a [`Session`] over its link, and `Session::execute` is the one gate every
+//! command passes before its handler (one file per command in `session/commands/`)
+//! decides what it does: who the client is (its user, or `anonymous`), access
 //! rules, limits, subscription bookkeeping, confirms, and the reason of every refusal. So a
 //! rule written here holds for every way in, and a new way in is a codec and a link:
 //!
@@ -56,7 +57,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::auth;
 use crate::clients::Registered;
 use crate::config::format_duration;
 use crate::connections::Slot;
@@ -66,16 +66,15 @@ use crate::hooks::{ClientInfo, Transport};
 use crate::keyed::KeyedList;
 use crate::outbox::Outbox;
 use crate::peer::Peer;
-use crate::protocol::grammar;
 use crate::protocol::{
     Command, CommandSpec, Dialect, Held, HeldReply, JsonRequest, ProtocolError, Reply,
 };
 use crate::router::{Publisher, Router};
 use crate::subscriber::{Offer, Subscriber, SubscriberId};
-use crate::text::escaped;
 use crate::throttle::{and_more, Throttle, Verdict, QUIETING};
 use crate::trace::{self, Direction};
 
+mod commands;
 mod link;
 
 pub(crate) use link::{Entry, Link, TcpLink};
@@ -477,7 +476,6 @@ impl Session {
         self.verbose || self.asked_ack
     }
 
-    /// The one place that decides what each command does.
     /// Executes `command` with an acknowledgement, whatever the mode: for a way in whose
     /// request always wants an answer (a JSON line with `"verbose": true`, an HTTP request).
     pub(crate) fn execute_acknowledged(&mut self, command: Command<'_>) {
@@ -486,6 +484,9 @@ impl Session {
         self.asked_ack = false;
     }
 
+    /// The gate every command passes, from every way in: whether the way in carries it
+    /// at all, and the `AUTH` deadline. Then `apply` (in `session/commands/`) does what the
+    /// command says.
     pub(crate) fn execute(&mut self, command: Command<'_>) {
         log::debug!("{} {:?}", self.peer().tag(), command);
         self.burst.last = Some(command.spec());
@@ -503,341 +504,7 @@ impl Session {
                 return self.refuse(&ProtocolError::AuthRequired);
             }
         }
-        match command {
-            Command::Auth { user, secret } => self.auth(user, secret.0),
-            Command::Subscribe {
-                topic,
-                subscriber_id,
-            } => self.subscribe(topic, subscriber_id),
-            Command::Unsubscribe {
-                topic,
-                subscriber_id,
-            } => self.unsubscribe(topic, subscriber_id),
-            Command::UnsubscribeAll => self.unsubscribe_all(),
-            Command::Retain {
-                topic,
-                message,
-                publisher_id,
-            } => self.retain(topic, message, publisher_id),
-            Command::Unretain {
-                topic,
-                publisher_id,
-            } => match self
-                .check_publisher(topic, publisher_id)
-                .and_then(|()| self.router.unretain(topic, publisher_id))
-            {
-                Ok(_) if self.acknowledge() => self.reply(Reply::UnretainOk(topic)),
-                Ok(_) => {}
-                Err(error) => self.refuse(&error),
-            },
-            Command::Publish {
-                topic,
-                message,
-                publisher_id,
-            } => self.publish(topic, message, publisher_id),
-            Command::Durable {
-                filter,
-                subscriber_id,
-            } => self.durable(filter, subscriber_id),
-            Command::Ack { seq } => self.ack(seq),
-            Command::Cancel {
-                filter,
-                subscriber_id,
-            } => self.cancel(filter, subscriber_id),
-            Command::Ping { token } => self.reply(Reply::Pong(token)),
-            Command::Topics { filter } => match self.router.listing(self.user.as_deref(), filter) {
-                Ok(listing) => self.reply(Reply::Topics {
-                    topics: &listing.topics,
-                    more: listing.more,
-                }),
-                Err(error) => self.refuse(&error),
-            },
-            Command::Clients { filter } => {
-                let (clients, more) = self.router.client_listing(self.user.as_deref(), filter);
-                self.reply(Reply::Clients {
-                    clients: &clients,
-                    more,
-                });
-            }
-            Command::Kick { client } => self.kick(client),
-            Command::Stats => {
-                let counters = self.router.counters();
-                self.reply(Reply::Stats(&counters));
-            }
-            Command::Verbose { on } => {
-                self.verbose = on;
-                self.reply(Reply::VerboseOk(on));
-            }
-            Command::Quit => {
-                self.reply(Reply::Bye);
-                self.quitting = Some(Quit::Bye);
-            }
-            Command::Help if self.router.access().is_some() => self.reply(Reply::HelpWithAuth),
-            Command::Help => self.reply(Reply::Help),
-        }
-    }
-
-    /// `SUBSCRIBE <filter> <id>`: a topic, or a filter with wildcards. Retained messages
-    /// the filter matches are queued at once, so they come before the `OK` (and before the
-    /// `PONG` of a `PING` sent after the `SUBSCRIBE`).
-    fn subscribe(&mut self, topic: &str, subscriber_id: &str) {
-        let checked = self
-            .router
-            .check_subscribe(self.user.as_deref(), topic, subscriber_id);
-        if let Err(error) = checked {
-            return self.refuse(&error);
-        }
-        // Deliveries still in the batch were published before this: they go to the old
-        // list of subscribers, not to us.
-        self.publisher.hand_out();
-        if !self.subscriptions.contains(topic) {
-            let limit = self.router.config().max_subscriptions;
-            if self.subscriptions.len() >= limit {
-                return self.refuse(&ProtocolError::TooManySubscriptions { limit });
-            }
-            let client = self.client.with_id(subscriber_id);
-            match self.router.subscribe(client, topic, &self.subscriber) {
-                Ok(Some(name)) => {
-                    if let Some(listed) = &self.listed {
-                        listed.subscribed(Arc::clone(&name));
-                    }
-                    self.subscriptions.insert(name, ());
-                }
-                Ok(None) => {}
-                Err(error) => return self.refuse(&error),
-            }
-            log::info!(
-                "{} {subscriber_id} subscribed to {topic}",
-                self.peer().tag()
-            );
-        }
-        if self.acknowledge() {
-            self.reply(Reply::SubscribeOk(topic));
-        }
-    }
-
-    fn unsubscribe(&mut self, topic: &str, subscriber_id: &str) {
-        let checked = grammar::check_subscription(topic, subscriber_id, self.router.limits());
-        if let Err(error) = checked {
-            return self.refuse(&error);
-        }
-        self.publisher.hand_out();
-        if self.subscriptions.contains(topic) {
-            let client = self.client.with_id(subscriber_id);
-            if let Err(error) = self.router.unsubscribe(client, topic, self.subscriber.id()) {
-                return self.refuse(&error);
-            }
-            self.subscriptions.remove(topic);
-            if let Some(listed) = &self.listed {
-                listed.unsubscribed(topic);
-            }
-            log::info!(
-                "{} {subscriber_id} unsubscribed from {topic}",
-                self.peer().tag()
-            );
-        }
-        if self.acknowledge() {
-            self.reply(Reply::UnsubscribeOk(topic));
-        }
-    }
-
-    /// `DURABLE <filter> <id>`: starts the durable subscription if there is none, and
-    /// makes this connection its holder. The subscription itself sends `OK DURABLE`, then
-    /// its messages, in that order (see `Durable::attach`).
-    fn durable(&mut self, filter: &str, subscriber_id: &str) {
-        let Some(holder) = self.holder.clone() else {
-            return; // a link that cannot hold one refuses DURABLE (`Link::carries`)
-        };
-        if let Err(error) = self.check_durable(filter, subscriber_id) {
-            return self.refuse(&error);
-        }
-        // One connection holds at most --max-subscriptions durable subscriptions too.
-        let limit = self.router.config().max_subscriptions;
-        let holds_it = self
-            .durables
-            .iter()
-            .any(|d| d.subscriber_id() == subscriber_id && &**d.filter() == filter);
-        if !holds_it && self.durables.len() >= limit {
-            return self.refuse(&ProtocolError::TooManySubscriptions { limit });
-        }
-        self.publisher.hand_out();
-        // Confirms still waiting for the log go out before this reply.
-        self.commit_and_release();
-        self.settle();
-        let (durable, created) = match self.router.durables().get_or_create(filter, subscriber_id) {
-            Ok(found) => found,
-            Err(error) => return self.refuse(&error),
-        };
-        if created {
-            let subscriber: Arc<dyn Subscriber> = Arc::clone(&durable) as Arc<dyn Subscriber>;
-            let client = self.client.with_id(subscriber_id);
-            if let Err(error) = self.router.subscribe(client, filter, &subscriber) {
-                return self.refuse(&error);
-            }
-        }
-        let attached = durable.attach(holder);
-        if let Some(old) = attached.taken_from {
-            old.send();
-            log::info!(
-                "{} took durable subscription {} {} over from another connection",
-                self.peer().tag(),
-                escaped(subscriber_id),
-                escaped(filter)
-            );
-        }
-        log::info!(
-            "{} {} holds durable subscription {} ({} pending)",
-            self.peer().tag(),
-            escaped(subscriber_id),
-            escaped(filter),
-            attached.pending
-        );
-        if !self.durables.iter().any(|d| Arc::ptr_eq(d, &durable)) {
-            self.durables.push(durable);
-        }
-    }
-
-    /// `ACK <seq>`: finds the durable subscription of this connection that has that
-    /// message in flight.
-    fn ack(&mut self, seq: &str) {
-        let Ok(seq) = seq.parse::<u64>() else {
-            let shown: String = seq.chars().take(32).collect();
-            return self.refuse(&ProtocolError::BadSeq(escaped(&shown).to_string()));
-        };
-        let me = self.subscriber.id();
-        if self.durables.iter().any(|durable| durable.ack(seq, me)) {
-            self.acked = true;
-            if self.acknowledge() {
-                self.reply(Reply::AckOk(seq));
-            }
-        } else {
-            self.refuse(&ProtocolError::UnknownSeq(seq));
-        }
-    }
-
-    /// `CANCEL <filter> <id>`: ends the durable subscription, whoever holds it. Cancelling
-    /// one that does not exist is not an error (as `UNSUBSCRIBE` is not).
-    fn cancel(&mut self, filter: &str, subscriber_id: &str) {
-        if let Err(error) = self.check_durable(filter, subscriber_id) {
-            return self.refuse(&error);
-        }
-        self.publisher.hand_out();
-        let mut dropped = 0;
-        if let Some((durable, count)) = self.router.durables().cancel(filter, subscriber_id) {
-            // The subscription is gone for good, as a leaving one is: the hooks are not
-            // asked (they were, when it began).
-            self.router
-                .unsubscribe_all([filter], Subscriber::id(&*durable));
-            self.durables.retain(|held| !Arc::ptr_eq(held, &durable));
-            self.acked = true;
-            dropped = count;
-        }
-        self.reply(Reply::CancelOk { filter, dropped });
-    }
-
-    fn retain(&mut self, topic: &str, message: &str, publisher_id: &str) {
-        if let Err(error) = self.check_publisher(topic, publisher_id) {
-            return self.refuse(&error);
-        }
-        let retained = self.publisher.retain(topic, message, publisher_id);
-        if retained.is_ok() {
-            self.burst.messages += 1;
-        }
-        match retained {
-            Ok(deliveries) if self.acknowledge() => {
-                self.reply(Reply::RetainOk { topic, deliveries })
-            }
-            Ok(_) => {}
-            Err(error) => self.refuse(&error),
-        }
-    }
-
-    /// `UNSUBSCRIBE` with no arguments: the cleanup of a connection that goes, done for
-    /// one that stays.
-    fn unsubscribe_all(&mut self) {
-        self.publisher.hand_out();
-        let topics = self.subscriptions.len();
-        self.leave_all_topics();
-        log::info!("{} unsubscribed from all {topics} topic(s)", self.peer());
-        if self.acknowledge() {
-            self.reply(Reply::UnsubscribeAllOk);
-        }
-    }
-
-    fn publish(&mut self, topic: &str, message: &str, publisher_id: &str) {
-        if let Err(error) = self.check_publisher(topic, publisher_id) {
-            return self.refuse(&error);
-        }
-        let receivers = match self.publisher.publish(topic, message, publisher_id) {
-            Ok(receivers) => receivers,
-            Err(error) => return self.refuse(&error),
-        };
-        self.burst.messages += 1;
-        log::debug!(
-            "{} {} published to {} ({receivers} subscribers)",
-            self.peer().tag(),
-            escaped(publisher_id),
-            escaped(topic)
-        );
-        if self.acknowledge() {
-            let deliveries = self.publisher.hand_out();
-            if self.router.durables().on_disk() {
-                // Confirmed only once the log is committed: see `flush`.
-                self.after_commit.push(HeldReply::Confirm {
-                    topic: topic.into(),
-                    deliveries,
-                });
-            } else {
-                self.reply(Reply::PublishOk { topic, deliveries });
-            }
-        }
-    }
-
-    /// `AUTH <user> <secret>`: on a broker with access control, the connection becomes
-    /// that user, and from then on may send every other command.
-    fn auth(&mut self, user: &str, secret: &str) {
-        if self.router.access().is_none() {
-            return self.refuse(&ProtocolError::AuthOff);
-        }
-        if let Some(known) = &self.user {
-            let known = known.to_string();
-            return self.refuse(&ProtocolError::AlreadyAuthenticated(known));
-        }
-        // What came before is answered before this thread waits out a failure's delay.
-        self.flush();
-        let router = Arc::clone(&self.router);
-        let from = self.peer().addr().ip();
-        match router.log_in(from, self.peer(), user, secret) {
-            Ok(name) => {
-                self.user = Some(Arc::from(name.as_str()));
-                if let (Some(listed), Some(user)) = (&self.listed, &self.user) {
-                    listed.set_user(Arc::clone(user));
-                }
-                self.auth_deadline = None;
-                self.link.authenticated();
-                log::info!("{} authenticated as {name}", self.peer().tag());
-                self.reply(Reply::AuthOk(&name));
-            }
-            Err(error) => self.auth_failed(error),
-        }
-    }
-
-    /// A failed `AUTH`: answered (`auth.rs` has logged and counted it already), and the
-    /// connection closed after [`auth::FAILURES_PER_CONNECTION`] of them, or at once if its
-    /// address is out of attempts (it could only be refused again).
-    fn auth_failed(&mut self, error: ProtocolError) {
-        self.router.stats().errors.fetch_add(1, Ordering::Relaxed);
-        self.auth_failures += 1;
-        if matches!(error, ProtocolError::TooManyFailures { .. }) {
-            self.reply(Reply::Error(&error));
-            self.quitting = Some(Quit::AuthFailed);
-        } else if self.auth_failures >= auth::FAILURES_PER_CONNECTION {
-            let failures = self.auth_failures;
-            self.reply(Reply::Error(&ProtocolError::AuthGaveUp { failures }));
-            self.quitting = Some(Quit::AuthFailed);
-        } else {
-            self.reply(Reply::Error(&error));
-        }
+        self.apply(command);
     }
 
     /// How long this connection has left to send `AUTH`, while it must still send one:
@@ -854,32 +521,6 @@ impl Session {
         self.refuse(&ProtocolError::AuthTimeout(timeout));
         self.flush();
         self.quitting = Some(Quit::AuthTimeout);
-        Ok(())
-    }
-
-    /// What `DURABLE` and `CANCEL` check before they touch a durable subscription: its
-    /// names and filter, and on a broker with access control, that this connection's user
-    /// may hold it (see `Router::check_durable_rules`).
-    fn check_durable(&self, filter: &str, subscriber_id: &str) -> Result<(), ProtocolError> {
-        self.router
-            .check_durable_rules(self.user.as_deref(), filter, subscriber_id)
-    }
-
-    /// Whether this connection's user may publish to `topic` as `publisher_id` (see
-    /// `Router::check_publish_rules`). The last topic and id allowed are remembered, so a
-    /// burst to one topic is checked once.
-    fn check_publisher(&mut self, topic: &str, publisher_id: &str) -> Result<(), ProtocolError> {
-        if self.router.access().is_none() {
-            return Ok(());
-        }
-        if let Some((allowed_topic, allowed_id)) = &self.allowed_publish {
-            if **allowed_topic == *topic && **allowed_id == *publisher_id {
-                return Ok(());
-            }
-        }
-        self.router
-            .check_publish_rules(self.user.as_deref(), topic, publisher_id)?;
-        self.allowed_publish = Some((topic.into(), publisher_id.into()));
         Ok(())
     }
 
@@ -945,31 +586,6 @@ impl Session {
         if let Some(listed) = &self.listed {
             listed.add_burst(burst.messages, burst.bytes, burst.last, Instant::now());
         }
-    }
-
-    /// `KICK <client>`: tells that client why and closes its connection, for an
-    /// instructor (see `Router::check_kick` for who that is without an auth file). Logged
-    /// with who did it, since a student will ask.
-    fn kick(&mut self, client: &str) {
-        let from = self.peer().addr().ip();
-        if let Err(error) = self.router.check_kick(self.user.as_deref(), from) {
-            return self.refuse(&error);
-        }
-        let Ok(number) = client.strip_prefix('#').unwrap_or(client).parse::<u64>() else {
-            let shown: String = client.chars().take(32).collect();
-            return self.refuse(&ProtocolError::BadClientNumber(escaped(&shown).to_string()));
-        };
-        let by = match &self.user {
-            Some(user) => user.to_string(),
-            None => format!("#{} ({from})", self.peer().conn()),
-        };
-        let target = self.router.clients().find(number);
-        let kicked = ProtocolError::Kicked { by: by.clone() };
-        if !target.is_some_and(|target| target.kick(&kicked)) {
-            return self.refuse(&ProtocolError::NoSuchClient(number));
-        }
-        log::warn!("#{number} kicked by {by} ({})", self.peer());
-        self.reply(Reply::KickOk(number));
     }
 
     /// No more input is waiting: give back the batch's memory, so that an idle connection
@@ -1050,10 +666,10 @@ impl Session {
         let topics = self.subscriptions.iter().map(|(topic, ())| topic);
         self.router.unsubscribe_all(topics, self.subscriber.id());
         self.subscriptions.clear();
+        // lab:end 04
         if let Some(listed) = &self.listed {
             listed.unsubscribed_all();
         }
-        // lab:end 04
     }
 }
 

@@ -2,11 +2,20 @@
 //! [`Command`].
 //!
 //! [`COMMANDS`] is the protocol's dictionary. Each entry holds a command's word, its
-//! arguments as people read them, what it does, and the function that parses its
-//! arguments. Parsing looks the word up there; `HELP` prints the table; an `ERROR` for
-//! wrong arguments shows the entry's syntax; the "unknown command" error lists the classic
-//! entries. Adding a command is one entry here, one [`Command`] variant, and its handler in
-//! the session.
+//! arguments (each with its name and its shape on the line), what it does, its action in
+//! kn-sock's JSON dialect, and how its arguments become a [`Command`]. Everything about a
+//! command's syntax is read from that entry, written once:
+//!
+//! * parsing a line splits the arguments by their shapes ([`Command::parse`]);
+//! * a JSON line's members are found by the same arguments' names (`dialect.rs`);
+//! * `HELP` prints the table, and an `ERROR` for wrong arguments shows the entry's syntax;
+//! * a client writes a command back as a line from the same entry ([`Command::write_line`]).
+//!
+//! Adding a command is an entry here, a [`Command`] variant with its line in
+//! [`Command::parts`], and its handler in `session/commands/` (one file per command, as
+//! mini-redis keeps its `cmd/` folder). Production brokers keep the same idea in other
+//! forms: Redis has a command table (`commands.def`) with each command's arity and flags,
+//! generated from one JSON file per command.
 
 use super::error::{shorten, ProtocolError};
 use crate::text;
@@ -16,36 +25,135 @@ use crate::text;
 pub struct CommandSpec {
     /// The command word, as `HELP` shows it. Matched in any letter case.
     pub word: &'static str,
-    /// The arguments, as `HELP` and errors show them: `<topic> <subscriber_id>`.
-    pub arguments: &'static str,
+    /// The arguments, in the order the line gives them.
+    pub arguments: &'static [Argument],
     /// What the command does, in a few words, for `HELP`.
     pub summary: &'static str,
     /// Whether the classic classroom broker had it (the three every client knows).
     pub classic: bool,
-    /// Parses the arguments (the line after the word, separators trimmed); `None` when
-    /// they do not fit [`arguments`](Self::arguments).
-    parse: for<'a> fn(&'a str) -> Option<Command<'a>>,
+    /// Its action in kn-sock's JSON dialect (`"subscribe"`), if that dialect has it.
+    pub json: Option<&'static str>,
+    /// What the word means with no arguments at all, when that is not what an empty
+    /// argument list means (`UNSUBSCRIBE` alone leaves every topic).
+    alone: Option<Command<'static>>,
+    /// Builds the command from its arguments, given in the order of
+    /// [`arguments`](Self::arguments), each checked against its shape.
+    build: for<'a> fn(Arguments<'a>) -> Command<'a>,
+}
+
+/// One argument of a command: how the line, `HELP` and the JSON dialect name it, and its
+/// shape on the line.
+#[derive(Debug)]
+pub struct Argument {
+    /// Its name in `HELP` and errors: `subscriber_id` shows as `<subscriber_id>`.
+    pub name: &'static str,
+    /// What an error about its text calls it: `subscriber id`.
+    pub what: &'static str,
+    /// How it sits on the line.
+    pub shape: Shape,
+    /// The JSON members that may carry it, the first one present winning.
+    pub json: &'static [&'static str],
+    /// Whether it is the id the client calls itself, which a JSON line may leave out (the
+    /// client's address stands in).
+    pub id: bool,
+}
+
+/// How an argument sits on the line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// One token: `<topic>`.
+    Word,
+    /// Every byte from here to the last token, inner spacing kept: `<message>`.
+    Text,
+    /// One token or none, at the end: `[token]`.
+    Optional,
+    /// One of a few words, in any letter case: `on|off`.
+    OneOf(&'static [&'static str]),
+}
+
+/// A command's arguments as parsed, in the order of its entry's
+/// [`arguments`](CommandSpec::arguments).
+#[derive(Debug, Clone, Copy)]
+pub struct Arguments<'a>([Option<&'a str>; 3]);
+
+impl<'a> Arguments<'a> {
+    /// Arguments found another way than on a line (a JSON line's members), which the
+    /// caller has checked against their shapes.
+    pub(crate) fn new(given: [Option<&'a str>; 3]) -> Arguments<'a> {
+        Arguments(given)
+    }
+
+    /// Argument `n`, which its shape says is always there.
+    fn given(&self, n: usize) -> &'a str {
+        self.0[n].unwrap_or_default()
+    }
+
+    /// Argument `n`, which may be left out.
+    fn optional(&self, n: usize) -> Option<&'a str> {
+        self.0[n]
+    }
+}
+
+const TOPIC: Argument = word("topic", "topic", &["topic"]);
+const FILTER: Argument = word("filter", "filter", &["filter"]);
+const MESSAGE: Argument = Argument {
+    name: "message",
+    what: "message",
+    shape: Shape::Text,
+    json: &["message"],
+    id: false,
+};
+const SUBSCRIBER_ID: Argument = Argument {
+    id: true,
+    ..word("subscriber_id", "subscriber id", &["id"])
+};
+const PUBLISHER_ID: Argument = Argument {
+    id: true,
+    ..word("publisher_id", "publisher id", &["publisher", "id"])
+};
+
+const fn word(name: &'static str, what: &'static str, json: &'static [&'static str]) -> Argument {
+    Argument {
+        name,
+        what,
+        shape: Shape::Word,
+        json,
+        id: false,
+    }
+}
+
+const fn optional(name: &'static str, json: &'static [&'static str]) -> Argument {
+    Argument {
+        shape: Shape::Optional,
+        ..word(name, name, json)
+    }
 }
 
 impl CommandSpec {
     /// The words a command that takes one of a few takes (`on|off`: `on`, `off`); none for
     /// the others.
-    pub fn choices(&self) -> Vec<&'static str> {
-        let fixed = self.arguments.contains('|') && !self.arguments.contains(['<', '[', ' ']);
-        if fixed {
-            self.arguments.split('|').collect()
-        } else {
-            Vec::new()
+    pub fn choices(&self) -> &'static [&'static str] {
+        match self.arguments {
+            [Argument {
+                shape: Shape::OneOf(choices),
+                ..
+            }] => choices,
+            _ => &[],
         }
     }
 
     /// The whole syntax: `SUBSCRIBE <topic> <subscriber_id>`.
     pub fn syntax(&self) -> String {
-        if self.arguments.is_empty() {
-            self.word.to_string()
-        } else {
-            format!("{} {}", self.word, self.arguments)
+        let mut syntax = self.word.to_string();
+        for argument in self.arguments {
+            syntax.push(' ');
+            match argument.shape {
+                Shape::Word | Shape::Text => syntax.push_str(&format!("<{}>", argument.name)),
+                Shape::Optional => syntax.push_str(&format!("[{}]", argument.name)),
+                Shape::OneOf(choices) => syntax.push_str(&choices.join("|")),
+            }
         }
+        syntax
     }
 
     /// The entry whose word is `word`, in any letter case, as the classic broker accepted
@@ -55,9 +163,61 @@ impl CommandSpec {
     /// free of allocations; words of another length are skipped at the first comparison.
     pub fn find(word: &str) -> Option<&'static CommandSpec> {
         COMMANDS
-            .iter()
+            .into_iter()
             .chain([&AUTH])
             .find(|spec| word.eq_ignore_ascii_case(spec.word))
+    }
+
+    /// The entry whose JSON action is `action` (exactly: JSON is case-sensitive).
+    pub fn for_json(action: &str) -> Option<&'static CommandSpec> {
+        COMMANDS
+            .into_iter()
+            .chain([&AUTH])
+            .find(|spec| spec.json == Some(action))
+    }
+
+    /// The command these arguments make, each given in the order of
+    /// [`arguments`](Self::arguments) and already checked against its shape.
+    pub fn build<'a>(&self, arguments: Arguments<'a>) -> Command<'a> {
+        (self.build)(arguments)
+    }
+
+    /// Splits `rest` (the line after the word, separators trimmed) into this command's
+    /// arguments by their shapes; `None` when it does not fit them.
+    fn split<'a>(&self, rest: &'a str) -> Option<Arguments<'a>> {
+        let mut given = [None; 3];
+        let mut rest = rest;
+        for (slot, argument) in given.iter_mut().zip(self.arguments) {
+            if argument.shape == Shape::Text {
+                // The text ends where the last token starts. The run of separators before
+                // that token belongs to the gap, not to the text, so it is trimmed off.
+                let last = rest.bytes().rposition(is_separator)? + 1;
+                let text = trim_end_separators(&rest[..last]);
+                *slot = Some(text).filter(|text| !text.is_empty());
+                slot.as_ref()?;
+                rest = &rest[last..];
+                continue;
+            }
+            let (token, after) = split_first_token(rest);
+            *slot = match argument.shape {
+                _ if token.is_empty() && argument.shape == Shape::Optional => None,
+                _ if token.is_empty() => return None,
+                Shape::OneOf(choices) => {
+                    Some(*choices.iter().find(|c| token.eq_ignore_ascii_case(c))?)
+                }
+                _ => Some(token),
+            };
+            rest = after;
+        }
+        rest.is_empty().then_some(Arguments(given))
+    }
+
+    /// The JSON actions, in the order of the table, as errors list them.
+    pub fn json_actions() -> impl Iterator<Item = &'static str> {
+        COMMANDS
+            .into_iter()
+            .chain([&AUTH])
+            .filter_map(|spec| spec.json)
     }
 }
 
@@ -69,134 +229,252 @@ impl PartialEq for CommandSpec {
 
 impl Eq for CommandSpec {}
 
+/// `SUBSCRIBE <topic> <subscriber_id>`: the classic way to start receiving.
+pub static SUBSCRIBE: CommandSpec = CommandSpec {
+    word: "SUBSCRIBE",
+    arguments: &[TOPIC, SUBSCRIBER_ID],
+    summary: "receive every message published to <topic> (wildcards: + one level, # all below)",
+    classic: true,
+    json: Some("subscribe"),
+    alone: None,
+    build: |a| Command::Subscribe {
+        topic: a.given(0),
+        subscriber_id: a.given(1),
+    },
+};
+
+/// `UNSUBSCRIBE <topic> <subscriber_id>`, or `UNSUBSCRIBE` alone for every topic.
+pub static UNSUBSCRIBE: CommandSpec = CommandSpec {
+    word: "UNSUBSCRIBE",
+    arguments: &[TOPIC, SUBSCRIBER_ID],
+    summary: "stop receiving <topic> (with no arguments: every topic)",
+    classic: true,
+    json: Some("unsubscribe"),
+    alone: Some(Command::UnsubscribeAll),
+    build: |a| Command::Unsubscribe {
+        topic: a.given(0),
+        subscriber_id: a.given(1),
+    },
+};
+
+/// `PUBLISH <topic> <message> <publisher_id>`: the message is everything between the
+/// topic and the last token, byte for byte.
+pub static PUBLISH: CommandSpec = CommandSpec {
+    word: "PUBLISH",
+    arguments: &[TOPIC, MESSAGE, PUBLISHER_ID],
+    summary: "send <message> to every subscriber of <topic>",
+    classic: true,
+    json: Some("publish"),
+    alone: None,
+    build: |a| Command::Publish {
+        topic: a.given(0),
+        message: a.given(1),
+        publisher_id: a.given(2),
+    },
+};
+
+/// `RETAIN <topic> <message> <publisher_id>`: read exactly as `PUBLISH`.
+pub static RETAIN: CommandSpec = CommandSpec {
+    word: "RETAIN",
+    arguments: &[TOPIC, MESSAGE, PUBLISHER_ID],
+    summary: "publish, and keep <message> for every later subscriber of <topic>",
+    classic: false,
+    json: Some("retain"),
+    alone: None,
+    build: |a| Command::Retain {
+        topic: a.given(0),
+        message: a.given(1),
+        publisher_id: a.given(2),
+    },
+};
+
+/// `UNRETAIN <topic> <publisher_id>`.
+pub static UNRETAIN: CommandSpec = CommandSpec {
+    word: "UNRETAIN",
+    arguments: &[TOPIC, PUBLISHER_ID],
+    summary: "forget the message kept for <topic>",
+    classic: false,
+    json: Some("unretain"),
+    alone: None,
+    build: |a| Command::Unretain {
+        topic: a.given(0),
+        publisher_id: a.given(1),
+    },
+};
+
+/// `DURABLE <filter> <subscriber_id>`.
+pub static DURABLE: CommandSpec = CommandSpec {
+    word: "DURABLE",
+    arguments: &[FILTER, SUBSCRIBER_ID],
+    summary: "start or resume a durable subscription: MESSAGE lines, kept until ACKed",
+    classic: false,
+    json: None,
+    alone: None,
+    build: |a| Command::Durable {
+        filter: a.given(0),
+        subscriber_id: a.given(1),
+    },
+};
+
+/// `ACK <seq>`.
+pub static ACK: CommandSpec = CommandSpec {
+    word: "ACK",
+    arguments: &[word("seq", "seq", &["seq"])],
+    summary: "acknowledge MESSAGE <seq>: the broker will not send it again",
+    classic: false,
+    json: None,
+    alone: None,
+    build: |a| Command::Ack { seq: a.given(0) },
+};
+
+/// `CANCEL <filter> <subscriber_id>`.
+pub static CANCEL: CommandSpec = CommandSpec {
+    word: "CANCEL",
+    arguments: &[FILTER, SUBSCRIBER_ID],
+    summary: "end a durable subscription, dropping the messages it holds",
+    classic: false,
+    json: None,
+    alone: None,
+    build: |a| Command::Cancel {
+        filter: a.given(0),
+        subscriber_id: a.given(1),
+    },
+};
+
+/// `PING [token]`.
+pub static PING: CommandSpec = CommandSpec {
+    word: "PING",
+    arguments: &[optional("token", &["token"])],
+    summary: "the broker answers PONG [token]",
+    classic: false,
+    json: Some("ping"),
+    alone: None,
+    build: |a| Command::Ping {
+        token: a.optional(0),
+    },
+};
+
+/// `TOPICS [filter]`.
+pub static TOPICS: CommandSpec = CommandSpec {
+    word: "TOPICS",
+    arguments: &[optional("filter", &["filter"])],
+    summary: "list topics (matching [filter]) with their subscribers",
+    classic: false,
+    json: Some("topics"),
+    alone: None,
+    build: |a| Command::Topics {
+        filter: a.optional(0),
+    },
+};
+
+/// `CLIENTS [filter]`: the instructor's view (see `clients.rs`).
+pub static CLIENTS: CommandSpec = CommandSpec {
+    word: "CLIENTS",
+    arguments: &[optional("filter", &["filter"])],
+    summary: "list clients (matching a #number, state, id or topic) and what each does",
+    classic: false,
+    json: Some("clients"),
+    alone: None,
+    build: |a| Command::Clients {
+        filter: a.optional(0),
+    },
+};
+
+/// `KICK <client>`: an instructor closes a client's connection.
+pub static KICK: CommandSpec = CommandSpec {
+    word: "KICK",
+    arguments: &[word("client", "client", &["client"])],
+    summary: "close client <client> (its CLIENTS number), telling it why: instructors",
+    classic: false,
+    json: Some("kick"),
+    alone: None,
+    build: |a| Command::Kick { client: a.given(0) },
+};
+
+/// `STATS`.
+pub static STATS: CommandSpec = CommandSpec {
+    word: "STATS",
+    arguments: &[],
+    summary: "broker counters, one 'name value' per line",
+    classic: false,
+    json: Some("stats"),
+    alone: None,
+    build: |_| Command::Stats,
+};
+
+/// `VERBOSE on|off`.
+pub static VERBOSE: CommandSpec = CommandSpec {
+    word: "VERBOSE",
+    arguments: &[Argument {
+        shape: Shape::OneOf(&["on", "off"]),
+        ..word("mode", "mode", &[])
+    }],
+    summary: "acknowledge every accepted command with OK",
+    classic: false,
+    json: None,
+    alone: None,
+    build: |a| Command::Verbose {
+        on: a.given(0) == "on",
+    },
+};
+
+/// `QUIT`.
+pub static QUIT: CommandSpec = CommandSpec {
+    word: "QUIT",
+    arguments: &[],
+    summary: "the broker answers BYE and closes",
+    classic: false,
+    json: None,
+    alone: None,
+    build: |_| Command::Quit,
+};
+
+/// `HELP`.
+pub static HELP: CommandSpec = CommandSpec {
+    word: "HELP",
+    arguments: &[],
+    summary: "this list",
+    classic: false,
+    json: None,
+    alone: None,
+    build: |_| Command::Help,
+};
+
 /// Every command, in the order `HELP` lists them. See the module docs.
-pub const COMMANDS: [CommandSpec; 16] = [
-    CommandSpec {
-        word: "SUBSCRIBE",
-        arguments: "<topic> <subscriber_id>",
-        summary: "receive every message published to <topic> (wildcards: + one level, # all below)",
-        classic: true,
-        parse: parse_subscribe,
-    },
-    CommandSpec {
-        word: "UNSUBSCRIBE",
-        arguments: "<topic> <subscriber_id>",
-        summary: "stop receiving <topic> (with no arguments: every topic)",
-        classic: true,
-        parse: parse_unsubscribe,
-    },
-    CommandSpec {
-        word: "PUBLISH",
-        arguments: "<topic> <message> <publisher_id>",
-        summary: "send <message> to every subscriber of <topic>",
-        classic: true,
-        parse: parse_publish,
-    },
-    CommandSpec {
-        word: "RETAIN",
-        arguments: "<topic> <message> <publisher_id>",
-        summary: "publish, and keep <message> for every later subscriber of <topic>",
-        classic: false,
-        parse: parse_retain,
-    },
-    CommandSpec {
-        word: "UNRETAIN",
-        arguments: "<topic> <publisher_id>",
-        summary: "forget the message kept for <topic>",
-        classic: false,
-        parse: parse_unretain,
-    },
-    CommandSpec {
-        word: "DURABLE",
-        arguments: "<filter> <subscriber_id>",
-        summary: "start or resume a durable subscription: MESSAGE lines, kept until ACKed",
-        classic: false,
-        parse: parse_durable,
-    },
-    CommandSpec {
-        word: "ACK",
-        arguments: "<seq>",
-        summary: "acknowledge MESSAGE <seq>: the broker will not send it again",
-        classic: false,
-        parse: parse_ack,
-    },
-    CommandSpec {
-        word: "CANCEL",
-        arguments: "<filter> <subscriber_id>",
-        summary: "end a durable subscription, dropping the messages it holds",
-        classic: false,
-        parse: parse_cancel,
-    },
-    CommandSpec {
-        word: "PING",
-        arguments: "[token]",
-        summary: "the broker answers PONG [token]",
-        classic: false,
-        parse: parse_ping,
-    },
-    CommandSpec {
-        word: "TOPICS",
-        arguments: "[filter]",
-        summary: "list topics (matching [filter]) with their subscribers",
-        classic: false,
-        parse: parse_topics,
-    },
-    CommandSpec {
-        word: "CLIENTS",
-        arguments: "[filter]",
-        summary: "list clients (matching a #number, state, id or topic) and what each does",
-        classic: false,
-        parse: |rest| one_optional(rest).map(|filter| Command::Clients { filter }),
-    },
-    CommandSpec {
-        word: "KICK",
-        arguments: "<client>",
-        summary: "close client <client> (its CLIENTS number), telling it why: instructors",
-        classic: false,
-        parse: |rest| one_optional(rest)?.map(|client| Command::Kick { client }),
-    },
-    CommandSpec {
-        word: "STATS",
-        arguments: "",
-        summary: "broker counters, one 'name value' per line",
-        classic: false,
-        parse: |rest| rest.is_empty().then_some(Command::Stats),
-    },
-    CommandSpec {
-        word: "VERBOSE",
-        arguments: "on|off",
-        summary: "acknowledge every accepted command with OK",
-        classic: false,
-        parse: parse_verbose,
-    },
-    CommandSpec {
-        word: "QUIT",
-        arguments: "",
-        summary: "the broker answers BYE and closes",
-        classic: false,
-        parse: |rest| rest.is_empty().then_some(Command::Quit),
-    },
-    CommandSpec {
-        word: "HELP",
-        arguments: "",
-        summary: "this list",
-        classic: false,
-        parse: |rest| rest.is_empty().then_some(Command::Help),
-    },
+pub static COMMANDS: [&CommandSpec; 16] = [
+    &SUBSCRIBE,
+    &UNSUBSCRIBE,
+    &PUBLISH,
+    &RETAIN,
+    &UNRETAIN,
+    &DURABLE,
+    &ACK,
+    &CANCEL,
+    &PING,
+    &TOPICS,
+    &CLIENTS,
+    &KICK,
+    &STATS,
+    &VERBOSE,
+    &QUIT,
+    &HELP,
 ];
 
 /// `AUTH`, apart from [`COMMANDS`]: `HELP` lists it only on a broker that asks for it
 /// (`--auth-file`), so a broker without access control shows the classic table unchanged.
-pub const AUTH: CommandSpec = CommandSpec {
+pub static AUTH: CommandSpec = CommandSpec {
     word: "AUTH",
-    arguments: "<user> <secret>",
+    arguments: &[
+        word("user", "user", &["user"]),
+        word("secret", "secret", &["secret"]),
+    ],
     summary: "say who you are, first, on a broker with access control",
     classic: false,
-    parse: |rest| {
-        exactly_two(rest).map(|(user, secret)| Command::Auth {
-            user,
-            secret: Secret(secret),
-        })
+    json: Some("auth"),
+    alone: None,
+    build: |a| Command::Auth {
+        user: a.given(0),
+        secret: Secret(a.given(1)),
     },
 };
 
@@ -434,8 +712,11 @@ impl<'a> Command<'a> {
         let Some(spec) = CommandSpec::find(word) else {
             return Err(ProtocolError::UnknownCommand(shorten(word)));
         };
-        match (spec.parse)(rest) {
-            Some(command) => Ok(Some(command)),
+        if let (Some(alone), "") = (spec.alone, rest) {
+            return Ok(Some(alone));
+        }
+        match spec.split(rest) {
+            Some(arguments) => Ok(Some(spec.build(arguments))),
             // One word where the command takes one of a few (`VERBOSE yes`): the count was
             // right, the word was not, and the answer says which words there are.
             None if !spec.choices().is_empty() && tokens(rest).count() == 1 => {
@@ -448,42 +729,66 @@ impl<'a> Command<'a> {
         }
     }
 
+    /// This command's entry in [`COMMANDS`] and its arguments, in the entry's order: the
+    /// one place that knows which variant belongs to which entry.
+    pub fn parts(&self) -> (&'static CommandSpec, [Option<&'a str>; 3]) {
+        match *self {
+            Command::Subscribe {
+                topic,
+                subscriber_id,
+            } => (&SUBSCRIBE, [Some(topic), Some(subscriber_id), None]),
+            Command::Unsubscribe {
+                topic,
+                subscriber_id,
+            } => (&UNSUBSCRIBE, [Some(topic), Some(subscriber_id), None]),
+            Command::UnsubscribeAll => (&UNSUBSCRIBE, [None; 3]),
+            Command::Publish {
+                topic,
+                message,
+                publisher_id,
+            } => (&PUBLISH, [Some(topic), Some(message), Some(publisher_id)]),
+            Command::Retain {
+                topic,
+                message,
+                publisher_id,
+            } => (&RETAIN, [Some(topic), Some(message), Some(publisher_id)]),
+            Command::Unretain {
+                topic,
+                publisher_id,
+            } => (&UNRETAIN, [Some(topic), Some(publisher_id), None]),
+            Command::Durable {
+                filter,
+                subscriber_id,
+            } => (&DURABLE, [Some(filter), Some(subscriber_id), None]),
+            Command::Ack { seq } => (&ACK, [Some(seq), None, None]),
+            Command::Cancel {
+                filter,
+                subscriber_id,
+            } => (&CANCEL, [Some(filter), Some(subscriber_id), None]),
+            Command::Ping { token } => (&PING, [token, None, None]),
+            Command::Topics { filter } => (&TOPICS, [filter, None, None]),
+            Command::Clients { filter } => (&CLIENTS, [filter, None, None]),
+            Command::Kick { client } => (&KICK, [Some(client), None, None]),
+            Command::Stats => (&STATS, [None; 3]),
+            Command::Verbose { on } => {
+                (&VERBOSE, [Some(if on { "on" } else { "off" }), None, None])
+            }
+            Command::Quit => (&QUIT, [None; 3]),
+            Command::Help => (&HELP, [None; 3]),
+            Command::Auth { user, secret } => (&AUTH, [Some(user), Some(secret.0), None]),
+        }
+    }
+
     /// This command's entry in [`COMMANDS`].
     pub fn spec(&self) -> &'static CommandSpec {
-        let word = match self {
-            Command::Subscribe { .. } => "SUBSCRIBE",
-            Command::Unsubscribe { .. } | Command::UnsubscribeAll => "UNSUBSCRIBE",
-            Command::Publish { .. } => "PUBLISH",
-            Command::Retain { .. } => "RETAIN",
-            Command::Unretain { .. } => "UNRETAIN",
-            Command::Durable { .. } => "DURABLE",
-            Command::Ack { .. } => "ACK",
-            Command::Cancel { .. } => "CANCEL",
-            Command::Ping { .. } => "PING",
-            Command::Topics { .. } => "TOPICS",
-            Command::Clients { .. } => "CLIENTS",
-            Command::Kick { .. } => "KICK",
-            Command::Stats => "STATS",
-            Command::Verbose { .. } => "VERBOSE",
-            Command::Quit => "QUIT",
-            Command::Help => "HELP",
-            Command::Auth { .. } => "AUTH",
-        };
-        CommandSpec::find(word).expect("every command has an entry in COMMANDS")
+        self.parts().0
     }
 
     /// The id the client gave in this command, for the commands that carry one.
     pub fn client_id(&self) -> Option<&'a str> {
-        match *self {
-            Command::Subscribe { subscriber_id, .. }
-            | Command::Unsubscribe { subscriber_id, .. }
-            | Command::Durable { subscriber_id, .. }
-            | Command::Cancel { subscriber_id, .. } => Some(subscriber_id),
-            Command::Publish { publisher_id, .. }
-            | Command::Retain { publisher_id, .. }
-            | Command::Unretain { publisher_id, .. } => Some(publisher_id),
-            _ => None,
-        }
+        let (spec, arguments) = self.parts();
+        let at = spec.arguments.iter().position(|argument| argument.id)?;
+        arguments[at]
     }
 
     /// Appends this command as one wire line, `\n` included: its word, then its arguments
@@ -496,47 +801,8 @@ impl<'a> Command<'a> {
     /// assert_eq!(line, b"SUBSCRIBE weather sub1\n");
     /// ```
     pub fn write_line(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(self.spec().word.as_bytes());
-        let arguments: [Option<&str>; 3] = match *self {
-            Command::Subscribe {
-                topic,
-                subscriber_id,
-            }
-            | Command::Unsubscribe {
-                topic,
-                subscriber_id,
-            } => [Some(topic), Some(subscriber_id), None],
-            Command::Durable {
-                filter,
-                subscriber_id,
-            }
-            | Command::Cancel {
-                filter,
-                subscriber_id,
-            } => [Some(filter), Some(subscriber_id), None],
-            Command::Ack { seq } => [Some(seq), None, None],
-            Command::Publish {
-                topic,
-                message,
-                publisher_id,
-            }
-            | Command::Retain {
-                topic,
-                message,
-                publisher_id,
-            } => [Some(topic), Some(message), Some(publisher_id)],
-            Command::Unretain {
-                topic,
-                publisher_id,
-            } => [Some(topic), Some(publisher_id), None],
-            Command::Ping { token }
-            | Command::Topics { filter: token }
-            | Command::Clients { filter: token } => [token, None, None],
-            Command::Kick { client } => [Some(client), None, None],
-            Command::Verbose { on } => [Some(if on { "on" } else { "off" }), None, None],
-            Command::Auth { user, secret } => [Some(user), Some(secret.0), None],
-            Command::UnsubscribeAll | Command::Stats | Command::Quit | Command::Help => [None; 3],
-        };
+        let (spec, arguments) = self.parts();
+        out.extend_from_slice(spec.word.as_bytes());
         for argument in arguments.into_iter().flatten() {
             out.push(b' ');
             out.extend_from_slice(argument.as_bytes());
@@ -578,131 +844,6 @@ fn split_first_token(text: &str) -> (&str, &str) {
 
 fn tokens(text: &str) -> impl Iterator<Item = &str> {
     text.split([' ', '\t']).filter(|token| !token.is_empty())
-}
-
-fn exactly_two(rest: &str) -> Option<(&str, &str)> {
-    let mut parts = tokens(rest);
-    match (parts.next(), parts.next(), parts.next()) {
-        (Some(first), Some(second), None) => Some((first, second)),
-        _ => None,
-    }
-}
-
-fn parse_subscribe(rest: &str) -> Option<Command<'_>> {
-    let (topic, subscriber_id) = exactly_two(rest)?;
-    Some(Command::Subscribe {
-        topic,
-        subscriber_id,
-    })
-}
-
-fn parse_unsubscribe(rest: &str) -> Option<Command<'_>> {
-    if rest.is_empty() {
-        return Some(Command::UnsubscribeAll);
-    }
-    let (topic, subscriber_id) = exactly_two(rest)?;
-    Some(Command::Unsubscribe {
-        topic,
-        subscriber_id,
-    })
-}
-
-/// `RETAIN <topic> <message> <publisher_id>`: read exactly as `PUBLISH`.
-fn parse_retain(rest: &str) -> Option<Command<'_>> {
-    match parse_publish(rest)? {
-        Command::Publish {
-            topic,
-            message,
-            publisher_id,
-        } => Some(Command::Retain {
-            topic,
-            message,
-            publisher_id,
-        }),
-        _ => None,
-    }
-}
-
-fn parse_unretain(rest: &str) -> Option<Command<'_>> {
-    let (topic, publisher_id) = exactly_two(rest)?;
-    Some(Command::Unretain {
-        topic,
-        publisher_id,
-    })
-}
-
-/// `PUBLISH <topic> <message> <publisher_id>`: the topic is the first token, the id the
-/// last, and the message is everything in between with its inner spacing untouched.
-fn parse_publish(rest: &str) -> Option<Command<'_>> {
-    let (topic, after_topic) = split_first_token(rest);
-    // The id starts after the last separator. The run of separators before it belongs to
-    // the gap, not to the message, so it is trimmed off the message's end.
-    let id_start = after_topic.bytes().rposition(is_separator)? + 1;
-    let publisher_id = &after_topic[id_start..];
-    let message = trim_end_separators(&after_topic[..id_start]);
-    if topic.is_empty() || message.is_empty() {
-        return None;
-    }
-    Some(Command::Publish {
-        topic,
-        message,
-        publisher_id,
-    })
-}
-
-fn parse_durable(rest: &str) -> Option<Command<'_>> {
-    let (filter, subscriber_id) = exactly_two(rest)?;
-    Some(Command::Durable {
-        filter,
-        subscriber_id,
-    })
-}
-
-fn parse_cancel(rest: &str) -> Option<Command<'_>> {
-    let (filter, subscriber_id) = exactly_two(rest)?;
-    Some(Command::Cancel {
-        filter,
-        subscriber_id,
-    })
-}
-
-fn parse_ack(rest: &str) -> Option<Command<'_>> {
-    let mut parts = tokens(rest);
-    match (parts.next(), parts.next()) {
-        (Some(seq), None) => Some(Command::Ack { seq }),
-        _ => None,
-    }
-}
-
-fn parse_topics(rest: &str) -> Option<Command<'_>> {
-    one_optional(rest).map(|filter| Command::Topics { filter })
-}
-
-/// At most one token: `Some(None)` for none, `Some(Some(token))` for one, `None` for more.
-fn one_optional(rest: &str) -> Option<Option<&str>> {
-    let mut parts = tokens(rest);
-    match (parts.next(), parts.next()) {
-        (token, None) => Some(token),
-        _ => None,
-    }
-}
-
-fn parse_ping(rest: &str) -> Option<Command<'_>> {
-    let mut parts = tokens(rest);
-    match (parts.next(), parts.next()) {
-        (token, None) => Some(Command::Ping { token }),
-        _ => None,
-    }
-}
-
-fn parse_verbose(rest: &str) -> Option<Command<'_>> {
-    if rest.eq_ignore_ascii_case("on") {
-        Some(Command::Verbose { on: true })
-    } else if rest.eq_ignore_ascii_case("off") {
-        Some(Command::Verbose { on: false })
-    } else {
-        None
-    }
 }
 
 #[cfg(test)]
@@ -900,6 +1041,43 @@ mod tests {
     }
 
     #[test]
+    fn the_json_actions_and_the_help_syntax_come_from_the_table() {
+        let actions: Vec<&str> = CommandSpec::json_actions().collect();
+        assert_eq!(
+            actions,
+            [
+                "subscribe",
+                "unsubscribe",
+                "publish",
+                "retain",
+                "unretain",
+                "ping",
+                "topics",
+                "clients",
+                "kick",
+                "stats",
+                "auth"
+            ]
+        );
+        assert_eq!(
+            spec("PUBLISH").syntax(),
+            "PUBLISH <topic> <message> <publisher_id>"
+        );
+        assert_eq!(spec("PING").syntax(), "PING [token]");
+        assert_eq!(spec("VERBOSE").syntax(), "VERBOSE on|off");
+        assert_eq!(spec("STATS").syntax(), "STATS");
+        assert_eq!(
+            Command::Unretain {
+                topic: "t",
+                publisher_id: "p"
+            }
+            .client_id(),
+            Some("p")
+        );
+        assert_eq!(Command::Ping { token: Some("x") }.client_id(), None);
+    }
+
+    #[test]
     fn every_table_entry_is_the_spec_of_its_command() {
         let commands = [
             Command::Subscribe {
@@ -964,7 +1142,7 @@ mod tests {
             assert_eq!(command.spec().word, word);
         }
         let words: Vec<&str> = commands.iter().map(|c| c.spec().word).collect();
-        for spec in &COMMANDS {
+        for spec in COMMANDS {
             assert!(words.contains(&spec.word), "{} has no command", spec.word);
         }
     }

@@ -35,26 +35,11 @@
 //! and any of them `verbose`? (`true` for an acknowledgement). A missing id is the
 //! client's address, `json:<ip>:<port>`. Unknown members are ignored.
 
-use super::command::{Command, Secret};
+use super::command::{Argument, Arguments, Command, CommandSpec, Shape};
 use super::error::{shorten, ProtocolError};
 use super::grammar::{check_message, check_word};
 use super::reply::{Listed, ListedClient, Reply};
 use crate::json::{self, ObjectWriter, Value};
-
-/// The actions of the JSON dialect, in the order errors list them.
-pub const JSON_ACTIONS: [&str; 11] = [
-    "subscribe",
-    "unsubscribe",
-    "publish",
-    "retain",
-    "unretain",
-    "ping",
-    "topics",
-    "clients",
-    "kick",
-    "stats",
-    "auth",
-];
 
 /// How a TCP connection speaks. See the module docs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,113 +133,38 @@ impl JsonRequest {
     /// line protocol would answer for the same text.
     pub fn command<'a>(&'a self, default_id: &'a str) -> Result<Command<'a>, ProtocolError> {
         let field = |name: &str| self.value.get(name).and_then(Value::as_str);
-        let required = |action: &'static str, name: &'static str| {
-            field(name).ok_or(ProtocolError::MissingField {
-                action,
-                field: name,
-            })
-        };
         let action = field("action").ok_or(ProtocolError::NoAction)?;
-        let command = match action {
-            "subscribe" => Command::Subscribe {
-                topic: required("subscribe", "topic")?,
-                subscriber_id: field("id").unwrap_or(default_id),
-            },
-            "unsubscribe" => Command::Unsubscribe {
-                topic: required("unsubscribe", "topic")?,
-                subscriber_id: field("id").unwrap_or(default_id),
-            },
-            "publish" => Command::Publish {
-                topic: required("publish", "topic")?,
-                message: required("publish", "message")?,
-                publisher_id: field("publisher").or(field("id")).unwrap_or(default_id),
-            },
-            "retain" => Command::Retain {
-                topic: required("retain", "topic")?,
-                message: required("retain", "message")?,
-                publisher_id: field("publisher").or(field("id")).unwrap_or(default_id),
-            },
-            "unretain" => Command::Unretain {
-                topic: required("unretain", "topic")?,
-                publisher_id: field("publisher").or(field("id")).unwrap_or(default_id),
-            },
-            "ping" => Command::Ping {
-                token: field("token"),
-            },
-            "topics" => Command::Topics {
-                filter: field("filter"),
-            },
-            "clients" => Command::Clients {
-                filter: field("filter"),
-            },
-            "kick" => Command::Kick {
-                client: required("kick", "client")?,
-            },
-            "stats" => Command::Stats,
-            "auth" => Command::Auth {
-                user: required("auth", "user")?,
-                secret: Secret(required("auth", "secret")?),
-            },
-            other => return Err(ProtocolError::UnknownAction(shorten(other))),
-        };
-        check_grammar(&command)?;
-        Ok(command)
+        let (spec, action) = CommandSpec::for_json(action)
+            .and_then(|spec| Some((spec, spec.json?)))
+            .ok_or_else(|| ProtocolError::UnknownAction(shorten(action)))?;
+        let mut given = [None; 3];
+        for (slot, argument) in given.iter_mut().zip(spec.arguments) {
+            let member = argument.json.iter().find_map(|&name| field(name));
+            *slot = match member {
+                Some(text) => Some(check_argument(argument, text)?),
+                None if argument.id => Some(default_id),
+                None if argument.shape == Shape::Optional => None,
+                None => {
+                    return Err(ProtocolError::MissingField {
+                        action,
+                        field: argument.json[0],
+                    })
+                }
+            };
+        }
+        Ok(spec.build(Arguments::new(given)))
     }
 }
 
-/// What [`Command::parse`] guarantees of a line's command, for one built from JSON: the
-/// grammar's words (one word, no line break, no control character) for topics, ids and
-/// tokens, and a message a `DELIVER` line can carry (see `grammar.rs`).
-fn check_grammar(command: &Command<'_>) -> Result<(), ProtocolError> {
-    let (words, message): (&[(&'static str, Option<&str>)], Option<&str>) = match *command {
-        Command::Subscribe {
-            topic,
-            subscriber_id,
-        }
-        | Command::Unsubscribe {
-            topic,
-            subscriber_id,
-        } => (
-            &[
-                ("topic", Some(topic)),
-                ("subscriber id", Some(subscriber_id)),
-            ],
-            None,
-        ),
-        Command::Publish {
-            topic,
-            message,
-            publisher_id,
-        }
-        | Command::Retain {
-            topic,
-            message,
-            publisher_id,
-        } => (
-            &[("topic", Some(topic)), ("publisher id", Some(publisher_id))],
-            Some(message),
-        ),
-        Command::Unretain {
-            topic,
-            publisher_id,
-        } => (
-            &[("topic", Some(topic)), ("publisher id", Some(publisher_id))],
-            None,
-        ),
-        Command::Auth { user, secret } => {
-            (&[("user", Some(user)), ("secret", Some(secret.0))], None)
-        }
-        Command::Ping { token } => (&[("token", token)], None),
-        Command::Topics { filter } | Command::Clients { filter } => (&[("filter", filter)], None),
-        Command::Kick { client } => (&[("client", Some(client))], None),
-        _ => (&[], None),
-    };
-    for (what, text) in words {
-        if let Some(text) = text {
-            check_word(what, text)?;
-        }
+/// What [`Command::parse`] guarantees of a line's argument, for one taken from a JSON
+/// member: the grammar's word (one word, no line break, no control character) for topics,
+/// ids and tokens, and a message a `DELIVER` line can carry (see `grammar.rs`).
+fn check_argument<'a>(argument: &Argument, text: &'a str) -> Result<&'a str, ProtocolError> {
+    match argument.shape {
+        Shape::Text => check_message(text)?,
+        _ => check_word(argument.what, text)?,
     }
-    message.map_or(Ok(()), check_message)
+    Ok(text)
 }
 
 /// Appends one delivery as a JSON line: `{"topic":…,"message":…,"publisher":…,"timestamp":…}`.
@@ -403,7 +313,7 @@ fn write_json_reply(reply: &Reply<'_>, out: &mut Vec<u8>) {
         // control.
         Reply::Help | Reply::HelpWithAuth => {
             let mut actions = String::from("[");
-            for (n, action) in JSON_ACTIONS.iter().enumerate() {
+            for (n, action) in CommandSpec::json_actions().enumerate() {
                 if n > 0 {
                     actions.push(',');
                 }

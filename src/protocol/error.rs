@@ -4,7 +4,6 @@
 use std::fmt;
 
 use super::command::{CommandSpec, COMMANDS};
-use super::dialect::JSON_ACTIONS;
 use crate::json::JsonError;
 use crate::text;
 
@@ -322,12 +321,12 @@ impl fmt::Display for ProtocolError {
             ProtocolError::NoAction => write!(
                 f,
                 "a JSON command is an object with an \"action\": {}",
-                JSON_ACTIONS.join(", ")
+                CommandSpec::json_actions().collect::<Vec<_>>().join(", ")
             ),
             ProtocolError::UnknownAction(action) => write!(
                 f,
                 "unknown action '{action}': expected {}",
-                JSON_ACTIONS.join(", ")
+                CommandSpec::json_actions().collect::<Vec<_>>().join(", ")
             ),
             ProtocolError::MissingField { action, field } => {
                 write!(f, "\"{action}\" needs a \"{field}\" string")

@@ -41,11 +41,9 @@ mod held;
 mod message;
 mod reply;
 
-pub use command::{Command, CommandSpec, Secret, AUTH, COMMANDS};
+pub use command::{Argument, Arguments, Command, CommandSpec, Secret, Shape, AUTH, COMMANDS};
 pub use delivery::{write_delivery, Delivery, TIMESTAMP_FORMAT};
-pub use dialect::{
-    client_json, listed_json, write_json_delivery, Dialect, JsonRequest, JSON_ACTIONS,
-};
+pub use dialect::{client_json, listed_json, write_json_delivery, Dialect, JsonRequest};
 pub use error::ProtocolError;
 pub use held::{Held, HeldReply};
 pub use message::{write_message, Message};

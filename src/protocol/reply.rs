@@ -258,7 +258,7 @@ impl Reply<'_> {
             Reply::AuthOk(user) => writeln!(out, "OK AUTH {user}"),
             Reply::Help | Reply::HelpWithAuth => {
                 let auth = matches!(self, Reply::HelpWithAuth).then_some(&AUTH);
-                for spec in COMMANDS.iter().chain(auth) {
+                for spec in COMMANDS.into_iter().chain(auth) {
                     let _ = writeln!(out, "HELP {:<42} {}", spec.syntax(), spec.summary);
                 }
                 writeln!(out, "END HELP")
