@@ -145,7 +145,9 @@ pub struct Registered {
 }
 
 /// What a `CLIENTS` filter asks for: one word, read as a number (`#3` or `3`), a state
-/// (`behind`), or else an id the client used or a topic it receives.
+/// (`behind`), or else an id a client used, or failing that a topic a client receives
+/// (`CLIENTS sub1` must not list everyone who subscribed to `#`, whose filter matches a
+/// topic named `sub1` too).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wanted<'a> {
     /// Every client.
@@ -154,8 +156,10 @@ pub enum Wanted<'a> {
     Number(ConnId),
     /// The clients in this state.
     State(ClientState),
-    /// The clients that used this id, or whose subscriptions match this topic.
-    Name(&'a str),
+    /// The clients that used this id.
+    Id(&'a str),
+    /// The clients whose subscriptions match this topic (or are this filter).
+    Topic(&'a str),
 }
 
 impl<'a> Wanted<'a> {
@@ -169,7 +173,7 @@ impl<'a> Wanted<'a> {
         }
         match ClientState::ALL.into_iter().find(|s| s.word() == word) {
             Some(state) => Wanted::State(state),
-            None => Wanted::Name(word),
+            None => Wanted::Id(word),
         }
     }
 
@@ -179,13 +183,11 @@ impl<'a> Wanted<'a> {
             Wanted::All => true,
             Wanted::Number(number) => client.number == number,
             Wanted::State(state) => client.state == state,
-            Wanted::Name(name) => {
-                client.ids.iter().any(|id| id == name)
-                    || client
-                        .filters
-                        .iter()
-                        .any(|filter| filter == name || topic::matches(filter, name))
-            }
+            Wanted::Id(id) => client.ids.iter().any(|used| used == id),
+            Wanted::Topic(name) => client
+                .filters
+                .iter()
+                .any(|filter| filter == name || topic::matches(filter, name)),
         }
     }
 }
@@ -459,7 +461,8 @@ mod tests {
             (row.ids.clone(), row.last_command),
             (vec!["sub1".into()], "PING")
         );
-        assert!(Wanted::parse(Some("news/today")).matches(row));
+        assert!(Wanted::Topic("news/today").matches(row));
+        assert!(Wanted::parse(Some("sub1")).matches(row));
         assert!(Wanted::parse(Some("#7")).matches(row));
         assert!(Wanted::parse(Some("keeping-up")).matches(row));
         assert!(!Wanted::parse(Some("behind")).matches(row));

@@ -61,9 +61,10 @@ fn clients_lists_each_connection_with_what_it_does() {
     for n in 0..3 {
         assert_eq!(sub.delivery(), format!("DELIVER weather rain{n} pub1"));
     }
+    let _watcher = subscribed(broker.addr(), "#", "watcher");
     let mut teacher = Raw::connect(broker.addr());
     let lines = clients(&mut teacher, "CLIENTS");
-    assert_eq!(lines.len(), 3, "{lines:#?}");
+    assert_eq!(lines.len(), 4, "{lines:#?}");
 
     let sub_line = line_of(&lines, "sub1");
     assert_eq!(field(sub_line, "way"), "line");
@@ -83,15 +84,18 @@ fn clients_lists_each_connection_with_what_it_does() {
     assert!(field(pub_line, "bytes_in").parse::<usize>().unwrap() > publish_bytes);
     assert_eq!(field(pub_line, "subs"), "0");
 
-    // The filters: an id, a topic the client receives, a number, a state.
-    assert_eq!(clients(&mut teacher, "CLIENTS pub1").len(), 1);
+    // The filters: an id (not the topic of that name, which `#` would receive), a topic
+    // the clients receive, a number, a state.
+    let by_id = clients(&mut teacher, "CLIENTS pub1");
+    assert_eq!((by_id.len(), field(&by_id[0], "ids")), (1, "pub1"));
     let by_topic = clients(&mut teacher, "CLIENTS news/today");
-    assert_eq!((by_topic.len(), field(&by_topic[0], "ids")), (1, "sub1"));
+    let receivers: Vec<&str> = by_topic.iter().map(|l| field(l, "ids")).collect();
+    assert_eq!(receivers, ["sub1", "watcher"]);
     let number = sub_line.split(' ').next().unwrap();
     let by_number = clients(&mut teacher, &format!("CLIENTS #{number}"));
     assert_eq!((by_number.len(), field(&by_number[0], "ids")), (1, "sub1"));
     assert!(clients(&mut teacher, "CLIENTS behind").is_empty());
-    assert_eq!(clients(&mut teacher, "CLIENTS keeping-up").len(), 3);
+    assert_eq!(clients(&mut teacher, "CLIENTS keeping-up").len(), 4);
 }
 
 /// A listing is bounded like `TOPICS`: the rest is counted on a last line.

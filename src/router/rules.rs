@@ -165,10 +165,19 @@ impl Router {
             Some(access) => user.is_some_and(|user| access.is_instructor(user)),
         };
         let visible = |client: &ListedClient| sees_all || user == Some(client.user.as_str());
-        self.clients.listing(
-            |c| visible(c) && wanted.matches(c),
-            self.config.max_topics_listed,
-        )
+        let list = |wanted: Wanted<'_>| {
+            let limit = self.config.max_topics_listed;
+            self.clients
+                .listing(|c| visible(c) && wanted.matches(c), limit)
+        };
+        match wanted {
+            // A word no client used as an id is a topic: who would receive it.
+            Wanted::Id(word) => match list(Wanted::Id(word)) {
+                (none, 0) if none.is_empty() => list(Wanted::Topic(word)),
+                found => found,
+            },
+            wanted => list(wanted),
+        }
     }
 
     /// Whether the client logged in as `user`, at `from`, may `KICK`: with an auth file,

@@ -59,6 +59,18 @@ fn page() -> &'static str {
     })
 }
 
+/// The class picture (`/class`), put together the same way: the live view's style (its
+/// colours and panels), the picture's own style, and its script.
+fn class_page() -> &'static str {
+    static PAGE: OnceLock<String> = OnceLock::new();
+    PAGE.get_or_init(|| {
+        include_str!("class.html")
+            .replace("/* page.css */", include_str!("page.css"))
+            .replace("/* class.css */", include_str!("class.css"))
+            .replace("/* class.js */", include_str!("class.js"))
+    })
+}
+
 /// Runs one web connection to its end.
 pub(super) fn serve(
     server: &Arc<Server>,
@@ -237,6 +249,9 @@ impl HttpConnection {
         match request.path {
             "/" => only_get(request).unwrap_or_else(|| {
                 Response::new(200, HTML, page()).header("Cache-Control", "no-cache")
+            }),
+            "/class" => only_get(request).unwrap_or_else(|| {
+                Response::new(200, HTML, class_page()).header("Cache-Control", "no-cache")
             }),
             "/ws" => handshake(request)
                 .and_then(|answer| self.admit(Transport::WebSocket).map(|()| answer))

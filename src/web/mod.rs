@@ -46,6 +46,7 @@
 //! | `client.rs` | a small blocking WebSocket client, for the benchmark and tests |
 //! | `metrics.rs` | `GET /metrics`: the figures in Prometheus's text format |
 //! | `page.html`, `page.css`, `page.js` | the live view, compiled into the binary |
+//! | `class.html`, `class.css`, `class.js` | the class picture at `/class`: clients and topics as a live graph, for the projector |
 //!
 //! Socket.IO is the same again, one layer up: its clients' events become the session
 //! core's commands and its deliveries their events (`socketio_session.rs`), whether the
