@@ -413,7 +413,7 @@ impl Registered {
         if let Some(spec) = last {
             let index = COMMANDS
                 .iter()
-                .position(|s| *s == spec)
+                .position(|s| std::ptr::eq(*s, spec))
                 .unwrap_or(COMMANDS.len());
             client.last_command.store(index, Ordering::Relaxed);
         }
