@@ -730,7 +730,10 @@ impl<'a> Command<'a> {
     }
 
     /// This command's entry in [`COMMANDS`] and its arguments, in the entry's order: the
-    /// one place that knows which variant belongs to which entry.
+    /// one place that knows which variant belongs to which entry. Inlined, so that a
+    /// caller that wants only the entry (the session notes every command's: see
+    /// `clients.rs`) does not pay for building the arguments.
+    #[inline]
     pub fn parts(&self) -> (&'static CommandSpec, [Option<&'a str>; 3]) {
         match *self {
             Command::Subscribe {
@@ -780,6 +783,7 @@ impl<'a> Command<'a> {
     }
 
     /// This command's entry in [`COMMANDS`].
+    #[inline]
     pub fn spec(&self) -> &'static CommandSpec {
         self.parts().0
     }
