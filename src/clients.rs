@@ -63,8 +63,9 @@ pub const CUT_OFF_KEPT_FOR: Duration = Duration::from_secs(60);
 /// How many cut-off clients are kept at most: a flood of them must not grow the table.
 pub const CUT_OFF_KEPT: usize = 32;
 
-/// What a client's way in knows about the bytes going out to it: its outbox (see
-/// `outbox.rs`). A way in without one (a datagram address) shows nothing pending.
+/// What a client's way in knows about what goes out to it: a connection's outbox (see
+/// `outbox.rs`), a Socket.IO client's session (`web/socketio_session.rs`). A way in
+/// without one (a datagram address) shows nothing out, and cannot be kicked.
 pub trait Probe: Send + Sync {
     /// Its deliveries and bytes pending, read under the outbox's lock.
     fn outward(&self) -> Outward;

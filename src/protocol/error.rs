@@ -393,7 +393,7 @@ impl fmt::Display for ProtocolError {
             ProtocolError::NoSuchClient(number) => write!(
                 f,
                 "no client #{number} to kick: send CLIENTS for the connected ones (a UDP \
-                 address or a Socket.IO client has no connection of its own to close)"
+                 address has no connection to close)"
             ),
             ProtocolError::Kicked { by } => write!(
                 f,
