@@ -168,6 +168,30 @@ fn clients_in_json_and_over_http() {
     let everyone = json_line(&mut json);
     assert!(matches!(everyone.get("clients"), Some(Value::Array(a)) if a.is_empty()));
 
+    // A JSON client is kicked in its own dialect, and kicks in it too.
+    let mut other = Raw::connect(broker.addr());
+    other.send("{\"action\": \"subscribe\", \"topic\": \"quiet\", \"id\": \"jsonsub\"}\n");
+    other.send("{\"action\": \"ping\"}\n");
+    // The answer to the ping proves the subscribe was handled.
+    assert!(json_line(&mut other).get("pong").is_some());
+    json.send("{\"action\": \"clients\", \"filter\": \"jsonsub\"}\n");
+    let found = json_line(&mut json);
+    let Some(Value::Array(found)) = found.get("clients") else {
+        panic!("no clients array in {found:?}");
+    };
+    let Some(Value::Number(number)) = found[0].get("number") else {
+        panic!("no number in {found:?}");
+    };
+    json.send(&format!(
+        "{{\"action\": \"kick\", \"client\": \"{number}\"}}\n"
+    ));
+    assert_eq!(common::member(&json_line(&mut json), "ok"), "kick");
+    let told = pubsub_lab::json::parse(other.read_to_eof().trim_end()).unwrap();
+    assert!(
+        common::member(&told, "error").starts_with("kicked by #"),
+        "{told:?}"
+    );
+
     let answer = RawHttp::connect(&broker).ask(&common::get("/clients?filter=weather"));
     assert_eq!(answer.status, 200, "{answer:?}");
     let body = pubsub_lab::json::parse(&answer.body).unwrap();
