@@ -26,7 +26,7 @@ impl Session {
         if !target.is_some_and(|target| target.kick(&kicked)) {
             return self.refuse(&ProtocolError::NoSuchClient(number));
         }
-        log::warn!("#{number} kicked by {by} ({})", self.peer());
+        log::info!("#{number} kicked by {by} ({})", self.peer());
         self.reply(Reply::KickOk(number));
     }
 }
