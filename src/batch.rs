@@ -15,7 +15,13 @@
 //! The second form is kn-sock's JSON lines ([`Batch::lines_for`]), for subscribers that
 //! speak that dialect. It too is written once per batch, by the first such subscriber
 //! offered the batch, and then only copied: a hundred JSON subscribers cost one encoding.
+//!
+//! A third form belongs to a layer above the batch, which the batch cannot name without
+//! importing it: Socket.IO's events (`web/socketio_session.rs`). [`Batch::encoded`] keeps
+//! whatever that layer makes, by its type, made once per batch in the same way.
 
+use std::any::Any;
+use std::fmt;
 use std::ops::Range;
 use std::sync::OnceLock;
 
@@ -32,6 +38,30 @@ pub struct Batch {
     /// The same deliveries as JSON lines, written when first asked for. A lock, not a
     /// cell, because a retained batch is shared by every thread that subscribes.
     json: OnceLock<String>,
+    /// The deliveries as a layer above encodes them: see [`Batch::encoded`].
+    encoded: Encoded,
+}
+
+/// The slot of [`Batch::encoded`]. A clone starts empty: a copy of a batch is kept by a
+/// subscriber that encodes it again if it must.
+#[derive(Default)]
+struct Encoded(OnceLock<Box<dyn Any + Send + Sync>>);
+
+impl Clone for Encoded {
+    fn clone(&self) -> Encoded {
+        Encoded::default()
+    }
+}
+
+impl fmt::Debug for Encoded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = if self.0.get().is_some() {
+            "made"
+        } else {
+            "empty"
+        };
+        write!(f, "Encoded({state})")
+    }
 }
 
 /// One publish in a batch, borrowed from it.
@@ -54,8 +84,9 @@ impl Batch {
 
     /// Adds one publish: formats its `DELIVER` line and notes where its parts are.
     pub fn add(&mut self, message: &str, publisher_id: &str) {
-        // JSON written before this delivery would be missing it.
+        // JSON (or another encoding) written before this delivery would be missing it.
         self.json.take();
+        self.encoded.0.take();
         let start = self.lines.len();
         protocol::write_delivery(
             &mut self.lines,
@@ -79,6 +110,7 @@ impl Batch {
         self.lines.clear();
         self.parts.clear();
         self.json.take();
+        self.encoded.0.take();
     }
 
     /// Gives back the buffers' memory, for a publisher that has gone quiet.
@@ -135,6 +167,18 @@ impl Batch {
         }
     }
 
+    /// The deliveries as `encode` writes them, for a layer above that has a wire format of
+    /// its own (Socket.IO's events): `encode` runs for the first subscriber that asks, and
+    /// every other subscriber of the batch shares what it made, as the JSON lines are
+    /// shared. The batch keeps one such form; `None` if it already holds one of another
+    /// type (then the caller encodes for itself).
+    pub fn encoded<T: Any + Send + Sync>(&self, encode: impl FnOnce(&Batch) -> T) -> Option<&T> {
+        self.encoded
+            .0
+            .get_or_init(|| Box::new(encode(self)))
+            .downcast_ref()
+    }
+
     /// Every delivery as its parts.
     pub fn published(&self) -> impl Iterator<Item = Published<'_>> + '_ {
         self.parts.iter().map(|(message, publisher_id)| Published {
@@ -165,6 +209,33 @@ impl Batch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_encoding_is_made_once_per_batch_and_made_again_after_a_change() {
+        let mut batch = Batch::default();
+        batch.start("news", "2025-03-14 10:30:00");
+        batch.add("hi", "pub1");
+        let mut made = 0;
+        let mut count = |batch: &Batch| {
+            made += 1;
+            batch.len()
+        };
+        assert_eq!(batch.encoded(&mut count), Some(&1));
+        assert_eq!(
+            batch.encoded(&mut count),
+            Some(&1),
+            "shared, not made again"
+        );
+        assert_eq!(batch.encoded(|_| "another type"), None);
+        batch.add("again", "pub1");
+        assert_eq!(
+            batch.encoded(&mut count),
+            Some(&2),
+            "a new delivery: made again"
+        );
+        assert_eq!(made, 2);
+        assert!(batch.clone().encoded(|_| "a copy starts empty").is_some());
+    }
 
     #[test]
     fn a_batch_holds_the_lines_and_the_parts_of_each_publish() {

@@ -206,20 +206,24 @@ impl Connections {
         }
     }
 
-    /// Closes every open connection, then waits for every connection thread to end.
+    /// Closes every open connection, then waits for every connection thread to end,
+    /// and for every thread those threads started meanwhile (a web connection may have
+    /// started a Socket.IO session's thread just before it was closed).
     pub fn close_all_and_join(&self) {
-        let (open, threads) = {
-            let mut table = self.table.lock();
-            let open: Vec<Arc<dyn Close>> = table.open.values().cloned().collect();
-            (open, std::mem::take(&mut table.threads))
-        };
+        let open: Vec<Arc<dyn Close>> = self.table.lock().open.values().cloned().collect();
         for connection in open {
             connection.close();
         }
-        // Joined without the lock: each thread's cleanup takes it to free its slot.
-        for thread in threads {
-            if thread.join().is_err() {
-                log::error!("a connection thread panicked");
+        loop {
+            let threads = std::mem::take(&mut self.table.lock().threads);
+            if threads.is_empty() {
+                return;
+            }
+            // Joined without the lock: each thread's cleanup takes it to free its slot.
+            for thread in threads {
+                if thread.join().is_err() {
+                    log::error!("a connection thread panicked");
+                }
             }
         }
     }

@@ -49,7 +49,7 @@
 //! | | [`uplink`] | where local messages go beyond this broker, and the interest it is told of |
 //! | sessions | [`outbox`] | a TCP connection as a subscriber: pending lines, write timeout, cut-off |
 //! | | [`connections`] | slots (`--max-clients`), and closing every connection at stop |
-//! | | `session` (private) | the session core every client has, whatever its way in (a `Link`): who it is, what each command does, its subscriptions, limits, replies and confirms, its cleanup; and the TCP connection's read loop |
+//! | | `session` (private) | the session core every client has, whatever its way in (a `Link`): who it is, what each command does (`session/commands/`, one file per command), its subscriptions, limits, replies and confirms, its cleanup; and the TCP connection's read loop |
 //! | bridges | [`nats`] | a NATS client by hand, and the bridge that joins brokers through a NATS cluster |
 //! | server | `server` (private) | listeners, each on its accept thread; admitting connections |
 //! | | `sys` (private) | the broker's own figures, published as retained `$SYS/broker/...` messages |
@@ -62,8 +62,8 @@
 //! ## The life of a PUBLISH
 //!
 //! One message, from the publisher's socket to a subscriber's, all on the publisher's
-//! connection thread (every function named is one call on the way: 17 per line once the
-//! batch for its topic is open, 32 from the accept to the write):
+//! connection thread (every function named is one call on the way: 18 per line once the
+//! batch for its topic is open, 33 from the accept to the write):
 //!
 //! | step | function | file |
 //! |---|---|---|

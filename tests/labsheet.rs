@@ -21,7 +21,7 @@ use std::sync::Mutex;
 use markdown::Lab;
 
 /// The labs, by file name, in order; each file name starts with its lab's number.
-const LABS: [&str; 11] = [
+const LABS: [&str; 12] = [
     "01-first-contact.md",
     "02-inside-the-broker.md",
     "03-tcp-is-a-stream.md",
@@ -33,6 +33,7 @@ const LABS: [&str; 11] = [
     "09-the-web.md",
     "10-datagrams-and-dialects.md",
     "11-many-brokers.md",
+    "12-layers-on-layers.md",
 ];
 
 /// One replay at a time, as a student does one lab after another on one machine. Replays
@@ -148,6 +149,19 @@ fn lab_11_many_brokers_replays() {
         return;
     }
     replay_lab(LABS[10]);
+}
+
+/// Lab 12 (an Engine.IO session by hand with curl: the handshake, Socket.IO on top, a poll
+/// that waits for a delivery, the heartbeat) runs as written.
+#[test]
+fn lab_12_layers_on_layers_replays() {
+    if !common::require_tool(
+        common::Tool::Program("curl"),
+        "sudo apt-get install -y curl",
+    ) {
+        return;
+    }
+    replay_lab(LABS[11]);
 }
 
 /// Every lab has the parts the labsheet promises a student: objectives, time, what you
@@ -468,6 +482,14 @@ fn placeholders_match_loosely_and_text_exactly() {
         "fanout   1.2M      20000      0"
     ));
     assert!(!matches("fanout  20000", "fanout20000"));
+    assert_eq!(
+        pattern::captures(
+            r#"0{"sid":"<sid>","upgrades":[]}"#,
+            r#"0{"sid":"ab12","upgrades":[]}"#
+        ),
+        Some(vec![("sid".to_string(), "ab12".to_string())]),
+        "a word placeholder keeps what it matched, for `sid=<sid>`"
+    );
 }
 
 /// The replay really fails when a lab's promise is wrong, naming the file and line.

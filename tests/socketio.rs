@@ -560,6 +560,60 @@ fn the_hooks_see_a_socket_io_client_and_may_refuse_it() {
     assert_eq!(subscribers(&broker, "news"), 0);
 }
 
+/// When the broker stops, it waits for every Socket.IO session's thread, as it waits for
+/// every connection's: a session still busy in a publish hook has finished it by the time
+/// `stop` returns. (A broker that left the thread running would return while the hook
+/// still works, and the program that embeds it could unload what the hook uses.)
+#[test]
+fn stopping_the_broker_waits_for_its_socket_io_sessions() {
+    use pubsub_lab::hooks::{ClientInfo, Hooks, Publish, PublishVerdict, Transport};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    struct SlowPublish {
+        entered: Mutex<mpsc::Sender<()>>,
+        finished: Arc<AtomicBool>,
+    }
+    impl Hooks for SlowPublish {
+        fn on_publish(&self, client: ClientInfo<'_>, _publish: &Publish<'_>) -> PublishVerdict {
+            if matches!(client.transport, Transport::SocketIo) {
+                let _ = self.entered.lock().unwrap().send(());
+                // Work that takes a while (not a wait for anything): long enough that a
+                // `stop` that did not join this thread would return first.
+                thread::sleep(Duration::from_millis(300));
+                self.finished.store(true, Ordering::SeqCst);
+            }
+            PublishVerdict::Allow
+        }
+    }
+    let (entered, hook_entered) = mpsc::channel();
+    let finished = Arc::new(AtomicBool::new(false));
+    let broker = Broker::builder()
+        .config(Config::default())
+        .line("127.0.0.1:0")
+        .web("127.0.0.1:0")
+        .hooks(SlowPublish {
+            entered: Mutex::new(entered),
+            finished: Arc::clone(&finished),
+        })
+        .bind()
+        .expect("bind 127.0.0.1:0")
+        .spawn()
+        .expect("start the broker");
+    let sid = open(&broker);
+    let payload = "40\x1e42[\"publish\",{\"topic\":\"news\",\"message\":\"hi\"}]";
+    assert_eq!(post(&broker, &sid, payload).body, "ok");
+    hook_entered
+        .recv_timeout(TIMEOUT)
+        .expect("the session's thread runs the publish hook");
+    broker.stop();
+    assert!(
+        finished.load(Ordering::SeqCst),
+        "stop returned while the Socket.IO session's thread was still in its publish hook: \
+         the session's thread was not joined"
+    );
+}
+
 /// A Socket.IO client is one line of `CLIENTS` (`way=socketio`), with its deliveries
 /// counted, and `KICK` ends its session. (The reason goes as an `error` event, which a
 /// long-polling client reads only if a poll of its is waiting at that moment, as a real

@@ -54,7 +54,7 @@ pub struct Argument {
     /// The JSON members that may carry it, the first one present winning.
     pub json: &'static [&'static str],
     /// Whether it is the id the client calls itself, which a JSON line may leave out (the
-    /// client's address stands in).
+    /// client's address stands in). An id is always a command's last argument.
     pub id: bool,
 }
 
@@ -63,7 +63,8 @@ pub struct Argument {
 pub enum Shape {
     /// One token: `<topic>`.
     Word,
-    /// Every byte from here to the last token, inner spacing kept: `<message>`.
+    /// Every byte from here to the last token, inner spacing kept: `<message>`. The last
+    /// token is the one argument after it.
     Text,
     /// One token or none, at the end: `[token]`.
     Optional,
@@ -187,19 +188,21 @@ impl CommandSpec {
     fn split<'a>(&self, rest: &'a str) -> Option<Arguments<'a>> {
         let mut given = [None; 3];
         let mut rest = rest;
-        for (slot, argument) in given.iter_mut().zip(self.arguments) {
+        for (n, argument) in self.arguments.iter().enumerate() {
             if argument.shape == Shape::Text {
-                // The text ends where the last token starts. The run of separators before
-                // that token belongs to the gap, not to the text, so it is trimmed off.
+                // The text ends where the last token, the argument after it, starts. The
+                // run of separators between them belongs to the gap, not to the text.
                 let last = rest.bytes().rposition(is_separator)? + 1;
                 let text = trim_end_separators(&rest[..last]);
-                *slot = Some(text).filter(|text| !text.is_empty());
-                slot.as_ref()?;
-                rest = &rest[last..];
-                continue;
+                if text.is_empty() {
+                    return None;
+                }
+                given[n] = Some(text);
+                given[n + 1] = Some(&rest[last..]);
+                return Some(Arguments(given));
             }
             let (token, after) = split_first_token(rest);
-            *slot = match argument.shape {
+            given[n] = match argument.shape {
                 _ if token.is_empty() && argument.shape == Shape::Optional => None,
                 _ if token.is_empty() => return None,
                 Shape::OneOf(choices) => {
@@ -712,8 +715,10 @@ impl<'a> Command<'a> {
         let Some(spec) = CommandSpec::find(word) else {
             return Err(ProtocolError::UnknownCommand(shorten(word)));
         };
-        if let (Some(alone), "") = (spec.alone, rest) {
-            return Ok(Some(alone));
+        if rest.is_empty() {
+            if let Some(alone) = spec.alone {
+                return Ok(Some(alone));
+            }
         }
         match spec.split(rest) {
             Some(arguments) => Ok(Some(spec.build(arguments))),
@@ -788,11 +793,12 @@ impl<'a> Command<'a> {
         self.parts().0
     }
 
-    /// The id the client gave in this command, for the commands that carry one.
+    /// The id the client gave in this command, for the commands that carry one: always
+    /// their last argument, as in the classic protocol.
     pub fn client_id(&self) -> Option<&'a str> {
         let (spec, arguments) = self.parts();
-        let at = spec.arguments.iter().position(|argument| argument.id)?;
-        arguments[at]
+        let last = spec.arguments.len().checked_sub(1)?;
+        spec.arguments[last].id.then_some(arguments[last]).flatten()
     }
 
     /// Appends this command as one wire line, `\n` included: its word, then its arguments
@@ -1042,6 +1048,24 @@ mod tests {
             Command::parse(b"PUBLISH t \xff\xfe p"),
             Err(ProtocolError::NotUtf8)
         );
+    }
+
+    /// What `split` and `client_id` rely on: a text is followed by exactly one word, which
+    /// ends the line, and an id is the last argument.
+    #[test]
+    fn texts_and_ids_sit_where_the_parser_looks_for_them() {
+        for spec in COMMANDS.into_iter().chain([&AUTH]) {
+            let arguments = spec.arguments;
+            for (n, argument) in arguments.iter().enumerate() {
+                if argument.shape == Shape::Text {
+                    assert_eq!(n + 2, arguments.len(), "{}", spec.word);
+                    assert_eq!(arguments[n + 1].shape, Shape::Word, "{}", spec.word);
+                }
+                if argument.id {
+                    assert_eq!(n + 1, arguments.len(), "{}", spec.word);
+                }
+            }
+        }
     }
 
     #[test]

@@ -76,7 +76,18 @@ impl std::error::Error for BadPacket {}
 
 impl Packet {
     /// Parses one packet written as text: a WebSocket text frame, or one element of a
-    /// payload (where `b` starts a binary message).
+    /// payload (see [`decode_payload`]). Clause by clause:
+    ///
+    /// 1. **The type is the first character**, `0` to `6` (open, close, ping, pong,
+    ///    message, upgrade, noop) or `b` (a binary message). A character, not a byte: the
+    ///    text is the client's, and may start with any character at all.
+    /// 2. **The data is everything after the type**, kept exactly as it came: `4hello` is
+    ///    the message `hello`, `2probe` the ping `probe` (which the upgrade depends on),
+    ///    `3` a pong with empty data. Close, upgrade and noop carry none.
+    /// 3. **After `b` comes base64**, decoded into the message's bytes
+    ///    ([`base64::decode`]).
+    /// 4. **Anything else is a [`BadPacket`]**: an empty text, a first character that is no
+    ///    type, base64 that does not decode. Never a panic: the text comes from the network.
     ///
     /// ```
     /// use pubsub_lab::web::engineio::Packet;
@@ -89,6 +100,7 @@ impl Packet {
     /// # Errors
     /// An empty text, an unknown type, or base64 that does not decode.
     pub fn parse(text: &str) -> Result<Packet, BadPacket> {
+        // lab:begin 12 the packet parser
         let mut chars = text.chars();
         let kind = chars.next().ok_or_else(|| BadPacket("empty".into()))?;
         let data = chars.as_str();
@@ -106,6 +118,7 @@ impl Packet {
             ),
             other => return Err(BadPacket(format!("unknown packet type {other:?}"))),
         })
+        // lab:end 12
     }
 
     /// Appends the packet as text: as a payload element, or as a WebSocket text frame for
@@ -146,7 +159,18 @@ impl Packet {
     }
 }
 
-/// Splits a long-polling payload (the body of a `POST`) into its packets.
+/// Splits a long-polling payload (the body of a `POST`) into its packets. Clause by
+/// clause:
+///
+/// 1. **The packets are separated by the record separator**, byte 0x1e
+///    ([`RECORD_SEPARATOR`]), never by a newline (a message may hold newlines; JSON never
+///    holds a raw 0x1e). `n` separators mean `n + 1` packets, each parsed by
+///    [`Packet::parse`].
+/// 2. **An empty packet is bad**, between two separators or at either end: a payload
+///    always ends with a packet, not a separator.
+/// 3. **One bad packet refuses the whole payload**: the first one's [`BadPacket`] is the
+///    answer, and no packet of that payload is returned, not even those before it (the
+///    session is closed, as the protocol says).
 ///
 /// ```
 /// use pubsub_lab::web::engineio::{decode_payload, Packet};
@@ -161,7 +185,9 @@ impl Packet {
 /// # Errors
 /// The first packet that does not parse: the whole payload is refused.
 pub fn decode_payload(body: &str) -> Result<Vec<Packet>, BadPacket> {
+    // lab:begin 12 the payload decoder
     body.split(RECORD_SEPARATOR).map(Packet::parse).collect()
+    // lab:end 12
 }
 
 /// Joins packets into a long-polling payload (the body of a poll's answer).

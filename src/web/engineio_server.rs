@@ -28,10 +28,11 @@
 //! every other subscriber: its queue by `--max-pending-bytes` (then it is cut off as a slow
 //! consumer), and its life by the ping timeout.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
@@ -57,6 +58,8 @@ pub struct EngineIo {
     table: Arc<Table>,
     max_sessions: usize,
     opener: Opener,
+    /// Set by [`close_all`](Self::close_all): no new session starts after it.
+    closed: AtomicBool,
 }
 
 /// The sessions by id.
@@ -156,13 +159,22 @@ impl EngineIo {
             table: Arc::new(Mutex::new(HashMap::new())),
             max_sessions,
             opener,
+            closed: AtomicBool::new(false),
         }
     }
 
-    /// Closes every session: the server is stopping. Each session's thread then ends at
-    /// once, its `recv` returning `None`.
+    /// Closes every session, and refuses new ones: the server is stopping. Each session's
+    /// thread then ends at once, its `recv` returning `None` (the broker joins them as it
+    /// joins its connections' threads). A handshake that comes later, on a connection not
+    /// closed yet, is answered `503`: a session started now would outlive the broker.
     pub fn close_all(&self) {
-        let channels: Vec<Arc<Channel>> = self.table.lock().values().cloned().collect();
+        let channels: Vec<Arc<Channel>> = {
+            let table = self.table.lock();
+            // Under the table's lock, as `start` checks it: every session is either in
+            // the table now, and closed here, or refused.
+            self.closed.store(true, Ordering::Relaxed);
+            table.values().cloned().collect()
+        };
         for channel in channels {
             channel.close();
         }
@@ -233,6 +245,9 @@ impl EngineIo {
         });
         {
             let mut table = self.table.lock();
+            if self.closed.load(Ordering::Relaxed) {
+                return Err(Response::new(503, http::TEXT, "the broker is stopping"));
+            }
             if table.len() >= self.max_sessions {
                 return Err(Response::new(
                     503,
@@ -386,6 +401,22 @@ impl Channel {
     /// A client that polls too little to keep its queue under `--max-pending-bytes` is cut
     /// off, as a slow consumer.
     pub fn send(&self, packets: &[Packet]) -> Offer {
+        self.queue_or_write(packets, || Cow::Owned(frames(packets)))
+    }
+
+    /// [`send`](Self::send) for packets that many sessions get (a delivery to every
+    /// Socket.IO subscriber of a topic): framed for a WebSocket once, by the first
+    /// session on one, then only copied.
+    pub fn send_shared(&self, shared: &Shared) -> Offer {
+        self.queue_or_write(&shared.packets, || Cow::Borrowed(shared.frames()))
+    }
+
+    /// `packets` for the next poll, or, framed by `framed`, on the session's WebSocket.
+    fn queue_or_write<'a>(
+        &self,
+        packets: &[Packet],
+        framed: impl FnOnce() -> Cow<'a, [u8]>,
+    ) -> Offer {
         let mut state = self.state.lock();
         if state.closed {
             return Offer::Closed;
@@ -393,7 +424,7 @@ impl Channel {
         if let Carrier::WebSocket(outbox) = &state.transport {
             let outbox = Arc::clone(outbox);
             drop(state);
-            return outbox.push_bytes(&frames(packets));
+            return outbox.push_bytes(&framed());
         }
         let was_empty = state.queue.is_empty();
         state.queued_bytes += packets.iter().map(packet_len).sum::<usize>();
@@ -562,6 +593,28 @@ fn packet_len(packet: &Packet) -> usize {
         Packet::Message(text) | Packet::Open(text) => text.len() + 2,
         Packet::Binary(bytes) => bytes.len() * 4 / 3 + 4,
         _ => 2,
+    }
+}
+
+/// Packets for many sessions at once, made once: see [`Channel::send_shared`].
+#[derive(Debug)]
+pub struct Shared {
+    packets: Vec<Packet>,
+    /// The packets as WebSocket frames, made when a session on a WebSocket first asks.
+    frames: OnceLock<Vec<u8>>,
+}
+
+impl Shared {
+    /// `packets`, to be sent to many sessions.
+    pub fn new(packets: Vec<Packet>) -> Shared {
+        Shared {
+            packets,
+            frames: OnceLock::new(),
+        }
+    }
+
+    fn frames(&self) -> &[u8] {
+        self.frames.get_or_init(|| frames(&self.packets))
     }
 }
 

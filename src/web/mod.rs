@@ -113,6 +113,7 @@ impl Listener for WebListener {
         let socketio = Arc::new(socketio_session::engine(
             &server.router,
             &server.outbox_rules,
+            &server.connections,
         ));
         for incoming in self.listener.incoming() {
             if server.is_stopping() {

@@ -36,10 +36,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::engineio::{Packet as EnginePacket, Settings};
-use super::engineio_server::{Channel, EngineIo, Incoming, Opener, Socket};
+use super::engineio_server::{Channel, EngineIo, Incoming, Opener, Shared, Socket};
 use super::socketio::{Assembler, Kind, Packet, MAIN};
 use crate::batch::Batch;
 use crate::clients::{Outward, Probe};
+use crate::connections::Connections;
 use crate::durable::Holder;
 use crate::hooks::{ClientInfo, Transport};
 use crate::json::{self, ObjectWriter, Value};
@@ -57,9 +58,14 @@ use crate::subscriber::{Offer, Subscriber, SubscriberId};
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(45);
 
 /// The broker's Engine.IO sessions, as its flags set them: each new one a Socket.IO
-/// client of `router`. Their number is bounded by `--max-clients`, their payloads by
+/// client of `router`, its thread kept in `connections` to be joined when the broker
+/// stops. Their number is bounded by `--max-clients`, their payloads by
 /// `--max-line-bytes` (the largest request body the web port reads).
-pub(crate) fn engine(router: &Arc<Router>, rules: &Arc<Rules>) -> EngineIo {
+pub(crate) fn engine(
+    router: &Arc<Router>,
+    rules: &Arc<Rules>,
+    connections: &Arc<Connections>,
+) -> EngineIo {
     let config = router.config();
     let settings = Settings {
         ping_interval: config.socketio_ping_interval,
@@ -70,13 +76,15 @@ pub(crate) fn engine(router: &Arc<Router>, rules: &Arc<Rules>) -> EngineIo {
         settings,
         Arc::clone(rules),
         config.max_clients,
-        opener(Arc::clone(router)),
+        opener(Arc::clone(router), Arc::clone(connections)),
     )
 }
 
 /// What the broker's Engine.IO sessions are: each gets a thread, `socketio-<n>`, that runs
-/// [`serve`], `<n>` the number of the connection that opened it.
-fn opener(router: Arc<Router>) -> Opener {
+/// [`serve`], `<n>` the number of the connection that opened it. The thread is kept
+/// with the connections' threads: a session is a client, whose thread the broker waits
+/// for when it stops, like every other (after `EngineIo::close_all` has ended it).
+fn opener(router: Arc<Router>, connections: Arc<Connections>) -> Opener {
     Box::new(move |socket, opened_by| {
         let router = Arc::clone(&router);
         let peer = Peer::new(opened_by.conn(), opened_by.addr());
@@ -84,8 +92,9 @@ fn opener(router: Arc<Router>) -> Opener {
             .name(format!("socketio-{}", peer.conn()))
             .stack_size(CLIENT_STACK_SIZE)
             .spawn(move || serve(router, socket, peer));
-        if let Err(error) = spawned {
-            log::error!("a Socket.IO session could not get a thread: {error}");
+        match spawned {
+            Ok(thread) => connections.adopt(thread),
+            Err(error) => log::error!("a Socket.IO session could not get a thread: {error}"),
         }
     })
 }
@@ -287,7 +296,7 @@ fn reply_packet(reply: &Reply<'_>, ack: Option<u64>) -> Option<Packet> {
 ///   42["news",{"message":"hi"}]
 /// ```
 fn delivery_event(topic: &str, message: &str) -> EnginePacket {
-    // Written in one go: each subscriber formats each delivery, so this is the hot path.
+    // Written in one go, without a JSON value in between: every delivery passes here.
     let mut text = String::with_capacity(topic.len() + message.len() + 24);
     text.push_str("2[");
     json::write_string(&mut text, topic);
@@ -295,6 +304,18 @@ fn delivery_event(topic: &str, message: &str) -> EnginePacket {
     json::write_string(&mut text, message);
     text.push_str("}]");
     EnginePacket::Message(text)
+}
+
+/// Every delivery of a batch as the event [`delivery_event`] writes, for every Socket.IO
+/// subscriber of the batch at once.
+fn delivery_events(batch: &Batch) -> Shared {
+    let topic = batch.topic();
+    Shared::new(
+        batch
+            .published()
+            .map(|published| delivery_event(topic, published.message))
+            .collect(),
+    )
 }
 
 /// A Socket.IO client as the registry holds it: deliveries go to its Engine.IO session
@@ -321,12 +342,12 @@ impl Subscriber for SocketIoSubscriber {
     fn offer(&self, batch: &Batch) -> Offer {
         self.delivered
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        let topic = batch.topic();
-        let packets: Vec<EnginePacket> = batch
-            .published()
-            .map(|published| delivery_event(topic, published.message))
-            .collect();
-        self.channel.send(&packets)
+        // Formatted (and framed) by the first Socket.IO subscriber offered the batch, and
+        // shared by the others, as the JSON dialect's lines are.
+        match batch.encoded(delivery_events) {
+            Some(shared) => self.channel.send_shared(shared),
+            None => self.channel.send_shared(&delivery_events(batch)),
+        }
     }
 
     fn flush(&self) {

@@ -15,7 +15,8 @@
 //!
 //! Two or more spaces in a row match any run of spaces, so a table whose column widths
 //! depend on the figures still matches. Everything else must match exactly, except
-//! trailing spaces.
+//! trailing spaces. What a `<name>` matched can be kept ([`captures`]): a session id the
+//! lab's next command types back (lab 12's `sid=<sid>`).
 
 /// One piece of an expected line.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,7 +25,8 @@ enum Piece {
     Date,
     Time,
     Number,
-    Word,
+    /// One word, and the placeholder's name, for [`captures`].
+    Word(String),
     Anything,
     /// Two or more spaces in the lab: a table's column gap, whose width depends on values.
     Gap,
@@ -32,9 +34,16 @@ enum Piece {
 
 /// Whether `actual` is what `expected` promises, placeholders matched loosely.
 pub fn matches(expected: &str, actual: &str) -> bool {
+    captures(expected, actual).is_some()
+}
+
+/// What each word placeholder (`<sid>`, `<topic>`) of `expected` matched in `actual`, as
+/// (name, word); `None` if `actual` is not what `expected` promises.
+pub fn captures(expected: &str, actual: &str) -> Option<Vec<(String, String)>> {
     let pieces = pieces(expected.trim_end());
     let actual: Vec<char> = actual.trim_end().chars().collect();
-    match_from(&pieces, &actual)
+    let mut words = Vec::new();
+    match_from(&pieces, &actual, &mut words).then_some(words)
 }
 
 fn pieces(expected: &str) -> Vec<Piece> {
@@ -66,7 +75,7 @@ fn pieces(expected: &str) -> Vec<Piece> {
                         "date" => Piece::Date,
                         "time" => Piece::Time,
                         "n" | "port" | "pid" | "ms" => Piece::Number,
-                        _ => Piece::Word,
+                        _ => Piece::Word(name),
                     });
                     i += len + 2;
                     continue;
@@ -79,18 +88,18 @@ fn pieces(expected: &str) -> Vec<Piece> {
     out
 }
 
-fn match_from(pieces: &[Piece], actual: &[char]) -> bool {
+fn match_from(pieces: &[Piece], actual: &[char], words: &mut Vec<(String, String)>) -> bool {
     let Some((first, rest)) = pieces.split_first() else {
         return actual.is_empty();
     };
     match first {
-        Piece::Literal(c) => actual.first() == Some(c) && match_from(rest, &actual[1..]),
-        Piece::Anything => (0..=actual.len()).any(|n| match_from(rest, &actual[n..])),
+        Piece::Literal(c) => actual.first() == Some(c) && match_from(rest, &actual[1..], words),
+        Piece::Anything => (0..=actual.len()).any(|n| match_from(rest, &actual[n..], words)),
         Piece::Gap => {
             let spaces = actual.iter().take_while(|c| **c == ' ').count();
-            (1..=spaces).any(|n| match_from(rest, &actual[n..]))
+            (1..=spaces).any(|n| match_from(rest, &actual[n..], words))
         }
-        Piece::Date => fits(actual, "dddd-dd-dd") && match_from(rest, &actual[10..]),
+        Piece::Date => fits(actual, "dddd-dd-dd") && match_from(rest, &actual[10..], words),
         Piece::Time => {
             if !fits(actual, "dd:dd:dd") {
                 return false;
@@ -104,8 +113,8 @@ fn match_from(pieces: &[Piece], actual: &[char]) -> bool {
                     .count(),
                 _ => 0,
             };
-            (fraction > 0 && match_from(rest, &actual[9 + fraction..]))
-                || match_from(rest, &actual[8..])
+            (fraction > 0 && match_from(rest, &actual[9 + fraction..], words))
+                || match_from(rest, &actual[8..], words)
         }
         Piece::Number => {
             let len = actual
@@ -113,11 +122,18 @@ fn match_from(pieces: &[Piece], actual: &[char]) -> bool {
                 .take_while(|c| c.is_ascii_digit() || **c == '.')
                 .count();
             actual.first().is_some_and(|c| c.is_ascii_digit())
-                && (1..=len).any(|n| match_from(rest, &actual[n..]))
+                && (1..=len).any(|n| match_from(rest, &actual[n..], words))
         }
-        Piece::Word => {
+        Piece::Word(name) => {
             let len = actual.iter().take_while(|c| !c.is_whitespace()).count();
-            (1..=len).any(|n| match_from(rest, &actual[n..]))
+            (1..=len).any(|n| {
+                words.push((name.clone(), actual[..n].iter().collect()));
+                let matched = match_from(rest, &actual[n..], words);
+                if !matched {
+                    words.pop();
+                }
+                matched
+            })
         }
     }
 }

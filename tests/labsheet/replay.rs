@@ -17,6 +17,9 @@
 //! * `$ printf '...' > PATH`, `$ chmod MODE PATH`, `$ rm -rf PATH`: a file or folder the
 //!   lab then names (an `--auth-file`, a `--data-dir`), in a folder of the group's own.
 //! * `$ kill -9 $(pgrep -u "$USER" -nx broker)`: the group's newest broker, killed.
+//! * `$ sid=<sid>`: a shell variable set to what the placeholder `<sid>` last matched in
+//!   the group's output (a session id the student copies from the line above); `$sid`
+//!   and `${sid}` in later commands of the group stand for it.
 //! * `$ cargo run --bin NAME -- ARGS`: the binary the test suite built, run with stdout and
 //!   stderr merged as a terminal shows them; `> ` lines go to its stdin, or what a
 //!   `printf '...' |` before it writes. A program the block types into runs on a
@@ -238,6 +241,10 @@ struct Group<'a> {
     /// Where the files the lab writes (`printf ... > target/lab11.auth`) are written
     /// instead, each under its own path; removed when the group ends.
     files: Files,
+    /// What each word placeholder (`<sid>`) matched last in the group's output.
+    matched: HashMap<String, String>,
+    /// The shell variables the lab set (`sid=<sid>`), with their values.
+    variables: HashMap<String, String>,
 }
 
 impl<'a> Group<'a> {
@@ -269,6 +276,8 @@ impl<'a> Group<'a> {
             typed_into: false,
             files: Files::default(),
             brokers: Vec::new(),
+            matched: HashMap::new(),
+            variables: HashMap::new(),
         })
     }
 
@@ -372,6 +381,11 @@ impl<'a> Group<'a> {
             return Ok(());
         }
         if let Some(command) = text.strip_prefix("$ ") {
+            if let Some((variable, placeholder)) = shell_assignment(command) {
+                return self.assign(variable, placeholder, line);
+            }
+            let command = self.expand_variables(command);
+            let command = command.as_str();
             self.sync_others(name, line)?;
             if self.terminals.contains_key(name) {
                 self.finish(name, line)?;
@@ -434,8 +448,9 @@ impl<'a> Group<'a> {
                 }
             };
             terminal.seen.push(actual.clone());
-            if pattern::matches(expected, &actual) {
+            if let Some(words) = pattern::captures(expected, &actual) {
                 terminal.skipping = false;
+                self.matched.extend(words);
                 return Ok(());
             }
             if !terminal.skipping {
@@ -445,6 +460,42 @@ impl<'a> Group<'a> {
                 ));
             }
         }
+    }
+
+    /// `variable=<placeholder>`: the variable holds what the placeholder last matched.
+    fn assign(&mut self, variable: &str, placeholder: &str, line: usize) -> Result<(), String> {
+        let value = self.matched.get(placeholder).ok_or_else(|| {
+            format!(
+                "{}: `{variable}=<{placeholder}>`, but no output line of this group has \
+                 shown <{placeholder}> yet",
+                self.at(line)
+            )
+        })?;
+        self.variables.insert(variable.to_string(), value.clone());
+        Ok(())
+    }
+
+    /// `command` with `$name` and `${name}` of each variable the lab set replaced by its
+    /// value, as the shell would.
+    fn expand_variables(&self, command: &str) -> String {
+        let mut command = command.to_string();
+        for (variable, value) in &self.variables {
+            command = command.replace(&format!("${{{variable}}}"), value);
+            let plain = format!("${variable}");
+            let mut out = String::new();
+            let mut rest = command.as_str();
+            while let Some(found) = rest.find(&plain) {
+                let end = found + plain.len();
+                let whole =
+                    !rest[end..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_');
+                out.push_str(&rest[..found]);
+                out.push_str(if whole { value } else { &plain });
+                rest = &rest[end..];
+            }
+            out.push_str(rest);
+            command = out;
+        }
+        command
     }
 
     fn type_line(&mut self, name: &str, typed: &str, line: usize) -> Result<(), String> {
@@ -1270,6 +1321,19 @@ fn parse_command(command: &str) -> Result<Parsed, String> {
         _ => {}
     }
     parse_cargo(&words).ok_or_else(unsupported)
+}
+
+/// `name=<placeholder>`, a shell variable set to a value the lab showed: (name,
+/// placeholder).
+fn shell_assignment(command: &str) -> Option<(&str, &str)> {
+    let (name, value) = command.trim().split_once('=')?;
+    let placeholder = value.strip_prefix('<')?.strip_suffix('>')?;
+    let is_word = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    };
+    (is_word(name) && is_word(placeholder)).then_some((name, placeholder))
 }
 
 /// The tokens as plain words; `None` if there is an operator among them.

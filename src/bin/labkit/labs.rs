@@ -60,6 +60,10 @@ pub const LABS: &[Lab] = &[
         number: 11,
         sheet: "11-many-brokers.md",
     },
+    Lab {
+        number: 12,
+        sheet: "12-layers-on-layers.md",
+    },
 ];
 
 impl Lab {
