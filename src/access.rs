@@ -12,6 +12,7 @@
 //! user bob hunter2
 //! allow alice publish lab/alice/#
 //! allow * subscribe lab/#
+//! instructor alice
 //! ```
 //!
 //! * `user <name> <secret>`: a user and the secret it proves itself with.
@@ -24,6 +25,10 @@
 //!   other in the rules, so every way in follows the same ones; `*` does not include it
 //!   (what strangers may do is always written out), and nobody can log in as it. It may
 //!   publish under any id that is not a user's (see [`Access::may_publish_as`]).
+//! * `instructor <name>`: a declared user who sees every client in `CLIENTS` (and `GET
+//!   /clients`) and may `KICK` one; every other user sees only its own clients and may
+//!   kick none. Redis has the same split with its ACL's `+client` permission; NATS keeps
+//!   its `/connz` on a separate monitoring port for operators.
 //!
 //! The rules of the wire (see `session.rs`): until `AUTH` succeeds, every other command is
 //! answered `ERROR authentication required: send AUTH <user> <secret> first`; no `AUTH`
@@ -83,6 +88,8 @@ struct Rule {
 pub struct Access {
     users: Vec<(String, String)>,
     rules: Vec<Rule>,
+    /// The users marked `instructor`.
+    instructors: Vec<String>,
 }
 
 impl fmt::Debug for Access {
@@ -94,6 +101,7 @@ impl fmt::Debug for Access {
                 &self.users.iter().map(|(name, _)| name).collect::<Vec<_>>(),
             )
             .field("rules", &self.rules)
+            .field("instructors", &self.instructors)
             .finish()
     }
 }
@@ -188,10 +196,18 @@ impl Access {
                         filter: filter.to_string(),
                     });
                 }
+                ["instructor", name] => {
+                    if !access.users.iter().any(|(known, _)| known == name) {
+                        return Err(error(format!(
+                            "no user {name} above: declare it with a user line first"
+                        )));
+                    }
+                    access.instructors.push(name.to_string());
+                }
                 _ => {
                     return Err(error(
-                        "expected 'user <name> <secret>' or 'allow <name|*|anonymous> \
-                         publish|subscribe <filter>' (or a # comment)"
+                        "expected 'user <name> <secret>', 'allow <name|*|anonymous> \
+                         publish|subscribe <filter>' or 'instructor <name>' (or a # comment)"
                             .to_string(),
                     ))
                 }
@@ -276,6 +292,11 @@ impl Access {
             return !self.users.iter().any(|(name, _)| may_publish_as(name, id));
         }
         may_publish_as(user, id)
+    }
+
+    /// Whether user `name` is marked `instructor`: it sees every client and may kick one.
+    pub fn is_instructor(&self, name: &str) -> bool {
+        self.instructors.iter().any(|instructor| instructor == name)
     }
 
     /// How many users the file declares.
@@ -457,6 +478,16 @@ mod tests {
         let error = Access::parse("user anonymous x\n").unwrap_err();
         assert_eq!(error.line, 1);
         assert!(error.reason.contains("nobody can log in as it"), "{error}");
+    }
+
+    #[test]
+    fn an_instructor_must_be_a_declared_user() {
+        let access = Access::parse("user alice a\nuser bob b\ninstructor alice\n").unwrap();
+        assert!(access.is_instructor("alice"));
+        assert!(!access.is_instructor("bob"));
+        let error = Access::parse("instructor carol\n").unwrap_err();
+        assert_eq!(error.line, 1);
+        assert!(error.reason.contains("no user carol"), "{error}");
     }
 
     #[test]

@@ -19,8 +19,9 @@
 //! idle too, so the broker cannot tell a forgotten `nc` from a patient listener. A peer
 //! whose machine vanished (unplugged, asleep) is only found out when the broker next
 //! writes to it: `std::net` has no way to set TCP keepalives, which would probe it. An
-//! instructor who finds the room full of such connections can lower
-//! `--max-clients-per-ip`, or restart the broker; `TOPICS` and the log show who holds what.
+//! instructor who finds the room full of such connections can see them with `CLIENTS`
+//! (their `idle=` seconds, see `clients.rs`) and `KICK` them, or lower
+//! `--max-clients-per-ip`.
 //!
 //! # A log that a flood cannot fill
 //!

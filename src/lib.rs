@@ -42,6 +42,7 @@
 //! | | [`subscriber`] | the [`Subscriber`](subscriber::Subscriber) handle every kind of subscriber implements |
 //! | | [`tree`] | wildcard filters in a tree of levels, and the walk that finds those a topic matches |
 //! | | [`registry`] | topic → subscribers, the one shared map behind one mutex; retained messages |
+//! | | [`clients`] | every connected client and what it is doing, for `CLIENTS`, `KICK` and `/metrics` |
 //! | | [`durable`] | durable subscriptions: acknowledgements, redelivery, the log on disk |
 //! | | [`router`] | the one road of every message: look up, batch, hand out, flush; the grammar, the access rules and the hooks applied to every way in |
 //! | | [`subscription`] | the in-process subscriber, for programs that embed the broker |
@@ -122,6 +123,7 @@
 //! | `Registry::inner` | topics, filters, retained messages | then a new subscriber's own lock, to offer it the retained messages (see `Registry::subscribe`) |
 //! | `Durable::state` | one durable subscription's queue and holder | then its holder's `Outbox::state`, to queue what it sends |
 //! | `Outbox::state` | one connection's pending bytes and phase | nothing after it |
+//! | `Clients::table`, `Client::names` | the client table; one client's user, ids and filters | nothing after either (a listing copies the table out, then reads each client and its `Outbox::state` with no other lock held) |
 //! | `Durables::subscriptions` | the durable subscriptions by filter and id | nothing after it |
 //! | `Connections::table`, `Connections::events` | slots per address; the log throttle | not with each other |
 //! | `Logins::windows`, `Logins::warnings` | failed logins per address; their log throttle | not with each other |
@@ -159,6 +161,7 @@ pub mod batch;
 pub mod broker;
 pub mod cli;
 pub mod client;
+pub mod clients;
 pub mod clock;
 pub mod config;
 pub mod connections;

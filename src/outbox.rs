@@ -112,10 +112,11 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use crate::batch::Batch;
+use crate::clients::{Outward, Probe};
 use crate::config::format_duration;
 use crate::connections::Close;
 use crate::peer::Peer;
-use crate::protocol::Dialect;
+use crate::protocol::{ClientState, Dialect, ProtocolError, Reply};
 use crate::stats::Stats;
 use crate::subscriber::{Offer, Subscriber, SubscriberId};
 use crate::text::escaped;
@@ -240,6 +241,13 @@ struct State {
     /// The subscriber is far behind and drained too slowly to be waited for: publishers
     /// no longer wait for it, until its backlog is below the high-water mark again.
     not_waited_for: bool,
+    /// It was cut off as a slow consumer (not merely closed): `CLIENTS` says so.
+    cut_off: bool,
+    /// Deliveries offered to it, and their bytes, for `CLIENTS` (see `clients.rs`):
+    /// counted here because every delivery takes this lock anyway, so counting costs no
+    /// atomic of its own.
+    delivered: u64,
+    delivered_bytes: u64,
 }
 
 /// Who writes to the socket.
@@ -279,6 +287,9 @@ impl Outbox {
                 writer: None,
                 progress_at: Instant::now(),
                 not_waited_for: false,
+                cut_off: false,
+                delivered: 0,
+                delivered_bytes: 0,
             }),
             wake_writer: Condvar::new(),
             drained: Condvar::new(),
@@ -347,6 +358,21 @@ impl Outbox {
                 encoding.encode(&lines, &mut state.pending);
             }
         }
+        self.queued(&mut state, was_empty)
+    }
+
+    /// Queues a batch's lines, counting them as deliveries (see [`Outbox::outward`]).
+    fn push_batch(&self, batch: &Batch, lines: &[u8]) -> Offer {
+        let mut state = self.state.lock();
+        if state.phase == Phase::Closed {
+            return Offer::Closed;
+        }
+        state.delivered += batch.len() as u64;
+        state.delivered_bytes += lines.len() as u64;
+        let was_empty = state.pending.is_empty();
+        self.trace(lines);
+        let encoding = state.encoding;
+        encoding.encode(lines, &mut state.pending);
         self.queued(&mut state, was_empty)
     }
 
@@ -657,6 +683,7 @@ impl Outbox {
             self.peer.addr(),
             self.rules.max_pending_bytes
         );
+        state.cut_off = true;
         self.shut(state);
     }
 
@@ -675,6 +702,7 @@ impl Outbox {
                 self.peer.addr(),
                 format_duration(self.rules.write_timeout)
             );
+            state.cut_off = true;
         } else {
             log::info!("{} lost while writing to it: {error}", self.peer);
         }
@@ -723,7 +751,7 @@ impl Subscriber for Outbox {
     }
 
     fn offer(&self, batch: &Batch) -> Offer {
-        self.push(batch.lines_for(self.dialect()))
+        self.push_batch(batch, batch.lines_for(self.dialect()))
     }
 
     fn flush(&self) {
@@ -743,10 +771,12 @@ impl Subscriber for Outbox {
         let as_they_are = matches!(state.encoding, Encoding::Lines);
         if state.phase != Phase::KeepingUp || !state.pending.is_empty() || !as_they_are {
             drop(state);
-            let offered = self.push(lines);
+            let offered = self.push_batch(batch, lines);
             self.flush();
             return offered != Offer::Closed;
         }
+        state.delivered += batch.len() as u64;
+        state.delivered_bytes += lines.len() as u64;
         self.trace(lines);
         match self.write_in_place(lines) {
             Ok(written) if written == lines.len() => true,
@@ -764,6 +794,41 @@ impl Subscriber for Outbox {
                 false
             }
         }
+    }
+}
+
+/// What `CLIENTS` shows of a connection's outbound side (see `clients.rs`), and how
+/// `KICK` closes it.
+impl Probe for Outbox {
+    fn outward(&self) -> Outward {
+        let state = self.state.lock();
+        let client_state = match state.phase {
+            Phase::KeepingUp => ClientState::KeepingUp,
+            Phase::Behind => ClientState::Behind,
+            Phase::Closed if state.cut_off => ClientState::CutOff,
+            Phase::Closed => ClientState::KeepingUp,
+        };
+        Outward {
+            messages: state.delivered,
+            bytes: state.delivered_bytes,
+            pending: self.backlog(&state),
+            state: client_state,
+        }
+    }
+
+    /// The reason goes out first if it can go at once (a client that is behind would not
+    /// read it before the lines ahead of it anyway, and the instructor's thread must not
+    /// wait for it): written in place, within [`IN_PLACE_LIMIT`], then the socket is shut.
+    fn kick(&self, reason: &ProtocolError) {
+        let dialect = self.dialect();
+        self.push_with(|pending| dialect.write_reply(&Reply::Error(reason), pending));
+        let mut state = self.state.lock();
+        if state.phase == Phase::KeepingUp && !state.pending.is_empty() {
+            if let Ok(written) = self.write_in_place(&state.pending) {
+                state.pending.drain(..written);
+            }
+        }
+        self.shut(&mut state);
     }
 }
 

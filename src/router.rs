@@ -41,6 +41,7 @@ use std::sync::{Arc, OnceLock};
 use crate::access::Action;
 use crate::auth::Logins;
 use crate::batch::Batch;
+use crate::clients::Clients;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::durable::Durables;
@@ -78,6 +79,8 @@ pub struct Router {
     uplink: OnceLock<Arc<dyn Uplink>>,
     /// Who may do what, if the broker has an auth file (see `access.rs`).
     logins: Option<Logins>,
+    /// Every client connected, and what each is doing (see `clients.rs`).
+    clients: Arc<Clients>,
 }
 
 impl std::fmt::Debug for Router {
@@ -131,6 +134,7 @@ impl Router {
             durables,
             uplink: OnceLock::new(),
             logins: None,
+            clients: Arc::default(),
         };
         for durable in router.durables.all() {
             let filter = Arc::clone(durable.filter());
@@ -158,6 +162,11 @@ impl Router {
     /// events (a slow consumer cut off).
     pub fn stats(&self) -> &Arc<Stats> {
         &self.stats
+    }
+
+    /// The client table: every session enters its client here (see `clients.rs`).
+    pub fn clients(&self) -> &Arc<Clients> {
+        &self.clients
     }
 
     /// Sends every local publish on to `uplink` too, and tells it about local interest

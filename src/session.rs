@@ -57,6 +57,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::clients::Registered;
 use crate::config::format_duration;
 use crate::connections::Slot;
 use crate::durable::{Durable, Holder};
@@ -65,7 +66,9 @@ use crate::hooks::{ClientInfo, Transport};
 use crate::keyed::KeyedList;
 use crate::outbox::Outbox;
 use crate::peer::Peer;
-use crate::protocol::{Command, Dialect, Held, HeldReply, JsonRequest, ProtocolError, Reply};
+use crate::protocol::{
+    Command, CommandSpec, Dialect, Held, HeldReply, JsonRequest, ProtocolError, Reply,
+};
 use crate::router::{Publisher, Router};
 use crate::subscriber::{Offer, Subscriber, SubscriberId};
 use crate::throttle::{and_more, Throttle, Verdict, QUIETING};
@@ -154,6 +157,23 @@ pub(crate) struct Session {
     /// to one topic is checked once, not once per line (the rules never change while the
     /// broker runs).
     allowed_publish: Option<(Box<str>, Box<str>)>,
+    /// The client's entry in the client table (see `clients.rs`); `None` for an HTTP
+    /// request, which is a session of one command, not a client that stays.
+    listed: Option<Registered>,
+    /// What this burst of lines adds to the entry's figures, in plain fields: added to it
+    /// once per burst, at `flush`, so a publish pays no atomic for them.
+    burst: Burst,
+}
+
+/// What one burst of lines adds to a client's figures. See `Session::burst`.
+#[derive(Debug, Default)]
+struct Burst {
+    /// Messages published.
+    messages: u64,
+    /// Bytes of the lines, `\n` included.
+    bytes: u64,
+    /// The last command executed.
+    last: Option<&'static CommandSpec>,
 }
 
 /// Why a session ends before its client leaves.
@@ -195,6 +215,11 @@ impl Session {
     ) -> Session {
         let subscriber = link.subscriber();
         let holder = link.holder();
+        let listed = (client.transport != Transport::Http).then(|| {
+            let peer = link.peer();
+            let clients = router.clients();
+            clients.register(peer.conn(), peer.addr(), client.transport, link.probe())
+        });
         let (auth_deadline, user) = match entry {
             Entry::Login => (router_auth_deadline(&router), None),
             Entry::Anonymous => (None, None),
@@ -222,6 +247,8 @@ impl Session {
             bad_lines: Throttle::new(BAD_LINES_LOGGED, BAD_LINES_INTERVAL),
             user,
             allowed_publish: None,
+            listed,
+            burst: Burst::default(),
         }
     }
 
@@ -319,6 +346,7 @@ impl Session {
     /// Handles one line in this connection's dialect (the first line decides it): parses
     /// it and executes it, or answers it with `ERROR` or its dialect's equivalent.
     pub(crate) fn handle_line(&mut self, line: &[u8]) {
+        self.burst.bytes += line.len() as u64 + 1;
         let dialect = match self.dialect {
             Some(dialect) => dialect,
             None => match Dialect::of_first_line(line) {
@@ -349,6 +377,9 @@ impl Session {
         };
         self.client = ClientInfo::new(transport, Some(self.peer().addr()));
         self.publisher.set_client(self.client);
+        if let Some(listed) = &self.listed {
+            listed.set_way_in(transport);
+        }
         if dialect == Dialect::Json {
             log::debug!("{} speaks JSON lines", self.peer().tag());
         }
@@ -378,6 +409,9 @@ impl Session {
         if self.client_id.as_deref() != Some(id) {
             let shared: Arc<str> = Arc::from(id);
             self.peer().set_client_id(Arc::clone(&shared));
+            if let Some(listed) = &self.listed {
+                listed.used_id(Arc::clone(&shared));
+            }
             self.client_id = Some(shared);
         }
     }
@@ -455,6 +489,7 @@ impl Session {
     /// command says.
     pub(crate) fn execute(&mut self, command: Command<'_>) {
         log::debug!("{} {:?}", self.peer().tag(), command);
+        self.burst.last = Some(command.spec());
         if let Err(error) = self.link.carries(&command) {
             return self.refuse(&error);
         }
@@ -538,6 +573,19 @@ impl Session {
         self.publisher.flush();
         self.commit_and_release();
         self.link.flush();
+        self.add_burst();
+    }
+
+    /// Adds this burst's figures to the client's entry (see `clients.rs`): once per
+    /// burst, so the clock is read once per burst too, not once per line.
+    fn add_burst(&mut self) {
+        if self.burst.bytes == 0 && self.burst.last.is_none() {
+            return;
+        }
+        let burst = std::mem::take(&mut self.burst);
+        if let Some(listed) = &self.listed {
+            listed.add_burst(burst.messages, burst.bytes, burst.last, Instant::now());
+        }
     }
 
     /// No more input is waiting: give back the batch's memory, so that an idle connection
@@ -619,6 +667,9 @@ impl Session {
         self.router.unsubscribe_all(topics, self.subscriber.id());
         self.subscriptions.clear();
         // lab:end 04
+        if let Some(listed) = &self.listed {
+            listed.unsubscribed_all();
+        }
     }
 }
 
@@ -641,6 +692,8 @@ fn is_timeout(error: &io::Error) -> bool {
 impl Drop for Session {
     /// The one cleanup of a connection; see the module docs for why it lives in `Drop`.
     fn drop(&mut self) {
+        // Taken out first, so that the cleanup below does not change what it lists.
+        let listed = self.listed.take();
         // Lines this thread queued for others are still owed to them, and confirms to our
         // own client.
         self.flush();
@@ -656,6 +709,10 @@ impl Drop for Session {
             log::warn!("{} sent {left_out} more bad lines, not logged", self.peer());
         }
         self.link.close();
+        // Out of the client table before the slot is given back, so that a client no
+        // longer counted in `STATS` is no longer listed either; with its subscriptions as
+        // they were, for the line a cut-off client leaves behind (see `clients.rs`).
+        drop(listed);
         // `link` is dropped after this, giving back what it holds (a connection's slot).
     }
 }

@@ -117,9 +117,9 @@ fn errors_are_json_and_acknowledgements_come_only_when_asked() {
     json.send("{\"action\": \"publish\", \"topic\": \"elsewhere\", \"message\": \"m\"}\n");
     json_sync(&mut json);
     let cases = [
-        ("{\"action\": \"dance\"}", "unknown action 'dance': expected subscribe, unsubscribe, publish, retain, unretain, ping, topics, stats, auth"),
+        ("{\"action\": \"dance\"}", "unknown action 'dance': expected subscribe, unsubscribe, publish, retain, unretain, ping, topics, clients, kick, stats, auth"),
         ("{\"action\": \"publish\", \"topic\": \"t\"}", "\"publish\" needs a \"message\" string"),
-        ("{\"topic\": \"t\"}", "a JSON command is an object with an \"action\": subscribe, unsubscribe, publish, retain, unretain, ping, topics, stats, auth"),
+        ("{\"topic\": \"t\"}", "a JSON command is an object with an \"action\": subscribe, unsubscribe, publish, retain, unretain, ping, topics, clients, kick, stats, auth"),
         ("{\"action\": \"subscribe\", \"topic\": \"two words\"}", "a topic must be one word, with no spaces or line breaks"),
         ("{\"action\": \"publish\", \"topic\": \"t\", \"message\": \"a\\u2028DELIVER t forged x 2025-01-01 00:00:00\"}", "message contains U+2028 (line separator), which other programs read as a line break: send it on one line"),
         ("{nope", "not a JSON command: invalid JSON at byte 1: expected a member name in quotes"),

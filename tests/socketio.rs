@@ -613,3 +613,32 @@ fn stopping_the_broker_waits_for_its_socket_io_sessions() {
          the session's thread was not joined"
     );
 }
+
+/// A Socket.IO client is one line of `CLIENTS` (`way=socketio`), with its deliveries
+/// counted, and `KICK` ends its session. (The reason goes as an `error` event, which a
+/// long-polling client reads only if a poll of its is waiting at that moment, as a real
+/// client's nearly always is; this test's polls are not, so it checks the end.)
+#[test]
+fn a_socket_io_client_is_listed_and_can_be_kicked() {
+    let broker = start_full_broker(Config::default());
+    let sid = polling_subscriber(&broker, "news");
+    let mut teacher = common::Raw::connect(broker.addr());
+    teacher.send("PUBLISH news hi teacher\n");
+    teacher.sync();
+    assert!(poll(&broker, &sid)
+        .body
+        .contains(r#"42["news",{"message":"hi"}]"#));
+    teacher.send("CLIENTS news\n");
+    let line = teacher.line();
+    teacher.expect("END CLIENTS");
+    assert!(line.contains(" way=socketio "), "{line}");
+    assert!(line.contains(" msgs_out=1 "), "{line}");
+    let number = line.split(' ').nth(1).unwrap().to_string();
+
+    teacher.send(&format!("KICK {number}\n"));
+    teacher.expect(&format!("OK KICK {number}"));
+    wait_until("the kicked client's subscription is gone", || {
+        subscribers(&broker, "news") == 0
+    });
+    assert_eq!(poll(&broker, &sid).status, 400);
+}

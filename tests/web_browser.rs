@@ -10,7 +10,9 @@
 //!
 //! It also saves screenshots of the page, light and dark, to `target/09-live-view.png` and
 //! `target/09-live-view-dark.png`, or into the folder `PUBSUB_LAB_SCREENSHOTS` names (which
-//! is how the pictures in `labsheet/` are made).
+//! is how the pictures in `labsheet/` are made). The class picture (`/class`) is checked
+//! the same way, with a small class on the broker, and pictured for lab 5
+//! (`05-class-picture.png`).
 
 mod common;
 
@@ -317,5 +319,155 @@ fn the_live_view_shows_what_is_published_over_tcp_and_http() {
         let png = base64::decode(shot.get("data").and_then(Value::as_str).unwrap()).unwrap();
         assert!(png.starts_with(b"\x89PNG"));
         std::fs::write(folder.join(file), png).unwrap();
+    }
+}
+
+/// Where the screenshots go: `PUBSUB_LAB_SCREENSHOTS`, or `target/`.
+fn screenshot_folder() -> PathBuf {
+    std::env::var_os("PUBSUB_LAB_SCREENSHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
+}
+
+/// The number `CLIENTS` gives the client that used `id`.
+fn number_of(raw: &mut common::Raw, id: &str) -> String {
+    raw.send(&format!("CLIENTS {id}\n"));
+    let line = raw.line();
+    raw.expect("END CLIENTS");
+    let number = line
+        .strip_prefix("CLIENTS ")
+        .and_then(|l| l.split(' ').next());
+    number
+        .unwrap_or_else(|| panic!("{id} is not listed: {line:?}"))
+        .to_string()
+}
+
+/// The class picture at `/class` draws a small class: two subscribers (one with a
+/// wildcard), a publisher, the topics between them with an edge per subscription, and a
+/// subscriber that stopped reading, marked as cut off; its table lists them all.
+#[test]
+fn the_class_picture_shows_the_clients_and_topics_of_a_lab() {
+    if !common::require_tool(
+        common::Tool::Program("chromium"),
+        "sudo apt-get install -y chromium",
+    ) {
+        return;
+    }
+    let broker = common::start_web_broker_with(Config {
+        write_timeout: Duration::from_secs(1),
+        ..Config::default()
+    });
+    let web = broker.web_addr().unwrap();
+    let browser = Chromium::open(&format!("http://{web}/class"));
+    let mut devtools = DevTools::attach(browser.devtools_port());
+    common::wait_until("the picture watches every topic", || {
+        broker.topic_counts() == [("#".to_string(), 1)]
+    });
+
+    let mut sub1 = common::subscribed(broker.addr(), "weather", "sub1");
+    let _sub2 = common::subscribed(broker.addr(), "news/#", "sub2");
+    let mut publisher = common::Raw::connect(broker.addr());
+    publisher.send("PUBLISH weather Rainy pub1\nPUBLISH news/today Elections pub1\n");
+    publisher.sync();
+    assert_eq!(sub1.delivery(), "DELIVER weather Rainy pub1");
+
+    // A student whose subscriber stopped reading, while a flood goes to its topic.
+    let slow = common::stalled(broker.addr(), "flood", "slowpoke");
+    let flooder = common::Raw::connect(broker.addr());
+    let flooding = common::flood(&flooder, "flood", 400);
+    common::wait_until("the stalled subscriber is cut off", || {
+        common::stat(&broker, "slow_consumers_disconnected") == 1
+    });
+    flooding.join().unwrap();
+    drop(slow);
+
+    let mut teacher = common::Raw::connect(broker.addr());
+    let sub1_number = number_of(&mut teacher, "sub1");
+    let pub1_number = number_of(&mut teacher, "pub1");
+    let wanted = [
+        format!("t:weather>c{sub1_number}"),
+        format!("c{pub1_number}>t:weather"),
+    ];
+    let read = |devtools: &mut DevTools| {
+        devtools.eval(
+            "JSON.stringify({\
+               topics: [...document.querySelectorAll('#picture [data-topic]')].map(t => t.dataset.topic).sort(),\
+               clients: [...document.querySelectorAll('#picture .client')].map(c => c.classList[1] + ' ' + c.querySelector('text').textContent).sort(),\
+               edges: [...document.querySelectorAll('#picture [data-edge]')].map(e => e.dataset.edge),\
+               rows: document.querySelectorAll('#clients tbody tr').length})",
+        )
+    };
+    let deadline = Instant::now() + BROWSER_TIMEOUT;
+    let (shown, seen) = loop {
+        let seen = read(&mut devtools);
+        let value = json::parse(&seen).unwrap_or(Value::Null);
+        let has = |key: &str, item: &str| {
+            matches!(value.get(key), Some(Value::Array(items))
+                if items.iter().any(|i| i.as_str() == Some(item)))
+        };
+        let complete = ["weather", "news/#", "news/today", "flood"]
+            .iter()
+            .all(|t| has("topics", t))
+            && wanted.iter().all(|e| has("edges", e))
+            && matches!(value.get("clients"), Some(Value::Array(c))
+                if c.iter().any(|c| c.as_str().is_some_and(|c| c.starts_with("cut-off ") && c.ends_with(" slowpoke"))));
+        if complete || Instant::now() > deadline {
+            break (value, seen);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let clients: Vec<&str> = match shown.get("clients") {
+        Some(Value::Array(clients)) => clients.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    for expected in [
+        format!("keeping-up #{sub1_number} sub1"),
+        format!("keeping-up #{pub1_number} pub1"),
+    ] {
+        assert!(
+            clients.contains(&expected.as_str()),
+            "{expected:?} not drawn: {seen}"
+        );
+    }
+    assert!(
+        clients
+            .iter()
+            .any(|c| c.starts_with("cut-off ") && c.ends_with(" slowpoke")),
+        "the cut-off subscriber is not marked: {seen}"
+    );
+    for edge in &wanted {
+        assert!(seen.contains(edge.as_str()), "no edge {edge}: {seen}");
+    }
+    assert!(
+        seen.contains("t:news/today>t:news/#"),
+        "the wildcard's match: {seen}"
+    );
+    assert!(
+        matches!(shown.get("rows"), Some(Value::Number(n)) if *n >= 6.0),
+        "the client table: {seen}"
+    );
+
+    devtools.call(
+        "Emulation.setDeviceMetricsOverride",
+        r#"{"width":1600,"height":900,"deviceScaleFactor":1,"mobile":false}"#,
+    );
+    for (scheme, file) in [
+        ("light", "05-class-picture.png"),
+        ("dark", "05-class-picture-dark.png"),
+    ] {
+        devtools.call(
+            "Emulation.setEmulatedMedia",
+            &format!(r#"{{"features":[{{"name":"prefers-color-scheme","value":"{scheme}"}}]}}"#),
+        );
+        // Messages on their way, for the picture: published until a dot is drawn.
+        common::wait_until("a message is pictured on its way", || {
+            publisher.send("PUBLISH weather Sunny pub1\nPUBLISH news/today Results pub1\n");
+            publisher.sync();
+            devtools.eval("String(document.querySelectorAll('#pulses circle').length)") != "0"
+        });
+        let shot = devtools.call("Page.captureScreenshot", r#"{"format":"png"}"#);
+        let png = base64::decode(shot.get("data").and_then(Value::as_str).unwrap()).unwrap();
+        assert!(png.starts_with(b"\x89PNG"));
+        std::fs::write(screenshot_folder().join(file), png).unwrap();
     }
 }

@@ -370,6 +370,30 @@ pub static TOPICS: CommandSpec = CommandSpec {
     },
 };
 
+/// `CLIENTS [filter]`: the instructor's view (see `clients.rs`).
+pub static CLIENTS: CommandSpec = CommandSpec {
+    word: "CLIENTS",
+    arguments: &[optional("filter", &["filter"])],
+    summary: "list clients (matching a #number, state, id or topic) and what each does",
+    classic: false,
+    json: Some("clients"),
+    alone: None,
+    build: |a| Command::Clients {
+        filter: a.optional(0),
+    },
+};
+
+/// `KICK <client>`: an instructor closes a client's connection.
+pub static KICK: CommandSpec = CommandSpec {
+    word: "KICK",
+    arguments: &[word("client", "client", &["client"])],
+    summary: "close client <client> (its CLIENTS number), telling it why: instructors",
+    classic: false,
+    json: Some("kick"),
+    alone: None,
+    build: |a| Command::Kick { client: a.given(0) },
+};
+
 /// `STATS`.
 pub static STATS: CommandSpec = CommandSpec {
     word: "STATS",
@@ -420,7 +444,7 @@ pub static HELP: CommandSpec = CommandSpec {
 };
 
 /// Every command, in the order `HELP` lists them. See the module docs.
-pub static COMMANDS: [&CommandSpec; 14] = [
+pub static COMMANDS: [&CommandSpec; 16] = [
     &SUBSCRIBE,
     &UNSUBSCRIBE,
     &PUBLISH,
@@ -431,6 +455,8 @@ pub static COMMANDS: [&CommandSpec; 14] = [
     &CANCEL,
     &PING,
     &TOPICS,
+    &CLIENTS,
+    &KICK,
     &STATS,
     &VERBOSE,
     &QUIT,
@@ -600,6 +626,27 @@ pub enum Command<'a> {
         /// Only topics this filter matches (see `topic.rs`).
         filter: Option<&'a str>,
     },
+    /// List the connected clients and what each is doing, all of them or those a filter
+    /// picks (extension; see `clients.rs`): `#3` for a number, `behind` for a state, else
+    /// an id a client used or a topic it receives. With an auth file, only an instructor
+    /// sees other users' clients.
+    ///
+    /// ```text
+    /// CLIENTS behind
+    /// ```
+    Clients {
+        /// Which clients.
+        filter: Option<&'a str>,
+    },
+    /// Close a client's connection, telling it why (extension; instructors only).
+    ///
+    /// ```text
+    /// KICK 3
+    /// ```
+    Kick {
+        /// Its number, as `CLIENTS` lists it (`3` or `#3`; checked by the session).
+        client: &'a str,
+    },
     /// Show the broker's counters (extension).
     ///
     /// ```text
@@ -688,7 +735,10 @@ impl<'a> Command<'a> {
     }
 
     /// This command's entry in [`COMMANDS`] and its arguments, in the entry's order: the
-    /// one place that knows which variant belongs to which entry.
+    /// one place that knows which variant belongs to which entry. Inlined, so that a
+    /// caller that wants only the entry (the session notes every command's: see
+    /// `clients.rs`) does not pay for building the arguments.
+    #[inline]
     pub fn parts(&self) -> (&'static CommandSpec, [Option<&'a str>; 3]) {
         match *self {
             Command::Subscribe {
@@ -725,6 +775,8 @@ impl<'a> Command<'a> {
             } => (&CANCEL, [Some(filter), Some(subscriber_id), None]),
             Command::Ping { token } => (&PING, [token, None, None]),
             Command::Topics { filter } => (&TOPICS, [filter, None, None]),
+            Command::Clients { filter } => (&CLIENTS, [filter, None, None]),
+            Command::Kick { client } => (&KICK, [Some(client), None, None]),
             Command::Stats => (&STATS, [None; 3]),
             Command::Verbose { on } => {
                 (&VERBOSE, [Some(if on { "on" } else { "off" }), None, None])
@@ -736,6 +788,7 @@ impl<'a> Command<'a> {
     }
 
     /// This command's entry in [`COMMANDS`].
+    #[inline]
     pub fn spec(&self) -> &'static CommandSpec {
         self.parts().0
     }
@@ -1028,6 +1081,8 @@ mod tests {
                 "unretain",
                 "ping",
                 "topics",
+                "clients",
+                "kick",
                 "stats",
                 "auth"
             ]
@@ -1091,6 +1146,11 @@ mod tests {
             Command::Topics {
                 filter: Some("a/+"),
             },
+            Command::Clients { filter: None },
+            Command::Clients {
+                filter: Some("behind"),
+            },
+            Command::Kick { client: "3" },
             Command::Stats,
             Command::Verbose { on: true },
             Command::Verbose { on: false },

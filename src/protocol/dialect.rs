@@ -38,7 +38,7 @@
 use super::command::{Argument, Arguments, Command, CommandSpec, Shape};
 use super::error::{shorten, ProtocolError};
 use super::grammar::{check_message, check_word};
-use super::reply::{Listed, Reply};
+use super::reply::{Listed, ListedClient, Reply};
 use crate::json::{self, ObjectWriter, Value};
 
 /// How a TCP connection speaks. See the module docs.
@@ -212,6 +212,42 @@ pub fn listed_json(listed: &Listed) -> String {
     object.finish()
 }
 
+/// One client of a listing as a JSON object, its fields named as on a `CLIENTS` line
+/// (`{"number":3,"way":"line",...,"state":"behind"}`): the JSON dialect's `clients` reply
+/// and the web's `GET /clients` both list clients this way.
+pub fn client_json(client: &ListedClient) -> String {
+    let strings = |items: &[String]| {
+        let mut list = String::from("[");
+        for (n, item) in items.iter().enumerate() {
+            if n > 0 {
+                list.push(',');
+            }
+            json::write_string(&mut list, item);
+        }
+        list.push(']');
+        list
+    };
+    let mut object = ObjectWriter::new();
+    object
+        .number("number", client.number as f64)
+        .string("way", client.way_in)
+        .string("addr", &client.addr)
+        .string("user", &client.user)
+        .raw("ids", &strings(&client.ids))
+        .number("age", client.connected_seconds as f64)
+        .number("subs", client.subscriptions as f64)
+        .raw("filters", &strings(&client.filters))
+        .number("msgs_in", client.messages_in as f64)
+        .number("bytes_in", client.bytes_in as f64)
+        .number("msgs_out", client.messages_out as f64)
+        .number("bytes_out", client.bytes_out as f64)
+        .number("pending", client.pending_bytes as f64)
+        .string("state", client.state.word())
+        .string("last", client.last_command)
+        .number("idle", client.idle_seconds as f64);
+    object.finish()
+}
+
 fn write_json_reply(reply: &Reply<'_>, out: &mut Vec<u8>) {
     let mut object = ObjectWriter::new();
     match reply {
@@ -296,6 +332,15 @@ fn write_json_reply(reply: &Reply<'_>, out: &mut Vec<u8>) {
             }
             list.push(']');
             object.raw("topics", &list).number("more", *more as f64);
+        }
+        Reply::Clients { clients, more } => {
+            let listed: Vec<String> = clients.iter().map(client_json).collect();
+            object
+                .raw("clients", &format!("[{}]", listed.join(",")))
+                .number("more", *more as f64);
+        }
+        Reply::KickOk(number) => {
+            object.string("ok", "kick").number("client", *number as f64);
         }
         Reply::Stats(counters) => {
             let mut stats = ObjectWriter::new();

@@ -194,6 +194,20 @@ pub enum ProtocolError {
         /// The filter, topic or publisher id.
         name: String,
     },
+    /// `KICK` from a user the auth file does not mark `instructor`.
+    NotInstructor(String),
+    /// `KICK` on a broker without an auth file, from another machine: without users,
+    /// only someone at the broker's own machine may kick (see `session.rs`).
+    KickFromAfar,
+    /// `KICK` with something that is not a client number.
+    BadClientNumber(String),
+    /// `KICK` of a number no connected client has (or a UDP address, which has none).
+    NoSuchClient(u64),
+    /// What a kicked client is told, just before its connection closes.
+    Kicked {
+        /// Who kicked it: a user, or a connection's number and address.
+        by: String,
+    },
 }
 
 impl fmt::Display for ProtocolError {
@@ -386,6 +400,30 @@ impl fmt::Display for ProtocolError {
             ProtocolError::NotAllowed { user, action, name } => {
                 write!(f, "not allowed: {user} may not {action} {name}")
             }
+            ProtocolError::NotInstructor(user) => write!(
+                f,
+                "not allowed: only an instructor may KICK, and {user} is not one (an \
+                 'instructor {user}' line in the auth file makes it one)"
+            ),
+            ProtocolError::KickFromAfar => write!(
+                f,
+                "not allowed: without an auth file, KICK is taken only from the broker's own \
+                 machine (127.0.0.1)"
+            ),
+            ProtocolError::BadClientNumber(given) => write!(
+                f,
+                "'{given}' is not a client number: KICK <number>, as CLIENTS lists them"
+            ),
+            ProtocolError::NoSuchClient(number) => write!(
+                f,
+                "no client #{number} to kick: send CLIENTS for the connected ones (a UDP \
+                 address has no connection to close)"
+            ),
+            ProtocolError::Kicked { by } => write!(
+                f,
+                "kicked by {by}: the instructor closed this connection; ask them why before \
+                 connecting again"
+            ),
         }
     }
 }

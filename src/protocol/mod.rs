@@ -43,8 +43,8 @@ mod reply;
 
 pub use command::{Argument, Arguments, Command, CommandSpec, Secret, Shape, AUTH, COMMANDS};
 pub use delivery::{write_delivery, Delivery, TIMESTAMP_FORMAT};
-pub use dialect::{listed_json, write_json_delivery, Dialect, JsonRequest};
+pub use dialect::{client_json, listed_json, write_json_delivery, Dialect, JsonRequest};
 pub use error::ProtocolError;
 pub use held::{Held, HeldReply};
 pub use message::{write_message, Message};
-pub use reply::{Listed, Reply, MORE_TOPICS};
+pub use reply::{ClientState, Listed, ListedClient, Reply, MORE_CLIENTS, MORE_TOPICS};

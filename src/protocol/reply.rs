@@ -22,6 +22,119 @@ pub struct Listed {
     pub retained: bool,
 }
 
+/// What the line that says clients were left out of a `CLIENTS` listing starts with,
+/// after `CLIENTS `, as for `TOPICS`: `CLIENTS … and 40 more`.
+pub const MORE_CLIENTS: &str = "… and";
+
+/// How a client is doing, as `CLIENTS` shows it: the outbox's phase (see `outbox.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientState {
+    /// Everything sent to it was written at once: `keeping-up`.
+    KeepingUp,
+    /// Lines wait for it and its own writer thread writes them: `behind`.
+    Behind,
+    /// It was cut off as a slow consumer, a moment ago (the listing keeps it a while so
+    /// that an instructor can still see it): `cut-off`.
+    CutOff,
+}
+
+impl ClientState {
+    /// Every state, in the order of their words.
+    pub const ALL: [ClientState; 3] = [
+        ClientState::KeepingUp,
+        ClientState::Behind,
+        ClientState::CutOff,
+    ];
+
+    /// The state's word on the wire, which is also how `CLIENTS` filters by it.
+    pub fn word(self) -> &'static str {
+        match self {
+            ClientState::KeepingUp => "keeping-up",
+            ClientState::Behind => "behind",
+            ClientState::CutOff => "cut-off",
+        }
+    }
+}
+
+/// One line of a `CLIENTS` reply: a connection and what it is doing, in the spirit of
+/// Redis's `CLIENT LIST` and NATS's `/connz`. Made by `clients.rs`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedClient {
+    /// The connection's number, as the logs show it (`#3`); 0 for a UDP address.
+    pub number: u64,
+    /// How it came in: `line`, `json`, `websocket`, `socketio`, `udp`.
+    pub way_in: &'static str,
+    /// Its address and port.
+    pub addr: String,
+    /// Who it proved it is (`-` before `AUTH`, or without an auth file).
+    pub user: String,
+    /// The ids it used, the latest last (a few; see `clients.rs`).
+    pub ids: Vec<String>,
+    /// Seconds since it connected.
+    pub connected_seconds: u64,
+    /// How many topics and filters it subscribes to.
+    pub subscriptions: usize,
+    /// The first of them (see `clients.rs` for how many).
+    pub filters: Vec<String>,
+    /// Messages it published (`PUBLISH`, `RETAIN`).
+    pub messages_in: u64,
+    /// The bytes of every line it sent.
+    pub bytes_in: u64,
+    /// Messages delivered to it.
+    pub messages_out: u64,
+    /// The bytes of those deliveries.
+    pub bytes_out: u64,
+    /// Bytes waiting for it in the broker.
+    pub pending_bytes: usize,
+    /// How it is keeping up.
+    pub state: ClientState,
+    /// Its last command's word (`-` before its first).
+    pub last_command: &'static str,
+    /// Seconds since it last sent something.
+    pub idle_seconds: u64,
+}
+
+impl ListedClient {
+    /// Appends the line's fields after `CLIENTS `: `key=value` pairs as Redis's `CLIENT
+    /// LIST` writes them, so a `grep state=behind` finds the slow ones. Lists are joined
+    /// with commas (no topic or id holds a space, and a comma only rarely).
+    pub fn write_fields(&self, out: &mut Vec<u8>) {
+        let user = if self.user.is_empty() {
+            "-"
+        } else {
+            &self.user
+        };
+        let ids = if self.ids.is_empty() {
+            "-".to_string()
+        } else {
+            self.ids.join(",")
+        };
+        let filters = if self.filters.is_empty() {
+            "-".to_string()
+        } else {
+            self.filters.join(",")
+        };
+        let _ = write!(
+            out,
+            "{} way={} addr={} user={user} ids={ids} age={} subs={} filters={filters} \
+             msgs_in={} bytes_in={} msgs_out={} bytes_out={} pending={} state={} last={} idle={}",
+            self.number,
+            self.way_in,
+            self.addr,
+            self.connected_seconds,
+            self.subscriptions,
+            self.messages_in,
+            self.bytes_in,
+            self.messages_out,
+            self.bytes_out,
+            self.pending_bytes,
+            self.state.word(),
+            self.last_command,
+            self.idle_seconds,
+        );
+    }
+}
+
 /// A reply the broker sends to the client whose command it answers.
 ///
 /// Every reply starts with a word that no other line starts with, so a client can tell a
@@ -97,6 +210,16 @@ pub enum Reply<'a> {
     },
     /// `STATS <name> <value>` lines, then `END STATS`.
     Stats(&'a [(&'static str, u64)]),
+    /// `CLIENTS <number> way=... state=... ...` lines, a `CLIENTS … and <n> more` line if
+    /// some were left out, then `END CLIENTS`.
+    Clients {
+        /// The clients listed, by number.
+        clients: &'a [ListedClient],
+        /// How many more there were.
+        more: usize,
+    },
+    /// `OK KICK <number>`: that client was told why and disconnected.
+    KickOk(u64),
     /// `BYE`, just before the broker closes the connection after `QUIT`.
     Bye,
 }
@@ -160,6 +283,18 @@ impl Reply<'_> {
                 }
                 writeln!(out, "END STATS")
             }
+            Reply::Clients { clients, more } => {
+                for client in clients.iter() {
+                    out.extend_from_slice(b"CLIENTS ");
+                    client.write_fields(out);
+                    out.push(b'\n');
+                }
+                if *more > 0 {
+                    let _ = writeln!(out, "CLIENTS {MORE_CLIENTS} {more} more");
+                }
+                writeln!(out, "END CLIENTS")
+            }
+            Reply::KickOk(number) => writeln!(out, "OK KICK {number}"),
             Reply::Bye => writeln!(out, "BYE"),
         };
     }
@@ -211,6 +346,11 @@ mod tests {
                 more: 3,
             },
             Reply::Stats(&stats),
+            Reply::Clients {
+                clients: &[a_client()],
+                more: 2,
+            },
+            Reply::KickOk(3),
             Reply::Bye,
         ];
         for reply in replies {
@@ -224,6 +364,44 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A client as a listing shows it, for the tests.
+    pub(crate) fn a_client() -> ListedClient {
+        ListedClient {
+            number: 3,
+            way_in: "line",
+            addr: "127.0.0.1:5000".to_string(),
+            user: String::new(),
+            ids: vec!["DELIVER".to_string()],
+            connected_seconds: 12,
+            subscriptions: 2,
+            filters: vec!["weather".to_string(), "news/#".to_string()],
+            messages_in: 1,
+            bytes_in: 30,
+            messages_out: 5,
+            bytes_out: 400,
+            pending_bytes: 0,
+            state: ClientState::Behind,
+            last_command: "PING",
+            idle_seconds: 1,
+        }
+    }
+
+    #[test]
+    fn a_client_is_one_line_of_key_value_pairs() {
+        let mut out = Vec::new();
+        Reply::Clients {
+            clients: &[a_client()],
+            more: 0,
+        }
+        .write_lines(&mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "CLIENTS 3 way=line addr=127.0.0.1:5000 user=- ids=DELIVER age=12 subs=2 \
+             filters=weather,news/# msgs_in=1 bytes_in=30 msgs_out=5 bytes_out=400 pending=0 \
+             state=behind last=PING idle=1\nEND CLIENTS\n"
+        );
     }
 
     #[test]

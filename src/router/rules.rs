@@ -9,8 +9,9 @@ use std::net::IpAddr;
 use super::Router;
 use crate::access::{self, Access, Action};
 use crate::auth::Logins;
+use crate::clients::Wanted;
 use crate::protocol::grammar;
-use crate::protocol::ProtocolError;
+use crate::protocol::{ListedClient, ProtocolError};
 
 impl Router {
     /// Puts access control in force: every client must `AUTH` first, then do only what
@@ -146,5 +147,60 @@ impl Router {
             return Err(ProtocolError::AuthOff);
         };
         logins.log_in(from, who, user, secret, &self.stats)
+    }
+
+    /// What `CLIENTS [filter]` lists for `user` (see `clients.rs` for the filter), bounded
+    /// like `TOPICS` by `--max-topics-listed`. With an auth file, a user who is not an
+    /// instructor sees only the clients logged in as itself (a student must not learn
+    /// classmates' addresses and ids this way), and a client that gave no name sees
+    /// none.
+    pub fn client_listing(
+        &self,
+        user: Option<&str>,
+        filter: Option<&str>,
+    ) -> (Vec<ListedClient>, usize) {
+        let wanted = Wanted::parse(filter);
+        let sees_all = match self.access() {
+            None => true,
+            Some(access) => user.is_some_and(|user| access.is_instructor(user)),
+        };
+        let visible = |client: &ListedClient| sees_all || user == Some(client.user.as_str());
+        let list = |wanted: Wanted<'_>| {
+            let limit = self.config.max_topics_listed;
+            self.clients
+                .listing(|c| visible(c) && wanted.matches(c), limit)
+        };
+        match wanted {
+            // A word no client used as an id is a topic: who would receive it.
+            Wanted::Id(word) => match list(Wanted::Id(word)) {
+                (none, 0) if none.is_empty() => list(Wanted::Topic(word)),
+                found => found,
+            },
+            wanted => list(wanted),
+        }
+    }
+
+    /// Whether the client logged in as `user`, at `from`, may `KICK`: with an auth file,
+    /// an `instructor` only. Without one there are no users to tell an instructor by, so
+    /// only a client on the broker's own machine may: the instructor's terminal is there,
+    /// the students' laptops are not (on a lab machine everybody shares, anyone can stop
+    /// the broker anyway). Redis without ACLs lets anyone `CLIENT KILL`; we would rather
+    /// a student could not end a classmate's session from across the room.
+    ///
+    /// # Errors
+    /// [`ProtocolError::NotInstructor`] or [`ProtocolError::KickFromAfar`].
+    pub fn check_kick(&self, user: Option<&str>, from: IpAddr) -> Result<(), ProtocolError> {
+        match self.access() {
+            Some(access) => {
+                let user = user.unwrap_or(access::ANONYMOUS);
+                if access.is_instructor(user) {
+                    Ok(())
+                } else {
+                    Err(ProtocolError::NotInstructor(user.to_string()))
+                }
+            }
+            None if from.is_loopback() => Ok(()),
+            None => Err(ProtocolError::KickFromAfar),
+        }
     }
 }

@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use crate::clients::Probe;
 use crate::connections::Slot;
 use crate::durable::Holder;
 use crate::outbox::Outbox;
@@ -24,6 +25,11 @@ pub(crate) trait Link {
     fn subscriber(&self) -> Arc<dyn Subscriber>;
     /// The client as the holder of durable subscriptions, if this way in can hold them.
     fn holder(&self) -> Option<Arc<dyn Holder>>;
+    /// What `CLIENTS` shows of the bytes going out to the client, and how `KICK` closes
+    /// it, if this way in has a connection of its own (see `clients.rs`).
+    fn probe(&self) -> Option<Arc<dyn Probe>> {
+        None
+    }
     /// Whether this way in carries `command` at all (a datagram has no connection to
     /// hold `VERBOSE` or an `AUTH`, say). Asked before the command is executed.
     ///
@@ -104,6 +110,10 @@ impl Link for TcpLink {
 
     fn holder(&self) -> Option<Arc<dyn Holder>> {
         Some(Arc::clone(&self.outbox) as Arc<dyn Holder>)
+    }
+
+    fn probe(&self) -> Option<Arc<dyn Probe>> {
+        Some(Arc::clone(&self.outbox) as Arc<dyn Probe>)
     }
 
     fn speak(&self, dialect: Dialect) {

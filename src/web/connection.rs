@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use super::base64;
 use super::engineio_server::{Answer, EngineIo};
-use super::http::{self, Parse, Request, Response, HTML, JSON, TEXT};
+use super::http::{self, Parse, Request, Response, HTML, JSON, METRICS, TEXT};
+use super::metrics;
 use crate::connections::{Connections, Slot};
 use crate::hooks::{ClientInfo, Transport};
 use crate::outbox::Outbox;
@@ -55,6 +56,18 @@ fn page() -> &'static str {
         include_str!("page.html")
             .replace("/* page.css */", include_str!("page.css"))
             .replace("/* page.js */", include_str!("page.js"))
+    })
+}
+
+/// The class picture (`/class`), put together the same way: the live view's style (its
+/// colours and panels), the picture's own style, and its script.
+fn class_page() -> &'static str {
+    static PAGE: OnceLock<String> = OnceLock::new();
+    PAGE.get_or_init(|| {
+        include_str!("class.html")
+            .replace("/* page.css */", include_str!("page.css"))
+            .replace("/* class.css */", include_str!("class.css"))
+            .replace("/* class.js */", include_str!("class.js"))
     })
 }
 
@@ -237,6 +250,9 @@ impl HttpConnection {
             "/" => only_get(request).unwrap_or_else(|| {
                 Response::new(200, HTML, page()).header("Cache-Control", "no-cache")
             }),
+            "/class" => only_get(request).unwrap_or_else(|| {
+                Response::new(200, HTML, class_page()).header("Cache-Control", "no-cache")
+            }),
             "/ws" => handshake(request)
                 .and_then(|answer| self.admit(Transport::WebSocket).map(|()| answer))
                 .unwrap_or_else(|refusal| refusal),
@@ -254,6 +270,20 @@ impl HttpConnection {
                 Ok(user) => self.stats(user.as_deref()),
                 Err(refusal) => refusal,
             }),
+            "/clients" => only_get(request).unwrap_or_else(|| match self.authenticated(request) {
+                Ok(None) if self.router.access().is_some() => challenge(AUTH_REQUIRED),
+                Ok(user) => self.clients(request, user.as_deref()),
+                Err(refusal) => refusal,
+            }),
+            // The figures of `/stats`, in the format monitoring systems scrape; on a
+            // broker with access control, for any user (Prometheus sends Basic
+            // credentials: `basic_auth` in its scrape config).
+            "/metrics" => only_get(request).unwrap_or_else(|| match self.authenticated(request) {
+                Ok(None) if self.router.access().is_some() => challenge(AUTH_REQUIRED),
+                Ok(_) => Response::new(200, METRICS, metrics::page(&self.router))
+                    .header("Cache-Control", "no-store"),
+                Err(refusal) => refusal,
+            }),
             "/healthz" => only_get(request).unwrap_or_else(|| Response::new(200, TEXT, "ok")),
             "/socket.io/" => match self.socketio.answer(request, self.outbox.peer()) {
                 Answer::Respond(response) => response,
@@ -265,8 +295,9 @@ impl HttpConnection {
             _ => Response::new(
                 404,
                 TEXT,
-                "no such page: the live view is at /; also POST /publish, GET /topics, \
-                 GET /stats, GET /healthz, and a WebSocket at /ws",
+                "no such page: the live view is at / (the class picture at /class); also \
+                 POST /publish, GET /topics, GET /clients, GET /stats, GET /metrics, \
+                 GET /healthz, and a WebSocket at /ws",
             ),
         }
     }

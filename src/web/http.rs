@@ -463,6 +463,9 @@ pub const JSON: &str = "application/json";
 /// The `Content-Type` of the live view.
 pub const HTML: &str = "text/html; charset=utf-8";
 
+/// Prometheus's text exposition format, version 0.0.4 (see `metrics.rs`).
+pub const METRICS: &str = "text/plain; version=0.0.4; charset=utf-8";
+
 /// One response: status, header fields and body, written by [`write`](Self::write).
 ///
 /// ```

@@ -44,7 +44,9 @@
 //! | `socketio_session.rs` | a Socket.IO client (at `/socket.io/`) as a session of the core and a subscriber |
 //! | `broadcast.rs` | `/ws` as a broadcast room on one topic (`--ws-broadcast`) |
 //! | `client.rs` | a small blocking WebSocket client, for the benchmark and tests |
+//! | `metrics.rs` | `GET /metrics`: the figures in Prometheus's text format |
 //! | `page.html`, `page.css`, `page.js` | the live view, compiled into the binary |
+//! | `class.html`, `class.css`, `class.js` | the class picture at `/class`: clients and topics as a live graph, for the projector |
 //!
 //! Socket.IO is the same again, one layer up: its clients' events become the session
 //! core's commands and its deliveries their events (`socketio_session.rs`), whether the
@@ -64,6 +66,7 @@ mod connection;
 pub mod engineio;
 pub mod engineio_server;
 pub mod http;
+pub mod metrics;
 pub mod sha1;
 pub mod socketio;
 pub(crate) mod socketio_session;

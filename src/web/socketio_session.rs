@@ -30,6 +30,7 @@
 
 use std::cell::Cell;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -38,13 +39,14 @@ use super::engineio::{Packet as EnginePacket, Settings};
 use super::engineio_server::{Channel, EngineIo, Incoming, Opener, Shared, Socket};
 use super::socketio::{Assembler, Kind, Packet, MAIN};
 use crate::batch::Batch;
+use crate::clients::{Outward, Probe};
 use crate::connections::Connections;
 use crate::durable::Holder;
 use crate::hooks::{ClientInfo, Transport};
 use crate::json::{self, ObjectWriter, Value};
 use crate::outbox::Rules;
 use crate::peer::Peer;
-use crate::protocol::{Command, JsonRequest, ProtocolError, Reply};
+use crate::protocol::{ClientState, Command, JsonRequest, ProtocolError, Reply};
 use crate::router::Router;
 use crate::server::CLIENT_STACK_SIZE;
 use crate::session::{Entry, Link, Session};
@@ -108,6 +110,7 @@ fn serve(router: Arc<Router>, mut socket: Socket, peer: Peer) {
         subscriber: Arc::new(SocketIoSubscriber {
             id: SubscriberId::next(),
             channel: Arc::clone(&channel),
+            delivered: AtomicU64::new(0),
         }),
         channel: Arc::clone(&channel),
         ack: Rc::clone(&ack),
@@ -320,6 +323,9 @@ fn delivery_events(batch: &Batch) -> Shared {
 pub(crate) struct SocketIoSubscriber {
     id: SubscriberId,
     channel: Arc<Channel>,
+    /// Deliveries offered to it, for `CLIENTS` (see `clients.rs`): one relaxed add per
+    /// batch, on a path that formats a packet per message anyway.
+    delivered: AtomicU64,
 }
 
 impl std::fmt::Debug for SocketIoSubscriber {
@@ -334,6 +340,8 @@ impl Subscriber for SocketIoSubscriber {
     }
 
     fn offer(&self, batch: &Batch) -> Offer {
+        self.delivered
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
         // Formatted (and framed) by the first Socket.IO subscriber offered the batch, and
         // shared by the others, as the JSON dialect's lines are.
         match batch.encoded(delivery_events) {
@@ -344,6 +352,29 @@ impl Subscriber for SocketIoSubscriber {
 
     fn flush(&self) {
         self.channel.flush();
+    }
+}
+
+/// What `CLIENTS` shows of a Socket.IO client, and how `KICK` closes it: its Engine.IO
+/// session keeps what waits for it (bounded, see [`Channel::send`]), so no bytes pending
+/// are shown here, and a client that falls too far behind is closed by the channel.
+impl Probe for SocketIoSubscriber {
+    fn outward(&self) -> Outward {
+        Outward {
+            messages: self.delivered.load(Ordering::Relaxed),
+            bytes: 0,
+            pending: 0,
+            state: ClientState::KeepingUp,
+        }
+    }
+
+    /// The reason goes as the `error` event every refusal is, then the session closes.
+    fn kick(&self, reason: &ProtocolError) {
+        if let Some(packet) = reply_packet(&Reply::Error(reason), None) {
+            self.channel.send(&[EnginePacket::Message(packet.text())]);
+            self.channel.flush();
+        }
+        self.channel.close();
     }
 }
 
@@ -366,6 +397,10 @@ impl Link for SocketIoLink {
 
     fn holder(&self) -> Option<Arc<dyn Holder>> {
         None
+    }
+
+    fn probe(&self) -> Option<Arc<dyn Probe>> {
+        Some(Arc::clone(&self.subscriber) as Arc<dyn Probe>)
     }
 
     fn reply(&self, reply: &Reply<'_>) {

@@ -25,6 +25,9 @@ impl Session {
         match router.log_in(from, self.peer(), user, secret) {
             Ok(name) => {
                 self.user = Some(Arc::from(name.as_str()));
+                if let (Some(listed), Some(user)) = (&self.listed, &self.user) {
+                    listed.set_user(Arc::clone(user));
+                }
                 self.auth_deadline = None;
                 self.link.authenticated();
                 log::info!("{} authenticated as {name}", self.peer().tag());

@@ -16,8 +16,10 @@ use crate::protocol::Command;
 mod ack;
 mod auth;
 mod cancel;
+mod clients;
 mod durable;
 mod help;
+mod kick;
 mod ping;
 mod publish;
 mod quit;
@@ -68,6 +70,8 @@ impl Session {
             } => self.cancel(filter, subscriber_id),
             Command::Ping { token } => self.ping(token),
             Command::Topics { filter } => self.topics(filter),
+            Command::Clients { filter } => self.clients(filter),
+            Command::Kick { client } => self.kick(client),
             Command::Stats => self.stats(),
             Command::Verbose { on } => self.verbose(on),
             Command::Quit => self.quit(),

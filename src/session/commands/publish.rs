@@ -18,6 +18,7 @@ impl Session {
             Ok(receivers) => receivers,
             Err(error) => return self.refuse(&error),
         };
+        self.burst.messages += 1;
         log::debug!(
             "{} {} published to {} ({receivers} subscribers)",
             self.peer().tag(),

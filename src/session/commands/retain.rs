@@ -10,7 +10,11 @@ impl Session {
         if let Err(error) = self.check_publisher(topic, publisher_id) {
             return self.refuse(&error);
         }
-        match self.publisher.retain(topic, message, publisher_id) {
+        let retained = self.publisher.retain(topic, message, publisher_id);
+        if retained.is_ok() {
+            self.burst.messages += 1;
+        }
+        match retained {
             Ok(deliveries) if self.acknowledge() => {
                 self.reply(Reply::RetainOk { topic, deliveries })
             }

@@ -1,6 +1,8 @@
 //! `SUBSCRIBE <topic> <subscriber_id>`: start receiving a topic, or every topic a filter
 //! with wildcards matches (see `topic.rs`).
 
+use std::sync::Arc;
+
 use crate::protocol::{ProtocolError, Reply};
 use crate::session::Session;
 
@@ -26,6 +28,9 @@ impl Session {
             let client = self.client.with_id(subscriber_id);
             match self.router.subscribe(client, topic, &self.subscriber) {
                 Ok(Some(name)) => {
+                    if let Some(listed) = &self.listed {
+                        listed.subscribed(Arc::clone(&name));
+                    }
                     self.subscriptions.insert(name, ());
                 }
                 Ok(None) => {}

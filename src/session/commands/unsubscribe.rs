@@ -17,6 +17,9 @@ impl Session {
                 return self.refuse(&error);
             }
             self.subscriptions.remove(topic);
+            if let Some(listed) = &self.listed {
+                listed.unsubscribed(topic);
+            }
             log::info!(
                 "{} {subscriber_id} unsubscribed from {topic}",
                 self.peer().tag()

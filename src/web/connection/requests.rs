@@ -1,5 +1,5 @@
 //! HTTP requests as commands of the session core: `POST /publish` is a `PUBLISH`, `GET
-//! /topics` a `TOPICS`, `GET /stats` a `STATS`, each run by a session of one command (see
+//! /topics` a `TOPICS`, `GET /clients` a `CLIENTS`, `GET /stats` a `STATS`, each run by a session of one command (see
 //! `session.rs`) whose one reply becomes the response. So a request is held to every rule
 //! a TCP client is: the grammar, the auth file's rules, the hooks, the confirm after the
 //! log.
@@ -86,6 +86,17 @@ impl HttpConnection {
         self.through_the_core(user, Command::Topics { filter })
     }
 
+    /// `GET /clients[?filter=behind]`: `{"clients": [{"number": 3, "way": "line", ...}],
+    /// "more": m}`, what `CLIENTS` lists for the request's user.
+    pub(super) fn clients(&mut self, request: &Request<'_>, user: Option<&str>) -> Response {
+        let filter = match http::form_value(request.query, "filter") {
+            Ok(filter) => filter,
+            Err(error) => return Response::new(400, TEXT, error.to_string()),
+        };
+        let filter = filter.as_deref().filter(|f| !f.is_empty());
+        self.through_the_core(user, Command::Clients { filter })
+    }
+
     /// `GET /stats`: every `STATS` counter as a member of one object.
     pub(super) fn stats(&mut self, user: Option<&str>) -> Response {
         self.through_the_core(user, Command::Stats)
@@ -121,7 +132,10 @@ impl Link for HttpLink {
 
     fn carries(&self, command: &Command<'_>) -> Result<(), ProtocolError> {
         match command {
-            Command::Publish { .. } | Command::Topics { .. } | Command::Stats => Ok(()),
+            Command::Publish { .. }
+            | Command::Topics { .. }
+            | Command::Clients { .. }
+            | Command::Stats => Ok(()),
             // Nothing else is sent by this module.
             other => Err(ProtocolError::WrongArguments(other.spec())),
         }
@@ -140,6 +154,13 @@ impl Link for HttpLink {
                 let listed: Vec<String> = topics.iter().map(protocol::listed_json).collect();
                 let mut body = ObjectWriter::new();
                 body.raw("topics", &format!("[{}]", listed.join(",")))
+                    .number("more", *more as f64);
+                json_response(body.finish())
+            }
+            Reply::Clients { clients, more } => {
+                let listed: Vec<String> = clients.iter().map(protocol::client_json).collect();
+                let mut body = ObjectWriter::new();
+                body.raw("clients", &format!("[{}]", listed.join(",")))
                     .number("more", *more as f64);
                 json_response(body.finish())
             }
