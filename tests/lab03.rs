@@ -235,14 +235,17 @@ fn a_line_loses_its_line_end_and_nothing_else() {
     ];
     for (case, bytes, expected) in cases {
         let got = lines_of(&[bytes], 100);
-        assert_eq!(
-            got,
-            [expected.to_vec()],
-            "{case}: Frame::Line is the line without its `\\n` and without a `\\r` right \
-             before the `\\n` (only a `\\r` right before the `\\n`: one, and nothing \
-             else), so {bytes:?} must give {expected:?}, but {REGION} gave {got:?}. Blanks \
-             at the end belong to the line (a message may end in them), and the reader \
-             works on bytes: use strip_carriage_return"
+        let shown: Vec<String> = got.iter().map(|line| escaped(line)).collect();
+        assert!(
+            got == [expected.to_vec()],
+            "{case}: Frame::Line is the line without its `\\n` and without the one `\\r` \
+             right before that `\\n`, if there is one; nothing else is removed. So {} must \
+             give the line {}, but {REGION} gave [{}]. Blanks at the end belong to the \
+             line (a message may end in them), and the reader works on bytes, whatever they \
+             are: use strip_carriage_return",
+            escaped(bytes),
+            escaped(expected),
+            shown.join(", "),
         );
     }
 }
@@ -359,6 +362,11 @@ impl Read for Pieces {
         }
         Ok(n)
     }
+}
+
+/// `bytes` as a student reads them in a message: `"a\\r\\n"`, not a list of numbers.
+fn escaped(bytes: &[u8]) -> String {
+    format!("\"{}\"", bytes.escape_ascii())
 }
 
 /// A frame as a value of its own: a line's bytes, or `None` for TooLong.

@@ -1,6 +1,6 @@
 // region: line framing
 // mistake: strips every `\r` at the end of the line (`a\r\r\n` gives `a`), not just the one before the `\n`
-// hint: only a `\r` right before the `\n`
+// hint: the one `\r` right before that `\n`
         loop {
             let unscanned = &self.buffer[self.scanned..self.end];
             let Some(offset) = find_newline(unscanned) else {

@@ -1,6 +1,6 @@
 // region: line framing
 // mistake: trims every space, tab and `\r` at the end of the line, not just the one `\r` of a `\r\n` line end
-// hint: only a `\r` right before the `\n`
+// hint: the one `\r` right before that `\n`
         loop {
             let unscanned = &self.buffer[self.scanned..self.end];
             let Some(offset) = find_newline(unscanned) else {
