@@ -7,6 +7,7 @@
 mod common;
 mod labcheck;
 
+use std::cell::Cell;
 use std::io::{self, Read};
 use std::thread;
 use std::time::Duration;
@@ -204,6 +205,81 @@ fn the_reader_reports_an_overlong_line_once() {
     }
 }
 
+/// Driven directly, a line loses its `\n` and one `\r` right before it, and nothing else:
+/// not the blanks at its end, not a `\r` anywhere else, not a byte that is not UTF-8.
+#[test]
+fn a_line_loses_its_line_end_and_nothing_else() {
+    let cases: [ByteCase; 6] = [
+        (
+            "a message that ends in two spaces, then `\\r\\n`",
+            b"PUBLISH news two  \r\n",
+            b"PUBLISH news two  ",
+        ),
+        ("a line that ends in a tab", b"x\t\n", b"x\t"),
+        (
+            "a line that ends in two `\\r`s, then `\\n`",
+            b"a\r\r\n",
+            b"a\r",
+        ),
+        ("a `\\r` inside a line", b"a\rb\n", b"a\rb"),
+        (
+            "a line with non-ASCII letters and `\\r\\n`",
+            "grüße\r\n".as_bytes(),
+            "grüße".as_bytes(),
+        ),
+        (
+            "a line whose bytes are not UTF-8",
+            b"\xff\xfe \n",
+            b"\xff\xfe ",
+        ),
+    ];
+    for (case, bytes, expected) in cases {
+        let got = lines_of(&[bytes], 100);
+        let shown: Vec<String> = got.iter().map(|line| escaped(line)).collect();
+        assert!(
+            got == [expected.to_vec()],
+            "{case}: Frame::Line is the line without its `\\n` and without the one `\\r` \
+             right before that `\\n`, if there is one; nothing else is removed. So {} must \
+             give the line {}, but {REGION} gave [{}]. Blanks at the end belong to the \
+             line (a message may end in them), and the reader works on bytes, whatever they \
+             are: use strip_carriage_return",
+            escaped(bytes),
+            escaped(expected),
+            shown.join(", "),
+        );
+    }
+}
+
+/// Driven directly, `next_line` never reads: with no complete line buffered it returns
+/// `None` at once, and only `fill` reads.
+#[test]
+fn next_line_never_reads() {
+    let mut reader = LineReader::new(CountedReads::new(&[b"PING a\nPI", b"NG b\n"]), 100);
+    assert_eq!(
+        reader.next_line(),
+        None,
+        "before any fill, nothing is buffered: {REGION} must return None"
+    );
+    assert_eq!(
+        reader.get_ref().reads.get(),
+        0,
+        "{REGION} read from its source (never reads: only fill reads). A next_line that \
+         reads blocks on the socket, and the session loses its one moment to flush the \
+         deliveries it queued before it waits (see the module docs of src/framing.rs): \
+         when no complete line is buffered, return self.check_unfinished_line()"
+    );
+    reader.fill().expect("reading from memory");
+    let first = reader.next_line().map(owned);
+    let second = reader.next_line().map(owned);
+    assert_eq!(
+        (first, second, reader.get_ref().reads.get()),
+        (Some(Some(b"PING a".to_vec())), None, 1),
+        "after one fill that brought `PING a\\nPI`, next_line must give `PING a`, then \
+         None (the `PI` is not a complete line), without reading again: {REGION} never \
+         reads (only fill reads)"
+    );
+}
+
 /// A line that goes on past the limit is refused at once, before its `\n` arrives.
 #[test]
 fn an_endless_line_is_refused_before_it_ends() {
@@ -227,20 +303,38 @@ fn an_endless_line_is_refused_before_it_ends() {
 /// A story, the pieces the bytes arrive in, the line limit, and the frames they must give.
 type LimitCase<'a> = (&'a str, &'a [&'a [u8]], usize, &'a [&'a str]);
 
+/// A story, the bytes of one read, and the one line they must give.
+type ByteCase<'a> = (&'a str, &'a [u8], &'a [u8]);
+
 /// A story, the pieces the bytes arrive in, and the lines they must give.
 type Case<'a> = (&'a str, &'a [&'a [u8]], &'a [&'a str]);
 
 /// Every frame `LineReader` gives for `pieces`, one `read` per piece (`!` for TooLong).
 fn read_all(pieces: &[&[u8]], max_line: usize) -> Vec<String> {
+    frames_of(pieces, max_line)
+        .into_iter()
+        .map(|frame| match frame {
+            Some(line) => String::from_utf8_lossy(&line).into_owned(),
+            None => "!".to_string(),
+        })
+        .collect()
+}
+
+/// The bytes of every line `LineReader` gives for `pieces`, one `read` per piece, leaving
+/// out Frame::TooLong.
+fn lines_of(pieces: &[&[u8]], max_line: usize) -> Vec<Vec<u8>> {
+    frames_of(pieces, max_line).into_iter().flatten().collect()
+}
+
+/// Every frame `LineReader` gives for `pieces`, one `read` per piece: a line's bytes, or
+/// `None` for TooLong.
+fn frames_of(pieces: &[&[u8]], max_line: usize) -> Vec<Option<Vec<u8>>> {
     let source = Pieces(pieces.iter().map(|piece| piece.to_vec()).collect());
     let mut reader = LineReader::new(source, max_line);
     let mut frames = Vec::new();
     loop {
         while let Some(frame) = reader.next_line() {
-            frames.push(match frame {
-                Frame::Line(line) => String::from_utf8_lossy(line).into_owned(),
-                Frame::TooLong => "!".to_string(),
-            });
+            frames.push(owned(frame));
             assert!(
                 frames.len() < 100,
                 "next_line keeps returning lines from {pieces:?}"
@@ -267,5 +361,40 @@ impl Read for Pieces {
             self.0.remove(0);
         }
         Ok(n)
+    }
+}
+
+/// `bytes` as a student reads them in a message: `"a\\r\\n"`, not a list of numbers.
+fn escaped(bytes: &[u8]) -> String {
+    format!("\"{}\"", bytes.escape_ascii())
+}
+
+/// A frame as a value of its own: a line's bytes, or `None` for TooLong.
+fn owned(frame: Frame<'_>) -> Option<Vec<u8>> {
+    match frame {
+        Frame::Line(line) => Some(line.to_vec()),
+        Frame::TooLong => None,
+    }
+}
+
+/// [`Pieces`] that count how often they were read.
+struct CountedReads {
+    pieces: Pieces,
+    reads: Cell<usize>,
+}
+
+impl CountedReads {
+    fn new(pieces: &[&[u8]]) -> CountedReads {
+        CountedReads {
+            pieces: Pieces(pieces.iter().map(|piece| piece.to_vec()).collect()),
+            reads: Cell::new(0),
+        }
+    }
+}
+
+impl Read for CountedReads {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        self.reads.set(self.reads.get() + 1);
+        self.pieces.read(out)
     }
 }

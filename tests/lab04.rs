@@ -12,6 +12,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use labcheck::{Peer, WAIT};
+use pubsub_lab::hooks::{ClientInfo, Hooks, Refusal};
+use pubsub_lab::{Broker, Config};
 
 /// Where the work of this lab is; `labcheck`'s failure messages point there too.
 const REGION: &str = "Session::leave_all_topics in src/session.rs";
@@ -152,6 +154,49 @@ fn stats_return_to_zero_when_everyone_has_left() {
             wrong.join(", ")
         );
         thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A connection that leaves is removed from every topic and filter even when a hook
+/// refuses `UNSUBSCRIBE`: leaving is not a request the hooks may turn down.
+#[test]
+fn a_leaver_goes_even_where_unsubscribe_is_refused() {
+    let broker = Broker::builder()
+        .config(Config::default())
+        .line("127.0.0.1:0")
+        .hooks(NoUnsubscribe)
+        .bind()
+        .expect("bind 127.0.0.1:0")
+        .spawn()
+        .expect("start the broker");
+    let mut sub = Peer::connect(&broker, "sub1");
+    sub.send("SUBSCRIBE weather sub1\nSUBSCRIBE home/+ sub1\nUNSUBSCRIBE weather sub1\n");
+    let refused = sub.line("the ERROR for `UNSUBSCRIBE weather`, which this broker's hook refuses");
+    assert_eq!(
+        refused, "ERROR unsubscribing is not allowed here",
+        "this check's broker has a hook that refuses every UNSUBSCRIBE"
+    );
+    sub.send("QUIT\n");
+    assert_eq!(sub.line("BYE"), "BYE");
+    sub.expect_closed();
+    let mut observer = Peer::connect(&broker, "observer");
+    wait_for_topics(
+        &mut observer,
+        &[],
+        "sub1 subscribed to the topic weather and the filter home/+ on a broker whose hook \
+         refuses every UNSUBSCRIBE, then quit. A connection that is gone must leave \
+         everything, whatever the hooks say: Router::unsubscribe asks the hooks, one topic \
+         at a time; Router::unsubscribe_all, for a connection that leaves, does not",
+    );
+}
+
+/// The hooks of [`a_leaver_goes_even_where_unsubscribe_is_refused`]'s broker: every
+/// `UNSUBSCRIBE` is refused.
+struct NoUnsubscribe;
+
+impl Hooks for NoUnsubscribe {
+    fn on_unsubscribe(&self, _client: ClientInfo<'_>, _topic: &str) -> Result<(), Refusal> {
+        Err("unsubscribing is not allowed here".into())
     }
 }
 

@@ -227,6 +227,36 @@ fn each_matching_filter_is_visited_once() {
     );
 }
 
+/// A level is cut at its `/` whatever letters it holds: non-ASCII levels (`zürich`,
+/// `café`, `東京`) match as plain levels, under `+` and under `#`.
+#[test]
+fn levels_with_non_ascii_letters_are_cut_at_the_slash() {
+    check_cases(
+        &[
+            "zürich/wetter",
+            "zürich/+",
+            "+/wetter",
+            "café/#",
+            "+/+/brûlée",
+            "東京/+",
+        ],
+        &[
+            ("zürich/wetter", &["zürich/wetter", "zürich/+", "+/wetter"]),
+            ("zürich/föhn", &["zürich/+"]),
+            ("café/crème/brûlée", &["café/#", "+/+/brûlée"]),
+            ("café", &["café/#"]),
+            ("東京/天気", &["東京/+"]),
+            ("東京", &[]),
+        ],
+        "A level is all the text up to the next `/`, whatever letters it holds (`+` \
+         matches this one level, whatever its text). The indexes of a `str` count bytes, \
+         and a non-ASCII letter takes two or more of them: cut with \
+         `split_once(LEVEL_SEPARATOR)`, not at a count of characters \
+         (`chars().position(..)`), which is not a byte index once a level holds a \
+         non-ASCII letter.",
+    );
+}
+
 /// A topic as deep as the broker allows (32 levels) is walked to its end.
 #[test]
 fn deep_topics_are_walked_to_the_end() {

@@ -190,3 +190,35 @@ fn a_random_key_is_accepted_and_the_websocket_works() {
          but got the frame {head:x?} {line:?}"
     );
 }
+
+/// Step 4 of the lab, typed as the lab shows it, with the real `nc -N` and `od`: the bytes
+/// that come back hold the RFC's accept value, then the broker's `PONG hi` frame.
+#[test]
+fn step_4_by_hand_with_nc_shows_the_accept_value_and_the_pong() {
+    if !common::require_tool(
+        common::Tool::Program("nc"),
+        "sudo apt-get install -y netcat-openbsd",
+    ) {
+        return;
+    }
+    let broker = common::start_web_broker();
+    let port = broker.web_addr().expect("the broker serves the web").port();
+    let step = labcheck::SheetStep::find("09-the-web.md", "(printf 'GET /ws", 8080, port);
+    let printed = step.run();
+    // The lab shows the first line of `od`'s output, `...`, then the last two lines.
+    let shown: Vec<&String> = step.shown.iter().filter(|line| *line != "...").collect();
+    let got: Vec<&String> = printed
+        .iter()
+        .take(1)
+        .chain(printed.iter().skip(printed.len().saturating_sub(2).max(1)))
+        .collect();
+    assert_eq!(
+        got,
+        shown,
+        "lab 9, step 4, typed with the real nc and od, did not print what the lab shows \
+         (its first line, and its last two: the end of the accept value {RFC_ACCEPT} for \
+         the RFC's key, then the `PONG hi` frame). If the answer stops short, the broker \
+         closed the connection: did {REGION} panic (still todo!())? It printed:\n{}",
+        printed.join("\n")
+    );
+}

@@ -230,3 +230,39 @@ fn the_rule_holds_for_publishers_on_every_transport() {
     );
     alice.expect_nothing_more("nothing published to homework may be delivered");
 }
+
+/// The lab's tick, sent by hand as the lab sends it (`printf ... | nc -u -w1`, the real
+/// `nc`) to the classroom's UDP port, reaches a subscriber of the classroom's own UDP topic
+/// `team0/ticks`.
+#[test]
+fn a_tick_sent_with_nc_reaches_the_udp_topic() {
+    if !common::require_tool(
+        common::Tool::Program("nc"),
+        "sudo apt-get install -y netcat-openbsd",
+    ) {
+        return;
+    }
+    let broker = broker();
+    let mut sub = Peer::connect(&broker, "sub");
+    accepted(&mut sub, "team0/ticks");
+    let port = broker
+        .udp_addr()
+        .expect("the classroom takes datagrams")
+        .port();
+    let step = labcheck::SheetStep::find(
+        "10-datagrams-and-dialects.md",
+        "printf 'Event at",
+        9999,
+        port,
+    );
+    step.run();
+    let line = sub.line("the DELIVER of the tick that nc sent");
+    assert!(
+        line.starts_with("DELIVER team0/ticks Event at Mon Dec  1 10:30:00 2026 udp:127.0.0.1:"),
+        "`{}` sends one datagram that is not a command, so the classroom publishes it to \
+         its UDP topic team0/ticks, which follows the rule (team0, then `ticks`); the \
+         subscriber got {line:?}. {REGION} must accept team0/ticks, for the subscriber \
+         and for the datagram's publish",
+        step.command
+    );
+}

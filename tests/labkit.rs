@@ -272,6 +272,50 @@ fn check_names_the_todo_even_when_the_test_program_aborts() {
     );
 }
 
+/// `check` on a starter whose region is still `todo!()` runs all its checks at once: each
+/// of sixteen checks waits until all sixteen have started, then reaches the `todo!()`. Run
+/// as many at a time as the machine has cores, they would wait in vain, each for ten
+/// seconds, and never reach it.
+#[test]
+fn check_runs_every_check_of_an_untouched_starter_at_once() {
+    const CHECKS: usize = 16;
+    let project = Project::new();
+    project.write(
+        "src/lib.rs",
+        "pub fn work() {\n    // lab:begin 03 work\n    // lab:end 03\n}\n",
+    );
+    let mut checks = String::from(
+        "use std::sync::{Condvar, Mutex};\nuse std::time::Duration;\n\n\
+         static STARTED: Mutex<usize> = Mutex::new(0);\nstatic ALL: Condvar = Condvar::new();\n\n\
+         /// Waits until every check has started, for ten seconds at most.\n\
+         fn all_started() {\n    let mut started = STARTED.lock().unwrap();\n    \
+         *started += 1;\n    ALL.notify_all();\n    \
+         let (started, wait) = ALL\n        .wait_timeout_while(started, Duration::from_secs(10), \
+         |n| *n < CHECKS)\n        .unwrap();\n    \
+         assert!(!wait.timed_out(), \"only {} checks ran at once\", *started);\n}\n\n",
+    );
+    checks.push_str(&format!("const CHECKS: usize = {CHECKS};\n\n"));
+    for n in 0..CHECKS {
+        checks.push_str(&format!(
+            "/// Check {n}.\n#[test]\nfn check_{n}() {{\n    all_started();\n    tiny::work();\n}}\n\n"
+        ));
+    }
+    project.write("tests/lab03.rs", &checks);
+    let out = project.scratch("starter03");
+    success(&project.labkit(&["starter", "03", "--out", out.to_str().unwrap()]));
+    let output = Command::new(env!("CARGO_BIN_EXE_labkit"))
+        .args(["check", "03"])
+        .current_dir(&out)
+        .output()
+        .expect("run labkit");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        stdout.matches("is still todo!()").count(),
+        CHECKS,
+        "all {CHECKS} checks ran at once and reached the todo!():\n{stdout}"
+    );
+}
+
 /// A known wrong answer for a region that does not exist is reported, not ignored.
 #[test]
 fn a_wrong_answer_for_no_region_is_reported() {

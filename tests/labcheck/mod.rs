@@ -15,6 +15,7 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use pubsub_lab::BrokerHandle;
@@ -256,5 +257,65 @@ fn quoted(bytes: &[u8]) -> String {
         format!("{start:?}")
     } else {
         format!("{start:?}... ({} bytes)", bytes.len())
+    }
+}
+
+/// One command of a labsheet, as a student types it into a shell, and what the lab shows
+/// it printing.
+pub struct SheetStep {
+    /// The command, without its `$ `, with the lab's port replaced by the real one.
+    pub command: String,
+    /// The lines the lab shows below the command, up to the end of the block.
+    pub shown: Vec<String>,
+}
+
+impl SheetStep {
+    /// The command in `labsheet/<sheet>` whose line starts with `$ <start>`, with every
+    /// `lab_port` in it replaced by `real_port`.
+    #[track_caller]
+    pub fn find(sheet: &str, start: &str, lab_port: u16, real_port: u16) -> SheetStep {
+        let path = format!("{}/labsheet/{sheet}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|error| panic!("cannot read {path}: {error}"));
+        let mut lines = text.lines();
+        let prefix = format!("$ {start}");
+        let command = lines
+            .by_ref()
+            .find(|line| line.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("{path} no longer has a line starting with `{prefix}`"));
+        let command = command[2..].replace(
+            &format!("127.0.0.1 {lab_port}"),
+            &format!("127.0.0.1 {real_port}"),
+        );
+        let shown = lines
+            .take_while(|line| !line.starts_with("```"))
+            .map(|line| line.trim_end().to_string())
+            .collect();
+        SheetStep { command, shown }
+    }
+
+    /// Runs the command with `sh`, as the student's shell would, and returns what it
+    /// printed, each line's trailing blanks removed. The real programs it names (`nc`,
+    /// `od`) run; `timeout` stops the whole pipeline if it outlives `4 * WAIT`, so a
+    /// pipeline that hangs, as `nc` without `-N` does in lab 9, fails the check instead.
+    #[track_caller]
+    pub fn run(&self) -> Vec<String> {
+        let limit = (4 * WAIT).as_secs().to_string();
+        let output = Command::new("timeout")
+            .args([limit.as_str(), "sh", "-c", &self.command])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap_or_else(|error| panic!("cannot run `{}`: {error}", self.command));
+        assert!(
+            output.status.code() != Some(124),
+            "`{}` was still running after {limit} s, and was stopped",
+            self.command
+        );
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(|line| line.trim_end().to_string())
+            .collect()
     }
 }

@@ -137,6 +137,19 @@ pub enum Progress {
     Hidden,
 }
 
+/// How many checks the test program runs at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pace {
+    /// As many as the machine has cores, libtest's default: for code that may be right,
+    /// whose checks (a flood, a benchmark) need the cores to pass.
+    Cores,
+    /// Every check at once: for a starter whose regions are all still `todo!()`. Each of
+    /// its checks fails at the `todo!()` and then mostly waits, for a line that never
+    /// comes, up to its time limit; two at a time on two cores, a lab of six checks would
+    /// wait three times over.
+    AllAtOnce,
+}
+
 /// Builds and runs the checks of `lab` in the project at `dir`. `target_dir`, if given,
 /// is used as `CARGO_TARGET_DIR` so several copies of the project share their builds.
 pub fn run_lab(
@@ -144,6 +157,7 @@ pub fn run_lab(
     lab: Lab,
     target_dir: Option<&Path>,
     progress: Progress,
+    pace: Pace,
 ) -> Result<LabRun, String> {
     let target = lab.test_target();
     let build = cargo(
@@ -165,13 +179,13 @@ pub fn run_lab(
     if progress == Progress::Shown {
         eprintln!("Running the checks …");
     }
-    let run = cargo(
-        dir,
-        &["test", "--test", &target],
-        target_dir,
-        RUN_LIMIT,
-        Progress::Hidden,
-    )?;
+    let threads = declared(dir, lab).map_or(1, |checks| checks.len().max(1));
+    let threads = threads.to_string();
+    let mut args = vec!["test", "--test", &target];
+    if pace == Pace::AllAtOnce {
+        args.extend(["--", "--test-threads", &threads]);
+    }
+    let run = cargo(dir, &args, target_dir, RUN_LIMIT, Progress::Hidden)?;
     let (results, failures) = parse_report(&run.stdout);
     let mut lab_run = LabRun {
         build,
@@ -197,6 +211,11 @@ fn finished(stdout: &str) -> bool {
 /// message, and the check that aborts the program is known, with what it printed. A
 /// `todo!()` in a function that `Drop` calls does that: the first call panics, and the
 /// call from `Drop`, during the unwinding, panics again.
+///
+/// The lost checks run side by side, each in a test program of its own: a check of an
+/// unfinished lab mostly waits (for a line that never comes, up to its time limit), so one
+/// after the other they would take that wait once per check, and a starter's first check
+/// would take half a minute instead of a few seconds.
 fn rerun_lost(
     dir: &Path,
     lab: Lab,
@@ -216,14 +235,33 @@ fn rerun_lost(
         .filter(|name| lab_run.passed(name) != Some(true) && !lab_run.failures.contains_key(name))
         .collect();
     let target = lab.test_target();
-    for name in lost {
-        let alone = cargo(
-            dir,
-            &["test", "--test", &target, "--", "--exact", &name],
-            target_dir,
-            RUN_LIMIT,
-            Progress::Hidden,
-        )?;
+    let reruns: Vec<Result<Captured, String>> = thread::scope(|scope| {
+        let running: Vec<_> = lost
+            .iter()
+            .map(|name| {
+                let target = &target;
+                scope.spawn(move || {
+                    cargo(
+                        dir,
+                        &["test", "--test", target, "--", "--exact", name],
+                        target_dir,
+                        RUN_LIMIT,
+                        Progress::Hidden,
+                    )
+                })
+            })
+            .collect();
+        running
+            .into_iter()
+            .map(|rerun| {
+                rerun
+                    .join()
+                    .unwrap_or_else(|_| Err("a rerun of a check panicked".to_string()))
+            })
+            .collect()
+    });
+    for (name, alone) in lost.into_iter().zip(reruns) {
+        let alone = alone?;
         let (results, failures) = parse_report(&alone.stdout);
         lab_run.results.retain(|(test, _)| *test != name);
         match results.into_iter().find(|(test, _)| *test == name) {

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::checks::{self, panics, LabRun, Progress};
+use crate::checks::{self, panics, LabRun, Pace, Progress};
 use crate::labs::Lab;
 use crate::markers::Region;
 use crate::mutants::{self, Mutant};
@@ -164,7 +164,7 @@ fn prove_lab<'a>(
     proof.problems.extend(region_mismatch(root, lab, regions));
     eprintln!("lab {code}: running the checks on the reference …");
     let clock = Instant::now();
-    let reference = checks::run_lab(root, lab, None, Progress::Hidden)?;
+    let reference = checks::run_lab(root, lab, None, Progress::Hidden, Pace::Cores)?;
     let reference_time = clock.elapsed();
     if !reference.built() {
         proof.problems.push(format!(
@@ -184,7 +184,13 @@ fn prove_lab<'a>(
         copy.source.display()
     );
     let clock = Instant::now();
-    let starter = checks::run_lab(&copy.source, lab, Some(&copy.target), Progress::Hidden)?;
+    let starter = checks::run_lab(
+        &copy.source,
+        lab,
+        Some(&copy.target),
+        Progress::Hidden,
+        Pace::AllAtOnce,
+    )?;
     let starter_time = clock.elapsed();
     if !starter.built() {
         proof.problems.push(format!(
@@ -218,7 +224,13 @@ fn prove_lab<'a>(
         };
         starter::write(root, files, &[fill], &copy.source, true)?;
         let clock = Instant::now();
-        let run = checks::run_lab(&copy.source, lab, Some(&copy.target), Progress::Hidden)?;
+        let run = checks::run_lab(
+            &copy.source,
+            lab,
+            Some(&copy.target),
+            Progress::Hidden,
+            Pace::Cores,
+        )?;
         eprintln!(
             "lab {code}: mutant {} ({})",
             mutant.name,

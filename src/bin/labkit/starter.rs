@@ -72,6 +72,27 @@ pub fn stubs(regions: &[Region], lab: Lab) -> Result<Vec<Fill>, String> {
     Ok(fills)
 }
 
+/// Whether every region of `lab` in the project at `root` still holds just the starter's
+/// `todo!()`: nothing of the student's yet. A region whose file cannot be read counts as
+/// written (the checks then say what is wrong).
+pub fn untouched(root: &Path, regions: &[Region], lab: Lab) -> bool {
+    let mut mine = regions.iter().filter(|region| region.lab == lab).peekable();
+    mine.peek().is_some()
+        && mine.all(|region| {
+            let Ok(text) = fs::read_to_string(root.join(&region.file)) else {
+                return false;
+            };
+            // The lines between the markers; `begin` and `end` count from 1.
+            let body: Vec<&str> = text
+                .lines()
+                .skip(region.begin)
+                .take(region.end - region.begin - 1)
+                .map(str::trim)
+                .collect();
+            body == [stub_line(region)]
+        })
+}
+
 /// Writes a copy of the project at `root` into `out`, with each region of `fills` given
 /// its new body; `files` are the project's files relative to `root`. Returns how many
 /// files the copy holds.

@@ -1,0 +1,27 @@
+// region: line framing
+// mistake: strips every `\r` at the end of the line (`a\r\r\n` gives `a`), not just the one before the `\n`
+// hint: the one `\r` right before that `\n`
+        loop {
+            let unscanned = &self.buffer[self.scanned..self.end];
+            let Some(offset) = find_newline(unscanned) else {
+                self.scanned = self.end;
+                return self.check_unfinished_line();
+            };
+            let newline = self.scanned + offset;
+            let line_start = self.start;
+            self.start = newline + 1;
+            self.scanned = self.start;
+            if self.discarding {
+                // The tail of an overlong line: drop it and look for the next line.
+                self.discarding = false;
+                continue;
+            }
+            let mut line = &self.buffer[line_start..newline];
+            while let Some(before) = line.strip_suffix(b"\r") {
+                line = before;
+            }
+            if line.len() > self.max_line {
+                return Some(Frame::TooLong);
+            }
+            return Some(Frame::Line(line));
+        }
