@@ -288,6 +288,7 @@ impl Stall {
     /// that reader slowly. So the PONG is waited for as long as the broker shows progress
     /// (more publishes handled, or the reader receiving), not for a fixed time.
     fn flood(&mut self) {
+        labcheck::watch_broker_panics();
         let line = format!("PUBLISH weather {} pub1\n", "x".repeat(PAYLOAD_BYTES));
         let batch = line.repeat(BATCH);
         let mut sent = 0;
@@ -310,6 +311,13 @@ impl Stall {
             }
             if self.observer.stat("subscribers_behind") == 0 {
                 behind_since = None;
+            } else if labcheck::broker_thread_panicked() {
+                panic!(
+                    "a subscriber is behind, {} MiB into the flood, and a thread of the \
+                     broker panicked (its message is above): a write that times out must \
+                     count as a slow consumer in {REGION}, without a panic",
+                    sent >> 20
+                );
             } else if behind_since.get_or_insert_with(Instant::now).elapsed() > BEHIND_LIMIT {
                 panic!(
                     "a subscriber has been behind for {BEHIND_LIMIT:?} (STATS \

@@ -16,6 +16,8 @@
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Once;
 use std::time::Duration;
 
 use pubsub_lab::BrokerHandle;
@@ -24,6 +26,36 @@ use crate::REGION;
 
 /// How long a check waits for any one line, or for the broker to act, before it fails.
 pub const WAIT: Duration = Duration::from_secs(5);
+
+/// Set once a thread of the broker (a client's thread or a writer) has panicked.
+static BROKER_THREAD_PANICKED: AtomicBool = AtomicBool::new(false);
+
+/// Whether a thread of the broker has panicked since [`watch_broker_panics`] was called:
+/// in a starter, the thread that reaches the region's `todo!()` ends there. A check that
+/// waits for that thread's work (a cut-off, a cleanup) can stop waiting at once instead
+/// of waiting out its time limit. The panic is still printed as usual.
+pub fn broker_thread_panicked() -> bool {
+    BROKER_THREAD_PANICKED.load(Ordering::Relaxed)
+}
+
+/// Starts noting panics of the broker's threads (see [`broker_thread_panicked`]). The
+/// check's own failures, on its test thread, are not noted.
+pub fn watch_broker_panics() {
+    static WATCHING: Once = Once::new();
+    WATCHING.call_once(|| {
+        let report = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let name = std::thread::current()
+                .name()
+                .unwrap_or_default()
+                .to_string();
+            if name.starts_with("client-") || name.starts_with("writer-") {
+                BROKER_THREAD_PANICKED.store(true, Ordering::Relaxed);
+            }
+            report(info);
+        }));
+    });
+}
 
 /// The most of what a client sent that a failure message quotes.
 const QUOTED_BYTES: usize = 60;
