@@ -10,7 +10,6 @@ const POLL_MS = 1000;        // how often GET /clients is read
 const PULSE_MS = 900;        // how long a dot takes along one edge
 const MAX_PULSES = 80;       // dots on screen at once; past that an edge just lights up
 const TOPIC_KEPT_MS = 60000; // a topic published to, and subscribed by nobody, stays this long
-const MAX_RETRY_MS = 5000;   // the longest wait before reconnecting
 const ROW = 64;              // vertical room per node, in the drawing's units
 const X = { left: 210, middle: 500, right: 790 };
 const SVG = "http://www.w3.org/2000/svg";
@@ -20,47 +19,17 @@ let clients = [];            // the last GET /clients, without this page itself
 const published = new Map(); // topic -> {at, publisher}: when a DELIVER last named it, and the publisher id it named
 const places = new Map();    // node key ("c3", "t:weather") -> {x, y}
 let pulses = [];             // {from, to, start}
-let socket = null;
-let retries = 0;
-
-const $ = (selector) => document.querySelector(selector);
 
 // ---- the traffic -----------------------------------------------------------------------
 
 function connect() {
-  setState("connecting", "connecting…");
-  const scheme = location.protocol === "https:" ? "wss://" : "ws://";
-  socket = new WebSocket(scheme + location.host + "/ws");
-  socket.onopen = () => {
-    retries = 0;
+  connectLive(() => {
     setState("connected", "watching as " + id);
     socket.send("SUBSCRIBE # " + id);
-  };
-  socket.onmessage = (event) => {
-    const seen = parseDeliver(event.data);
+  }, (line) => {
+    const seen = parseDeliver(line);
     if (seen) messageSeen(seen.topic, seen.publisher);
-  };
-  socket.onclose = (event) => {
-    socket = null;
-    const wait = Math.min(MAX_RETRY_MS, 500 * 2 ** retries++);
-    const why = event.reason ? ": " + event.reason : "";
-    setState("disconnected", `disconnected (${event.code}${why}); again in ${Math.ceil(wait / 1000)} s`);
-    setTimeout(connect, wait);
-  };
-}
-
-function setState(state, text) {
-  $("#state").dataset.state = state;
-  $("#state-text").textContent = text;
-}
-
-// DELIVER <topic> <message> <publisher_id> <date> <time>: only the topic and the
-// publisher matter here.
-function parseDeliver(line) {
-  if (!line.startsWith("DELIVER ")) return null;
-  const words = line.split(" ");
-  if (words.length < 6) return null;
-  return { topic: words[1], publisher: words[words.length - 3] };
+  });
 }
 
 // A message went from its publisher to the topic, and from there to every subscriber
@@ -262,21 +231,7 @@ function table() {
 
 // ---- start -----------------------------------------------------------------------------
 
-const THEMES = ["auto", "light", "dark"];
-function applyTheme(theme) {
-  if (theme === "auto") delete document.documentElement.dataset.theme;
-  else document.documentElement.dataset.theme = theme;
-  $("#theme").textContent = "theme: " + theme;
-  try { localStorage.setItem("pubsub-lab-theme", theme); } catch (error) { /* private mode */ }
-}
-$("#theme").addEventListener("click", () => {
-  const now = document.documentElement.dataset.theme || "auto";
-  applyTheme(THEMES[(THEMES.indexOf(now) + 1) % THEMES.length]);
-});
-let savedTheme = "auto";
-try { savedTheme = localStorage.getItem("pubsub-lab-theme") || "auto"; } catch (error) { /* private mode */ }
-applyTheme(THEMES.includes(savedTheme) ? savedTheme : "auto");
-
+startThemes();
 connect();
 poll();
 setInterval(poll, POLL_MS);

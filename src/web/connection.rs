@@ -49,12 +49,14 @@ const LINGER: Duration = Duration::from_millis(500);
 /// The most a lingering close reads before it gives up.
 const LINGER_BYTES: usize = 256 * 1024;
 
-/// The live view: one page, its style and script put in at their places.
+/// The live view: one page, its style and scripts put in at their places (`live.js` is
+/// what it shares with the class picture).
 fn page() -> &'static str {
     static PAGE: OnceLock<String> = OnceLock::new();
     PAGE.get_or_init(|| {
         include_str!("page.html")
             .replace("/* page.css */", include_str!("page.css"))
+            .replace("/* live.js */", include_str!("live.js"))
             .replace("/* page.js */", include_str!("page.js"))
     })
 }
@@ -67,6 +69,7 @@ fn class_page() -> &'static str {
         include_str!("class.html")
             .replace("/* page.css */", include_str!("page.css"))
             .replace("/* class.css */", include_str!("class.css"))
+            .replace("/* live.js */", include_str!("live.js"))
             .replace("/* class.js */", include_str!("class.js"))
     })
 }

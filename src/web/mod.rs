@@ -47,6 +47,7 @@
 //! | `metrics.rs` | `GET /metrics`: the figures in Prometheus's text format |
 //! | `page.html`, `page.css`, `page.js` | the live view, compiled into the binary |
 //! | `class.html`, `class.css`, `class.js` | the class picture at `/class`: clients and topics as a live graph, for the projector |
+//! | `live.js` | what both pages share: the WebSocket that reconnects, reading a `DELIVER` line, the themes |
 //!
 //! Socket.IO is the same again, one layer up: its clients' events become the session
 //! core's commands and its deliveries their events (`socketio_session.rs`), whether the

@@ -9,40 +9,18 @@
 const MAX_ROWS = 200;        // messages kept in the table, newest first
 const MAX_WIRE = 40;         // lines kept in "On the wire"
 const POLL_MS = 2000;        // how often the topics and counters are read
-const MAX_RETRY_MS = 5000;   // the longest wait before reconnecting
 
 const id = "web-" + Math.random().toString(16).slice(2, 6);
 const topics = [];           // subscribed topics, in the order they were added
-let socket = null;
-let retries = 0;
 let shown = 0;
-
-const $ = (selector) => document.querySelector(selector);
 
 // ---- connection ------------------------------------------------------------------------
 
 function connect() {
-  setState("connecting", "connecting…");
-  const scheme = location.protocol === "https:" ? "wss://" : "ws://";
-  socket = new WebSocket(scheme + location.host + "/ws");
-  socket.onopen = () => {
-    retries = 0;
+  connectLive(() => {
     setState("connected", "connected as " + id);
     for (const topic of topics) send("SUBSCRIBE " + topic + " " + id);
-  };
-  socket.onmessage = (event) => receive(event.data);
-  socket.onclose = (event) => {
-    socket = null;
-    const wait = Math.min(MAX_RETRY_MS, 500 * 2 ** retries++);
-    const why = event.reason ? ": " + event.reason : "";
-    setState("disconnected", `disconnected (${event.code}${why}); reconnecting in ${Math.ceil(wait / 1000)} s`);
-    setTimeout(connect, wait);
-  };
-}
-
-function setState(state, text) {
-  $("#state").dataset.state = state;
-  $("#state-text").textContent = text;
+  }, receive);
 }
 
 function send(line) {
@@ -60,27 +38,6 @@ function receive(line) {
   } else if (line.startsWith("ERROR ")) {
     showResult("bad", "The broker said: " + line);
   }
-}
-
-// DELIVER <topic> <message> <publisher_id> <date> <time>: the topic is the second word,
-// the last three are the publisher, date and time, and the message is everything between,
-// spaces and all.
-function parseDeliver(line) {
-  const rest = line.slice("DELIVER ".length);
-  const topicEnd = rest.indexOf(" ");
-  if (topicEnd < 0) return null;
-  const tail = rest.slice(topicEnd + 1);
-  const timeAt = tail.lastIndexOf(" ");
-  const dateAt = tail.lastIndexOf(" ", timeAt - 1);
-  const publisherAt = tail.lastIndexOf(" ", dateAt - 1);
-  if (publisherAt < 0) return null;
-  return {
-    topic: rest.slice(0, topicEnd),
-    message: tail.slice(0, publisherAt),
-    publisher: tail.slice(publisherAt + 1, dateAt),
-    date: tail.slice(dateAt + 1, timeAt),
-    time: tail.slice(timeAt + 1),
-  };
 }
 
 // ---- messages --------------------------------------------------------------------------
@@ -246,17 +203,6 @@ function duration(seconds) {
   return Math.floor(seconds / 3600) + " h " + Math.floor((seconds % 3600) / 60) + " min";
 }
 
-// ---- light and dark --------------------------------------------------------------------
-
-const THEMES = ["auto", "light", "dark"];
-
-function applyTheme(theme) {
-  if (theme === "auto") delete document.documentElement.dataset.theme;
-  else document.documentElement.dataset.theme = theme;
-  $("#theme").textContent = "theme: " + theme;
-  try { localStorage.setItem("pubsub-lab-theme", theme); } catch (error) { /* private mode */ }
-}
-
 // ---- start -----------------------------------------------------------------------------
 
 $("#subscribe-form").addEventListener("submit", (event) => {
@@ -272,14 +218,7 @@ $("#publish-form").addEventListener("submit", async (event) => {
   if (sent) $("#publish-message").value = "";
 });
 
-$("#theme").addEventListener("click", () => {
-  const now = document.documentElement.dataset.theme || "auto";
-  applyTheme(THEMES[(THEMES.indexOf(now) + 1) % THEMES.length]);
-});
-
-let savedTheme = "auto";
-try { savedTheme = localStorage.getItem("pubsub-lab-theme") || "auto"; } catch (error) { /* private mode */ }
-applyTheme(THEMES.includes(savedTheme) ? savedTheme : "auto");
+startThemes();
 
 // /?topic=weather&topic=news/%23 subscribes to both on load.
 for (const topic of new URLSearchParams(location.search).getAll("topic")) subscribe(topic);
