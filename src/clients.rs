@@ -309,7 +309,7 @@ impl Clients {
         let last_command = client.last_command.load(Ordering::Relaxed);
         ListedClient {
             number: client.number,
-            way_in: way_in_word(names.way_in),
+            way_in: names.way_in.word(),
             addr: client.addr.to_string(),
             user: names.user.as_deref().unwrap_or("").to_string(),
             ids: names.ids.iter().map(|id| id.to_string()).collect(),
@@ -331,19 +331,6 @@ impl Clients {
                 .map_or("-", |spec| spec.word),
             idle_seconds: self.millis_since_start(now).saturating_sub(last_seen) / 1000,
         }
-    }
-}
-
-/// The way in's word in a listing: the hooks' name for it (see `hooks.rs`).
-fn way_in_word(way_in: Transport) -> &'static str {
-    match way_in {
-        Transport::Line => "line",
-        Transport::Json => "json",
-        Transport::Udp => "udp",
-        Transport::Http => "http",
-        Transport::WebSocket => "websocket",
-        Transport::SocketIo => "socketio",
-        Transport::InProcess => "in-process",
     }
 }
 

@@ -112,9 +112,10 @@ pub enum Transport {
     InProcess,
 }
 
-impl fmt::Display for Transport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Transport {
+    /// Its name, as logs, `CLIENTS` and `/metrics` show it: `line`, `websocket`...
+    pub fn word(self) -> &'static str {
+        match self {
             Transport::Line => "line",
             Transport::Json => "json",
             Transport::Udp => "udp",
@@ -122,7 +123,13 @@ impl fmt::Display for Transport {
             Transport::WebSocket => "websocket",
             Transport::SocketIo => "socketio",
             Transport::InProcess => "in-process",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.word())
     }
 }
 

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{auth_file, start_broker, start_broker_with, stat, Raw};
+use common::{auth_file, logged_in, start_broker, start_broker_with, stat, Raw};
 use pubsub_lab::access::FAILURE_DELAY;
 use pubsub_lab::web::base64;
 use pubsub_lab::{Broker, BrokerHandle, Config, StartError};
@@ -28,14 +28,6 @@ fn locked_broker(auth_timeout: Duration) -> BrokerHandle {
         auth_timeout,
         ..Config::default()
     })
-}
-
-/// A connection that sent `AUTH` and got its `OK`.
-fn logged_in(broker: &BrokerHandle, user: &str, secret: &str) -> Raw {
-    let mut raw = Raw::connect(broker.addr());
-    raw.send(&format!("AUTH {user} {secret}\n"));
-    raw.expect(&format!("OK AUTH {user}"));
-    raw
 }
 
 #[test]

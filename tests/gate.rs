@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{auth_file, json_line, member, start_full_broker, Raw, RawHttp, Udp};
+use common::{auth_file, json_line, logged_in, member, start_full_broker, Raw, RawHttp, Udp};
 use pubsub_lab::web::client::{Received, WebSocketClient};
 use pubsub_lab::{BrokerHandle, Client, Config, Error};
 
@@ -270,13 +270,6 @@ fn locked(config: Config) -> BrokerHandle {
         udp_allow_anonymous: true,
         ..config
     })
-}
-
-fn logged_in(broker: &BrokerHandle, user: &str, secret: &str) -> Raw {
-    let mut raw = Raw::connect(broker.addr());
-    raw.send(&format!("AUTH {user} {secret}\n"));
-    raw.expect(&format!("OK AUTH {user}"));
-    raw
 }
 
 /// An anonymous datagram is the user `anonymous` to the rules: it reads and writes what

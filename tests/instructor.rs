@@ -6,7 +6,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{auth_file, json_line, stat, subscribed, Raw, RawHttp, Tool};
+use common::{auth_file, json_line, logged_in, stat, subscribed, Raw, RawHttp, Tool};
 use pubsub_lab::json::Value;
 use pubsub_lab::web::base64;
 use pubsub_lab::{BrokerHandle, Config};
@@ -255,13 +255,6 @@ fn locked_broker() -> BrokerHandle {
         auth_file: Some(auth_file(FILE, 0o600)),
         ..Config::default()
     })
-}
-
-fn logged_in(broker: &BrokerHandle, user: &str, secret: &str) -> Raw {
-    let mut raw = Raw::connect(broker.addr());
-    raw.send(&format!("AUTH {user} {secret}\n"));
-    raw.expect(&format!("OK AUTH {user}"));
-    raw
 }
 
 /// With an auth file, a student sees only its own clients and cannot kick; the

@@ -103,6 +103,15 @@ fn is_executable(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
+/// A connection to a broker with an auth file that sent `AUTH user secret` and got its
+/// `OK AUTH`.
+pub fn logged_in(broker: &BrokerHandle, user: &str, secret: &str) -> Raw {
+    let mut raw = Raw::connect(broker.addr());
+    raw.send(&format!("AUTH {user} {secret}\n"));
+    raw.expect(&format!("OK AUTH {user}"));
+    raw
+}
+
 /// A broker with the default configuration on 127.0.0.1, on a port the OS picked.
 pub fn start_broker() -> BrokerHandle {
     start_broker_with(Config::default())
