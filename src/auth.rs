@@ -90,15 +90,11 @@ impl<K: Hash + Eq + Clone> Budgets<K> {
         }
     }
 
-    /// How long `key` must still wait, if it has used up its failures in this window.
-    fn spent(&self, key: &K, now: Instant) -> Option<Duration> {
-        let windows = self.windows.lock();
-        let window = windows.get(key)?;
-        let ends = window.started + FAILURE_WINDOW;
-        (window.failures >= self.limit && now < ends).then(|| ends - now)
-    }
-
-    fn count(&self, key: &K, now: Instant) {
+    /// Takes one attempt from `key`'s budget, as a failure, before the secret is even
+    /// looked at; or says how long `key` must still wait, if it has none left. Taking and
+    /// checking under one lock is what keeps the budget exact: guessers on many
+    /// connections at once cannot all pass a check made before any of them is counted.
+    fn take(&self, key: &K, now: Instant) -> Result<(), Duration> {
         let mut windows = self.windows.lock();
         if windows.len() >= MAX_ADDRESSES && !windows.contains_key(key) {
             forget_oldest(&mut windows, now);
@@ -107,13 +103,25 @@ impl<K: Hash + Eq + Clone> Budgets<K> {
             started: now,
             failures: 0,
         });
-        if now >= window.started + FAILURE_WINDOW {
+        let ends = window.started + FAILURE_WINDOW;
+        if now >= ends {
             *window = Window {
                 started: now,
                 failures: 0,
             };
+        } else if window.failures >= self.limit {
+            return Err(ends - now);
         }
         window.failures += 1;
+        Ok(())
+    }
+
+    /// Gives back an attempt [`take`](Self::take) took, which turned out not to be a
+    /// failure (the secret was right, or another budget refused it first).
+    fn give_back(&self, key: &K) {
+        if let Some(window) = self.windows.lock().get_mut(key) {
+            window.failures = window.failures.saturating_sub(1);
+        }
     }
 }
 
@@ -159,7 +167,7 @@ impl Logins {
         stats: &Stats,
     ) -> Result<String, ProtocolError> {
         let now = Instant::now();
-        if let Some(wait) = self.addresses.spent(&from, now) {
+        if let Err(wait) = self.addresses.take(&from, now) {
             stats.auth_locked_out.fetch_add(1, Ordering::Relaxed);
             self.warn(now, format_args!("{who} is out of login attempts"));
             return Err(ProtocolError::TooManyFailures {
@@ -167,7 +175,8 @@ impl Logins {
             });
         }
         let user_key = user.to_string();
-        if let Some(wait) = self.users.spent(&user_key, now) {
+        if let Err(wait) = self.users.take(&user_key, now) {
+            self.addresses.give_back(&from);
             stats.auth_locked_out.fetch_add(1, Ordering::Relaxed);
             self.warn(
                 now,
@@ -181,11 +190,11 @@ impl Logins {
             });
         }
         if let Some(name) = self.access.authenticate(user, secret) {
+            self.addresses.give_back(&from);
+            self.users.give_back(&user_key);
             return Ok(name.to_string());
         }
         stats.auth_failures.fetch_add(1, Ordering::Relaxed);
-        self.addresses.count(&from, now);
-        self.users.count(&user_key, now);
         // Only this client's own thread waits: a guesser gets one answer per delay,
         // everyone else is served as before.
         std::thread::sleep(FAILURE_DELAY);
@@ -234,10 +243,9 @@ mod tests {
         let from: IpAddr = "10.0.0.7".parse().unwrap();
         let now = Instant::now();
         for _ in 0..FAILURES_PER_ADDRESS {
-            assert!(logins.addresses.spent(&from, now).is_none());
-            logins.addresses.count(&from, now);
+            assert!(logins.addresses.take(&from, now).is_ok());
         }
-        assert!(logins.addresses.spent(&from, now).is_some());
+        assert!(logins.addresses.take(&from, now).is_err());
         let stats = Stats::default();
         let refused = logins.log_in(from, &"#1", "alice", "s3cret", &stats);
         assert!(matches!(
@@ -251,7 +259,7 @@ mod tests {
         );
         // The window ends, and the address may try again.
         let later = now + FAILURE_WINDOW;
-        assert!(logins.addresses.spent(&from, later).is_none());
+        assert!(logins.addresses.take(&from, later).is_ok());
         assert_eq!(stats.auth_locked_out.load(Ordering::Relaxed), 1);
     }
 
@@ -265,10 +273,8 @@ mod tests {
         let now = Instant::now();
         for n in 0..FAILURES_PER_USER {
             let from = IpAddr::from([10, 0, 1, (n % 200) as u8]);
-            assert!(logins.users.spent(&"alice".to_string(), now).is_none());
-            assert!(logins.addresses.spent(&from, now).is_none());
-            logins.addresses.count(&from, now);
-            logins.users.count(&"alice".to_string(), now);
+            assert!(logins.users.take(&"alice".to_string(), now).is_ok());
+            assert!(logins.addresses.take(&from, now).is_ok());
         }
         let fresh: IpAddr = "10.0.2.1".parse().unwrap();
         let refused = logins.log_in(fresh, &"#9", "alice", "s3cret", &stats);
@@ -288,8 +294,41 @@ mod tests {
         );
         assert!(logins
             .users
-            .spent(&"alice".to_string(), now + FAILURE_WINDOW)
-            .is_none());
+            .take(&"alice".to_string(), now + FAILURE_WINDOW)
+            .is_ok());
+    }
+
+    /// Guesses on many connections at once from one address: exactly the budget's worth
+    /// are looked at, however they interleave, and a right secret takes nothing from it.
+    #[test]
+    fn guesses_at_once_get_no_more_than_the_budget() {
+        let logins = std::sync::Arc::new(logins());
+        let stats = std::sync::Arc::new(Stats::default());
+        let from: IpAddr = "10.0.0.9".parse().unwrap();
+        assert_eq!(
+            logins.log_in(from, &"#0", "alice", "s3cret", &stats),
+            Ok("alice".to_string())
+        );
+        let start = std::sync::Arc::new(std::sync::Barrier::new(24));
+        let guessers: Vec<_> = (0..24)
+            .map(|n| {
+                let (logins, stats, start) = (logins.clone(), stats.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    logins.log_in(from, &n, "alice", "guess", &stats)
+                })
+            })
+            .collect();
+        let answers: Vec<_> = guessers.into_iter().map(|g| g.join().unwrap()).collect();
+        let looked_at = answers
+            .iter()
+            .filter(|a| matches!(a, Err(ProtocolError::AuthFailed)))
+            .count();
+        assert_eq!(looked_at, FAILURES_PER_ADDRESS as usize);
+        assert_eq!(
+            stats.auth_failures.load(Ordering::Relaxed),
+            u64::from(FAILURES_PER_ADDRESS)
+        );
     }
 
     #[test]
@@ -297,8 +336,8 @@ mod tests {
         let logins = logins();
         let now = Instant::now();
         for n in 0..(MAX_ADDRESSES as u32 + 10) {
-            logins.addresses.count(&IpAddr::from(n.to_be_bytes()), now);
-            logins.users.count(&format!("user{n}"), now);
+            let _ = logins.addresses.take(&IpAddr::from(n.to_be_bytes()), now);
+            let _ = logins.users.take(&format!("user{n}"), now);
         }
         assert_eq!(logins.addresses.windows.lock().len(), MAX_ADDRESSES);
         assert_eq!(logins.users.windows.lock().len(), MAX_ADDRESSES);
