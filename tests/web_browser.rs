@@ -241,9 +241,11 @@ fn the_live_view_shows_what_is_published_over_tcp_and_http() {
     let web = broker.web_addr().unwrap();
     let browser = Chromium::open(&format!("http://{web}/?topic=weather"));
     let mut devtools = DevTools::attach(browser.devtools_port());
-    common::wait_until("the page has subscribed to weather", || {
-        broker.topic_counts() == [("weather".to_string(), 1)]
-    });
+    common::wait_until_within(
+        BROWSER_TIMEOUT,
+        "the page has subscribed to weather",
+        || broker.topic_counts() == [("weather".to_string(), 1)],
+    );
 
     let mut tcp = common::Raw::connect(broker.addr());
     tcp.send("PUBLISH weather Rainy  day, over TCP pub-tcp\n");
@@ -292,7 +294,7 @@ fn the_live_view_shows_what_is_published_over_tcp_and_http() {
 
     // Let the topic and counter panels fill in, then keep a picture of the page.
     let _ = devtools.eval("poll(), ''");
-    common::wait_until("the topic list shows weather", || {
+    common::wait_until_within(BROWSER_TIMEOUT, "the topic list shows weather", || {
         devtools.eval("document.querySelector('#topics tbody').textContent") == "weather1"
     });
     let folder = std::env::var_os("PUBSUB_LAB_SCREENSHOTS")
@@ -360,7 +362,7 @@ fn the_class_picture_shows_the_clients_and_topics_of_a_lab() {
     let web = broker.web_addr().unwrap();
     let browser = Chromium::open(&format!("http://{web}/class"));
     let mut devtools = DevTools::attach(browser.devtools_port());
-    common::wait_until("the picture watches every topic", || {
+    common::wait_until_within(BROWSER_TIMEOUT, "the picture watches every topic", || {
         broker.topic_counts() == [("#".to_string(), 1)]
     });
 
@@ -460,7 +462,7 @@ fn the_class_picture_shows_the_clients_and_topics_of_a_lab() {
             &format!(r#"{{"features":[{{"name":"prefers-color-scheme","value":"{scheme}"}}]}}"#),
         );
         // Messages on their way, for the picture: published until a dot is drawn.
-        common::wait_until("a message is pictured on its way", || {
+        common::wait_until_within(BROWSER_TIMEOUT, "a message is pictured on its way", || {
             publisher.send("PUBLISH weather Sunny pub1\nPUBLISH news/today Results pub1\n");
             publisher.sync();
             devtools.eval("String(document.querySelectorAll('#pulses circle').length)") != "0"

@@ -219,8 +219,14 @@ impl Raw {
 /// Waits until `condition` holds, polling the broker's state, or fails after [`TIMEOUT`].
 /// For the few facts the protocol cannot report to the client that caused them (such as a
 /// *different* connection having been cleaned up).
-pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + TIMEOUT;
+pub fn wait_until(what: &str, condition: impl FnMut() -> bool) {
+    wait_until_within(TIMEOUT, what, condition);
+}
+
+/// [`wait_until`] with a limit of its own: for what a slower party does (a browser that
+/// is still starting), not the broker.
+pub fn wait_until_within(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
     while !condition() {
         assert!(Instant::now() < deadline, "timed out waiting until {what}");
         std::thread::sleep(Duration::from_millis(5));
