@@ -49,7 +49,7 @@ enum Action {
     List,
     /// Write a copy of the project with lab NN's regions replaced by todo!().
     Starter {
-        /// The lab: 01 to 06, or 10.
+        /// The lab: 01 to 12 (`labkit list` shows each with its regions).
         #[arg(value_parser = labs::parse)]
         lab: Lab,
         /// The folder to write the starter into; it must be empty or new.
@@ -61,7 +61,7 @@ enum Action {
     },
     /// Build and run lab NN's checks here, and say which pass.
     Check {
-        /// The lab: 01 to 06, or 10.
+        /// The lab: 01 to 12 (`labkit list` shows each with its regions).
         #[arg(value_parser = labs::parse)]
         lab: Lab,
         /// Also print cargo's full output.
