@@ -23,8 +23,12 @@ pub(crate) trait Link {
     fn peer(&self) -> &Peer;
     /// The client as a subscriber: what the registry holds for its subscriptions.
     fn subscriber(&self) -> Arc<dyn Subscriber>;
-    /// The client as the holder of durable subscriptions, if this way in can hold them.
-    fn holder(&self) -> Option<Arc<dyn Holder>>;
+    /// The client as the holder of durable subscriptions, if this way in can hold them:
+    /// only a connection that stays can (a datagram's address, an HTTP request and a
+    /// Socket.IO session cannot), so none by default.
+    fn holder(&self) -> Option<Arc<dyn Holder>> {
+        None
+    }
     /// What `CLIENTS` shows of the bytes going out to the client, and how `KICK` closes
     /// it, if this way in has a connection of its own (see `clients.rs`).
     fn probe(&self) -> Option<Arc<dyn Probe>> {

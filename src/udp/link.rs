@@ -13,7 +13,6 @@ use parking_lot::Mutex;
 
 use super::sender::Outbox;
 use super::subscriber::UdpSubscriber;
-use crate::durable::Holder;
 use crate::peer::Peer;
 use crate::protocol::{Command, ProtocolError, Reply};
 use crate::session::Link;
@@ -135,10 +134,6 @@ impl Link for UdpLink {
 
     fn subscriber(&self) -> Arc<dyn Subscriber> {
         Arc::clone(&self.subscriber) as Arc<dyn Subscriber>
-    }
-
-    fn holder(&self) -> Option<Arc<dyn Holder>> {
-        None
     }
 
     /// What an address can do: subscribe and unsubscribe (its lease), publish, and ping.

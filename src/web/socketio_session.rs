@@ -41,7 +41,6 @@ use super::socketio::{Assembler, Kind, Packet, MAIN};
 use crate::batch::Batch;
 use crate::clients::{Outward, Probe};
 use crate::connections::Connections;
-use crate::durable::Holder;
 use crate::hooks::{ClientInfo, Transport};
 use crate::json::{self, ObjectWriter, Value};
 use crate::outbox::Rules;
@@ -393,10 +392,6 @@ impl Link for SocketIoLink {
 
     fn subscriber(&self) -> Arc<dyn Subscriber> {
         Arc::clone(&self.subscriber) as Arc<dyn Subscriber>
-    }
-
-    fn holder(&self) -> Option<Arc<dyn Holder>> {
-        None
     }
 
     fn probe(&self) -> Option<Arc<dyn Probe>> {

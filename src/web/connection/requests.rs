@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use super::{json_response, HttpConnection, DEFAULT_PUBLISHER};
 use crate::connections::Connections;
-use crate::durable::Holder;
 use crate::hooks::{ClientInfo, Transport};
 use crate::json::{self, ObjectWriter, Value};
 use crate::outbox::Outbox;
@@ -124,10 +123,6 @@ impl Link for HttpLink {
 
     fn subscriber(&self) -> Arc<dyn Subscriber> {
         Arc::clone(&self.outbox) as Arc<dyn Subscriber>
-    }
-
-    fn holder(&self) -> Option<Arc<dyn Holder>> {
-        None
     }
 
     fn carries(&self, command: &Command<'_>) -> Result<(), ProtocolError> {
