@@ -294,7 +294,7 @@ fn a_subscriber_that_keeps_up_loses_nothing_when_a_hundred_publishers_burst_at_o
         })
         .collect();
     let reader = thread::spawn(move || {
-        let mut seen = vec![false; PUBLISHERS];
+        let mut seen = [false; PUBLISHERS];
         for _ in 0..PUBLISHERS {
             let line = subscriber.delivery();
             let rest = line.strip_prefix("DELIVER burst ").expect("a delivery");
