@@ -559,7 +559,7 @@ impl Inner {
     fn offer_retained(&self, name: &str, subscriber: &Arc<dyn Subscriber>) -> (usize, bool) {
         let mut taken = 0;
         let mut flush = false;
-        let mut offer = |delivery: &Batch| match subscriber.offer(delivery) {
+        let mut offer = |delivery: &Batch| match subscriber.offer_retained(delivery) {
             Offer::FlushNeeded => {
                 taken += 1;
                 flush = true;

@@ -90,6 +90,13 @@ pub enum ProtocolError {
         /// The limit per connection.
         limit: usize,
     },
+    /// This connection already holds the most subscriptions with `+` or `#` one connection
+    /// may have (`--max-wildcards`): each one is looked at by every publish. Unsubscribe
+    /// from one, or subscribe to exact topics.
+    TooManyWildcards {
+        /// The limit per connection.
+        limit: usize,
+    },
     /// A topic or id that is not one word. The line protocol's grammar cannot produce it;
     /// text from elsewhere (the embedding API, other wire formats) can.
     NotOneWord {
@@ -104,6 +111,22 @@ pub enum ProtocolError {
     /// A new durable subscription would pass the broker's limit of them.
     TooManyDurable {
         /// The limit (`--max-durable`).
+        limit: usize,
+    },
+    /// A new durable subscription would pass the quota of its subscriber id, its owner
+    /// (`--max-durable-per-client`). `CANCEL` one of that id's first.
+    TooManyDurableForClient {
+        /// The subscriber id.
+        subscriber_id: String,
+        /// The limit per id.
+        limit: usize,
+    },
+    /// A new durable subscription would pass the quota of the logged-in user, over every
+    /// id it goes by (`--max-durable-per-user`). `CANCEL` one of the user's first.
+    TooManyDurableForUser {
+        /// The user.
+        user: String,
+        /// The limit per user.
         limit: usize,
     },
     /// Sent to a connection that held a durable subscription when another connection
@@ -297,6 +320,11 @@ impl fmt::Display for ProtocolError {
                 f,
                 "too many subscriptions on this connection (limit {limit}): unsubscribe from some first"
             ),
+            ProtocolError::TooManyWildcards { limit } => write!(
+                f,
+                "too many subscriptions with + or # on this connection (limit {limit}): \
+                 unsubscribe from one first, or subscribe to exact topics"
+            ),
             ProtocolError::NotOneWord { what } => write!(
                 f,
                 "a {what} must be one word, with no spaces or line breaks"
@@ -314,6 +342,19 @@ impl fmt::Display for ProtocolError {
                 f,
                 "the broker keeps at most {limit} durable subscriptions: CANCEL one you no \
                  longer need, or use SUBSCRIBE"
+            ),
+            ProtocolError::TooManyDurableForClient {
+                subscriber_id,
+                limit,
+            } => write!(
+                f,
+                "subscriber id {subscriber_id} has {limit} durable subscriptions already, \
+                 the most one id may have: CANCEL one it no longer needs, or use SUBSCRIBE"
+            ),
+            ProtocolError::TooManyDurableForUser { user, limit } => write!(
+                f,
+                "user {user} has {limit} durable subscriptions already, the most one user may \
+                 have: CANCEL one you no longer need, or use SUBSCRIBE"
             ),
             ProtocolError::TakenOver {
                 filter,
