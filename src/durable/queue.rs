@@ -9,6 +9,9 @@
 //!                                                                        ACK <seq> ────┴─▶ gone
 //! ```
 //!
+//! The queue also counts the bytes of the lines it holds, for `--max-queued-bytes`: what
+//! to drop past it is the subscription's rule (`subscription.rs`), not the queue's.
+//!
 //! A message keeps its seq for ever, so a redelivery is byte for byte the line sent before
 //! (the `MESSAGE` line is kept formatted), and a client that has seen a seq can drop the
 //! duplicate. Requeued messages go back in seq order *before* newer ones, so a subscriber

@@ -26,7 +26,7 @@ impl Session {
             .any(|d| d.subscriber_id() == subscriber_id && &**d.filter() == filter);
         if !holds_it {
             let held = self.durables.iter().map(|durable| &**durable.filter());
-            if let Err(error) = self.check_room(held, filter) {
+            if let Err(error) = self.check_room(self.durables.len(), held, filter) {
                 return self.refuse(&error);
             }
         }

@@ -23,7 +23,7 @@ impl Session {
         self.publisher.hand_out();
         if !self.subscriptions.contains(topic) {
             let held = self.subscriptions.iter().map(|(name, ())| &**name);
-            if let Err(error) = self.check_room(held, topic) {
+            if let Err(error) = self.check_room(self.subscriptions.len(), held, topic) {
                 return self.refuse(&error);
             }
             let client = self.client.with_id(subscriber_id);
@@ -47,10 +47,11 @@ impl Session {
         }
     }
 
-    /// Whether one connection that already has the subscriptions `held` (its classic ones
-    /// for `SUBSCRIBE`, the durable ones it holds for `DURABLE`, counted apart) has room
-    /// for one more to `filter`: at most `--max-subscriptions` of them, and at most
-    /// `--max-wildcards` with `+` or `#`.
+    /// Whether one connection that already has the `count` subscriptions `held` (its
+    /// classic ones for `SUBSCRIBE`, the durable ones it holds for `DURABLE`, counted apart)
+    /// has room for one more to `filter`: at most `--max-subscriptions` of them, and at most
+    /// `--max-wildcards` with `+` or `#`. The wildcards held are counted only for a new
+    /// filter with one, so that subscribing to many exact topics costs nothing more.
     ///
     /// A wildcard filter has its own, smaller budget because it costs every publish, not
     /// only those to its topic: a publish looks at each filter that could match its topic
@@ -63,21 +64,21 @@ impl Session {
     /// [`ProtocolError::TooManySubscriptions`] or [`ProtocolError::TooManyWildcards`].
     pub(super) fn check_room<'a>(
         &self,
+        count: usize,
         held: impl Iterator<Item = &'a str>,
         filter: &str,
     ) -> Result<(), ProtocolError> {
         let config = self.router.config();
-        let (mut count, mut wildcards) = (0, 0);
-        for name in held {
-            count += 1;
-            wildcards += usize::from(topic::has_wildcard(name));
-        }
         if count >= config.max_subscriptions {
             return Err(ProtocolError::TooManySubscriptions {
                 limit: config.max_subscriptions,
             });
         }
-        if topic::has_wildcard(filter) && wildcards >= config.max_wildcards {
+        if !topic::has_wildcard(filter) {
+            return Ok(());
+        }
+        let wildcards = held.filter(|name| topic::has_wildcard(name)).count();
+        if wildcards >= config.max_wildcards {
             return Err(ProtocolError::TooManyWildcards {
                 limit: config.max_wildcards,
             });
