@@ -201,7 +201,9 @@ impl Durables {
     /// the logged-in user, `None` for an anonymous client.
     ///
     /// # Errors
-    /// A new one would pass a quota: see [`check_quotas`](Self::check_quotas).
+    /// A new one would pass a quota: [`ProtocolError::TooManyDurableForClient`],
+    /// [`ProtocolError::TooManyDurableForUser`] or [`ProtocolError::TooManyDurable`] (see
+    /// `check_quotas` for who counts as a client and a user).
     pub fn get_or_create(
         &self,
         filter: &str,
