@@ -107,6 +107,15 @@ pub const DEFAULT_MAX_RETAINED: usize = 10_000;
 /// broker's memory one topic at a time.
 pub const DEFAULT_MAX_RETAINED_BYTES: usize = 16 * 1024 * 1024;
 
+/// Default for `--max-retained-per-client`: the most topics on which one publisher id keeps
+/// a retained message. A class of sixty sharing `--max-retained` (10,000) gets about 166
+/// each; 160 leave every student room when one of them fills their share.
+pub const DEFAULT_MAX_RETAINED_PER_CLIENT: usize = 160;
+
+/// Default for `--max-retained-per-user`: the same share for a logged-in user, over every
+/// id it goes by (60 × 160 = 9,600, under `--max-retained`).
+pub const DEFAULT_MAX_RETAINED_PER_USER: usize = 160;
+
 /// Default for `--sys-interval`: how often the broker publishes its `$SYS` figures. Ten
 /// seconds is Mosquitto's default too.
 pub const DEFAULT_SYS_INTERVAL: Duration = Duration::from_secs(10);
@@ -310,6 +319,11 @@ pub struct Config {
     pub max_retained: usize,
     /// Most bytes all retained messages may take together (their `DELIVER` lines).
     pub max_retained_bytes: usize,
+    /// Most topics with a retained message one publisher id published.
+    pub max_retained_per_client: usize,
+    /// Most topics with a retained message one logged-in user published, over every id it
+    /// goes by.
+    pub max_retained_per_user: usize,
     /// How often the broker publishes its own figures under `$SYS/broker/`; zero turns
     /// them off.
     pub sys_interval: Duration,
@@ -391,6 +405,8 @@ impl Default for Config {
             max_topic_levels: DEFAULT_MAX_TOPIC_LEVELS,
             max_retained: DEFAULT_MAX_RETAINED,
             max_retained_bytes: DEFAULT_MAX_RETAINED_BYTES,
+            max_retained_per_client: DEFAULT_MAX_RETAINED_PER_CLIENT,
+            max_retained_per_user: DEFAULT_MAX_RETAINED_PER_USER,
             sys_interval: DEFAULT_SYS_INTERVAL,
             udp_topic: DEFAULT_UDP_TOPIC.to_string(),
             udp_lease: DEFAULT_UDP_LEASE,

@@ -1,16 +1,19 @@
 //! Quotas under attack (issue 22): one client hoarding durable subscriptions, a forgotten
 //! durable subscription filling memory, `DURABLE`/`CANCEL` in a loop filling the disk with
-//! retained messages, and a connection subscribing to thousands of wildcard filters. Each
+//! retained messages, a connection subscribing to thousands of wildcard filters, and one
+//! client filling the retained store. Each
 //! test plays the attack as it was measured and asserts that a classmate is unaffected.
 
 mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use common::{auth_file, logged_in, start_broker_with, stat, Raw};
 use pubsub_lab::config::{
-    DEFAULT_MAX_DURABLE_PER_CLIENT, DEFAULT_MAX_DURABLE_RETAINED_BYTES, DEFAULT_MAX_WILDCARDS,
+    DEFAULT_MAX_DURABLE_PER_CLIENT, DEFAULT_MAX_DURABLE_RETAINED_BYTES,
+    DEFAULT_MAX_RETAINED_PER_CLIENT, DEFAULT_MAX_WILDCARDS,
 };
 use pubsub_lab::Config;
 
@@ -25,7 +28,7 @@ fn fresh_dir(name: &str) -> PathBuf {
 fn logged(dir: &Path) -> Config {
     Config {
         data_dir: Some(dir.to_path_buf()),
-        sys_interval: std::time::Duration::ZERO,
+        sys_interval: Duration::ZERO,
         ..Config::default()
     }
 }
@@ -294,4 +297,95 @@ fn one_connection_stops_at_its_wildcard_budget_and_a_classmate_does_not() {
     publisher.send("PUBLISH room/1/temp 21 pub1\n");
     publisher.sync();
     assert_eq!(classmate.delivery(), "DELIVER room/1/temp 21 pub1");
+}
+
+/// Reads the `ERROR` lines a burst got back up to the `PONG` of a `PING` sent after it.
+fn errors_until_synced(raw: &mut Raw) -> Vec<String> {
+    raw.send("PING retained\n");
+    let mut errors = Vec::new();
+    loop {
+        let line = raw.line();
+        if line == "PONG retained" {
+            return errors;
+        }
+        assert!(line.starts_with("ERROR "), "{line}");
+        errors.push(line);
+    }
+}
+
+/// One client retaining on topic after topic took the whole retained store
+/// (`--max-retained`) from a class. Now one publisher id keeps at most
+/// `--max-retained-per-client` topics; replacing its own is always allowed, and a
+/// classmate's `RETAIN` succeeds.
+#[test]
+fn one_client_cannot_fill_the_retained_store_for_its_classmates() {
+    let broker = start_broker_with(Config {
+        max_retained: DEFAULT_MAX_RETAINED_PER_CLIENT + 20,
+        sys_interval: Duration::ZERO,
+        ..Config::default()
+    });
+    let mut mallory = Raw::connect(broker.addr());
+    let burst: String = (0..DEFAULT_MAX_RETAINED_PER_CLIENT + 20)
+        .map(|n| format!("RETAIN fill/{n} x mallory\n"))
+        .collect();
+    mallory.send(&burst);
+    let errors = errors_until_synced(&mut mallory);
+    assert_eq!(errors.len(), 20);
+    assert_eq!(
+        errors[0],
+        format!(
+            "ERROR publisher id mallory keeps retained messages on \
+             {DEFAULT_MAX_RETAINED_PER_CLIENT} topics already, the most one id may: UNRETAIN \
+             one first, or publish without RETAIN"
+        )
+    );
+    mallory.send("RETAIN fill/0 again mallory\n");
+    assert!(errors_until_synced(&mut mallory).is_empty());
+
+    let mut classmate = Raw::connect(broker.addr());
+    classmate.send("VERBOSE on\nRETAIN home/temp 21 alice\n");
+    classmate.expect("OK VERBOSE on");
+    classmate.expect("OK RETAIN home/temp 0");
+    assert_eq!(
+        stat(&broker, "retained") as usize,
+        DEFAULT_MAX_RETAINED_PER_CLIENT + 1
+    );
+}
+
+/// With an auth file, a user's retained topics over every id it goes by count together;
+/// another user is unaffected.
+#[test]
+fn a_user_keeps_at_most_its_share_of_retained_topics_over_all_its_ids() {
+    let file = auth_file(
+        "user alice s3cret\nuser bob hunter2\nallow * publish lab/#\n",
+        0o600,
+    );
+    let broker = start_broker_with(Config {
+        auth_file: Some(file.clone()),
+        max_retained_per_client: 2,
+        max_retained_per_user: 3,
+        sys_interval: Duration::ZERO,
+        ..Config::default()
+    });
+    let mut alice = logged_in(&broker, "alice", "s3cret");
+    alice.send("RETAIN lab/1 x alice\nRETAIN lab/2 x alice\nRETAIN lab/3 x alice\n");
+    let errors = errors_until_synced(&mut alice);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with("ERROR publisher id alice keeps"),
+        "{errors:?}"
+    );
+    alice.send("RETAIN lab/3 x alice:2\nRETAIN lab/4 x alice:2\n");
+    assert_eq!(
+        errors_until_synced(&mut alice),
+        [
+            "ERROR user alice keeps retained messages on 3 topics already, the most one user \
+          may: UNRETAIN one first, or publish without RETAIN"
+        ]
+    );
+    let mut bob = logged_in(&broker, "bob", "hunter2");
+    bob.send("RETAIN lab/5 x bob\nRETAIN lab/6 x bob:2\n");
+    assert!(errors_until_synced(&mut bob).is_empty());
+    assert_eq!(stat(&broker, "retained"), 5);
+    fs::remove_file(&file).unwrap();
 }

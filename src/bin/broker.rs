@@ -34,7 +34,8 @@ use pubsub_lab::config::{
 use pubsub_lab::config::{DEFAULT_AUTH_TIMEOUT, DEFAULT_NATS_PREFIX};
 use pubsub_lab::config::{
     DEFAULT_MAX_DURABLE_PER_CLIENT, DEFAULT_MAX_DURABLE_PER_USER,
-    DEFAULT_MAX_DURABLE_RETAINED_BYTES, DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_WILDCARDS,
+    DEFAULT_MAX_DURABLE_RETAINED_BYTES, DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_RETAINED_PER_CLIENT,
+    DEFAULT_MAX_RETAINED_PER_USER, DEFAULT_MAX_WILDCARDS,
 };
 use pubsub_lab::error::describe;
 use pubsub_lab::{Broker, Config, StartError};
@@ -93,6 +94,14 @@ struct Args {
     /// Most bytes all retained messages may take together.
     #[arg(long, default_value_t = DEFAULT_MAX_RETAINED_BYTES)]
     max_retained_bytes: usize,
+    /// Most topics on which one publisher id keeps a retained message; its next RETAIN to
+    /// a new topic is refused.
+    #[arg(long, default_value_t = DEFAULT_MAX_RETAINED_PER_CLIENT)]
+    max_retained_per_client: usize,
+    /// With --auth-file: most topics on which one user keeps a retained message, over every
+    /// id it goes by.
+    #[arg(long, default_value_t = DEFAULT_MAX_RETAINED_PER_USER)]
+    max_retained_per_user: usize,
     /// How often to publish the broker's figures under $SYS/broker/ (like 10s); 0 turns
     /// them off.
     #[arg(long, default_value_t = DurationArg(DEFAULT_SYS_INTERVAL))]
@@ -236,6 +245,8 @@ fn run(args: &Args, log: Option<&LogGuard>) -> Result<(), String> {
         max_topic_levels: args.max_topic_levels,
         max_retained: args.max_retained,
         max_retained_bytes: args.max_retained_bytes,
+        max_retained_per_client: args.max_retained_per_client,
+        max_retained_per_user: args.max_retained_per_user,
         sys_interval: args.sys_interval.0,
         udp_topic: args.udp_topic.clone(),
         udp_lease: args.udp_lease.0,

@@ -80,6 +80,23 @@ pub enum ProtocolError {
         /// Its value.
         limit: usize,
     },
+    /// A new retained topic would pass the quota of its publisher id
+    /// (`--max-retained-per-client`). `UNRETAIN` one of its topics first, or publish without
+    /// `RETAIN`.
+    TooManyRetainedForClient {
+        /// The publisher id.
+        publisher_id: String,
+        /// The limit per id.
+        limit: usize,
+    },
+    /// A new retained topic would pass the quota of the logged-in user, over every id it
+    /// goes by (`--max-retained-per-user`).
+    TooManyRetainedForUser {
+        /// The user.
+        user: String,
+        /// The limit per user.
+        limit: usize,
+    },
     /// A subscriber or publisher id longer than the broker accepts.
     IdTooLong {
         /// The limit in bytes.
@@ -311,6 +328,19 @@ impl fmt::Display for ProtocolError {
                 f,
                 "no room for another retained message ({flag} {limit}): UNRETAIN one first, \
                  or publish without RETAIN"
+            ),
+            ProtocolError::TooManyRetainedForClient {
+                publisher_id,
+                limit,
+            } => write!(
+                f,
+                "publisher id {publisher_id} keeps retained messages on {limit} topics \
+                 already, the most one id may: UNRETAIN one first, or publish without RETAIN"
+            ),
+            ProtocolError::TooManyRetainedForUser { user, limit } => write!(
+                f,
+                "user {user} keeps retained messages on {limit} topics already, the most one \
+                 user may: UNRETAIN one first, or publish without RETAIN"
             ),
             ProtocolError::IdTooLong { limit } => write!(
                 f,
