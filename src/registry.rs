@@ -49,7 +49,10 @@
 //! Topics are kept in a `BTreeMap`, so they are always in order for `TOPICS`, and an empty
 //! topic is removed at once, giving its memory back. Retained messages are bounded in count
 //! and bytes (`--max-retained`, `--max-retained-bytes`): they live until cleared, so without
-//! a bound one client could fill the broker's memory a topic at a time. Mosquitto keeps
+//! a bound one client could fill the broker's memory a topic at a time. Each publisher id
+//! (and, with an auth file, each user, over every id it goes by) may keep at most a share
+//! of those topics (`--max-retained-per-client`, `--max-retained-per-user`), so that one
+//! client cannot take every place from a class: the registry counts the topics of each id. Mosquitto keeps
 //! them in the same kind of tree and writes them to `mosquitto.db`; ours live in memory.
 //!
 //! Subscriptions belong to a *subscriber* (a connection, an in-process subscription), not
@@ -105,11 +108,18 @@ pub struct Subscribed {
 
 /// How many retained messages the broker keeps, and how many bytes of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetainLimits {
+pub struct RetainLimits<'a> {
     /// The most topics with a retained message (`--max-retained`).
     pub count: usize,
     /// The most bytes of them all together (`--max-retained-bytes`).
     pub bytes: usize,
+    /// The most topics whose retained message one publisher id published
+    /// (`--max-retained-per-client`).
+    pub per_client: usize,
+    /// For a logged-in user: its name, and the most topics of all the ids it goes by
+    /// together (`--max-retained-per-user`). `None` for anonymous clients, who all share one
+    /// user, and for the broker's own `$SYS` figures.
+    pub per_user: Option<(&'a str, usize)>,
 }
 
 /// Why a message could not be retained: which limit it would pass.
@@ -119,6 +129,10 @@ pub enum RetainRefused {
     Count,
     /// Keeping it would pass [`RetainLimits::bytes`].
     Bytes,
+    /// Its publisher id keeps [`RetainLimits::per_client`] topics already.
+    Client,
+    /// Its user keeps its [`RetainLimits::per_user`] topics already.
+    User,
 }
 
 /// The topic registry. See the module docs.
@@ -145,6 +159,8 @@ struct Inner {
     retained: BTreeMap<Arc<str>, Arc<Batch>>,
     /// The bytes of every retained message's `DELIVER` line, together.
     retained_bytes: usize,
+    /// How many of the retained messages each publisher id published, for the quotas.
+    retained_by: BTreeMap<Arc<str>, usize>,
     /// (topic or filter, subscriber) pairs in all.
     subscriptions: usize,
     /// Changes whenever a wildcard subscription comes or goes: a topic's snapshot made
@@ -283,7 +299,8 @@ impl Registry {
     ) -> Result<Option<Subscribers>, RetainRefused> {
         let mut inner = self.inner.lock();
         let bytes = delivery.lines().len();
-        let replaced = inner.retained.get(topic).map(|old| old.lines().len());
+        let old = inner.retained.get(topic).cloned();
+        let replaced = old.as_ref().map(|old| old.lines().len());
         if replaced.is_none() && inner.retained.len() >= limits.count {
             return Err(RetainRefused::Count);
         }
@@ -291,6 +308,12 @@ impl Registry {
         if total > limits.bytes {
             return Err(RetainRefused::Bytes);
         }
+        let owner = publisher_of(&delivery);
+        inner.check_quotas(owner, old.as_deref().map(publisher_of), limits)?;
+        if let Some(old) = &old {
+            inner.forget_owner(publisher_of(old));
+        }
+        *inner.retained_by.entry(owner.into()).or_default() += 1;
         let name = inner.shared_name(topic);
         inner.retained.insert(name, delivery);
         inner.retained_bytes = total;
@@ -303,6 +326,7 @@ impl Registry {
         match inner.retained.remove(topic) {
             Some(old) => {
                 inner.retained_bytes -= old.lines().len();
+                inner.forget_owner(publisher_of(&old));
                 true
             }
             None => false,
@@ -559,7 +583,7 @@ impl Inner {
     fn offer_retained(&self, name: &str, subscriber: &Arc<dyn Subscriber>) -> (usize, bool) {
         let mut taken = 0;
         let mut flush = false;
-        let mut offer = |delivery: &Batch| match subscriber.offer(delivery) {
+        let mut offer = |delivery: &Batch| match subscriber.offer_retained(delivery) {
             Offer::FlushNeeded => {
                 taken += 1;
                 flush = true;
@@ -578,6 +602,62 @@ impl Inner {
             offer(delivery);
         }
         (taken, flush)
+    }
+}
+
+/// The publisher id of a retained message (a batch of one).
+fn publisher_of(delivery: &Batch) -> &str {
+    delivery
+        .published()
+        .next()
+        .map_or("", |published| published.publisher_id)
+}
+
+impl Inner {
+    /// Whether `owner` may keep one more retained topic, in place of the one `previous`
+    /// (an id) published, if any: taking over a topic from another id is a new topic for
+    /// `owner`, replacing its own message is not. Counted per id, and for a user over every
+    /// id it goes by (`alice`, `alice:sensor1`: the ids of one user sort together).
+    fn check_quotas(
+        &self,
+        owner: &str,
+        previous: Option<&str>,
+        limits: RetainLimits<'_>,
+    ) -> Result<(), RetainRefused> {
+        if previous == Some(owner) {
+            return Ok(());
+        }
+        let of = |id: &str| self.retained_by.get(id).copied().unwrap_or(0);
+        if of(owner) >= limits.per_client {
+            return Err(RetainRefused::Client);
+        }
+        let Some((user, limit)) = limits.per_user else {
+            return Ok(());
+        };
+        if previous.is_some_and(|id| crate::access::may_publish_as(user, id)) {
+            return Ok(());
+        }
+        let of_user: usize = self
+            .retained_by
+            .range::<str, _>((Bound::Included(user), Bound::Unbounded))
+            .take_while(|(id, _)| id.starts_with(user))
+            .filter(|(id, _)| crate::access::may_publish_as(user, id))
+            .map(|(_, topics)| topics)
+            .sum();
+        if of_user >= limit {
+            return Err(RetainRefused::User);
+        }
+        Ok(())
+    }
+
+    /// One retained topic fewer for `owner`.
+    fn forget_owner(&mut self, owner: &str) {
+        if let Some(topics) = self.retained_by.get_mut(owner) {
+            *topics -= 1;
+            if *topics == 0 {
+                self.retained_by.remove(owner);
+            }
+        }
     }
 }
 
@@ -641,6 +721,8 @@ mod tests {
     const ROOMY: RetainLimits = RetainLimits {
         count: 10,
         bytes: 10_000,
+        per_client: 10,
+        per_user: None,
     };
 
     #[test]
@@ -749,6 +831,7 @@ mod tests {
         let limits = RetainLimits {
             count: 2,
             bytes: 200,
+            ..ROOMY
         };
         let receivers = registry.retain("t/1", one_delivery("t/1", "x"), limits);
         assert_eq!(ids(&receivers.unwrap().unwrap()), [a.id()]);
@@ -775,6 +858,61 @@ mod tests {
             Some(RetainRefused::Bytes)
         );
         assert_eq!(registry.totals().retained, 2);
+    }
+
+    fn delivery_from(topic: &str, publisher_id: &str) -> Arc<Batch> {
+        let mut batch = Batch::default();
+        batch.start(topic, "2025-03-14 10:30:00");
+        batch.add("m", publisher_id);
+        Arc::new(batch)
+    }
+
+    #[test]
+    fn each_id_and_each_user_keeps_at_most_its_share_of_retained_topics() {
+        let registry = Registry::default();
+        let limits = RetainLimits {
+            per_client: 2,
+            per_user: Some(("alice", 3)),
+            ..ROOMY
+        };
+        let retain =
+            |topic: &str, id: &str| registry.retain(topic, delivery_from(topic, id), limits);
+        assert!(retain("a/1", "alice").is_ok());
+        assert!(retain("a/2", "alice").is_ok());
+        assert_eq!(retain("a/3", "alice").err(), Some(RetainRefused::Client));
+        assert!(
+            retain("a/2", "alice").is_ok(),
+            "replacing its own takes no new place"
+        );
+        assert!(retain("a/3", "alice:2").is_ok());
+        assert_eq!(retain("a/4", "alice:3").err(), Some(RetainRefused::User));
+        assert!(
+            retain("a/3", "alice:3").is_ok(),
+            "taking over a topic of the same user"
+        );
+        let alicea = RetainLimits {
+            per_user: Some(("alicea", 3)),
+            ..limits
+        };
+        assert!(registry
+            .retain("b/1", delivery_from("b/1", "alicea"), alicea)
+            .is_ok());
+        assert!(registry.unretain("a/1"));
+        assert!(
+            retain("a/4", "alice:3").is_ok(),
+            "UNRETAIN gave the place back, and alicea's topic is not alice's"
+        );
+        let anonymous = RetainLimits {
+            per_user: None,
+            ..limits
+        };
+        assert!(
+            registry
+                .retain("a/4", delivery_from("a/4", "bob"), anonymous)
+                .is_ok(),
+            "taking a topic over moves it to the new id"
+        );
+        assert!(retain("a/5", "alice:3").is_ok());
     }
 
     #[test]

@@ -61,6 +61,13 @@ pub trait Subscriber: Send + Sync + fmt::Debug {
     /// Sends what [`offer`](Self::offer) queued. Each kind bounds how long this may take.
     fn flush(&self);
 
+    /// Queues a retained message (a batch of one) for a subscription that has just begun.
+    /// Most kinds take it as any other; a durable subscription, which writes what it
+    /// takes to its log, copies only so many bytes of them (see `durable/subscription.rs`).
+    fn offer_retained(&self, batch: &Batch) -> Offer {
+        self.offer(batch)
+    }
+
     /// Offers and flushes at once: for a batch that is already big enough to send now. A
     /// kind that can send straight from the batch's bytes, without queueing a copy, does so
     /// here. Returns whether the subscriber took the batch.

@@ -261,7 +261,7 @@ impl Job {
             Job::Leave { conns, .. } => conns + 3,
             Job::Topics { topics } => topics.div_ceil(hostile::TOPICS_PER_CONN) + 3,
             Job::Wildcard { flow, filters } => {
-                flow.connections() + filters.div_ceil(hostile::TOPICS_PER_CONN)
+                flow.connections() + filters.div_ceil(wildcard::FILTERS_PER_CONN)
             }
             Job::Udp { subs, .. } => subs + 2,
             Job::Http { .. } => 3,
