@@ -658,8 +658,8 @@ impl Owned {
         if replaced.is_none() && self.topics >= topics {
             return Some(Over::Topics);
         }
-        // `saturating_sub`: what it replaces is among what it keeps, so this never goes
-        // below zero; a panic under the registry's lock would cost every client.
+        // What it replaces is among what it keeps, so this cannot go below zero; saturating
+        // all the same, as nothing a client sends may make the broker panic.
         if self.bytes.saturating_sub(replaced.unwrap_or(0)) + new_bytes > bytes {
             return Some(Over::Bytes);
         }
@@ -673,7 +673,8 @@ impl Inner {
     /// another id is a new topic for the owner, replacing its own message is not, but its
     /// bytes count either way (a short message replaced by a long one needs the room).
     /// Counted per id, and for a user over every id it goes by (`alice`, `alice:sensor1`:
-    /// the ids of one user sort together), in topics and in bytes.
+    /// the ids of one user sort together), in topics and in bytes. (Mosquitto bounds
+    /// neither; NATS bounds what one account, its user, may store, in bytes.)
     fn check_quotas(
         &self,
         delivery: &Batch,
