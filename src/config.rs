@@ -116,6 +116,17 @@ pub const DEFAULT_MAX_RETAINED_PER_CLIENT: usize = 160;
 /// id it goes by (60 × 160 = 9,600, under `--max-retained`).
 pub const DEFAULT_MAX_RETAINED_PER_USER: usize = 160;
 
+/// Default for `--max-retained-bytes-per-client`: the most bytes of retained messages (their
+/// `DELIVER` lines) one publisher id keeps. The count quota alone let one id keep 160
+/// messages of 64 KiB, 10 MiB of the 16 MiB store (`--max-retained-bytes`); a class of sixty
+/// sharing the store gets about 280 KiB each, and 256 KiB (60 × 256 KiB = 15 MiB) is 160
+/// topics of 1.6 KB, or four of the longest lines.
+pub const DEFAULT_MAX_RETAINED_BYTES_PER_CLIENT: usize = 256 * 1024;
+
+/// Default for `--max-retained-bytes-per-user`: the same share for a logged-in user, over
+/// every id it goes by.
+pub const DEFAULT_MAX_RETAINED_BYTES_PER_USER: usize = 256 * 1024;
+
 /// Default for `--sys-interval`: how often the broker publishes its `$SYS` figures. Ten
 /// seconds is Mosquitto's default too.
 pub const DEFAULT_SYS_INTERVAL: Duration = Duration::from_secs(10);
@@ -204,6 +215,14 @@ pub const DEFAULT_MAX_DURABLE_RETAINED_BYTES: usize = 64 * 1024;
 /// from one connection made each publish to a matching topic cost 5.2 ms, under the
 /// registry's lock. A program needs a few; sixty-four leave room for a monitor.
 pub const DEFAULT_MAX_WILDCARDS: usize = 64;
+
+/// Default for `--max-wildcards-per-user`: the most filters with `+` or `#` one logged-in
+/// user may hold over all its connections together (durable ones counted apart, as for
+/// `--max-wildcards`: `--max-durable-per-user` bounds those). Without it the budget per
+/// connection adds up: one user with `--max-clients-per-ip` (64) connections could hold
+/// 64 × 64 = 4,096. Two connections' worth, a program and a monitor, is 128; a class of
+/// sixty then holds at most 7,680 in all.
+pub const DEFAULT_MAX_WILDCARDS_PER_USER: usize = 128;
 
 /// Default size of a log segment: the log starts a new file after this many bytes, and a
 /// file is deleted once everything in it is acknowledged. Small enough that acknowledged
@@ -324,6 +343,11 @@ pub struct Config {
     /// Most topics with a retained message one logged-in user published, over every id it
     /// goes by.
     pub max_retained_per_user: usize,
+    /// Most bytes of retained messages one publisher id published.
+    pub max_retained_bytes_per_client: usize,
+    /// Most bytes of retained messages one logged-in user published, over every id it goes
+    /// by.
+    pub max_retained_bytes_per_user: usize,
     /// How often the broker publishes its own figures under `$SYS/broker/`; zero turns
     /// them off.
     pub sys_interval: Duration,
@@ -365,6 +389,9 @@ pub struct Config {
     pub max_durable_retained_bytes: usize,
     /// Most filters with wildcards one connection may subscribe to.
     pub max_wildcards: usize,
+    /// Most filters with wildcards one logged-in user may subscribe to, over all its
+    /// connections.
+    pub max_wildcards_per_user: usize,
     /// Bytes after which the log starts a new segment file.
     pub segment_bytes: u64,
     /// NATS servers to bridge to (`nats://host:port`), tried in turn: the seeds of one
@@ -407,6 +434,8 @@ impl Default for Config {
             max_retained_bytes: DEFAULT_MAX_RETAINED_BYTES,
             max_retained_per_client: DEFAULT_MAX_RETAINED_PER_CLIENT,
             max_retained_per_user: DEFAULT_MAX_RETAINED_PER_USER,
+            max_retained_bytes_per_client: DEFAULT_MAX_RETAINED_BYTES_PER_CLIENT,
+            max_retained_bytes_per_user: DEFAULT_MAX_RETAINED_BYTES_PER_USER,
             sys_interval: DEFAULT_SYS_INTERVAL,
             udp_topic: DEFAULT_UDP_TOPIC.to_string(),
             udp_lease: DEFAULT_UDP_LEASE,
@@ -427,6 +456,7 @@ impl Default for Config {
             max_durable_per_user: DEFAULT_MAX_DURABLE_PER_USER,
             max_durable_retained_bytes: DEFAULT_MAX_DURABLE_RETAINED_BYTES,
             max_wildcards: DEFAULT_MAX_WILDCARDS,
+            max_wildcards_per_user: DEFAULT_MAX_WILDCARDS_PER_USER,
             segment_bytes: DEFAULT_SEGMENT_BYTES,
             nats: Vec::new(),
             nats_prefix: DEFAULT_NATS_PREFIX.to_string(),

@@ -61,7 +61,7 @@
 //! each finish a 64 KB line at the same moment all offer before any of them gets there:
 //! 64 MB for one subscriber at once, which would pass `--max-pending-bytes` though the
 //! subscriber reads as fast as it can. So an offer that would take a subscriber past the
-//! limit waits first ([`Outbox::push_batch`]), on the same terms as above: while the
+//! limit waits first (`Outbox::push_batch`), on the same terms as above: while the
 //! subscriber is draining, and never longer than [`DRAIN_PATIENCE`] without a chunk
 //! taken. The first publishers to fit go on, the others wait for the next half megabyte.
 //! The limit is for subscribers that have stopped, not for bursts.

@@ -120,6 +120,12 @@ pub struct RetainLimits<'a> {
     /// together (`--max-retained-per-user`). `None` for anonymous clients, who all share one
     /// user, and for the broker's own `$SYS` figures.
     pub per_user: Option<(&'a str, usize)>,
+    /// The most bytes of retained messages one publisher id published
+    /// (`--max-retained-bytes-per-client`).
+    pub per_client_bytes: usize,
+    /// The most bytes of retained messages of all the ids a logged-in user goes by
+    /// (`--max-retained-bytes-per-user`), for the user [`per_user`](Self::per_user) names.
+    pub per_user_bytes: usize,
 }
 
 /// Why a message could not be retained: which limit it would pass.
@@ -133,6 +139,10 @@ pub enum RetainRefused {
     Client,
     /// Its user keeps its [`RetainLimits::per_user`] topics already.
     User,
+    /// Keeping it would take its publisher id past [`RetainLimits::per_client_bytes`].
+    ClientBytes,
+    /// Keeping it would take its user past [`RetainLimits::per_user_bytes`].
+    UserBytes,
 }
 
 /// The topic registry. See the module docs.
@@ -159,8 +169,9 @@ struct Inner {
     retained: BTreeMap<Arc<str>, Arc<Batch>>,
     /// The bytes of every retained message's `DELIVER` line, together.
     retained_bytes: usize,
-    /// How many of the retained messages each publisher id published, for the quotas.
-    retained_by: BTreeMap<Arc<str>, usize>,
+    /// How many of the retained messages each publisher id published, and their bytes,
+    /// for the quotas.
+    retained_by: BTreeMap<Arc<str>, Owned>,
     /// (topic or filter, subscriber) pairs in all.
     subscriptions: usize,
     /// Changes whenever a wildcard subscription comes or goes: a topic's snapshot made
@@ -308,12 +319,12 @@ impl Registry {
         if total > limits.bytes {
             return Err(RetainRefused::Bytes);
         }
-        let owner = publisher_of(&delivery);
-        inner.check_quotas(owner, old.as_deref().map(publisher_of), limits)?;
+        inner.check_quotas(&delivery, old.as_deref(), limits)?;
         if let Some(old) = &old {
-            inner.forget_owner(publisher_of(old));
+            inner.forget_owner(old);
         }
-        *inner.retained_by.entry(owner.into()).or_default() += 1;
+        let owner = publisher_of(&delivery).into();
+        inner.retained_by.entry(owner).or_default().add(bytes);
         let name = inner.shared_name(topic);
         inner.retained.insert(name, delivery);
         inner.retained_bytes = total;
@@ -326,7 +337,7 @@ impl Registry {
         match inner.retained.remove(topic) {
             Some(old) => {
                 inner.retained_bytes -= old.lines().len();
-                inner.forget_owner(publisher_of(&old));
+                inner.forget_owner(&old);
                 true
             }
             None => false,
@@ -613,48 +624,105 @@ fn publisher_of(delivery: &Batch) -> &str {
         .map_or("", |published| published.publisher_id)
 }
 
+/// What one publisher id (or one user, over all its ids) keeps in the retained store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Owned {
+    /// Topics whose retained message it published.
+    topics: usize,
+    /// The bytes of those messages' `DELIVER` lines.
+    bytes: usize,
+}
+
+/// Which part of a share a retained message would pass.
+enum Over {
+    Topics,
+    Bytes,
+}
+
+impl Owned {
+    /// One more message of `bytes`.
+    fn add(&mut self, bytes: usize) {
+        self.topics += 1;
+        self.bytes += bytes;
+    }
+
+    /// Which of `topics` and `bytes` this share would pass with a new message of
+    /// `new_bytes`, in place of one of its own of `replaced` bytes if it replaces one
+    /// (then it needs no new topic).
+    fn over(
+        &self,
+        replaced: Option<usize>,
+        new_bytes: usize,
+        (topics, bytes): (usize, usize),
+    ) -> Option<Over> {
+        if replaced.is_none() && self.topics >= topics {
+            return Some(Over::Topics);
+        }
+        // What it replaces is among what it keeps, so this cannot go below zero; saturating
+        // all the same, as nothing a client sends may make the broker panic.
+        if self.bytes.saturating_sub(replaced.unwrap_or(0)) + new_bytes > bytes {
+            return Some(Over::Bytes);
+        }
+        None
+    }
+}
+
 impl Inner {
-    /// Whether `owner` may keep one more retained topic, in place of the one `previous`
-    /// (an id) published, if any: taking over a topic from another id is a new topic for
-    /// `owner`, replacing its own message is not. Counted per id, and for a user over every
-    /// id it goes by (`alice`, `alice:sensor1`: the ids of one user sort together).
+    /// Whether the publisher id of `delivery` (its *owner*) may keep it, in place of
+    /// `previous`, the topic's retained message before, if any: taking over a topic from
+    /// another id is a new topic for the owner, replacing its own message is not, but its
+    /// bytes count either way (a short message replaced by a long one needs the room).
+    /// Counted per id, and for a user over every id it goes by (`alice`, `alice:sensor1`:
+    /// the ids of one user sort together), in topics and in bytes. (Mosquitto bounds
+    /// neither; NATS bounds what one account, its user, may store, in bytes.)
     fn check_quotas(
         &self,
-        owner: &str,
-        previous: Option<&str>,
+        delivery: &Batch,
+        previous: Option<&Batch>,
         limits: RetainLimits<'_>,
     ) -> Result<(), RetainRefused> {
-        if previous == Some(owner) {
-            return Ok(());
-        }
-        let of = |id: &str| self.retained_by.get(id).copied().unwrap_or(0);
-        if of(owner) >= limits.per_client {
-            return Err(RetainRefused::Client);
+        let owner = publisher_of(delivery);
+        let bytes = delivery.lines().len();
+        // The bytes of `previous`, if it counts for whoever `counts_for` accepts.
+        let replaced = |counts_for: &dyn Fn(&str) -> bool| {
+            previous
+                .filter(|old| counts_for(publisher_of(old)))
+                .map(|old| old.lines().len())
+        };
+        let of_client = self.retained_by.get(owner).copied().unwrap_or_default();
+        let per_client = (limits.per_client, limits.per_client_bytes);
+        match of_client.over(replaced(&|id| id == owner), bytes, per_client) {
+            Some(Over::Topics) => return Err(RetainRefused::Client),
+            Some(Over::Bytes) => return Err(RetainRefused::ClientBytes),
+            None => {}
         }
         let Some((user, limit)) = limits.per_user else {
             return Ok(());
         };
-        if previous.is_some_and(|id| crate::access::may_publish_as(user, id)) {
-            return Ok(());
-        }
-        let of_user: usize = self
+        let users = |id: &str| crate::access::may_publish_as(user, id);
+        let of_user = self
             .retained_by
             .range::<str, _>((Bound::Included(user), Bound::Unbounded))
             .take_while(|(id, _)| id.starts_with(user))
-            .filter(|(id, _)| crate::access::may_publish_as(user, id))
-            .map(|(_, topics)| topics)
-            .sum();
-        if of_user >= limit {
-            return Err(RetainRefused::User);
+            .filter(|(id, _)| users(id))
+            .fold(Owned::default(), |sum, (_, owned)| Owned {
+                topics: sum.topics + owned.topics,
+                bytes: sum.bytes + owned.bytes,
+            });
+        match of_user.over(replaced(&users), bytes, (limit, limits.per_user_bytes)) {
+            Some(Over::Topics) => Err(RetainRefused::User),
+            Some(Over::Bytes) => Err(RetainRefused::UserBytes),
+            None => Ok(()),
         }
-        Ok(())
     }
 
-    /// One retained topic fewer for `owner`.
-    fn forget_owner(&mut self, owner: &str) {
-        if let Some(topics) = self.retained_by.get_mut(owner) {
-            *topics -= 1;
-            if *topics == 0 {
+    /// One retained message, `old`, fewer for its publisher id.
+    fn forget_owner(&mut self, old: &Batch) {
+        let owner = publisher_of(old);
+        if let Some(owned) = self.retained_by.get_mut(owner) {
+            owned.topics -= 1;
+            owned.bytes -= old.lines().len();
+            if owned.topics == 0 {
                 self.retained_by.remove(owner);
             }
         }
@@ -723,6 +791,8 @@ mod tests {
         bytes: 10_000,
         per_client: 10,
         per_user: None,
+        per_client_bytes: 10_000,
+        per_user_bytes: 10_000,
     };
 
     #[test]
@@ -913,6 +983,64 @@ mod tests {
             "taking a topic over moves it to the new id"
         );
         assert!(retain("a/5", "alice:3").is_ok());
+    }
+
+    fn sized_delivery(topic: &str, publisher_id: &str, message: &str) -> Arc<Batch> {
+        let mut batch = Batch::default();
+        batch.start(topic, "2025-03-14 10:30:00");
+        batch.add(message, publisher_id);
+        Arc::new(batch)
+    }
+
+    #[test]
+    fn each_id_and_each_user_keeps_at_most_its_share_of_retained_bytes() {
+        let registry = Registry::default();
+        // The line of a ten-byte message from `alice`; `alice:2`'s is two bytes longer, so
+        // an id keeps two of those and no more, a user four.
+        let line = sized_delivery("a/1", "alice", "0123456789").lines().len();
+        let limits = RetainLimits {
+            per_client_bytes: 2 * line + 4,
+            per_user: Some(("alice", 10)),
+            per_user_bytes: 4 * line,
+            ..ROOMY
+        };
+        let retain = |topic: &str, id: &str, message: &str| {
+            let delivery = sized_delivery(topic, id, message);
+            registry.retain(topic, delivery, limits).err()
+        };
+        assert_eq!(retain("a/1", "alice", "0123456789"), None);
+        assert_eq!(retain("a/2", "alice", "0123456789"), None);
+        assert_eq!(
+            retain("a/3", "alice", "0"),
+            Some(RetainRefused::ClientBytes)
+        );
+        assert_eq!(
+            retain("a/2", "alice", "0123456789+++++"),
+            Some(RetainRefused::ClientBytes),
+            "a longer message in place of its own needs the room"
+        );
+        assert_eq!(
+            retain("a/2", "alice", "012345678"),
+            None,
+            "a shorter one fits"
+        );
+        assert_eq!(retain("a/3", "alice:2", "0123456789"), None);
+        assert_eq!(
+            retain("a/4", "alice:3", "0123456789"),
+            Some(RetainRefused::UserBytes)
+        );
+        assert_eq!(
+            retain("a/3", "alice:3", "0123456789"),
+            None,
+            "taking over a topic of the same user, with as many bytes"
+        );
+        assert!(registry.unretain("a/1"));
+        assert_eq!(
+            retain("a/4", "alice:3", "0123456789"),
+            None,
+            "UNRETAIN gave the bytes back"
+        );
+        assert_eq!(registry.totals().retained, 3);
     }
 
     #[test]

@@ -307,6 +307,8 @@ impl Router {
             bytes: self.config.max_retained_bytes,
             per_client: self.config.max_retained_per_client,
             per_user: user.map(|user| (user, self.config.max_retained_per_user)),
+            per_client_bytes: self.config.max_retained_bytes_per_client,
+            per_user_bytes: self.config.max_retained_bytes_per_user,
         }
     }
 
@@ -515,7 +517,8 @@ impl Publisher {
     /// # Errors
     /// What [`publish`](Self::publish) refuses, [`ProtocolError::RetainedFull`], or a
     /// quota: [`ProtocolError::TooManyRetainedForClient`],
-    /// [`ProtocolError::TooManyRetainedForUser`].
+    /// [`ProtocolError::TooManyRetainedForUser`], [`ProtocolError::RetainedBytesForClient`],
+    /// [`ProtocolError::RetainedBytesForUser`].
     pub fn retain(
         &mut self,
         topic: &str,
@@ -569,6 +572,7 @@ impl Publisher {
         // The broker's own figures are not a client's: no quota per id.
         let limits = RetainLimits {
             per_client: usize::MAX,
+            per_client_bytes: usize::MAX,
             ..self.router.retain_limits(None)
         };
         self.retain_within(topic, message, publisher_id, limits)
@@ -713,6 +717,14 @@ fn retain_refusal(refused: RetainRefused, limits: RetainLimits<'_>, id: &str) ->
                 limit,
             }
         }
+        RetainRefused::ClientBytes => ProtocolError::RetainedBytesForClient {
+            publisher_id: id.to_string(),
+            limit: limits.per_client_bytes,
+        },
+        RetainRefused::UserBytes => ProtocolError::RetainedBytesForUser {
+            user: limits.per_user.unwrap_or_default().0.to_string(),
+            limit: limits.per_user_bytes,
+        },
     }
 }
 

@@ -1,7 +1,8 @@
 //! Quotas under attack (issue 22): one client hoarding durable subscriptions, a forgotten
 //! durable subscription filling memory, `DURABLE`/`CANCEL` in a loop filling the disk with
-//! retained messages, a connection subscribing to thousands of wildcard filters, and one
-//! client filling the retained store. Each
+//! retained messages, a connection (or a user's many connections) subscribing to
+//! thousands of wildcard filters, and one client filling the retained store, by topics or
+//! by bytes. Each
 //! test plays the attack as it was measured and asserts that a classmate is unaffected.
 
 mod common;
@@ -13,7 +14,8 @@ use std::time::Duration;
 use common::{auth_file, logged_in, start_broker_with, stat, Raw};
 use pubsub_lab::config::{
     DEFAULT_MAX_DURABLE_PER_CLIENT, DEFAULT_MAX_DURABLE_RETAINED_BYTES,
-    DEFAULT_MAX_RETAINED_PER_CLIENT, DEFAULT_MAX_WILDCARDS,
+    DEFAULT_MAX_RETAINED_BYTES_PER_CLIENT, DEFAULT_MAX_RETAINED_PER_CLIENT, DEFAULT_MAX_WILDCARDS,
+    DEFAULT_MAX_WILDCARDS_PER_USER,
 };
 use pubsub_lab::Config;
 
@@ -199,8 +201,9 @@ fn durable_and_cancel_in_a_loop_write_at_most_the_copy_bound_each() {
     let broker = start_broker_with(logged(&dir));
     let mut publisher = Raw::connect(broker.addr());
     let text = "r".repeat(4000);
+    // Four publisher ids, each within its share of retained bytes.
     let retains: String = (0..RETAINED)
-        .map(|n| format!("RETAIN kept/{n} {text} pub1\n"))
+        .map(|n| format!("RETAIN kept/{n} {text} pub{}\n", n % 4))
         .collect();
     publisher.send(&retains);
     publisher.sync();
@@ -385,6 +388,190 @@ fn a_user_keeps_at_most_its_share_of_retained_topics_over_all_its_ids() {
     );
     let mut bob = logged_in(&broker, "bob", "hunter2");
     bob.send("RETAIN lab/5 x bob\nRETAIN lab/6 x bob:2\n");
+    assert!(errors_until_synced(&mut bob).is_empty());
+    assert_eq!(stat(&broker, "retained"), 5);
+    fs::remove_file(&file).unwrap();
+}
+
+/// Sends `SUBSCRIBE <filter> <id>` for each filter, in one write, with `VERBOSE on`, and
+/// returns how many were taken; every other reply must be `refusal`.
+fn subscribe_burst(raw: &mut Raw, id: &str, filters: &[String], refusal: &str) -> usize {
+    let lines: String = filters
+        .iter()
+        .map(|filter| format!("SUBSCRIBE {filter} {id}\n"))
+        .collect();
+    raw.send("VERBOSE on\n");
+    raw.expect("OK VERBOSE on");
+    raw.send(&lines);
+    let mut taken = 0;
+    for filter in filters {
+        let line = raw.line();
+        if line == format!("OK SUBSCRIBE {filter}") {
+            taken += 1;
+        } else {
+            assert_eq!(line, refusal);
+        }
+    }
+    taken
+}
+
+/// The budget per connection alone let one user with many connections add them up (64 ×
+/// `--max-clients-per-ip`, 4,096 filters). With an auth file, a user's wildcard filters
+/// count over all its connections: alice's third connection is refused, exact topics
+/// still work, bob is unaffected and receives, and alice's places come back when she
+/// unsubscribes or a connection leaves.
+#[test]
+fn a_users_wildcard_filters_count_over_all_its_connections() {
+    let file = auth_file(
+        "user alice s3cret\nuser bob hunter2\nallow * subscribe room/#\n\
+         allow * publish room/#\n",
+        0o600,
+    );
+    let broker = start_broker_with(Config {
+        auth_file: Some(file.clone()),
+        sys_interval: Duration::ZERO,
+        ..Config::default()
+    });
+    let refusal = format!(
+        "ERROR user alice holds {DEFAULT_MAX_WILDCARDS_PER_USER} subscriptions with + or # \
+         already, over all its connections, the most one user may: unsubscribe from one \
+         first, or subscribe to exact topics"
+    );
+    let filters = |connection: usize| -> Vec<String> {
+        (0..DEFAULT_MAX_WILDCARDS)
+            .map(|n| format!("room/+/{connection}/{n}"))
+            .collect()
+    };
+    let mut alices: Vec<Raw> = (0..3)
+        .map(|_| logged_in(&broker, "alice", "s3cret"))
+        .collect();
+    let taken: Vec<usize> = (alices.iter_mut().enumerate())
+        .map(|(n, alice)| subscribe_burst(alice, "alice", &filters(n), &refusal))
+        .collect();
+    assert_eq!(taken.iter().sum::<usize>(), DEFAULT_MAX_WILDCARDS_PER_USER);
+    assert_eq!(taken[2], 0, "{taken:?}");
+    alices[2].send("SUBSCRIBE room/1/exact alice\n");
+    alices[2].expect("OK SUBSCRIBE room/1/exact");
+
+    let mut bob = logged_in(&broker, "bob", "hunter2");
+    bob.send("SUBSCRIBE room/+/temp bob\n");
+    bob.sync();
+    bob.send("PUBLISH room/1/temp 21 bob\n");
+    assert_eq!(bob.delivery(), "DELIVER room/1/temp 21 bob");
+
+    alices[0].send("UNSUBSCRIBE room/+/0/0 alice\n");
+    alices[0].expect("OK UNSUBSCRIBE room/+/0/0");
+    let again = ["room/#".to_string(), "room/+".to_string()];
+    assert_eq!(
+        subscribe_burst(&mut alices[2], "alice", &again, &refusal),
+        1
+    );
+
+    // A connection that leaves gives its places back (the session's cleanup runs before
+    // its slot is counted free).
+    drop(alices.remove(1));
+    common::wait_until("alice's second connection has left", || {
+        stat(&broker, "connections_current") == 3
+    });
+    let mut fourth = logged_in(&broker, "alice", "s3cret");
+    assert_eq!(
+        subscribe_burst(&mut fourth, "alice", &filters(4), &refusal),
+        DEFAULT_MAX_WILDCARDS
+    );
+    fs::remove_file(&file).unwrap();
+}
+
+/// The count quota alone let one publisher id keep 160 retained messages of 64 KiB, 10 MiB
+/// of the 16 MiB store. Now it keeps at most `--max-retained-bytes-per-client`: the
+/// longest messages past it are refused whole, replacing one with a shorter one works,
+/// `UNRETAIN` gives the bytes back, and a classmate's `RETAIN` succeeds.
+#[test]
+fn one_client_cannot_take_the_retained_bytes_of_its_classmates() {
+    let broker = start_broker_with(Config {
+        sys_interval: Duration::ZERO,
+        ..Config::default()
+    });
+    let text = "x".repeat(60_000);
+    let mut mallory = Raw::connect(broker.addr());
+    let burst: String = (0..20)
+        .map(|n| format!("RETAIN big/{n} {text} mallory\n"))
+        .collect();
+    mallory.send(&burst);
+    let errors = errors_until_synced(&mut mallory);
+    let kept = DEFAULT_MAX_RETAINED_BYTES_PER_CLIENT / (text.len() + 40);
+    assert_eq!(
+        errors.len(),
+        20 - kept,
+        "{} kept",
+        stat(&broker, "retained")
+    );
+    assert_eq!(
+        errors[0],
+        format!(
+            "ERROR publisher id mallory would keep more than \
+             {DEFAULT_MAX_RETAINED_BYTES_PER_CLIENT} bytes of retained messages, the most one \
+             id may: UNRETAIN one first, retain a shorter message, or publish without RETAIN"
+        )
+    );
+    assert_eq!(stat(&broker, "retained") as usize, kept);
+    mallory.send(&format!(
+        "RETAIN big/0 short mallory\nRETAIN big/{kept} {text} mallory\n"
+    ));
+    assert!(errors_until_synced(&mut mallory).is_empty());
+    mallory.send(&format!("RETAIN big/19 {text} mallory\n"));
+    assert_eq!(errors_until_synced(&mut mallory).len(), 1);
+    mallory.send(&format!(
+        "UNRETAIN big/1 mallory\nRETAIN big/19 {text} mallory\n"
+    ));
+    assert!(errors_until_synced(&mut mallory).is_empty());
+
+    let mut classmate = Raw::connect(broker.addr());
+    classmate.send(&format!("VERBOSE on\nRETAIN home/photo {text} alice\n"));
+    classmate.expect("OK VERBOSE on");
+    classmate.expect("OK RETAIN home/photo 0");
+}
+
+/// With an auth file, a user's retained bytes over every id it goes by count together;
+/// another user is unaffected.
+#[test]
+fn a_user_keeps_at_most_its_share_of_retained_bytes_over_all_its_ids() {
+    let file = auth_file(
+        "user alice s3cret\nuser bob hunter2\nallow * publish lab/#\n",
+        0o600,
+    );
+    let broker = start_broker_with(Config {
+        auth_file: Some(file.clone()),
+        max_retained_bytes_per_client: 1000,
+        max_retained_bytes_per_user: 1500,
+        sys_interval: Duration::ZERO,
+        ..Config::default()
+    });
+    let text = "x".repeat(400);
+    let mut alice = logged_in(&broker, "alice", "s3cret");
+    alice.send(&format!(
+        "RETAIN lab/1 {text} alice\nRETAIN lab/2 {text} alice\nRETAIN lab/3 {text} alice\n"
+    ));
+    let errors = errors_until_synced(&mut alice);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with("ERROR publisher id alice would keep more than 1000 bytes"),
+        "{errors:?}"
+    );
+    alice.send(&format!(
+        "RETAIN lab/3 {text} alice:2\nRETAIN lab/4 {text} alice:3\n"
+    ));
+    assert_eq!(
+        errors_until_synced(&mut alice),
+        [
+            "ERROR user alice would keep more than 1500 bytes of retained messages, the most \
+             one user may: UNRETAIN one first, retain a shorter message, or publish without \
+             RETAIN"
+        ]
+    );
+    let mut bob = logged_in(&broker, "bob", "hunter2");
+    bob.send(&format!(
+        "RETAIN lab/5 {text} bob\nRETAIN lab/6 {text} bob:2\n"
+    ));
     assert!(errors_until_synced(&mut bob).is_empty());
     assert_eq!(stat(&broker, "retained"), 5);
     fs::remove_file(&file).unwrap();

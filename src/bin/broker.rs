@@ -37,6 +37,10 @@ use pubsub_lab::config::{
     DEFAULT_MAX_DURABLE_RETAINED_BYTES, DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_RETAINED_PER_CLIENT,
     DEFAULT_MAX_RETAINED_PER_USER, DEFAULT_MAX_WILDCARDS,
 };
+use pubsub_lab::config::{
+    DEFAULT_MAX_RETAINED_BYTES_PER_CLIENT, DEFAULT_MAX_RETAINED_BYTES_PER_USER,
+    DEFAULT_MAX_WILDCARDS_PER_USER,
+};
 use pubsub_lab::error::describe;
 use pubsub_lab::{Broker, Config, StartError};
 
@@ -82,6 +86,10 @@ struct Args {
     /// every wildcard filter); the next SUBSCRIBE with a wildcard is refused.
     #[arg(long, default_value_t = DEFAULT_MAX_WILDCARDS)]
     max_wildcards: usize,
+    /// With --auth-file: most filters with + or # one user may subscribe to, over all its
+    /// connections together.
+    #[arg(long, default_value_t = DEFAULT_MAX_WILDCARDS_PER_USER)]
+    max_wildcards_per_user: usize,
     /// Most topics one TOPICS reply lists; it ends with a count of the rest.
     #[arg(long, default_value_t = DEFAULT_MAX_TOPICS_LISTED)]
     max_topics_listed: usize,
@@ -102,6 +110,14 @@ struct Args {
     /// id it goes by.
     #[arg(long, default_value_t = DEFAULT_MAX_RETAINED_PER_USER)]
     max_retained_per_user: usize,
+    /// Most bytes of retained messages one publisher id keeps; a RETAIN that would pass it
+    /// is refused.
+    #[arg(long, default_value_t = DEFAULT_MAX_RETAINED_BYTES_PER_CLIENT)]
+    max_retained_bytes_per_client: usize,
+    /// With --auth-file: most bytes of retained messages one user keeps, over every id it
+    /// goes by.
+    #[arg(long, default_value_t = DEFAULT_MAX_RETAINED_BYTES_PER_USER)]
+    max_retained_bytes_per_user: usize,
     /// How often to publish the broker's figures under $SYS/broker/ (like 10s); 0 turns
     /// them off.
     #[arg(long, default_value_t = DurationArg(DEFAULT_SYS_INTERVAL))]
@@ -247,6 +263,8 @@ fn run(args: &Args, log: Option<&LogGuard>) -> Result<(), String> {
         max_retained_bytes: args.max_retained_bytes,
         max_retained_per_client: args.max_retained_per_client,
         max_retained_per_user: args.max_retained_per_user,
+        max_retained_bytes_per_client: args.max_retained_bytes_per_client,
+        max_retained_bytes_per_user: args.max_retained_bytes_per_user,
         sys_interval: args.sys_interval.0,
         udp_topic: args.udp_topic.clone(),
         udp_lease: args.udp_lease.0,
@@ -267,6 +285,7 @@ fn run(args: &Args, log: Option<&LogGuard>) -> Result<(), String> {
         max_durable_per_user: args.max_durable_per_user,
         max_durable_retained_bytes: args.max_durable_retained_bytes,
         max_wildcards: args.max_wildcards,
+        max_wildcards_per_user: args.max_wildcards_per_user,
         nats: args.nats.clone(),
         nats_prefix: args.nats_prefix.clone(),
         auth_file: args.auth_file.clone(),

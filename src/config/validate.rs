@@ -211,6 +211,11 @@ impl Config {
             self.max_wildcards,
             "no client could subscribe with + or #",
         )?;
+        at_least_one(
+            "--max-wildcards-per-user",
+            self.max_wildcards_per_user,
+            "no user could subscribe with + or #",
+        )?;
         if self.segment_bytes < 4096 {
             return Err(ConfigError {
                 flag: "Config::segment_bytes",

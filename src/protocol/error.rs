@@ -97,6 +97,23 @@ pub enum ProtocolError {
         /// The limit per user.
         limit: usize,
     },
+    /// A retained message would take its publisher id past its bytes of retained messages
+    /// (`--max-retained-bytes-per-client`). `UNRETAIN` one of its topics first, retain a
+    /// shorter message, or publish without `RETAIN`.
+    RetainedBytesForClient {
+        /// The publisher id.
+        publisher_id: String,
+        /// The limit per id, in bytes.
+        limit: usize,
+    },
+    /// A retained message would take the logged-in user past its bytes of retained
+    /// messages, over every id it goes by (`--max-retained-bytes-per-user`).
+    RetainedBytesForUser {
+        /// The user.
+        user: String,
+        /// The limit per user, in bytes.
+        limit: usize,
+    },
     /// A subscriber or publisher id longer than the broker accepts.
     IdTooLong {
         /// The limit in bytes.
@@ -112,6 +129,15 @@ pub enum ProtocolError {
     /// from one, or subscribe to exact topics.
     TooManyWildcards {
         /// The limit per connection.
+        limit: usize,
+    },
+    /// The logged-in user already holds the most subscriptions with `+` or `#` one user may
+    /// have over all its connections (`--max-wildcards-per-user`). Unsubscribe from one on
+    /// any of them, or subscribe to exact topics.
+    TooManyWildcardsForUser {
+        /// The user.
+        user: String,
+        /// The limit per user.
         limit: usize,
     },
     /// A topic or id that is not one word. The line protocol's grammar cannot produce it;
@@ -342,6 +368,21 @@ impl fmt::Display for ProtocolError {
                 "user {user} keeps retained messages on {limit} topics already, the most one \
                  user may: UNRETAIN one first, or publish without RETAIN"
             ),
+            ProtocolError::RetainedBytesForClient {
+                publisher_id,
+                limit,
+            } => write!(
+                f,
+                "publisher id {publisher_id} would keep more than {limit} bytes of retained \
+                 messages, the most one id may: UNRETAIN one first, retain a shorter message, \
+                 or publish without RETAIN"
+            ),
+            ProtocolError::RetainedBytesForUser { user, limit } => write!(
+                f,
+                "user {user} would keep more than {limit} bytes of retained messages, the most \
+                 one user may: UNRETAIN one first, retain a shorter message, or publish \
+                 without RETAIN"
+            ),
             ProtocolError::IdTooLong { limit } => write!(
                 f,
                 "subscriber or publisher id longer than {limit} bytes: use a shorter id"
@@ -354,6 +395,12 @@ impl fmt::Display for ProtocolError {
                 f,
                 "too many subscriptions with + or # on this connection (limit {limit}): \
                  unsubscribe from one first, or subscribe to exact topics"
+            ),
+            ProtocolError::TooManyWildcardsForUser { user, limit } => write!(
+                f,
+                "user {user} holds {limit} subscriptions with + or # already, over all its \
+                 connections, the most one user may: unsubscribe from one first, or subscribe \
+                 to exact topics"
             ),
             ProtocolError::NotOneWord { what } => write!(
                 f,

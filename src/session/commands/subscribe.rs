@@ -1,6 +1,7 @@
 //! `SUBSCRIBE <topic> <subscriber_id>`: start receiving a topic, or every topic a filter
 //! with wildcards matches (see `topic.rs`).
 
+use std::iter;
 use std::sync::Arc;
 
 use crate::protocol::{ProtocolError, Reply};
@@ -26,6 +27,9 @@ impl Session {
             if let Err(error) = self.check_room(self.subscriptions.len(), held, topic) {
                 return self.refuse(&error);
             }
+            if let Err(error) = self.take_user_wildcard(topic) {
+                return self.refuse(&error);
+            }
             let client = self.client.with_id(subscriber_id);
             match self.router.subscribe(client, topic, &self.subscriber) {
                 Ok(Some(name)) => {
@@ -34,8 +38,13 @@ impl Session {
                     }
                     self.subscriptions.insert(name, ());
                 }
-                Ok(None) => {}
-                Err(error) => return self.refuse(&error),
+                not_subscribed => {
+                    // The place taken above is held only by a filter in `subscriptions`.
+                    self.give_back_user_wildcards(iter::once(topic));
+                    if let Err(error) = not_subscribed {
+                        return self.refuse(&error);
+                    }
+                }
             }
             log::info!(
                 "{} {subscriber_id} subscribed to {topic}",
@@ -84,5 +93,45 @@ impl Session {
             });
         }
         Ok(())
+    }
+
+    /// Takes one of the logged-in user's `--max-wildcards-per-user` places, over all its
+    /// connections, if `filter` has a wildcard. Each wildcard filter in `subscriptions`
+    /// holds one place from here until it is unsubscribed or the connection leaves
+    /// (`give_back_user_wildcards`); durable subscriptions take none, as
+    /// `--max-durable-per-user` bounds them all.
+    ///
+    /// An anonymous client has no user to count for: anonymous clients all go by the name
+    /// `anonymous`, and one quota for all of them would let one client take the whole
+    /// class's places. It meets `--max-wildcards` per connection alone, as anonymous clients
+    /// meet the other quotas per id: a broker that must hold against many connections of
+    /// one person needs `--auth-file`.
+    ///
+    /// # Errors
+    /// [`ProtocolError::TooManyWildcardsForUser`].
+    fn take_user_wildcard(&self, filter: &str) -> Result<(), ProtocolError> {
+        let Some(user) = &self.user else {
+            return Ok(());
+        };
+        let limit = self.router.config().max_wildcards_per_user;
+        if !topic::has_wildcard(filter) || self.router.clients().take_wildcard(user, limit) {
+            return Ok(());
+        }
+        Err(ProtocolError::TooManyWildcardsForUser {
+            user: user.to_string(),
+            limit,
+        })
+    }
+
+    /// Gives back the user's places held by those of `filters` with a wildcard, which this
+    /// connection no longer subscribes to (see `take_user_wildcard`).
+    pub(in crate::session) fn give_back_user_wildcards<'a>(
+        &self,
+        filters: impl Iterator<Item = &'a str>,
+    ) {
+        if let Some(user) = &self.user {
+            let held = filters.filter(|filter| topic::has_wildcard(filter)).count();
+            self.router.clients().give_back_wildcards(user, held);
+        }
     }
 }
