@@ -43,8 +43,17 @@
 //!
 //! * **Retain** ([`Registry::retain`]): store the message and take the snapshot in one
 //!   step, so no subscriber can join between the two and get the message twice or not at
-//!   all; a new subscription is offered every retained message it matches under the lock,
-//!   before any later publish can reach it (offering queues, it never writes).
+//!   all.
+//! * **A new subscription's retained messages**: a topic has one at most, offered under
+//!   the lock in the step that registers the subscription (offering queues, it never
+//!   writes). A wildcard filter may match the whole store (16 MiB), which must not be
+//!   copied under the lock, nor all at once into a queue that `--max-pending-bytes`
+//!   bounds: the lock is held only to copy *pointers* to the matching messages, a chunk
+//!   of names at a time; the messages are offered outside it, the subscriber's own
+//!   thread waiting for its client to read between chunks; and one last short hold
+//!   registers the subscription and offers what changed meanwhile
+//!   ([`Registry::subscribe_to_filter`]). Every retained message still comes before any
+//!   live one.
 //!
 //! Topics are kept in a `BTreeMap`, so they are always in order for `TOPICS`, and an empty
 //! topic is removed at once, giving its memory back. Retained messages are bounded in count
@@ -78,6 +87,11 @@ pub type Subscribers = Arc<[Arc<dyn Subscriber>]>;
 /// microseconds of work (see [`Registry::unsubscribe_all`]).
 pub const LEAVING_CHUNK: usize = 8;
 
+/// How many bytes of retained messages a new wildcard subscription is offered before its
+/// subscriber is asked to make room (see [`Registry::subscribe_to_filter`]): small beside
+/// any `--max-pending-bytes` worth setting, large enough that a chunk is a few writes.
+pub const RETAINED_CHUNK: usize = 32 * 1024;
+
 /// How many names a listing looks at per hold of the lock: a few microseconds of work, so
 /// a publisher never waits long for a `TOPICS` on a huge registry.
 pub const LISTING_CHUNK: usize = 256;
@@ -97,7 +111,7 @@ pub struct Subscribed {
     /// The topic or filter as the registry stores it: callers keep it to unsubscribe
     /// later, sharing the registry's copy of the text.
     pub name: Arc<str>,
-    /// How many retained messages the new subscription was given at once.
+    /// How many retained messages the new subscription was given.
     pub retained: usize,
     /// Whether the subscriber must be flushed for them to go out.
     pub flush: bool,
@@ -145,6 +159,10 @@ struct Inner {
     retained: BTreeMap<Arc<str>, Arc<Batch>>,
     /// The bytes of every retained message's `DELIVER` line, together.
     retained_bytes: usize,
+    /// Changes whenever a retained message is kept, replaced or cleared: a new wildcard
+    /// subscription compares it before and after its stream to know whether anything
+    /// changed meanwhile (see [`Registry::subscribe_to_filter`]).
+    retained_version: u64,
     /// (topic or filter, subscriber) pairs in all.
     subscriptions: usize,
     /// Changes whenever a wildcard subscription comes or goes: a topic's snapshot made
@@ -177,6 +195,10 @@ impl Members {
         self.0.remove(&id).is_some()
     }
 
+    fn contains(&self, id: SubscriberId) -> bool {
+        self.0.contains(&id)
+    }
+
     fn len(&self) -> usize {
         self.0.len()
     }
@@ -192,42 +214,143 @@ impl Members {
 
 impl Registry {
     /// Subscribes `subscriber` to `name`, a topic or a (valid) wildcard filter, and offers
-    /// it every retained message that `name` matches. Returns `None` if that subscriber
-    /// was already subscribed to `name`: subscribing twice delivers once.
+    /// it every retained message that `name` matches, before any newer message on their
+    /// topics. Returns `None` if that subscriber was already subscribed to `name`
+    /// (subscribing twice delivers once), or was closed while its retained messages were
+    /// offered (nothing is registered then).
     ///
-    /// The retained messages are offered before the lock is let go, which is the one
-    /// exception to "nothing under the lock but map operations": offering only copies
-    /// bytes into the subscriber's queue (no I/O), and it is what guarantees that they
-    /// arrive before any newer message on their topics. A publisher that comes after this
-    /// subscription finds it in the registry, and offers its message after them.
+    /// A topic has at most one retained message: it is offered under the lock, in the
+    /// step that registers the subscription. A filter may match the whole store, which is
+    /// streamed instead: see [`subscribe_to_filter`](Self::subscribe_to_filter). Either
+    /// way a publisher that comes after the registration finds the subscription, and
+    /// offers its message after them.
     pub fn subscribe(&self, name: &str, subscriber: &Arc<dyn Subscriber>) -> Option<Subscribed> {
+        if topic::has_wildcard(name) {
+            self.subscribe_to_filter(name, subscriber)
+        } else {
+            self.subscribe_to_topic(name, subscriber)
+        }
+    }
+
+    fn subscribe_to_topic(
+        &self,
+        name: &str,
+        subscriber: &Arc<dyn Subscriber>,
+    ) -> Option<Subscribed> {
         let mut inner = self.inner.lock();
         let name = inner.shared_name(name);
-        if topic::has_wildcard(&name) {
-            if !inner.filters.entry(&name).insert(subscriber) {
-                return None;
-            }
-            let count = inner.filter_names.entry(Arc::clone(&name)).or_default();
-            *count += 1;
-            let first = *count == 1;
-            inner.generation += 1;
-            inner.note_interest(&name, first, true);
-        } else {
-            let entry = inner.topics.entry(Arc::clone(&name)).or_default();
-            if !entry.members.insert(subscriber) {
-                return None;
-            }
-            entry.snapshot = None;
-            let first = entry.members.len() == 1;
-            inner.note_interest(&name, first, true);
+        let entry = inner.topics.entry(Arc::clone(&name)).or_default();
+        if !entry.members.insert(subscriber) {
+            return None;
         }
+        entry.snapshot = None;
+        let first = entry.members.len() == 1;
+        inner.note_interest(&name, first, true);
         inner.subscriptions += 1;
-        let (retained, flush) = inner.offer_retained(&name, subscriber);
-        Some(Subscribed {
-            name,
-            retained,
-            flush,
-        })
+        let mut offered = Offered::default();
+        if let Some(delivery) = inner.retained.get(&name) {
+            // One message at most: offering it only copies it into the subscriber's queue.
+            if subscriber.replay_retained(&name) {
+                offered.offer(subscriber, delivery);
+            }
+        }
+        Some(offered.into_subscribed(name))
+    }
+
+    /// A wildcard subscription, and the retained messages it matches, in three steps:
+    ///
+    /// 1. **Snapshot**: the matching retained messages are collected under the lock,
+    ///    [`LISTING_CHUNK`] names per hold. Only pointers are copied (each message is an
+    ///    `Arc<Batch>`), never the messages.
+    /// 2. **Stream**, outside the lock: the messages are offered to the subscriber
+    ///    [`RETAINED_CHUNK`] bytes at a time, and between chunks the subscriber makes room
+    ///    ([`Subscriber::make_room`]): a connection waits there until its client has read
+    ///    most of what was sent. The thread that waits is the subscribing connection's
+    ///    own, so a new `#` subscriber takes the whole store (16 MiB) at its own pace
+    ///    without passing `--max-pending-bytes`, and nobody else waits for it.
+    /// 3. **Register**, in one short hold of the lock: the subscription goes in, and the
+    ///    retained messages that changed since step 1 (new, or replaced: another
+    ///    `Arc`) are offered in the same hold. A message published before this step was
+    ///    not for this subscription; one published after finds it registered and comes
+    ///    after. So every retained message still arrives before any live one of this
+    ///    subscription, and a message replaced during the stream arrives in its newest
+    ///    form, after the old one.
+    ///
+    /// Before this design the whole store was copied into the subscriber's queue under the
+    /// lock: a new `#` subscriber was cut off before it read a line, and one re-subscribing
+    /// to `#` in a loop held every publisher up for half a second at a time. Mosquitto
+    /// sends a new subscription's retained messages from its single thread after the
+    /// SUBACK, as part of the same loop that serves everyone.
+    fn subscribe_to_filter(
+        &self,
+        filter: &str,
+        subscriber: &Arc<dyn Subscriber>,
+    ) -> Option<Subscribed> {
+        let id = subscriber.id();
+        let version = {
+            let mut inner = self.inner.lock();
+            let held = inner
+                .filters
+                .get_mut(filter)
+                .is_some_and(|members| members.contains(id));
+            if held {
+                return None;
+            }
+            inner.retained_version
+        };
+        let replay = subscriber.replay_retained(filter);
+        let mut offered = Offered::default();
+        let snapshot = if replay {
+            self.retained_matching(filter)
+        } else {
+            Vec::new()
+        };
+        let mut since_room = 0;
+        for (_, delivery) in &snapshot {
+            if !offered.offer(subscriber, delivery) {
+                return None;
+            }
+            since_room += delivery.lines().len();
+            if since_room >= RETAINED_CHUNK {
+                subscriber.make_room();
+                offered.flush = false;
+                since_room = 0;
+            }
+        }
+        let mut inner = self.inner.lock();
+        let name = inner.shared_name(filter);
+        if !inner.filters.entry(&name).insert(subscriber) {
+            return None;
+        }
+        let count = inner.filter_names.entry(Arc::clone(&name)).or_default();
+        *count += 1;
+        let first = *count == 1;
+        inner.generation += 1;
+        inner.note_interest(&name, first, true);
+        inner.subscriptions += 1;
+        if replay && inner.retained_version != version {
+            for (topic, delivery) in &inner.retained {
+                if topic::matches(filter, topic) && !in_snapshot(&snapshot, topic, delivery) {
+                    offered.offer(subscriber, delivery);
+                }
+            }
+        }
+        Some(offered.into_subscribed(name))
+    }
+
+    /// The retained messages `filter` matches, in topic order, collected
+    /// [`LISTING_CHUNK`] names per hold of the lock.
+    fn retained_matching(&self, filter: &str) -> Vec<(Arc<str>, Arc<Batch>)> {
+        let mut matching = Vec::new();
+        self.walk_in_chunks(
+            |inner| &inner.retained,
+            |_, topic, delivery| {
+                if topic::matches(filter, topic) {
+                    matching.push((Arc::clone(topic), Arc::clone(delivery)));
+                }
+            },
+        );
+        matching
     }
 
     /// Removes subscriber `id` from `name` (a topic or a filter). Returns `false` if it
@@ -294,6 +417,7 @@ impl Registry {
         let name = inner.shared_name(topic);
         inner.retained.insert(name, delivery);
         inner.retained_bytes = total;
+        inner.retained_version += 1;
         Ok(inner.subscribers(topic))
     }
 
@@ -303,6 +427,7 @@ impl Registry {
         match inner.retained.remove(topic) {
             Some(old) => {
                 inner.retained_bytes -= old.lines().len();
+                inner.retained_version += 1;
                 true
             }
             None => false,
@@ -553,32 +678,43 @@ impl Inner {
         }
         Some(snapshot)
     }
+}
 
-    /// Offers a new subscription to `name` every retained message it matches. Returns how
-    /// many were taken, and whether the subscriber needs a flush.
-    fn offer_retained(&self, name: &str, subscriber: &Arc<dyn Subscriber>) -> (usize, bool) {
-        let mut taken = 0;
-        let mut flush = false;
-        let mut offer = |delivery: &Batch| match subscriber.offer(delivery) {
-            Offer::FlushNeeded => {
-                taken += 1;
-                flush = true;
-            }
-            Offer::Queued => taken += 1,
-            Offer::Closed => {}
-        };
-        if topic::has_wildcard(name) {
-            // At most --max-retained of them to try, once per wildcard subscription.
-            for (topic, delivery) in &self.retained {
-                if topic::matches(name, topic) {
-                    offer(delivery);
-                }
-            }
-        } else if let Some(delivery) = self.retained.get(name) {
-            offer(delivery);
+/// The retained messages offered to a new subscription so far: see [`Subscribed`].
+#[derive(Debug, Default)]
+struct Offered {
+    taken: usize,
+    flush: bool,
+}
+
+impl Offered {
+    /// Offers one retained message. Returns `false` if the subscriber is closed.
+    fn offer(&mut self, subscriber: &Arc<dyn Subscriber>, delivery: &Batch) -> bool {
+        match subscriber.offer(delivery) {
+            Offer::FlushNeeded => self.flush = true,
+            Offer::Queued => {}
+            Offer::Closed => return false,
         }
-        (taken, flush)
+        self.taken += 1;
+        true
     }
+
+    fn into_subscribed(self, name: Arc<str>) -> Subscribed {
+        Subscribed {
+            name,
+            retained: self.taken,
+            flush: self.flush,
+        }
+    }
+}
+
+/// Whether `topic`'s retained message `delivery` is the one in `snapshot` (sorted by
+/// topic): the same `Arc`, not merely equal bytes, so a message replaced by an identical
+/// one still counts as new.
+fn in_snapshot(snapshot: &[(Arc<str>, Arc<Batch>)], topic: &str, delivery: &Arc<Batch>) -> bool {
+    snapshot
+        .binary_search_by(|(name, _)| (**name).cmp(topic))
+        .is_ok_and(|at| Arc::ptr_eq(&snapshot[at].1, delivery))
 }
 
 /// What `#` matches: every name but the broker's own `$SYS` ones.
@@ -739,6 +875,112 @@ mod tests {
             ["room/2/light", "room/2/temp"],
             "cleared ones are gone, and # does not match $SYS"
         );
+    }
+
+    /// A subscriber that keeps the lines it is offered, and runs `on_room` (once) the first
+    /// time it is asked to make room: to change the store in the middle of a stream.
+    struct Streamed {
+        id: SubscriberId,
+        lines: Mutex<Vec<String>>,
+        rooms: Mutex<usize>,
+        on_room: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    }
+
+    impl std::fmt::Debug for Streamed {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "Streamed({:?})", self.id)
+        }
+    }
+
+    impl Subscriber for Streamed {
+        fn id(&self) -> SubscriberId {
+            self.id
+        }
+        fn offer(&self, batch: &Batch) -> Offer {
+            let text = String::from_utf8_lossy(batch.lines()).into_owned();
+            self.lines.lock().push(text);
+            Offer::Queued
+        }
+        fn flush(&self) {}
+        fn make_room(&self) {
+            *self.rooms.lock() += 1;
+            let on_room = self.on_room.lock().take();
+            if let Some(on_room) = on_room {
+                on_room();
+            }
+        }
+    }
+
+    fn streamed(on_room: Option<Box<dyn FnOnce() + Send>>) -> Arc<Streamed> {
+        Arc::new(Streamed {
+            id: SubscriberId::next(),
+            lines: Mutex::new(Vec::new()),
+            rooms: Mutex::new(0),
+            on_room: Mutex::new(on_room),
+        })
+    }
+
+    const BIG: RetainLimits = RetainLimits {
+        count: 1000,
+        bytes: 1 << 20,
+    };
+
+    /// A store of `count` retained messages of about 1 KiB, on `r/000`, `r/001`...
+    fn store_of(count: usize) -> Arc<Registry> {
+        let registry = Arc::new(Registry::default());
+        for n in 0..count {
+            let topic = format!("r/{n:03}");
+            let body = format!("{n}-{}", "x".repeat(1000));
+            registry
+                .retain(&topic, one_delivery(&topic, &body), BIG)
+                .unwrap();
+        }
+        registry
+    }
+
+    #[test]
+    fn a_wildcard_subscription_is_streamed_the_store_making_room_between_chunks() {
+        let registry = store_of(100);
+        let sub = streamed(None);
+        let handle: Arc<dyn Subscriber> = Arc::clone(&sub) as Arc<dyn Subscriber>;
+        assert_eq!(registry.subscribe("r/#", &handle).unwrap().retained, 100);
+        let lines = sub.lines.lock();
+        assert_eq!(lines.len(), 100);
+        assert!(lines.windows(2).all(|pair| pair[0] < pair[1]), "in order");
+        drop(lines);
+        // About 100 KiB in chunks of RETAINED_CHUNK bytes.
+        assert_eq!(*sub.rooms.lock(), 100 * 1024 / RETAINED_CHUNK);
+        assert!(registry.subscribe("r/#", &handle).is_none(), "once");
+        assert_eq!(sub.lines.lock().len(), 100, "nothing offered twice");
+    }
+
+    #[test]
+    fn a_message_retained_or_replaced_during_the_stream_comes_last_in_its_newest_form() {
+        let registry = store_of(100);
+        let during = Arc::clone(&registry);
+        let change = Box::new(move || {
+            // r/000 has gone out already; r/099 has not; r/new is new.
+            for topic in ["r/000", "r/099", "r/new"] {
+                during
+                    .retain(topic, one_delivery(topic, "newest"), BIG)
+                    .unwrap();
+            }
+        });
+        let sub = streamed(Some(change));
+        let handle: Arc<dyn Subscriber> = Arc::clone(&sub) as Arc<dyn Subscriber>;
+        let subscribed = registry.subscribe("r/#", &handle).unwrap();
+        let lines = sub.lines.lock();
+        let newest: Vec<&String> = lines.iter().filter(|l| l.contains("newest")).collect();
+        assert_eq!(newest.len(), 3, "each newest form once: {newest:?}");
+        assert!(lines[..lines.len() - 3]
+            .iter()
+            .all(|line| !line.contains("newest")));
+        assert!(lines[lines.len() - 3].starts_with("DELIVER r/000 "));
+        assert!(lines[lines.len() - 1].starts_with("DELIVER r/new "));
+        assert_eq!(subscribed.retained, lines.len());
+        // 100 in the snapshot (r/099 in its old form: the change came after it was taken),
+        // then the three changed.
+        assert_eq!(lines.len(), 103);
     }
 
     #[test]

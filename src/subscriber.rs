@@ -61,6 +61,26 @@ pub trait Subscriber: Send + Sync + fmt::Debug {
     /// Sends what [`offer`](Self::offer) queued. Each kind bounds how long this may take.
     fn flush(&self);
 
+    /// Sends what was queued and waits until this subscriber has room for more: called
+    /// between the chunks of a stream that the subscriber's *own* thread offers (a new
+    /// wildcard subscription's retained messages, see `registry.rs`), so waiting holds up
+    /// nobody else. A kind that keeps a backlog waits until it is low again (bounded by its
+    /// own rules for a subscriber that stops reading); the default, for kinds that do not
+    /// wait for their consumer, only flushes.
+    fn make_room(&self) {
+        self.flush();
+    }
+
+    /// Whether a new subscription to `filter` should be offered the retained messages it
+    /// matches, asked once the subscription is known to be new. The default is always: a
+    /// connection that unsubscribes and subscribes again asks for the store again, as an
+    /// MQTT client does. A UDP lease answers yes once per filter for its whole life
+    /// (`udp/subscriber.rs`): its datagrams cost the broker's one sender thread, not the
+    /// lease.
+    fn replay_retained(&self, _filter: &str) -> bool {
+        true
+    }
+
     /// Offers and flushes at once: for a batch that is already big enough to send now. A
     /// kind that can send straight from the batch's bytes, without queueing a copy, does so
     /// here. Returns whether the subscriber took the batch.
