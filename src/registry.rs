@@ -25,10 +25,18 @@
 //!   every matching filter, each subscriber once (a connection with `news/#` and `news/+`
 //!   gets a message once), and is cached with the registry's *generation*, a number that
 //!   changes whenever a wildcard subscription comes or goes. A publish whose cached snapshot
-//!   is current costs the same map lookup; otherwise it walks the tree
-//!   ([`FilterTree::walk`]): for a topic of L levels at most three branches per level (the
-//!   level's name, `+`, `#`), so O(L × matching filters), not O(filters held); then sorts
-//!   the subscribers by id to drop repeats.
+//!   is current costs the same map lookup. One a few generations old is checked against
+//!   the filters that changed since (the last [`CHANGES_KEPT`]): if none matches its
+//!   topic it is still right, so a class subscribing to `sport/+` does not make `news`
+//!   walk the tree again. Otherwise the publish walks the tree ([`FilterTree::walk`]):
+//!   for a topic of L levels at most three branches per level (the level's name, `+`,
+//!   `#`), so O(L × matching filters), not O(filters held); then sorts references to the
+//!   subscribers by id to drop repeats, and copies the few left. A topic nobody
+//!   subscribes to exactly, reached only through filters, keeps its snapshot too, in a
+//!   small bounded cache ([`WILDCARD_ONLY_CACHED`]). So one client holding 10,000 filters
+//!   that match a topic costs its publishers one walk (milliseconds), not one per publish;
+//!   NATS caches each subject's result in its sublist the same way, and Mosquitto walks
+//!   its tree on every publish.
 //! * **Subscribe, unsubscribe**: one lookup and one insert or removal, and the topic's
 //!   snapshot is dropped. The next publish to that topic builds a new one (a copy of the
 //!   topic's subscribers), so a topic costs one copy per publish *after* a change, never
@@ -64,7 +72,7 @@
 //! Subscriptions belong to a *subscriber* (a connection, an in-process subscription), not
 //! to the id a client gives: two clients that both call themselves `sub1` both receive.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -91,6 +99,16 @@ pub const LEAVING_CHUNK: usize = 8;
 /// subscriber is asked to make room (see [`Registry::subscribe_to_filter`]): small beside
 /// any `--max-pending-bytes` worth setting, large enough that a chunk is a few writes.
 pub const RETAINED_CHUNK: usize = 32 * 1024;
+
+/// How many wildcard subscription changes the registry remembers (see
+/// [`Inner::still_current`]): a publish whose snapshot is older than that many changes
+/// builds a new one.
+pub const CHANGES_KEPT: usize = 64;
+
+/// How many topics without subscribers of their own keep a snapshot of the filters'
+/// subscribers that reach them. Past it the cache is emptied and starts again: a client
+/// publishing to a million names makes the cache useless, never big.
+pub const WILDCARD_ONLY_CACHED: usize = 256;
 
 /// How many names a listing looks at per hold of the lock: a few microseconds of work, so
 /// a publisher never waits long for a `TOPICS` on a huge registry.
@@ -168,6 +186,12 @@ struct Inner {
     /// Changes whenever a wildcard subscription comes or goes: a topic's snapshot made
     /// before may have lost or gained subscribers through a filter.
     generation: u64,
+    /// The filters of the last [`CHANGES_KEPT`] generations, newest last: a snapshot a few
+    /// generations old is still right if none of them matches its topic.
+    changes: VecDeque<Arc<str>>,
+    /// Snapshots of topics with no subscriber of their own, reached only through filters:
+    /// at most [`WILDCARD_ONLY_CACHED`] of them (see [`Inner::subscribers`]).
+    wildcard_only: HashMap<Arc<str>, (u64, Subscribers)>,
     /// Names that got their first subscriber or lost their last, in order, for an uplink
     /// (see `uplink.rs`); `None` (nothing kept) unless one asked for them.
     interest: Option<Vec<Interest>>,
@@ -325,7 +349,7 @@ impl Registry {
         let count = inner.filter_names.entry(Arc::clone(&name)).or_default();
         *count += 1;
         let first = *count == 1;
-        inner.generation += 1;
+        inner.filters_changed(&name);
         inner.note_interest(&name, first, true);
         inner.subscriptions += 1;
         if replay && inner.retained_version != version {
@@ -632,7 +656,6 @@ impl Inner {
         }
         self.filters.remove_if(filter, Members::is_empty);
         self.subscriptions -= 1;
-        self.generation += 1;
         if let Some(count) = self.filter_names.get_mut(filter) {
             *count -= 1;
             if *count == 0 {
@@ -641,42 +664,101 @@ impl Inner {
                 }
             }
         }
+        let name = self.shared_name(filter);
+        self.filters_changed(&name);
         true
+    }
+
+    /// A wildcard subscription to `filter` came or went: a new generation, and the filter
+    /// remembered as its cause.
+    fn filters_changed(&mut self, filter: &Arc<str>) {
+        self.generation += 1;
+        if self.changes.len() == CHANGES_KEPT {
+            self.changes.pop_front();
+        }
+        self.changes.push_back(Arc::clone(filter));
+    }
+
+    /// Whether a snapshot of `topic` made at generation `made` is still right: none of the
+    /// wildcard subscriptions that came or went since matches `topic`. Without this, one
+    /// client subscribing to `sport/+` would make every topic in the broker build its
+    /// snapshot again, walking the tree, whether or not `sport/+` concerns it.
+    fn still_current(&self, topic: &str, made: u64) -> bool {
+        let since = self.generation - made;
+        since <= self.changes.len() as u64
+            && self
+                .changes
+                .iter()
+                .rev()
+                .take(since as usize)
+                .all(|filter| !topic::matches(filter, topic))
     }
 
     /// See [`Registry::subscribers`]. With no wildcard subscription anywhere this is one
     /// map lookup and one reference count, as it was before filters existed.
     fn subscribers(&mut self, topic: &str) -> Option<Subscribers> {
+        if let Some(cached) = self.cached_snapshot(topic) {
+            return Some(cached);
+        }
         let generation = self.generation;
-        if let Some((made, snapshot)) = self.topics.get(topic).and_then(|t| t.snapshot.as_ref()) {
-            if *made == generation {
-                return Some(Arc::clone(snapshot));
+        let snapshot = self.everyone_reached(topic)?;
+        match self.topics.get_mut(topic) {
+            Some(entry) => entry.snapshot = Some((generation, Arc::clone(&snapshot))),
+            None => {
+                // Reached through filters only. Keeping a snapshot for every name published
+                // to would let a client fill the broker's memory with names: the cache is
+                // bounded, and emptied when full.
+                if self.wildcard_only.len() >= WILDCARD_ONLY_CACHED {
+                    self.wildcard_only.clear();
+                }
+                let name = self.shared_name(topic);
+                self.wildcard_only
+                    .insert(name, (generation, Arc::clone(&snapshot)));
             }
         }
-        let mut everyone: Vec<Arc<dyn Subscriber>> = match self.topics.get(topic) {
-            Some(entry) => entry.members.iter().cloned().collect(),
+        Some(snapshot)
+    }
+
+    /// `topic`'s snapshot if one is cached and still right, marked current.
+    fn cached_snapshot(&mut self, topic: &str) -> Option<Subscribers> {
+        let made = match self.topics.get(topic) {
+            Some(entry) => entry.snapshot.as_ref()?.0,
+            None => self.wildcard_only.get(topic)?.0,
+        };
+        if made != self.generation && !self.still_current(topic, made) {
+            return None;
+        }
+        let generation = self.generation;
+        let cached = match self.topics.get_mut(topic) {
+            Some(entry) => entry.snapshot.as_mut()?,
+            None => self.wildcard_only.get_mut(topic)?,
+        };
+        cached.0 = generation;
+        Some(Arc::clone(&cached.1))
+    }
+
+    /// Everyone a publish to `topic` reaches, each once, built from the topic's members
+    /// and a walk of the filter tree ([`FilterTree::walk`]).
+    fn everyone_reached(&self, topic: &str) -> Option<Subscribers> {
+        let mut everyone: Vec<&Arc<dyn Subscriber>> = match self.topics.get(topic) {
+            Some(entry) => entry.members.iter().collect(),
             None => Vec::new(),
         };
         let exact = everyone.len();
-        self.filters.walk(topic, &mut |members| {
-            everyone.extend(members.iter().cloned());
-        });
+        self.filters
+            .walk(topic, &mut |members| everyone.extend(members.iter()));
         if everyone.len() > exact {
             // Subscribed through two filters (`news/#` and `news/+`), or a filter and the
-            // topic itself: one delivery each all the same.
-            everyone.sort_by_key(|subscriber| subscriber.id());
+            // topic itself: one delivery each all the same. References are sorted, not
+            // clones: one client holding ten thousand matching filters costs ten thousand
+            // pointers compared, and one reference count.
+            everyone.sort_unstable_by_key(|subscriber| subscriber.id());
             everyone.dedup_by_key(|subscriber| subscriber.id());
         }
         if everyone.is_empty() {
             return None;
         }
-        let snapshot: Subscribers = everyone.into();
-        // Only a topic with subscribers of its own keeps its snapshot: caching one for every
-        // name published to would let a client fill the broker's memory with topics.
-        if let Some(entry) = self.topics.get_mut(topic) {
-            entry.snapshot = Some((generation, Arc::clone(&snapshot)));
-        }
-        Some(snapshot)
+        Some(everyone.into_iter().cloned().collect())
     }
 }
 
@@ -845,6 +927,66 @@ mod tests {
         assert_eq!(registry.subscribers("news/tech").unwrap().len(), 2);
         assert!(registry.unsubscribe("news/+", b.id()));
         assert_eq!(registry.subscribers("news/tech").unwrap().len(), 1);
+    }
+
+    /// A topic of 14 levels, `l0/l1/.../l13`, and 10,000 filters that all match it (each
+    /// level its own name or `+`), held by one subscriber: the attack of issue 22.
+    fn ten_thousand_filters_on_one_topic(registry: &Registry) -> (String, Arc<dyn Subscriber>) {
+        let levels: Vec<String> = (0..14).map(|level| format!("l{level}")).collect();
+        let attacker = nobody();
+        for n in 0..10_000u32 {
+            let filter: Vec<&str> = (0..14)
+                .map(|level| match n >> level & 1 {
+                    1 => "+",
+                    _ => levels[level].as_str(),
+                })
+                .collect();
+            registry.subscribe(&filter.join("/"), &attacker);
+        }
+        (levels.join("/"), attacker)
+    }
+
+    /// How long `publish` takes, per call, over `times` calls.
+    fn per_call(times: u32, mut publish: impl FnMut()) -> std::time::Duration {
+        let start = std::time::Instant::now();
+        for _ in 0..times {
+            publish();
+        }
+        start.elapsed() / times
+    }
+
+    /// Ten thousand matching filters cost one walk, not one per publish, even while
+    /// wildcard subscriptions elsewhere come and go. Prints what a publish costs (run with
+    /// `cargo test --release --lib ten_thousand -- --nocapture` for the figures).
+    #[test]
+    fn ten_thousand_filters_matching_a_topic_cost_one_walk_not_one_per_publish() {
+        let registry = Registry::default();
+        let (topic, attacker) = ten_thousand_filters_on_one_topic(&registry);
+        let elsewhere = nobody();
+        let walked = per_call(20, || {
+            // A change that matches the topic: each publish walks the tree again.
+            registry.subscribe("l0/#", &elsewhere);
+            assert_eq!(registry.subscribers(&topic).unwrap().len(), 2);
+            registry.unsubscribe("l0/#", elsewhere.id());
+        });
+        let first = registry.subscribers(&topic).unwrap();
+        assert_eq!(ids(&first), [attacker.id()], "each subscriber once");
+        let cached = per_call(10_000, || {
+            registry.subscribe("sport/+", &elsewhere);
+            let reached = registry.subscribers(&topic).unwrap();
+            registry.unsubscribe("sport/+", elsewhere.id());
+            assert!(
+                Arc::ptr_eq(&first, &reached),
+                "an unrelated change keeps it"
+            );
+        });
+        println!("10,000 filters matching {topic}: {walked:?} per publish walking the tree, {cached:?} per publish (with a subscribe and an unsubscribe elsewhere) from the cache");
+        registry.subscribe("l0/+/#", &elsewhere);
+        assert_eq!(
+            registry.subscribers(&topic).unwrap().len(),
+            2,
+            "a related one counts"
+        );
     }
 
     #[test]
