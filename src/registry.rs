@@ -666,6 +666,10 @@ impl Inner {
         }
         let name = self.shared_name(filter);
         self.filters_changed(&name);
+        // A cached snapshot would keep the leaving subscriber's handle (and its socket)
+        // alive until its topic is next published to: drop the ones it may be in.
+        self.wildcard_only
+            .retain(|topic, _| !topic::matches(filter, topic));
         true
     }
 
@@ -987,6 +991,22 @@ mod tests {
             2,
             "a related one counts"
         );
+    }
+
+    #[test]
+    fn a_subscriber_that_left_is_not_kept_alive_by_a_cached_snapshot() {
+        let registry = Registry::default();
+        let a = nobody();
+        registry.subscribe("news/+", &a);
+        assert_eq!(registry.subscribers("news/tech").unwrap().len(), 1);
+        assert_eq!(
+            Arc::strong_count(&a),
+            3,
+            "ours, the filter's, the cached snapshot's"
+        );
+        assert!(registry.unsubscribe("news/+", a.id()));
+        assert_eq!(Arc::strong_count(&a), 1);
+        assert!(registry.subscribers("news/tech").is_none());
     }
 
     #[test]

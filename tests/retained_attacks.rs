@@ -85,16 +85,16 @@ fn a_new_subscriber_to_everything_receives_a_store_twice_the_pending_limit() {
     assert_eq!(stat(&broker, "slow_consumers_disconnected"), 0);
 }
 
-/// Before: each `SUBSCRIBE #` copied the store into the attacker's queue under the
-/// registry's lock, and an unrelated publisher waited up to 521 ms for it. Now the lock is
+/// Before: each `SUBSCRIBE #` copied the store (16 MiB) into the attacker's queue under
+/// the registry's lock, and an unrelated publisher waited up to 521 ms for it. Now the lock is
 /// held for pointers only, a chunk of names at a time. The pair loses nothing; its worst
 /// latency is printed (the target is 100 ms; a debug build on a busy machine says
 /// little about it, so only a bound no scheduler can miss is asserted).
 #[test]
 fn re_subscribing_to_everything_in_a_loop_holds_no_one_else_up() {
     let broker = start_broker_with(quiet());
-    let kept = fill_store(&broker, 32 * 1024, 256);
-    assert_eq!(kept, 256, "8 MiB of 16 MiB");
+    let kept = fill_store(&broker, 32 * 1024, 600);
+    assert!(kept > 500, "the whole store, 16 MiB: {kept}");
     const ROUNDS: usize = 8;
     let attacking = Arc::new(AtomicBool::new(true));
     let attacker = {
