@@ -60,7 +60,7 @@
 //!   of names at a time; the messages are offered outside it, the subscriber's own
 //!   thread waiting for its client to read between chunks; and one last short hold
 //!   registers the subscription and offers what changed meanwhile
-//!   ([`Registry::subscribe_to_filter`]). Every retained message still comes before any
+//!   (`Registry::subscribe_to_filter`). Every retained message still comes before any
 //!   live one.
 //!
 //! Topics are kept in a `BTreeMap`, so they are always in order for `TOPICS`, and an empty
@@ -96,12 +96,12 @@ pub type Subscribers = Arc<[Arc<dyn Subscriber>]>;
 pub const LEAVING_CHUNK: usize = 8;
 
 /// How many bytes of retained messages a new wildcard subscription is offered before its
-/// subscriber is asked to make room (see [`Registry::subscribe_to_filter`]): small beside
+/// subscriber is asked to make room (see `Registry::subscribe_to_filter`): small beside
 /// any `--max-pending-bytes` worth setting, large enough that a chunk is a few writes.
 pub const RETAINED_CHUNK: usize = 32 * 1024;
 
 /// How many wildcard subscription changes the registry remembers (see
-/// [`Inner::still_current`]): a publish whose snapshot is older than that many changes
+/// `Inner::still_current`): a publish whose snapshot is older than that many changes
 /// builds a new one.
 pub const CHANGES_KEPT: usize = 64;
 
@@ -245,7 +245,7 @@ impl Registry {
     ///
     /// A topic has at most one retained message: it is offered under the lock, in the
     /// step that registers the subscription. A filter may match the whole store, which is
-    /// streamed instead: see [`subscribe_to_filter`](Self::subscribe_to_filter). Either
+    /// streamed instead: see `subscribe_to_filter`. Either
     /// way a publisher that comes after the registration finds the subscription, and
     /// offers its message after them.
     pub fn subscribe(&self, name: &str, subscriber: &Arc<dyn Subscriber>) -> Option<Subscribed> {

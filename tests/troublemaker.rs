@@ -372,7 +372,7 @@ fn retained_flood_fills_the_store_and_resubscribe_reads_it_whole_every_round() {
     let again = run(&broker, "resubscribe", &["--count", "3"]);
     for said in [
         format!("resubscribe: round 1 brought {kept} message(s)"),
-        format!("resubscribe: done: 3 round(s)"),
+        "resubscribe: done: 3 round(s)".to_string(),
         format!(", {} message(s) and", 3 * kept),
         "never cut off".to_string(),
     ] {
