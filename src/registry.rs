@@ -100,6 +100,11 @@ pub const LEAVING_CHUNK: usize = 8;
 /// any `--max-pending-bytes` worth setting, large enough that a chunk is a few writes.
 pub const RETAINED_CHUNK: usize = 32 * 1024;
 
+/// How many retained message changes the registry remembers: a wildcard subscription whose
+/// stream saw fewer changes than that offers the changed ones by looking at them alone in
+/// its last hold of the lock (see `Registry::subscribe_to_filter`), not at the whole store.
+pub const RETAINED_CHANGES_KEPT: usize = 256;
+
 /// How many wildcard subscription changes the registry remembers (see
 /// `Inner::still_current`): a publish whose snapshot is older than that many changes
 /// builds a new one.
@@ -181,6 +186,9 @@ struct Inner {
     /// subscription compares it before and after its stream to know whether anything
     /// changed meanwhile (see [`Registry::subscribe_to_filter`]).
     retained_version: u64,
+    /// The topics of the last [`RETAINED_CHANGES_KEPT`] retained versions, newest last:
+    /// what a stream must look at again, rather than the whole store.
+    retained_changes: VecDeque<Arc<str>>,
     /// (topic or filter, subscriber) pairs in all.
     subscriptions: usize,
     /// Changes whenever a wildcard subscription comes or goes: a topic's snapshot made
@@ -294,7 +302,10 @@ impl Registry {
     ///    without passing `--max-pending-bytes`, and nobody else waits for it.
     /// 3. **Register**, in one short hold of the lock: the subscription goes in, and the
     ///    retained messages that changed since step 1 (new, or replaced: another
-    ///    `Arc`) are offered in the same hold. A message published before this step was
+    ///    `Arc`) are offered in the same hold. They are found from a log of the last
+    ///    [`RETAINED_CHANGES_KEPT`] changes, so this hold lasts as long as the changes, not
+    ///    the store (only more changes than that mean comparing the whole store). A
+    ///    message published before this step was
     ///    not for this subscription; one published after finds it registered and comes
     ///    after. So every retained message still arrives before any live one of this
     ///    subscription, and a message replaced during the stream arrives in its newest
@@ -353,10 +364,8 @@ impl Registry {
         inner.note_interest(&name, first, true);
         inner.subscriptions += 1;
         if replay && inner.retained_version != version {
-            for (topic, delivery) in &inner.retained {
-                if topic::matches(filter, topic) && !in_snapshot(&snapshot, topic, delivery) {
-                    offered.offer(subscriber, delivery);
-                }
+            for delivery in inner.retained_news(version, filter, &snapshot) {
+                offered.offer(subscriber, delivery);
             }
         }
         Some(offered.into_subscribed(name))
@@ -439,19 +448,19 @@ impl Registry {
             return Err(RetainRefused::Bytes);
         }
         let name = inner.shared_name(topic);
-        inner.retained.insert(name, delivery);
+        inner.retained.insert(Arc::clone(&name), delivery);
         inner.retained_bytes = total;
-        inner.retained_version += 1;
+        inner.retained_changed(name);
         Ok(inner.subscribers(topic))
     }
 
     /// Forgets `topic`'s retained message. Returns whether it had one.
     pub fn unretain(&self, topic: &str) -> bool {
         let mut inner = self.inner.lock();
-        match inner.retained.remove(topic) {
-            Some(old) => {
+        match inner.retained.remove_entry(topic) {
+            Some((name, old)) => {
                 inner.retained_bytes -= old.lines().len();
-                inner.retained_version += 1;
+                inner.retained_changed(name);
                 true
             }
             None => false,
@@ -671,6 +680,54 @@ impl Inner {
         self.wildcard_only
             .retain(|topic, _| !topic::matches(filter, topic));
         true
+    }
+
+    /// `topic`'s retained message was kept, replaced or cleared: a new version, and the
+    /// topic remembered.
+    fn retained_changed(&mut self, topic: Arc<str>) {
+        self.retained_version += 1;
+        if self.retained_changes.len() == RETAINED_CHANGES_KEPT {
+            self.retained_changes.pop_front();
+        }
+        self.retained_changes.push_back(topic);
+    }
+
+    /// The retained messages `filter` matches that are not in `snapshot` (taken at
+    /// `version`): new since, or replaced (another `Arc`), in topic order. Only the topics
+    /// that changed since are looked at if the log of changes reaches back that far, so
+    /// the lock is held for the changes, not for the whole store; otherwise the whole store
+    /// is compared.
+    fn retained_news(
+        &self,
+        version: u64,
+        filter: &str,
+        snapshot: &[(Arc<str>, Arc<Batch>)],
+    ) -> Vec<&Arc<Batch>> {
+        let since = self.retained_version - version;
+        let candidates: Vec<(&Arc<str>, &Arc<Batch>)> =
+            if since <= self.retained_changes.len() as u64 {
+                let mut changed: Vec<&Arc<str>> = self
+                    .retained_changes
+                    .iter()
+                    .rev()
+                    .take(since as usize)
+                    .collect();
+                changed.sort();
+                changed.dedup();
+                changed
+                    .into_iter()
+                    .filter_map(|topic| self.retained.get_key_value(&**topic))
+                    .collect()
+            } else {
+                self.retained.iter().collect()
+            };
+        candidates
+            .into_iter()
+            .filter(|(topic, delivery)| {
+                topic::matches(filter, topic) && !in_snapshot(snapshot, topic, delivery)
+            })
+            .map(|(_, delivery)| delivery)
+            .collect()
     }
 
     /// A wildcard subscription to `filter` came or went: a new generation, and the filter
@@ -1143,6 +1200,34 @@ mod tests {
         // 100 in the snapshot (r/099 in its old form: the change came after it was taken),
         // then the three changed.
         assert_eq!(lines.len(), 103);
+    }
+
+    #[test]
+    fn more_changes_during_the_stream_than_are_remembered_are_found_all_the_same() {
+        let registry = store_of(100);
+        let during = Arc::clone(&registry);
+        let change = Box::new(move || {
+            for round in 0..3 {
+                for n in 0..100 {
+                    let topic = format!("r/{n:03}");
+                    let body = format!("newest{round}");
+                    during
+                        .retain(&topic, one_delivery(&topic, &body), BIG)
+                        .unwrap();
+                }
+            }
+        });
+        const _: () = assert!(300 > RETAINED_CHANGES_KEPT, "more changes than are kept");
+        let sub = streamed(Some(change));
+        let handle: Arc<dyn Subscriber> = Arc::clone(&sub) as Arc<dyn Subscriber>;
+        registry.subscribe("r/#", &handle).unwrap();
+        let lines = sub.lines.lock();
+        assert_eq!(
+            lines.len(),
+            200,
+            "the snapshot, then each topic in its newest form"
+        );
+        assert!(lines[100..].iter().all(|line| line.contains(" newest2 ")));
     }
 
     #[test]
