@@ -21,6 +21,13 @@
 //! list of clients, lets it go, then reads each client (its `names` lock, its outbox's
 //! lock) one at a time.
 //!
+//! The table also keeps the one figure a quota needs over all of a user's connections:
+//! how many filters with `+` or `#` each logged-in user holds (`--max-wildcards-per-user`;
+//! the budget per connection, `--max-wildcards`, is the session's own). A user's sessions
+//! take a place before they subscribe ([`Clients::take_wildcard`]) and give it back when they
+//! unsubscribe or leave ([`Clients::give_back_wildcards`]). NATS keeps the same kind of
+//! count on its *account*, with `max_subscriptions`; Mosquitto has none.
+//!
 //! A client cut off as a slow consumer is gone from the broker a moment later, which is
 //! exactly when a student asks "why do I get nothing?". So its last line is kept for
 //! [`CUT_OFF_KEPT_FOR`] and listed with `state=cut-off`.
@@ -32,8 +39,8 @@
 //! # Locks
 //!
 //! `Clients::table` guards the list; nothing else is taken while it is held (a listing
-//! copies the list out first). `Client::names` guards one client's names; nothing is
-//! taken after it either.
+//! copies the list out first). `Client::names` guards one client's names, and
+//! `Clients::wildcards` the users' counts; nothing is taken after either.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -94,6 +101,9 @@ pub struct Clients {
     /// Gives each entry its key (UDP addresses share the connection number 0).
     next_key: AtomicU64,
     table: Mutex<Table>,
+    /// How many filters with a wildcard each logged-in user holds, over all its
+    /// connections; a user that holds none has no entry.
+    wildcards: Mutex<BTreeMap<Arc<str>, usize>>,
 }
 
 #[derive(Debug, Default)]
@@ -199,6 +209,7 @@ impl Default for Clients {
             started: Instant::now(),
             next_key: AtomicU64::new(1),
             table: Mutex::new(Table::default()),
+            wildcards: Mutex::default(),
         }
     }
 }
@@ -235,6 +246,34 @@ impl Clients {
             clients: Arc::clone(self),
             key,
             client,
+        }
+    }
+
+    /// Takes one of `user`'s `limit` places for a filter with a wildcard, over all its
+    /// connections: `false` if it holds `limit` already. Checked and taken under one lock,
+    /// so that two connections of one user subscribing at once cannot both take the last.
+    pub fn take_wildcard(&self, user: &Arc<str>, limit: usize) -> bool {
+        let mut wildcards = self.wildcards.lock();
+        let held = wildcards.get(&**user).copied().unwrap_or(0);
+        if held >= limit {
+            return false;
+        }
+        wildcards.insert(Arc::clone(user), held + 1);
+        true
+    }
+
+    /// Gives `count` places of `user`'s back: its connection unsubscribed from filters it
+    /// took them for, or left.
+    pub fn give_back_wildcards(&self, user: &str, count: usize) {
+        if count == 0 {
+            return;
+        }
+        let mut wildcards = self.wildcards.lock();
+        if let Some(held) = wildcards.get_mut(user) {
+            *held = held.saturating_sub(count);
+            if *held == 0 {
+                wildcards.remove(user);
+            }
         }
     }
 
@@ -457,6 +496,28 @@ mod tests {
         assert!(!Wanted::parse(Some("sport")).matches(row));
         drop(entry);
         assert!(clients.listing(|_| true, 10).0.is_empty());
+    }
+
+    #[test]
+    fn a_user_takes_wildcard_places_up_to_its_limit_and_gives_them_back() {
+        let clients = Clients::default();
+        let (alice, bob): (Arc<str>, Arc<str>) = (Arc::from("alice"), Arc::from("bob"));
+        assert!(clients.take_wildcard(&alice, 2));
+        assert!(clients.take_wildcard(&alice, 2));
+        assert!(!clients.take_wildcard(&alice, 2), "alice holds her two");
+        assert!(clients.take_wildcard(&bob, 2), "bob's places are his own");
+        clients.give_back_wildcards("alice", 1);
+        assert!(clients.take_wildcard(&alice, 2));
+        clients.give_back_wildcards("alice", 2);
+        assert!(
+            !clients.wildcards.lock().contains_key("alice"),
+            "none held, none kept"
+        );
+        clients.give_back_wildcards("alice", 1);
+        assert!(
+            clients.take_wildcard(&alice, 1),
+            "giving back more than held is harmless"
+        );
     }
 
     #[test]

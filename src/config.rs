@@ -107,6 +107,26 @@ pub const DEFAULT_MAX_RETAINED: usize = 10_000;
 /// broker's memory one topic at a time.
 pub const DEFAULT_MAX_RETAINED_BYTES: usize = 16 * 1024 * 1024;
 
+/// Default for `--max-retained-per-client`: the most topics on which one publisher id keeps
+/// a retained message. A class of sixty sharing `--max-retained` (10,000) gets about 166
+/// each; 160 leave every student room when one of them fills their share.
+pub const DEFAULT_MAX_RETAINED_PER_CLIENT: usize = 160;
+
+/// Default for `--max-retained-per-user`: the same share for a logged-in user, over every
+/// id it goes by (60 × 160 = 9,600, under `--max-retained`).
+pub const DEFAULT_MAX_RETAINED_PER_USER: usize = 160;
+
+/// Default for `--max-retained-bytes-per-client`: the most bytes of retained messages (their
+/// `DELIVER` lines) one publisher id keeps. The count quota alone let one id keep 160
+/// messages of 64 KiB, 10 MiB of the 16 MiB store (`--max-retained-bytes`); a class of sixty
+/// sharing the store gets about 280 KiB each, and 256 KiB (60 × 256 KiB = 15 MiB) is 160
+/// topics of 1.6 KB, or four of the longest lines.
+pub const DEFAULT_MAX_RETAINED_BYTES_PER_CLIENT: usize = 256 * 1024;
+
+/// Default for `--max-retained-bytes-per-user`: the same share for a logged-in user, over
+/// every id it goes by.
+pub const DEFAULT_MAX_RETAINED_BYTES_PER_USER: usize = 256 * 1024;
+
 /// Default for `--sys-interval`: how often the broker publishes its `$SYS` figures. Ten
 /// seconds is Mosquitto's default too.
 pub const DEFAULT_SYS_INTERVAL: Duration = Duration::from_secs(10);
@@ -162,6 +182,47 @@ pub const DEFAULT_MAX_QUEUED: usize = 10_000;
 /// Each may hold `--max-queued` messages while nobody reads it, so without a limit one
 /// client could start subscription after subscription and fill the broker's memory.
 pub const DEFAULT_MAX_DURABLE: usize = 1024;
+
+/// Default for `--max-queued-bytes`: the most bytes of `MESSAGE` lines one durable
+/// subscription holds while nobody reads it (or acknowledges it): `--max-queued` lines of
+/// about a hundred bytes. Without a byte bound, 40 subscriptions that hold 6.4 MB each cost
+/// 245 MiB; with it, each holds at most 1 MiB, and the whole broker at most
+/// `--max-durable` MiB. Mosquitto's `max_queued_bytes` is the same bound (off by default
+/// there); NATS JetStream bounds a stream with `max_bytes` and a consumer's unacknowledged
+/// messages with `max_ack_pending`.
+pub const DEFAULT_MAX_QUEUED_BYTES: usize = 1024 * 1024;
+
+/// Default for `--max-durable-per-client`: the most durable subscriptions one subscriber
+/// id (their owner) may have. A program needs one per filter it follows, a handful; eight
+/// leave room, while one client cannot take the broker's `--max-durable` from a class.
+pub const DEFAULT_MAX_DURABLE_PER_CLIENT: usize = 8;
+
+/// Default for `--max-durable-per-user`: the most durable subscriptions of one logged-in
+/// user, over all the ids it goes by. Sixteen for each of a class of sixty is 960, under
+/// the broker's 1024 (`--max-durable`): every student gets their share.
+pub const DEFAULT_MAX_DURABLE_PER_USER: usize = 16;
+
+/// Default for `--max-durable-retained-bytes`: the most bytes of retained messages a new
+/// durable subscription copies into its queue (and so into the log). One line's worth
+/// (64 KiB) is every retained message of a small lab, while `DURABLE` and `CANCEL` in a
+/// loop can no longer make the broker write megabytes for each line they cost: with the
+/// whole 16 MiB retained store copied each time, 260 bytes of them wrote 11.1 MB.
+pub const DEFAULT_MAX_DURABLE_RETAINED_BYTES: usize = 64 * 1024;
+
+/// Default for `--max-wildcards`: the most filters with `+` or `#` one connection may
+/// subscribe to (its durable subscriptions counted apart, as `--max-subscriptions` counts
+/// them). Every publish looks at every wildcard filter that could match: 10,000 of them
+/// from one connection made each publish to a matching topic cost 5.2 ms, under the
+/// registry's lock. A program needs a few; sixty-four leave room for a monitor.
+pub const DEFAULT_MAX_WILDCARDS: usize = 64;
+
+/// Default for `--max-wildcards-per-user`: the most filters with `+` or `#` one logged-in
+/// user may hold over all its connections together (durable ones counted apart, as for
+/// `--max-wildcards`: `--max-durable-per-user` bounds those). Without it the budget per
+/// connection adds up: one user with `--max-clients-per-ip` (64) connections could hold
+/// 64 × 64 = 4,096. Two connections' worth, a program and a monitor, is 128; a class of
+/// sixty then holds at most 7,680 in all.
+pub const DEFAULT_MAX_WILDCARDS_PER_USER: usize = 128;
 
 /// Default size of a log segment: the log starts a new file after this many bytes, and a
 /// file is deleted once everything in it is acknowledged. Small enough that acknowledged
@@ -277,6 +338,16 @@ pub struct Config {
     pub max_retained: usize,
     /// Most bytes all retained messages may take together (their `DELIVER` lines).
     pub max_retained_bytes: usize,
+    /// Most topics with a retained message one publisher id published.
+    pub max_retained_per_client: usize,
+    /// Most topics with a retained message one logged-in user published, over every id it
+    /// goes by.
+    pub max_retained_per_user: usize,
+    /// Most bytes of retained messages one publisher id published.
+    pub max_retained_bytes_per_client: usize,
+    /// Most bytes of retained messages one logged-in user published, over every id it goes
+    /// by.
+    pub max_retained_bytes_per_user: usize,
     /// How often the broker publishes its own figures under `$SYS/broker/`; zero turns
     /// them off.
     pub sys_interval: Duration,
@@ -305,8 +376,22 @@ pub struct Config {
     pub ack_timeout: Duration,
     /// Most messages one durable subscription holds; past it the oldest are dropped.
     pub max_queued: usize,
+    /// Most bytes of `MESSAGE` lines one durable subscription holds; past it (as past
+    /// `max_queued`) the oldest are dropped.
+    pub max_queued_bytes: usize,
     /// Most durable subscriptions in the broker.
     pub max_durable: usize,
+    /// Most durable subscriptions of one subscriber id.
+    pub max_durable_per_client: usize,
+    /// Most durable subscriptions of one logged-in user, over every id it goes by.
+    pub max_durable_per_user: usize,
+    /// Most bytes of retained messages a new durable subscription copies.
+    pub max_durable_retained_bytes: usize,
+    /// Most filters with wildcards one connection may subscribe to.
+    pub max_wildcards: usize,
+    /// Most filters with wildcards one logged-in user may subscribe to, over all its
+    /// connections.
+    pub max_wildcards_per_user: usize,
     /// Bytes after which the log starts a new segment file.
     pub segment_bytes: u64,
     /// NATS servers to bridge to (`nats://host:port`), tried in turn: the seeds of one
@@ -347,6 +432,10 @@ impl Default for Config {
             max_topic_levels: DEFAULT_MAX_TOPIC_LEVELS,
             max_retained: DEFAULT_MAX_RETAINED,
             max_retained_bytes: DEFAULT_MAX_RETAINED_BYTES,
+            max_retained_per_client: DEFAULT_MAX_RETAINED_PER_CLIENT,
+            max_retained_per_user: DEFAULT_MAX_RETAINED_PER_USER,
+            max_retained_bytes_per_client: DEFAULT_MAX_RETAINED_BYTES_PER_CLIENT,
+            max_retained_bytes_per_user: DEFAULT_MAX_RETAINED_BYTES_PER_USER,
             sys_interval: DEFAULT_SYS_INTERVAL,
             udp_topic: DEFAULT_UDP_TOPIC.to_string(),
             udp_lease: DEFAULT_UDP_LEASE,
@@ -361,7 +450,13 @@ impl Default for Config {
             max_inflight: DEFAULT_MAX_INFLIGHT,
             ack_timeout: DEFAULT_ACK_TIMEOUT,
             max_queued: DEFAULT_MAX_QUEUED,
+            max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
             max_durable: DEFAULT_MAX_DURABLE,
+            max_durable_per_client: DEFAULT_MAX_DURABLE_PER_CLIENT,
+            max_durable_per_user: DEFAULT_MAX_DURABLE_PER_USER,
+            max_durable_retained_bytes: DEFAULT_MAX_DURABLE_RETAINED_BYTES,
+            max_wildcards: DEFAULT_MAX_WILDCARDS,
+            max_wildcards_per_user: DEFAULT_MAX_WILDCARDS_PER_USER,
             segment_bytes: DEFAULT_SEGMENT_BYTES,
             nats: Vec::new(),
             nats_prefix: DEFAULT_NATS_PREFIX.to_string(),

@@ -55,6 +55,17 @@
 //! a quarter of a second, not by ten write timeouts. (NATS does the same with a shorter,
 //! per-burst "stall" of its fast producers, and cuts off more readily.)
 //!
+//! # A burst
+//!
+//! Publishers wait for room at the end of their bursts, but a thousand publishers that
+//! each finish a 64 KB line at the same moment all offer before any of them gets there:
+//! 64 MB for one subscriber at once, which would pass `--max-pending-bytes` though the
+//! subscriber reads as fast as it can. So an offer that would take a subscriber past the
+//! limit waits first (`Outbox::push_batch`), on the same terms as above: while the
+//! subscriber is draining, and never longer than [`DRAIN_PATIENCE`] without a chunk
+//! taken. The first publishers to fit go on, the others wait for the next half megabyte.
+//! The limit is for subscribers that have stopped, not for bursts.
+//!
 //! # The rule: when a subscriber is cut off
 //!
 //! A subscriber is cut off as a *slow consumer* (its socket shut down, its subscriptions
@@ -69,8 +80,8 @@
 //!    too slowly to be waited for can do).
 //!
 //! A subscriber that keeps up with what it is sent is never cut off, however slowly it
-//! reads; nor is one that is behind but drains at 256 KiB/s or more (its publishers wait
-//! for it). The limits are NATS's kind, with smaller defaults for a classroom machine:
+//! reads, and however many publishers burst at once; nor is one that is behind but drains
+//! at 256 KiB/s or more (its publishers wait for it). The limits are NATS's kind, with smaller defaults for a classroom machine:
 //! NATS uses a write deadline and `max_pending` of 64 MiB; Redis cuts a pub/sub client
 //! whose output buffer passes 32 MB. A line is written whole or the connection is closed:
 //! a cut line is never followed by another line.
@@ -219,6 +230,11 @@ pub struct Outbox {
     /// Wakes publishers waiting for a subscriber that is far behind: the writer wrote a
     /// chunk, or the outbox closed.
     drained: Condvar,
+    /// Wakes publishers waiting for room under `--max-pending-bytes` (see "A burst"), one
+    /// at a time: each wakes the next if room is left. Waking a thousand of them at once
+    /// would make the writer thread queue behind a thousand turns of the lock (a
+    /// *thundering herd*) just when the subscriber should be drained fastest.
+    room: Condvar,
     /// This outbox, for starting a writer thread that holds it.
     me: Weak<Outbox>,
 }
@@ -293,6 +309,7 @@ impl Outbox {
             }),
             wake_writer: Condvar::new(),
             drained: Condvar::new(),
+            room: Condvar::new(),
             me: me.clone(),
         }))
     }
@@ -362,8 +379,12 @@ impl Outbox {
     }
 
     /// Queues a batch's lines, counting them as deliveries (see [`Outbox::outward`]).
+    ///
+    /// If they would take a draining subscriber past `--max-pending-bytes`, the publisher
+    /// first waits for room (see "A burst" in the module docs).
     fn push_batch(&self, batch: &Batch, lines: &[u8]) -> Offer {
         let mut state = self.state.lock();
+        self.make_room(&mut state, lines.len());
         if state.phase == Phase::Closed {
             return Offer::Closed;
         }
@@ -485,6 +506,40 @@ impl Outbox {
                 break;
             }
             self.drained.wait_for(state, DRAIN_PATIENCE - still);
+        }
+    }
+
+    /// Waits while `more` bytes would take the backlog past `--max-pending-bytes` and the
+    /// subscriber is worth waiting for: it is draining, so the limit must not cut it off
+    /// for a burst that many publishers sent at the same moment. Each waiting publisher
+    /// looks again when the writer has drained to the low-water mark, and the first ones
+    /// to fit go on; one that has stopped draining for [`DRAIN_PATIENCE`] is not waited for,
+    /// and the limit applies to it as before.
+    fn make_room(&self, state: &mut parking_lot::MutexGuard<'_, State>, more: usize) {
+        if state.phase == Phase::KeepingUp
+            && self.backlog(state) + more > self.rules.max_pending_bytes
+        {
+            // Publishers have queued more than the limit before any of them flushed: this
+            // one writes what it can now, and the subscriber's writer takes over the rest.
+            self.flush_in_place(state);
+        }
+        while state.phase == Phase::Behind
+            && !state.not_waited_for
+            && self.backlog(state) + more > self.rules.max_pending_bytes
+        {
+            let still = state.progress_at.elapsed();
+            if still >= DRAIN_PATIENCE {
+                state.not_waited_for = true;
+                // Nobody waits for it any more: the others need not wait out their time.
+                self.room.notify_all();
+                return;
+            }
+            self.room.wait_for(state, DRAIN_PATIENCE - still);
+        }
+        if state.phase == Phase::Behind && self.backlog(state) + more < self.rules.max_pending_bytes
+        {
+            // Room for this one and perhaps the next: it looks for itself.
+            self.room.notify_one();
         }
     }
 
@@ -620,6 +675,7 @@ impl Outbox {
         if self.backlog(&state) <= self.rules.low_water() {
             state.not_waited_for = false;
             self.drained.notify_all();
+            self.room.notify_one();
         }
     }
 
@@ -735,6 +791,7 @@ impl Outbox {
             let _ = self.socket.shutdown(Shutdown::Both);
             self.wake_writer.notify_all();
             self.drained.notify_all();
+            self.room.notify_all();
         }
     }
 }
@@ -772,7 +829,7 @@ impl Subscriber for Outbox {
     /// thread waiting is the subscriber's own, so it holds up nobody else, and one that
     /// stops reading is cut off by its writer thread after `--write-timeout`, which ends
     /// the wait.
-    fn make_room(&self) {
+    fn wait_until_drained(&self) {
         let mut state = self.state.lock();
         if state.phase == Phase::KeepingUp && !state.pending.is_empty() {
             self.flush_in_place(&mut state);

@@ -66,7 +66,10 @@
 //! Topics are kept in a `BTreeMap`, so they are always in order for `TOPICS`, and an empty
 //! topic is removed at once, giving its memory back. Retained messages are bounded in count
 //! and bytes (`--max-retained`, `--max-retained-bytes`): they live until cleared, so without
-//! a bound one client could fill the broker's memory a topic at a time. Mosquitto keeps
+//! a bound one client could fill the broker's memory a topic at a time. Each publisher id
+//! (and, with an auth file, each user, over every id it goes by) may keep at most a share
+//! of those topics (`--max-retained-per-client`, `--max-retained-per-user`), so that one
+//! client cannot take every place from a class: the registry counts the topics of each id. Mosquitto keeps
 //! them in the same kind of tree and writes them to `mosquitto.db`; ours live in memory.
 //!
 //! Subscriptions belong to a *subscriber* (a connection, an in-process subscription), not
@@ -142,11 +145,24 @@ pub struct Subscribed {
 
 /// How many retained messages the broker keeps, and how many bytes of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetainLimits {
+pub struct RetainLimits<'a> {
     /// The most topics with a retained message (`--max-retained`).
     pub count: usize,
     /// The most bytes of them all together (`--max-retained-bytes`).
     pub bytes: usize,
+    /// The most topics whose retained message one publisher id published
+    /// (`--max-retained-per-client`).
+    pub per_client: usize,
+    /// For a logged-in user: its name, and the most topics of all the ids it goes by
+    /// together (`--max-retained-per-user`). `None` for anonymous clients, who all share one
+    /// user, and for the broker's own `$SYS` figures.
+    pub per_user: Option<(&'a str, usize)>,
+    /// The most bytes of retained messages one publisher id published
+    /// (`--max-retained-bytes-per-client`).
+    pub per_client_bytes: usize,
+    /// The most bytes of retained messages of all the ids a logged-in user goes by
+    /// (`--max-retained-bytes-per-user`), for the user [`per_user`](Self::per_user) names.
+    pub per_user_bytes: usize,
 }
 
 /// Why a message could not be retained: which limit it would pass.
@@ -156,6 +172,14 @@ pub enum RetainRefused {
     Count,
     /// Keeping it would pass [`RetainLimits::bytes`].
     Bytes,
+    /// Its publisher id keeps [`RetainLimits::per_client`] topics already.
+    Client,
+    /// Its user keeps its [`RetainLimits::per_user`] topics already.
+    User,
+    /// Keeping it would take its publisher id past [`RetainLimits::per_client_bytes`].
+    ClientBytes,
+    /// Keeping it would take its user past [`RetainLimits::per_user_bytes`].
+    UserBytes,
 }
 
 /// The topic registry. See the module docs.
@@ -189,6 +213,9 @@ struct Inner {
     /// The topics of the last [`RETAINED_CHANGES_KEPT`] retained versions, newest last:
     /// what a stream must look at again, rather than the whole store.
     retained_changes: VecDeque<Arc<str>>,
+    /// How many of the retained messages each publisher id published, and their bytes,
+    /// for the quotas.
+    retained_by: BTreeMap<Arc<str>, Owned>,
     /// (topic or filter, subscriber) pairs in all.
     subscriptions: usize,
     /// Changes whenever a wildcard subscription comes or goes: a topic's snapshot made
@@ -296,7 +323,7 @@ impl Registry {
     ///    `Arc<Batch>`), never the messages.
     /// 2. **Stream**, outside the lock: the messages are offered to the subscriber
     ///    [`RETAINED_CHUNK`] bytes at a time, and between chunks the subscriber makes room
-    ///    ([`Subscriber::make_room`]): a connection waits there until its client has read
+    ///    ([`Subscriber::wait_until_drained`]): a connection waits there until its client has read
     ///    most of what was sent. The thread that waits is the subscribing connection's
     ///    own, so a new `#` subscriber takes the whole store (16 MiB) at its own pace
     ///    without passing `--max-pending-bytes`, and nobody else waits for it.
@@ -347,7 +374,7 @@ impl Registry {
             }
             since_room += delivery.lines().len();
             if since_room >= RETAINED_CHUNK {
-                subscriber.make_room();
+                subscriber.wait_until_drained();
                 offered.flush = false;
                 since_room = 0;
             }
@@ -439,7 +466,8 @@ impl Registry {
     ) -> Result<Option<Subscribers>, RetainRefused> {
         let mut inner = self.inner.lock();
         let bytes = delivery.lines().len();
-        let replaced = inner.retained.get(topic).map(|old| old.lines().len());
+        let old = inner.retained.get(topic).cloned();
+        let replaced = old.as_ref().map(|old| old.lines().len());
         if replaced.is_none() && inner.retained.len() >= limits.count {
             return Err(RetainRefused::Count);
         }
@@ -447,6 +475,12 @@ impl Registry {
         if total > limits.bytes {
             return Err(RetainRefused::Bytes);
         }
+        inner.check_quotas(&delivery, old.as_deref(), limits)?;
+        if let Some(old) = &old {
+            inner.forget_owner(old);
+        }
+        let owner = publisher_of(&delivery).into();
+        inner.retained_by.entry(owner).or_default().add(bytes);
         let name = inner.shared_name(topic);
         inner.retained.insert(Arc::clone(&name), delivery);
         inner.retained_bytes = total;
@@ -460,6 +494,7 @@ impl Registry {
         match inner.retained.remove_entry(topic) {
             Some((name, old)) => {
                 inner.retained_bytes -= old.lines().len();
+                inner.forget_owner(&old);
                 inner.retained_changed(name);
                 true
             }
@@ -833,7 +868,7 @@ struct Offered {
 impl Offered {
     /// Offers one retained message. Returns `false` if the subscriber is closed.
     fn offer(&mut self, subscriber: &Arc<dyn Subscriber>, delivery: &Batch) -> bool {
-        match subscriber.offer(delivery) {
+        match subscriber.offer_retained(delivery) {
             Offer::FlushNeeded => self.flush = true,
             Offer::Queued => {}
             Offer::Closed => return false,
@@ -858,6 +893,119 @@ fn in_snapshot(snapshot: &[(Arc<str>, Arc<Batch>)], topic: &str, delivery: &Arc<
     snapshot
         .binary_search_by(|(name, _)| (**name).cmp(topic))
         .is_ok_and(|at| Arc::ptr_eq(&snapshot[at].1, delivery))
+}
+
+/// The publisher id of a retained message (a batch of one).
+fn publisher_of(delivery: &Batch) -> &str {
+    delivery
+        .published()
+        .next()
+        .map_or("", |published| published.publisher_id)
+}
+
+/// What one publisher id (or one user, over all its ids) keeps in the retained store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Owned {
+    /// Topics whose retained message it published.
+    topics: usize,
+    /// The bytes of those messages' `DELIVER` lines.
+    bytes: usize,
+}
+
+/// Which part of a share a retained message would pass.
+enum Over {
+    Topics,
+    Bytes,
+}
+
+impl Owned {
+    /// One more message of `bytes`.
+    fn add(&mut self, bytes: usize) {
+        self.topics += 1;
+        self.bytes += bytes;
+    }
+
+    /// Which of `topics` and `bytes` this share would pass with a new message of
+    /// `new_bytes`, in place of one of its own of `replaced` bytes if it replaces one
+    /// (then it needs no new topic).
+    fn over(
+        &self,
+        replaced: Option<usize>,
+        new_bytes: usize,
+        (topics, bytes): (usize, usize),
+    ) -> Option<Over> {
+        if replaced.is_none() && self.topics >= topics {
+            return Some(Over::Topics);
+        }
+        // What it replaces is among what it keeps, so this cannot go below zero; saturating
+        // all the same, as nothing a client sends may make the broker panic.
+        if self.bytes.saturating_sub(replaced.unwrap_or(0)) + new_bytes > bytes {
+            return Some(Over::Bytes);
+        }
+        None
+    }
+}
+
+impl Inner {
+    /// Whether the publisher id of `delivery` (its *owner*) may keep it, in place of
+    /// `previous`, the topic's retained message before, if any: taking over a topic from
+    /// another id is a new topic for the owner, replacing its own message is not, but its
+    /// bytes count either way (a short message replaced by a long one needs the room).
+    /// Counted per id, and for a user over every id it goes by (`alice`, `alice:sensor1`:
+    /// the ids of one user sort together), in topics and in bytes. (Mosquitto bounds
+    /// neither; NATS bounds what one account, its user, may store, in bytes.)
+    fn check_quotas(
+        &self,
+        delivery: &Batch,
+        previous: Option<&Batch>,
+        limits: RetainLimits<'_>,
+    ) -> Result<(), RetainRefused> {
+        let owner = publisher_of(delivery);
+        let bytes = delivery.lines().len();
+        // The bytes of `previous`, if it counts for whoever `counts_for` accepts.
+        let replaced = |counts_for: &dyn Fn(&str) -> bool| {
+            previous
+                .filter(|old| counts_for(publisher_of(old)))
+                .map(|old| old.lines().len())
+        };
+        let of_client = self.retained_by.get(owner).copied().unwrap_or_default();
+        let per_client = (limits.per_client, limits.per_client_bytes);
+        match of_client.over(replaced(&|id| id == owner), bytes, per_client) {
+            Some(Over::Topics) => return Err(RetainRefused::Client),
+            Some(Over::Bytes) => return Err(RetainRefused::ClientBytes),
+            None => {}
+        }
+        let Some((user, limit)) = limits.per_user else {
+            return Ok(());
+        };
+        let users = |id: &str| crate::access::may_publish_as(user, id);
+        let of_user = self
+            .retained_by
+            .range::<str, _>((Bound::Included(user), Bound::Unbounded))
+            .take_while(|(id, _)| id.starts_with(user))
+            .filter(|(id, _)| users(id))
+            .fold(Owned::default(), |sum, (_, owned)| Owned {
+                topics: sum.topics + owned.topics,
+                bytes: sum.bytes + owned.bytes,
+            });
+        match of_user.over(replaced(&users), bytes, (limit, limits.per_user_bytes)) {
+            Some(Over::Topics) => Err(RetainRefused::User),
+            Some(Over::Bytes) => Err(RetainRefused::UserBytes),
+            None => Ok(()),
+        }
+    }
+
+    /// One retained message, `old`, fewer for its publisher id.
+    fn forget_owner(&mut self, old: &Batch) {
+        let owner = publisher_of(old);
+        if let Some(owned) = self.retained_by.get_mut(owner) {
+            owned.topics -= 1;
+            owned.bytes -= old.lines().len();
+            if owned.topics == 0 {
+                self.retained_by.remove(owner);
+            }
+        }
+    }
 }
 
 /// What `#` matches: every name but the broker's own `$SYS` ones.
@@ -920,6 +1068,10 @@ mod tests {
     const ROOMY: RetainLimits = RetainLimits {
         count: 10,
         bytes: 10_000,
+        per_client: 10,
+        per_user: None,
+        per_client_bytes: 10_000,
+        per_user_bytes: 10_000,
     };
 
     #[test]
@@ -1121,7 +1273,7 @@ mod tests {
             Offer::Queued
         }
         fn flush(&self) {}
-        fn make_room(&self) {
+        fn wait_until_drained(&self) {
             *self.rooms.lock() += 1;
             let on_room = self.on_room.lock().take();
             if let Some(on_room) = on_room {
@@ -1142,6 +1294,10 @@ mod tests {
     const BIG: RetainLimits = RetainLimits {
         count: 1000,
         bytes: 1 << 20,
+        per_client: 1000,
+        per_user: None,
+        per_client_bytes: 1 << 20,
+        per_user_bytes: 1 << 20,
     };
 
     /// A store of `count` retained messages of about 1 KiB, on `r/000`, `r/001`...
@@ -1238,6 +1394,7 @@ mod tests {
         let limits = RetainLimits {
             count: 2,
             bytes: 200,
+            ..ROOMY
         };
         let receivers = registry.retain("t/1", one_delivery("t/1", "x"), limits);
         assert_eq!(ids(&receivers.unwrap().unwrap()), [a.id()]);
@@ -1264,6 +1421,119 @@ mod tests {
             Some(RetainRefused::Bytes)
         );
         assert_eq!(registry.totals().retained, 2);
+    }
+
+    fn delivery_from(topic: &str, publisher_id: &str) -> Arc<Batch> {
+        let mut batch = Batch::default();
+        batch.start(topic, "2025-03-14 10:30:00");
+        batch.add("m", publisher_id);
+        Arc::new(batch)
+    }
+
+    #[test]
+    fn each_id_and_each_user_keeps_at_most_its_share_of_retained_topics() {
+        let registry = Registry::default();
+        let limits = RetainLimits {
+            per_client: 2,
+            per_user: Some(("alice", 3)),
+            ..ROOMY
+        };
+        let retain =
+            |topic: &str, id: &str| registry.retain(topic, delivery_from(topic, id), limits);
+        assert!(retain("a/1", "alice").is_ok());
+        assert!(retain("a/2", "alice").is_ok());
+        assert_eq!(retain("a/3", "alice").err(), Some(RetainRefused::Client));
+        assert!(
+            retain("a/2", "alice").is_ok(),
+            "replacing its own takes no new place"
+        );
+        assert!(retain("a/3", "alice:2").is_ok());
+        assert_eq!(retain("a/4", "alice:3").err(), Some(RetainRefused::User));
+        assert!(
+            retain("a/3", "alice:3").is_ok(),
+            "taking over a topic of the same user"
+        );
+        let alicea = RetainLimits {
+            per_user: Some(("alicea", 3)),
+            ..limits
+        };
+        assert!(registry
+            .retain("b/1", delivery_from("b/1", "alicea"), alicea)
+            .is_ok());
+        assert!(registry.unretain("a/1"));
+        assert!(
+            retain("a/4", "alice:3").is_ok(),
+            "UNRETAIN gave the place back, and alicea's topic is not alice's"
+        );
+        let anonymous = RetainLimits {
+            per_user: None,
+            ..limits
+        };
+        assert!(
+            registry
+                .retain("a/4", delivery_from("a/4", "bob"), anonymous)
+                .is_ok(),
+            "taking a topic over moves it to the new id"
+        );
+        assert!(retain("a/5", "alice:3").is_ok());
+    }
+
+    fn sized_delivery(topic: &str, publisher_id: &str, message: &str) -> Arc<Batch> {
+        let mut batch = Batch::default();
+        batch.start(topic, "2025-03-14 10:30:00");
+        batch.add(message, publisher_id);
+        Arc::new(batch)
+    }
+
+    #[test]
+    fn each_id_and_each_user_keeps_at_most_its_share_of_retained_bytes() {
+        let registry = Registry::default();
+        // The line of a ten-byte message from `alice`; `alice:2`'s is two bytes longer, so
+        // an id keeps two of those and no more, a user four.
+        let line = sized_delivery("a/1", "alice", "0123456789").lines().len();
+        let limits = RetainLimits {
+            per_client_bytes: 2 * line + 4,
+            per_user: Some(("alice", 10)),
+            per_user_bytes: 4 * line,
+            ..ROOMY
+        };
+        let retain = |topic: &str, id: &str, message: &str| {
+            let delivery = sized_delivery(topic, id, message);
+            registry.retain(topic, delivery, limits).err()
+        };
+        assert_eq!(retain("a/1", "alice", "0123456789"), None);
+        assert_eq!(retain("a/2", "alice", "0123456789"), None);
+        assert_eq!(
+            retain("a/3", "alice", "0"),
+            Some(RetainRefused::ClientBytes)
+        );
+        assert_eq!(
+            retain("a/2", "alice", "0123456789+++++"),
+            Some(RetainRefused::ClientBytes),
+            "a longer message in place of its own needs the room"
+        );
+        assert_eq!(
+            retain("a/2", "alice", "012345678"),
+            None,
+            "a shorter one fits"
+        );
+        assert_eq!(retain("a/3", "alice:2", "0123456789"), None);
+        assert_eq!(
+            retain("a/4", "alice:3", "0123456789"),
+            Some(RetainRefused::UserBytes)
+        );
+        assert_eq!(
+            retain("a/3", "alice:3", "0123456789"),
+            None,
+            "taking over a topic of the same user, with as many bytes"
+        );
+        assert!(registry.unretain("a/1"));
+        assert_eq!(
+            retain("a/4", "alice:3", "0123456789"),
+            None,
+            "UNRETAIN gave the bytes back"
+        );
+        assert_eq!(registry.totals().retained, 3);
     }
 
     #[test]

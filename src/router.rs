@@ -299,11 +299,16 @@ impl Router {
         Ok(self.registry.unretain(topic))
     }
 
-    /// The limits for retained messages, from the settings.
-    fn retain_limits(&self) -> RetainLimits {
+    /// The limits for retained messages, from the settings, for `user` (a logged-in one;
+    /// `None` for anonymous clients and the broker itself).
+    fn retain_limits<'a>(&self, user: Option<&'a str>) -> RetainLimits<'a> {
         RetainLimits {
             count: self.config.max_retained,
             bytes: self.config.max_retained_bytes,
+            per_client: self.config.max_retained_per_client,
+            per_user: user.map(|user| (user, self.config.max_retained_per_user)),
+            per_client_bytes: self.config.max_retained_bytes_per_client,
+            per_user_bytes: self.config.max_retained_bytes_per_user,
         }
     }
 
@@ -506,19 +511,25 @@ impl Publisher {
     /// retained one, so that every later subscriber of the topic gets it at once. Unlike a
     /// publish, it goes out on its own, not in a batch: storing it and finding who must
     /// get it now are one step in the registry (see `Registry::retain`), and it is offered
-    /// before this returns. Returns how many subscribers took it.
+    /// before this returns. `user` is the logged-in user who asks (`None`: anonymous), for
+    /// its quota. Returns how many subscribers took it.
     ///
     /// # Errors
-    /// What [`publish`](Self::publish) refuses, or [`ProtocolError::RetainedFull`].
+    /// What [`publish`](Self::publish) refuses, [`ProtocolError::RetainedFull`], or a
+    /// quota: [`ProtocolError::TooManyRetainedForClient`],
+    /// [`ProtocolError::TooManyRetainedForUser`], [`ProtocolError::RetainedBytesForClient`],
+    /// [`ProtocolError::RetainedBytesForUser`].
     pub fn retain(
         &mut self,
         topic: &str,
         message: &str,
         publisher_id: &str,
+        user: Option<&str>,
     ) -> Result<usize, ProtocolError> {
         grammar::check_publish(topic, message, publisher_id, &self.router.limits)?;
         let message = self.ask_publish_hook(topic, message, publisher_id)?;
-        let receivers = self.retain_unchecked(topic, &message, publisher_id)?;
+        let limits = self.router.retain_limits(user);
+        let receivers = self.retain_within(topic, &message, publisher_id, limits)?;
         self.router.stats.published.fetch_add(1, Ordering::Relaxed);
         Ok(receivers)
     }
@@ -558,20 +569,32 @@ impl Publisher {
         message: &str,
         publisher_id: &str,
     ) -> Result<usize, ProtocolError> {
+        // The broker's own figures are not a client's: no quota per id.
+        let limits = RetainLimits {
+            per_client: usize::MAX,
+            per_client_bytes: usize::MAX,
+            ..self.router.retain_limits(None)
+        };
+        self.retain_within(topic, message, publisher_id, limits)
+    }
+
+    /// Keeps the message as `topic`'s retained one within `limits`, and offers it.
+    fn retain_within(
+        &mut self,
+        topic: &str,
+        message: &str,
+        publisher_id: &str,
+        limits: RetainLimits<'_>,
+    ) -> Result<usize, ProtocolError> {
         // What this publisher batched before goes first.
         self.hand_out();
         self.batch.start(topic, self.clock.now());
         self.batch.add(message, publisher_id);
         let stored = Arc::new(self.batch.clone());
-        let limits = self.router.retain_limits();
         match self.router.registry.retain(topic, stored, limits) {
             Err(refused) => {
                 self.batch.clear();
-                let (flag, limit) = match refused {
-                    RetainRefused::Count => ("--max-retained", limits.count),
-                    RetainRefused::Bytes => ("--max-retained-bytes", limits.bytes),
-                };
-                Err(ProtocolError::RetainedFull { flag, limit })
+                Err(retain_refusal(refused, limits, publisher_id))
             }
             Ok(receivers) => {
                 self.receivers = receivers.or_else(|| self.nobody_but_the_uplink());
@@ -669,6 +692,39 @@ impl Publisher {
         self.flush();
         self.batch.release();
         self.to_flush = Vec::new();
+    }
+}
+
+/// Why the registry did not keep a retained message, as the client is told it.
+fn retain_refusal(refused: RetainRefused, limits: RetainLimits<'_>, id: &str) -> ProtocolError {
+    match refused {
+        RetainRefused::Count => ProtocolError::RetainedFull {
+            flag: "--max-retained",
+            limit: limits.count,
+        },
+        RetainRefused::Bytes => ProtocolError::RetainedFull {
+            flag: "--max-retained-bytes",
+            limit: limits.bytes,
+        },
+        RetainRefused::Client => ProtocolError::TooManyRetainedForClient {
+            publisher_id: id.to_string(),
+            limit: limits.per_client,
+        },
+        RetainRefused::User => {
+            let (user, limit) = limits.per_user.unwrap_or_default();
+            ProtocolError::TooManyRetainedForUser {
+                user: user.to_string(),
+                limit,
+            }
+        }
+        RetainRefused::ClientBytes => ProtocolError::RetainedBytesForClient {
+            publisher_id: id.to_string(),
+            limit: limits.per_client_bytes,
+        },
+        RetainRefused::UserBytes => ProtocolError::RetainedBytesForUser {
+            user: limits.per_user.unwrap_or_default().0.to_string(),
+            limit: limits.per_user_bytes,
+        },
     }
 }
 

@@ -662,11 +662,12 @@ impl Session {
     /// Removes every subscription of this connection from the registry, under one lock, so
     /// no publisher can pick this connection up again once it is gone.
     fn leave_all_topics(&mut self) {
-        // The client table's copy first: what follows is lab 4's exercise, which ends
-        // the function.
+        // The client table's copy and the user's wildcard places first: what follows is
+        // lab 4's exercise, which ends the function.
         if let Some(listed) = &self.listed {
             listed.unsubscribed_all();
         }
+        self.give_back_user_wildcards(self.subscriptions.iter().map(|(topic, ())| &**topic));
         // lab:begin 04 cleanup on disconnect
         let topics = self.subscriptions.iter().map(|(topic, ())| topic);
         self.router.unsubscribe_all(topics, self.subscriber.id());

@@ -61,13 +61,13 @@ pub trait Subscriber: Send + Sync + fmt::Debug {
     /// Sends what [`offer`](Self::offer) queued. Each kind bounds how long this may take.
     fn flush(&self);
 
-    /// Sends what was queued and waits until this subscriber has room for more: called
+    /// Sends what was queued and waits until this subscriber has drained most of it: called
     /// between the chunks of a stream that the subscriber's *own* thread offers (a new
     /// wildcard subscription's retained messages, see `registry.rs`), so waiting holds up
     /// nobody else. A kind that keeps a backlog waits until it is low again (bounded by its
     /// own rules for a subscriber that stops reading); the default, for kinds that do not
     /// wait for their consumer, only flushes.
-    fn make_room(&self) {
+    fn wait_until_drained(&self) {
         self.flush();
     }
 
@@ -79,6 +79,13 @@ pub trait Subscriber: Send + Sync + fmt::Debug {
     /// lease.
     fn replay_retained(&self, _filter: &str) -> bool {
         true
+    }
+
+    /// Queues a retained message (a batch of one) for a subscription that has just begun.
+    /// Most kinds take it as any other; a durable subscription, which writes what it
+    /// takes to its log, copies only so many bytes of them (see `durable/subscription.rs`).
+    fn offer_retained(&self, batch: &Batch) -> Offer {
+        self.offer(batch)
     }
 
     /// Offers and flushes at once: for a batch that is already big enough to send now. A

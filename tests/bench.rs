@@ -263,6 +263,43 @@ fn the_table_has_a_header_and_a_row_per_run() {
     );
 }
 
+/// CI's guard: fan-in and pairs alternately against another build (here the same one),
+/// each ending in a verdict line that names the ratio; it needs the other build.
+#[test]
+fn guard_gives_a_verdict_per_workload_against_the_base() {
+    let broker = env!("CARGO_BIN_EXE_broker");
+    let output = bench(&[
+        "guard",
+        "--against",
+        broker,
+        "--rounds",
+        "1",
+        "--msgs",
+        "200",
+        "--pubs",
+        "2",
+        "--pairs",
+        "2",
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for workload in ["fanin", "pairs"] {
+        let verdict = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("guard: {workload} ")))
+            .unwrap_or_else(|| panic!("no verdict for {workload} in:\n{stdout}"));
+        assert!(verdict.contains("x the base: "), "{verdict}");
+    }
+    let alone = bench(&["guard"]);
+    let stderr = String::from_utf8_lossy(&alone.stderr);
+    assert!(!alone.status.success());
+    assert!(stderr.contains("give --against"), "{stderr}");
+}
+
 #[test]
 fn impossible_requests_get_a_clear_message_not_a_panic() {
     let output = bench(&["fanout", "--relay", "--addr", "127.0.0.1:1"]);

@@ -556,7 +556,11 @@ fn a_data_directory_deleted_or_replaced_while_the_broker_runs_stops_the_confirms
 #[test]
 fn replies_after_confirms_that_wait_for_the_disk_keep_their_order() {
     let dir = fresh_dir("order");
-    let broker = start_broker_with(config(&dir));
+    // Twenty durable subscriptions of one id: more than --max-durable-per-client allows.
+    let broker = start_broker_with(Config {
+        max_durable_per_client: 20,
+        ..config(&dir)
+    });
     let mut holder = Raw::connect(broker.addr());
     holder.send("DURABLE t sub\n");
     holder.expect("OK DURABLE t 0");

@@ -23,12 +23,14 @@ fn quiet() -> Config {
 }
 
 /// Retains messages of `size` bytes on `r/000`, `r/001`... until the store refuses one
-/// (or `most` were sent), and returns how many it kept.
+/// (or `most` were sent), and returns how many it kept. Each has a publisher id of its own
+/// (`keeper0`, `keeper1`...), as an anonymous client may: one id keeps only its share
+/// (`--max-retained-bytes-per-client`).
 fn fill_store(broker: &BrokerHandle, size: usize, most: usize) -> usize {
     let mut publisher = Raw::connect(broker.addr());
     let body = "x".repeat(size);
     for n in 0..most {
-        publisher.send(&format!("RETAIN r/{n:03} {n}-{body} keeper\n"));
+        publisher.send(&format!("RETAIN r/{n:03} {n}-{body} keeper{n}\n"));
     }
     publisher.send("PING filled\n");
     let mut refused = 0;

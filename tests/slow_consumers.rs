@@ -269,3 +269,51 @@ fn a_backlog_past_the_limit_cuts_the_subscriber_off() {
         stat(&broker, "slow_consumers_disconnected") == 1
     });
 }
+
+/// A hundred publishers finish a 64 KB line at the same moment (6.4 MB, six times
+/// `--max-pending-bytes` here; the issue that found this saw a thousand of them pass the
+/// default 8 MiB), and one subscriber reads as fast as it can: it falls behind for a
+/// moment, but it is draining, so the publishers wait for room rather than cut it off
+/// (rule 2 is for a subscriber that is not worth waiting for). It gets every message.
+#[test]
+fn a_subscriber_that_keeps_up_loses_nothing_when_a_hundred_publishers_burst_at_once() {
+    const PUBLISHERS: usize = 100;
+    const LINE: usize = 64_000;
+    let broker = start_broker_with(Config {
+        max_clients_per_ip: PUBLISHERS + 8,
+        max_pending_bytes: 1024 * 1024,
+        ..config(Duration::from_secs(2))
+    });
+    let mut subscriber = subscribed(broker.addr(), "burst", "reader");
+    let publishers: Vec<Raw> = (0..PUBLISHERS)
+        .map(|i| {
+            let mut raw = Raw::connect(broker.addr());
+            raw.send(&format!("PING {i}\n"));
+            raw.expect(&format!("PONG {i}"));
+            raw
+        })
+        .collect();
+    let reader = thread::spawn(move || {
+        let mut seen = [false; PUBLISHERS];
+        for _ in 0..PUBLISHERS {
+            let line = subscriber.delivery();
+            let rest = line.strip_prefix("DELIVER burst ").expect("a delivery");
+            let (message, _) = rest.split_once(' ').expect("a message and an id");
+            assert_eq!(message.len(), LINE, "a message arrived cut");
+            let publisher: usize = message[1..8].parse().unwrap();
+            assert!(!seen[publisher], "message {publisher} arrived twice");
+            seen[publisher] = true;
+        }
+    });
+    // Each line goes into its connection's socket buffer at once: the broker's thousand
+    // threads all find a whole line to publish at the same moment.
+    let body = "x".repeat(LINE - 8);
+    for (i, publisher) in publishers.iter().enumerate() {
+        let line = format!("PUBLISH burst m{i:07}{body} p{i}\n");
+        publisher.stream().write_all(line.as_bytes()).unwrap();
+    }
+    reader
+        .join()
+        .expect("the subscriber received every message");
+    assert_eq!(stat(&broker, "slow_consumers_disconnected"), 0);
+}

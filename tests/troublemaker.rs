@@ -306,7 +306,11 @@ fn a_mode_stops_by_itself_after_its_duration() {
 /// cookies back, never the store, and never more bytes than it sent; no lease starts.
 #[test]
 fn udp_reflect_gets_no_more_than_it_sent() {
-    let broker = start_udp_broker(Config::default());
+    // One keeper holds the whole store: more than one id's share by default.
+    let broker = start_udp_broker(Config {
+        max_retained_bytes_per_client: usize::MAX,
+        ..Config::default()
+    });
     let mut keeper = Raw::connect(broker.addr());
     let body = "x".repeat(10_000);
     for n in 0..50 {

@@ -15,9 +15,13 @@ use common::{start_udp_broker, stat, subscribed, wait_until, Raw, Udp, TIMEOUT};
 use pubsub_lab::udp::{cookie, sender, MAX_ANSWERS, MAX_LEASES_PER_IP};
 use pubsub_lab::{BrokerHandle, Config};
 
-/// A broker holding `count` retained messages of `size` bytes, on topics `r/<n>`.
+/// A broker holding `count` retained messages of `size` bytes, on topics `r/<n>`, all
+/// from one publisher id (which may keep more than its default share here).
 fn broker_with_retained(count: usize, size: usize) -> BrokerHandle {
-    let broker = start_udp_broker(Config::default());
+    let broker = start_udp_broker(Config {
+        max_retained_bytes_per_client: usize::MAX,
+        ..Config::default()
+    });
     let mut publisher = Raw::connect(broker.addr());
     let body = "x".repeat(size);
     for n in 0..count {

@@ -32,6 +32,15 @@ use pubsub_lab::config::{
     FsyncPolicy, DEFAULT_ACK_TIMEOUT, DEFAULT_MAX_DURABLE, DEFAULT_MAX_INFLIGHT, DEFAULT_MAX_QUEUED,
 };
 use pubsub_lab::config::{DEFAULT_AUTH_TIMEOUT, DEFAULT_NATS_PREFIX};
+use pubsub_lab::config::{
+    DEFAULT_MAX_DURABLE_PER_CLIENT, DEFAULT_MAX_DURABLE_PER_USER,
+    DEFAULT_MAX_DURABLE_RETAINED_BYTES, DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_RETAINED_PER_CLIENT,
+    DEFAULT_MAX_RETAINED_PER_USER, DEFAULT_MAX_WILDCARDS,
+};
+use pubsub_lab::config::{
+    DEFAULT_MAX_RETAINED_BYTES_PER_CLIENT, DEFAULT_MAX_RETAINED_BYTES_PER_USER,
+    DEFAULT_MAX_WILDCARDS_PER_USER,
+};
 use pubsub_lab::error::describe;
 use pubsub_lab::{Broker, Config, StartError};
 
@@ -73,6 +82,14 @@ struct Args {
     /// Most topics one connection may subscribe to.
     #[arg(long, default_value_t = DEFAULT_MAX_SUBSCRIPTIONS)]
     max_subscriptions: usize,
+    /// Most filters with + or # one connection may subscribe to (each publish looks at
+    /// every wildcard filter); the next SUBSCRIBE with a wildcard is refused.
+    #[arg(long, default_value_t = DEFAULT_MAX_WILDCARDS)]
+    max_wildcards: usize,
+    /// With --auth-file: most filters with + or # one user may subscribe to, over all its
+    /// connections together.
+    #[arg(long, default_value_t = DEFAULT_MAX_WILDCARDS_PER_USER)]
+    max_wildcards_per_user: usize,
     /// Most topics one TOPICS reply lists; it ends with a count of the rest.
     #[arg(long, default_value_t = DEFAULT_MAX_TOPICS_LISTED)]
     max_topics_listed: usize,
@@ -85,6 +102,22 @@ struct Args {
     /// Most bytes all retained messages may take together.
     #[arg(long, default_value_t = DEFAULT_MAX_RETAINED_BYTES)]
     max_retained_bytes: usize,
+    /// Most topics on which one publisher id keeps a retained message; its next RETAIN to
+    /// a new topic is refused.
+    #[arg(long, default_value_t = DEFAULT_MAX_RETAINED_PER_CLIENT)]
+    max_retained_per_client: usize,
+    /// With --auth-file: most topics on which one user keeps a retained message, over every
+    /// id it goes by.
+    #[arg(long, default_value_t = DEFAULT_MAX_RETAINED_PER_USER)]
+    max_retained_per_user: usize,
+    /// Most bytes of retained messages one publisher id keeps; a RETAIN that would pass it
+    /// is refused.
+    #[arg(long, default_value_t = DEFAULT_MAX_RETAINED_BYTES_PER_CLIENT)]
+    max_retained_bytes_per_client: usize,
+    /// With --auth-file: most bytes of retained messages one user keeps, over every id it
+    /// goes by.
+    #[arg(long, default_value_t = DEFAULT_MAX_RETAINED_BYTES_PER_USER)]
+    max_retained_bytes_per_user: usize,
     /// How often to publish the broker's figures under $SYS/broker/ (like 10s); 0 turns
     /// them off.
     #[arg(long, default_value_t = DurationArg(DEFAULT_SYS_INTERVAL))]
@@ -154,9 +187,24 @@ struct Args {
     /// oldest are dropped (counted in STATS).
     #[arg(long, default_value_t = DEFAULT_MAX_QUEUED)]
     max_queued: usize,
+    /// Most bytes of messages one durable subscription holds while nobody reads or
+    /// acknowledges them; past it, as past --max-queued, the oldest are dropped (counted in
+    /// STATS). Mosquitto calls it max_queued_bytes too.
+    #[arg(long, default_value_t = DEFAULT_MAX_QUEUED_BYTES)]
+    max_queued_bytes: usize,
     /// Most durable subscriptions the broker keeps in all; the next DURABLE is refused.
     #[arg(long, default_value_t = DEFAULT_MAX_DURABLE)]
     max_durable: usize,
+    /// Most durable subscriptions of one subscriber id; its next DURABLE is refused.
+    #[arg(long, default_value_t = DEFAULT_MAX_DURABLE_PER_CLIENT)]
+    max_durable_per_client: usize,
+    /// With --auth-file: most durable subscriptions of one user, over every id it goes by.
+    #[arg(long, default_value_t = DEFAULT_MAX_DURABLE_PER_USER)]
+    max_durable_per_user: usize,
+    /// Most bytes of retained messages a new durable subscription copies into its queue
+    /// (and its log); the retained messages past it are not copied (counted in STATS).
+    #[arg(long, default_value_t = DEFAULT_MAX_DURABLE_RETAINED_BYTES)]
+    max_durable_retained_bytes: usize,
     /// A NATS server to bridge to (nats://host:port), so that every broker on the same
     /// NATS cluster sees every message. Repeat it for each seed server of a cluster; they
     /// are tried in turn.
@@ -213,6 +261,10 @@ fn run(args: &Args, log: Option<&LogGuard>) -> Result<(), String> {
         max_topic_levels: args.max_topic_levels,
         max_retained: args.max_retained,
         max_retained_bytes: args.max_retained_bytes,
+        max_retained_per_client: args.max_retained_per_client,
+        max_retained_per_user: args.max_retained_per_user,
+        max_retained_bytes_per_client: args.max_retained_bytes_per_client,
+        max_retained_bytes_per_user: args.max_retained_bytes_per_user,
         sys_interval: args.sys_interval.0,
         udp_topic: args.udp_topic.clone(),
         udp_lease: args.udp_lease.0,
@@ -227,7 +279,13 @@ fn run(args: &Args, log: Option<&LogGuard>) -> Result<(), String> {
         max_inflight: args.max_inflight,
         ack_timeout: args.ack_timeout.0,
         max_queued: args.max_queued,
+        max_queued_bytes: args.max_queued_bytes,
         max_durable: args.max_durable,
+        max_durable_per_client: args.max_durable_per_client,
+        max_durable_per_user: args.max_durable_per_user,
+        max_durable_retained_bytes: args.max_durable_retained_bytes,
+        max_wildcards: args.max_wildcards,
+        max_wildcards_per_user: args.max_wildcards_per_user,
         nats: args.nats.clone(),
         nats_prefix: args.nats_prefix.clone(),
         auth_file: args.auth_file.clone(),

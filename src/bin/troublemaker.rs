@@ -23,7 +23,7 @@
 //! | `dupid` | several connections that all use the same id |
 //! | `udp-reflect` | a forged source: asks for the whole retained store over UDP, never echoes the cookie |
 //! | `udp-flood` | datagrams of 64 KiB packed with `PING` lines, from an address that proved itself |
-//! | `retained-flood` | retains 16 KiB messages on `<topic>/<n>` until the broker's store is full |
+//! | `retained-flood` | retains 16 KiB messages on `<topic>/<n>`, a made-up id for each, until the broker's store is full |
 //! | `resubscribe` | subscribes to `#` and unsubscribes in a loop, reading the whole store each time |
 //!
 //! Every mode prints what it does on stdout and stops by itself after `--duration` (or
@@ -124,8 +124,9 @@ enum Mode {
     /// Datagrams of 64 KiB, each packed with 13,000 `PING` lines, from an address that
     /// proved itself. Counts the `PONG`s that come back.
     UdpFlood,
-    /// Retain messages of 16 KiB on `<topic>/0`, `<topic>/1`... until the broker refuses
-    /// one: its retained store is full (`--max-retained-bytes`, 16 MiB by default).
+    /// Retain messages of 16 KiB on `<topic>/0`, `<topic>/1`..., a made-up publisher id for
+    /// each, until the broker refuses one: its retained store is full
+    /// (`--max-retained-bytes`, 16 MiB by default).
     RetainedFlood,
     /// Subscribe to `#` and unsubscribe again, in a loop, reading every retained message
     /// the broker sends each time: the whole store per round.
@@ -994,15 +995,16 @@ const RETAINED_BODY: usize = 16 * 1024;
 /// refused one.
 const RETAINED_BATCH: u64 = 64;
 
-/// Retains 16 KiB messages on `<topic>/<n>` until the broker refuses one (its store is
-/// full), --count or --duration, then says how much the broker kept and what it said.
+/// Retains 16 KiB messages on `<topic>/<n>`, each as a publisher id of its own
+/// (`<id><n>`), until the broker refuses one (its store is full), --count or --duration,
+/// then says how much the broker kept and what it said.
 fn retained_flood(addr: SocketAddr, plan: &Plan) -> Result<(), Error> {
     let id = &plan.ids[0];
     let mut stream = connect(addr)?;
     let mut reader = BufReader::new(stream.try_clone()?);
     reader.get_ref().set_read_timeout(Some(REPLY_TIMEOUT))?;
     say!(
-        "retained-flood: {id} retains messages of {RETAINED_BODY} bytes on '{}/<n>' until \
+        "retained-flood: {id}<n> retain messages of {RETAINED_BODY} bytes on '{}/<n>' until \
          the broker's store is full, {}",
         plan.topic,
         plan.limits()
@@ -1015,7 +1017,10 @@ fn retained_flood(addr: SocketAddr, plan: &Plan) -> Result<(), Error> {
             if plan.counted_out(sent) {
                 break;
             }
-            lines.push_str(&format!("RETAIN {}/{sent} {body} {id}\n", plan.topic));
+            // An id of its own for each: one id keeps only its share of the store
+            // (`--max-retained-bytes-per-client`), but nothing stops an anonymous client
+            // from making up ids (with an auth file, the user's share bounds them all).
+            lines.push_str(&format!("RETAIN {}/{sent} {body} {id}{sent}\n", plan.topic));
             sent += 1;
         }
         lines.push_str(&format!("PING kept{sent}\n"));

@@ -191,6 +191,31 @@ impl Config {
             self.max_durable,
             "no client could start a durable subscription",
         )?;
+        at_least_one(
+            "--max-queued-bytes",
+            self.max_queued_bytes,
+            "every durable subscription would drop every message",
+        )?;
+        at_least_one(
+            "--max-durable-per-client",
+            self.max_durable_per_client,
+            "no client could start a durable subscription",
+        )?;
+        at_least_one(
+            "--max-durable-per-user",
+            self.max_durable_per_user,
+            "no user could start a durable subscription",
+        )?;
+        at_least_one(
+            "--max-wildcards",
+            self.max_wildcards,
+            "no client could subscribe with + or #",
+        )?;
+        at_least_one(
+            "--max-wildcards-per-user",
+            self.max_wildcards_per_user,
+            "no user could subscribe with + or #",
+        )?;
         if self.segment_bytes < 4096 {
             return Err(ConfigError {
                 flag: "Config::segment_bytes",

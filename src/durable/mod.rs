@@ -26,6 +26,23 @@
 //! acknowledge it unhandled. MQTT's `PUBACK` and NATS JetStream's default acknowledge one
 //! message too; the price is one short line per message.
 //!
+//! # Limits and quotas
+//!
+//! A durable subscription holds what nobody reads, in memory and in the log, for as long as
+//! it lives: each of its limits is what one forgotten or hostile subscription may cost.
+//!
+//! | flag | bounds | past it | production brokers |
+//! |---|---|---|---|
+//! | `--max-inflight` | messages sent, not acknowledged | the rest wait | NATS JetStream's `max_ack_pending` |
+//! | `--max-queued`, `--max-queued-bytes` | messages and bytes one subscription holds | the oldest are dropped | Mosquitto's `max_queued_messages` and `max_queued_bytes`; JetStream's `max_msgs` and `max_bytes` per stream |
+//! | `--max-durable-retained-bytes` | retained messages a new subscription copies | the rest are skipped | JetStream's `deliver_policy` |
+//! | `--max-durable-per-client`, `--max-durable-per-user`, `--max-durable` | subscriptions of one id, of one user, in all | `DURABLE` is refused | JetStream's per-account limits (`max_consumers`, `max_store`) |
+//!
+//! The byte bound is what bounds memory: 40 subscriptions that nobody read took 245 MiB for
+//! 6.4 MB published before it, since the count alone let each hold 10,000 lines of any
+//! length. The quotas are checked in [`Durables::get_or_create`]; see `check_quotas` for
+//! who counts as a client and a user.
+//!
 //! | file | what |
 //! |---|---|
 //! | `mod.rs` | [`Durables`]: every durable subscription of a broker, by key; the timer thread |
@@ -69,10 +86,26 @@ pub struct Limits {
     pub max_inflight: usize,
     /// `--max-queued`.
     pub max_queued: usize,
+    /// `--max-queued-bytes`.
+    pub max_queued_bytes: usize,
     /// `--ack-timeout`.
     pub ack_timeout: Duration,
     /// `--max-durable`.
     pub max_durable: usize,
+    /// `--max-durable-per-client`.
+    pub max_durable_per_client: usize,
+    /// `--max-durable-per-user`.
+    pub max_durable_per_user: usize,
+    /// `--max-durable-retained-bytes`.
+    pub max_durable_retained_bytes: usize,
+}
+
+impl Limits {
+    /// Whether `queue` holds more than `--max-queued` messages or `--max-queued-bytes`
+    /// (its newest message alone is never too much).
+    fn holds_too_much(&self, queue: &queue::Queue) -> bool {
+        queue.len() > self.max_queued || (queue.bytes() > self.max_queued_bytes && queue.len() > 1)
+    }
 }
 
 /// Every durable subscription of one broker, and the store they share.
@@ -164,25 +197,25 @@ impl Durables {
     }
 
     /// The durable subscription of `subscriber_id` to `filter`, made now if there was
-    /// none (then `true`: the caller registers it with the router).
+    /// none (then `true`: the caller registers it with the router). `user` is who asks:
+    /// the logged-in user, `None` for an anonymous client.
     ///
     /// # Errors
-    /// [`ProtocolError::TooManyDurable`] if a new one would pass `--max-durable`.
+    /// A new one would pass a quota: [`ProtocolError::TooManyDurableForClient`],
+    /// [`ProtocolError::TooManyDurableForUser`] or [`ProtocolError::TooManyDurable`] (see
+    /// `check_quotas` for who counts as a client and a user).
     pub fn get_or_create(
         &self,
         filter: &str,
         subscriber_id: &str,
+        user: Option<&str>,
     ) -> Result<(Arc<Durable>, bool), ProtocolError> {
         let key: Key = (subscriber_id.into(), filter.into());
         let mut subscriptions = self.subscriptions.lock();
         if let Some(durable) = subscriptions.get(&key) {
             return Ok((Arc::clone(durable), false));
         }
-        if subscriptions.len() >= self.limits.max_durable {
-            return Err(ProtocolError::TooManyDurable {
-                limit: self.limits.max_durable,
-            });
-        }
+        self.check_quotas(&subscriptions, subscriber_id, user)?;
         self.store.append(&Record::Durable {
             subscriber_id,
             filter,
@@ -206,6 +239,63 @@ impl Durables {
             escaped(filter)
         );
         Ok((durable, true))
+    }
+
+    /// Whether one more durable subscription of `subscriber_id`, asked for by `user`, fits
+    /// in the quotas: `--max-durable-per-client` for the subscriber id (its owner),
+    /// `--max-durable-per-user` for a logged-in user, `--max-durable` for the broker.
+    ///
+    /// The counts are not kept: they are counted here, from the subscriptions themselves
+    /// (at most `--max-durable` of them, and only when one is to be made). So they hold
+    /// after a restart with no more work, since the log brings the subscriptions back. A
+    /// user's are those whose subscriber id is one it goes by (`alice`, `alice:sensor1`;
+    /// see `access.rs`): on a broker with an auth file a user can hold no other.
+    ///
+    /// Anonymous clients all share the user `anonymous`, so a quota for it would be one
+    /// for the whole class: it has none, and the quota per subscriber id is what keeps one
+    /// of them from taking every subscription. A client that makes up a new id for each
+    /// subscription still meets `--max-durable` alone: a broker that must hold against that
+    /// needs `--auth-file`. (NATS puts the same limits on an *account*, its user, with
+    /// `max_consumers` on each stream; Mosquitto has no per-client limit on sessions.)
+    ///
+    /// # Errors
+    /// [`ProtocolError::TooManyDurableForClient`], [`ProtocolError::TooManyDurableForUser`]
+    /// or [`ProtocolError::TooManyDurable`].
+    fn check_quotas(
+        &self,
+        subscriptions: &BTreeMap<Key, Arc<Durable>>,
+        subscriber_id: &str,
+        user: Option<&str>,
+    ) -> Result<(), ProtocolError> {
+        let limits = &self.limits;
+        let of_client = subscriptions
+            .keys()
+            .filter(|(id, _)| &**id == subscriber_id)
+            .count();
+        if of_client >= limits.max_durable_per_client {
+            return Err(ProtocolError::TooManyDurableForClient {
+                subscriber_id: subscriber_id.to_string(),
+                limit: limits.max_durable_per_client,
+            });
+        }
+        if let Some(user) = user {
+            let of_user = subscriptions
+                .keys()
+                .filter(|(id, _)| crate::access::may_publish_as(user, id))
+                .count();
+            if of_user >= limits.max_durable_per_user {
+                return Err(ProtocolError::TooManyDurableForUser {
+                    user: user.to_string(),
+                    limit: limits.max_durable_per_user,
+                });
+            }
+        }
+        if subscriptions.len() >= limits.max_durable {
+            return Err(ProtocolError::TooManyDurable {
+                limit: limits.max_durable,
+            });
+        }
+        Ok(())
     }
 
     /// Ends the durable subscription of `subscriber_id` to `filter`, if there is one:
@@ -268,6 +358,10 @@ impl Durables {
                 self.store.dropped.load(Ordering::Relaxed),
             ),
             ("durable_fsyncs", self.store.fsyncs.load(Ordering::Relaxed)),
+            (
+                "durable_retained_skipped",
+                self.store.retained_skipped.load(Ordering::Relaxed),
+            ),
         ]
     }
 
@@ -319,8 +413,12 @@ fn limits(config: &Config) -> Limits {
     Limits {
         max_inflight: config.max_inflight,
         max_queued: config.max_queued,
+        max_queued_bytes: config.max_queued_bytes,
         ack_timeout: config.ack_timeout,
         max_durable: config.max_durable,
+        max_durable_per_client: config.max_durable_per_client,
+        max_durable_per_user: config.max_durable_per_user,
+        max_durable_retained_bytes: config.max_durable_retained_bytes,
     }
 }
 

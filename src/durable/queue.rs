@@ -9,6 +9,9 @@
 //!                                                                        ACK <seq> ────┴─▶ gone
 //! ```
 //!
+//! The queue also counts the bytes of the lines it holds, for `--max-queued-bytes`: what
+//! to drop past it is the subscription's rule (`subscription.rs`), not the queue's.
+//!
 //! A message keeps its seq for ever, so a redelivery is byte for byte the line sent before
 //! (the `MESSAGE` line is kept formatted), and a client that has seen a seq can drop the
 //! duplicate. Requeued messages go back in seq order *before* newer ones, so a subscriber
@@ -37,12 +40,20 @@ pub struct Queue {
     waiting: VecDeque<Queued>,
     /// Sent and not acknowledged, by seq, with when each was sent.
     in_flight: BTreeMap<u64, (Queued, Instant)>,
+    /// The bytes of every line held, waiting and in flight: what `--max-queued-bytes`
+    /// bounds. (Each message costs a few dozen bytes more of bookkeeping, not counted.)
+    bytes: usize,
 }
 
 impl Queue {
     /// Every message held: waiting and in flight.
     pub fn len(&self) -> usize {
         self.waiting.len() + self.in_flight.len()
+    }
+
+    /// The bytes of every message held, waiting and in flight.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// Whether nothing is held.
@@ -57,18 +68,20 @@ impl Queue {
 
     /// Adds a newly published message, after every other (its seq is the highest yet).
     pub fn push(&mut self, message: Queued) {
+        self.bytes += message.line.len();
         self.waiting.push_back(message);
     }
 
     /// Removes the oldest message held, waiting or in flight: for a subscription that holds
-    /// more than `--max-queued`.
+    /// more than `--max-queued` messages or `--max-queued-bytes`.
     pub fn drop_oldest(&mut self) -> Option<Queued> {
         let oldest_in_flight = self.in_flight.keys().next().copied();
-        match (oldest_in_flight, self.waiting.front()) {
+        let dropped = match (oldest_in_flight, self.waiting.front()) {
             (Some(seq), Some(waiting)) if waiting.seq < seq => self.waiting.pop_front(),
             (Some(seq), _) => self.in_flight.remove(&seq).map(|(message, _)| message),
             (None, _) => self.waiting.pop_front(),
-        }
+        };
+        self.forget(dropped)
     }
 
     /// Moves waiting messages into flight, oldest first, while fewer than `max_in_flight`
@@ -89,7 +102,16 @@ impl Queue {
     /// Acknowledges the message in flight with `seq`, which is then gone. `None` if no
     /// message with that seq is in flight (acknowledged already, never sent, or unknown).
     pub fn ack(&mut self, seq: u64) -> Option<Queued> {
-        self.in_flight.remove(&seq).map(|(message, _)| message)
+        let acknowledged = self.in_flight.remove(&seq).map(|(message, _)| message);
+        self.forget(acknowledged)
+    }
+
+    /// Takes a message that left the queue off its byte count.
+    fn forget(&mut self, gone: Option<Queued>) -> Option<Queued> {
+        if let Some(message) = &gone {
+            self.bytes -= message.line.len();
+        }
+        gone
     }
 
     /// Puts every message in flight back with the waiting ones, to be sent again: the
@@ -146,6 +168,7 @@ impl Queue {
             .map(|(message, _)| message)
             .collect();
         all.extend(self.waiting.drain(..));
+        self.bytes = 0;
         all
     }
 }
@@ -232,6 +255,24 @@ mod tests {
         out.clear();
         queue.send(3, start + Duration::from_secs(30), &mut out);
         assert_eq!(seqs(&out), [1, 3]);
+    }
+
+    #[test]
+    fn the_bytes_held_follow_every_message_in_and_out() {
+        let now = Instant::now();
+        let mut queue = queue_of(1..=3);
+        let line = message(1).line.len();
+        assert_eq!(queue.bytes(), 3 * line);
+        let mut out = Vec::new();
+        queue.send(2, now, &mut out);
+        assert_eq!(queue.bytes(), 3 * line, "in flight is still held");
+        queue.ack(1);
+        queue.drop_oldest();
+        assert_eq!(queue.bytes(), line);
+        queue.requeue_all();
+        assert_eq!(queue.bytes(), line, "a requeue moves, it does not add");
+        queue.drain();
+        assert_eq!(queue.bytes(), 0);
     }
 
     #[test]

@@ -98,6 +98,9 @@ pub struct Store {
     disk: Option<Disk>,
     /// Messages dropped from subscriptions that held more than `--max-queued`.
     pub dropped: AtomicU64,
+    /// Retained messages not copied into a new subscription, past
+    /// `--max-durable-retained-bytes`.
+    pub retained_skipped: AtomicU64,
     /// Flushes of the log to the disk (`fsync`) since the start: beside the number of
     /// messages published, it shows how many confirms each one carried.
     pub fsyncs: AtomicU64,
@@ -303,6 +306,7 @@ impl Store {
             next_seq: AtomicU64::new(1),
             disk: None,
             dropped: AtomicU64::new(0),
+            retained_skipped: AtomicU64::new(0),
             fsyncs: AtomicU64::new(0),
         }
     }
@@ -350,6 +354,7 @@ impl Store {
         let store = Store {
             next_seq: AtomicU64::new(live.next_seq),
             dropped: AtomicU64::new(0),
+            retained_skipped: AtomicU64::new(0),
             fsyncs: AtomicU64::new(0),
             disk: Some(Disk {
                 dir: dir.to_path_buf(),

@@ -52,6 +52,9 @@ struct State {
     cancelled: bool,
     /// Whether dropping past `--max-queued` was logged already: once per subscription.
     drop_logged: bool,
+    /// Bytes of retained messages it may still copy (`--max-durable-retained-bytes`); `None`
+    /// once one did not fit, and every later one is skipped.
+    retained_budget: Option<usize>,
     /// Lines being put together for the holder, kept to reuse its memory.
     out: Vec<u8>,
 }
@@ -80,6 +83,7 @@ impl Durable {
             limits,
             state: Mutex::new(State {
                 queue,
+                retained_budget: Some(limits.max_durable_retained_bytes),
                 ..State::default()
             }),
         }
@@ -187,6 +191,38 @@ impl Durable {
         dropped.len()
     }
 
+    /// Drops the oldest messages, waiting or in flight, while the subscription holds more
+    /// than `--max-queued` messages or `--max-queued-bytes` (the newest is always kept,
+    /// however long). One path for both bounds: a dropped message is acknowledged in the
+    /// log as if its subscriber had, and counted in `STATS` as `durable_dropped`.
+    ///
+    /// Dropping the *oldest* is what Mosquitto does past its `max_queued_messages` and
+    /// `max_queued_bytes`, and NATS JetStream's default `discard: old` past a stream's
+    /// `max_msgs` and `max_bytes`. The other choice, refusing the new message, would
+    /// make a forgotten subscription hold back every publisher.
+    fn drop_what_is_too_much(&self, state: &mut State) {
+        while self.limits.holds_too_much(&state.queue) {
+            let Some(oldest) = state.queue.drop_oldest() else {
+                return;
+            };
+            self.store.append(&Record::Ack { seq: oldest.seq });
+            self.store.done(oldest.segment);
+            self.store.dropped.fetch_add(1, Ordering::Relaxed);
+            if !state.drop_logged {
+                state.drop_logged = true;
+                log::warn!(
+                    "durable subscription {} {} holds more than --max-queued {} messages or \
+                     --max-queued-bytes {}: dropping the oldest (counted in STATS \
+                     durable_dropped; logged once)",
+                    escaped(&self.key.0),
+                    escaped(&self.key.1),
+                    self.limits.max_queued,
+                    self.limits.max_queued_bytes
+                );
+            }
+        }
+    }
+
     /// Queues what the holder has room for in flight, and pushes it. Returns whether the
     /// holder must be flushed.
     fn send_more(&self, state: &mut State) -> bool {
@@ -230,7 +266,8 @@ impl Subscriber for Durable {
     }
 
     /// Gives each message a seq, appends its record to the log (in memory: the commit
-    /// comes at [`flush`](Self::flush)), queues it, drops the oldest past `--max-queued`,
+    /// comes at [`flush`](Self::flush)), queues it, drops the oldest past `--max-queued`
+    /// or `--max-queued-bytes`,
     /// and pushes what the holder has room for.
     fn offer(&self, batch: &Batch) -> Offer {
         let mut state = self.state.lock();
@@ -263,28 +300,52 @@ impl Subscriber for Durable {
                 segment,
                 line: line.into(),
             });
-            if state.queue.len() > self.limits.max_queued {
-                if let Some(oldest) = state.queue.drop_oldest() {
-                    self.store.append(&Record::Ack { seq: oldest.seq });
-                    self.store.done(oldest.segment);
-                    self.store.dropped.fetch_add(1, Ordering::Relaxed);
-                    if !state.drop_logged {
-                        state.drop_logged = true;
-                        log::warn!(
-                            "durable subscription {} {} holds more than --max-queued {} \
-                             messages: dropping the oldest (counted in STATS \
-                             durable_dropped; logged once)",
-                            escaped(subscriber_id),
-                            escaped(filter),
-                            self.limits.max_queued
-                        );
-                    }
-                }
-            }
+            self.drop_what_is_too_much(&mut state);
         }
         self.send_more(&mut state);
         // Always flushed by whoever offered: the flush is the commit of the log.
         Offer::FlushNeeded
+    }
+
+    /// Copies a retained message as [`offer`](Self::offer) does any other, while the
+    /// subscription has copied fewer than `--max-durable-retained-bytes` of them; past it,
+    /// this one and every later one are skipped, counted in `STATS` as
+    /// `durable_retained_skipped`, and logged once. (It answers `Queued` all the same: the
+    /// subscription is not closed, only full of retained messages.)
+    ///
+    /// Why a bound: a new durable subscription writes each message it takes to the log,
+    /// so without one, `DURABLE #` copied the whole retained store (up to 16 MiB) to the
+    /// disk, and `DURABLE`/`CANCEL` in a loop wrote 11.1 MB for 260 bytes of commands.
+    /// The classic protocol does not change: `OK DURABLE <filter> <pending>` counts what
+    /// the subscription holds. NATS JetStream bounds the same thing with a consumer's
+    /// `deliver_policy` (`last_per_subject`, `new`), MQTT does not let a persistent
+    /// session take retained messages more than once per `SUBSCRIBE`.
+    fn offer_retained(&self, batch: &Batch) -> Offer {
+        let bytes = batch.lines().len();
+        {
+            let mut state = self.state.lock();
+            match state.retained_budget {
+                Some(left) if bytes <= left => state.retained_budget = Some(left - bytes),
+                budget => {
+                    state.retained_budget = None;
+                    self.store
+                        .retained_skipped
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    if budget.is_some() {
+                        log::warn!(
+                            "durable subscription {} {} copied --max-durable-retained-bytes {} \
+                             of retained messages: the rest are not copied (counted in STATS \
+                             durable_retained_skipped)",
+                            escaped(&self.key.0),
+                            escaped(&self.key.1),
+                            self.limits.max_durable_retained_bytes
+                        );
+                    }
+                    return Offer::Queued;
+                }
+            }
+        }
+        self.offer(batch)
     }
 
     /// Writes the log (see `store.rs`), then has the holder sent what was pushed to it

@@ -80,6 +80,40 @@ pub enum ProtocolError {
         /// Its value.
         limit: usize,
     },
+    /// A new retained topic would pass the quota of its publisher id
+    /// (`--max-retained-per-client`). `UNRETAIN` one of its topics first, or publish without
+    /// `RETAIN`.
+    TooManyRetainedForClient {
+        /// The publisher id.
+        publisher_id: String,
+        /// The limit per id.
+        limit: usize,
+    },
+    /// A new retained topic would pass the quota of the logged-in user, over every id it
+    /// goes by (`--max-retained-per-user`).
+    TooManyRetainedForUser {
+        /// The user.
+        user: String,
+        /// The limit per user.
+        limit: usize,
+    },
+    /// A retained message would take its publisher id past its bytes of retained messages
+    /// (`--max-retained-bytes-per-client`). `UNRETAIN` one of its topics first, retain a
+    /// shorter message, or publish without `RETAIN`.
+    RetainedBytesForClient {
+        /// The publisher id.
+        publisher_id: String,
+        /// The limit per id, in bytes.
+        limit: usize,
+    },
+    /// A retained message would take the logged-in user past its bytes of retained
+    /// messages, over every id it goes by (`--max-retained-bytes-per-user`).
+    RetainedBytesForUser {
+        /// The user.
+        user: String,
+        /// The limit per user, in bytes.
+        limit: usize,
+    },
     /// A subscriber or publisher id longer than the broker accepts.
     IdTooLong {
         /// The limit in bytes.
@@ -88,6 +122,22 @@ pub enum ProtocolError {
     /// This connection already holds the most subscriptions one connection may have.
     TooManySubscriptions {
         /// The limit per connection.
+        limit: usize,
+    },
+    /// This connection already holds the most subscriptions with `+` or `#` one connection
+    /// may have (`--max-wildcards`): each one is looked at by every publish. Unsubscribe
+    /// from one, or subscribe to exact topics.
+    TooManyWildcards {
+        /// The limit per connection.
+        limit: usize,
+    },
+    /// The logged-in user already holds the most subscriptions with `+` or `#` one user may
+    /// have over all its connections (`--max-wildcards-per-user`). Unsubscribe from one on
+    /// any of them, or subscribe to exact topics.
+    TooManyWildcardsForUser {
+        /// The user.
+        user: String,
+        /// The limit per user.
         limit: usize,
     },
     /// A topic or id that is not one word. The line protocol's grammar cannot produce it;
@@ -104,6 +154,22 @@ pub enum ProtocolError {
     /// A new durable subscription would pass the broker's limit of them.
     TooManyDurable {
         /// The limit (`--max-durable`).
+        limit: usize,
+    },
+    /// A new durable subscription would pass the quota of its subscriber id, its owner
+    /// (`--max-durable-per-client`). `CANCEL` one of that id's first.
+    TooManyDurableForClient {
+        /// The subscriber id.
+        subscriber_id: String,
+        /// The limit per id.
+        limit: usize,
+    },
+    /// A new durable subscription would pass the quota of the logged-in user, over every
+    /// id it goes by (`--max-durable-per-user`). `CANCEL` one of the user's first.
+    TooManyDurableForUser {
+        /// The user.
+        user: String,
+        /// The limit per user.
         limit: usize,
     },
     /// Sent to a connection that held a durable subscription when another connection
@@ -289,6 +355,34 @@ impl fmt::Display for ProtocolError {
                 "no room for another retained message ({flag} {limit}): UNRETAIN one first, \
                  or publish without RETAIN"
             ),
+            ProtocolError::TooManyRetainedForClient {
+                publisher_id,
+                limit,
+            } => write!(
+                f,
+                "publisher id {publisher_id} keeps retained messages on {limit} topics \
+                 already, the most one id may: UNRETAIN one first, or publish without RETAIN"
+            ),
+            ProtocolError::TooManyRetainedForUser { user, limit } => write!(
+                f,
+                "user {user} keeps retained messages on {limit} topics already, the most one \
+                 user may: UNRETAIN one first, or publish without RETAIN"
+            ),
+            ProtocolError::RetainedBytesForClient {
+                publisher_id,
+                limit,
+            } => write!(
+                f,
+                "publisher id {publisher_id} would keep more than {limit} bytes of retained \
+                 messages, the most one id may: UNRETAIN one first, retain a shorter message, \
+                 or publish without RETAIN"
+            ),
+            ProtocolError::RetainedBytesForUser { user, limit } => write!(
+                f,
+                "user {user} would keep more than {limit} bytes of retained messages, the most \
+                 one user may: UNRETAIN one first, retain a shorter message, or publish \
+                 without RETAIN"
+            ),
             ProtocolError::IdTooLong { limit } => write!(
                 f,
                 "subscriber or publisher id longer than {limit} bytes: use a shorter id"
@@ -296,6 +390,17 @@ impl fmt::Display for ProtocolError {
             ProtocolError::TooManySubscriptions { limit } => write!(
                 f,
                 "too many subscriptions on this connection (limit {limit}): unsubscribe from some first"
+            ),
+            ProtocolError::TooManyWildcards { limit } => write!(
+                f,
+                "too many subscriptions with + or # on this connection (limit {limit}): \
+                 unsubscribe from one first, or subscribe to exact topics"
+            ),
+            ProtocolError::TooManyWildcardsForUser { user, limit } => write!(
+                f,
+                "user {user} holds {limit} subscriptions with + or # already, over all its \
+                 connections, the most one user may: unsubscribe from one first, or subscribe \
+                 to exact topics"
             ),
             ProtocolError::NotOneWord { what } => write!(
                 f,
@@ -314,6 +419,19 @@ impl fmt::Display for ProtocolError {
                 f,
                 "the broker keeps at most {limit} durable subscriptions: CANCEL one you no \
                  longer need, or use SUBSCRIBE"
+            ),
+            ProtocolError::TooManyDurableForClient {
+                subscriber_id,
+                limit,
+            } => write!(
+                f,
+                "subscriber id {subscriber_id} has {limit} durable subscriptions already, \
+                 the most one id may have: CANCEL one it no longer needs, or use SUBSCRIBE"
+            ),
+            ProtocolError::TooManyDurableForUser { user, limit } => write!(
+                f,
+                "user {user} has {limit} durable subscriptions already, the most one user may \
+                 have: CANCEL one you no longer need, or use SUBSCRIBE"
             ),
             ProtocolError::TakenOver {
                 filter,

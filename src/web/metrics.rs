@@ -93,6 +93,9 @@ fn help(name: &str) -> &'static str {
         "durable_held" => "Messages durable subscriptions hold, not yet acknowledged.",
         "durable_dropped" => "Messages dropped from durable subscriptions over --max-queued.",
         "durable_fsyncs" => "fsync calls of the durable log.",
+        "durable_retained_skipped" => {
+            "Retained messages not copied into new durable subscriptions, over --max-durable-retained-bytes."
+        }
         "nats_connected" => "1 while the NATS bridge is connected.",
         "nats_cluster_size" => "Servers of the NATS cluster the bridge knows.",
         "nats_reconnects" => "Times the NATS bridge connected again.",

@@ -14,6 +14,7 @@
 //! cargo run --release --bin bench -- wsfanout    # fan-out to 100 WebSocket subscribers
 //! cargo run --release --bin bench -- siofanout   # the same, Socket.IO subscribers
 //! cargo run --release --bin bench -- suite --quick   # the same in a few seconds
+//! cargo run --release --bin bench -- guard --against base/broker # CI's short A/B: fanin, pairs
 //! cargo run --release --bin bench -- json-fanout      # fan-out in both dialects, side by side
 //! cargo run --release --bin bench -- udp --rate 20000 # datagrams in: publishes/s and loss
 //! ```
@@ -156,6 +157,11 @@ enum Mode {
     Siofanout,
     /// The standard set: fanout, fanin, pairs, latency, conns, http and wsfanout.
     Suite,
+    /// CI's regression guard: fanin and pairs, a second or so each, alternately with the
+    /// build given by --against (the change's base), --rounds times; prints each ratio and
+    /// whether it is past this machine's noise. A slower ratio never fails the run (noise
+    /// would fail it too); it is there to be read in the log of the change that caused it.
+    Guard,
     /// --stalled subscribers that never read, and a healthy one, on one topic: how long
     /// the healthy one and the publisher are held up.
     Stalled,
@@ -261,7 +267,7 @@ impl Job {
             Job::Leave { conns, .. } => conns + 3,
             Job::Topics { topics } => topics.div_ceil(hostile::TOPICS_PER_CONN) + 3,
             Job::Wildcard { flow, filters } => {
-                flow.connections() + filters.div_ceil(hostile::TOPICS_PER_CONN)
+                flow.connections() + filters.div_ceil(wildcard::FILTERS_PER_CONN)
             }
             Job::Udp { subs, .. } => subs + 2,
             Job::Http { .. } => 3,
@@ -383,6 +389,7 @@ fn jobs_for(mode: Mode, args: &Args) -> Vec<Job> {
         Mode::Wsfanout => vec![wsfanout],
         Mode::Siofanout => vec![siofanout],
         Mode::Suite => vec![fanout, fanin, pairs, latency, conns, http, wsfanout],
+        Mode::Guard => vec![fanin, pairs],
         Mode::Stalled => vec![Job::Stalled {
             stalled: args.stalled.unwrap_or(10),
             msgs: args.msgs.unwrap_or(600),
@@ -543,6 +550,9 @@ fn run(args: &Args) -> Result<bool, String> {
         }
     }
     printer.comparisons(&comparisons);
+    if args.mode == Mode::Guard && !args.json {
+        report::guard_verdicts(&comparisons);
+    }
     Ok(clean)
 }
 
@@ -563,6 +573,9 @@ fn knows_flag(path: &std::path::Path, flag: &str) -> bool {
 }
 
 fn chosen_target(args: &Args) -> Result<TargetKind, String> {
+    if args.mode == Mode::Guard && args.against.is_none() {
+        return Err("guard compares this build with its base: give --against BASE/broker".into());
+    }
     if args.mode == Mode::Wildcard && (args.relay || args.compare) {
         return Err(
             "the relay has no wildcards: run wildcard against brokers only \

@@ -314,6 +314,36 @@ impl Printer {
     }
 }
 
+/// How far apart two identical builds' medians can be on a shared two-core machine: a
+/// ratio within this of 1.0 says nothing.
+pub const NOISE: f64 = 0.10;
+
+/// `bench guard`'s last lines: for each throughput ratio, whether it is past [`NOISE`].
+/// Read by a person in a CI log, so it says what to do rather than failing the run: a
+/// real slowdown shows up as the same warning in the next runs too, noise does not.
+pub fn guard_verdicts(comparisons: &[Comparison]) {
+    println!();
+    for c in comparisons.iter().filter(|c| c.figure == "deliveries/s") {
+        let Some(ratio) = c.ratio() else {
+            println!("guard: {}: no ratio (a side delivered nothing)", c.workload);
+            continue;
+        };
+        let verdict = if ratio < 1.0 - NOISE {
+            format!(
+                "SLOWER than the base by {:.0}%, more than this machine's noise ({:.0}%): \
+                 look at what this change added to every publish (lab 6: callgrind)",
+                (1.0 - ratio) * 100.0,
+                NOISE * 100.0
+            )
+        } else if ratio > 1.0 + NOISE {
+            "faster than the base, past the noise".to_string()
+        } else {
+            format!("within the noise ({:.0}%)", NOISE * 100.0)
+        };
+        println!("guard: {} {ratio:.2}x the base: {verdict}", c.workload);
+    }
+}
+
 fn memory_notes(outcome: &Outcome) -> Vec<String> {
     let Some(memory) = &outcome.memory else {
         return Vec::new();

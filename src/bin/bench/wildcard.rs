@@ -11,10 +11,14 @@
 
 use std::time::{Duration, Instant};
 
-use crate::hostile::{crowd, TOPICS_PER_CONN};
+use crate::hostile::crowd;
 use crate::report::Outcome;
 use crate::target::Target;
 use crate::workloads::{self, Flow};
+
+/// Wildcard filters each idle connection subscribes to: the broker's default limit per
+/// connection (`--max-wildcards`), so that many filters take many connections.
+pub const FILTERS_PER_CONN: usize = pubsub_lab::config::DEFAULT_MAX_WILDCARDS;
 
 /// Runs `flow` (a [`workloads::Workload::Wildcard`]) with `filters` distinct wildcard
 /// filters subscribed in all.
@@ -25,16 +29,17 @@ pub fn run_wildcard(
     timeout: Duration,
 ) -> Result<Outcome, String> {
     let wanted = filters.saturating_sub(1);
-    let conns = wanted.div_ceil(TOPICS_PER_CONN);
+    let conns = wanted.div_ceil(FILTERS_PER_CONN);
     // As many on each connection, within the broker's limit per connection.
     let each = if conns == 0 {
         0
     } else {
         wanted.div_ceil(conns)
     };
-    let others = conns * each;
+    // The last connection may repeat a few of the first filters: `wanted` distinct ones.
+    let others = wanted;
     let opened = Instant::now();
-    let filter = |conn: usize, index: usize| format!("room/+/t{}", conn * each + index);
+    let filter = |conn: usize, index: usize| format!("room/+/t{}", (conn * each + index) % wanted);
     let holders = crowd(target.addr, conns, each, filter, timeout)?;
     let held_in = opened.elapsed();
     let mut outcome = workloads::run_flow(target, flow, timeout)?;

@@ -18,20 +18,28 @@ impl Session {
         if let Err(error) = self.check_durable(filter, subscriber_id) {
             return self.refuse(&error);
         }
-        // One connection holds at most --max-subscriptions durable subscriptions too.
-        let limit = self.router.config().max_subscriptions;
+        // One connection holds at most --max-subscriptions durable subscriptions too, and
+        // --max-wildcards of them with wildcards.
         let holds_it = self
             .durables
             .iter()
             .any(|d| d.subscriber_id() == subscriber_id && &**d.filter() == filter);
-        if !holds_it && self.durables.len() >= limit {
-            return self.refuse(&ProtocolError::TooManySubscriptions { limit });
+        if !holds_it {
+            let held = self.durables.iter().map(|durable| &**durable.filter());
+            if let Err(error) = self.check_room(self.durables.len(), held, filter) {
+                return self.refuse(&error);
+            }
         }
         self.publisher.hand_out();
         // Confirms still waiting for the log go out before this reply.
         self.commit_and_release();
         self.settle();
-        let (durable, created) = match self.router.durables().get_or_create(filter, subscriber_id) {
+        let user = self.user.as_deref();
+        let found = self
+            .router
+            .durables()
+            .get_or_create(filter, subscriber_id, user);
+        let (durable, created) = match found {
             Ok(found) => found,
             Err(error) => return self.refuse(&error),
         };

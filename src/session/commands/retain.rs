@@ -10,7 +10,8 @@ impl Session {
         if let Err(error) = self.check_publisher(topic, publisher_id) {
             return self.refuse(&error);
         }
-        let retained = self.publisher.retain(topic, message, publisher_id);
+        let user = self.user.as_deref();
+        let retained = self.publisher.retain(topic, message, publisher_id, user);
         if retained.is_ok() {
             self.burst.messages += 1;
         }

@@ -17,6 +17,7 @@ impl Session {
                 return self.refuse(&error);
             }
             self.subscriptions.remove(topic);
+            self.give_back_user_wildcards(std::iter::once(topic));
             if let Some(listed) = &self.listed {
                 listed.unsubscribed(topic);
             }
