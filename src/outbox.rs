@@ -822,6 +822,25 @@ impl Subscriber for Outbox {
         }
     }
 
+    /// For a stream the connection's own thread offers (retained messages): writes what is
+    /// pending, then, if the subscriber is behind, waits until its backlog is down to the
+    /// low-water mark or the outbox closes. Unlike a publisher's wait (see
+    /// "Backpressure"), it is not cut short for a subscriber that drains slowly: the
+    /// thread waiting is the subscriber's own, so it holds up nobody else, and one that
+    /// stops reading is cut off by its writer thread after `--write-timeout`, which ends
+    /// the wait.
+    fn wait_until_drained(&self) {
+        let mut state = self.state.lock();
+        if state.phase == Phase::KeepingUp && !state.pending.is_empty() {
+            self.flush_in_place(&mut state);
+        }
+        while state.phase == Phase::Behind && self.backlog(&state) > self.rules.low_water() {
+            // Woken at the low-water mark; the timeout only bounds a wake-up missed
+            // between two checks.
+            self.drained.wait_for(&mut state, WRITER_POLL);
+        }
+    }
+
     /// A subscriber that keeps up and has nothing pending is written to straight from the
     /// publisher's batch, rather than have it copied in only to be written out at once.
     fn deliver(&self, batch: &Batch) -> bool {

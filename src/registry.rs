@@ -25,10 +25,18 @@
 //!   every matching filter, each subscriber once (a connection with `news/#` and `news/+`
 //!   gets a message once), and is cached with the registry's *generation*, a number that
 //!   changes whenever a wildcard subscription comes or goes. A publish whose cached snapshot
-//!   is current costs the same map lookup; otherwise it walks the tree
-//!   ([`FilterTree::walk`]): for a topic of L levels at most three branches per level (the
-//!   level's name, `+`, `#`), so O(L × matching filters), not O(filters held); then sorts
-//!   the subscribers by id to drop repeats.
+//!   is current costs the same map lookup. One a few generations old is checked against
+//!   the filters that changed since (the last [`CHANGES_KEPT`]): if none matches its
+//!   topic it is still right, so a class subscribing to `sport/+` does not make `news`
+//!   walk the tree again. Otherwise the publish walks the tree ([`FilterTree::walk`]):
+//!   for a topic of L levels at most three branches per level (the level's name, `+`,
+//!   `#`), so O(L × matching filters), not O(filters held); then sorts references to the
+//!   subscribers by id to drop repeats, and copies the few left. A topic nobody
+//!   subscribes to exactly, reached only through filters, keeps its snapshot too, in a
+//!   small bounded cache ([`WILDCARD_ONLY_CACHED`]). So one client holding 10,000 filters
+//!   that match a topic costs its publishers one walk (milliseconds), not one per publish;
+//!   NATS caches each subject's result in its sublist the same way, and Mosquitto walks
+//!   its tree on every publish.
 //! * **Subscribe, unsubscribe**: one lookup and one insert or removal, and the topic's
 //!   snapshot is dropped. The next publish to that topic builds a new one (a copy of the
 //!   topic's subscribers), so a topic costs one copy per publish *after* a change, never
@@ -43,8 +51,17 @@
 //!
 //! * **Retain** ([`Registry::retain`]): store the message and take the snapshot in one
 //!   step, so no subscriber can join between the two and get the message twice or not at
-//!   all; a new subscription is offered every retained message it matches under the lock,
-//!   before any later publish can reach it (offering queues, it never writes).
+//!   all.
+//! * **A new subscription's retained messages**: a topic has one at most, offered under
+//!   the lock in the step that registers the subscription (offering queues, it never
+//!   writes). A wildcard filter may match the whole store (16 MiB), which must not be
+//!   copied under the lock, nor all at once into a queue that `--max-pending-bytes`
+//!   bounds: the lock is held only to copy *pointers* to the matching messages, a chunk
+//!   of names at a time; the messages are offered outside it, the subscriber's own
+//!   thread waiting for its client to read between chunks; and one last short hold
+//!   registers the subscription and offers what changed meanwhile
+//!   (`Registry::subscribe_to_filter`). Every retained message still comes before any
+//!   live one.
 //!
 //! Topics are kept in a `BTreeMap`, so they are always in order for `TOPICS`, and an empty
 //! topic is removed at once, giving its memory back. Retained messages are bounded in count
@@ -58,7 +75,7 @@
 //! Subscriptions belong to a *subscriber* (a connection, an in-process subscription), not
 //! to the id a client gives: two clients that both call themselves `sub1` both receive.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -81,6 +98,26 @@ pub type Subscribers = Arc<[Arc<dyn Subscriber>]>;
 /// microseconds of work (see [`Registry::unsubscribe_all`]).
 pub const LEAVING_CHUNK: usize = 8;
 
+/// How many bytes of retained messages a new wildcard subscription is offered before its
+/// subscriber is asked to make room (see `Registry::subscribe_to_filter`): small beside
+/// any `--max-pending-bytes` worth setting, large enough that a chunk is a few writes.
+pub const RETAINED_CHUNK: usize = 32 * 1024;
+
+/// How many retained message changes the registry remembers: a wildcard subscription whose
+/// stream saw fewer changes than that offers the changed ones by looking at them alone in
+/// its last hold of the lock (see `Registry::subscribe_to_filter`), not at the whole store.
+pub const RETAINED_CHANGES_KEPT: usize = 256;
+
+/// How many wildcard subscription changes the registry remembers (see
+/// `Inner::still_current`): a publish whose snapshot is older than that many changes
+/// builds a new one.
+pub const CHANGES_KEPT: usize = 64;
+
+/// How many topics without subscribers of their own keep a snapshot of the filters'
+/// subscribers that reach them. Past it the cache is emptied and starts again: a client
+/// publishing to a million names makes the cache useless, never big.
+pub const WILDCARD_ONLY_CACHED: usize = 256;
+
 /// How many names a listing looks at per hold of the lock: a few microseconds of work, so
 /// a publisher never waits long for a `TOPICS` on a huge registry.
 pub const LISTING_CHUNK: usize = 256;
@@ -100,7 +137,7 @@ pub struct Subscribed {
     /// The topic or filter as the registry stores it: callers keep it to unsubscribe
     /// later, sharing the registry's copy of the text.
     pub name: Arc<str>,
-    /// How many retained messages the new subscription was given at once.
+    /// How many retained messages the new subscription was given.
     pub retained: usize,
     /// Whether the subscriber must be flushed for them to go out.
     pub flush: bool,
@@ -169,6 +206,13 @@ struct Inner {
     retained: BTreeMap<Arc<str>, Arc<Batch>>,
     /// The bytes of every retained message's `DELIVER` line, together.
     retained_bytes: usize,
+    /// Changes whenever a retained message is kept, replaced or cleared: a new wildcard
+    /// subscription compares it before and after its stream to know whether anything
+    /// changed meanwhile (see [`Registry::subscribe_to_filter`]).
+    retained_version: u64,
+    /// The topics of the last [`RETAINED_CHANGES_KEPT`] retained versions, newest last:
+    /// what a stream must look at again, rather than the whole store.
+    retained_changes: VecDeque<Arc<str>>,
     /// How many of the retained messages each publisher id published, and their bytes,
     /// for the quotas.
     retained_by: BTreeMap<Arc<str>, Owned>,
@@ -177,6 +221,12 @@ struct Inner {
     /// Changes whenever a wildcard subscription comes or goes: a topic's snapshot made
     /// before may have lost or gained subscribers through a filter.
     generation: u64,
+    /// The filters of the last [`CHANGES_KEPT`] generations, newest last: a snapshot a few
+    /// generations old is still right if none of them matches its topic.
+    changes: VecDeque<Arc<str>>,
+    /// Snapshots of topics with no subscriber of their own, reached only through filters:
+    /// at most [`WILDCARD_ONLY_CACHED`] of them (see [`Inner::subscribers`]).
+    wildcard_only: HashMap<Arc<str>, (u64, Subscribers)>,
     /// Names that got their first subscriber or lost their last, in order, for an uplink
     /// (see `uplink.rs`); `None` (nothing kept) unless one asked for them.
     interest: Option<Vec<Interest>>,
@@ -204,6 +254,10 @@ impl Members {
         self.0.remove(&id).is_some()
     }
 
+    fn contains(&self, id: SubscriberId) -> bool {
+        self.0.contains(&id)
+    }
+
     fn len(&self) -> usize {
         self.0.len()
     }
@@ -219,42 +273,144 @@ impl Members {
 
 impl Registry {
     /// Subscribes `subscriber` to `name`, a topic or a (valid) wildcard filter, and offers
-    /// it every retained message that `name` matches. Returns `None` if that subscriber
-    /// was already subscribed to `name`: subscribing twice delivers once.
+    /// it every retained message that `name` matches, before any newer message on their
+    /// topics. Returns `None` if that subscriber was already subscribed to `name`
+    /// (subscribing twice delivers once), or was closed while its retained messages were
+    /// offered (nothing is registered then).
     ///
-    /// The retained messages are offered before the lock is let go, which is the one
-    /// exception to "nothing under the lock but map operations": offering only copies
-    /// bytes into the subscriber's queue (no I/O), and it is what guarantees that they
-    /// arrive before any newer message on their topics. A publisher that comes after this
-    /// subscription finds it in the registry, and offers its message after them.
+    /// A topic has at most one retained message: it is offered under the lock, in the
+    /// step that registers the subscription. A filter may match the whole store, which is
+    /// streamed instead: see `subscribe_to_filter`. Either
+    /// way a publisher that comes after the registration finds the subscription, and
+    /// offers its message after them.
     pub fn subscribe(&self, name: &str, subscriber: &Arc<dyn Subscriber>) -> Option<Subscribed> {
+        if topic::has_wildcard(name) {
+            self.subscribe_to_filter(name, subscriber)
+        } else {
+            self.subscribe_to_topic(name, subscriber)
+        }
+    }
+
+    fn subscribe_to_topic(
+        &self,
+        name: &str,
+        subscriber: &Arc<dyn Subscriber>,
+    ) -> Option<Subscribed> {
         let mut inner = self.inner.lock();
         let name = inner.shared_name(name);
-        if topic::has_wildcard(&name) {
-            if !inner.filters.entry(&name).insert(subscriber) {
-                return None;
-            }
-            let count = inner.filter_names.entry(Arc::clone(&name)).or_default();
-            *count += 1;
-            let first = *count == 1;
-            inner.generation += 1;
-            inner.note_interest(&name, first, true);
-        } else {
-            let entry = inner.topics.entry(Arc::clone(&name)).or_default();
-            if !entry.members.insert(subscriber) {
-                return None;
-            }
-            entry.snapshot = None;
-            let first = entry.members.len() == 1;
-            inner.note_interest(&name, first, true);
+        let entry = inner.topics.entry(Arc::clone(&name)).or_default();
+        if !entry.members.insert(subscriber) {
+            return None;
         }
+        entry.snapshot = None;
+        let first = entry.members.len() == 1;
+        inner.note_interest(&name, first, true);
         inner.subscriptions += 1;
-        let (retained, flush) = inner.offer_retained(&name, subscriber);
-        Some(Subscribed {
-            name,
-            retained,
-            flush,
-        })
+        let mut offered = Offered::default();
+        if let Some(delivery) = inner.retained.get(&name) {
+            // One message at most: offering it only copies it into the subscriber's queue.
+            if subscriber.replay_retained(&name) {
+                offered.offer(subscriber, delivery);
+            }
+        }
+        Some(offered.into_subscribed(name))
+    }
+
+    /// A wildcard subscription, and the retained messages it matches, in three steps:
+    ///
+    /// 1. **Snapshot**: the matching retained messages are collected under the lock,
+    ///    [`LISTING_CHUNK`] names per hold. Only pointers are copied (each message is an
+    ///    `Arc<Batch>`), never the messages.
+    /// 2. **Stream**, outside the lock: the messages are offered to the subscriber
+    ///    [`RETAINED_CHUNK`] bytes at a time, and between chunks the subscriber makes room
+    ///    ([`Subscriber::wait_until_drained`]): a connection waits there until its client has read
+    ///    most of what was sent. The thread that waits is the subscribing connection's
+    ///    own, so a new `#` subscriber takes the whole store (16 MiB) at its own pace
+    ///    without passing `--max-pending-bytes`, and nobody else waits for it.
+    /// 3. **Register**, in one short hold of the lock: the subscription goes in, and the
+    ///    retained messages that changed since step 1 (new, or replaced: another
+    ///    `Arc`) are offered in the same hold. They are found from a log of the last
+    ///    [`RETAINED_CHANGES_KEPT`] changes, so this hold lasts as long as the changes, not
+    ///    the store (only more changes than that mean comparing the whole store). A
+    ///    message published before this step was
+    ///    not for this subscription; one published after finds it registered and comes
+    ///    after. So every retained message still arrives before any live one of this
+    ///    subscription, and a message replaced during the stream arrives in its newest
+    ///    form, after the old one.
+    ///
+    /// Before this design the whole store was copied into the subscriber's queue under the
+    /// lock: a new `#` subscriber was cut off before it read a line, and one re-subscribing
+    /// to `#` in a loop held every publisher up for half a second at a time. Mosquitto
+    /// sends a new subscription's retained messages from its single thread after the
+    /// SUBACK, as part of the same loop that serves everyone.
+    fn subscribe_to_filter(
+        &self,
+        filter: &str,
+        subscriber: &Arc<dyn Subscriber>,
+    ) -> Option<Subscribed> {
+        let id = subscriber.id();
+        let version = {
+            let mut inner = self.inner.lock();
+            let held = inner
+                .filters
+                .get_mut(filter)
+                .is_some_and(|members| members.contains(id));
+            if held {
+                return None;
+            }
+            inner.retained_version
+        };
+        let replay = subscriber.replay_retained(filter);
+        let mut offered = Offered::default();
+        let snapshot = if replay {
+            self.retained_matching(filter)
+        } else {
+            Vec::new()
+        };
+        let mut since_room = 0;
+        for (_, delivery) in &snapshot {
+            if !offered.offer(subscriber, delivery) {
+                return None;
+            }
+            since_room += delivery.lines().len();
+            if since_room >= RETAINED_CHUNK {
+                subscriber.wait_until_drained();
+                offered.flush = false;
+                since_room = 0;
+            }
+        }
+        let mut inner = self.inner.lock();
+        let name = inner.shared_name(filter);
+        if !inner.filters.entry(&name).insert(subscriber) {
+            return None;
+        }
+        let count = inner.filter_names.entry(Arc::clone(&name)).or_default();
+        *count += 1;
+        let first = *count == 1;
+        inner.filters_changed(&name);
+        inner.note_interest(&name, first, true);
+        inner.subscriptions += 1;
+        if replay && inner.retained_version != version {
+            for delivery in inner.retained_news(version, filter, &snapshot) {
+                offered.offer(subscriber, delivery);
+            }
+        }
+        Some(offered.into_subscribed(name))
+    }
+
+    /// The retained messages `filter` matches, in topic order, collected
+    /// [`LISTING_CHUNK`] names per hold of the lock.
+    fn retained_matching(&self, filter: &str) -> Vec<(Arc<str>, Arc<Batch>)> {
+        let mut matching = Vec::new();
+        self.walk_in_chunks(
+            |inner| &inner.retained,
+            |_, topic, delivery| {
+                if topic::matches(filter, topic) {
+                    matching.push((Arc::clone(topic), Arc::clone(delivery)));
+                }
+            },
+        );
+        matching
     }
 
     /// Removes subscriber `id` from `name` (a topic or a filter). Returns `false` if it
@@ -326,18 +482,20 @@ impl Registry {
         let owner = publisher_of(&delivery).into();
         inner.retained_by.entry(owner).or_default().add(bytes);
         let name = inner.shared_name(topic);
-        inner.retained.insert(name, delivery);
+        inner.retained.insert(Arc::clone(&name), delivery);
         inner.retained_bytes = total;
+        inner.retained_changed(name);
         Ok(inner.subscribers(topic))
     }
 
     /// Forgets `topic`'s retained message. Returns whether it had one.
     pub fn unretain(&self, topic: &str) -> bool {
         let mut inner = self.inner.lock();
-        match inner.retained.remove(topic) {
-            Some(old) => {
+        match inner.retained.remove_entry(topic) {
+            Some((name, old)) => {
                 inner.retained_bytes -= old.lines().len();
                 inner.forget_owner(&old);
+                inner.retained_changed(name);
                 true
             }
             None => false,
@@ -542,7 +700,6 @@ impl Inner {
         }
         self.filters.remove_if(filter, Members::is_empty);
         self.subscriptions -= 1;
-        self.generation += 1;
         if let Some(count) = self.filter_names.get_mut(filter) {
             *count -= 1;
             if *count == 0 {
@@ -551,69 +708,191 @@ impl Inner {
                 }
             }
         }
+        let name = self.shared_name(filter);
+        self.filters_changed(&name);
+        // A cached snapshot would keep the leaving subscriber's handle (and its socket)
+        // alive until its topic is next published to: drop the ones it may be in.
+        self.wildcard_only
+            .retain(|topic, _| !topic::matches(filter, topic));
         true
+    }
+
+    /// `topic`'s retained message was kept, replaced or cleared: a new version, and the
+    /// topic remembered.
+    fn retained_changed(&mut self, topic: Arc<str>) {
+        self.retained_version += 1;
+        if self.retained_changes.len() == RETAINED_CHANGES_KEPT {
+            self.retained_changes.pop_front();
+        }
+        self.retained_changes.push_back(topic);
+    }
+
+    /// The retained messages `filter` matches that are not in `snapshot` (taken at
+    /// `version`): new since, or replaced (another `Arc`), in topic order. Only the topics
+    /// that changed since are looked at if the log of changes reaches back that far, so
+    /// the lock is held for the changes, not for the whole store; otherwise the whole store
+    /// is compared.
+    fn retained_news(
+        &self,
+        version: u64,
+        filter: &str,
+        snapshot: &[(Arc<str>, Arc<Batch>)],
+    ) -> Vec<&Arc<Batch>> {
+        let since = self.retained_version - version;
+        let candidates: Vec<(&Arc<str>, &Arc<Batch>)> =
+            if since <= self.retained_changes.len() as u64 {
+                let mut changed: Vec<&Arc<str>> = self
+                    .retained_changes
+                    .iter()
+                    .rev()
+                    .take(since as usize)
+                    .collect();
+                changed.sort();
+                changed.dedup();
+                changed
+                    .into_iter()
+                    .filter_map(|topic| self.retained.get_key_value(&**topic))
+                    .collect()
+            } else {
+                self.retained.iter().collect()
+            };
+        candidates
+            .into_iter()
+            .filter(|(topic, delivery)| {
+                topic::matches(filter, topic) && !in_snapshot(snapshot, topic, delivery)
+            })
+            .map(|(_, delivery)| delivery)
+            .collect()
+    }
+
+    /// A wildcard subscription to `filter` came or went: a new generation, and the filter
+    /// remembered as its cause.
+    fn filters_changed(&mut self, filter: &Arc<str>) {
+        self.generation += 1;
+        if self.changes.len() == CHANGES_KEPT {
+            self.changes.pop_front();
+        }
+        self.changes.push_back(Arc::clone(filter));
+    }
+
+    /// Whether a snapshot of `topic` made at generation `made` is still right: none of the
+    /// wildcard subscriptions that came or went since matches `topic`. Without this, one
+    /// client subscribing to `sport/+` would make every topic in the broker build its
+    /// snapshot again, walking the tree, whether or not `sport/+` concerns it.
+    fn still_current(&self, topic: &str, made: u64) -> bool {
+        let since = self.generation - made;
+        since <= self.changes.len() as u64
+            && self
+                .changes
+                .iter()
+                .rev()
+                .take(since as usize)
+                .all(|filter| !topic::matches(filter, topic))
     }
 
     /// See [`Registry::subscribers`]. With no wildcard subscription anywhere this is one
     /// map lookup and one reference count, as it was before filters existed.
     fn subscribers(&mut self, topic: &str) -> Option<Subscribers> {
+        if let Some(cached) = self.cached_snapshot(topic) {
+            return Some(cached);
+        }
         let generation = self.generation;
-        if let Some((made, snapshot)) = self.topics.get(topic).and_then(|t| t.snapshot.as_ref()) {
-            if *made == generation {
-                return Some(Arc::clone(snapshot));
+        let snapshot = self.everyone_reached(topic)?;
+        match self.topics.get_mut(topic) {
+            Some(entry) => entry.snapshot = Some((generation, Arc::clone(&snapshot))),
+            None => {
+                // Reached through filters only. Keeping a snapshot for every name published
+                // to would let a client fill the broker's memory with names: the cache is
+                // bounded, and emptied when full.
+                if self.wildcard_only.len() >= WILDCARD_ONLY_CACHED {
+                    self.wildcard_only.clear();
+                }
+                let name = self.shared_name(topic);
+                self.wildcard_only
+                    .insert(name, (generation, Arc::clone(&snapshot)));
             }
         }
-        let mut everyone: Vec<Arc<dyn Subscriber>> = match self.topics.get(topic) {
-            Some(entry) => entry.members.iter().cloned().collect(),
+        Some(snapshot)
+    }
+
+    /// `topic`'s snapshot if one is cached and still right, marked current.
+    fn cached_snapshot(&mut self, topic: &str) -> Option<Subscribers> {
+        let made = match self.topics.get(topic) {
+            Some(entry) => entry.snapshot.as_ref()?.0,
+            None => self.wildcard_only.get(topic)?.0,
+        };
+        if made != self.generation && !self.still_current(topic, made) {
+            return None;
+        }
+        let generation = self.generation;
+        let cached = match self.topics.get_mut(topic) {
+            Some(entry) => entry.snapshot.as_mut()?,
+            None => self.wildcard_only.get_mut(topic)?,
+        };
+        cached.0 = generation;
+        Some(Arc::clone(&cached.1))
+    }
+
+    /// Everyone a publish to `topic` reaches, each once, built from the topic's members
+    /// and a walk of the filter tree ([`FilterTree::walk`]).
+    fn everyone_reached(&self, topic: &str) -> Option<Subscribers> {
+        let mut everyone: Vec<&Arc<dyn Subscriber>> = match self.topics.get(topic) {
+            Some(entry) => entry.members.iter().collect(),
             None => Vec::new(),
         };
         let exact = everyone.len();
-        self.filters.walk(topic, &mut |members| {
-            everyone.extend(members.iter().cloned());
-        });
+        self.filters
+            .walk(topic, &mut |members| everyone.extend(members.iter()));
         if everyone.len() > exact {
             // Subscribed through two filters (`news/#` and `news/+`), or a filter and the
-            // topic itself: one delivery each all the same.
-            everyone.sort_by_key(|subscriber| subscriber.id());
+            // topic itself: one delivery each all the same. References are sorted, not
+            // clones: one client holding ten thousand matching filters costs ten thousand
+            // pointers compared, and one reference count.
+            everyone.sort_unstable_by_key(|subscriber| subscriber.id());
             everyone.dedup_by_key(|subscriber| subscriber.id());
         }
         if everyone.is_empty() {
             return None;
         }
-        let snapshot: Subscribers = everyone.into();
-        // Only a topic with subscribers of its own keeps its snapshot: caching one for every
-        // name published to would let a client fill the broker's memory with topics.
-        if let Some(entry) = self.topics.get_mut(topic) {
-            entry.snapshot = Some((generation, Arc::clone(&snapshot)));
+        Some(everyone.into_iter().cloned().collect())
+    }
+}
+
+/// The retained messages offered to a new subscription so far: see [`Subscribed`].
+#[derive(Debug, Default)]
+struct Offered {
+    taken: usize,
+    flush: bool,
+}
+
+impl Offered {
+    /// Offers one retained message. Returns `false` if the subscriber is closed.
+    fn offer(&mut self, subscriber: &Arc<dyn Subscriber>, delivery: &Batch) -> bool {
+        match subscriber.offer_retained(delivery) {
+            Offer::FlushNeeded => self.flush = true,
+            Offer::Queued => {}
+            Offer::Closed => return false,
         }
-        Some(snapshot)
+        self.taken += 1;
+        true
     }
 
-    /// Offers a new subscription to `name` every retained message it matches. Returns how
-    /// many were taken, and whether the subscriber needs a flush.
-    fn offer_retained(&self, name: &str, subscriber: &Arc<dyn Subscriber>) -> (usize, bool) {
-        let mut taken = 0;
-        let mut flush = false;
-        let mut offer = |delivery: &Batch| match subscriber.offer_retained(delivery) {
-            Offer::FlushNeeded => {
-                taken += 1;
-                flush = true;
-            }
-            Offer::Queued => taken += 1,
-            Offer::Closed => {}
-        };
-        if topic::has_wildcard(name) {
-            // At most --max-retained of them to try, once per wildcard subscription.
-            for (topic, delivery) in &self.retained {
-                if topic::matches(name, topic) {
-                    offer(delivery);
-                }
-            }
-        } else if let Some(delivery) = self.retained.get(name) {
-            offer(delivery);
+    fn into_subscribed(self, name: Arc<str>) -> Subscribed {
+        Subscribed {
+            name,
+            retained: self.taken,
+            flush: self.flush,
         }
-        (taken, flush)
     }
+}
+
+/// Whether `topic`'s retained message `delivery` is the one in `snapshot` (sorted by
+/// topic): the same `Arc`, not merely equal bytes, so a message replaced by an identical
+/// one still counts as new.
+fn in_snapshot(snapshot: &[(Arc<str>, Arc<Batch>)], topic: &str, delivery: &Arc<Batch>) -> bool {
+    snapshot
+        .binary_search_by(|(name, _)| (**name).cmp(topic))
+        .is_ok_and(|at| Arc::ptr_eq(&snapshot[at].1, delivery))
 }
 
 /// The publisher id of a retained message (a batch of one).
@@ -863,6 +1142,82 @@ mod tests {
         assert_eq!(registry.subscribers("news/tech").unwrap().len(), 1);
     }
 
+    /// A topic of 14 levels, `l0/l1/.../l13`, and 10,000 filters that all match it (each
+    /// level its own name or `+`), held by one subscriber: the attack of issue 22.
+    fn ten_thousand_filters_on_one_topic(registry: &Registry) -> (String, Arc<dyn Subscriber>) {
+        let levels: Vec<String> = (0..14).map(|level| format!("l{level}")).collect();
+        let attacker = nobody();
+        for n in 0..10_000u32 {
+            let filter: Vec<&str> = (0..14)
+                .map(|level| match n >> level & 1 {
+                    1 => "+",
+                    _ => levels[level].as_str(),
+                })
+                .collect();
+            registry.subscribe(&filter.join("/"), &attacker);
+        }
+        (levels.join("/"), attacker)
+    }
+
+    /// How long `publish` takes, per call, over `times` calls.
+    fn per_call(times: u32, mut publish: impl FnMut()) -> std::time::Duration {
+        let start = std::time::Instant::now();
+        for _ in 0..times {
+            publish();
+        }
+        start.elapsed() / times
+    }
+
+    /// Ten thousand matching filters cost one walk, not one per publish, even while
+    /// wildcard subscriptions elsewhere come and go. Prints what a publish costs (run with
+    /// `cargo test --release --lib ten_thousand -- --nocapture` for the figures).
+    #[test]
+    fn ten_thousand_filters_matching_a_topic_cost_one_walk_not_one_per_publish() {
+        let registry = Registry::default();
+        let (topic, attacker) = ten_thousand_filters_on_one_topic(&registry);
+        let elsewhere = nobody();
+        let walked = per_call(20, || {
+            // A change that matches the topic: each publish walks the tree again.
+            registry.subscribe("l0/#", &elsewhere);
+            assert_eq!(registry.subscribers(&topic).unwrap().len(), 2);
+            registry.unsubscribe("l0/#", elsewhere.id());
+        });
+        let first = registry.subscribers(&topic).unwrap();
+        assert_eq!(ids(&first), [attacker.id()], "each subscriber once");
+        let cached = per_call(10_000, || {
+            registry.subscribe("sport/+", &elsewhere);
+            let reached = registry.subscribers(&topic).unwrap();
+            registry.unsubscribe("sport/+", elsewhere.id());
+            assert!(
+                Arc::ptr_eq(&first, &reached),
+                "an unrelated change keeps it"
+            );
+        });
+        println!("10,000 filters matching {topic}: {walked:?} per publish walking the tree, {cached:?} per publish (with a subscribe and an unsubscribe elsewhere) from the cache");
+        registry.subscribe("l0/+/#", &elsewhere);
+        assert_eq!(
+            registry.subscribers(&topic).unwrap().len(),
+            2,
+            "a related one counts"
+        );
+    }
+
+    #[test]
+    fn a_subscriber_that_left_is_not_kept_alive_by_a_cached_snapshot() {
+        let registry = Registry::default();
+        let a = nobody();
+        registry.subscribe("news/+", &a);
+        assert_eq!(registry.subscribers("news/tech").unwrap().len(), 1);
+        assert_eq!(
+            Arc::strong_count(&a),
+            3,
+            "ours, the filter's, the cached snapshot's"
+        );
+        assert!(registry.unsubscribe("news/+", a.id()));
+        assert_eq!(Arc::strong_count(&a), 1);
+        assert!(registry.subscribers("news/tech").is_none());
+    }
+
     #[test]
     fn a_new_subscription_is_offered_the_retained_messages_it_matches() {
         let registry = Registry::default();
@@ -891,6 +1246,144 @@ mod tests {
             ["room/2/light", "room/2/temp"],
             "cleared ones are gone, and # does not match $SYS"
         );
+    }
+
+    /// A subscriber that keeps the lines it is offered, and runs `on_room` (once) the first
+    /// time it is asked to make room: to change the store in the middle of a stream.
+    struct Streamed {
+        id: SubscriberId,
+        lines: Mutex<Vec<String>>,
+        rooms: Mutex<usize>,
+        on_room: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    }
+
+    impl std::fmt::Debug for Streamed {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "Streamed({:?})", self.id)
+        }
+    }
+
+    impl Subscriber for Streamed {
+        fn id(&self) -> SubscriberId {
+            self.id
+        }
+        fn offer(&self, batch: &Batch) -> Offer {
+            let text = String::from_utf8_lossy(batch.lines()).into_owned();
+            self.lines.lock().push(text);
+            Offer::Queued
+        }
+        fn flush(&self) {}
+        fn wait_until_drained(&self) {
+            *self.rooms.lock() += 1;
+            let on_room = self.on_room.lock().take();
+            if let Some(on_room) = on_room {
+                on_room();
+            }
+        }
+    }
+
+    fn streamed(on_room: Option<Box<dyn FnOnce() + Send>>) -> Arc<Streamed> {
+        Arc::new(Streamed {
+            id: SubscriberId::next(),
+            lines: Mutex::new(Vec::new()),
+            rooms: Mutex::new(0),
+            on_room: Mutex::new(on_room),
+        })
+    }
+
+    const BIG: RetainLimits = RetainLimits {
+        count: 1000,
+        bytes: 1 << 20,
+        per_client: 1000,
+        per_user: None,
+        per_client_bytes: 1 << 20,
+        per_user_bytes: 1 << 20,
+    };
+
+    /// A store of `count` retained messages of about 1 KiB, on `r/000`, `r/001`...
+    fn store_of(count: usize) -> Arc<Registry> {
+        let registry = Arc::new(Registry::default());
+        for n in 0..count {
+            let topic = format!("r/{n:03}");
+            let body = format!("{n}-{}", "x".repeat(1000));
+            registry
+                .retain(&topic, one_delivery(&topic, &body), BIG)
+                .unwrap();
+        }
+        registry
+    }
+
+    #[test]
+    fn a_wildcard_subscription_is_streamed_the_store_making_room_between_chunks() {
+        let registry = store_of(100);
+        let sub = streamed(None);
+        let handle: Arc<dyn Subscriber> = Arc::clone(&sub) as Arc<dyn Subscriber>;
+        assert_eq!(registry.subscribe("r/#", &handle).unwrap().retained, 100);
+        let lines = sub.lines.lock();
+        assert_eq!(lines.len(), 100);
+        assert!(lines.windows(2).all(|pair| pair[0] < pair[1]), "in order");
+        drop(lines);
+        // About 100 KiB in chunks of RETAINED_CHUNK bytes.
+        assert_eq!(*sub.rooms.lock(), 100 * 1024 / RETAINED_CHUNK);
+        assert!(registry.subscribe("r/#", &handle).is_none(), "once");
+        assert_eq!(sub.lines.lock().len(), 100, "nothing offered twice");
+    }
+
+    #[test]
+    fn a_message_retained_or_replaced_during_the_stream_comes_last_in_its_newest_form() {
+        let registry = store_of(100);
+        let during = Arc::clone(&registry);
+        let change = Box::new(move || {
+            // r/000 has gone out already; r/099 has not; r/new is new.
+            for topic in ["r/000", "r/099", "r/new"] {
+                during
+                    .retain(topic, one_delivery(topic, "newest"), BIG)
+                    .unwrap();
+            }
+        });
+        let sub = streamed(Some(change));
+        let handle: Arc<dyn Subscriber> = Arc::clone(&sub) as Arc<dyn Subscriber>;
+        let subscribed = registry.subscribe("r/#", &handle).unwrap();
+        let lines = sub.lines.lock();
+        let newest: Vec<&String> = lines.iter().filter(|l| l.contains("newest")).collect();
+        assert_eq!(newest.len(), 3, "each newest form once: {newest:?}");
+        assert!(lines[..lines.len() - 3]
+            .iter()
+            .all(|line| !line.contains("newest")));
+        assert!(lines[lines.len() - 3].starts_with("DELIVER r/000 "));
+        assert!(lines[lines.len() - 1].starts_with("DELIVER r/new "));
+        assert_eq!(subscribed.retained, lines.len());
+        // 100 in the snapshot (r/099 in its old form: the change came after it was taken),
+        // then the three changed.
+        assert_eq!(lines.len(), 103);
+    }
+
+    #[test]
+    fn more_changes_during_the_stream_than_are_remembered_are_found_all_the_same() {
+        let registry = store_of(100);
+        let during = Arc::clone(&registry);
+        let change = Box::new(move || {
+            for round in 0..3 {
+                for n in 0..100 {
+                    let topic = format!("r/{n:03}");
+                    let body = format!("newest{round}");
+                    during
+                        .retain(&topic, one_delivery(&topic, &body), BIG)
+                        .unwrap();
+                }
+            }
+        });
+        const _: () = assert!(300 > RETAINED_CHANGES_KEPT, "more changes than are kept");
+        let sub = streamed(Some(change));
+        let handle: Arc<dyn Subscriber> = Arc::clone(&sub) as Arc<dyn Subscriber>;
+        registry.subscribe("r/#", &handle).unwrap();
+        let lines = sub.lines.lock();
+        assert_eq!(
+            lines.len(),
+            200,
+            "the snapshot, then each topic in its newest form"
+        );
+        assert!(lines[100..].iter().all(|line| line.contains(" newest2 ")));
     }
 
     #[test]

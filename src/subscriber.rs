@@ -61,6 +61,26 @@ pub trait Subscriber: Send + Sync + fmt::Debug {
     /// Sends what [`offer`](Self::offer) queued. Each kind bounds how long this may take.
     fn flush(&self);
 
+    /// Sends what was queued and waits until this subscriber has drained most of it: called
+    /// between the chunks of a stream that the subscriber's *own* thread offers (a new
+    /// wildcard subscription's retained messages, see `registry.rs`), so waiting holds up
+    /// nobody else. A kind that keeps a backlog waits until it is low again (bounded by its
+    /// own rules for a subscriber that stops reading); the default, for kinds that do not
+    /// wait for their consumer, only flushes.
+    fn wait_until_drained(&self) {
+        self.flush();
+    }
+
+    /// Whether a new subscription to `filter` should be offered the retained messages it
+    /// matches, asked once the subscription is known to be new. The default is always: a
+    /// connection that unsubscribes and subscribes again asks for the store again, as an
+    /// MQTT client does. A UDP lease answers yes once per filter for its whole life
+    /// (`udp/subscriber.rs`): its datagrams cost the broker's one sender thread, not the
+    /// lease.
+    fn replay_retained(&self, _filter: &str) -> bool {
+        true
+    }
+
     /// Queues a retained message (a batch of one) for a subscription that has just begun.
     /// Most kinds take it as any other; a durable subscription, which writes what it
     /// takes to its log, copies only so many bytes of them (see `durable/subscription.rs`).

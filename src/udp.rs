@@ -83,8 +83,10 @@
 //! `DELIVER` lines into the lease's buffer, and one thread, `udp-send-<port>`
 //! (`udp/sender.rs`), sends every datagram of the port from a bounded queue that drops and
 //! counts (`udp_queue_dropped`), within a budget per address (1,000 datagrams and 1 MiB a
-//! second) for everything it is sent, answers and deliveries alike. A retained message is
-//! replayed once per subscription: a `SUBSCRIBE` that renews a lease replays nothing.
+//! second) for everything it is sent, answers and deliveries alike. A lease is replayed a
+//! filter's retained messages once in its life: a `SUBSCRIBE` that renews the lease, or
+//! that follows an `UNSUBSCRIBE` of the same filter, replays nothing
+//! (`UdpSubscriber::replay_retained`).
 //!
 //! # What is lost, and where
 //!

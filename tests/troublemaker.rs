@@ -351,3 +351,37 @@ fn udp_flood_gets_a_few_pongs_per_datagram() {
     );
     assert_broker_works(broker.addr());
 }
+
+/// retained-flood fills the store until the broker refuses a message; resubscribe then
+/// reads the whole store (twice `--max-pending-bytes`) round after round, streamed at its
+/// pace, and is never cut off.
+#[test]
+fn retained_flood_fills_the_store_and_resubscribe_reads_it_whole_every_round() {
+    let broker = start_broker_with(Config {
+        max_retained_bytes: 2 * 1024 * 1024,
+        max_pending_bytes: 1024 * 1024,
+        sys_interval: Duration::ZERO,
+        ..Config::default()
+    });
+    let flood = run(&broker, "retained-flood", &["--topic", "store"]);
+    assert!(
+        flood.stdout.contains(
+            "the store is full, the broker said 'ERROR no room for another retained message"
+        ),
+        "{}",
+        flood.stdout
+    );
+    let kept = stat(&broker, "retained");
+    assert!((120..128).contains(&kept), "{kept} of 16 KiB in 2 MiB");
+    let again = run(&broker, "resubscribe", &["--count", "3"]);
+    for said in [
+        format!("resubscribe: round 1 brought {kept} message(s)"),
+        "resubscribe: done: 3 round(s)".to_string(),
+        format!(", {} message(s) and", 3 * kept),
+        "never cut off".to_string(),
+    ] {
+        assert!(again.stdout.contains(&said), "{said}\n{}", again.stdout);
+    }
+    assert_eq!(stat(&broker, "slow_consumers_disconnected"), 0);
+    assert_broker_works(broker.addr());
+}

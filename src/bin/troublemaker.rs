@@ -23,6 +23,8 @@
 //! | `dupid` | several connections that all use the same id |
 //! | `udp-reflect` | a forged source: asks for the whole retained store over UDP, never echoes the cookie |
 //! | `udp-flood` | datagrams of 64 KiB packed with `PING` lines, from an address that proved itself |
+//! | `retained-flood` | retains 16 KiB messages on `<topic>/<n>`, a made-up id for each, until the broker's store is full |
+//! | `resubscribe` | subscribes to `#` and unsubscribes in a loop, reading the whole store each time |
 //!
 //! Every mode prints what it does on stdout and stops by itself after `--duration` (or
 //! `--count`, where a count makes sense), so it can run unattended in a test or a lab.
@@ -77,8 +79,9 @@ struct Args {
     /// Stop after this long (like 10s or 500ms).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     duration: Duration,
-    /// Stop earlier, after this many: messages (flood, dupid), lines read (slow), chunks of
-    /// bytes (garbage), subscribe/unsubscribe pairs (churn). Each per connection.
+    /// Stop earlier, after this many: messages (flood, dupid, retained-flood), lines read
+    /// (slow), chunks of bytes (garbage), subscribe/unsubscribe pairs (churn, resubscribe).
+    /// Each per connection.
     #[arg(long)]
     count: Option<u64>,
     /// The pace where a mode has one: slow reads one line per interval, stall checks its
@@ -121,6 +124,13 @@ enum Mode {
     /// Datagrams of 64 KiB, each packed with 13,000 `PING` lines, from an address that
     /// proved itself. Counts the `PONG`s that come back.
     UdpFlood,
+    /// Retain messages of 16 KiB on `<topic>/0`, `<topic>/1`..., a made-up publisher id for
+    /// each, until the broker refuses one: its retained store is full
+    /// (`--max-retained-bytes`, 16 MiB by default).
+    RetainedFlood,
+    /// Subscribe to `#` and unsubscribe again, in a loop, reading every retained message
+    /// the broker sends each time: the whole store per round.
+    Resubscribe,
 }
 
 fn main() -> ExitCode {
@@ -149,6 +159,8 @@ fn run(args: &Args) -> Result<(), Error> {
         Mode::Dupid => dupid(addr, &plan),
         Mode::UdpReflect => udp_reflect(addr, &plan),
         Mode::UdpFlood => udp_flood(addr, &plan),
+        Mode::RetainedFlood => retained_flood(addr, &plan),
+        Mode::Resubscribe => resubscribe(addr, &plan),
     }
 }
 
@@ -176,6 +188,8 @@ impl Plan {
             Mode::Dupid => "dupid",
             Mode::UdpReflect => "udp-reflect",
             Mode::UdpFlood => "udp-flood",
+            Mode::RetainedFlood => "retained-flood",
+            Mode::Resubscribe => "resubscribe",
         };
         let conns = args.conns.unwrap_or(match args.mode {
             Mode::Dupid => 3,
@@ -967,6 +981,135 @@ fn udp_flood(addr: SocketAddr, plan: &Plan) -> Result<(), Error> {
         "udp-flood: done: sent {datagrams} datagrams of 13,000 PINGs; {pongs} PONGs came back \
          ({:.1} per datagram)",
         pongs as f64 / datagrams.max(1) as f64
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// retained-flood and resubscribe
+
+/// The size of each message retained-flood keeps: a thousand of them fill the default store.
+const RETAINED_BODY: usize = 16 * 1024;
+
+/// How many messages retained-flood sends between two `PING`s, to see whether the store
+/// refused one.
+const RETAINED_BATCH: u64 = 64;
+
+/// Retains 16 KiB messages on `<topic>/<n>`, each as a publisher id of its own
+/// (`<id><n>`), until the broker refuses one (its store is full), --count or --duration,
+/// then says how much the broker kept and what it said.
+fn retained_flood(addr: SocketAddr, plan: &Plan) -> Result<(), Error> {
+    let id = &plan.ids[0];
+    let mut stream = connect(addr)?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    reader.get_ref().set_read_timeout(Some(REPLY_TIMEOUT))?;
+    say!(
+        "retained-flood: {id}<n> retain messages of {RETAINED_BODY} bytes on '{}/<n>' until \
+         the broker's store is full, {}",
+        plan.topic,
+        plan.limits()
+    );
+    let body = "r".repeat(RETAINED_BODY);
+    let (mut sent, mut refused) = (0u64, None);
+    while refused.is_none() && !plan.over() && !plan.counted_out(sent) {
+        let mut lines = String::new();
+        for _ in 0..RETAINED_BATCH {
+            if plan.counted_out(sent) {
+                break;
+            }
+            // An id of its own for each: one id keeps only its share of the store
+            // (`--max-retained-bytes-per-client`), but nothing stops an anonymous client
+            // from making up ids (with an auth file, the user's share bounds them all).
+            lines.push_str(&format!("RETAIN {}/{sent} {body} {id}{sent}\n", plan.topic));
+            sent += 1;
+        }
+        lines.push_str(&format!("PING kept{sent}\n"));
+        stream.write_all(lines.as_bytes())?;
+        let pong = format!("PONG kept{sent}");
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if reader.read_line(&mut line)? == 0 {
+                return Err(Error::Closed);
+            }
+            let line = line.trim_end();
+            if line == pong {
+                break;
+            }
+            if line.starts_with("ERROR ") {
+                refused.get_or_insert_with(|| line.to_string());
+            }
+        }
+    }
+    match refused {
+        Some(error) => say!(
+            "retained-flood: done: sent {sent} RETAIN; the store is full, the broker said \
+             '{error}'; {}",
+            broker_answers(addr)
+        ),
+        None => say!(
+            "retained-flood: done: sent {sent} RETAIN, all kept; {}",
+            broker_answers(addr)
+        ),
+    }
+    Ok(())
+}
+
+/// Subscribes to `#` and unsubscribes again, each round reading what the broker sends up
+/// to a `PONG`: the whole retained store, streamed at the pace we read. Says how much each
+/// round brought and whether the broker ever cut us off.
+fn resubscribe(addr: SocketAddr, plan: &Plan) -> Result<(), Error> {
+    let id = &plan.ids[0];
+    let mut stream = connect(addr)?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    say!(
+        "resubscribe: {id} subscribes to '#' and unsubscribes in a loop, reading the \
+         retained store each time, {}",
+        plan.limits()
+    );
+    // The whole store may take a while on a slow machine: each line is due within
+    // REPLY_TIMEOUT of the one before, not of the SUBSCRIBE.
+    reader.get_ref().set_read_timeout(Some(REPLY_TIMEOUT))?;
+    let started = Instant::now();
+    let (mut rounds, mut deliveries, mut bytes, mut slowest) = (0u64, 0u64, 0u64, Duration::ZERO);
+    let mut line = String::new();
+    while !plan.over() && !plan.counted_out(rounds) {
+        let round = Instant::now();
+        stream.write_all(
+            format!("SUBSCRIBE # {id}\nUNSUBSCRIBE # {id}\nPING r{rounds}\n").as_bytes(),
+        )?;
+        let pong = format!("PONG r{rounds}");
+        loop {
+            line.clear();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => {
+                    say!(
+                        "resubscribe: {id} was cut off by the broker in round {} after {:.1}s",
+                        rounds + 1,
+                        started.elapsed().as_secs_f64()
+                    );
+                    return Ok(());
+                }
+                Ok(_) if line.trim_end() == pong => break,
+                Ok(read) if line.starts_with("DELIVER ") => {
+                    deliveries += 1;
+                    bytes += read as u64;
+                }
+                Ok(_) => {}
+            }
+        }
+        slowest = slowest.max(round.elapsed());
+        rounds += 1;
+        if rounds == 1 {
+            say!("resubscribe: round 1 brought {deliveries} message(s), {bytes} bytes");
+        }
+    }
+    say!(
+        "resubscribe: done: {rounds} round(s) in {:.1}s, {deliveries} message(s) and {bytes} \
+         bytes read, slowest round {:.0} ms, never cut off; {}",
+        started.elapsed().as_secs_f64(),
+        slowest.as_secs_f64() * 1e3,
+        broker_answers(addr)
     );
     Ok(())
 }
