@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{
     auth_file, post_json, require_tool, start_full_broker, stat, subscribed, wait_until, Answer,
@@ -641,4 +641,45 @@ fn a_socket_io_client_is_listed_and_can_be_kicked() {
         subscribers(&broker, "news") == 0
     });
     assert_eq!(poll(&broker, &sid).status, 400);
+}
+
+/// A new long-polling subscriber to `#` facing a retained store four times
+/// `--max-pending-bytes`: the store is streamed at the pace of its polls, so it receives
+/// every retained message and is not cut off (queued at once, the store would pass the
+/// limit before its first poll).
+#[test]
+fn a_polling_subscriber_gets_a_retained_store_bigger_than_its_queue() {
+    const MESSAGES: usize = 256;
+    let broker = start_full_broker(Config {
+        max_pending_bytes: 64 * 1024,
+        sys_interval: Duration::ZERO,
+        ..Config::default()
+    });
+    let mut publisher = common::Raw::connect(broker.addr());
+    let body = "x".repeat(1000);
+    for n in 0..MESSAGES {
+        publisher.send(&format!("RETAIN r/{n:03} {body} keeper{n}\n"));
+    }
+    publisher.sync();
+    assert_eq!(stat(&broker, "retained"), MESSAGES as u64);
+    let sid = open(&broker);
+    let subscribe = "40\x1e42[\"subscribe\",{\"topic\":\"#\"}]";
+    assert_eq!(post(&broker, &sid, subscribe).body, "ok");
+    let mut received = 0;
+    let deadline = Instant::now() + common::TIMEOUT;
+    while received < MESSAGES {
+        assert!(
+            Instant::now() < deadline,
+            "{received} of {MESSAGES} retained messages arrived"
+        );
+        let answer = poll(&broker, &sid);
+        assert_eq!(
+            answer.status, 200,
+            "cut off after {received}: {}",
+            answer.body
+        );
+        received += answer.body.matches("42[\"r/").count();
+    }
+    assert_eq!(received, MESSAGES);
+    assert_eq!(stat(&broker, "slow_consumers_disconnected"), 0);
 }

@@ -90,6 +90,10 @@ pub struct Channel {
     state: Mutex<State>,
     /// Wakes the waiting poll: packets came, or the session closed.
     changed: Condvar,
+    /// Wakes a thread waiting for the client to take what is queued
+    /// ([`wait_until_drained`](Self::wait_until_drained)): a poll took it, the session
+    /// moved to a WebSocket, or it closed.
+    taken: Condvar,
     inbox: Sender<Packet>,
     rules: Arc<Rules>,
     table: Arc<Table>,
@@ -239,6 +243,7 @@ impl EngineIo {
                 pong_due: None,
             }),
             changed: Condvar::new(),
+            taken: Condvar::new(),
             inbox,
             rules: Arc::clone(&self.rules),
             table: Arc::clone(&self.table),
@@ -453,6 +458,36 @@ impl Channel {
         }
     }
 
+    /// Waits until the client has taken most of what is queued for it: for a thread that
+    /// sends a lot at once (a new subscription streaming the retained store, `registry.rs`)
+    /// and must not pass `--max-pending-bytes` with it. On a WebSocket the outbox waits; on
+    /// long-polling, until polls have taken the queue down to a quarter of the limit. A
+    /// client that polls nothing for `--write-timeout` is not waited for longer: what comes
+    /// next cuts it off as a slow consumer, as it would a stalled socket.
+    pub fn wait_until_drained(&self) {
+        let mut state = self.state.lock();
+        loop {
+            if state.closed {
+                return;
+            }
+            if let Carrier::WebSocket(outbox) = &state.transport {
+                let outbox = Arc::clone(outbox);
+                drop(state);
+                return Subscriber::wait_until_drained(&*outbox);
+            }
+            if state.queued_bytes <= self.rules.max_pending_bytes / 4 {
+                return;
+            }
+            if self
+                .taken
+                .wait_for(&mut state, self.rules.write_timeout)
+                .timed_out()
+            {
+                return;
+            }
+        }
+    }
+
     /// Writes what [`send`](Self::send) queued on a WebSocket (a poll takes its packets
     /// itself).
     pub fn flush(&self) {
@@ -478,6 +513,7 @@ impl Channel {
             }
         };
         self.changed.notify_all();
+        self.taken.notify_all();
         let _ = self.inbox.send(Packet::Close);
         self.table.lock().remove(&self.sid);
         if let Some(outbox) = outbox {
@@ -525,6 +561,7 @@ impl Channel {
         state.polling = false;
         let mut packets = std::mem::take(&mut state.queue);
         state.queued_bytes = 0;
+        self.taken.notify_all();
         if packets.is_empty() {
             // Nothing came (the session ended, or the wait was bounded): a `noop` ends
             // the request cleanly; the next poll learns the rest.
@@ -583,6 +620,7 @@ impl Channel {
         outbox.push_bytes(&frames(&waiting));
         drop(state);
         self.changed.notify_all();
+        self.taken.notify_all();
         Subscriber::flush(&**outbox);
     }
 }

@@ -352,6 +352,12 @@ impl Subscriber for SocketIoSubscriber {
     fn flush(&self) {
         self.channel.flush();
     }
+
+    /// Between the chunks of a retained store streamed to a new subscription: the
+    /// session's polls (or its WebSocket) take them before more are queued.
+    fn wait_until_drained(&self) {
+        self.channel.wait_until_drained();
+    }
 }
 
 /// What `CLIENTS` shows of a Socket.IO client, and how `KICK` closes it: its Engine.IO
