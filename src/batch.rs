@@ -123,6 +123,14 @@ impl Batch {
         &self.topic
     }
 
+    /// Whether the last delivery added was published as `publisher_id`. Compares bytes:
+    /// no UTF-8 to decode for a question asked at every publish.
+    pub fn last_published_by(&self, publisher_id: &str) -> bool {
+        self.parts
+            .last()
+            .is_some_and(|(_, id)| self.lines.get(id.clone()) == Some(publisher_id.as_bytes()))
+    }
+
     /// When the broker handled these publishes, as `DELIVER` writes it.
     pub fn timestamp(&self) -> &str {
         &self.timestamp
