@@ -246,6 +246,22 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_knows_who_published_its_last_delivery() {
+        let mut batch = Batch::default();
+        batch.start("news", "2025-03-14 10:30:00");
+        assert!(!batch.last_published_by("pub1"), "nothing published yet");
+        batch.add("hi", "pub1");
+        assert!(batch.last_published_by("pub1"));
+        assert!(!batch.last_published_by("pub"), "a prefix is another id");
+        batch.add("pub1", "p2");
+        assert!(
+            !batch.last_published_by("pub1"),
+            "the message is not the id"
+        );
+        assert!(batch.last_published_by("p2"));
+    }
+
+    #[test]
     fn a_batch_holds_the_lines_and_the_parts_of_each_publish() {
         let mut batch = Batch::default();
         batch.start("news", "2025-03-14 10:30:00");
