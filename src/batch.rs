@@ -123,6 +123,14 @@ impl Batch {
         &self.topic
     }
 
+    /// Whether the last delivery added was published as `publisher_id`. Compares bytes:
+    /// no UTF-8 to decode for a question asked at every publish.
+    pub fn last_published_by(&self, publisher_id: &str) -> bool {
+        self.parts
+            .last()
+            .is_some_and(|(_, id)| self.lines.get(id.clone()) == Some(publisher_id.as_bytes()))
+    }
+
     /// When the broker handled these publishes, as `DELIVER` writes it.
     pub fn timestamp(&self) -> &str {
         &self.timestamp
@@ -235,6 +243,22 @@ mod tests {
         );
         assert_eq!(made, 2);
         assert!(batch.clone().encoded(|_| "a copy starts empty").is_some());
+    }
+
+    #[test]
+    fn a_batch_knows_who_published_its_last_delivery() {
+        let mut batch = Batch::default();
+        batch.start("news", "2025-03-14 10:30:00");
+        assert!(!batch.last_published_by("pub1"), "nothing published yet");
+        batch.add("hi", "pub1");
+        assert!(batch.last_published_by("pub1"));
+        assert!(!batch.last_published_by("pub"), "a prefix is another id");
+        batch.add("pub1", "p2");
+        assert!(
+            !batch.last_published_by("pub1"),
+            "the message is not the id"
+        );
+        assert!(batch.last_published_by("p2"));
     }
 
     #[test]

@@ -69,22 +69,28 @@ pub fn control_in(text: &str) -> Option<char> {
 /// time. For a word `x`, `x - 0x2020..20` sets the top bit of a byte that was below `0x20`
 /// (a borrow may set it in a byte above too, which only sends a line down the slow path),
 /// and `x` itself has the top bit of a byte above `0x7f`: one test covers both.
+///
+/// Every line pays for this, so it tests two words at once, and the bytes after the last
+/// whole pair as the line's last sixteen bytes, overlapping some already tested (testing a
+/// byte twice changes nothing) instead of one by one. For a 64-byte `PUBLISH` that is about
+/// a quarter fewer instructions than a word at a time with a byte loop for the tail.
 fn is_plain_ascii(bytes: &[u8]) -> bool {
     const SPACES: u64 = u64::from_le_bytes([0x20; 8]);
     const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
-    let mut words = bytes.chunks_exact(8);
-    for word in words.by_ref() {
+    // The top bit of every byte of these sixteen that may be outside `0x20..=0x7f`.
+    let suspects = |sixteen: &[u8]| {
         let mut eight = [0; 8];
-        eight.copy_from_slice(word);
+        eight.copy_from_slice(&sixteen[..8]);
         let x = u64::from_le_bytes(eight);
-        if (x.wrapping_sub(SPACES) | x) & HIGHS != 0 {
-            return false;
-        }
+        eight.copy_from_slice(&sixteen[8..]);
+        let y = u64::from_le_bytes(eight);
+        (x.wrapping_sub(SPACES) | x | y.wrapping_sub(SPACES) | y) & HIGHS
+    };
+    if bytes.len() < 16 {
+        return bytes.iter().all(|&byte| (0x20..0x80).contains(&byte));
     }
-    words
-        .remainder()
-        .iter()
-        .all(|&byte| (0x20..0x80).contains(&byte))
+    bytes.chunks_exact(16).all(|pair| suspects(pair) == 0)
+        && suspects(&bytes[bytes.len() - 16..]) == 0
 }
 
 /// Whether a human's terminal might act on `c` instead of showing it: control characters,
@@ -152,10 +158,10 @@ mod tests {
 
     #[test]
     fn the_word_at_a_time_check_agrees_with_a_byte_by_byte_one() {
-        // Every byte value, at every place in lines of up to three words, around
+        // Every byte value, at every place in lines of up to five words, around
         // printable neighbours that differ from it by one bit.
         for value in 0..=255u8 {
-            for len in 1..24 {
+            for len in 1..40 {
                 for at in 0..len {
                     let mut bytes = vec![b'a' ^ (value & 1); len];
                     bytes[at] = value;

@@ -316,3 +316,20 @@ fn a_classic_client_never_sees_anything_but_deliver_lines() {
         "the publisher must receive nothing at all"
     );
 }
+
+#[test]
+fn every_publish_of_a_burst_has_its_id_checked_not_only_the_first() {
+    // The broker checks an id once per run of publishes under it (see
+    // `Publisher::publish_checked`): a bad id in the middle of a burst is still refused.
+    let broker = start_broker();
+    let mut sub = subscribed(broker.addr(), "t", "s");
+    let mut publisher = Raw::connect(broker.addr());
+    publisher.send("PUBLISH t one pub1\nPUBLISH t two pub\u{1}1\nPUBLISH t three pub1\n");
+    let refusal = publisher.line();
+    assert!(
+        refusal.starts_with("ERROR publisher id contains U+0001"),
+        "{refusal}"
+    );
+    assert!(sub.line().starts_with("DELIVER t one pub1 "));
+    assert!(sub.line().starts_with("DELIVER t three pub1 "));
+}

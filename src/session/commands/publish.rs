@@ -14,7 +14,12 @@ impl Session {
         if let Err(error) = self.check_publisher(topic, publisher_id) {
             return self.refuse(&error);
         }
-        let receivers = match self.publisher.publish(topic, message, publisher_id) {
+        let published = if self.parsed_line {
+            self.publisher.publish_parsed(topic, message, publisher_id)
+        } else {
+            self.publisher.publish(topic, message, publisher_id)
+        };
+        let receivers = match published {
             Ok(receivers) => receivers,
             Err(error) => return self.refuse(&error),
         };
@@ -41,7 +46,9 @@ impl Session {
 
     /// Whether this connection's user may publish to `topic` as `publisher_id` (see
     /// `Router::check_publish_rules`). The last topic and id allowed are remembered, so a
-    /// burst to one topic is checked once.
+    /// burst to one topic is checked once. Inlined, with the rules apart, so that a broker
+    /// without an auth file pays one test per publish for them and not a call.
+    #[inline]
     pub(super) fn check_publisher(
         &mut self,
         topic: &str,
@@ -50,6 +57,15 @@ impl Session {
         if self.router.access().is_none() {
             return Ok(());
         }
+        self.check_publisher_rules(topic, publisher_id)
+    }
+
+    /// [`check_publisher`](Self::check_publisher) on a broker with an auth file.
+    fn check_publisher_rules(
+        &mut self,
+        topic: &str,
+        publisher_id: &str,
+    ) -> Result<(), ProtocolError> {
         if let Some((allowed_topic, allowed_id)) = &self.allowed_publish {
             if **allowed_topic == *topic && **allowed_id == *publisher_id {
                 return Ok(());
