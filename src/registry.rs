@@ -68,9 +68,11 @@
 //! and bytes (`--max-retained`, `--max-retained-bytes`): they live until cleared, so without
 //! a bound one client could fill the broker's memory a topic at a time. Each publisher id
 //! (and, with an auth file, each user, over every id it goes by) may keep at most a share
-//! of those topics (`--max-retained-per-client`, `--max-retained-per-user`), so that one
-//! client cannot take every place from a class: the registry counts the topics of each id. Mosquitto keeps
-//! them in the same kind of tree and writes them to `mosquitto.db`; ours live in memory.
+//! of those topics and of those bytes (`--max-retained-per-client`,
+//! `--max-retained-per-user`, `--max-retained-bytes-per-client`,
+//! `--max-retained-bytes-per-user`), so that one client cannot take every place from a
+//! class: the registry counts the topics and bytes of each id. Mosquitto keeps them in the
+//! same kind of tree and writes them to `mosquitto.db`; ours live in memory.
 //!
 //! Subscriptions belong to a *subscriber* (a connection, an in-process subscription), not
 //! to the id a client gives: two clients that both call themselves `sub1` both receive.
