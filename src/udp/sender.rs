@@ -21,6 +21,12 @@
 //!   the rest are dropped and counted (`udp_withheld`). Whatever an address (or someone
 //!   forging it) asks for, this is the most it is sent. Mosquitto and NATS have no such
 //!   budget because TCP slows a sender down for them; over UDP, nothing does.
+//! * **A budget for the whole port**: at most [`PORT_DATAGRAMS_PER_SECOND`] datagrams and
+//!   [`PORT_BYTES_PER_SECOND`] bytes a second in all. A thousand leases on `#`, each within
+//!   its own budget, still asked this thread for 200,000 datagrams a second, and a
+//!   datagram over loopback costs the sender its delivery too: the thread took most of
+//!   the machine's time from the TCP clients beside it. DNS servers bound their answers
+//!   the same way (response rate limiting), per client and in all.
 
 use std::collections::HashMap;
 use std::io;
@@ -48,6 +54,33 @@ pub const DATAGRAMS_PER_SECOND: u32 = 1000;
 
 /// The most bytes sent to one address in a second: 1 MiB.
 pub const BYTES_PER_SECOND: usize = 1 << 20;
+
+/// The most datagrams the port sends in a second, to every address together: sixty
+/// students' subscribers at a few hundred deliveries a second each, and about a tenth of
+/// one core's time.
+pub const PORT_DATAGRAMS_PER_SECOND: u32 = 20_000;
+
+/// The most bytes the port sends in a second, to every address together: 16 MiB.
+pub const PORT_BYTES_PER_SECOND: usize = 16 << 20;
+
+/// What one [`Budget`] allows in each window.
+#[derive(Debug, Clone, Copy)]
+struct Share {
+    datagrams: u32,
+    bytes: usize,
+}
+
+/// One address's share of a second.
+const ADDRESS_SHARE: Share = Share {
+    datagrams: DATAGRAMS_PER_SECOND,
+    bytes: BYTES_PER_SECOND,
+};
+
+/// The whole port's share of a second.
+const PORT_SHARE: Share = Share {
+    datagrams: PORT_DATAGRAMS_PER_SECOND,
+    bytes: PORT_BYTES_PER_SECOND,
+};
 
 /// The budget's window.
 const WINDOW: Duration = Duration::from_secs(1);
@@ -141,6 +174,7 @@ pub(super) fn spawn(
         socket,
         stats: Arc::clone(&stats),
         budgets: HashMap::new(),
+        port: Budget::new(Instant::now()),
     };
     let handle = thread::Builder::new()
         .name(format!("udp-send-{port}"))
@@ -152,14 +186,15 @@ pub(super) fn spawn(
     Ok((outbox, SenderThread { handle, queue }))
 }
 
-/// The thread's state: the socket and each address's budget, its alone.
+/// The thread's state: the socket, each address's budget and the port's, its alone.
 struct Sender {
     socket: Arc<UdpSocket>,
     stats: Arc<Stats>,
     budgets: HashMap<SocketAddr, Budget>,
+    port: Budget,
 }
 
-/// What one address has been sent in the current window.
+/// What one address (or the whole port) has been sent in the current window.
 struct Budget {
     started: Instant,
     datagrams: u32,
@@ -167,21 +202,26 @@ struct Budget {
 }
 
 impl Budget {
-    /// Whether `len` more bytes may go, now; counts them if so.
-    fn take(&mut self, len: usize, now: Instant) -> bool {
+    fn new(now: Instant) -> Budget {
+        Budget {
+            started: now,
+            datagrams: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Whether `len` more bytes fit in `share`, now (a new window starts empty).
+    fn has_room(&mut self, len: usize, now: Instant, share: Share) -> bool {
         if now.duration_since(self.started) >= WINDOW {
-            *self = Budget {
-                started: now,
-                datagrams: 0,
-                bytes: 0,
-            };
+            *self = Budget::new(now);
         }
-        if self.datagrams >= DATAGRAMS_PER_SECOND || self.bytes + len > BYTES_PER_SECOND {
-            return false;
-        }
+        self.datagrams < share.datagrams && self.bytes + len <= share.bytes
+    }
+
+    /// Counts `len` more bytes, which [`has_room`](Self::has_room) allowed.
+    fn count(&mut self, len: usize) {
         self.datagrams += 1;
         self.bytes += len;
-        true
     }
 }
 
@@ -202,14 +242,24 @@ impl Sender {
         }
     }
 
-    /// Sends `datagrams` to `to`, as many as its budget allows; the rest are withheld and
-    /// counted (the budget is looked up once for them all).
+    /// Sends `datagrams` to `to`, as many as its budget and the port's allow; the rest are
+    /// withheld and counted (the budget is looked up once for them all).
     fn send<D: AsRef<[u8]>>(&mut self, to: SocketAddr, datagrams: &[D]) {
         let now = Instant::now();
-        let budget = self.budget(to, now);
+        let budget = budget_of(&mut self.budgets, to, now);
+        let port = &mut self.port;
         let allowed = datagrams
             .iter()
-            .take_while(|datagram| budget.take(datagram.as_ref().len(), now))
+            .map(|datagram| datagram.as_ref().len())
+            .take_while(|&len| {
+                let room =
+                    budget.has_room(len, now, ADDRESS_SHARE) && port.has_room(len, now, PORT_SHARE);
+                if room {
+                    budget.count(len);
+                    port.count(len);
+                }
+                room
+            })
             .count();
         let withheld = datagrams.len() - allowed;
         if withheld > 0 {
@@ -225,50 +275,59 @@ impl Sender {
         }
     }
 
-    /// `to`'s budget, forgetting those whose window is over once too many are kept.
-    fn budget(&mut self, to: SocketAddr, now: Instant) -> &mut Budget {
-        if self.budgets.len() >= BUDGETS_KEPT && !self.budgets.contains_key(&to) {
-            self.budgets
-                .retain(|_, budget| now.duration_since(budget.started) < WINDOW);
-            if self.budgets.len() >= BUDGETS_KEPT {
-                // Thousands of addresses in one second: forged ones, most likely. Each is
-                // still sent at most what it sent (see `udp.rs`), so forgetting every
-                // budget costs at most one window's worth more to the real ones.
-                self.budgets.clear();
-            }
-        }
-        self.budgets.entry(to).or_insert(Budget {
-            started: now,
-            datagrams: 0,
-            bytes: 0,
-        })
-    }
-
     fn count(&self, counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// `to`'s budget, forgetting those whose window is over once too many are kept.
+fn budget_of(
+    budgets: &mut HashMap<SocketAddr, Budget>,
+    to: SocketAddr,
+    now: Instant,
+) -> &mut Budget {
+    if budgets.len() >= BUDGETS_KEPT && !budgets.contains_key(&to) {
+        budgets.retain(|_, budget| now.duration_since(budget.started) < WINDOW);
+        if budgets.len() >= BUDGETS_KEPT {
+            // Thousands of addresses in one second: forged ones, most likely. Each is
+            // still sent at most what it sent (see `udp.rs`), so forgetting every budget
+            // costs at most one window's worth more to the real ones.
+            budgets.clear();
+        }
+    }
+    budgets.entry(to).or_insert_with(|| Budget::new(now))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Takes one datagram of `len` bytes from `budget` if it fits `share`.
+    fn take(budget: &mut Budget, len: usize, now: Instant, share: Share) -> bool {
+        let room = budget.has_room(len, now, share);
+        if room {
+            budget.count(len);
+        }
+        room
+    }
+
     #[test]
     fn a_budget_lets_its_share_through_each_second() {
         let start = Instant::now();
-        let mut budget = Budget {
-            started: start,
-            datagrams: 0,
-            bytes: 0,
-        };
-        for _ in 0..DATAGRAMS_PER_SECOND {
-            assert!(budget.take(10, start));
+        for share in [ADDRESS_SHARE, PORT_SHARE] {
+            let mut budget = Budget::new(start);
+            for _ in 0..share.datagrams {
+                assert!(take(&mut budget, 10, start, share));
+            }
+            assert!(!take(&mut budget, 10, start, share), "the share is spent");
+            assert!(
+                take(&mut budget, 10, start + WINDOW, share),
+                "a new second, a new share"
+            );
+            assert!(
+                !take(&mut budget, share.bytes, start + WINDOW, share),
+                "bytes count too"
+            );
         }
-        assert!(!budget.take(10, start), "the second's share is spent");
-        assert!(budget.take(10, start + WINDOW), "a new second, a new share");
-        assert!(
-            !budget.take(BYTES_PER_SECOND, start + WINDOW),
-            "bytes count too"
-        );
     }
 }
