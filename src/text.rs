@@ -152,6 +152,30 @@ pub fn describe(c: char) -> String {
     format!("U+{:04X} ({name})", c as u32)
 }
 
+/// Appends `n` in decimal, without going through `fmt`: `write!(out, "{n}")` costs a
+/// few hundred instructions of formatting machinery (padding, width, the `Display` call),
+/// which a line written per message pays every time. Used by the NATS bridge's `PUB`
+/// lines and the bench's publishers.
+///
+/// ```
+/// let mut out = b"PUB a ".to_vec();
+/// pubsub_lab::text::push_decimal(&mut out, 1024);
+/// assert_eq!(out, b"PUB a 1024");
+/// ```
+pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,7 @@
 //! publisher's order (a gap, a duplicate or a reordering), and a [`Histogram`] of
 //! latencies.
 
+use pubsub_lab::text::push_decimal;
 use std::time::{Duration, Instant};
 
 /// Nanoseconds from `base` to now: the clock written into every message.
@@ -48,22 +49,6 @@ pub fn write_publish(
     out.extend_from_slice(b" pub");
     push_decimal(out, publisher as u64);
     out.push(b'\n');
-}
-
-/// Writes a number in decimal without going through `fmt`: publishers format millions of
-/// them, and the bench client must not be what limits the figures.
-fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
 }
 
 /// The three numbers a message carries.
