@@ -20,6 +20,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use pubsub_lab::json::{self, Value};
@@ -38,10 +39,14 @@ struct Chromium {
 
 impl Chromium {
     fn open(url: &str) -> Chromium {
+        // A profile of its own for each browser: two browsers of one test run (the tests
+        // run in parallel) that shared one would hand their pages to each other, and each
+        // removes its profile when it ends.
+        static BROWSERS: AtomicUsize = AtomicUsize::new(0);
         let profile = std::env::temp_dir().join(format!(
             "pubsub-lab-chromium-{}-{}",
             std::process::id(),
-            Instant::now().elapsed().as_nanos()
+            BROWSERS.fetch_add(1, Ordering::Relaxed)
         ));
         let _ = std::fs::remove_dir_all(&profile);
         std::fs::create_dir_all(&profile).unwrap();
