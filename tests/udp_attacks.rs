@@ -229,7 +229,18 @@ fn a_thousand_leases_cost_an_unrelated_tcp_pair_nothing() {
         .map(|ip| lease_from(([127, 0, 1, ip], 0).into(), udp))
         .collect();
     wait_until("1,024 leases", || stat(&broker, "udp_subscribers") == 1024);
+    let out_before = stat(&broker, "udp_datagrams_out");
+    let started = Instant::now();
     let (flood_took, worst) = flood_beside_a_pair(&broker);
+    // The port's budget bounds what the sender sends in all, whatever each address may
+    // have: windows start before the flood and end after it, so two more than the whole
+    // seconds elapsed.
+    let windows = started.elapsed().as_secs() + 2;
+    let sent = stat(&broker, "udp_datagrams_out") - out_before;
+    assert!(
+        sent <= u64::from(sender::PORT_DATAGRAMS_PER_SECOND) * windows,
+        "{sent} datagrams in {windows} windows of the port's budget"
+    );
     eprintln!(
         "1,024 leases: 2,000 flood publishes took {flood_took:?} ({alone_took:?} without \
          leases); the pair's worst latency {worst:?} ({alone_worst:?} without leases); \
