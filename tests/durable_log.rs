@@ -4,21 +4,13 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use common::{start_broker_with, stat, Raw};
 use pubsub_lab::config::FsyncPolicy;
 use pubsub_lab::durable::log::{read_frame, segment_path, Frame};
 use pubsub_lab::durable::Durables;
 use pubsub_lab::{Broker, Config, StartError};
-
-/// A new, empty directory for one test's log.
-fn fresh_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("pubsub-lab-{name}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn config(dir: &Path) -> Config {
     Config {
@@ -78,7 +70,7 @@ fn make_log(dir: &Path) -> Vec<String> {
 /// same seqs; acknowledged ones do not; new messages get higher seqs.
 #[test]
 fn durable_subscriptions_and_their_messages_survive_a_restart() {
-    let dir = fresh_dir("restart");
+    let dir = common::fresh_dir("restart");
     let before = make_log(&dir);
     let broker = start_broker_with(config(&dir));
     assert_eq!(stat(&broker, "durable_subscriptions"), 1);
@@ -108,7 +100,7 @@ fn a_confirm_comes_only_once_the_message_is_in_the_log() {
         FsyncPolicy::Interval,
         FsyncPolicy::Never,
     ] {
-        let dir = fresh_dir(&format!("confirm-{policy}"));
+        let dir = common::fresh_dir(&format!("confirm-{policy}"));
         let broker = start_broker_with(Config {
             fsync: policy,
             ..config(&dir)
@@ -136,7 +128,7 @@ fn a_confirm_comes_only_once_the_message_is_in_the_log() {
 /// A segment is deleted once every message in it is acknowledged.
 #[test]
 fn segments_whose_messages_are_all_acknowledged_are_deleted() {
-    let dir = fresh_dir("segments");
+    let dir = common::fresh_dir("segments");
     let broker = start_broker_with(Config {
         segment_bytes: 4096,
         ..config(&dir)
@@ -185,7 +177,7 @@ fn segments_whose_messages_are_all_acknowledged_are_deleted() {
 /// the torn record is cut off and not delivered, everything before it is kept.
 #[test]
 fn a_log_cut_at_every_byte_of_its_last_record_opens_without_that_record() {
-    let dir = fresh_dir("torn-source");
+    let dir = common::fresh_dir("torn-source");
     make_log(&dir);
     let segment = segment_path(&dir, 1);
     let bytes = fs::read(&segment).unwrap();
@@ -193,7 +185,7 @@ fn a_log_cut_at_every_byte_of_its_last_record_opens_without_that_record() {
     let (last_offset, last) = all.last().unwrap().clone();
     assert!(last.starts_with("ACK "), "{last}");
     // The last record is the ACK of message one; cutting it brings message one back.
-    let work = fresh_dir("torn");
+    let work = common::fresh_dir("torn");
     for cut in last_offset..bytes.len() {
         let _ = fs::remove_dir_all(&work);
         fs::create_dir_all(&work).unwrap();
@@ -218,7 +210,7 @@ fn a_log_cut_at_every_byte_of_its_last_record_opens_without_that_record() {
 /// file and the record's offset.
 #[test]
 fn a_flipped_byte_in_the_middle_of_the_log_stops_the_start_and_names_file_and_offset() {
-    let dir = fresh_dir("flipped");
+    let dir = common::fresh_dir("flipped");
     make_log(&dir);
     let segment = segment_path(&dir, 1);
     let all = records(&segment);
@@ -258,7 +250,7 @@ fn interval_flushes_the_log_about_once_a_second_and_always_at_every_confirm() {
         (FsyncPolicy::Interval, "interval"),
         (FsyncPolicy::Always, "always"),
     ] {
-        let dir = fresh_dir(&format!("flushes-{name}"));
+        let dir = common::fresh_dir(&format!("flushes-{name}"));
         let broker = start_broker_with(Config {
             fsync: policy,
             ..config(&dir)
@@ -300,7 +292,7 @@ fn restart(broker: pubsub_lab::BrokerHandle, dir: &Path) -> pubsub_lab::BrokerHa
 /// else.
 #[test]
 fn an_acknowledged_message_does_not_come_back_after_plain_restarts() {
-    let dir = fresh_dir("resurrect-ack");
+    let dir = common::fresh_dir("resurrect-ack");
     let broker = start_broker_with(config(&dir));
     let mut holder = Raw::connect(broker.addr());
     holder.send("DURABLE t sub\n");
@@ -332,7 +324,7 @@ fn an_acknowledged_message_does_not_come_back_after_plain_restarts() {
 /// record (kept for another subscription's message).
 #[test]
 fn a_cancelled_subscription_does_not_come_back_after_plain_restarts() {
-    let dir = fresh_dir("resurrect-cancel");
+    let dir = common::fresh_dir("resurrect-cancel");
     let broker = start_broker_with(config(&dir));
     for id in ["keep", "gone"] {
         let mut holder = Raw::connect(broker.addr());
@@ -386,7 +378,7 @@ fn held_lines(broker: &pubsub_lab::BrokerHandle) -> Vec<String> {
 /// after it, and `--salvage` loses that one record only, with its bytes kept aside.
 #[test]
 fn a_damaged_length_in_the_middle_of_the_newest_segment_is_damage_not_a_torn_end() {
-    let dir = fresh_dir("damaged-length");
+    let dir = common::fresh_dir("damaged-length");
     let lines = make_long_log(&dir, 40);
     let segment = segment_path(&dir, 1);
     let (offset, payload) = records(&segment)
@@ -437,7 +429,7 @@ fn a_damaged_length_in_the_middle_of_the_newest_segment_is_damage_not_a_torn_end
 /// hold, the seqs around them, and where they went.
 #[test]
 fn salvage_says_what_it_moved_aside() {
-    let dir = fresh_dir("salvage-report");
+    let dir = common::fresh_dir("salvage-report");
     make_long_log(&dir, 5);
     let segment = segment_path(&dir, 1);
     let (offset, payload) = records(&segment)
@@ -471,7 +463,7 @@ fn salvage_says_what_it_moved_aside() {
 /// alone: the log starts without them, and neither is changed.
 #[test]
 fn files_that_are_not_segments_are_ignored_and_never_cut() {
-    let dir = fresh_dir("strays");
+    let dir = common::fresh_dir("strays");
     let before = make_long_log(&dir, 3);
     // Random-looking bytes, numbered above every segment.
     let stray: Vec<u8> = (0u32..4096)
@@ -500,7 +492,7 @@ fn files_that_are_not_segments_are_ignored_and_never_cut() {
 /// Past segment 99999999 the names grow a digit, and replay reads them in order.
 #[test]
 fn segment_numbers_go_on_past_eight_digits() {
-    let dir = fresh_dir("overflow");
+    let dir = common::fresh_dir("overflow");
     let before = make_long_log(&dir, 20);
     fs::rename(segment_path(&dir, 1), dir.join("99999999.log")).unwrap();
     let broker = start_broker_with(config(&dir));
@@ -524,7 +516,7 @@ fn segment_numbers_go_on_past_eight_digits() {
 #[test]
 fn a_data_directory_deleted_or_replaced_while_the_broker_runs_stops_the_confirms() {
     for replaced in [false, true] {
-        let dir = fresh_dir(&format!("deleted-{replaced}"));
+        let dir = common::fresh_dir(&format!("deleted-{replaced}"));
         let broker = start_broker_with(config(&dir));
         let mut holder = Raw::connect(broker.addr());
         holder.send("DURABLE t sub\n");
@@ -555,7 +547,7 @@ fn a_data_directory_deleted_or_replaced_while_the_broker_runs_stops_the_confirms
 /// an `OK DURABLE`, which the subscription sends itself, never overtake a confirm.
 #[test]
 fn replies_after_confirms_that_wait_for_the_disk_keep_their_order() {
-    let dir = fresh_dir("order");
+    let dir = common::fresh_dir("order");
     // Twenty durable subscriptions of one id: more than --max-durable-per-client allows.
     let broker = start_broker_with(Config {
         max_durable_per_client: 20,

@@ -9,7 +9,7 @@ mod common;
 mod labcheck;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use pubsub_lab::durable::crc32::crc32;
 use pubsub_lab::durable::log::{
@@ -47,14 +47,6 @@ fn sample() -> Vec<Record<'static>> {
         },
         Record::Ack { seq: 1 },
     ]
-}
-
-/// A log directory of the test's own, empty.
-fn fresh_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("pubsub-lab-lab08-{name}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 fn config(dir: &Path) -> Config {
@@ -202,7 +194,7 @@ fn a_length_over_max_payload_is_damage_not_a_torn_record() {
 /// A broker starts from a log whose last record is torn, without it.
 #[test]
 fn a_broker_starts_from_a_log_with_a_torn_tail_and_does_not_deliver_it() {
-    let dir = fresh_dir("torn");
+    let dir = common::fresh_dir("torn");
     let mut bytes = framed(&sample()[..3]);
     bytes.truncate(bytes.len() - 5);
     fs::write(segment_path(&dir, 1), &bytes).unwrap();
@@ -225,7 +217,7 @@ fn a_broker_starts_from_a_log_with_a_torn_tail_and_does_not_deliver_it() {
 /// A broker refuses to start from a log damaged in the middle, naming file and offset.
 #[test]
 fn a_broker_refuses_a_log_damaged_in_the_middle() {
-    let dir = fresh_dir("damaged");
+    let dir = common::fresh_dir("damaged");
     let records = sample();
     let mut bytes = framed(&records);
     let offset = framed(&records[..2]).len();

@@ -8,7 +8,7 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use common::{auth_file, logged_in, start_broker_with, stat, Raw};
@@ -18,14 +18,6 @@ use pubsub_lab::config::{
     DEFAULT_MAX_WILDCARDS_PER_USER,
 };
 use pubsub_lab::Config;
-
-/// A new, empty directory for one test's log.
-fn fresh_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("pubsub-lab-quota-{name}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn logged(dir: &Path) -> Config {
     Config {
@@ -72,7 +64,7 @@ fn durable_burst(raw: &mut Raw, id: &str, filters: &[String], refusal: &str) -> 
 /// classmate's `DURABLE` succeeds, before and after the broker restarts from its log.
 #[test]
 fn one_client_cannot_make_a_classmates_durable_fail_even_after_a_restart() {
-    let dir = fresh_dir("hoard");
+    let dir = common::fresh_dir("hoard");
     let filters: Vec<String> = (0..1100).map(|n| format!("hoard/{n}")).collect();
     let refusal = format!(
         "ERROR subscriber id mallory has {DEFAULT_MAX_DURABLE_PER_CLIENT} durable \
@@ -111,7 +103,7 @@ fn one_client_cannot_make_a_classmates_durable_fail_even_after_a_restart() {
 /// making up ids does not get past it, after a restart either, and bob is unaffected.
 #[test]
 fn a_user_that_makes_up_ids_meets_its_quota_and_another_user_does_not() {
-    let dir = fresh_dir("user");
+    let dir = common::fresh_dir("user");
     let file = auth_file(
         "user alice s3cret\nuser bob hunter2\nallow * subscribe lab/#\n",
         0o600,
@@ -197,7 +189,7 @@ fn a_subscription_nobody_reads_holds_at_most_max_queued_bytes() {
 fn durable_and_cancel_in_a_loop_write_at_most_the_copy_bound_each() {
     const RETAINED: usize = 128;
     const LOOPS: usize = 10;
-    let dir = fresh_dir("copy");
+    let dir = common::fresh_dir("copy");
     let broker = start_broker_with(logged(&dir));
     let mut publisher = Raw::connect(broker.addr());
     let text = "r".repeat(4000);

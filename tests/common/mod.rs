@@ -112,6 +112,15 @@ pub fn logged_in(broker: &BrokerHandle, user: &str, secret: &str) -> Raw {
     raw
 }
 
+/// A new, empty directory for one test's data (a durable log, say), named after the test
+/// and this process, so that test binaries running at once never share one.
+pub fn fresh_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("pubsub-lab-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// A broker with the default configuration on 127.0.0.1, on a port the OS picked.
 pub fn start_broker() -> BrokerHandle {
     start_broker_with(Config::default())
