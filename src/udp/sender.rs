@@ -32,12 +32,10 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
-
-use parking_lot::Mutex;
 
 use super::subscriber::Pending;
 use crate::stats::Stats;
@@ -96,7 +94,7 @@ enum Job {
     /// A subscriber at `to` has lines waiting: one datagram per line.
     Pending {
         to: SocketAddr,
-        pending: Arc<Mutex<Pending>>,
+        pending: Arc<Pending>,
     },
     /// The broker is stopping: send what came before, then end.
     Stop,
@@ -117,29 +115,14 @@ impl Outbox {
         }
     }
 
-    /// Queues a token for the lines of `pending` (whose lock the caller holds, so they
-    /// are given as `lines`): `false` if the queue is full, and the lines are counted as
-    /// dropped (the caller drops them).
-    pub(super) fn pending(
-        &self,
-        to: SocketAddr,
-        pending: &Arc<Mutex<Pending>>,
-        lines: &[u8],
-    ) -> bool {
+    /// Queues a token for the lines of `pending`: `false` if the queue is full, for the
+    /// caller to drop the lines and count them.
+    pub(super) fn pending(&self, to: SocketAddr, pending: &Arc<Pending>) -> bool {
         let job = Job::Pending {
             to,
             pending: Arc::clone(pending),
         };
-        match self.queue.try_send(job) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                let count = lines.iter().filter(|&&b| b == b'\n').count();
-                self.stats
-                    .udp_queue_dropped
-                    .fetch_add(count as u64, Ordering::Relaxed);
-                false
-            }
-        }
+        self.queue.try_send(job).is_ok()
     }
 }
 
@@ -231,10 +214,13 @@ impl Sender {
             match jobs.recv() {
                 Ok(Job::Answer { to, datagram }) => self.send(to, &[datagram]),
                 Ok(Job::Pending { to, pending }) => {
-                    // Taken out under the lock, sent outside it: publishers go on
-                    // offering meanwhile.
-                    let lines = std::mem::take(&mut pending.lock().lines);
-                    let datagrams: Vec<&[u8]> = lines.split_inclusive(|&b| b == b'\n').collect();
+                    // Taken out under the lanes' locks, sent outside them: publishers go
+                    // on offering meanwhile.
+                    let lanes = pending.take();
+                    let datagrams: Vec<&[u8]> = lanes
+                        .iter()
+                        .flat_map(|lines| lines.split_inclusive(|&b| b == b'\n'))
+                        .collect();
                     self.send(to, &datagrams);
                 }
                 Ok(Job::Stop) | Err(_) => return,
