@@ -383,7 +383,8 @@ pub struct Config {
     pub max_durable: usize,
     /// Most durable subscriptions of one subscriber id.
     pub max_durable_per_client: usize,
-    /// Most durable subscriptions of one logged-in user, over every id it goes by.
+    /// Most durable subscriptions of one logged-in user, over every id it goes by, or of
+    /// the anonymous clients of one address other than loopback.
     pub max_durable_per_user: usize,
     /// Most bytes of retained messages a new durable subscription copies.
     pub max_durable_retained_bytes: usize,

@@ -198,7 +198,8 @@ struct Args {
     /// Most durable subscriptions of one subscriber id; its next DURABLE is refused.
     #[arg(long, default_value_t = DEFAULT_MAX_DURABLE_PER_CLIENT)]
     max_durable_per_client: usize,
-    /// With --auth-file: most durable subscriptions of one user, over every id it goes by.
+    /// Most durable subscriptions of one user (with --auth-file), over every id it goes
+    /// by; without a login, of the anonymous clients of one address other than loopback.
     #[arg(long, default_value_t = DEFAULT_MAX_DURABLE_PER_USER)]
     max_durable_per_user: usize,
     /// Most bytes of retained messages a new durable subscription copies into its queue

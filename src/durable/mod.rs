@@ -36,7 +36,7 @@
 //! | `--max-inflight` | messages sent, not acknowledged | the rest wait | NATS JetStream's `max_ack_pending` |
 //! | `--max-queued`, `--max-queued-bytes` | messages and bytes one subscription holds | the oldest are dropped | Mosquitto's `max_queued_messages` and `max_queued_bytes`; JetStream's `max_msgs` and `max_bytes` per stream |
 //! | `--max-durable-retained-bytes` | retained messages a new subscription copies | the rest are skipped | JetStream's `deliver_policy` |
-//! | `--max-durable-per-client`, `--max-durable-per-user`, `--max-durable` | subscriptions of one id, of one user, in all | `DURABLE` is refused | JetStream's per-account limits (`max_consumers`, `max_store`) |
+//! | `--max-durable-per-client`, `--max-durable-per-user`, `--max-durable` | subscriptions of one id, of one user (or the anonymous clients of one address), in all | `DURABLE` is refused | JetStream's per-account limits (`max_consumers`, `max_store`) |
 //!
 //! The byte bound is what bounds memory: 40 subscriptions that nobody read took 245 MiB for
 //! 6.4 MB published before it, since the count alone let each hold 10,000 lines of any
@@ -64,6 +64,7 @@ mod subscription;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -105,6 +106,27 @@ impl Limits {
     /// (its newest message alone is never too much).
     fn holds_too_much(&self, queue: &queue::Queue) -> bool {
         queue.len() > self.max_queued || (queue.bytes() > self.max_queued_bytes && queue.len() > 1)
+    }
+}
+
+/// Who asks for a durable subscription, as its quotas see them (see
+/// `Durables::check_quotas`).
+#[derive(Debug, Clone, Copy)]
+pub enum Asker<'a> {
+    /// A logged-in user.
+    User(&'a str),
+    /// An anonymous client at this address.
+    Anonymous(IpAddr),
+}
+
+impl Asker<'_> {
+    /// The address whose quota a new subscription counts against: an anonymous client's,
+    /// unless it is this machine's own.
+    fn counted_address(self) -> Option<IpAddr> {
+        match self {
+            Asker::Anonymous(ip) if !ip.is_loopback() => Some(ip),
+            _ => None,
+        }
     }
 }
 
@@ -152,6 +174,7 @@ impl Durables {
                     Arc::clone(&store),
                     limits,
                     restored.messages,
+                    None,
                 );
                 (restored.key, Arc::new(durable))
             })
@@ -197,8 +220,8 @@ impl Durables {
     }
 
     /// The durable subscription of `subscriber_id` to `filter`, made now if there was
-    /// none (then `true`: the caller registers it with the router). `user` is who asks:
-    /// the logged-in user, `None` for an anonymous client.
+    /// none (then `true`: the caller registers it with the router). `asker` is who asks:
+    /// the logged-in user, or the address of an anonymous client.
     ///
     /// # Errors
     /// A new one would pass a quota: [`ProtocolError::TooManyDurableForClient`],
@@ -208,14 +231,14 @@ impl Durables {
         &self,
         filter: &str,
         subscriber_id: &str,
-        user: Option<&str>,
+        asker: Asker<'_>,
     ) -> Result<(Arc<Durable>, bool), ProtocolError> {
         let key: Key = (subscriber_id.into(), filter.into());
         let mut subscriptions = self.subscriptions.lock();
         if let Some(durable) = subscriptions.get(&key) {
             return Ok((Arc::clone(durable), false));
         }
-        self.check_quotas(&subscriptions, subscriber_id, user)?;
+        self.check_quotas(&subscriptions, subscriber_id, asker)?;
         self.store.append(&Record::Durable {
             subscriber_id,
             filter,
@@ -225,6 +248,7 @@ impl Durables {
             Arc::clone(&self.store),
             self.limits,
             Vec::new(),
+            asker.counted_address(),
         ));
         subscriptions.insert(key, Arc::clone(&durable));
         drop(subscriptions);
@@ -252,10 +276,13 @@ impl Durables {
     /// see `access.rs`): on a broker with an auth file a user can hold no other.
     ///
     /// Anonymous clients all share the user `anonymous`, so a quota for it would be one
-    /// for the whole class: it has none, and the quota per subscriber id is what keeps one
-    /// of them from taking every subscription. A client that makes up a new id for each
-    /// subscription still meets `--max-durable` alone: a broker that must hold against that
-    /// needs `--auth-file`. (NATS puts the same limits on an *account*, its user, with
+    /// for the whole class. Their machine stands in for the user instead: the subscriptions
+    /// anonymous clients made from one address count against `--max-durable-per-user`
+    /// too, so that a client that makes up a new id for each subscription cannot take
+    /// every one. This machine's own address (loopback) is not counted, as for
+    /// `--max-clients-per-ip`: a whole lab may run on one laptop. Nor are subscriptions
+    /// the log brought back, since it keeps no addresses: a restart gives each address its
+    /// quota again, once. (NATS puts the same limits on an *account*, its user, with
     /// `max_consumers` on each stream; Mosquitto has no per-client limit on sessions.)
     ///
     /// # Errors
@@ -265,7 +292,7 @@ impl Durables {
         &self,
         subscriptions: &BTreeMap<Key, Arc<Durable>>,
         subscriber_id: &str,
-        user: Option<&str>,
+        asker: Asker<'_>,
     ) -> Result<(), ProtocolError> {
         let limits = &self.limits;
         let of_client = subscriptions
@@ -278,7 +305,19 @@ impl Durables {
                 limit: limits.max_durable_per_client,
             });
         }
-        if let Some(user) = user {
+        if let Some(ip) = asker.counted_address() {
+            let from_there = subscriptions
+                .values()
+                .filter(|durable| durable.origin() == Some(ip))
+                .count();
+            if from_there >= limits.max_durable_per_user {
+                return Err(ProtocolError::TooManyDurableFromAddress {
+                    ip,
+                    limit: limits.max_durable_per_user,
+                });
+            }
+        }
+        if let Asker::User(user) = asker {
             let of_user = subscriptions
                 .keys()
                 .filter(|(id, _)| crate::access::may_publish_as(user, id))
@@ -503,5 +542,48 @@ impl Timer {
                 ::log::error!("the log-commit thread panicked");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    /// Anonymous clients that make up a new id for each subscription still meet a quota:
+    /// their address's. A classmate at another address is not held up, and this machine
+    /// itself is not counted.
+    #[test]
+    fn anonymous_clients_of_one_address_share_a_quota() {
+        let config = Config {
+            max_durable_per_user: 2,
+            ..Config::default()
+        };
+        let durables = Durables::in_memory(&config);
+        let make = |id: &str, ip: IpAddr| {
+            durables
+                .get_or_create("lab/#", id, Asker::Anonymous(ip))
+                .map(|(_, created)| created)
+        };
+        let student = IpAddr::from([10, 0, 0, 7]);
+        assert_eq!(make("a1", student), Ok(true));
+        assert_eq!(make("a2", student), Ok(true));
+        assert_eq!(
+            make("a3", student),
+            Err(ProtocolError::TooManyDurableFromAddress {
+                ip: student,
+                limit: 2
+            })
+        );
+        assert_eq!(make("a1", student), Ok(false), "resuming makes none");
+        assert_eq!(make("b1", IpAddr::from([10, 0, 0, 8])), Ok(true));
+        for n in 0..5 {
+            assert_eq!(
+                make(&format!("local{n}"), Ipv4Addr::LOCALHOST.into()),
+                Ok(true)
+            );
+        }
+        assert!(durables.cancel("lab/#", "a2").is_some());
+        assert_eq!(make("a3", student), Ok(true), "a cancel gives a place back");
     }
 }

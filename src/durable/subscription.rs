@@ -8,6 +8,7 @@
 //! pushing `MESSAGE` lines into the connection's outbox, and takes its `ACK`s.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -42,6 +43,10 @@ pub struct Durable {
     key: Key,
     store: Arc<Store>,
     limits: Limits,
+    /// The address of the anonymous client that made it, when that counts against a
+    /// quota per address (see `Durables::check_quotas`); `None` for the others, and for
+    /// those the log brought back (the log keeps no addresses).
+    origin: Option<IpAddr>,
     state: Mutex<State>,
 }
 
@@ -71,7 +76,13 @@ pub struct Attached {
 }
 
 impl Durable {
-    pub(super) fn new(key: Key, store: Arc<Store>, limits: Limits, held: Vec<Queued>) -> Durable {
+    pub(super) fn new(
+        key: Key,
+        store: Arc<Store>,
+        limits: Limits,
+        held: Vec<Queued>,
+        origin: Option<IpAddr>,
+    ) -> Durable {
         let mut queue = Queue::default();
         for message in held {
             queue.push(message);
@@ -81,12 +92,19 @@ impl Durable {
             key,
             store,
             limits,
+            origin,
             state: Mutex::new(State {
                 queue,
                 retained_budget: Some(limits.max_durable_retained_bytes),
                 ..State::default()
             }),
         }
+    }
+
+    /// The address of the anonymous client that made it, if it counts against the quota
+    /// per address.
+    pub(super) fn origin(&self) -> Option<IpAddr> {
+        self.origin
     }
 
     /// The subscriber id it belongs to.

@@ -2,6 +2,7 @@
 //! `ERROR <reason>` line the client receives.
 
 use std::fmt;
+use std::net::IpAddr;
 
 use super::command::{CommandSpec, COMMANDS};
 use crate::json::JsonError;
@@ -172,6 +173,14 @@ pub enum ProtocolError {
         /// The limit per user.
         limit: usize,
     },
+    /// A new durable subscription would pass the quota of the anonymous clients of one
+    /// address (`--max-durable-per-user`). `CANCEL` one of theirs first.
+    TooManyDurableFromAddress {
+        /// The address.
+        ip: IpAddr,
+        /// The limit per address.
+        limit: usize,
+    },
     /// Sent to a connection that held a durable subscription when another connection
     /// resumed it: the newer one holds it now (MQTT's session takeover).
     TakenOver {
@@ -214,7 +223,7 @@ pub enum ProtocolError {
     /// (`udp::MAX_LEASES_PER_IP`). Subscribe over TCP, or end a lease first.
     TooManyUdpSubscribersFrom {
         /// The address.
-        ip: std::net::IpAddr,
+        ip: IpAddr,
         /// The limit per address.
         limit: usize,
     },
@@ -432,6 +441,12 @@ impl fmt::Display for ProtocolError {
                 f,
                 "user {user} has {limit} durable subscriptions already, the most one user may \
                  have: CANCEL one you no longer need, or use SUBSCRIBE"
+            ),
+            ProtocolError::TooManyDurableFromAddress { ip, limit } => write!(
+                f,
+                "anonymous clients from {ip} have {limit} durable subscriptions already, the \
+                 most one address may have without logging in: CANCEL one you no longer \
+                 need, or use SUBSCRIBE"
             ),
             ProtocolError::TakenOver {
                 filter,

@@ -1,6 +1,7 @@
 //! `DURABLE <filter> <subscriber_id>`: start or resume a durable subscription, which
 //! keeps collecting messages while nobody holds it (see `durable/`).
 
+use crate::durable::Asker;
 use crate::protocol::ProtocolError;
 use crate::session::Session;
 use crate::subscriber::Subscriber;
@@ -34,11 +35,14 @@ impl Session {
         // Confirms still waiting for the log go out before this reply.
         self.commit_and_release();
         self.settle();
-        let user = self.user.as_deref();
+        let asker = match self.user.as_deref() {
+            Some(user) => Asker::User(user),
+            None => Asker::Anonymous(self.peer().addr().ip()),
+        };
         let found = self
             .router
             .durables()
-            .get_or_create(filter, subscriber_id, user);
+            .get_or_create(filter, subscriber_id, asker);
         let (durable, created) = match found {
             Ok(found) => found,
             Err(error) => return self.refuse(&error),
