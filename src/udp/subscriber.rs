@@ -32,10 +32,10 @@ use crate::router::Router;
 use crate::stats::Stats;
 use crate::subscriber::{Offer, Subscriber, SubscriberId};
 
-/// The most bytes of lines that wait for the sender for one address (or
-/// `--max-pending-bytes`, if that is less), a quarter in each of its [`LANES`]. The sender sends an address at most 1 MiB a
-/// second (`udp/sender.rs`), so more would only wait to be withheld; and with 1,024 leases
-/// this bounds what UDP deliveries can hold in the broker to 256 MiB, where
+/// The most bytes of lines that wait for the sender for one address, all its lanes
+/// together (or `--max-pending-bytes`, if that is less). The sender sends an address at
+/// most 1 MiB a second (`udp/sender.rs`), so more would only wait to be withheld; and with
+/// 1,024 leases this bounds what UDP deliveries can hold in the broker to 256 MiB, where
 /// `--max-pending-bytes` alone would allow 8 GiB.
 pub const MAX_PENDING_BYTES: usize = 256 * 1024;
 
@@ -76,6 +76,9 @@ pub struct UdpSubscriber {
 #[derive(Debug, Default)]
 pub(super) struct Pending {
     lanes: [Mutex<Vec<u8>>; LANES],
+    /// The bytes in all the lanes, changed under the lock of the lane that changes: what
+    /// the bound on them is checked against.
+    bytes: AtomicUsize,
     /// A token for these lines is in the sender's queue: lines added now go with it.
     queued: AtomicBool,
     closed: AtomicBool,
@@ -98,16 +101,20 @@ impl Pending {
     /// or has a token coming.
     pub(super) fn take(&self) -> [Vec<u8>; LANES] {
         self.queued.store(false, Ordering::Release);
-        std::array::from_fn(|lane| std::mem::take(&mut *self.lanes[lane].lock()))
+        std::array::from_fn(|lane| self.empty(&self.lanes[lane]))
+    }
+
+    /// Takes the lines of one lane, and counts them out.
+    fn empty(&self, lane: &Mutex<Vec<u8>>) -> Vec<u8> {
+        let mut lane = lane.lock();
+        self.bytes.fetch_sub(lane.len(), Ordering::Relaxed);
+        std::mem::take(&mut *lane)
     }
 
     /// Empties every lane; returns how many lines were in them.
     fn clear(&self) -> usize {
         let count = |lines: Vec<u8>| lines.iter().filter(|&&b| b == b'\n').count();
-        self.lanes
-            .iter()
-            .map(|lane| count(std::mem::take(&mut *lane.lock())))
-            .sum()
+        self.lanes.iter().map(|lane| count(self.empty(lane))).sum()
     }
 }
 
@@ -178,7 +185,7 @@ impl Subscriber for UdpSubscriber {
         }
         let lines = batch.lines();
         let mut lane = self.pending.lane().lock();
-        if lane.len() + lines.len() > self.max_pending / LANES {
+        if self.pending.bytes.load(Ordering::Relaxed) + lines.len() > self.max_pending {
             // UDP promises nothing, and a subscriber this far behind is not waited for:
             // the batch is dropped, and counted.
             self.stats
@@ -197,9 +204,10 @@ impl Subscriber for UdpSubscriber {
         } else {
             lane.extend_from_slice(lines);
         }
-        let added = lane.len() > before;
+        let added = lane.len() - before;
+        self.pending.bytes.fetch_add(added, Ordering::Relaxed);
         drop(lane);
-        if added
+        if added > 0
             && self.pending.needs_token()
             && !self.shared.outbox.pending(self.addr, &self.pending)
         {
@@ -267,25 +275,30 @@ mod tests {
         assert_eq!(distinct.len(), LANES, "{lane_of_each:?}");
     }
 
-    /// What the sender takes is every lane's lines, and taking them makes the next line
-    /// ask for a token again. (Lanes by index: `lane()` numbers threads, which is the
-    /// other test's to watch.)
+    /// What the sender takes is every lane's lines, counted out, and taking them makes
+    /// the next line ask for a token again. (Lanes by index: `lane()` numbers threads,
+    /// which is the other test's to watch.)
     #[test]
     fn the_sender_takes_every_lane_and_the_next_line_brings_a_token() {
         let pending = Pending::default();
+        let add = |lane: usize, lines: &[u8]| {
+            pending.lanes[lane].lock().extend_from_slice(lines);
+            pending.bytes.fetch_add(lines.len(), Ordering::Relaxed);
+        };
         let lines: [&[u8]; 2] = [b"DELIVER t a p x\n", b"DELIVER t b q x\n"];
-        pending.lanes[0].lock().extend_from_slice(lines[0]);
-        pending.lanes[LANES - 1].lock().extend_from_slice(lines[1]);
+        add(0, lines[0]);
+        add(LANES - 1, lines[1]);
         assert!(pending.needs_token(), "the first line asks for one");
         assert!(!pending.needs_token(), "a token is on its way");
-        let taken = pending.take().concat();
-        assert_eq!(taken, lines.concat());
+        assert_eq!(pending.take().concat(), lines.concat());
+        assert_eq!(pending.bytes.load(Ordering::Relaxed), 0, "counted out");
         assert!(
             pending.needs_token(),
             "taken: the next line needs a new token"
         );
         assert_eq!(pending.clear(), 0);
-        pending.lanes[1].lock().extend_from_slice(&lines.concat());
+        add(1, &lines.concat());
         assert_eq!(pending.clear(), 2);
+        assert_eq!(pending.bytes.load(Ordering::Relaxed), 0, "counted out");
     }
 }
