@@ -2,7 +2,7 @@
 //! the UDP port's sender thread (`udp/sender.rs`), never by the publisher.
 //!
 //! A publisher offering a batch only copies its lines into the subscriber's pending
-//! buffer, and, if that buffer was empty, pushes one token onto the sender's queue: "this
+//! buffer, and, if no token is on its way, pushes one onto the sender's queue: "this
 //! address has lines waiting". The sender takes them all when it comes to the token. So
 //! a publisher pays a copy per lease, and a queue push only when the sender has caught up
 //! with that lease; a sender that is behind means fewer pushes, not more. This is how NATS
@@ -101,7 +101,12 @@ impl Pending {
     /// or has a token coming.
     pub(super) fn take(&self) -> [Vec<u8>; LANES] {
         self.queued.store(false, Ordering::Release);
-        std::array::from_fn(|lane| self.empty(&self.lanes[lane]))
+        let lanes = std::array::from_fn(|lane| self.empty(&self.lanes[lane]));
+        if self.closed.load(Ordering::Acquire) {
+            // The lease ended while these were on their way in: they are not sent.
+            return Default::default();
+        }
+        lanes
     }
 
     /// Takes the lines of one lane, and counts them out.
@@ -211,8 +216,8 @@ impl Subscriber for UdpSubscriber {
             && self.pending.needs_token()
             && !self.shared.outbox.pending(self.addr, &self.pending)
         {
-            // The queue is full (and counted): these lines would wait for a token that
-            // never comes.
+            // The queue is full: these lines would wait for a token that never comes, so
+            // they are dropped, and counted.
             let dropped = self.pending.clear();
             self.pending.queued.store(false, Ordering::Release);
             self.stats
@@ -300,5 +305,9 @@ mod tests {
         add(1, &lines.concat());
         assert_eq!(pending.clear(), 2);
         assert_eq!(pending.bytes.load(Ordering::Relaxed), 0, "counted out");
+        // A line that came in as the lease ended is not sent.
+        add(2, lines[0]);
+        pending.closed.store(true, Ordering::Release);
+        assert!(pending.take().concat().is_empty(), "sent after its lease");
     }
 }
