@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::peer::ConnId;
+use crate::peer::{counts_per_address, ConnId};
 use crate::stats::Stats;
 use crate::throttle::{and_more, Throttle, Verdict, QUIETING};
 
@@ -113,12 +113,6 @@ impl Refusal {
     }
 }
 
-/// Whether connections from `ip` count against the limit per address: not those from this
-/// machine itself, so a whole lab can run on one laptop.
-fn counts_per_ip(ip: IpAddr) -> bool {
-    !ip.is_loopback()
-}
-
 /// A connection's place in the table; dropping it frees the place.
 pub struct Slot {
     connections: Arc<Connections>,
@@ -152,7 +146,7 @@ impl Connections {
         let mut table = self.table.lock();
         let refusal = if table.open.len() >= self.max {
             Some(Refusal::Full { max: self.max })
-        } else if counts_per_ip(ip)
+        } else if counts_per_address(ip)
             && table.per_ip.get(&ip).copied().unwrap_or(0) >= self.max_per_ip
         {
             Some(Refusal::TooManyFrom {
@@ -169,7 +163,7 @@ impl Connections {
             return Err(refusal);
         }
         table.open.insert(conn, closer);
-        if counts_per_ip(ip) {
+        if counts_per_address(ip) {
             *table.per_ip.entry(ip).or_default() += 1;
         }
         self.stats

@@ -4,12 +4,20 @@
 //! ([`crate::text::escaped`]), whatever the client sent.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 
 use crate::text::escaped;
+
+/// Whether limits per address apply to clients at `ip`: not to this machine itself, so a
+/// whole lab can run on one laptop (`--max-clients-per-ip`, and the durable subscriptions
+/// of anonymous clients). A limit that must hold on one machine too, as UDP's leases per
+/// address, does not ask.
+pub fn counts_per_address(ip: IpAddr) -> bool {
+    !ip.is_loopback()
+}
 
 /// The number the broker gives each connection, in the order they arrived (`#1`, `#2`, …).
 pub type ConnId = u64;

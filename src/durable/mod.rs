@@ -75,6 +75,7 @@ use parking_lot::{Condvar, Mutex};
 use self::log::{LogError, Record};
 use self::store::{Key, Store};
 use crate::config::{Config, FsyncPolicy};
+use crate::peer::counts_per_address;
 use crate::protocol::{Held, ProtocolError};
 use crate::text::escaped;
 
@@ -124,7 +125,7 @@ impl Asker<'_> {
     /// unless it is this machine's own.
     fn counted_address(self) -> Option<IpAddr> {
         match self {
-            Asker::Anonymous(ip) if !ip.is_loopback() => Some(ip),
+            Asker::Anonymous(ip) if counts_per_address(ip) => Some(ip),
             _ => None,
         }
     }
