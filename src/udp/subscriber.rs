@@ -252,7 +252,9 @@ mod tests {
 
     /// Publishers that start one after the other copy into different lanes, and each
     /// keeps its lane: a publisher holding its lane's lock (as one preempted in the middle
-    /// of a copy does) leaves the next one free to go on.
+    /// of a copy does) leaves the next one free to go on. (Threads are numbered across the
+    /// whole test binary: no other unit test of the library publishes to a lease, so the
+    /// numbers taken here are consecutive. One that did would make this test flaky.)
     #[test]
     fn publishers_in_turn_take_different_lanes() {
         let pending = Pending::default();
