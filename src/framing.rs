@@ -24,6 +24,8 @@
 use std::io::{self, Read};
 use std::ops::{Deref, DerefMut};
 
+use crate::scan;
+
 /// The first read buffer of a connection. Most connections only ever send a few short
 /// commands, so they start small; a busy publisher grows it (see [`MAX_READ_CHUNK`]).
 const INITIAL_BUFFER: usize = 512;
@@ -272,31 +274,10 @@ impl DerefMut for Buffer {
     }
 }
 
-/// The position of the first `\n` in `bytes`.
-///
-/// The same answer as `bytes.iter().position(|&b| b == b'\n')`, found eight bytes at a
-/// time: every byte the broker receives passes through here, and a byte-by-byte loop was
-/// the largest single cost of handling a publish. XOR-ing a word with eight copies of
-/// `\n` turns each newline into a zero byte, and `(x - 0x01..01) & !x & 0x80..80` is
-/// non-zero exactly when `x` has a zero byte (the trick C's `memchr` uses). Only the one
-/// word that has a newline is then searched byte by byte.
+/// The position of the first `\n` in `bytes`: every byte the broker receives passes
+/// through here, so it is searched eight bytes at a time (see `scan.rs`).
 fn find_newline(bytes: &[u8]) -> Option<usize> {
-    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
-    const NEWLINES: u64 = u64::from_le_bytes([b'\n'; 8]);
-    let mut words = bytes.chunks_exact(8);
-    for (index, word) in words.by_ref().enumerate() {
-        let mut eight = [0; 8];
-        eight.copy_from_slice(word);
-        let zero_where_newline = u64::from_le_bytes(eight) ^ NEWLINES;
-        if zero_where_newline.wrapping_sub(ONES) & !zero_where_newline & HIGHS != 0 {
-            let within = word.iter().position(|&b| b == b'\n')?;
-            return Some(index * 8 + within);
-        }
-    }
-    let rest = words.remainder();
-    let within = rest.iter().position(|&b| b == b'\n')?;
-    Some(bytes.len() - rest.len() + within)
+    scan::first(bytes, |word| scan::lowest_equal(word, b'\n'))
 }
 
 fn strip_carriage_return(line: &[u8]) -> &[u8] {

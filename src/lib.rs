@@ -29,6 +29,7 @@
 //! | ground | [`config`] | every setting, its default and why, checked before anything binds |
 //! | | [`peer`], [`stats`], [`clock`], [`trace`] | naming clients, counters for `STATS`, the cached timestamp, the trace view |
 //! | | [`text`] | line breaks the protocol refuses; client text escaped for human eyes |
+//! | | [`scan`] | finding a byte eight bytes at a time: the `\n` of a line, the spaces between tokens |
 //! | | [`keyed`] | a list that finds its entries by key: searched while short, indexed once long |
 //! | | [`throttle`] | logs in proportion to time, not to input |
 //! | | [`topic`] | topic names and filters: levels, `+`, `#`, MQTT's rules |
@@ -177,6 +178,7 @@ pub mod peer;
 pub mod protocol;
 pub mod registry;
 pub mod router;
+pub mod scan;
 mod server;
 mod session;
 pub mod stats;

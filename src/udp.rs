@@ -629,7 +629,7 @@ fn event(session: &mut Session, bytes: &[u8], router: &Router) {
         return session.refuse(&ProtocolError::LineTooLong { limit });
     }
     let publisher_id = format!("udp:{}", session.peer().addr());
-    session.execute(Command::Publish {
+    session.execute(&Command::Publish {
         topic: &router.config().udp_topic,
         message,
         publisher_id: &publisher_id,

@@ -152,7 +152,7 @@ impl JsonRequest {
                 }
             };
         }
-        Ok(spec.build(Arguments::new(given)))
+        Ok(spec.build(&Arguments::new(given)))
     }
 }
 

@@ -67,7 +67,7 @@ impl Room {
         // The hooks let this client in at its handshake; the access rules take it for the
         // anonymous user, as a page cannot log in.
         let mut session = Session::new(router, link, client, Entry::As(None));
-        session.execute(Command::Subscribe {
+        session.execute(&Command::Subscribe {
             topic,
             subscriber_id: &id,
         });
@@ -81,7 +81,7 @@ impl Room {
 
     /// A text frame from the page: published to the room as it is.
     pub(crate) fn say(&self, session: &mut Session, text: &str) {
-        session.execute(Command::Publish {
+        session.execute(&Command::Publish {
             topic: &self.topic,
             message: text,
             publisher_id: &self.id,

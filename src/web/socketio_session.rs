@@ -181,7 +181,7 @@ impl SocketIoClient {
             Kind::Connect => self.connect(&packet),
             Kind::Disconnect if packet.namespace == MAIN && self.connected => {
                 self.connected = false;
-                self.session.execute(Command::UnsubscribeAll);
+                self.session.execute(&Command::UnsubscribeAll);
             }
             Kind::Event if packet.namespace == MAIN && self.connected => self.event(&packet),
             // What is sent to a namespace the client has not joined is dropped, as the
@@ -204,7 +204,7 @@ impl SocketIoClient {
         let auth = packet.data.as_ref();
         let field = |name| auth.and_then(|data| data.get(name)).and_then(Value::as_str);
         if let (Some(user), Some(secret)) = (field("user"), field("secret")) {
-            self.session.execute(Command::Auth {
+            self.session.execute(&Command::Auth {
                 user,
                 secret: crate::protocol::Secret(secret),
             });
@@ -231,8 +231,8 @@ impl SocketIoClient {
             .and_then(|name| as_json_request(name, packet.args()));
         match request {
             Ok(request) => match request.command(&self.id) {
-                Ok(command) if packet.id.is_some() => self.session.execute_acknowledged(command),
-                Ok(command) => self.session.execute(command),
+                Ok(command) if packet.id.is_some() => self.session.execute_acknowledged(&command),
+                Ok(command) => self.session.execute(&command),
                 Err(error) => self.session.refuse(&error),
             },
             Err(error) => self.session.refuse(&error),

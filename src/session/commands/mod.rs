@@ -33,8 +33,8 @@ mod verbose;
 
 impl Session {
     /// The one place that decides which handler a command goes to.
-    pub(super) fn apply(&mut self, command: Command<'_>) {
-        match command {
+    pub(super) fn apply(&mut self, command: &Command<'_>) {
+        match *command {
             Command::Auth { user, secret } => self.auth(user, secret.0),
             Command::Subscribe {
                 topic,

@@ -62,7 +62,7 @@ impl HttpConnection {
         let client = ClientInfo::new(Transport::Http, Some(self.outbox.peer().addr()));
         let entry = Entry::As(user.map(Arc::from));
         let mut session = Session::new(Arc::clone(&self.router), Box::new(link), client, entry);
-        session.execute_acknowledged(command);
+        session.execute_acknowledged(&command);
         session.flush();
         drop(session);
         let answered = answer.borrow_mut().take();
