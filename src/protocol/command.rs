@@ -868,7 +868,6 @@ fn trim_end_separators(text: &str) -> &str {
 
 /// Splits off the first token: `("SUBSCRIBE", "weather sub1")`. The rest keeps its
 /// leading separators trimmed, and is empty when there is no second token.
-#[inline]
 fn split_first_token(text: &str) -> (&str, &str) {
     match scan::first(text.as_bytes(), separators) {
         Some(end) => (&text[..end], trim_start_separators(&text[end..])),
