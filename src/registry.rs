@@ -308,13 +308,10 @@ impl Registry {
         let first = entry.members.len() == 1;
         inner.note_interest(&name, first, true);
         inner.subscriptions += 1;
-        let mut offered = Offered::default();
-        if let Some(delivery) = inner.retained.get(&name) {
-            // One message at most: offering it only copies it into the subscriber's queue.
-            if subscriber.replay_retained(&name) {
-                offered.offer(subscriber, delivery);
-            }
-        }
+        let offered = match inner.retained.get(&name) {
+            Some(delivery) => offer_retained_one(subscriber, &name, delivery),
+            None => Offered::default(),
+        };
         Some(offered.into_subscribed(name))
     }
 
@@ -345,6 +342,9 @@ impl Registry {
     /// to `#` in a loop held every publisher up for half a second at a time. Mosquitto
     /// sends a new subscription's retained messages from its single thread after the
     /// SUBACK, as part of the same loop that serves everyone.
+    // Never inlined into `subscribe`, so that a `SUBSCRIBE` to a plain topic does not carry
+    // this one's large stack frame (see `CLIENT_STACK_SIZE` in `server.rs`).
+    #[inline(never)]
     fn subscribe_to_filter(
         &self,
         filter: &str,
@@ -893,6 +893,19 @@ impl Offered {
             flush: self.flush,
         }
     }
+}
+
+/// A new subscriber of `name` is offered its retained message: one message at most, so
+/// offering it only copies it into the subscriber's queue. A call of its own, never
+/// inlined, so that a `SUBSCRIBE` to a topic without one does not carry its stack frame
+/// (see `CLIENT_STACK_SIZE` in `server.rs`).
+#[inline(never)]
+fn offer_retained_one(subscriber: &Arc<dyn Subscriber>, name: &str, delivery: &Batch) -> Offered {
+    let mut offered = Offered::default();
+    if subscriber.replay_retained(name) {
+        offered.offer(subscriber, delivery);
+    }
+    offered
 }
 
 /// Whether `topic`'s retained message `delivery` is the one in `snapshot` (sorted by

@@ -231,10 +231,7 @@ impl Router {
             grammar::check_id("subscriber id", id, &self.limits)?;
         }
         if let Some(hooks) = &self.hooks {
-            hooks::guarded("subscribe", client, Err, || {
-                hooks.on_subscribe(client, filter)
-            })
-            .map_err(refused)?;
+            ask_subscribe_hooks(hooks.as_ref(), client, filter)?;
         }
         Ok(self.add_subscriber(filter, subscriber))
     }
@@ -777,6 +774,22 @@ impl Publisher {
         self.batch.release();
         self.to_flush = Vec::new();
     }
+}
+
+/// Asks the hooks whether `client` may subscribe to `filter`. Its own function, never
+/// inlined: the call through `catch_unwind` needs a large stack frame, and inlined it made
+/// every `SUBSCRIBE`'s frame that large, hooks or not (see `CLIENT_STACK_SIZE` in
+/// `server.rs`).
+#[inline(never)]
+fn ask_subscribe_hooks(
+    hooks: &dyn Hooks,
+    client: ClientInfo<'_>,
+    filter: &str,
+) -> Result<(), ProtocolError> {
+    hooks::guarded("subscribe", client, Err, || {
+        hooks.on_subscribe(client, filter)
+    })
+    .map_err(refused)
 }
 
 /// Why the registry did not keep a retained message, as the client is told it.

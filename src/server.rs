@@ -31,9 +31,25 @@ use crate::router::Router;
 use crate::session;
 
 /// Stack for each client thread. Rust's default is 2 MiB. A session never recurses and
-/// keeps its buffers on the heap, so a quarter of a megabyte is ample, and ten thousand
-/// threads then reserve 2.5 GB of address space instead of 20 GB. (Only the pages a
-/// thread touches cost real memory either way.)
+/// keeps its buffers on the heap: the deepest call measured on a connection's thread is a
+/// publisher's, about 10 KiB below the top of its stack. A quarter of a megabyte leaves
+/// room twenty-five times over for the paths nobody measured (a hook's own code, a panic's
+/// backtrace), and ten thousand threads then reserve 2.5 GB of address space instead of
+/// 20 GB.
+///
+/// Only the pages a thread touches cost memory, and a page touched once stays: an idle
+/// connection costs the deepest call that ever ran on its thread. For the common idle
+/// client (`SUBSCRIBE`, `PING`, then nothing) that call is the registry's insert and its
+/// `malloc`, 7,900 to 8,100 bytes below the top, of which 4,608 are glibc's thread
+/// descriptor and thread-local storage: just inside two 4 KiB pages. It was 9,200 bytes,
+/// three pages, and `bench conns --conns 2000` measured 14.9 KiB per idle connection; 11.7
+/// now. What brought it in: the command handlers, the subscribe hooks and other rare
+/// work are calls of their own (`#[inline(never)]`: an inlined function's locals widen
+/// its caller's stack frame), the session's `Publisher` is boxed, the read buffer kept in
+/// the reader is 64 bytes, and the `connected from` line is logged by the accepting
+/// thread. A change that deepens that path shows up in `bench conns`. (Measured by reading
+/// each thread's stack through `/proc/<pid>/mem` for its lowest written byte, and finding
+/// the code that wrote it with a gdb watchpoint.)
 pub(crate) const CLIENT_STACK_SIZE: usize = 256 * 1024;
 
 /// How long the accept loop pauses after `accept` fails (for example when the process is
@@ -210,6 +226,12 @@ fn admit(server: &Arc<Server>, stream: TcpStream) {
             return;
         }
     };
+    // Logged here, not on the connection's thread: formatting an address runs deep, and
+    // that thread's stack pages are what an idle connection costs (`CLIENT_STACK_SIZE`).
+    server.connections.log_event(
+        log::Level::Info,
+        format_args!("#{conn} connected from {}", outbox.peer().addr()),
+    );
     let thread_router = Arc::clone(router);
     let thread_outbox = Arc::clone(&outbox);
     let spawned = thread::Builder::new()

@@ -88,11 +88,6 @@ const BAD_LINES_INTERVAL: Duration = Duration::from_secs(10);
 /// Runs one connection to its end. Called on the connection's own thread, which holds
 /// `slot` in the connection table.
 pub(crate) fn serve(router: Arc<Router>, outbox: Arc<Outbox>, slot: Slot) {
-    let conn = outbox.peer().conn();
-    slot.connections().log_event(
-        log::Level::Info,
-        format_args!("#{conn} connected from {}", outbox.peer().addr()),
-    );
     // A second `Arc` to the outbox, so the reader can borrow its socket while the session
     // owns the first one.
     let connection = Arc::clone(&outbox);
@@ -102,7 +97,7 @@ pub(crate) fn serve(router: Arc<Router>, outbox: Arc<Outbox>, slot: Slot) {
     let link = Box::new(TcpLink::new(outbox, slot));
     let mut session = Session::new(router, link, client, Entry::Login);
     if let Err(error) = session.read_loop(socket, &mut reader) {
-        log::debug!("#{conn} read failed: {error}");
+        log::debug!("#{} read failed: {error}", connection.peer().conn());
     }
     // `session` is dropped here, and its Drop does the cleanup.
 }
@@ -114,8 +109,11 @@ pub(crate) struct Session {
     link: Box<dyn Link>,
     /// The client as the registry holds it.
     subscriber: Arc<dyn Subscriber>,
-    /// Where this connection's publishes go.
-    publisher: Publisher,
+    /// Where this connection's publishes go. Boxed: at 320 bytes it was the largest part
+    /// of a session, and a session lives at the top of its thread's stack, where every
+    /// byte pushes the deepest call closer to a third 4 KiB page per connection (see
+    /// `CLIENT_STACK_SIZE` in `server.rs`); on the heap it costs only its size.
+    publisher: Box<Publisher>,
     /// The topics this connection subscribed to, so the cleanup knows what to remove,
     /// each name shared with the registry (see `keyed.rs` for why a keyed list).
     subscriptions: KeyedList<Arc<str>, ()>,
@@ -236,7 +234,11 @@ impl Session {
             after_commit: Vec::new(),
             confirms_pending: Arc::default(),
             auth_failures: 0,
-            publisher: Publisher::for_connection(Arc::clone(&router), subscriber.id(), client),
+            publisher: Box::new(Publisher::for_connection(
+                Arc::clone(&router),
+                subscriber.id(),
+                client,
+            )),
             router,
             link,
             subscriber,
@@ -414,7 +416,10 @@ impl Session {
         }
     }
 
-    /// [`learn_id`](Self::learn_id) for an id that is not the one known.
+    /// [`learn_id`](Self::learn_id) for an id that is not the one known: rare, and a call
+    /// of its own so that every line's handling does not carry its stack frame (see
+    /// `CLIENT_STACK_SIZE` in `server.rs`).
+    #[inline(never)]
     fn learn_new_id(&mut self, id: &str) {
         if let (Some(access), Some(user)) = (self.router.access(), &self.user) {
             if !access.may_publish_as(user, id) {

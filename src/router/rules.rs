@@ -55,6 +55,7 @@ impl Router {
     ///
     /// # Errors
     /// What the grammar refuses, or [`ProtocolError::NotAllowed`].
+    #[inline(never)] // keeps `SUBSCRIBE`'s stack frame small: see `CLIENT_STACK_SIZE`
     pub fn check_subscribe(
         &self,
         user: Option<&str>,

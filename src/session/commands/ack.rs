@@ -7,6 +7,7 @@ use crate::text::escaped;
 impl Session {
     /// `ACK <seq>`: finds the durable subscription of this connection that has that
     /// message in flight.
+    #[inline(never)] // see `apply`
     pub(super) fn ack(&mut self, seq: &str) {
         let Ok(seq) = seq.parse::<u64>() else {
             let shown: String = seq.chars().take(32).collect();

@@ -10,6 +10,7 @@ use std::sync::Arc;
 impl Session {
     /// `AUTH <user> <secret>`: on a broker with access control, the connection becomes
     /// that user, and from then on may send every other command.
+    #[inline(never)] // see `apply`
     pub(super) fn auth(&mut self, user: &str, secret: &str) {
         if self.router.access().is_none() {
             return self.refuse(&ProtocolError::AuthOff);

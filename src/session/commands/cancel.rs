@@ -8,6 +8,7 @@ use std::sync::Arc;
 impl Session {
     /// `CANCEL <filter> <id>`: ends the durable subscription, whoever holds it. Cancelling
     /// one that does not exist is not an error (as `UNSUBSCRIBE` is not).
+    #[inline(never)] // see `apply`
     pub(super) fn cancel(&mut self, filter: &str, subscriber_id: &str) {
         if let Err(error) = self.check_durable(filter, subscriber_id) {
             return self.refuse(&error);

@@ -12,6 +12,7 @@ impl Session {
     /// `DURABLE <filter> <id>`: starts the durable subscription if there is none, and
     /// makes this connection its holder. The subscription itself sends `OK DURABLE`, then
     /// its messages, in that order (see `Durable::attach`).
+    #[inline(never)] // see `apply`
     pub(super) fn durable(&mut self, filter: &str, subscriber_id: &str) {
         let Some(holder) = self.holder.clone() else {
             return; // a link that cannot hold one refuses DURABLE (`Link::carries`)

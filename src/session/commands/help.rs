@@ -5,6 +5,7 @@ use crate::session::Session;
 
 impl Session {
     /// Lists the commands; `AUTH` only on a broker that asks for it.
+    #[inline(never)] // see `apply`
     pub(super) fn help(&mut self) {
         if self.router.access().is_some() {
             self.reply(Reply::HelpWithAuth);

@@ -8,6 +8,7 @@ impl Session {
     /// `KICK <client>`: tells that client why and closes its connection, for an
     /// instructor (see `Router::check_kick` for who that is without an auth file). Logged
     /// with who did it, since a student will ask.
+    #[inline(never)] // see `apply`
     pub(super) fn kick(&mut self, client: &str) {
         let from = self.peer().addr().ip();
         if let Err(error) = self.router.check_kick(self.user.as_deref(), from) {

@@ -10,6 +10,7 @@ impl Session {
     /// Hands the message to this connection's `Publisher` (see `router.rs`), which batches
     /// it with the publishes around it. A confirm (`VERBOSE on`, or a JSON line that asks)
     /// counts the connections it went to; with `--data-dir` it waits for the log.
+    #[inline(never)] // see `apply`
     pub(super) fn publish(&mut self, topic: &str, message: &str, publisher_id: &str) {
         if let Err(error) = self.check_publisher(topic, publisher_id) {
             return self.refuse(&error);

@@ -5,6 +5,7 @@ use crate::session::{Quit, Session};
 
 impl Session {
     /// Says `BYE`; the way in ends the session once the reply is written.
+    #[inline(never)] // see `apply`
     pub(super) fn quit(&mut self) {
         self.reply(Reply::Bye);
         self.quitting = Some(Quit::Bye);

@@ -6,6 +6,7 @@ use crate::session::Session;
 
 impl Session {
     /// Publishes as `PUBLISH` does, and keeps the message as the topic's retained one.
+    #[inline(never)] // see `apply`
     pub(super) fn retain(&mut self, topic: &str, message: &str, publisher_id: &str) {
         if let Err(error) = self.check_publisher(topic, publisher_id) {
             return self.refuse(&error);

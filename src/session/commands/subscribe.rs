@@ -12,6 +12,7 @@ impl Session {
     /// `SUBSCRIBE <filter> <id>`: a topic, or a filter with wildcards. Retained messages
     /// the filter matches are queued at once, so they come before the `OK` (and before the
     /// `PONG` of a `PING` sent after the `SUBSCRIBE`).
+    #[inline(never)] // see `apply`
     pub(super) fn subscribe(&mut self, topic: &str, subscriber_id: &str) {
         let checked = self
             .router
@@ -23,21 +24,12 @@ impl Session {
         // list of subscribers, not to us.
         self.publisher.hand_out();
         if !self.subscriptions.contains(topic) {
-            let held = self.subscriptions.iter().map(|(name, ())| &**name);
-            if let Err(error) = self.check_room(self.subscriptions.len(), held, topic) {
-                return self.refuse(&error);
-            }
-            if let Err(error) = self.take_user_wildcard(topic) {
+            if let Err(error) = self.take_room_for(topic) {
                 return self.refuse(&error);
             }
             let client = self.client.with_id(subscriber_id);
             match self.router.subscribe(client, topic, &self.subscriber) {
-                Ok(Some(name)) => {
-                    if let Some(listed) = &self.listed {
-                        listed.subscribed(Arc::clone(&name));
-                    }
-                    self.subscriptions.insert(name, ());
-                }
+                Ok(Some(name)) => self.note_subscribed(name, subscriber_id),
                 not_subscribed => {
                     // The place taken above is held only by a filter in `subscriptions`.
                     self.give_back_user_wildcards(iter::once(topic));
@@ -46,14 +38,32 @@ impl Session {
                     }
                 }
             }
-            log::info!(
-                "{} {subscriber_id} subscribed to {topic}",
-                self.peer().tag()
-            );
         }
         if self.acknowledge() {
             self.reply(Reply::SubscribeOk(topic));
         }
+    }
+
+    /// The connection's and the user's room for one more subscription to `topic`, taken.
+    /// This and [`note_subscribed`](Self::note_subscribed) are calls of their own, never
+    /// inlined, so that `subscribe`'s stack frame stays small: its call into the registry
+    /// is the deepest an idle subscriber's thread ever goes (see `CLIENT_STACK_SIZE` in
+    /// `server.rs`).
+    #[inline(never)]
+    fn take_room_for(&mut self, topic: &str) -> Result<(), ProtocolError> {
+        let held = self.subscriptions.iter().map(|(name, ())| &**name);
+        self.check_room(self.subscriptions.len(), held, topic)?;
+        self.take_user_wildcard(topic)
+    }
+
+    /// A new subscription is in the registry as `name`: the connection notes it.
+    #[inline(never)]
+    fn note_subscribed(&mut self, name: Arc<str>, subscriber_id: &str) {
+        if let Some(listed) = &self.listed {
+            listed.subscribed(Arc::clone(&name));
+        }
+        log::info!("{} {subscriber_id} subscribed to {name}", self.peer().tag());
+        self.subscriptions.insert(name, ());
     }
 
     /// Whether one connection that already has the `count` subscriptions `held` (its

@@ -5,6 +5,7 @@ use crate::protocol::{grammar, Reply};
 use crate::session::Session;
 
 impl Session {
+    #[inline(never)] // see `apply`
     pub(super) fn unsubscribe(&mut self, topic: &str, subscriber_id: &str) {
         let checked = grammar::check_subscription(topic, subscriber_id, self.router.limits());
         if let Err(error) = checked {
@@ -33,6 +34,7 @@ impl Session {
 
     /// `UNSUBSCRIBE` with no arguments: the cleanup of a connection that goes, done for
     /// one that stays.
+    #[inline(never)] // see `apply`
     pub(super) fn unsubscribe_all(&mut self) {
         self.publisher.hand_out();
         let topics = self.subscriptions.len();
