@@ -430,7 +430,9 @@ mod tests {
         reader.fill().unwrap();
         assert_eq!(reader.next_line(), Some(Frame::Line(&b"PING 2"[..])));
         assert!(!on_heap(&reader), "short reads never need the heap");
-        let long = b"PUBLISH t x p\n".repeat(100);
+        // More than the inline buffer holds, and less than it and the next buffer together:
+        // one read fills the inline one, the next empties the source.
+        let long = b"PUBLISH t x p\n".repeat(INITIAL_BUFFER * 2 / 14 + 1);
         let mut reader = LineReader::new(Pieces(vec![long]), 1000);
         reader.fill().unwrap();
         assert!(reader.is_busy());
