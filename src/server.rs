@@ -40,14 +40,15 @@ use crate::session;
 /// Only the pages a thread touches cost memory, and a page touched once stays: an idle
 /// connection costs the deepest call that ever ran on its thread. For the common idle
 /// client (`SUBSCRIBE`, `PING`, then nothing) that call is the registry's insert and its
-/// `malloc`, 7,900 to 8,100 bytes below the top, of which 4,608 are glibc's thread
-/// descriptor and thread-local storage: just inside two 4 KiB pages. It was 9,200 bytes,
-/// three pages, and `bench conns --conns 2000` measured 14.9 KiB per idle connection; 11.7
-/// now. What brought it in: the command handlers, the subscribe hooks and other rare
-/// work are calls of their own (`#[inline(never)]`: an inlined function's locals widen
-/// its caller's stack frame), the session's `Publisher` is boxed, the read buffer kept in
-/// the reader is 64 bytes, and the `connected from` line is logged by the accepting
-/// thread. A change that deepens that path shows up in `bench conns`. (Measured by reading
+/// `malloc`, 8,000 to 8,190 bytes below the top, of which 4,608 are glibc's thread
+/// descriptor and thread-local storage: inside two 4 KiB pages, with little to spare. It
+/// was 9,200 bytes, three pages, and `bench conns --conns 2000` measured 14.9 KiB per idle
+/// connection; 11.2 now. What brought it in: the command handlers, the JSON dialect, the
+/// subscribe hooks and other rare work are calls of their own (`#[inline(never)]`: an
+/// inlined function's locals widen its caller's stack frame), the session's `Publisher` is
+/// boxed, the read buffer kept in the reader is 64 bytes, and the `connected from` line is
+/// logged by the accepting thread. A change that deepens that path by a few dozen bytes
+/// shows up in `bench conns` as 4 KiB more per connection. (Measured by reading
 /// each thread's stack through `/proc/<pid>/mem` for its lowest written byte, and finding
 /// the code that wrote it with a gdb watchpoint.)
 pub(crate) const CLIENT_STACK_SIZE: usize = 256 * 1024;

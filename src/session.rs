@@ -468,7 +468,10 @@ impl Session {
         }
     }
 
-    /// A line of kn-sock's JSON dialect: parsed differently, executed the same.
+    /// A line of kn-sock's JSON dialect: parsed differently, executed the same. A call of
+    /// its own, never inlined into `handle_line`: its locals would widen the stack frame
+    /// of every line of the other dialect too (see `CLIENT_STACK_SIZE` in `server.rs`).
+    #[inline(never)]
     fn handle_json_line(&mut self, line: &[u8]) {
         if trace::enabled() {
             trace::lines(self.peer(), Direction::In, line);
