@@ -29,8 +29,9 @@ use crate::scan;
 /// The first read buffer of a connection. Most connections only ever send a few short
 /// commands (`SUBSCRIBE weather sub1`), so they start small; a longer line or a busy
 /// publisher grows it (see [`MAX_READ_CHUNK`]). It is kept inside the reader, which lives
-/// on the connection's stack: 512 bytes here pushed an idle connection's deepest call
-/// into a third 4 KiB page of stack (see `CLIENT_STACK_SIZE` in `server.rs`).
+/// on the connection's stack: at 512 bytes it was one of the things that pushed an idle
+/// connection's deepest call into a third 4 KiB page (see `CLIENT_STACK_SIZE` in
+/// `server.rs`).
 const INITIAL_BUFFER: usize = 64;
 
 /// The most a busy connection reads in one call. Bigger reads mean fewer system calls and

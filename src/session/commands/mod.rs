@@ -8,7 +8,7 @@
 //! or a refusal; the link writes either in the client's dialect.
 //!
 //! Adding a command: its table entry and `Command` variant (`protocol/command.rs`), a line
-//! in `apply`, and a file here.
+//! in `apply`, and a file here whose handler is `#[inline(never)]` (see `apply` for why).
 
 use super::Session;
 use crate::protocol::Command;
