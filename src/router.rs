@@ -375,6 +375,9 @@ pub struct Publisher {
     receivers: Option<Subscribers>,
     /// Subscribers this publisher offered to first, which it must flush before it waits.
     to_flush: Vec<Arc<dyn Subscriber>>,
+    /// Subscribers it flushed last, which may keep a buffer for its next batch until it
+    /// tells them to [`rest`](Subscriber::rest) (see "Memory" in `outbox.rs`).
+    warm: Vec<Arc<dyn Subscriber>>,
     clock: Clock,
     /// Who publishes, as the hooks are told.
     client: ClientInfo<'static>,
@@ -394,6 +397,7 @@ impl Publisher {
             batch: Batch::default(),
             receivers: None,
             to_flush: Vec::new(),
+            warm: Vec::new(),
             clock: Clock::default(),
             client: ClientInfo::new(Transport::InProcess, None),
             forwards: true,
@@ -404,19 +408,17 @@ impl Publisher {
     /// A publisher for an ingress that is not itself a subscriber, such as a listener of
     /// datagrams, publishing for `client`.
     pub fn for_ingress(router: Arc<Router>, client: ClientInfo<'static>) -> Publisher {
-        Publisher {
-            client,
-            ..Publisher::new(router)
-        }
+        let mut publisher = Publisher::new(router);
+        publisher.client = client;
+        publisher
     }
 
     /// A publisher for messages that came from the router's uplink: they reach local
     /// subscribers only, never the uplink again.
     pub fn from_uplink(router: Arc<Router>) -> Publisher {
-        Publisher {
-            forwards: false,
-            ..Publisher::new(router)
-        }
+        let mut publisher = Publisher::new(router);
+        publisher.forwards = false;
+        publisher
     }
 
     /// The uplink this publisher's batches go to, if any.
@@ -437,10 +439,9 @@ impl Publisher {
         own: SubscriberId,
         client: ClientInfo<'static>,
     ) -> Publisher {
-        Publisher {
-            own: Some(own),
-            ..Publisher::for_ingress(router, client)
-        }
+        let mut publisher = Publisher::for_ingress(router, client);
+        publisher.own = Some(own);
+        publisher
     }
 
     /// Who the following publishes are from, as the hooks are told: a connection that
@@ -758,21 +759,48 @@ impl Publisher {
 
     /// Hands the batch out and writes to every subscriber this publisher offered to, except
     /// its owner's own. Call it before waiting for more input.
+    ///
+    /// The owner calls this when it has nothing more to publish *for now*: more may come
+    /// at once, so the subscribers keep their buffers for it ([`Subscriber::flush_in_burst`]).
+    /// Those flushed last time and offered nothing since are told to give theirs back.
+    /// An owner that goes quiet calls [`release`](Self::release) instead.
     pub fn flush(&mut self) {
         self.hand_out();
-        for subscriber in self.to_flush.drain(..) {
+        self.rest_the_warm();
+        for subscriber in &self.to_flush {
             if Some(subscriber.id()) != self.own {
-                subscriber.flush();
+                subscriber.flush_in_burst();
             }
         }
+        // Flushed now, warm until the next flush: swapping keeps both lists' memory.
+        std::mem::swap(&mut self.warm, &mut self.to_flush);
     }
 
-    /// Gives back the batch's memory: for an ingress that goes quiet, so that an idle
-    /// connection holds no buffer.
+    /// Flushes, and gives back the memory this publisher and the subscribers it flushed
+    /// kept for the next batch: for an ingress that goes quiet, so that an idle connection
+    /// holds no buffer.
     pub fn release(&mut self) {
         self.flush();
+        self.rest_the_warm();
         self.batch.release();
         self.to_flush = Vec::new();
+        self.warm = Vec::new();
+    }
+
+    /// Tells the subscribers flushed last time that this publisher is done with them; one
+    /// offered something since still has it pending, and keeps its buffer.
+    fn rest_the_warm(&mut self) {
+        for subscriber in self.warm.drain(..) {
+            subscriber.rest();
+        }
+    }
+}
+
+/// A publisher dropped in a burst (the program's one-off publish) still lets its
+/// subscribers give their buffers back.
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.rest_the_warm();
     }
 }
 
@@ -841,5 +869,69 @@ fn checked_rewrite(message: String) -> Result<String, ProtocolError> {
             log::error!("the publish hook rewrote a message into {what}, which cannot be delivered; fix the hook");
             Err(ProtocolError::Refused(hooks::HOOK_FAILED.to_string()))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parking_lot::Mutex;
+
+    /// A subscriber that notes how it is flushed and told to rest.
+    #[derive(Debug)]
+    struct Noted {
+        id: SubscriberId,
+        calls: Mutex<Vec<&'static str>>,
+    }
+
+    impl Subscriber for Noted {
+        fn id(&self) -> SubscriberId {
+            self.id
+        }
+        fn offer(&self, _batch: &Batch) -> Offer {
+            Offer::FlushNeeded
+        }
+        fn flush(&self) {
+            self.calls.lock().push("flush");
+        }
+        fn flush_in_burst(&self) {
+            self.calls.lock().push("flush_in_burst");
+        }
+        fn rest(&self) {
+            self.calls.lock().push("rest");
+        }
+    }
+
+    /// A publisher's flush keeps its subscribers' buffers warm for the next batch; the
+    /// next flush rests those it offered nothing since, and `release` rests them all.
+    #[test]
+    fn a_publisher_rests_the_subscribers_it_kept_warm() {
+        let router = Arc::new(Router::new(Config::default()));
+        let client = ClientInfo::new(Transport::InProcess, None);
+        let noted = |_| {
+            Arc::new(Noted {
+                id: SubscriberId::next(),
+                calls: Mutex::new(Vec::new()),
+            })
+        };
+        let (a, b) = (noted(()), noted(()));
+        for (topic, subscriber) in [("a", &a), ("b", &b)] {
+            let subscriber = Arc::clone(subscriber) as Arc<dyn Subscriber>;
+            router.subscribe(client, topic, &subscriber).unwrap();
+        }
+        let mut publisher = Publisher::new(Arc::clone(&router));
+        publisher.publish("a", "one", "p").unwrap();
+        publisher.publish("b", "two", "p").unwrap();
+        publisher.flush();
+        publisher.publish("a", "three", "p").unwrap();
+        publisher.flush();
+        assert_eq!(
+            *a.calls.lock(),
+            ["flush_in_burst", "rest", "flush_in_burst"]
+        );
+        assert_eq!(*b.calls.lock(), ["flush_in_burst", "rest"]);
+        publisher.release();
+        assert_eq!(a.calls.lock().last(), Some(&"rest"));
+        assert_eq!(b.calls.lock().len(), 2, "b was rested already");
     }
 }

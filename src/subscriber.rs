@@ -61,6 +61,18 @@ pub trait Subscriber: Send + Sync + fmt::Debug {
     /// Sends what [`offer`](Self::offer) queued. Each kind bounds how long this may take.
     fn flush(&self);
 
+    /// Like [`flush`](Self::flush), from a publisher in the middle of a burst: the next
+    /// batch is on its way, so a kind that queues into a buffer may keep the buffer for it
+    /// rather than give it back and take it again a moment later. The publisher promises
+    /// to call [`rest`](Self::rest) once it goes quiet.
+    fn flush_in_burst(&self) {
+        self.flush();
+    }
+
+    /// The publisher that flushed this subscriber in a burst has gone quiet: give back a
+    /// buffer kept for it, if nothing is waiting in it.
+    fn rest(&self) {}
+
     /// Sends what was queued and waits until this subscriber has drained most of it: called
     /// between the chunks of a stream that the subscriber's *own* thread offers (a new
     /// wildcard subscription's retained messages, see `registry.rs`), so waiting holds up

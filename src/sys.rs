@@ -107,5 +107,6 @@ fn publish_figures(publisher: &mut Publisher, warned: &mut bool) {
             }
         }
     }
-    publisher.flush();
+    // Quiet until the next interval: the subscribers give back what they kept for it.
+    publisher.release();
 }

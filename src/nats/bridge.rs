@@ -735,8 +735,9 @@ fn read_loop(
             }
         }
         unread.drain(..start);
-        // Nothing whole is left to handle: write what was published before waiting.
-        publisher.flush();
+        // Nothing whole is left to handle: write what was published before waiting, which
+        // may be for as long as the NATS server is quiet, so keep no buffers meanwhile.
+        publisher.release();
         match socket.read(&mut chunk) {
             Ok(0) => return "the server closed the connection".to_string(),
             Ok(read) => unread.extend_from_slice(&chunk[..read]),
