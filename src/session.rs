@@ -109,11 +109,13 @@ pub(crate) struct Session {
     link: Box<dyn Link>,
     /// The client as the registry holds it.
     subscriber: Arc<dyn Subscriber>,
-    /// Where this connection's publishes go. Boxed: at 320 bytes it was the largest part
-    /// of a session, and a session lives at the top of its thread's stack, where every
-    /// byte pushes the deepest call closer to a third 4 KiB page per connection (see
-    /// `CLIENT_STACK_SIZE` in `server.rs`); on the heap it costs only its size.
-    publisher: Box<Publisher>,
+    /// Where this connection's publishes go, built at its first publish: a connection
+    /// that only subscribes, as most do, never holds one (see [`publisher`](Self::publisher)).
+    /// Boxed: at 320 bytes it was the largest part of a session, and a session lives at
+    /// the top of its thread's stack, where every byte pushes the deepest call closer to a
+    /// third 4 KiB page per connection (see `CLIENT_STACK_SIZE` in `server.rs`); on the
+    /// heap it costs only its size.
+    publisher: Option<Box<Publisher>>,
     /// The topics this connection subscribed to, so the cleanup knows what to remove,
     /// each name shared with the registry (see `keyed.rs` for why a keyed list).
     subscriptions: KeyedList<Arc<str>, ()>,
@@ -234,11 +236,7 @@ impl Session {
             after_commit: Vec::new(),
             confirms_pending: Arc::default(),
             auth_failures: 0,
-            publisher: Box::new(Publisher::for_connection(
-                Arc::clone(&router),
-                subscriber.id(),
-                client,
-            )),
+            publisher: None,
             router,
             link,
             subscriber,
@@ -323,7 +321,7 @@ impl Session {
             self.flush();
             if !reader.is_busy() {
                 // No more input waiting: an idle connection holds no buffers.
-                self.publisher.release();
+                self.rest();
             }
             if let Some(deadline) = self.auth_deadline {
                 // No AUTH yet: the read may wait only until the deadline.
@@ -382,7 +380,9 @@ impl Session {
             Dialect::Json => Transport::Json,
         };
         self.client = ClientInfo::new(transport, Some(self.peer().addr()));
-        self.publisher.set_client(self.client);
+        if let Some(publisher) = &mut self.publisher {
+            publisher.set_client(self.client);
+        }
         if let Some(listed) = &self.listed {
             listed.set_way_in(transport);
         }
@@ -557,7 +557,7 @@ impl Session {
     /// say) never overtakes them; while confirms wait for the log, the reply waits behind
     /// them, already written.
     fn reply(&mut self, reply: Reply<'_>) {
-        self.publisher.hand_out();
+        self.hand_out();
         if self.after_commit.is_empty() && self.confirms_pending.load(Ordering::Acquire) == 0 {
             self.link.reply(&reply);
         } else {
@@ -598,7 +598,9 @@ impl Session {
     /// then our own client's replies, so that when a client reads a `PONG` every delivery
     /// from the commands before it has already been written.
     pub(crate) fn flush(&mut self) {
-        self.publisher.flush();
+        if let Some(publisher) = &mut self.publisher {
+            publisher.flush();
+        }
         self.commit_and_release();
         self.link.flush();
         self.add_burst();
@@ -619,7 +621,26 @@ impl Session {
     /// No more input is waiting: give back the batch's memory, so that an idle connection
     /// holds no buffers.
     pub(crate) fn rest(&mut self) {
-        self.publisher.release();
+        if let Some(publisher) = &mut self.publisher {
+            publisher.release();
+        }
+    }
+
+    /// This connection's publisher, built the first time it is needed. It is kept from
+    /// then on: a connection that publishes once usually publishes again, and building it
+    /// anew for each burst would format the clock's timestamp anew too.
+    fn publisher(&mut self) -> &mut Publisher {
+        let (router, own, client) = (&self.router, self.subscriber.id(), self.client);
+        self.publisher
+            .get_or_insert_with(|| new_publisher(router, own, client))
+    }
+
+    /// Offers this connection's batch of publishes, if it has one, to its subscribers
+    /// (see `Publisher::hand_out`); returns how many took it.
+    fn hand_out(&mut self) -> usize {
+        self.publisher
+            .as_mut()
+            .map_or(0, |publisher| publisher.hand_out())
     }
 
     /// Why the connection is ending, if it is: a WebSocket says it in its close frame.
@@ -748,6 +769,18 @@ impl Drop for Session {
     }
 }
 
+/// A connection's publisher, at its first publish: once per connection, so kept out of
+/// line, away from the publish path it would otherwise be inlined into.
+#[cold]
+#[inline(never)]
+fn new_publisher(
+    router: &Arc<Router>,
+    own: SubscriberId,
+    client: ClientInfo<'static>,
+) -> Box<Publisher> {
+    Box::new(Publisher::for_connection(Arc::clone(router), own, client))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -772,15 +805,12 @@ mod tests {
         fn close(&self) {}
     }
 
-    /// The cleanup lives in `Drop`, so it runs while a panicking thread unwinds: a bug in
-    /// one client's thread must not leave its subscriptions behind for publishers to hit.
-    #[test]
-    fn a_panic_in_a_client_thread_still_removes_its_subscriptions() {
-        let router = Arc::new(Router::new(Config::default()));
+    /// A session of `router` on a real socket, and the client's end of it.
+    fn session(router: &Arc<Router>) -> (Session, TcpStream) {
         let connections = Connections::new(10, 10, Arc::clone(router.stats()));
         let local = "127.0.0.1".parse().unwrap();
         let slot = connections.claim(1, local, Arc::new(Nothing)).unwrap();
-        let (broker_side, _client) = socket_pair();
+        let (broker_side, client_side) = socket_pair();
         let peer = Peer::new(1, broker_side.peer_addr().unwrap());
         let rules = Arc::new(Rules {
             write_timeout: Duration::from_secs(1),
@@ -788,11 +818,20 @@ mod tests {
             stats: Arc::clone(router.stats()),
         });
         let outbox = Outbox::new(peer, broker_side, rules).unwrap();
+        let client = ClientInfo::new(Transport::Line, Some(outbox.peer().addr()));
+        let link = Box::new(TcpLink::new(outbox, slot));
+        let session = Session::new(Arc::clone(router), link, client, Entry::Login);
+        (session, client_side)
+    }
+
+    /// The cleanup lives in `Drop`, so it runs while a panicking thread unwinds: a bug in
+    /// one client's thread must not leave its subscriptions behind for publishers to hit.
+    #[test]
+    fn a_panic_in_a_client_thread_still_removes_its_subscriptions() {
+        let router = Arc::new(Router::new(Config::default()));
         let thread_router = Arc::clone(&router);
         let outcome = thread::spawn(move || {
-            let client = ClientInfo::new(Transport::Line, Some(outbox.peer().addr()));
-            let link = Box::new(TcpLink::new(outbox, slot));
-            let mut session = Session::new(thread_router, link, client, Entry::Login);
+            let (mut session, _client) = session(&thread_router);
             session.execute(&Command::Subscribe {
                 topic: "a",
                 subscriber_id: "s",
@@ -814,5 +853,28 @@ mod tests {
             router.stats().connections_current.load(Ordering::Relaxed),
             0
         );
+    }
+
+    /// Most connections only subscribe: they never hold a publisher (its 320 bytes are
+    /// part of what an idle connection costs). The first publish builds one.
+    #[test]
+    fn a_connection_holds_a_publisher_only_once_it_publishes() {
+        let router = Arc::new(Router::new(Config::default()));
+        let (mut session, _client) = session(&router);
+        session.execute(&Command::Subscribe {
+            topic: "a",
+            subscriber_id: "s",
+        });
+        session.rest();
+        assert!(
+            session.publisher.is_none(),
+            "a subscriber built a publisher"
+        );
+        session.execute(&Command::Publish {
+            topic: "a",
+            message: "m",
+            publisher_id: "s",
+        });
+        assert!(session.publisher.is_some(), "a publish found no publisher");
     }
 }

@@ -13,7 +13,7 @@ impl Session {
         if let Err(error) = self.check_durable(filter, subscriber_id) {
             return self.refuse(&error);
         }
-        self.publisher.hand_out();
+        self.hand_out();
         let mut dropped = 0;
         if let Some((durable, count)) = self.router.durables().cancel(filter, subscriber_id) {
             // The subscription is gone for good, as a leaving one is: the hooks are not

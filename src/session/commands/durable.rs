@@ -32,7 +32,7 @@ impl Session {
                 return self.refuse(&error);
             }
         }
-        self.publisher.hand_out();
+        self.hand_out();
         // Confirms still waiting for the log go out before this reply.
         self.commit_and_release();
         self.settle();

@@ -16,9 +16,10 @@ impl Session {
             return self.refuse(&error);
         }
         let published = if self.parsed_line {
-            self.publisher.publish_parsed(topic, message, publisher_id)
+            self.publisher()
+                .publish_parsed(topic, message, publisher_id)
         } else {
-            self.publisher.publish(topic, message, publisher_id)
+            self.publisher().publish(topic, message, publisher_id)
         };
         let receivers = match published {
             Ok(receivers) => receivers,
@@ -32,7 +33,7 @@ impl Session {
             escaped(topic)
         );
         if self.acknowledge() {
-            let deliveries = self.publisher.hand_out();
+            let deliveries = self.hand_out();
             if self.router.durables().on_disk() {
                 // Confirmed only once the log is committed: see `flush`.
                 self.after_commit.push(HeldReply::Confirm {

@@ -11,8 +11,10 @@ impl Session {
         if let Err(error) = self.check_publisher(topic, publisher_id) {
             return self.refuse(&error);
         }
-        let user = self.user.as_deref();
-        let retained = self.publisher.retain(topic, message, publisher_id, user);
+        let user = self.user.clone();
+        let retained = self
+            .publisher()
+            .retain(topic, message, publisher_id, user.as_deref());
         if retained.is_ok() {
             self.burst.messages += 1;
         }

@@ -22,7 +22,7 @@ impl Session {
         }
         // Deliveries still in the batch were published before this: they go to the old
         // list of subscribers, not to us.
-        self.publisher.hand_out();
+        self.hand_out();
         if !self.subscriptions.contains(topic) {
             if let Err(error) = self.take_room_for(topic) {
                 return self.refuse(&error);

@@ -11,7 +11,7 @@ impl Session {
         if let Err(error) = checked {
             return self.refuse(&error);
         }
-        self.publisher.hand_out();
+        self.hand_out();
         if self.subscriptions.contains(topic) {
             let client = self.client.with_id(subscriber_id);
             if let Err(error) = self.router.unsubscribe(client, topic, self.subscriber.id()) {
@@ -36,7 +36,7 @@ impl Session {
     /// one that stays.
     #[inline(never)] // see `apply`
     pub(super) fn unsubscribe_all(&mut self) {
-        self.publisher.hand_out();
+        self.hand_out();
         let topics = self.subscriptions.len();
         self.leave_all_topics();
         log::info!("{} unsubscribed from all {topics} topic(s)", self.peer());
