@@ -26,6 +26,7 @@ use std::ops::Range;
 use std::sync::OnceLock;
 
 use crate::protocol::{self, Delivery, Dialect, TIMESTAMP_FORMAT};
+use crate::scan;
 
 /// `DELIVER` lines for consecutive publishes to one topic. See the module docs.
 #[derive(Debug, Default, Clone)]
@@ -124,11 +125,20 @@ impl Batch {
     }
 
     /// Whether the last delivery added was published as `publisher_id`. Compares bytes:
-    /// no UTF-8 to decode for a question asked at every publish.
+    /// no UTF-8 to decode for a question asked at every publish (and with [`scan::same`],
+    /// no call to `memcmp` either).
     pub fn last_published_by(&self, publisher_id: &str) -> bool {
-        self.parts
-            .last()
-            .is_some_and(|(_, id)| self.lines.get(id.clone()) == Some(publisher_id.as_bytes()))
+        self.parts.last().is_some_and(|(_, id)| {
+            self.lines
+                .get(id.clone())
+                .is_some_and(|last| scan::same(last, publisher_id.as_bytes()))
+        })
+    }
+
+    /// Whether this batch's deliveries were published to `topic`: asked at every publish,
+    /// so compared with [`scan::same`].
+    pub fn is_for(&self, topic: &str) -> bool {
+        scan::same(self.topic.as_bytes(), topic.as_bytes())
     }
 
     /// When the broker handled these publishes, as `DELIVER` writes it.

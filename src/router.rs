@@ -514,7 +514,7 @@ impl Publisher {
         message_checked: MessageChecked,
     ) -> Result<usize, ProtocolError> {
         let same_stamp = timestamp.is_none() || timestamp == Some(self.batch.timestamp());
-        let batching = self.receivers.is_some() && self.batch.topic() == topic && same_stamp;
+        let batching = self.receivers.is_some() && self.batch.is_for(topic) && same_stamp;
         // An id that is the batch's last delivery's passed this check when it was added: a
         // publisher sends a burst under one id, so most of a burst is checked once.
         if !(batching && self.batch.last_published_by(publisher_id)) {
