@@ -104,8 +104,9 @@ impl<R: Read> LineReader<R> {
     }
 
     /// Whether the last read filled all the space it had, so that more bytes are probably
-    /// waiting already. A caller about to block can keep its own buffers when this is true,
-    /// and give them back when it is not.
+    /// waiting already. When it did not, the sender may only have paused: a caller that
+    /// would give its buffers back waits a little first (see `QUIET_AFTER` in
+    /// `session.rs`).
     pub fn is_busy(&self) -> bool {
         self.busy
     }
@@ -190,14 +191,30 @@ impl<R: Read> LineReader<R> {
         (line.len() <= self.max_line).then_some(line)
     }
 
+    /// Whether the reader holds a heap buffer, which [`release`](Self::release) would give
+    /// back.
+    pub fn holds_heap_buffer(&self) -> bool {
+        matches!(self.buffer, Buffer::Heap(_))
+    }
+
+    /// Goes back to the small inline buffer, giving the heap one back, unless bytes of an
+    /// unfinished line wait in it: for a connection that has gone quiet. The owner decides
+    /// when that is (see `read_loop` in `session.rs`): a read that did not fill the
+    /// buffer only means the sender paused, and a reader that shrank after each one
+    /// climbed back through eleven ever bigger reads at the next (64 bytes, 128, ...).
+    pub fn release(&mut self) {
+        if self.start == self.end {
+            self.buffer.shrink();
+            (self.start, self.end, self.scanned) = (0, 0, 0);
+        }
+    }
+
     /// Moves unread bytes to the front, and doubles the buffer when the last read filled
     /// it (a busy connection: bigger reads mean fewer system calls and bigger batches) or
     /// when an unfinished line fills it. Growth is capped by the line limit and
-    /// [`MAX_READ_CHUNK`]. A reader with nothing left to hand out and no sign of more
-    /// input goes back to its small inline buffer, giving the big one back.
+    /// [`MAX_READ_CHUNK`]. It never shrinks here: see [`release`](Self::release).
     fn make_room(&mut self) {
-        if self.start == self.end && !self.busy {
-            self.buffer.shrink();
+        if self.start == self.end {
             (self.start, self.end, self.scanned) = (0, 0, 0);
         }
         if self.start > 0 {
@@ -223,8 +240,9 @@ impl<R: Read> LineReader<R> {
 
 /// Where a [`LineReader`] keeps its bytes: a small array inside the reader itself while the
 /// connection sends a few short commands now and then (nearly every connection, nearly all
-/// the time), and a heap buffer only while it is busy. A connection blocked in `read` so
-/// holds no heap memory for its input: ten thousand idle clients cost no buffers.
+/// the time), and a heap buffer only while it is busy, given back once it goes quiet
+/// ([`LineReader::release`]). An idle connection so holds no heap memory for its input:
+/// ten thousand idle clients cost no buffers.
 ///
 /// It dereferences to a byte slice, so the reader indexes it as it would a `Vec<u8>`.
 // Clippy suggests boxing the large variant; keeping the bytes inline, off the heap, is the
@@ -442,9 +460,24 @@ mod tests {
         assert!(on_heap(&reader), "a busy reader moves to the heap");
         while reader.next_line().is_some() {}
         assert_eq!(reader.fill().unwrap(), Filled::Eof);
-        assert!(
-            !on_heap(&reader),
-            "drained and idle: the heap buffer is given back"
+        assert!(on_heap(&reader), "a pause is not a reason to give it back");
+        reader.release();
+        assert!(!on_heap(&reader), "released: the heap buffer is given back");
+
+        // Released while a line is unfinished: its bytes stay.
+        let long = [b"PUBLISH t x p\n".repeat(10), b"PUB".to_vec()].concat();
+        let mut reader = LineReader::new(Pieces(vec![long, b"LISH t y p\n".to_vec()]), 1000);
+        let mut lines = Vec::new();
+        while reader.fill().unwrap() != Filled::Eof {
+            while let Some(Frame::Line(line)) = reader.next_line() {
+                lines.push(line.to_vec());
+            }
+            reader.release();
+        }
+        assert_eq!(lines.len(), 11);
+        assert_eq!(
+            lines[10], b"PUBLISH t y p",
+            "the unfinished line lost its start"
         );
     }
 
