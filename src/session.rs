@@ -659,6 +659,10 @@ impl Session {
     fn go_quiet(&mut self) {
         self.rest();
         self.publisher = None;
+        log::debug!(
+            "{} is quiet: its burst's buffers are given back",
+            self.peer().tag()
+        );
     }
 
     /// This connection's publisher, built the first time a burst needs it.
@@ -889,7 +893,8 @@ mod tests {
     }
 
     /// Most connections only subscribe: they never hold a publisher (its 320 bytes are
-    /// part of what an idle connection costs). The first publish builds one.
+    /// part of what an idle connection costs). The first publish builds one, and going
+    /// quiet drops it.
     #[test]
     fn a_connection_holds_a_publisher_only_once_it_publishes() {
         let router = Arc::new(Router::new(Config::default()));
@@ -909,5 +914,10 @@ mod tests {
             publisher_id: "s",
         });
         assert!(session.publisher.is_some(), "a publish found no publisher");
+        session.go_quiet();
+        assert!(
+            session.publisher.is_none(),
+            "a quiet connection kept its publisher"
+        );
     }
 }

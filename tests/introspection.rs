@@ -176,9 +176,15 @@ struct TracedBroker {
 
 impl TracedBroker {
     fn start() -> TracedBroker {
+        TracedBroker::logging("warn", &["--trace"])
+    }
+
+    /// A broker logging at `level` (`RUST_LOG`), with `args` besides.
+    fn logging(level: &str, args: &[&str]) -> TracedBroker {
         let mut child = Command::new(env!("CARGO_BIN_EXE_broker"))
-            .args(["--port", "0", "--no-http", "--trace"])
-            .env("RUST_LOG", "warn")
+            .args(["--port", "0", "--no-http"])
+            .args(args)
+            .env("RUST_LOG", level)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -229,6 +235,36 @@ impl Drop for TracedBroker {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A publisher keeps its burst's buffers (a read buffer grown on the heap, its publisher)
+/// while it sends, and gives them back once it has sent nothing for a while; then it
+/// publishes again as before.
+#[test]
+fn a_publisher_gone_quiet_gives_its_burst_s_buffers_back() {
+    let broker = TracedBroker::logging("pubsub_lab::session=debug", &[]);
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], broker.port));
+    let mut sub = Raw::connect(addr);
+    sub.send("SUBSCRIBE weather sub1\n");
+    sub.sync();
+    let mut publisher = Raw::connect(addr);
+    // More than the reader's first buffer holds: it grows onto the heap.
+    let burst = "PUBLISH weather a message long enough to need a bigger buffer pub1\n".repeat(20);
+    publisher.send(&burst);
+    publisher.sync();
+    let quiet = broker.log_line_with("is quiet: its burst's buffers are given back");
+    assert!(
+        quiet.contains("#2"),
+        "the publisher's connection is #2: {quiet}"
+    );
+    for _ in 0..20 {
+        assert_eq!(
+            sub.delivery(),
+            "DELIVER weather a message long enough to need a bigger buffer pub1"
+        );
+    }
+    publisher.send("PUBLISH weather after the pause pub1\n");
+    assert_eq!(sub.delivery(), "DELIVER weather after the pause pub1");
 }
 
 #[test]
