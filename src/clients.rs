@@ -51,6 +51,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use crate::hooks::Transport;
+use crate::keyed::push_small;
 use crate::peer::ConnId;
 use crate::protocol::{ClientState, CommandSpec, ListedClient, ProtocolError, AUTH, COMMANDS};
 use crate::topic;
@@ -411,12 +412,12 @@ impl Registered {
         if names.ids.len() == IDS_KEPT {
             names.ids.remove(0);
         }
-        names.ids.push(id);
+        push_small(&mut names.ids, id);
     }
 
     /// The client subscribed to `filter`.
     pub fn subscribed(&self, filter: Arc<str>) {
-        self.client.names.lock().filters.push(filter);
+        push_small(&mut self.client.names.lock().filters, filter);
     }
 
     /// The client unsubscribed from `filter`.
