@@ -29,7 +29,7 @@
 //! | ground | [`config`] | every setting, its default and why, checked before anything binds |
 //! | | [`peer`], [`stats`], [`clock`], [`trace`] | naming clients, counters for `STATS`, the cached timestamp, the trace view |
 //! | | [`text`] | line breaks the protocol refuses; client text escaped for human eyes |
-//! | | [`scan`] | finding a byte eight bytes at a time: the `\n` of a line, the spaces between tokens |
+//! | | [`scan`] | finding a byte eight bytes at a time: the `\n` of a line, the spaces between tokens; comparing a publish's topic and ids |
 //! | | [`keyed`] | a list that finds its entries by key: searched while short, indexed once long |
 //! | | [`throttle`] | logs in proportion to time, not to input |
 //! | | [`topic`] | topic names and filters: levels, `+`, `#`, MQTT's rules |

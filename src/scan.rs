@@ -1,5 +1,6 @@
 //! Finding a byte in a line eight bytes at a time: the one search under the framing (`\n`)
-//! and the parser (the spaces between tokens).
+//! and the parser (the spaces between tokens). And comparing the short strings of every
+//! publish the same way ([`same`]).
 //!
 //! Every byte the broker receives is searched more than once: for the `\n` that ends its
 //! line, then for the spaces that cut the line into a command's word and arguments. A loop

@@ -90,8 +90,8 @@ const BAD_LINES_INTERVAL: Duration = Duration::from_secs(10);
 /// heap, a publisher with its batch) may send nothing before it counts as quiet and gives
 /// them back (see `read_loop`). A read that did not fill the buffer is no sign of it: a
 /// busy publisher's reads come back part-full all the time, and giving everything back
-/// after each one cost 5–8% of the fan-in and pairs rates in `bench guard`, most of it
-/// in climbing back through ever bigger reads. Redis trims an idle client's query buffer
+/// after each one cost a fifth of the broker's CPU time under `bench pairs`, most of it
+/// in climbing back through ever bigger reads (see `LineReader::release`). Redis trims an idle client's query buffer
 /// from a timer (`clientsCron`, after 2 s); a read timeout is this design's timer.
 const QUIET_AFTER: Duration = Duration::from_millis(100);
 
