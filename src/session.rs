@@ -91,8 +91,9 @@ const BAD_LINES_INTERVAL: Duration = Duration::from_secs(10);
 /// them back (see `read_loop`). A read that did not fill the buffer is no sign of it: a
 /// busy publisher's reads come back part-full all the time, and giving everything back
 /// after each one cost a fifth of the broker's CPU time under `bench pairs`, most of it
-/// in climbing back through ever bigger reads (see `LineReader::release`). Redis trims an idle client's query buffer
-/// from a timer (`clientsCron`, after 2 s); a read timeout is this design's timer.
+/// in climbing back through ever bigger reads (see `LineReader::release`). Redis trims
+/// an idle client's query buffer from a timer (`clientsCron`, after 2 s); a read timeout
+/// is this design's timer, and costs nothing while the connection is busy.
 const QUIET_AFTER: Duration = Duration::from_millis(100);
 
 /// Runs one connection to its end. Called on the connection's own thread, which holds
