@@ -668,9 +668,8 @@ impl Session {
 
     /// This connection's publisher, built the first time a burst needs it.
     fn publisher(&mut self) -> &mut Publisher {
-        let (router, own, client) = (&self.router, self.subscriber.id(), self.client);
         self.publisher
-            .get_or_insert_with(|| new_publisher(router, own, client))
+            .get_or_insert_with(|| new_publisher(&self.router, self.subscriber.id(), self.client))
     }
 
     /// Offers this connection's batch of publishes, if it has one, to its subscribers
