@@ -910,13 +910,13 @@ mod tests {
     fn a_publisher_rests_the_subscribers_it_kept_warm() {
         let router = Arc::new(Router::new(Config::default()));
         let client = ClientInfo::new(Transport::InProcess, None);
-        let noted = |_| {
+        let noted = || {
             Arc::new(Noted {
                 id: SubscriberId::next(),
                 calls: Mutex::new(Vec::new()),
             })
         };
-        let (a, b) = (noted(()), noted(()));
+        let (a, b) = (noted(), noted());
         for (topic, subscriber) in [("a", &a), ("b", &b)] {
             let subscriber = Arc::clone(subscriber) as Arc<dyn Subscriber>;
             router.subscribe(client, topic, &subscriber).unwrap();
