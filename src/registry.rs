@@ -245,8 +245,10 @@ struct Topic {
     members: Members,
     /// Everyone a publish to this topic reaches (its members, and the subscribers of every
     /// filter that matches it), as one array, with the [`Inner::generation`] it was made
-    /// at: built by the first publish after a change.
-    snapshot: Option<(u64, Subscribers)>,
+    /// at: built by the first publish after a change. Boxed, so that a topic without one
+    /// holds 8 bytes for it, not 24: most topics of an idle class are only subscribed to,
+    /// never published to.
+    snapshot: Option<Box<(u64, Subscribers)>>,
 }
 
 /// The subscribers of one topic or filter, by id (see `keyed.rs`: most have one or two).
@@ -814,7 +816,7 @@ impl Inner {
         let generation = self.generation;
         let snapshot = self.everyone_reached(topic)?;
         match self.topics.get_mut(topic) {
-            Some(entry) => entry.snapshot = Some((generation, Arc::clone(&snapshot))),
+            Some(entry) => entry.snapshot = Some(Box::new((generation, Arc::clone(&snapshot)))),
             None => {
                 // Reached through filters only. Keeping a snapshot for every name published
                 // to would let a client fill the broker's memory with names: the cache is
@@ -841,7 +843,7 @@ impl Inner {
         }
         let generation = self.generation;
         let cached = match self.topics.get_mut(topic) {
-            Some(entry) => entry.snapshot.as_mut()?,
+            Some(entry) => entry.snapshot.as_deref_mut()?,
             None => self.wildcard_only.get_mut(topic)?,
         };
         cached.0 = generation;
