@@ -123,6 +123,10 @@
 //! offered nothing since and on all of them when it goes quiet (see `Publisher::flush`
 //! in `router.rs`). Redis does something alike for its clients' query buffers: its
 //! periodic `clientsCron` shrinks them once a client has been idle for a while.
+//!
+//! What only a subscriber that fell behind needs, its writer thread's handle and when
+//! that thread last wrote, is allocated when it falls behind ([`Writer`]): the many that
+//! keep up carry a pointer instead of 40 bytes (`bench conns`).
 
 use std::io::{self, Write};
 use std::net::{Shutdown, TcpStream};
@@ -261,10 +265,7 @@ struct State {
     /// backlog, which `--max-pending-bytes` bounds.
     writing: usize,
     /// The writer thread, while there is one (and after it ended, until it is joined).
-    writer: Option<JoinHandle<()>>,
-    /// When the writer thread last wrote a whole chunk (or started): how a waiting
-    /// publisher sees whether the subscriber is moving.
-    progress_at: Instant,
+    writer: Option<Box<Writer>>,
     /// The subscriber is far behind and drained too slowly to be waited for: publishers
     /// no longer wait for it, until its backlog is below the high-water mark again.
     not_waited_for: bool,
@@ -275,6 +276,25 @@ struct State {
     /// atomic of its own.
     delivered: u64,
     delivered_bytes: u64,
+}
+
+/// A subscriber's writer thread, from when it fell behind (see "Memory").
+#[derive(Debug)]
+struct Writer {
+    thread: JoinHandle<()>,
+    /// When the thread last wrote a whole chunk (or started): how a waiting publisher sees
+    /// whether the subscriber is moving.
+    progress_at: Instant,
+}
+
+impl State {
+    /// How long the subscriber has taken no chunk: since its writer thread last wrote one
+    /// (or started). Without a writer thread nothing drains it, so it counts as stalled.
+    fn still_for(&self) -> Duration {
+        self.writer
+            .as_ref()
+            .map_or(DRAIN_PATIENCE, |writer| writer.progress_at.elapsed())
+    }
 }
 
 /// What a complete write in place does with the emptied buffer (see "Memory").
@@ -320,7 +340,6 @@ impl Outbox {
                 encoding: Encoding::Lines,
                 writing: 0,
                 writer: None,
-                progress_at: Instant::now(),
                 not_waited_for: false,
                 cut_off: false,
                 delivered: 0,
@@ -485,7 +504,7 @@ impl Outbox {
     pub fn join_writer(&self) {
         let writer = self.state.lock().writer.take();
         if let Some(writer) = writer {
-            if writer.join().is_err() {
+            if writer.thread.join().is_err() {
                 log::error!("the writer thread of {} panicked", self.peer);
             }
         }
@@ -519,7 +538,7 @@ impl Outbox {
             // A subscriber that has not taken a chunk for a while already is not waited
             // for at all: a publisher pays for a subscriber that has just stopped, at most
             // once, and not even that for one that stopped a while ago.
-            let still = state.progress_at.elapsed();
+            let still = state.still_for();
             if still >= DRAIN_PATIENCE {
                 state.not_waited_for = true;
                 break;
@@ -546,7 +565,7 @@ impl Outbox {
             && !state.not_waited_for
             && self.backlog(state) + more > self.rules.max_pending_bytes
         {
-            let still = state.progress_at.elapsed();
+            let still = state.still_for();
             if still >= DRAIN_PATIENCE {
                 state.not_waited_for = true;
                 // Nobody waits for it any more: the others need not wait out their time.
@@ -619,14 +638,13 @@ impl Outbox {
     /// The subscriber could not take a write at once: its writer thread takes over.
     fn fall_behind(&self, state: &mut State) {
         state.phase = Phase::Behind;
-        state.progress_at = Instant::now();
         self.rules
             .stats
             .subscribers_behind
             .fetch_add(1, Ordering::Relaxed);
         if let Some(old) = state.writer.take() {
             // A writer that lingered and ended; it is done, so this does not wait.
-            let _ = old.join();
+            let _ = old.thread.join();
         }
         let Some(me) = self.me.upgrade() else {
             return;
@@ -636,7 +654,12 @@ impl Outbox {
             .stack_size(WRITER_STACK_SIZE)
             .spawn(move || me.write_while_behind());
         match spawned {
-            Ok(writer) => state.writer = Some(writer),
+            Ok(thread) => {
+                state.writer = Some(Box::new(Writer {
+                    thread,
+                    progress_at: Instant::now(),
+                }));
+            }
             Err(error) => {
                 log::error!("{} could not get a writer thread: {error}", self.peer);
                 self.shut(state);
@@ -697,10 +720,14 @@ impl Outbox {
     fn chunk_written(&self, len: usize) {
         let mut state = self.state.lock();
         state.writing -= len;
-        let now = Instant::now();
-        let since_last = now.duration_since(state.progress_at);
-        state.progress_at = now;
-        if since_last <= DRAIN_PATIENCE {
+        // `None` only once the writer was joined: the outbox is closed.
+        let since_last = state.writer.as_mut().map(|writer| {
+            let now = Instant::now();
+            let since_last = now.duration_since(writer.progress_at);
+            writer.progress_at = now;
+            since_last
+        });
+        if since_last.is_some_and(|since_last| since_last <= DRAIN_PATIENCE) {
             // Draining at the pace worth waiting for again (after a hiccup, say): a
             // subscriber that only trickles never gets here.
             state.not_waited_for = false;
