@@ -125,7 +125,7 @@
 //! periodic `clientsCron` shrinks them once a client has been idle for a while.
 //!
 //! What only a subscriber that fell behind needs, its writer thread's handle and when
-//! that thread last wrote, is allocated when it falls behind ([`Writer`]): the many that
+//! that thread last wrote, is allocated when it falls behind (`Writer`): the many that
 //! keep up carry a pointer instead of 40 bytes (`bench conns`).
 
 use std::io::{self, Write};
