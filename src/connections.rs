@@ -178,11 +178,19 @@ impl Connections {
     }
 
     /// Keeps a connection's thread, to be joined when the broker stops. Threads already
-    /// finished are let go of here (dropping a finished thread's handle is all it needs).
+    /// finished are let go of here (dropping a finished thread's handle is all it needs),
+    /// but only when the list is full: looking at every handle at every new connection made
+    /// a crowd of 10,000 connecting at once cost fifty million looks.
     pub fn adopt(&self, thread: JoinHandle<()>) {
         let mut table = self.table.lock();
-        table.threads.retain(|thread| !thread.is_finished());
-        table.threads.push(thread);
+        let threads = &mut table.threads;
+        if threads.len() == threads.capacity() {
+            threads.retain(|thread| !thread.is_finished());
+            // Room for as many again as are left: the next look is that many connections
+            // away, so each handle is looked at a few times in all, not once per arrival.
+            threads.reserve(threads.len().max(1));
+        }
+        threads.push(thread);
     }
 
     /// Logs a connection arriving, leaving or being refused, at `level`, unless a flood of
@@ -306,5 +314,44 @@ mod tests {
         drop(slots);
         let v6: IpAddr = "::1".parse().unwrap();
         assert!(connections.claim(10, v6, Arc::new(Nothing)).is_ok());
+    }
+
+    /// A thread that has ended, by the time it is handed over.
+    fn finished_thread() -> JoinHandle<()> {
+        let thread = std::thread::spawn(|| {});
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !thread.is_finished() {
+            assert!(
+                Instant::now() < deadline,
+                "a thread that does nothing never ended"
+            );
+            std::thread::yield_now();
+        }
+        thread
+    }
+
+    #[test]
+    fn finished_threads_are_let_go_of_and_a_running_one_is_kept() {
+        let connections = table(1000, 1000);
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        connections.adopt(std::thread::spawn(move || {
+            let _ = held.recv();
+        }));
+        for _ in 0..100 {
+            connections.adopt(finished_thread());
+        }
+        {
+            let table = connections.table.lock();
+            let running = table.threads.iter().filter(|t| !t.is_finished()).count();
+            assert_eq!(running, 1, "the running thread is kept, to be joined");
+            assert!(
+                table.threads.len() <= 8,
+                "{} handles kept for 100 finished threads and a running one",
+                table.threads.len()
+            );
+        }
+        release.send(()).unwrap();
+        connections.close_all_and_join();
+        assert!(connections.table.lock().threads.is_empty());
     }
 }
