@@ -39,23 +39,26 @@ use crate::session;
 ///
 /// Only the pages a thread touches cost memory, and a page touched once stays: an idle
 /// connection costs the deepest call that ever ran on its thread. For the common idle
-/// client (`SUBSCRIBE`, `PING`, then nothing) that call is the registry's insert and its
-/// `malloc`, 7,870 bytes below the top for most connections and 8,070 for the deepest in a
-/// hundred, of which 4,608 are glibc's thread descriptor and thread-local storage: inside
-/// two 4 KiB pages. The margin is for `malloc` itself: when its arena must grow during
-/// that insert, it goes 250 bytes deeper. At 8,040 (before the registry boxed its topics,
-/// see `Inner::topics` in `registry.rs`) that pushed one connection in forty into a third
-/// page, 0.1 KiB on average per idle connection; now three in five thousand. It
-/// was 9,200 bytes, three pages, and `bench conns --conns 2000` measured 14.9 KiB per idle
-/// connection; `bench conns` measures 10.5 now. What brought it in: the command handlers, the JSON dialect, the
-/// subscribe hooks and other rare work are calls of their own (`#[inline(never)]`: an
-/// inlined function's locals widen its caller's stack frame), the session's `Publisher` is
-/// boxed, the read buffer kept in the reader is 64 bytes, and the `connected from` line is
-/// logged by the accepting thread. A change that deepens that path by a few dozen bytes
-/// shows up in `bench conns` as 4 KiB more per connection. (Measured by reading
-/// each thread's stack through `/proc/<pid>/mem` for its lowest written byte, finding
-/// the code that wrote it with a gdb watchpoint, and each frame's size along that path
-/// from gdb's `frame apply all p $sp` at a breakpoint on `malloc`.)
+/// client (`SUBSCRIBE`, `PING`, then nothing) that call is the registry's insert of its
+/// new topic and the `malloc` in it: 7,870 bytes below the top for most connections and
+/// 8,070 for the deepest in a hundred, of which 4,608 are glibc's thread descriptor and
+/// thread-local storage. That is inside two 4 KiB pages, with a margin for `malloc`
+/// itself, which goes 250 bytes deeper when its arena must grow during that insert.
+///
+/// It took work to get there. The path was 9,200 bytes, three pages, and `bench conns
+/// --conns 2000` measured 14.9 KiB per idle connection. What brought it in: the command
+/// handlers, the JSON dialect, the subscribe hooks and other rare work are calls of their
+/// own (`#[inline(never)]`: an inlined function's locals widen its caller's stack frame),
+/// the session's `Publisher` is boxed, the read buffer kept in the reader is 64 bytes, and
+/// the `connected from` line is logged by the accepting thread. It was then 8,040 bytes,
+/// with so little margin that one connection in forty (those whose `malloc` grew its arena
+/// just then) still reached a third page; the registry's topics are boxed now (see
+/// `Inner::topics` in `registry.rs`), and three in five thousand do. `bench conns`
+/// measures 10.5 KiB per idle connection. A change that deepens that path by a couple of
+/// hundred bytes shows up there as 4 KiB more per connection. (Measured by reading each thread's
+/// stack through `/proc/<pid>/mem` for its lowest written byte, finding the code that
+/// wrote it with a gdb watchpoint, and each frame's size along that path from gdb's
+/// `frame apply all p $sp` at a breakpoint on `malloc`.)
 pub(crate) const CLIENT_STACK_SIZE: usize = 256 * 1024;
 
 /// How long the accept loop pauses after `accept` fails (for example when the process is
