@@ -162,9 +162,9 @@ pub const IN_PLACE_LIMIT: Duration = Duration::from_millis(1);
 /// write that moves some bytes within [`IN_PLACE_LIMIT`] earns another, until this has
 /// passed. Handing such a subscriber to a writer thread at its first short write cost
 /// `bench fanin` about a twentieth of its rate: its ten publishers then copied into its
-/// backlog and waited for the writer, where they could have written themselves (700
-/// writes and 3,500 `futex` calls a run, against 8,000 writes and 950 now). A subscriber
-/// that moves nothing for a tick is still behind at once.
+/// backlog and waited for the writer, where they could have written themselves (434 to
+/// 871 writes and 3,487 to 3,628 `futex` calls in a run, against 8,057 and 948 now). A
+/// subscriber that moves nothing for a tick is still behind at once.
 pub const IN_PLACE_BUDGET: Duration = Duration::from_millis(10);
 
 /// How much of its backlog a writer thread writes at once; each chunk must be taken within
