@@ -263,7 +263,7 @@ fn a_websocket_subscriber_that_never_reads_is_cut_off() {
     });
 }
 
-/// A burst big enough to be sent at once (the router's `FLUSH_THRESHOLD`, 32 KiB) still
+/// A burst big enough to be sent at once (the router's `FLUSH_THRESHOLD`, 64 KiB) still
 /// reaches a WebSocket subscriber as one frame per line, not as raw lines.
 #[test]
 fn a_big_burst_reaches_a_websocket_subscriber_as_frames() {
