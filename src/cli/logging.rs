@@ -142,19 +142,29 @@ impl log::Log for Queued {
 
 /// The `log-writer` thread: writes each record, then, if any were dropped meanwhile, says
 /// how many. It ends when the program does.
+///
+/// Each line is put together first and written whole, with one `write`: stderr is not
+/// buffered, and `writeln!` straight into it made a system call per piece of the line (the
+/// time, the level and its padding, the message, the line end): 2,448 for 407 lines of a
+/// broker at `RUST_LOG=debug` (counted with `strace -e trace=write`), now 407.
 fn write_out(queue: Receiver<Record>, mut out: impl Write, counts: &Counts) {
+    let mut line = Vec::new();
     for record in queue {
+        line.clear();
+        let _ = record.write_line(&mut line);
         // A terminal that went away for good: nothing to do but keep the queue moving.
-        let _ = record.write_line(&mut out);
+        let _ = out.write_all(&line);
         counts.waiting.fetch_sub(1, Ordering::AcqRel);
         let dropped = counts.dropped.swap(0, Ordering::Relaxed);
         if dropped > 0 {
+            line.clear();
             let time = chrono::Local::now().format("%H:%M:%S%.3f");
             let _ = writeln!(
-                out,
+                line,
                 "{time} WARN  {dropped} log record(s) dropped while the terminal was not \
                  reading"
             );
+            let _ = out.write_all(&line);
         }
         let _ = out.flush();
     }
@@ -202,6 +212,49 @@ mod tests {
         }
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
+        }
+    }
+
+    /// A terminal that keeps every `write` apart, as stderr's unbuffered writes are.
+    #[derive(Clone, Default)]
+    struct Writes(Arc<Mutex<Vec<Vec<u8>>>>);
+
+    impl Write for Writes {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().push(bytes.to_vec());
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Each record reaches the terminal in one `write` of a whole line: one system call per
+    /// line, not one per piece of it.
+    #[test]
+    fn each_record_is_one_write_of_a_whole_line() {
+        let terminal = Writes::default();
+        let (queued, guard) = queue_to(terminal.clone()).unwrap();
+        for (n, level) in [Some(log::Level::Warn), None, Some(log::Level::Debug)]
+            .into_iter()
+            .enumerate()
+        {
+            queued.push(Record {
+                at: SystemTime::now(),
+                level,
+                text: format!("record {n}"),
+            });
+        }
+        drop(guard); // waits for the queue to be written out
+        let writes = terminal.0.lock().unwrap().clone();
+        let lines: Vec<String> = writes
+            .iter()
+            .map(|write| String::from_utf8(write.clone()).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        for (n, line) in lines.iter().enumerate() {
+            assert!(line.ends_with(&format!(" record {n}\n")), "{line:?}");
+            assert_eq!(line.matches('\n').count(), 1, "{line:?}");
         }
     }
 
