@@ -71,8 +71,9 @@ mod rules;
 ///   its speed at 32 KiB, and 0.95 of its speed at 64 KiB. Each publisher then holds the one subscriber's outbox for a
 ///   bigger write while the other nine wait for it.
 ///
-/// NATS bounds a client's pending output the same way, by bytes, and flushes it when its
-/// read loop runs dry.
+/// NATS queues all of a read's messages in each subscriber's outbound buffer, whatever
+/// their size, and wakes the subscribers' writers once the read is parsed (`flushClients`
+/// in its read loop); here the threshold also bounds what one batch can hold.
 pub const FLUSH_THRESHOLD: usize = 64 * 1024;
 
 /// Routes publishes to subscribers. One per broker, shared by every thread. See the module
