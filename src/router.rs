@@ -66,10 +66,11 @@ mod rules;
 /// - at 32 KiB a read went out in three writes, and `bench fanout` (one publisher, 100
 ///   subscribers) made 12,600 `sendto` calls where it now makes 8,600: 1.05 times as fast
 ///   at 64 KiB;
-/// - at 128 KiB, one write per read (5,000 calls, as many as the relay's), fan-out gained
-///   no more, and `bench fanin` (ten publishers, one subscriber) lost: it ran at 0.89 of
-///   its speed at 32 KiB, and 0.95 of its speed at 64 KiB. Each publisher then holds the one subscriber's outbox for a
-///   bigger write while the other nine wait for it.
+/// - at 128 KiB, one write per read (4,900 to 5,200 calls, no more than the relay's
+///   5,600), fan-out gained no more, and `bench fanin` (ten publishers, one subscriber)
+///   lost: it ran at 0.89 of its speed at 32 KiB, and 0.95 of its speed at 64 KiB. Each
+///   publisher then holds the one subscriber's outbox for a bigger write while the other
+///   nine wait for it.
 ///
 /// NATS queues all of a read's messages in each subscriber's outbound buffer, whatever
 /// their size, and wakes the subscribers' writers once the read is parsed (`flushClients`
