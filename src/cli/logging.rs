@@ -245,7 +245,13 @@ mod tests {
                 text: format!("record {n}"),
             });
         }
-        drop(guard); // waits for the queue to be written out
+        // The writer thread may be slow to start on a busy machine: wait for its three
+        // writes (or more, which the assertions below refuse), not for a fixed time.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while terminal.0.lock().unwrap().len() < 3 && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(1));
+        }
+        drop(guard);
         let writes = terminal.0.lock().unwrap().clone();
         let lines: Vec<String> = writes
             .iter()
