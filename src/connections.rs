@@ -180,7 +180,8 @@ impl Connections {
     /// Keeps a connection's thread, to be joined when the broker stops. Threads already
     /// finished are let go of here (dropping a finished thread's handle is all it needs),
     /// but only when the list is full: looking at every handle at every new connection made
-    /// a crowd of 10,000 connecting at once cost fifty million looks.
+    /// a crowd of 10,000 connecting at once cost about fifty million looks (each arrival
+    /// looking at the handles of all the connections before it: 10,000 × 10,000 / 2).
     pub fn adopt(&self, thread: JoinHandle<()>) {
         let mut table = self.table.lock();
         let threads = &mut table.threads;

@@ -84,10 +84,10 @@
 //!
 //! A subscriber that keeps up with what it is sent is never cut off, however slowly it
 //! reads, and however many publishers burst at once; nor is one that is behind but drains
-//! at 256 KiB/s or more (its publishers wait for it). The limits are NATS's kind, with smaller defaults for a classroom machine:
-//! NATS uses a write deadline and `max_pending` of 64 MiB; Redis cuts a pub/sub client
-//! whose output buffer passes 32 MB. A line is written whole or the connection is closed:
-//! a cut line is never followed by another line.
+//! at 256 KiB/s or more (its publishers wait for it). The limits are NATS's kind, with
+//! smaller defaults for a classroom machine: NATS uses a write deadline and `max_pending`
+//! of 64 MiB; Redis cuts a pub/sub client whose output buffer passes 32 MB. A line is
+//! written whole or the connection is closed: a cut line is never followed by another line.
 //!
 //! # One socket, one file descriptor
 //!
