@@ -611,7 +611,8 @@ impl Outbox {
     /// than all means the subscriber is behind.
     fn write_in_place(&self, bytes: &[u8]) -> io::Result<usize> {
         let mut written = 0;
-        let mut deadline = None;
+        // Set at the first short write: a batch that goes out whole never reads the clock.
+        let mut budget_ends = None;
         loop {
             match (&self.socket).write(&bytes[written..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -624,8 +625,8 @@ impl Outbox {
             if written == bytes.len() {
                 return Ok(written);
             }
-            let deadline = *deadline.get_or_insert_with(|| Instant::now() + IN_PLACE_BUDGET);
-            if Instant::now() >= deadline {
+            let ends = *budget_ends.get_or_insert_with(|| Instant::now() + IN_PLACE_BUDGET);
+            if Instant::now() >= ends {
                 return Ok(written);
             }
         }
